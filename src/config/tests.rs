@@ -1,0 +1,1083 @@
+use super::*;
+use crate::config::{OnError, StoreKind};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const FILE: &str = "test.toml";
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// The environment the tests see: only `WXGATE_JWT_SECRET` is set.
+fn env(name: &str) -> Option<String> {
+    (name == "WXGATE_JWT_SECRET").then(|| SECRET.to_string())
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, FILE, Path::new("."), &env)
+}
+
+fn parse_ok(text: &str) -> Config {
+    parse(text).unwrap_or_else(|e| panic!("should parse: {e}\n---\n{text}"))
+}
+
+/// Parse, expect a failure, and return its message.
+fn parse_err(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("should be refused:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The message must name the file and every one of `needles`.
+fn assert_mentions(message: &str, needles: &[&str]) {
+    assert!(message.contains(FILE), "no file name in: {message}");
+    for n in needles {
+        assert!(message.contains(n), "{n:?} missing from: {message}");
+    }
+}
+
+/// An `Invalid` error for exactly `key`; returns the message.
+fn invalid_key(text: &str, key: &str) -> String {
+    match parse(text) {
+        Err(ConfigError::Invalid {
+            file,
+            key: k,
+            message,
+        }) => {
+            assert_eq!(file, FILE);
+            assert_eq!(k, key, "message: {message}");
+            let shown = parse_err(text);
+            assert!(shown.contains(FILE) && shown.contains(key), "{shown}");
+            message
+        }
+        Err(other) => panic!("expected an Invalid error for {key}, got {other}"),
+        Ok(_) => panic!("should be refused:\n{text}"),
+    }
+}
+
+/// A `Parse` error (TOML or schema); returns the displayed message.
+fn parse_error(text: &str) -> String {
+    match parse(text) {
+        Err(e @ ConfigError::Parse { .. }) => e.to_string(),
+        Err(other) => panic!("expected a parse error, got {other}"),
+        Ok(_) => panic!("should be refused:\n{text}"),
+    }
+}
+
+const JWT: &str = r#"
+[jwt]
+secret_env = "WXGATE_JWT_SECRET"
+audience = "test-app"
+"#;
+
+const ROUTE: &str = r#"
+[[routes]]
+prefix = "/"
+upstreams = ["127.0.0.1:9000"]
+"#;
+
+/// A minimal valid config: a `[jwt]` section and one route.
+fn minimal() -> String {
+    format!("{JWT}{ROUTE}")
+}
+
+/// `[jwt]` with the given extra lines, plus one route.
+fn with_jwt(lines: &str) -> String {
+    format!("[jwt]\naudience = \"test-app\"\n{lines}\n{ROUTE}")
+}
+
+/// `[server]` with the given lines, plus a valid jwt and route.
+fn with_server(lines: &str) -> String {
+    format!("[server]\n{lines}\n{JWT}{ROUTE}")
+}
+
+/// `[headers]` with the given lines, plus a valid jwt and route.
+fn with_headers(lines: &str) -> String {
+    format!("[headers]\n{lines}\n{JWT}{ROUTE}")
+}
+
+/// A valid jwt section and the given routes.
+fn with_routes(routes: &str) -> String {
+    format!("{JWT}\n{routes}")
+}
+
+/// A temp file removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, contents: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "wxgate-config-test-{}-{n}-{tag}",
+            std::process::id()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A path that does not exist.
+fn missing_path(tag: &str) -> String {
+    std::env::temp_dir()
+        .join(format!(
+            "wxgate-config-test-{}-missing-{tag}",
+            std::process::id()
+        ))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Valid configs
+// ---------------------------------------------------------------------------
+
+const FULL: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+threads = 4
+grace_period = "15s"
+health_path_prefix = "/_wxgate/"
+
+[jwt]
+secret_env = "WXGATE_JWT_SECRET"
+issuer = "my-gate"
+audience = "my-miniprogram"
+ttl = "1h 30m"
+leeway = "45s"
+max_token_bytes = 8192
+
+[headers]
+openid = "X-User-OpenID"
+unionid = "X-User-UnionID"
+appid = "X-User-AppID"
+forward_authorization = true
+
+[[routes]]
+prefix = "/public/"
+upstreams = ["127.0.0.1:9000"]
+auth = "public"
+connect_timeout = "2s"
+read_timeout = "30s"
+health_check_interval = "10s"
+
+[[routes]]
+prefix = "/maybe"
+upstreams = ["127.0.0.1:9002"]
+auth = "optional"
+
+[[routes]]
+prefix = "/"
+upstreams = ["127.0.0.1:9000", "127.0.0.1:9001", "[::1]:9003"]
+auth = "required"
+"#;
+
+#[test]
+fn full_config_parses() {
+    let c = parse_ok(FULL);
+    assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+    assert!(c.server.tls.is_none());
+    assert_eq!(c.server.threads, 4);
+    assert_eq!(c.server.grace_period, Duration::from_secs(15));
+    assert_eq!(c.server.health_path_prefix, "/_wxgate");
+
+    assert_eq!(c.jwt.secret.expose(), SECRET.as_bytes());
+    assert_eq!(c.jwt.secret_source, "env WXGATE_JWT_SECRET");
+    assert_eq!(c.jwt.issuer, "my-gate");
+    assert_eq!(c.jwt.audience, "my-miniprogram");
+    assert_eq!(c.jwt.ttl, Duration::from_secs(5400));
+    assert_eq!(c.jwt.leeway, Duration::from_secs(45));
+    assert_eq!(c.jwt.max_token_bytes, 8192);
+
+    assert_eq!(c.headers.openid.spelling, "X-User-OpenID");
+    assert_eq!(c.headers.openid.name.as_str(), "x-user-openid");
+    assert_eq!(c.headers.unionid.spelling, "X-User-UnionID");
+    assert_eq!(c.headers.appid.spelling, "X-User-AppID");
+    assert!(c.headers.forward_authorization);
+
+    assert_eq!(c.routes.len(), 3);
+    let r = &c.routes[0];
+    assert_eq!(r.prefix, "/public/");
+    assert_eq!(r.auth, AuthMode::Public);
+    assert_eq!(r.upstreams, ["127.0.0.1:9000"]);
+    assert_eq!(r.upstream_addrs, ["127.0.0.1:9000".parse().unwrap()]);
+    assert_eq!(r.connect_timeout, Duration::from_secs(2));
+    assert_eq!(r.read_timeout, Duration::from_secs(30));
+    assert_eq!(r.health_check_interval, Duration::from_secs(10));
+    assert_eq!(c.routes[1].auth, AuthMode::Optional);
+    assert_eq!(c.routes[1].prefix, "/maybe");
+    let r = &c.routes[2];
+    assert_eq!(r.auth, AuthMode::Required);
+    assert_eq!(
+        r.upstream_addrs,
+        [
+            "127.0.0.1:9000".parse().unwrap(),
+            "127.0.0.1:9001".parse().unwrap(),
+            "[::1]:9003".parse().unwrap(),
+        ]
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn minimal_config_gets_the_defaults() {
+    let c = parse_ok(&minimal());
+    assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
+    assert!(c.server.tls.is_none());
+    assert_eq!(c.server.threads, 2);
+    assert_eq!(c.server.grace_period, Duration::from_secs(10));
+    assert_eq!(c.server.health_path_prefix, "");
+    assert_eq!(c.jwt.issuer, "wxgate");
+    assert_eq!(c.jwt.ttl, Duration::from_secs(7200));
+    assert_eq!(c.jwt.leeway, Duration::from_secs(30));
+    assert_eq!(c.jwt.max_token_bytes, 4096);
+    assert_eq!(c.headers.openid.spelling, "X-OpenID");
+    assert_eq!(c.headers.unionid.spelling, "X-UnionID");
+    assert_eq!(c.headers.appid.spelling, "X-WX-AppID");
+    assert!(!c.headers.forward_authorization);
+    let r = &c.routes[0];
+    assert_eq!(r.auth, AuthMode::Required);
+    assert_eq!(r.connect_timeout, Duration::from_secs(3));
+    assert_eq!(r.read_timeout, Duration::from_secs(60));
+    assert_eq!(r.health_check_interval, Duration::from_secs(5));
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn config_toml_example_parses() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.example"));
+    let c = Config::load(path, &|n| match n {
+        "WXGATE_JWT_SECRET" => Some("x".repeat(32)),
+        "WXGATE_WECHAT_SECRET" => Some("wechat-secret".into()),
+        _ => None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let w = c.wechat.as_ref().expect("[wechat] in the example");
+    assert_eq!(w.appid, "wx4f4bc4dec97d474b");
+    assert_eq!(c.login.path_prefix, "/wx");
+    assert_eq!(c.login.refresh_ttl, Duration::from_secs(30 * 86400));
+    assert!(matches!(c.store.kind, crate::config::StoreKind::Memory));
+    assert_eq!(c.store.on_error, crate::config::OnError::FailClosed);
+    assert_eq!(c.store.timeout, Duration::from_millis(200));
+    assert_eq!(c.jwt.secret.expose(), "x".repeat(32).as_bytes());
+    assert_eq!(c.jwt.audience, "my-miniprogram");
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes[0].prefix, "/public/");
+    assert_eq!(c.routes[0].auth, AuthMode::Public);
+    assert_eq!(c.routes[1].prefix, "/");
+    assert_eq!(c.routes[1].auth, AuthMode::Required);
+    assert_eq!(c.routes[1].upstream_addrs.len(), 2);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn config_toml_example_needs_its_secret() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.example"));
+    let err = Config::load(path, &|_| None).unwrap_err().to_string();
+    assert!(err.contains("config.toml.example"), "{err}");
+    assert!(err.contains("jwt.secret_env"), "{err}");
+    assert!(err.contains("WXGATE_JWT_SECRET"), "{err}");
+}
+
+#[test]
+fn load_of_a_missing_file_names_it() {
+    let path = missing_path("load");
+    let err = Config::load(Path::new(&path), &env).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    assert!(err.to_string().contains(&path), "{err}");
+}
+
+#[test]
+fn durations_accept_the_documented_forms() {
+    for (text, secs) in [("30s", 30), ("5m", 300), ("2h", 7200), ("1h 30m", 5400)] {
+        let c = parse_ok(&with_jwt(&format!(
+            "secret_env = \"WXGATE_JWT_SECRET\"\nttl = \"{text}\""
+        )));
+        assert_eq!(c.jwt.ttl, Duration::from_secs(secs), "{text}");
+    }
+    let c = parse_ok(&with_routes(
+        "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]\nconnect_timeout = \"250ms\"",
+    ));
+    assert_eq!(c.routes[0].connect_timeout, Duration::from_millis(250));
+}
+
+#[test]
+fn duplicate_upstreams_are_resolved_once() {
+    let c = parse_ok(&with_routes(
+        "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\", \"127.0.0.1:9000\"]",
+    ));
+    assert_eq!(c.routes[0].upstreams.len(), 2);
+    assert_eq!(
+        c.routes[0].upstream_addrs,
+        ["127.0.0.1:9000".parse().unwrap()]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Unknown keys and schema errors
+// ---------------------------------------------------------------------------
+
+#[test]
+fn unknown_top_level_key_is_refused() {
+    let m = parse_error(&format!("bogus_key = 1\n{}", minimal()));
+    assert_mentions(&m, &["bogus_key"]);
+}
+
+#[test]
+fn unknown_top_level_section_is_refused() {
+    let m = parse_error(&format!("{}\n[no_such_section]\nurl = \"x\"\n", minimal()));
+    assert_mentions(&m, &["no_such_section"]);
+}
+
+#[test]
+fn unknown_key_in_server_is_refused() {
+    let m = parse_error(&with_server("listn = \"0.0.0.0:8080\""));
+    assert_mentions(&m, &["listn"]);
+}
+
+#[test]
+fn unknown_key_in_jwt_is_refused() {
+    let m = parse_error(&with_jwt(
+        "secret_env = \"WXGATE_JWT_SECRET\"\nalgorithm = \"HS512\"",
+    ));
+    assert_mentions(&m, &["algorithm"]);
+}
+
+#[test]
+fn unknown_key_in_headers_is_refused() {
+    let m = parse_error(&with_headers("openId = \"X-OpenID\""));
+    assert_mentions(&m, &["openId"]);
+}
+
+#[test]
+fn unknown_key_in_routes_is_refused() {
+    let m = parse_error(&with_routes(
+        "[[routes]]\nprefix = \"/\"\nupstream = [\"127.0.0.1:9000\"]",
+    ));
+    assert_mentions(&m, &["upstream"]);
+}
+
+#[test]
+fn wrong_type_is_refused() {
+    let m = parse_error(&with_server("threads = \"two\""));
+    assert_mentions(&m, &["threads"]);
+}
+
+#[test]
+fn invalid_toml_is_refused() {
+    let m = parse_error("[server\nlisten = ");
+    assert_mentions(&m, &[]);
+}
+
+#[test]
+fn bad_auth_mode_is_refused() {
+    let m = parse_error(&with_routes(
+        "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]\nauth = \"maybe\"",
+    ));
+    assert_mentions(&m, &["auth", "maybe"]);
+}
+
+// ---------------------------------------------------------------------------
+// [server]
+// ---------------------------------------------------------------------------
+
+#[test]
+fn bad_listen_address_is_refused() {
+    let m = invalid_key(&with_server("listen = \"localhost:8080\""), "server.listen");
+    assert!(m.contains("localhost:8080"), "{m}");
+    invalid_key(&with_server("listen = \"0.0.0.0\""), "server.listen");
+    invalid_key(&with_server("listen = \"0.0.0.0:99999\""), "server.listen");
+}
+
+#[test]
+fn threads_out_of_range_are_refused() {
+    invalid_key(&with_server("threads = 0"), "server.threads");
+    invalid_key(&with_server("threads = -1"), "server.threads");
+    invalid_key(&with_server("threads = 100000"), "server.threads");
+}
+
+#[test]
+fn bad_grace_period_is_refused() {
+    let m = invalid_key(
+        &with_server("grace_period = \"soon\""),
+        "server.grace_period",
+    );
+    assert!(m.contains("soon"), "{m}");
+}
+
+#[test]
+fn tls_with_only_tls_listen_names_the_missing_keys() {
+    let m = invalid_key(
+        &with_server("tls_listen = \"0.0.0.0:8443\""),
+        "server.tls_listen",
+    );
+    assert!(m.contains("tls_cert"), "{m}");
+    assert!(m.contains("tls_key"), "{m}");
+    assert!(!m.contains("missing: tls_listen"), "{m}");
+}
+
+#[test]
+fn tls_without_tls_listen_names_it() {
+    let pem = TempFile::new("pem-only", "-----BEGIN CERTIFICATE-----\n");
+    let m = invalid_key(
+        &with_server(&format!("tls_cert = '{0}'\ntls_key = '{0}'", pem.path())),
+        "server.tls_listen",
+    );
+    assert!(m.contains("missing: tls_listen"), "{m}");
+}
+
+#[test]
+fn tls_cert_file_missing_is_refused() {
+    let key = TempFile::new("key.pem", "-----BEGIN PRIVATE KEY-----\n");
+    let cert = missing_path("cert.pem");
+    let m = invalid_key(
+        &with_server(&format!(
+            "tls_listen = \"0.0.0.0:8443\"\ntls_cert = '{cert}'\ntls_key = '{}'",
+            key.path()
+        )),
+        "server.tls_cert",
+    );
+    assert!(m.contains(&cert), "{m}");
+}
+
+#[test]
+fn tls_key_file_missing_is_refused() {
+    let cert = TempFile::new("cert.pem", "-----BEGIN CERTIFICATE-----\n");
+    let key = missing_path("key.pem");
+    let m = invalid_key(
+        &with_server(&format!(
+            "tls_listen = \"0.0.0.0:8443\"\ntls_cert = '{}'\ntls_key = '{key}'",
+            cert.path()
+        )),
+        "server.tls_key",
+    );
+    assert!(m.contains(&key), "{m}");
+}
+
+#[test]
+fn tls_cert_that_is_not_pem_is_refused() {
+    let cert = TempFile::new("cert.der", "not a certificate");
+    let key = TempFile::new("key2.pem", "-----BEGIN PRIVATE KEY-----\n");
+    let m = invalid_key(
+        &with_server(&format!(
+            "tls_listen = \"0.0.0.0:8443\"\ntls_cert = '{}'\ntls_key = '{}'",
+            cert.path(),
+            key.path()
+        )),
+        "server.tls_cert",
+    );
+    assert!(m.contains("PEM"), "{m}");
+}
+
+#[test]
+fn tls_with_all_three_keys_is_accepted() {
+    let cert = TempFile::new("ok-cert.pem", "-----BEGIN CERTIFICATE-----\n");
+    let key = TempFile::new("ok-key.pem", "-----BEGIN PRIVATE KEY-----\n");
+    let c = parse_ok(&with_server(&format!(
+        "tls_listen = \"127.0.0.1:8443\"\ntls_cert = '{}'\ntls_key = '{}'",
+        cert.path(),
+        key.path()
+    )));
+    let tls = c.server.tls.unwrap();
+    assert_eq!(tls.listen, "127.0.0.1:8443".parse().unwrap());
+    assert_eq!(tls.cert, cert.0);
+    assert_eq!(tls.key, key.0);
+}
+
+#[test]
+fn bad_health_path_prefix_is_refused() {
+    for bad in ["_wxgate", "/a/../b", "/a%2fb"] {
+        invalid_key(
+            &with_server(&format!("health_path_prefix = \"{bad}\"")),
+            "server.health_path_prefix",
+        );
+    }
+}
+
+#[test]
+fn health_path_prefix_slash_means_root() {
+    let c = parse_ok(&with_server("health_path_prefix = \"/\""));
+    assert_eq!(c.server.health_path_prefix, "");
+}
+
+#[test]
+fn route_colliding_with_healthz_is_refused() {
+    let m = invalid_key(
+        &with_routes(
+            "[[routes]]\nprefix = \"/healthz\"\nupstreams = [\"127.0.0.1:9000\"]\n\
+             [[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]",
+        ),
+        "routes[0].prefix",
+    );
+    assert!(m.contains("/healthz"), "{m}");
+    assert!(m.contains("health_path_prefix"), "{m}");
+}
+
+#[test]
+fn route_colliding_with_readyz_is_refused() {
+    let m = invalid_key(
+        &with_routes(
+            "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]\n\
+             [[routes]]\nprefix = \"/readyz\"\nupstreams = [\"127.0.0.1:9000\"]",
+        ),
+        "routes[1].prefix",
+    );
+    assert!(m.contains("/readyz"), "{m}");
+}
+
+#[test]
+fn moved_health_endpoints_free_the_path() {
+    let text = format!(
+        "[server]\nhealth_path_prefix = \"/_wxgate\"\n{JWT}\n\
+         [[routes]]\nprefix = \"/healthz\"\nupstreams = [\"127.0.0.1:9000\"]"
+    );
+    let c = parse_ok(&text);
+    assert_eq!(c.routes[0].prefix, "/healthz");
+    let text = format!(
+        "[server]\nhealth_path_prefix = \"/_wxgate\"\n{JWT}\n\
+         [[routes]]\nprefix = \"/_wxgate/healthz\"\nupstreams = [\"127.0.0.1:9000\"]"
+    );
+    invalid_key(&text, "routes[0].prefix");
+}
+
+// ---------------------------------------------------------------------------
+// [jwt]
+// ---------------------------------------------------------------------------
+
+#[test]
+fn missing_jwt_section_is_refused() {
+    invalid_key(ROUTE, "jwt");
+}
+
+#[test]
+fn bad_ttl_is_refused() {
+    let m = invalid_key(
+        &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\nttl = \"2 parsecs\""),
+        "jwt.ttl",
+    );
+    assert!(m.contains("2 parsecs"), "{m}");
+}
+
+#[test]
+fn zero_ttl_is_refused() {
+    let m = invalid_key(
+        &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\nttl = \"0s\""),
+        "jwt.ttl",
+    );
+    assert!(m.contains("greater than zero"), "{m}");
+}
+
+#[test]
+fn bare_number_duration_is_refused() {
+    invalid_key(
+        &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\nttl = \"7200\""),
+        "jwt.ttl",
+    );
+}
+
+#[test]
+fn leeway_over_five_minutes_is_refused() {
+    invalid_key(
+        &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\nleeway = \"6m\""),
+        "jwt.leeway",
+    );
+    let c = parse_ok(&with_jwt(
+        "secret_env = \"WXGATE_JWT_SECRET\"\nleeway = \"5m\"",
+    ));
+    assert_eq!(c.jwt.leeway, Duration::from_secs(300));
+}
+
+#[test]
+fn max_token_bytes_out_of_range_is_refused() {
+    for n in [0, 255, 65537] {
+        invalid_key(
+            &with_jwt(&format!(
+                "secret_env = \"WXGATE_JWT_SECRET\"\nmax_token_bytes = {n}"
+            )),
+            "jwt.max_token_bytes",
+        );
+    }
+}
+
+#[test]
+fn empty_issuer_is_refused() {
+    invalid_key(
+        &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\nissuer = \"\""),
+        "jwt.issuer",
+    );
+}
+
+#[test]
+fn missing_audience_is_refused() {
+    let text = format!("[jwt]\nsecret_env = \"WXGATE_JWT_SECRET\"\n{ROUTE}");
+    invalid_key(&text, "jwt.audience");
+}
+
+#[test]
+fn empty_audience_is_refused() {
+    let text = format!("[jwt]\nsecret_env = \"WXGATE_JWT_SECRET\"\naudience = \"\"\n{ROUTE}");
+    invalid_key(&text, "jwt.audience");
+}
+
+#[test]
+fn short_secret_is_refused() {
+    let m = invalid_key(
+        &with_jwt(&format!("secret = \"{}\"", "s".repeat(31))),
+        "jwt.secret",
+    );
+    assert!(m.contains("32"), "{m}");
+    assert!(m.contains("31"), "{m}");
+    assert!(!m.contains(&"s".repeat(31)), "the secret leaked: {m}");
+}
+
+#[test]
+fn short_secret_from_env_is_refused() {
+    let text = with_jwt("secret_env = \"SHORT\"");
+    let err = Config::parse(&text, FILE, Path::new("."), &|n| {
+        (n == "SHORT").then(|| "short-secret".to_string())
+    })
+    .unwrap_err()
+    .to_string();
+    assert_mentions(&err, &["jwt.secret", "32"]);
+    assert!(!err.contains("short-secret"), "the secret leaked: {err}");
+}
+
+#[test]
+fn secret_of_exactly_32_bytes_is_accepted() {
+    let c = parse_ok(&with_jwt(&format!("secret = \"{}\"", "s".repeat(32))));
+    assert_eq!(c.jwt.secret.len(), 32);
+}
+
+#[test]
+fn secret_env_pointing_to_an_unset_variable_names_it() {
+    let m = invalid_key(
+        &with_jwt("secret_env = \"MY_UNSET_SECRET_VAR\""),
+        "jwt.secret_env",
+    );
+    assert!(m.contains("MY_UNSET_SECRET_VAR"), "{m}");
+}
+
+#[test]
+fn secret_env_pointing_to_an_empty_variable_is_refused() {
+    let text = with_jwt("secret_env = \"EMPTY\"");
+    let err = Config::parse(&text, FILE, Path::new("."), &|n| {
+        (n == "EMPTY").then(String::new)
+    })
+    .unwrap_err();
+    match err {
+        ConfigError::Invalid { key, message, .. } => {
+            assert_eq!(key, "jwt.secret_env");
+            assert!(message.contains("EMPTY"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn two_secret_sources_are_refused() {
+    let m = invalid_key(
+        &with_jwt(&format!(
+            "secret_env = \"WXGATE_JWT_SECRET\"\nsecret = \"{SECRET}\""
+        )),
+        "jwt.secret_env",
+    );
+    assert!(m.contains("only one"), "{m}");
+    let file = TempFile::new("two-sources", SECRET);
+    let m = invalid_key(
+        &with_jwt(&format!(
+            "secret_env = \"WXGATE_JWT_SECRET\"\nsecret_file = '{}'",
+            file.path()
+        )),
+        "jwt.secret_env",
+    );
+    assert!(m.contains("only one"), "{m}");
+}
+
+#[test]
+fn no_secret_is_refused() {
+    let m = invalid_key(&with_jwt(""), "jwt.secret_env");
+    assert!(m.contains("secret_file"), "{m}");
+}
+
+#[test]
+fn inline_secret_is_accepted_with_a_warning() {
+    let c = parse_ok(&with_jwt(&format!("secret = \"{SECRET}\"")));
+    assert_eq!(c.jwt.secret.expose(), SECRET.as_bytes());
+    assert_eq!(c.jwt.secret_source, "inline");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains(FILE), "{}", c.warnings[0]);
+    assert!(c.warnings[0].contains("jwt.secret"), "{}", c.warnings[0]);
+    assert!(!c.warnings[0].contains(SECRET), "the secret leaked");
+}
+
+#[test]
+fn secret_file_is_read_without_its_trailing_newline() {
+    let file = TempFile::new("secret", &format!("{SECRET}\n"));
+    let c = parse_ok(&with_jwt(&format!("secret_file = '{}'", file.path())));
+    assert_eq!(c.jwt.secret.expose(), SECRET.as_bytes());
+    assert_eq!(c.jwt.secret_source, format!("file {}", file.path()));
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn secret_file_crlf_is_stripped() {
+    let file = TempFile::new("secret-crlf", &format!("{SECRET}\r\n"));
+    let c = parse_ok(&with_jwt(&format!("secret_file = '{}'", file.path())));
+    assert_eq!(c.jwt.secret.expose(), SECRET.as_bytes());
+}
+
+#[test]
+fn missing_secret_file_is_refused() {
+    let path = missing_path("secret");
+    let m = invalid_key(
+        &with_jwt(&format!("secret_file = '{path}'")),
+        "jwt.secret_file",
+    );
+    assert!(m.contains(&path), "{m}");
+}
+
+#[test]
+fn empty_secret_file_is_refused() {
+    let file = TempFile::new("secret-empty", "\n");
+    invalid_key(
+        &with_jwt(&format!("secret_file = '{}'", file.path())),
+        "jwt.secret_file",
+    );
+}
+
+#[test]
+fn short_secret_file_is_refused() {
+    let file = TempFile::new("secret-short", "too-short\n");
+    let m = invalid_key(
+        &with_jwt(&format!("secret_file = '{}'", file.path())),
+        "jwt.secret",
+    );
+    assert!(m.contains("32"), "{m}");
+}
+
+// ---------------------------------------------------------------------------
+// [headers]
+// ---------------------------------------------------------------------------
+
+#[test]
+fn invalid_header_name_is_refused() {
+    let m = invalid_key(&with_headers("openid = \"X OpenID\""), "headers.openid");
+    assert!(m.contains("X OpenID"), "{m}");
+    invalid_key(&with_headers("unionid = \"\""), "headers.unionid");
+    invalid_key(&with_headers("appid = \"X-App:ID\""), "headers.appid");
+}
+
+#[test]
+fn reserved_identity_header_is_refused() {
+    let m = invalid_key(
+        &with_headers("openid = \"Authorization\""),
+        "headers.openid",
+    );
+    assert!(m.contains("Authorization"), "{m}");
+    for reserved in ["Host", "Connection", "X-Forwarded-For", "Content-Length"] {
+        invalid_key(
+            &with_headers(&format!("unionid = \"{reserved}\"")),
+            "headers.unionid",
+        );
+    }
+}
+
+#[test]
+fn two_identity_headers_the_same_are_refused() {
+    let m = invalid_key(
+        &with_headers("openid = \"X-OpenID\"\nunionid = \"x_openid\""),
+        "headers",
+    );
+    assert!(m.contains("different"), "{m}");
+    invalid_key(
+        &with_headers("openid = \"X-Id\"\nappid = \"x-id\""),
+        "headers",
+    );
+    invalid_key(&with_headers("unionid = \"X-WX-AppID\""), "headers");
+}
+
+#[test]
+fn header_spelling_is_kept() {
+    let c = parse_ok(&with_headers("openid = \"x_OpenId\""));
+    assert_eq!(c.headers.openid.spelling, "x_OpenId");
+    assert_eq!(c.headers.openid.name.as_str(), "x_openid");
+}
+
+// ---------------------------------------------------------------------------
+// [[routes]]
+// ---------------------------------------------------------------------------
+
+#[test]
+fn no_routes_is_refused() {
+    let m = invalid_key(JWT, "routes");
+    assert!(m.contains("[[routes]]"), "{m}");
+}
+
+#[test]
+fn missing_prefix_is_refused() {
+    invalid_key(
+        &with_routes("[[routes]]\nupstreams = [\"127.0.0.1:9000\"]"),
+        "routes[0].prefix",
+    );
+}
+
+#[test]
+fn duplicate_prefix_is_refused() {
+    let m = invalid_key(
+        &with_routes(
+            "[[routes]]\nprefix = \"/api/\"\nupstreams = [\"127.0.0.1:9000\"]\n\
+             [[routes]]\nprefix = \"/api/\"\nupstreams = [\"127.0.0.1:9001\"]",
+        ),
+        "routes[1].prefix",
+    );
+    assert!(m.contains("/api/"), "{m}");
+}
+
+#[test]
+fn non_canonical_prefix_is_refused() {
+    for bad in [
+        "/a/../b", "api", "", "//a", "/a//b", "/%61pi", "/a?x=1", "/./", "/a\\\\b", "/a%2fb",
+        "/%e4",
+    ] {
+        let m = invalid_key(
+            &with_routes(&format!(
+                "[[routes]]\nprefix = \"{bad}\"\nupstreams = [\"127.0.0.1:9000\"]"
+            )),
+            "routes[0].prefix",
+        );
+        assert!(m.contains("canonical"), "{bad}: {m}");
+    }
+}
+
+#[test]
+fn canonical_escaped_prefix_is_accepted() {
+    let c = parse_ok(&with_routes(
+        "[[routes]]\nprefix = \"/%E4%B8%AD/\"\nupstreams = [\"127.0.0.1:9000\"]",
+    ));
+    assert_eq!(c.routes[0].prefix, "/%E4%B8%AD/");
+}
+
+#[test]
+fn upstream_without_port_is_refused() {
+    let m = invalid_key(
+        &with_routes("[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1\"]"),
+        "routes[0].upstreams",
+    );
+    assert!(m.contains("127.0.0.1"), "{m}");
+    assert!(m.contains("port"), "{m}");
+    invalid_key(
+        &with_routes("[[routes]]\nprefix = \"/\"\nupstreams = [\"backend\"]"),
+        "routes[0].upstreams",
+    );
+}
+
+#[test]
+fn upstream_url_or_bad_port_is_refused() {
+    for bad in [
+        "http://127.0.0.1:9000",
+        "127.0.0.1:99999",
+        "127.0.0.1:http",
+        ":9000",
+        "backend:9000/x",
+    ] {
+        let m = invalid_key(
+            &with_routes(&format!(
+                "[[routes]]\nprefix = \"/\"\nupstreams = [\"{bad}\"]"
+            )),
+            "routes[0].upstreams",
+        );
+        assert!(m.contains(bad), "{bad}: {m}");
+    }
+}
+
+#[test]
+fn empty_upstreams_are_refused() {
+    invalid_key(
+        &with_routes("[[routes]]\nprefix = \"/\"\nupstreams = []"),
+        "routes[0].upstreams",
+    );
+    invalid_key(
+        &with_routes("[[routes]]\nprefix = \"/\""),
+        "routes[0].upstreams",
+    );
+}
+
+#[test]
+fn error_in_second_route_names_its_index() {
+    invalid_key(
+        &with_routes(
+            "[[routes]]\nprefix = \"/a/\"\nupstreams = [\"127.0.0.1:9000\"]\n\
+             [[routes]]\nprefix = \"/b/\"\nupstreams = [\"127.0.0.1:9000\"]\nread_timeout = \"0s\"",
+        ),
+        "routes[1].read_timeout",
+    );
+}
+
+#[test]
+fn zero_route_timeouts_are_refused() {
+    for key in ["connect_timeout", "read_timeout", "health_check_interval"] {
+        invalid_key(
+            &with_routes(&format!(
+                "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]\n{key} = \"0s\""
+            )),
+            &format!("routes[0].{key}"),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// render()
+// ---------------------------------------------------------------------------
+
+#[test]
+fn render_hides_the_secret() {
+    let c = parse_ok(&with_jwt(&format!("secret = \"{SECRET}\"")));
+    let text = c.render();
+    assert!(text.contains("secret = \"***\""), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(!text.contains("0123456789"), "{text}");
+}
+
+#[test]
+fn render_hides_a_secret_from_env() {
+    let text = parse_ok(FULL).render();
+    assert!(text.contains("secret = \"***\""), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+}
+
+#[test]
+fn render_shows_durations_like_the_input() {
+    let text = parse_ok(&minimal()).render();
+    assert!(text.contains("ttl = \"2h\""), "{text}");
+    assert!(text.contains("leeway = \"30s\""), "{text}");
+    assert!(text.contains("grace_period = \"10s\""), "{text}");
+    assert!(text.contains("read_timeout = \"1m\""), "{text}");
+    assert!(text.contains("listen = \"0.0.0.0:8080\""), "{text}");
+    assert!(text.contains("openid = \"X-OpenID\""), "{text}");
+    assert!(text.contains("auth = \"required\""), "{text}");
+}
+
+#[test]
+fn render_output_is_valid_toml() {
+    let text = parse_ok(FULL).render();
+    let v: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(v["jwt"]["secret"].as_str(), Some("***"));
+    assert_eq!(v["jwt"]["ttl"].as_str(), Some("1h 30m"));
+    assert_eq!(v["routes"].as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn debug_hides_the_secret() {
+    let c = parse_ok(&with_jwt(&format!("secret = \"{SECRET}\"")));
+    let text = format!("{c:?}");
+    assert!(!text.contains(SECRET), "{text}");
+}
+
+// --- [store], [login] limits, trusted proxies ---
+
+#[test]
+fn store_defaults_to_memory_fail_closed() {
+    let c = parse_ok(&minimal());
+    assert!(matches!(c.store.kind, StoreKind::Memory));
+    assert_eq!(c.store.on_error, OnError::FailClosed);
+    assert_eq!(c.store.key_prefix, "wxgate:");
+    assert_eq!(c.login.rate_limit_per_ip, None);
+}
+
+#[test]
+fn redis_store_reads_its_url_from_the_environment() {
+    let text = format!(
+        "{}\n[store]\nkind = \"redis\"\nurl_env = \"WXGATE_JWT_SECRET\"\n",
+        minimal()
+    );
+    // The variable holds no redis URL here: refused, naming the key, not the value.
+    let m = invalid_key(&text, "store.url_env");
+    assert!(!m.contains(SECRET), "{m}");
+    let text = format!("{}\n[store]\nkind = \"redis\"\nurl = \"redis://:pw@127.0.0.1:6390/1\"\non_error = \"fail_open\"\ntimeout = \"50ms\"\n", minimal());
+    let c = parse_ok(&text);
+    assert!(
+        matches!(&c.store.kind, StoreKind::Redis { url, .. } if url.expose() == b"redis://:pw@127.0.0.1:6390/1")
+    );
+    assert_eq!(c.store.on_error, OnError::FailOpen);
+    assert_eq!(c.store.timeout, Duration::from_millis(50));
+    assert!(!c.render().contains(":pw@"), "{}", c.render());
+}
+
+#[test]
+fn store_errors_name_the_key() {
+    let base = minimal();
+    invalid_key(&format!("{base}\n[store]\nkind = \"etcd\"\n"), "store.kind");
+    invalid_key(
+        &format!("{base}\n[store]\nkind = \"redis\"\n"),
+        "store.url_env",
+    );
+    invalid_key(
+        &format!("{base}\n[store]\nkind = \"redis\"\nurl_env = \"NOPE\"\n"),
+        "store.url_env",
+    );
+    invalid_key(
+        &format!("{base}\n[store]\nurl = \"redis://x\"\n"),
+        "store.url",
+    );
+    invalid_key(
+        &format!("{base}\n[store]\ntimeout = \"0s\"\n"),
+        "store.timeout",
+    );
+    invalid_key(
+        &format!("{base}\n[store]\nkey_prefix = \"a b\"\n"),
+        "store.key_prefix",
+    );
+    assert_mentions(
+        &parse_error(&format!("{base}\n[store]\non_error = \"maybe\"\n")),
+        &["on_error"],
+    );
+}
+
+#[test]
+fn rates_parse_and_bad_rates_are_refused() {
+    assert_eq!(
+        parse_rate("20/min"),
+        Ok(Rate {
+            limit: 20,
+            window: Duration::from_secs(60)
+        })
+    );
+    assert_eq!(
+        parse_rate(" 5 / s ").map(|r| r.window),
+        Ok(Duration::from_secs(1))
+    );
+    assert_eq!(parse_rate("100/h").map(|r| r.limit), Ok(100));
+    for bad in ["20", "x/min", "20/day", "0/min", "-1/min", ""] {
+        assert!(parse_rate(bad).is_err(), "{bad}");
+    }
+    let text = format!("{}\n[login]\nrate_limit_per_ip = \"lots\"\n", minimal());
+    invalid_key(&text, "login.rate_limit_per_ip");
+    let text = format!("{}\n[login]\nrate_limit_global = \"2000/min\"\n", minimal());
+    assert_eq!(
+        parse_ok(&text).login.rate_limit_global.map(|r| r.limit),
+        Some(2000)
+    );
+}
+
+#[test]
+fn trusted_proxies_accept_ips_and_cidrs() {
+    let c = parse_ok(&with_server(
+        "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\", \"::1\"]",
+    ));
+    assert_eq!(c.server.trusted_proxies.len(), 3);
+    assert!(c.server.trusted_proxies[1].contains(&"192.0.2.1".parse::<std::net::IpAddr>().unwrap()));
+    invalid_key(
+        &with_server("trusted_proxies = [\"10.0.0.0/8\", \"nope\"]"),
+        "server.trusted_proxies[1]",
+    );
+}

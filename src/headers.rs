@@ -1,0 +1,285 @@
+//! Header hygiene: what the upstream may trust.
+//!
+//! The upstream believes `X-OpenID` because wxgate guarantees that it set it.
+//! So before injecting identity, wxgate removes every client header that could
+//! pass for an identity header (`X-OpenID`, `x-openid`, `X_OpenID`: names are
+//! compared lower-cased with `_` read as `-`; the same goes for the
+//! `X-Forwarded-*` headers wxgate sets), every hop-by-hop header and
+//! every header the client's `Connection` names, and it *sets* (never appends)
+//! `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`. A client's
+//! `Forwarded` header is dropped for the same reason. `Authorization` is dropped
+//! unless `forward_authorization = true`. Then the identity from the verified
+//! token is inserted, exactly once per header.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::Method;
+use pingora_http::RequestHeader;
+
+use crate::config::{HeadersConfig, IdentityHeaderName};
+use crate::error::ApiError;
+use crate::token::Identity;
+
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Hop-by-hop headers, always removed (`Upgrade` survives a real WebSocket upgrade).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    FORWARDED,
+];
+
+/// Headers a `Connection` token may not remove: they frame the message or route it.
+const FRAMING: [HeaderName; 3] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+];
+
+/// Whether a header name cannot be configured as an identity header.
+pub fn is_reserved(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || FRAMING.contains(name)
+        || [
+            header::AUTHORIZATION,
+            X_FORWARDED_FOR,
+            X_FORWARDED_PROTO,
+            X_FORWARDED_HOST,
+        ]
+        .contains(name)
+}
+
+/// Facts about the downstream connection that the upstream should learn.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    /// The client address as wxgate sees it.
+    pub ip: Option<IpAddr>,
+    /// Whether the client connected over TLS.
+    pub https: bool,
+}
+
+/// One identity header: its lookup name and the case it is sent in.
+#[derive(Debug, Clone)]
+struct IdentityHeader {
+    name: HeaderName,
+    /// As configured, e.g. `X-OpenID` (HTTP/1 upstreams see this case).
+    wire: Bytes,
+}
+
+/// The header rules, built once from `[headers]`.
+#[derive(Debug, Clone)]
+pub struct HeaderPolicy {
+    openid: IdentityHeader,
+    unionid: IdentityHeader,
+    appid: IdentityHeader,
+    forward_authorization: bool,
+}
+
+impl HeaderPolicy {
+    /// Build the policy from the validated config.
+    pub fn new(cfg: &HeadersConfig) -> Self {
+        let mk = |h: &IdentityHeaderName| IdentityHeader {
+            name: h.name.clone(),
+            wire: Bytes::copy_from_slice(h.spelling.as_bytes()),
+        };
+        Self {
+            openid: mk(&cfg.openid),
+            unionid: mk(&cfg.unionid),
+            appid: mk(&cfg.appid),
+            forward_authorization: cfg.forward_authorization,
+        }
+    }
+
+    /// A client header that could pass for one wxgate sets: an identity
+    /// header or `X-Forwarded-*`/`Forwarded`, in any spelling with `_` or `-`
+    /// (CGI/WSGI backends read `X_OpenID` and `X-OpenID` as the same variable).
+    fn is_look_alike(&self, name: &HeaderName) -> bool {
+        let n = name.as_str().as_bytes();
+        [&self.openid, &self.unionid, &self.appid]
+            .iter()
+            .any(|h| same_name(n, h.name.as_str().as_bytes()))
+            || [
+                X_FORWARDED_FOR,
+                X_FORWARDED_PROTO,
+                X_FORWARDED_HOST,
+                FORWARDED,
+            ]
+            .iter()
+            .any(|h| same_name(n, h.as_str().as_bytes()))
+    }
+
+    /// Remove spoofable and hop-by-hop headers and set `X-Forwarded-*`.
+    pub fn sanitize(&self, req: &mut RequestHeader, client: ClientInfo) {
+        let websocket = is_websocket_upgrade(req);
+
+        // Names to drop that depend on the request: look-alikes of the headers
+        // wxgate sets and the headers `Connection` lists. Empty (no allocation)
+        // for most requests.
+        let mut drop: Vec<HeaderName> = Vec::new();
+        for name in req.headers.keys() {
+            if self.is_look_alike(name) {
+                drop.push(name.clone());
+            }
+        }
+        for value in req.headers.get_all(header::CONNECTION) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case(b"close")
+                    || token.eq_ignore_ascii_case(b"keep-alive")
+                    || token.eq_ignore_ascii_case(b"upgrade")
+                {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    if !FRAMING.contains(&name) {
+                        drop.push(name);
+                    }
+                }
+            }
+        }
+        for name in &drop {
+            req.remove_header(name);
+        }
+        for name in &HOP_BY_HOP {
+            if websocket && *name == header::UPGRADE {
+                continue;
+            }
+            req.remove_header(name);
+        }
+        if !self.forward_authorization {
+            req.remove_header(&header::AUTHORIZATION);
+        }
+        if websocket {
+            // The one Connection token an upstream needs to see.
+            let _ = req.insert_header(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+
+        match client.ip {
+            Some(ip) => {
+                let _ = req.insert_header(X_FORWARDED_FOR, ip.to_string());
+            }
+            None => {
+                req.remove_header(&X_FORWARDED_FOR);
+            }
+        }
+        let proto = if client.https { "https" } else { "http" };
+        let _ = req.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        let host = req.headers.get(header::HOST).cloned().or_else(|| {
+            req.uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        match host {
+            Some(h) => {
+                let _ = req.insert_header(X_FORWARDED_HOST, h);
+            }
+            None => {
+                req.remove_header(&X_FORWARDED_HOST);
+            }
+        }
+    }
+
+    /// The header values for a verified identity, checked once in the decide step.
+    ///
+    /// A signed claim that cannot be a header value (control bytes) is refused,
+    /// not forwarded in some mangled form.
+    pub fn identity_values(&self, id: &Identity) -> Result<IdentityValues, ApiError> {
+        let value = |s: &str| HeaderValue::from_str(s).map_err(|_| ApiError::TokenInvalid);
+        Ok(IdentityValues {
+            openid: value(&id.openid)?,
+            unionid: id.unionid.as_deref().map(value).transpose()?,
+            appid: id.appid.as_deref().map(value).transpose()?,
+        })
+    }
+
+    /// Insert the identity headers. Call after [`Self::sanitize`].
+    pub fn inject(&self, req: &mut RequestHeader, id: &IdentityValues) {
+        let pairs = [
+            (&self.openid, Some(&id.openid)),
+            (&self.unionid, id.unionid.as_ref()),
+            (&self.appid, id.appid.as_ref()),
+        ];
+        for (h, v) in pairs {
+            if let Some(v) = v {
+                // Inserting a valid name and value into a header map cannot fail.
+                let _ = req.insert_header(h.wire.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Identity header values of a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityValues {
+    pub openid: HeaderValue,
+    pub unionid: Option<HeaderValue>,
+    pub appid: Option<HeaderValue>,
+}
+
+/// The client address: the peer, unless the peer is a trusted proxy, in which
+/// case the right-most `X-Forwarded-For` address that is not itself trusted.
+pub fn client_ip<'a>(
+    peer: Option<IpAddr>,
+    xff: impl Iterator<Item = &'a [u8]>,
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let hops: Vec<&[u8]> = xff.flat_map(|v| v.split(|&b| b == b',')).collect();
+    for hop in hops.iter().rev() {
+        let Some(ip) = std::str::from_utf8(hop)
+            .ok()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok())
+        else {
+            // Garbage in the chain: stop believing it here.
+            return Some(peer);
+        };
+        if !is_trusted(&ip) {
+            return Some(ip);
+        }
+    }
+    Some(peer)
+}
+
+/// Header names are equal when lower-cased and with `_` read as `-`.
+/// `a` is a lower-case name from the request, `b` a lower-case configured one.
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(&x, &y)| x == y || (x == b'_' && y == b'-') || (x == b'-' && y == b'_'))
+}
+
+/// A WebSocket handshake: `GET`, `Upgrade: websocket`, `Connection: upgrade`.
+fn is_websocket_upgrade(req: &RequestHeader) -> bool {
+    req.method == Method::GET
+        && req
+            .headers
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        && req.headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,283 @@
+//! The `wxgate` command line: parse arguments, load config, call the library.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use base64::Engine;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use wxgate::config::{parse_duration, Config};
+use wxgate::token::{NewToken, TokenKeys};
+
+/// Authentication gateway for WeChat Mini Program backends.
+#[derive(Parser)]
+#[command(name = "wxgate", version, about, propagate_version = true)]
+struct Cli {
+    /// Log format on stderr (level from RUST_LOG, default "info").
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Path to the TOML config file.
+    #[arg(short, long, env = "WXGATE_CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run(ConfigArg),
+    /// Validate a config file and print the effective config (secrets as ***).
+    Check(ConfigArg),
+    /// Issue or verify tokens with the configured key.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print a fresh random 32-byte secret, base64-encoded.
+    Keygen,
+    /// Run the gateway with an embedded mock WeChat and echo upstream (no account needed).
+    Dev {
+        /// Address of the gateway (with the embedded config).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Use this config (routes, keys, appid) but keep the mock WeChat.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a token signed with the configured key (for testing and operations).
+    Issue {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The openid to put in `sub`.
+        #[arg(long)]
+        openid: String,
+        /// The unionid claim.
+        #[arg(long)]
+        unionid: Option<String>,
+        /// The appid claim.
+        #[arg(long)]
+        appid: Option<String>,
+        /// Lifetime, like 2h (default: [jwt] ttl).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Print the claims of a token, or why it is refused.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The token (without "Bearer ").
+        token: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Run(c) => run(&c.config),
+        Command::Check(c) => check(&c.config),
+        Command::Token(t) => token(t),
+        Command::Dev { listen, config } => dev(listen, config.as_deref()),
+        Command::Keygen => {
+            let key: [u8; 32] = rand::random();
+            println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path, &|name| std::env::var(name).ok()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", config.render());
+    ExitCode::SUCCESS
+}
+
+fn token(cmd: TokenCommand) -> ExitCode {
+    match cmd {
+        TokenCommand::Issue {
+            config,
+            openid,
+            unionid,
+            appid,
+            ttl,
+        } => {
+            let config = match load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let keys = TokenKeys::new(&config.jwt);
+            let new = NewToken {
+                family: None,
+                openid: &openid,
+                unionid: unionid.as_deref(),
+                appid: appid.as_deref(),
+                ttl,
+            };
+            match keys.issue(&new) {
+                Ok((token, _)) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: cannot issue a token: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        TokenCommand::Verify { config, token } => {
+            let config = match load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let keys = TokenKeys::new(&config.jwt);
+            let token = token.trim();
+            let token = token
+                .strip_prefix("Bearer ")
+                .or_else(|| token.strip_prefix("bearer "))
+                .unwrap_or(token);
+            match keys.verify(token) {
+                Ok(id) => {
+                    let v = serde_json::json!({
+                        "sub": id.openid,
+                        "unionid": id.unionid,
+                        "appid": id.appid,
+                        "jti": id.jti,
+                        "iat": id.iat,
+                        "exp": id.exp,
+                    });
+                    println!("{v:#}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("invalid: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn runtime(threads: usize) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+fn dev(listen: std::net::SocketAddr, config: Option<&std::path::Path>) -> ExitCode {
+    let Some(runtime) = runtime(2) else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async {
+        let env = match wxgate::dev::start(listen, config, &|name| std::env::var(name).ok()).await {
+            Ok(env) => env,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for w in &env.config.warnings {
+            tracing::warn!("{w}");
+        }
+        println!("{}", env.walkthrough());
+        wait_for_signal().await;
+        let grace = env.config.server.grace_period;
+        let wxgate::dev::DevEnv { gateway, .. } = env;
+        gateway.shutdown(grace).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let Some(runtime) = runtime(config.server.threads) else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async {
+        let running = match wxgate::server::start(&config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!(grace = ?config.server.grace_period, "shutting down");
+        tokio::select! {
+            _ = running.shutdown(config.server.grace_period) => {}
+            _ = wait_for_signal() => tracing::warn!("second signal, stopping now"),
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers, Ctrl-C still ends the process the default way.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

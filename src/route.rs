@@ -1,0 +1,235 @@
+//! Canonical request paths and the route table.
+//!
+//! Routing and forwarding must agree on what the path *is*: if wxgate routed
+//! `/%61dmin/x` by its raw bytes to a public route while the upstream decoded it
+//! to `/admin/x`, the token check would be bypassed. So wxgate decides, once, on
+//! the exact bytes it forwards, routes on those bytes, and sends those bytes:
+//!
+//! * percent-escapes of unreserved characters are decoded (`%61` → `a`,
+//!   `%2e` → `.`), every other escape is kept with upper-case hex;
+//! * bytes that may not appear raw in a path are percent-encoded;
+//! * runs of `/` collapse to one;
+//! * dot segments (`.`, `..`, also as `%2e`, also followed by `;params`), encoded `/` or `\` (`%2f`, `%5c`),
+//!   a raw `\`, `%00`, control bytes, malformed escapes and paths that are not
+//!   UTF-8 once decoded are refused (`invalid_path`).
+//!
+//! The query string is forwarded as received; only control bytes are refused.
+
+use std::borrow::Cow;
+
+use crate::config::{AuthMode, RouteConfig};
+use crate::error::ApiError;
+
+/// A request target after canonicalisation: the path and query wxgate forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canonical<'a> {
+    target: Cow<'a, [u8]>,
+    path_len: usize,
+}
+
+impl Canonical<'_> {
+    /// The canonical path, without the query. Always ASCII.
+    pub fn path(&self) -> &str {
+        // Canonical paths are ASCII by construction (see `canonicalize`).
+        std::str::from_utf8(&self.target[..self.path_len]).unwrap_or("/")
+    }
+
+    /// Path and query: the exact request target forwarded upstream.
+    pub fn target(&self) -> &[u8] {
+        &self.target
+    }
+
+    /// Whether the forwarded target differs from what the client sent.
+    pub fn is_rewritten(&self) -> bool {
+        matches!(self.target, Cow::Owned(_))
+    }
+}
+
+/// Canonicalise a raw origin-form request target (`/path?query`).
+pub fn canonicalize(raw: &[u8]) -> Result<Canonical<'_>, ApiError> {
+    if raw.first() != Some(&b'/') {
+        return Err(ApiError::InvalidPath);
+    }
+    let (path, query) = match raw.iter().position(|&b| b == b'?') {
+        Some(q) => (&raw[..q], Some(&raw[q..])),
+        None => (raw, None),
+    };
+    if let Some(q) = query {
+        if q.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'#') {
+            return Err(ApiError::InvalidPath);
+        }
+    }
+    // Fast path: nothing to decode, encode or collapse. Only dot segments to check.
+    if path.iter().all(|&b| is_plain(b)) && !has_double_slash(path) {
+        check_segments(path)?;
+        return Ok(Canonical {
+            target: Cow::Borrowed(raw),
+            path_len: path.len(),
+        });
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    // The decoded path, for the UTF-8 check.
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let b = path[i];
+        match b {
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    path.get(i + 1).and_then(|&c| hex(c)),
+                    path.get(i + 2).and_then(|&c| hex(c)),
+                ) else {
+                    return Err(ApiError::InvalidPath);
+                };
+                let v = h << 4 | l;
+                if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7f {
+                    return Err(ApiError::InvalidPath);
+                }
+                if is_unreserved(v) {
+                    out.push(v);
+                } else {
+                    push_escape(&mut out, v);
+                }
+                decoded.push(v);
+                i += 3;
+                continue;
+            }
+            b'\\' => return Err(ApiError::InvalidPath),
+            _ if b < 0x20 || b == 0x7f => return Err(ApiError::InvalidPath),
+            b'/' if out.last() == Some(&b'/') => {}
+            _ if is_plain(b) => out.push(b),
+            _ => push_escape(&mut out, b),
+        }
+        decoded.push(b);
+        i += 1;
+    }
+    if std::str::from_utf8(&decoded).is_err() {
+        return Err(ApiError::InvalidPath);
+    }
+    check_segments(&out)?;
+    let path_len = out.len();
+    if let Some(q) = query {
+        out.extend_from_slice(q);
+    }
+    if out == raw {
+        return Ok(Canonical {
+            target: Cow::Borrowed(raw),
+            path_len,
+        });
+    }
+    Ok(Canonical {
+        target: Cow::Owned(out),
+        path_len,
+    })
+}
+
+fn has_double_slash(path: &[u8]) -> bool {
+    path.windows(2).any(|w| w == b"//")
+}
+
+/// Refuse dot segments, also with path parameters (`..;x`): servlet containers
+/// strip `;...` before resolving `..`.
+fn check_segments(path: &[u8]) -> Result<(), ApiError> {
+    let dot = |seg: &[u8]| {
+        let name = seg.split(|&b| b == b';').next().unwrap_or(seg);
+        name == b"." || name == b".."
+    };
+    if path.split(|&b| b == b'/').any(dot) {
+        return Err(ApiError::InvalidPath);
+    }
+    Ok(())
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn push_escape(out: &mut Vec<u8>, v: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.extend_from_slice(&[b'%', HEX[(v >> 4) as usize], HEX[(v & 15) as usize]]);
+}
+
+/// RFC 3986 unreserved characters.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Bytes that stand for themselves in a canonical path: pchar and '/', minus '%'.
+fn is_plain(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'/' | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+/// One entry of the route table.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The canonical prefix.
+    pub prefix: String,
+    /// Token policy.
+    pub auth: AuthMode,
+    /// Index into the configured routes (and so into the upstream groups).
+    pub index: usize,
+}
+
+/// Routes by longest matching prefix.
+///
+/// A prefix that ends in `/` matches every path that starts with it; any other
+/// prefix matches itself and the paths below it (`/api` matches `/api` and
+/// `/api/x`, not `/apix`).
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    /// Sorted longest prefix first.
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Build the table from validated route configs.
+    pub fn new(configs: &[RouteConfig]) -> Self {
+        let mut routes: Vec<Route> = configs
+            .iter()
+            .enumerate()
+            .map(|(index, c)| Route {
+                prefix: c.prefix.clone(),
+                auth: c.auth,
+                index,
+            })
+            .collect();
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        Self { routes }
+    }
+
+    /// The route for a canonical path, if any.
+    pub fn find(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,202 @@
+//! Server-side state, in memory or in Redis.
+//!
+//! [`Store`] is the one interface for everything wxgate remembers:
+//!
+//! * WeChat sessions per openid (`session_key` lives here and nowhere else);
+//! * login codes being exchanged and their sealed outcome, so that two
+//!   instances given the same code make one `jscode2session` call;
+//! * revocations: a token id until its `exp`, "everything of this openid
+//!   issued before t", a whole refresh-token family;
+//! * refresh tokens, stored under a SHA-256 of the token, never in clear;
+//! * rate-limit counters.
+//!
+//! [`memory::MemoryStore`] (the default) is embedded and bounded;
+//! [`redis::RedisStore`] lets several instances share it all. Both pass the
+//! same test suite (`tests/store.rs`). Every entry has a time to live.
+
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{StoreConfig, StoreKind};
+use crate::error::ApiError;
+use crate::secret::Secret;
+
+/// What wxgate keeps per openid after a login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WxSession {
+    /// WeChat's `session_key` (base64), never sent to a client or upstream.
+    #[serde(with = "secret_serde")]
+    pub session_key: Secret,
+    pub unionid: Option<String>,
+    pub appid: String,
+    /// Unix seconds of the login.
+    pub login_at: u64,
+}
+
+/// A refresh token's record, stored under the token's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub appid: Option<String>,
+    /// Every token descending from one login shares a family id.
+    pub family: String,
+    /// Unix milliseconds.
+    pub issued_ms: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshTake {
+    /// Unknown or expired.
+    Unknown,
+    /// First use: the caller may rotate it.
+    Fresh(RefreshRecord),
+    /// Used before: reuse, the family must be revoked.
+    Reused(RefreshRecord),
+}
+
+/// The facts of a token that revocation is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct RevocationCheck<'a> {
+    pub jti: Option<&'a str>,
+    pub openid: &'a str,
+    pub family: Option<&'a str>,
+    /// Issued-at, unix milliseconds.
+    pub issued_ms: u64,
+}
+
+/// A rate-limit counter after one more hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// Hits in the current window, this one included.
+    pub count: u64,
+    /// Time until the window resets.
+    pub reset_in: Duration,
+}
+
+pub(crate) mod secret_serde {
+    use crate::secret::Secret;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.expose_str().unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Secret, D::Error> {
+        String::deserialize(de).map(Secret::from)
+    }
+}
+
+/// The store could not be reached, timed out or answered nonsense.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+impl From<StoreError> for ApiError {
+    fn from(_: StoreError) -> Self {
+        ApiError::StoreUnavailable
+    }
+}
+
+/// Where wxgate's state lives. Keys are plain strings; implementations add their prefix.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Save the session of `openid`, replacing the previous one.
+    async fn put_session(
+        &self,
+        openid: &str,
+        session: &WxSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// The current session of `openid`, if it has not expired.
+    async fn get_session(&self, openid: &str) -> Result<Option<WxSession>, StoreError>;
+
+    /// Claim the exchange of a login code (by hash). `true`: the caller does it.
+    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Give up a claim without an outcome (a transient failure: let a retry try).
+    async fn release_code(&self, code_hash: &str) -> Result<(), StoreError>;
+
+    /// Save the (sealed) outcome of a code exchange.
+    async fn put_code_outcome(
+        &self,
+        code_hash: &str,
+        sealed: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// The (sealed) outcome of a code exchange, if one was saved.
+    async fn get_code_outcome(&self, code_hash: &str) -> Result<Option<String>, StoreError>;
+
+    /// Revoke one token id for `ttl` (until its `exp`).
+    async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Revoke every token and refresh token of `openid` issued at or before
+    /// `before` (unix milliseconds).
+    async fn revoke_subject(
+        &self,
+        openid: &str,
+        before: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Revoke a refresh-token family and the access tokens issued from it.
+    async fn revoke_family(&self, family: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Whether a token is revoked. One round trip.
+    async fn is_revoked(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError>;
+
+    /// Save a refresh token's record under its hash.
+    async fn put_refresh(
+        &self,
+        hash: &str,
+        record: &RefreshRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Present a refresh token, atomically: the first presentation (or one
+    /// after a rotation that never completed) is `Fresh` and marks it pending;
+    /// a presentation after [`Store::complete_refresh`] is `Reused`.
+    async fn take_refresh(&self, hash: &str, ttl: Duration) -> Result<RefreshTake, StoreError>;
+
+    /// The rotation of a refresh token succeeded: any later presentation is reuse.
+    async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Count one event against `key` in a fixed window of `window`.
+    async fn hit(&self, key: &str, window: Duration) -> Result<Hit, StoreError>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Build the configured store.
+pub fn build(cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &cfg.kind {
+        StoreKind::Memory => Arc::new(memory::MemoryStore::default()),
+        StoreKind::Redis { url, .. } => Arc::new(redis::RedisStore::new(
+            url.expose_str().unwrap_or_default(),
+            &cfg.key_prefix,
+            cfg.timeout,
+        )?),
+    })
+}
+
+/// Is a token revoked, given what was found under its three keys?
+pub(crate) fn revoked_by(
+    check: &RevocationCheck<'_>,
+    jti_revoked: bool,
+    subject_before: Option<u64>,
+    family_revoked: bool,
+) -> bool {
+    jti_revoked || family_revoked || subject_before.is_some_and(|before| check.issued_ms <= before)
+}

@@ -1,0 +1,359 @@
+//! The Redis store: state shared by several wxgate instances.
+//!
+//! One [`ConnectionManager`] (multiplexed, reconnects by itself) per process.
+//! Every call runs under the configured timeout; every key carries the prefix
+//! and a TTL. Operations that must be atomic are single commands or a
+//! `MULTI`/`EXEC` pipeline: claiming a code is `SET NX`, taking a refresh token
+//! is `GET` + `SET NX` + `GET` in one transaction, a rate-limit hit is `INCR` +
+//! `EXPIRE NX`. The revocation check is one `MGET`.
+//!
+//! When Redis fails, calls fail fast for a short while (half a second) instead
+//! of each waiting out the timeout; the first call after that tries again, so
+//! wxgate recovers by itself when Redis is back.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+
+use super::memory::window_bucket;
+use super::{
+    revoked_by, Hit, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
+};
+
+/// How long calls fail fast after a failure.
+const BACKOFF: Duration = Duration::from_millis(500);
+
+/// The Redis-backed store.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    /// Milliseconds since `epoch` until which calls fail fast (0: healthy).
+    down_until: AtomicU64,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connect lazily to `url` (`redis://`, `rediss://`, with a password if any).
+    /// Must be called inside a tokio runtime.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = redis::Client::open(url)
+            .map_err(|_| StoreError("not a valid redis:// or rediss:// URL".into()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError(format!("cannot set up the Redis client: {}", describe(&e))))?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_string(),
+            timeout,
+            down_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        let mut k = String::with_capacity(self.prefix.len() + kind.len() + id.len() + 1);
+        k.push_str(&self.prefix);
+        k.push_str(kind);
+        k.push(':');
+        k.push_str(id);
+        k
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Run one Redis call with the timeout and the fail-fast window.
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if self.now_ms() < self.down_until.load(Ordering::Acquire) {
+            return Err(StoreError("Redis failed a moment ago".into()));
+        }
+        let result = match tokio::time::timeout(self.timeout, f).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => StoreError(format!("Redis error: {}", describe(&e))),
+            Err(_) => StoreError(format!("Redis did not answer within {:?}", self.timeout)),
+        };
+        self.down_until.store(
+            self.now_ms() + BACKOFF.as_millis() as u64,
+            Ordering::Release,
+        );
+        tracing::warn!(error = %result.0, "store call failed");
+        Err(result)
+    }
+}
+
+/// Whether a presentation may rotate: it marked the token itself, or the
+/// rotation it found pending was abandoned (older than one store timeout: the
+/// call that started it has failed by now, e.g. a take that timed out and was
+/// carried out by Redis later). A concurrent presentation of a token being
+/// rotated right now is reuse.
+fn refresh_is_fresh(state: Option<&str>, mine: &str, now_ms: u64, timeout: Duration) -> bool {
+    match state {
+        Some(s) if s == mine => true,
+        Some(s) => s
+            .strip_prefix("pending:")
+            .and_then(|t| t.split(':').next())
+            .and_then(|t| t.parse::<u64>().ok())
+            .is_some_and(|t| now_ms.saturating_sub(t) > timeout.as_millis() as u64),
+        None => false,
+    }
+}
+
+/// A Redis error without the connection details (which may hold a password).
+fn describe(e: &redis::RedisError) -> String {
+    match e.code() {
+        Some(code) => format!("{:?} ({code})", e.kind()),
+        None => format!("{:?}", e.kind()),
+    }
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|_| StoreError("cannot encode a record".into()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|_| StoreError("a stored record is unreadable".into()))
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn put_session(
+        &self,
+        openid: &str,
+        session: &WxSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let value = json(session)?;
+        let mut c = self.conn.clone();
+        let key = self.key("session", openid);
+        self.call(c.set_ex::<_, _, ()>(key, value, secs(ttl))).await
+    }
+
+    async fn get_session(&self, openid: &str) -> Result<Option<WxSession>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = self.call(c.get(self.key("session", openid))).await?;
+        v.as_deref().map(parse).transpose()
+    }
+
+    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.key("code-claim", code_hash);
+        let ok: Option<String> = self
+            .call(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .query_async(&mut c),
+            )
+            .await?;
+        Ok(ok.is_some())
+    }
+
+    async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.call(c.del::<_, ()>(self.key("code-claim", code_hash)))
+            .await
+    }
+
+    async fn put_code_outcome(
+        &self,
+        code_hash: &str,
+        sealed: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.call(c.set_ex::<_, _, ()>(self.key("code", code_hash), sealed, secs(ttl)))
+            .await
+    }
+
+    async fn get_code_outcome(&self, code_hash: &str) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        self.call(c.get(self.key("code", code_hash))).await
+    }
+
+    async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.call(c.set_ex::<_, _, ()>(self.key("revoked-jti", jti), 1, secs(ttl)))
+            .await
+    }
+
+    async fn revoke_subject(
+        &self,
+        openid: &str,
+        before: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.call(c.set_ex::<_, _, ()>(self.key("revoked-sub", openid), before, secs(ttl)))
+            .await
+    }
+
+    async fn revoke_family(&self, family: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.call(c.set_ex::<_, _, ()>(self.key("revoked-fam", family), 1, secs(ttl)))
+            .await
+    }
+
+    async fn is_revoked(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError> {
+        // Absent parts get a key that never exists, so the reply always has three slots.
+        let keys = [
+            self.key("revoked-jti", check.jti.unwrap_or("-")),
+            self.key("revoked-sub", check.openid),
+            self.key("revoked-fam", check.family.unwrap_or("-")),
+        ];
+        let mut c = self.conn.clone();
+        let found: Vec<Option<String>> = self
+            .call(redis::cmd("MGET").arg(&keys[..]).query_async(&mut c))
+            .await?;
+        let get = |i: usize| found.get(i).cloned().flatten();
+        let jti = check.jti.is_some() && get(0).is_some();
+        let before = get(1).and_then(|v| v.parse::<u64>().ok());
+        let family = check.family.is_some() && get(2).is_some();
+        Ok(revoked_by(check, jti, before, family))
+    }
+
+    async fn put_refresh(
+        &self,
+        hash: &str,
+        record: &RefreshRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let value = json(record)?;
+        let mut c = self.conn.clone();
+        self.call(c.set_ex::<_, _, ()>(self.key("refresh", hash), value, secs(ttl)))
+            .await
+    }
+
+    async fn take_refresh(&self, hash: &str, ttl: Duration) -> Result<RefreshTake, StoreError> {
+        let used = self.key("refresh-used", hash);
+        let now = crate::token::unix_now_ms();
+        // Unique per presentation: two takes in the same millisecond must not
+        // both recognise the mark as their own.
+        let mine = format!("pending:{now}:{:016x}", rand::random::<u64>());
+        let mut c = self.conn.clone();
+        let (record, state): (Option<String>, Option<String>) = self
+            .call(
+                redis::pipe()
+                    .atomic()
+                    .get(self.key("refresh", hash))
+                    .cmd("SET")
+                    .arg(&used)
+                    .arg(&mine)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(secs(ttl))
+                    .ignore()
+                    .get(&used)
+                    .query_async(&mut c),
+            )
+            .await?;
+        let Some(record) = record else {
+            return Ok(RefreshTake::Unknown);
+        };
+        let record: RefreshRecord = parse(&record)?;
+        Ok(
+            if refresh_is_fresh(state.as_deref(), &mine, now, self.timeout) {
+                RefreshTake::Fresh(record)
+            } else {
+                RefreshTake::Reused(record)
+            },
+        )
+    }
+
+    async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.call(c.set_ex::<_, _, ()>(self.key("refresh-used", hash), "spent", secs(ttl)))
+            .await
+    }
+
+    async fn hit(&self, key: &str, window: Duration) -> Result<Hit, StoreError> {
+        let (bucket, reset_in) = window_bucket(window);
+        let key = self.key("rate", &format!("{key}:{bucket}"));
+        let mut c = self.conn.clone();
+        let (count, _): (u64, i64) = self
+            .call(
+                redis::pipe()
+                    .atomic()
+                    .incr(&key, 1)
+                    .cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(window.as_millis().max(1) as u64)
+                    .arg("NX")
+                    .query_async(&mut c),
+            )
+            .await?;
+        Ok(Hit { count, reset_in })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let pong: String = self.call(redis::cmd("PING").query_async(&mut c)).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError("Redis answered PING oddly".into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_is_fresh;
+    use std::time::Duration;
+
+    const T: Duration = Duration::from_millis(200);
+
+    #[test]
+    fn only_my_own_mark_is_fresh() {
+        let mine = "pending:1000:00000000000000aa";
+        assert!(refresh_is_fresh(Some(mine), mine, 1000, T));
+        // Another presentation in the same millisecond is reuse.
+        assert!(!refresh_is_fresh(
+            Some("pending:1000:00000000000000bb"),
+            mine,
+            1000,
+            T
+        ));
+        assert!(!refresh_is_fresh(Some("spent"), mine, 1000, T));
+        assert!(!refresh_is_fresh(None, mine, 1000, T));
+    }
+
+    #[test]
+    fn an_abandoned_rotation_can_be_retried() {
+        let mine = "pending:5000:00000000000000aa";
+        let old = "pending:4700:00000000000000bb";
+        assert!(refresh_is_fresh(Some(old), mine, 5000, T));
+        assert!(!refresh_is_fresh(Some(old), mine, 4800, T));
+        assert!(!refresh_is_fresh(Some("pending:junk"), mine, 5000, T));
+    }
+}

@@ -1,0 +1,346 @@
+//! JWTs: issuing and verifying the gateway's access tokens.
+//!
+//! Tokens are HS256 only. The algorithm is pinned: `alg: none`, HS384/HS512
+//! (even with the right key), asymmetric algorithms and any token whose header
+//! carries `crit`, `jku`, `x5u`, `jwk` or `x5c` are refused. `exp`, `iss`,
+//! `aud` and `sub` are required; `nbf` is checked when present. Everything
+//! needed to verify (key, validation rules) is built once in [`TokenKeys::new`].
+//!
+//! A refusal tells the client only *expired* or *invalid*; the precise reason
+//! is a [`TokenError`] for logs and `wxgate token verify`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::JwtConfig;
+use crate::error::ApiError;
+
+/// Claims wxgate puts in its tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The openid.
+    pub sub: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+    /// Random token id (used for revocation).
+    pub jti: String,
+    /// Refresh-token family: every token descending from one login shares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
+    /// Issue time in milliseconds: "log out everywhere" must not refuse a
+    /// token issued later in the same second.
+    pub iat_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
+}
+
+/// The identity a verified token carries: what wxgate injects upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The openid (`sub`).
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub appid: Option<String>,
+    pub jti: Option<String>,
+    /// The login this token descends from (`fam`).
+    pub family: Option<String>,
+    pub exp: u64,
+    pub iat: Option<u64>,
+    /// Issue time in milliseconds (`iat_ms`, or the start of `iat`'s second).
+    pub issued_ms: u64,
+}
+
+/// The claims as read before validation. `sub` and `exp` are optional here so
+/// that a missing one is reported by the validation step, by name.
+#[derive(Deserialize)]
+struct RawIdentity {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    unionid: Option<String>,
+    #[serde(default)]
+    appid: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    fam: Option<String>,
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    iat_ms: Option<u64>,
+}
+
+/// Why a token was refused (for logs and the CLI; clients see only the [`ApiError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no Bearer token")]
+    Missing,
+    #[error("empty Bearer token")]
+    Empty,
+    #[error("more than one Authorization header")]
+    Duplicate,
+    #[error("token longer than {0} bytes")]
+    TooLong(usize),
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("algorithm not allowed (only HS256)")]
+    Algorithm,
+    #[error("signature does not match")]
+    Signature,
+    #[error("header carries a forbidden parameter ({0})")]
+    ForbiddenHeader(&'static str),
+    #[error("wrong issuer")]
+    Issuer,
+    #[error("wrong audience")]
+    Audience,
+    #[error("missing or malformed claim: {0}")]
+    Claim(String),
+    #[error("malformed token")]
+    Malformed,
+}
+
+impl From<&TokenError> for ApiError {
+    fn from(e: &TokenError) -> Self {
+        match e {
+            TokenError::Missing => ApiError::TokenMissing,
+            TokenError::Expired => ApiError::TokenExpired,
+            _ => ApiError::TokenInvalid,
+        }
+    }
+}
+
+/// Signing and verification keys plus the validation rules, built once.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+    max_token_bytes: usize,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to put in a new token besides the configured defaults.
+#[derive(Debug, Clone, Default)]
+pub struct NewToken<'a> {
+    pub openid: &'a str,
+    pub unionid: Option<&'a str>,
+    pub appid: Option<&'a str>,
+    /// The refresh-token family (set by login and refresh).
+    pub family: Option<&'a str>,
+    /// Overrides the configured `ttl`.
+    pub ttl: Option<Duration>,
+}
+
+impl TokenKeys {
+    /// Build keys and rules from the validated `[jwt]` config.
+    pub fn new(cfg: &JwtConfig) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.set_issuer(&[&cfg.issuer]);
+        validation.set_audience(&[&cfg.audience]);
+        validation.leeway = cfg.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        Self {
+            encoding: EncodingKey::from_secret(cfg.secret.expose()),
+            decoding: DecodingKey::from_secret(cfg.secret.expose()),
+            validation,
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            ttl: cfg.ttl,
+            max_token_bytes: cfg.max_token_bytes,
+        }
+    }
+
+    /// The configured token lifetime.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Issue a signed token. Returns the token and its claims.
+    pub fn issue(&self, new: &NewToken<'_>) -> Result<(String, Claims), TokenError> {
+        let now_ms = unix_now_ms();
+        let now = now_ms / 1000;
+        let claims = Claims {
+            sub: new.openid.to_string(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat: now,
+            exp: now + new.ttl.unwrap_or(self.ttl).as_secs(),
+            jti: random_id(),
+            fam: new.family.map(str::to_string),
+            iat_ms: now_ms,
+            appid: new.appid.map(str::to_string),
+            unionid: new.unionid.map(str::to_string),
+        };
+        let header = Header::new(Algorithm::HS256);
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|_| TokenError::Malformed)?;
+        Ok((token, claims))
+    }
+
+    /// Verify a bare token (no `Bearer ` prefix).
+    pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        if token.is_empty() {
+            return Err(TokenError::Empty);
+        }
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLong(self.max_token_bytes));
+        }
+        let data = jsonwebtoken::decode::<RawIdentity>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                // An unreadable header (e.g. `alg: none`, which jsonwebtoken
+                // has no name for) is an algorithm refusal, not a claims problem.
+                ErrorKind::Json(_) if jsonwebtoken::decode_header(token).is_err() => {
+                    TokenError::Algorithm
+                }
+                kind => map_jwt_error(kind),
+            })?;
+        let h = &data.header;
+        let forbidden = [
+            ("crit", h.crit.is_some()),
+            ("jku", h.jku.is_some()),
+            ("x5u", h.x5u.is_some()),
+            ("jwk", h.jwk.is_some()),
+            ("x5c", h.x5c.is_some()),
+        ];
+        if let Some((name, _)) = forbidden.iter().find(|(_, present)| *present) {
+            return Err(TokenError::ForbiddenHeader(name));
+        }
+        let raw = data.claims;
+        let openid = raw
+            .sub
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| TokenError::Claim("sub".into()))?;
+        // Validation has checked `exp` is a number in the future; wxgate
+        // issues whole seconds and accepts nothing else.
+        let exp = raw
+            .exp
+            .as_ref()
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| TokenError::Claim("exp".into()))?;
+        Ok(Identity {
+            openid,
+            unionid: raw.unionid,
+            appid: raw.appid,
+            jti: raw.jti,
+            family: raw.fam,
+            exp,
+            iat: raw.iat,
+            issued_ms: raw
+                .iat_ms
+                .or_else(|| raw.iat.map(|s| s.saturating_mul(1000)))
+                .unwrap_or(0),
+        })
+    }
+
+    /// Verify the token from the `Authorization` header values of a request.
+    ///
+    /// `values` are every `Authorization` header the request carried. A
+    /// non-Bearer scheme counts as no token.
+    pub fn verify_authorization<'v>(
+        &self,
+        mut values: impl Iterator<Item = &'v [u8]>,
+    ) -> Result<Identity, TokenError> {
+        let Some(first) = values.next() else {
+            return Err(TokenError::Missing);
+        };
+        if values.next().is_some() {
+            return Err(TokenError::Duplicate);
+        }
+        let token = bearer_token(first)?;
+        let token = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
+        self.verify(token)
+    }
+}
+
+/// Extract the token from `Bearer <token>` (scheme case-insensitive).
+fn bearer_token(value: &[u8]) -> Result<&[u8], TokenError> {
+    let value = value.trim_ascii();
+    if value.len() < 6 || !value[..6].eq_ignore_ascii_case(b"bearer") {
+        return Err(TokenError::Missing);
+    }
+    let rest = &value[6..];
+    if rest.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if !matches!(rest[0], b' ' | b'\t') {
+        // `Bearerxyz` is another scheme, not a Bearer token.
+        return Err(TokenError::Missing);
+    }
+    let token = rest.trim_ascii_start();
+    if token.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if token.iter().any(|b| b.is_ascii_whitespace()) {
+        return Err(TokenError::Malformed);
+    }
+    Ok(token)
+}
+
+fn map_jwt_error(kind: &ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName => TokenError::Algorithm,
+        ErrorKind::InvalidSignature => TokenError::Signature,
+        ErrorKind::InvalidIssuer => TokenError::Issuer,
+        ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::MissingRequiredClaim(c) => TokenError::Claim(c.clone()),
+        ErrorKind::InvalidClaimFormat(c) => TokenError::Claim(c.clone()),
+        ErrorKind::InvalidSubject => TokenError::Claim("sub".into()),
+        ErrorKind::Json(_) => TokenError::Claim("claims are not the expected JSON".into()),
+        _ => TokenError::Malformed,
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random 128-bit id, base64url without padding.
+pub fn random_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,531 @@
+//! The `jscode2session` client: trade a `wx.login` code for openid and `session_key`.
+//!
+//! One pooled [`reqwest::Client`] is built at start-up; the request URL up to
+//! the code (including the URL-encoded app secret) is built once as well.
+//!
+//! WeChat's quirks handled here: replies may come as `text/plain`, so the body
+//! is parsed as JSON whatever its content type; a missing `errcode` or `0`
+//! means success; errcode `-1` (system busy) is retried exactly once. Nothing
+//! else is retried: a login code is single-use, and a request that timed out
+//! or broke mid-way may already have consumed it (WeChat would then answer
+//! 40163 to a retry, hiding the real cause).
+//!
+//! Time budget: the whole call — first attempt, back-off and retry — runs
+//! under one deadline, `timeout` after the call starts. The retry is only
+//! made if at least [`RETRY_MIN_BUDGET`] is left after the back-off;
+//! otherwise the `-1` is reported as it is.
+//!
+//! The app secret sits in the request URL, so errors from reqwest are stripped
+//! of their URL before they are kept, and nothing here logs the URL, the
+//! secret, `session_key` or a code (only a short hash of it).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::error::ApiError;
+use crate::secret::Secret;
+
+/// Pause before the single retry of a `-1` (system busy) answer.
+pub const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// The retry is skipped unless this much of the deadline remains after the back-off.
+pub const RETRY_MIN_BUDGET: Duration = Duration::from_millis(300);
+/// Largest reply body read from WeChat; a real reply is a few hundred bytes.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
+/// Longest `errmsg` kept (WeChat appends a request id; the rest is noise).
+const MAX_ERRMSG_CHARS: usize = 200;
+
+/// WeChat errcode: system busy, retry later.
+const ERRCODE_BUSY: i64 = -1;
+
+/// What `jscode2session` returns on success.
+#[derive(Debug, Clone)]
+pub struct Code2Session {
+    /// The user's id within this mini program.
+    pub openid: String,
+    /// The key for WXBizDataCrypt and `rawData` signatures; never sent to clients.
+    pub session_key: Secret,
+    /// The user's id across the Open Platform account, when the app is bound to one.
+    pub unionid: Option<String>,
+}
+
+/// Why a `jscode2session` call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WechatError {
+    /// WeChat answered with a non-zero `errcode`.
+    #[error("WeChat errcode {errcode}: {errmsg}")]
+    Api { errcode: i64, errmsg: String },
+    /// No complete answer within the timeout.
+    #[error("WeChat did not answer in time")]
+    Timeout,
+    /// Connecting, sending or reading failed (the message has no URL in it).
+    #[error("could not talk to WeChat: {0}")]
+    Transport(String),
+    /// WeChat answered with a non-2xx HTTP status.
+    #[error("WeChat answered with HTTP status {0}")]
+    HttpStatus(u16),
+    /// The body is not the JSON object expected.
+    #[error("WeChat sent an unreadable reply: {0}")]
+    BadReply(&'static str),
+    /// The client could not be built (bad `api_base`, TLS set-up).
+    #[error("the WeChat client cannot be set up: {0}")]
+    Setup(String),
+}
+
+impl From<&WechatError> for ApiError {
+    fn from(e: &WechatError) -> Self {
+        match e {
+            WechatError::Api { errcode, .. } => match *errcode {
+                40029 | 40163 => ApiError::InvalidCode {
+                    wechat_errcode: *errcode,
+                },
+                40226 => ApiError::CodeBlocked {
+                    wechat_errcode: 40226,
+                },
+                45011 => ApiError::RateLimited {
+                    retry_after_secs: 60,
+                    wechat_errcode: Some(45011),
+                },
+                ERRCODE_BUSY => ApiError::WechatUnavailable {
+                    wechat_errcode: Some(ERRCODE_BUSY),
+                },
+                other => ApiError::WechatError {
+                    wechat_errcode: Some(other),
+                },
+            },
+            WechatError::Timeout => ApiError::WechatTimeout,
+            WechatError::Transport(_) | WechatError::HttpStatus(_) | WechatError::BadReply(_) => {
+                ApiError::WechatError {
+                    wechat_errcode: None,
+                }
+            }
+            WechatError::Setup(_) => ApiError::Internal,
+        }
+    }
+}
+
+impl From<WechatError> for ApiError {
+    fn from(e: WechatError) -> Self {
+        ApiError::from(&e)
+    }
+}
+
+/// A short, non-reversible tag for a login code, for log lines.
+pub fn code_fingerprint(code: &str) -> String {
+    let digest = Sha256::digest(code.as_bytes());
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `jscode2session` URL up to and including `js_code=`.
+fn url_prefix(api_base: &str, appid: &str, secret: &str) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("appid", appid)
+        .append_pair("secret", secret)
+        .finish();
+    format!(
+        "{}/sns/jscode2session?{query}&js_code=",
+        api_base.trim_end_matches('/')
+    )
+}
+
+/// The full request URL for `code`, given the prefix from [`url_prefix`].
+fn url_for(prefix: &str, code: &str) -> String {
+    let mut url = String::with_capacity(prefix.len() + code.len() + 40);
+    url.push_str(prefix);
+    url.extend(form_urlencoded::byte_serialize(code.as_bytes()));
+    url.push_str("&grant_type=authorization_code");
+    url
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    errmsg: Option<String>,
+    #[serde(default)]
+    openid: Option<String>,
+    #[serde(default)]
+    session_key: Option<String>,
+    #[serde(default)]
+    unionid: Option<String>,
+}
+
+/// Parse a `jscode2session` reply body, whatever its content type.
+pub fn parse_reply(body: &[u8]) -> Result<Code2Session, WechatError> {
+    let reply: Reply =
+        serde_json::from_slice(body).map_err(|_| WechatError::BadReply("not a JSON object"))?;
+    match reply.errcode {
+        None | Some(0) => {}
+        Some(errcode) => {
+            let errmsg = reply
+                .errmsg
+                .unwrap_or_default()
+                .chars()
+                .take(MAX_ERRMSG_CHARS)
+                .collect();
+            return Err(WechatError::Api { errcode, errmsg });
+        }
+    }
+    let openid = reply
+        .openid
+        .filter(|s| !s.is_empty())
+        .ok_or(WechatError::BadReply("openid missing"))?;
+    let session_key = reply
+        .session_key
+        .filter(|s| !s.is_empty())
+        .ok_or(WechatError::BadReply("session_key missing"))?;
+    Ok(Code2Session {
+        openid,
+        session_key: Secret::from(session_key),
+        unionid: reply.unionid.filter(|s| !s.is_empty()),
+    })
+}
+
+/// Turn a reqwest error into ours, dropping the URL (it holds the secret).
+fn transport_error(e: reqwest::Error) -> WechatError {
+    if e.is_timeout() {
+        return WechatError::Timeout;
+    }
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    WechatError::Transport(msg)
+}
+
+/// A `jscode2session` client with one connection pool for the process.
+pub struct WechatClient {
+    http: reqwest::Client,
+    /// The URL up to `js_code=`; secret because it contains the app secret.
+    url_prefix: Secret,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WechatClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WechatClient {
+    /// Build the client. `api_base` is e.g. `https://api.weixin.qq.com`
+    /// (a trailing `/` is ignored); `timeout` bounds a whole
+    /// [`code2session`](Self::code2session) call, retry included.
+    pub fn new(
+        api_base: &str,
+        appid: &str,
+        secret: Secret,
+        timeout: Duration,
+    ) -> Result<Self, WechatError> {
+        let secret = secret
+            .expose_str()
+            .ok_or_else(|| WechatError::Setup("the app secret is not UTF-8".into()))?;
+        let prefix = url_prefix(api_base, appid, secret);
+        // Reject a malformed base now rather than on the first login.
+        reqwest::Url::parse(&url_for(&prefix, "probe")).map_err(|_| {
+            WechatError::Setup(format!("api_base {api_base:?} does not make a valid URL"))
+        })?;
+        // reqwest is built with `rustls-no-provider`: install ring once per process.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(3)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| WechatError::Setup(e.without_url().to_string()))?;
+        Ok(Self {
+            http,
+            url_prefix: Secret::from(prefix),
+            timeout,
+        })
+    }
+
+    /// Exchange a `wx.login` code. See the module docs for retry and timeout rules.
+    pub async fn code2session(&self, code: &str) -> Result<Code2Session, WechatError> {
+        let deadline = Instant::now() + self.timeout;
+        let url = url_for(self.url_prefix.expose_str().unwrap_or_default(), code);
+        let result = match self.attempt(&url, deadline).await {
+            Err(WechatError::Api {
+                errcode: ERRCODE_BUSY,
+                errmsg,
+            }) => {
+                let retry_at = Instant::now() + RETRY_BACKOFF;
+                if deadline.saturating_duration_since(retry_at) < RETRY_MIN_BUDGET {
+                    Err(WechatError::Api {
+                        errcode: ERRCODE_BUSY,
+                        errmsg,
+                    })
+                } else {
+                    tracing::info!(
+                        code = %code_fingerprint(code),
+                        "WeChat is busy (errcode -1), retrying once"
+                    );
+                    tokio::time::sleep_until(retry_at).await;
+                    self.attempt(&url, deadline).await
+                }
+            }
+            other => other,
+        };
+        match &result {
+            // The user's code, not WeChat or us: worth a trace, not an alert.
+            Err(
+                e @ WechatError::Api {
+                    errcode: 40029 | 40163 | 40226,
+                    ..
+                },
+            ) => {
+                tracing::info!(code = %code_fingerprint(code), error = %e, "jscode2session refused the code");
+            }
+            Err(e) => {
+                tracing::warn!(code = %code_fingerprint(code), error = %e, "jscode2session failed");
+            }
+            Ok(_) => {}
+        }
+        result
+    }
+
+    /// One request, bounded by `deadline`.
+    async fn attempt(&self, url: &str, deadline: Instant) -> Result<Code2Session, WechatError> {
+        match tokio::time::timeout_at(deadline, self.fetch(url)).await {
+            Ok(body) => parse_reply(&body?),
+            Err(_) => Err(WechatError::Timeout),
+        }
+    }
+
+    /// GET `url` and read at most [`MAX_REPLY_BYTES`] of a 2xx body.
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, WechatError> {
+        let mut response = self.http.get(url).send().await.map_err(transport_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(WechatError::HttpStatus(status.as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(WechatError::BadReply("reply too large"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errcode_mapping_table() {
+        let api = |errcode| WechatError::Api {
+            errcode,
+            errmsg: "x".into(),
+        };
+        let cases = [
+            (
+                api(40029),
+                ApiError::InvalidCode {
+                    wechat_errcode: 40029,
+                },
+            ),
+            (
+                api(40163),
+                ApiError::InvalidCode {
+                    wechat_errcode: 40163,
+                },
+            ),
+            (
+                api(40226),
+                ApiError::CodeBlocked {
+                    wechat_errcode: 40226,
+                },
+            ),
+            (
+                api(45011),
+                ApiError::RateLimited {
+                    retry_after_secs: 60,
+                    wechat_errcode: Some(45011),
+                },
+            ),
+            (
+                api(-1),
+                ApiError::WechatUnavailable {
+                    wechat_errcode: Some(-1),
+                },
+            ),
+            (
+                api(40013),
+                ApiError::WechatError {
+                    wechat_errcode: Some(40013),
+                },
+            ),
+            (
+                api(48001),
+                ApiError::WechatError {
+                    wechat_errcode: Some(48001),
+                },
+            ),
+            (WechatError::Timeout, ApiError::WechatTimeout),
+            (
+                WechatError::Transport("refused".into()),
+                ApiError::WechatError {
+                    wechat_errcode: None,
+                },
+            ),
+            (
+                WechatError::HttpStatus(502),
+                ApiError::WechatError {
+                    wechat_errcode: None,
+                },
+            ),
+            (
+                WechatError::BadReply("x"),
+                ApiError::WechatError {
+                    wechat_errcode: None,
+                },
+            ),
+            (WechatError::Setup("x".into()), ApiError::Internal),
+        ];
+        for (wechat, api) in cases {
+            assert_eq!(ApiError::from(&wechat), api, "{wechat:?}");
+            assert_eq!(ApiError::from(wechat), api);
+        }
+    }
+
+    #[test]
+    fn parse_success() {
+        let r = parse_reply(br#"{"openid":"oA","session_key":"c2s=","unionid":"uA"}"#).unwrap();
+        assert_eq!(r.openid, "oA");
+        assert_eq!(r.session_key.expose(), b"c2s=");
+        assert_eq!(r.unionid.as_deref(), Some("uA"));
+        assert!(!format!("{r:?}").contains("c2s="));
+    }
+
+    #[test]
+    fn parse_success_without_unionid_and_with_errcode_zero() {
+        let r = parse_reply(br#"{"session_key":"k","openid":"oB"}"#).unwrap();
+        assert_eq!(r.unionid, None);
+        let r = parse_reply(
+            br#"{"errcode":0,"errmsg":"ok","session_key":"k","openid":"oC","unionid":"","extra":[1]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.openid, "oC");
+        assert_eq!(r.unionid, None);
+    }
+
+    #[test]
+    fn parse_failures() {
+        assert_eq!(
+            parse_reply(br#"{"session_key":"k"}"#).unwrap_err(),
+            WechatError::BadReply("openid missing")
+        );
+        assert_eq!(
+            parse_reply(br#"{"openid":"o","session_key":""}"#).unwrap_err(),
+            WechatError::BadReply("session_key missing")
+        );
+        assert_eq!(
+            parse_reply(br#"{"errcode":0}"#).unwrap_err(),
+            WechatError::BadReply("openid missing")
+        );
+        for body in [
+            &b"<html>oops</html>"[..],
+            b"",
+            b"[]",
+            b"null",
+            br#"{"errcode":"x"}"#,
+        ] {
+            assert!(matches!(parse_reply(body), Err(WechatError::BadReply(_))));
+        }
+        assert_eq!(
+            parse_reply(br#"{"errcode":40029,"errmsg":"invalid code, rid: 1"}"#).unwrap_err(),
+            WechatError::Api {
+                errcode: 40029,
+                errmsg: "invalid code, rid: 1".into()
+            }
+        );
+        assert_eq!(
+            parse_reply(br#"{"errcode":-1}"#).unwrap_err(),
+            WechatError::Api {
+                errcode: -1,
+                errmsg: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn url_encodes_every_parameter() {
+        let prefix = url_prefix("https://api.example/", "wx a&b", "s=e+c r/t");
+        let url = url_for(&prefix, "c+o=d&e f%");
+        assert_eq!(
+            url,
+            "https://api.example/sns/jscode2session?appid=wx+a%26b&secret=s%3De%2Bc+r%2Ft\
+             &js_code=c%2Bo%3Dd%26e+f%25&grant_type=authorization_code"
+        );
+        let parsed = reqwest::Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("appid", "wx a&b"),
+                ("secret", "s=e+c r/t"),
+                ("js_code", "c+o=d&e f%"),
+                ("grant_type", "authorization_code"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(
+            url_prefix("http://127.0.0.1:1", "a", "b"),
+            "http://127.0.0.1:1/sns/jscode2session?appid=a&secret=b&js_code="
+        );
+    }
+
+    #[test]
+    fn fingerprint_is_short_and_stable() {
+        let f = code_fingerprint("081abcDEF");
+        assert_eq!(f.len(), 8);
+        assert_eq!(f, code_fingerprint("081abcDEF"));
+        assert_ne!(f, code_fingerprint("081abcDEG"));
+    }
+
+    #[test]
+    fn new_rejects_bad_base_and_hides_secret() {
+        let bad = WechatClient::new("not a url", "wx", Secret::from("s"), Duration::from_secs(1));
+        assert!(matches!(bad, Err(WechatError::Setup(_))));
+        let c = WechatClient::new(
+            "http://127.0.0.1:1",
+            "wx",
+            Secret::from("topsecret"),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[tokio::test]
+    async fn transport_errors_do_not_leak_the_secret() {
+        // Port 1 on loopback: connection refused.
+        let c = WechatClient::new(
+            "http://127.0.0.1:1",
+            "wx",
+            Secret::from("topsecret"),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let e = c.code2session("abc").await.unwrap_err();
+        assert!(matches!(e, WechatError::Transport(_)), "{e:?}");
+        assert!(!e.to_string().contains("topsecret"), "{e}");
+        assert!(!format!("{e:?}").contains("topsecret"));
+    }
+}

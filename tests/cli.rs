@@ -1,0 +1,729 @@
+//! The `wxgate` binary: `--version`, `--help`, `keygen`, `check`, `token issue`,
+//! `token verify` and `run` end to end (start, serve, SIGTERM, log hygiene).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::Value;
+
+use support::Upstream;
+
+/// The key the CLI tests give the child through `WXGATE_JWT_SECRET`.
+const SECRET: &str = "cli-test-secret-0123456789-abcdefghijkl";
+/// Another valid key, for tokens that must not verify under [`SECRET`].
+const OTHER_SECRET: &str = "another-cli-secret-9876543210-zyxwvutsr";
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.example");
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "wxgate-cli-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    /// Write `text` to `name` in this directory.
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The binary with a clean environment for the variables it reads.
+fn wxgate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxgate"));
+    cmd.env_remove("WXGATE_CONFIG")
+        .env_remove("WXGATE_JWT_SECRET")
+        .env_remove("WXGATE_WECHAT_SECRET")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The binary with `WXGATE_JWT_SECRET` = [`SECRET`].
+fn wxgate_with_secret() -> Command {
+    let mut cmd = wxgate();
+    cmd.env("WXGATE_JWT_SECRET", SECRET)
+        .env("WXGATE_WECHAT_SECRET", "wechat-app-secret-for-tests");
+    cmd
+}
+
+#[derive(Debug)]
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn output(cmd: &mut Command) -> Out {
+    let out = cmd.output().expect("run wxgate");
+    Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn run(args: &[&str]) -> Out {
+    output(wxgate().args(args))
+}
+
+fn run_with_secret(args: &[&str]) -> Out {
+    output(wxgate_with_secret().args(args))
+}
+
+/// A small valid config: the secret from `WXGATE_JWT_SECRET`, one route.
+fn small_config() -> String {
+    format!(
+        "{}\n[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9\"]\n",
+        support::base_config()
+    )
+}
+
+// ---------------------------------------------------------------------------
+// --version, --help, keygen
+// ---------------------------------------------------------------------------
+
+#[test]
+fn version_prints_name_and_crate_version() {
+    let out = run(&["--version"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout.trim_end(),
+        format!("wxgate {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(out.stdout.trim_end(), "wxgate 0.1.0");
+}
+
+#[test]
+fn help_on_every_command_exits_0_and_lists_its_options() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--help"],
+            &[
+                "run",
+                "check",
+                "token",
+                "keygen",
+                "--log-format",
+                "--version",
+            ],
+        ),
+        (&["run", "--help"], &["--config", "-c", "WXGATE_CONFIG"]),
+        (&["check", "--help"], &["--config", "-c", "WXGATE_CONFIG"]),
+        (&["token", "--help"], &["issue", "verify"]),
+        (
+            &["token", "issue", "--help"],
+            &["--config", "--openid", "--unionid", "--appid", "--ttl"],
+        ),
+        (
+            &["token", "verify", "--help"],
+            &["--config", "<TOKEN>", "Bearer"],
+        ),
+        (&["keygen", "--help"], &["Usage: wxgate keygen", "32-byte"]),
+    ];
+    for (args, words) in cases {
+        let out = run(args);
+        assert_eq!(out.code, Some(0), "{args:?}: {out:?}");
+        for w in *words {
+            assert!(
+                out.stdout.contains(w),
+                "`wxgate {}` does not mention {w}:\n{}",
+                args.join(" "),
+                out.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_config_argument_is_a_usage_error() {
+    let out = run(&["check"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("--config"), "{}", out.stderr);
+}
+
+#[test]
+fn keygen_prints_a_fresh_32_byte_base64_key() {
+    let decode = |out: &Out| {
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert!(out.stdout.ends_with('\n'));
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{:?}", out.stdout);
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(lines[0])
+            .unwrap_or_else(|e| panic!("not standard base64 ({e}): {:?}", lines[0]));
+        assert_eq!(key.len(), 32);
+        lines[0].to_string()
+    };
+    let a = decode(&run(&["keygen"]));
+    let b = decode(&run(&["keygen"]));
+    assert_ne!(a, b, "two keygen runs must differ");
+}
+
+// ---------------------------------------------------------------------------
+// check
+// ---------------------------------------------------------------------------
+
+#[test]
+fn check_example_config_prints_effective_config_with_secret_masked() {
+    let out = run_with_secret(&["check", "--config", EXAMPLE]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("secret = \"***\""), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains(SECRET),
+        "secret leaked: {}",
+        out.stdout
+    );
+    assert!(
+        !out.stderr.contains(SECRET),
+        "secret leaked: {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("warning:"), "{}", out.stderr);
+    // The effective config is TOML with the example's values.
+    let v: toml::Value = toml::from_str(&out.stdout).expect("check prints TOML");
+    assert_eq!(v["jwt"]["audience"].as_str(), Some("my-miniprogram"));
+    assert_eq!(v["jwt"]["secret"].as_str(), Some("***"));
+    assert_eq!(v["server"]["listen"].as_str(), Some("0.0.0.0:8080"));
+    assert_eq!(v["routes"].as_array().map(Vec::len), Some(2));
+
+    // Same result with -c and with WXGATE_CONFIG.
+    let short = run_with_secret(&["check", "-c", EXAMPLE]);
+    assert_eq!(short.code, Some(0), "{short:?}");
+    assert_eq!(short.stdout, out.stdout);
+    let env = output(
+        wxgate_with_secret()
+            .env("WXGATE_CONFIG", EXAMPLE)
+            .arg("check"),
+    );
+    assert_eq!(env.code, Some(0), "{env:?}");
+    assert_eq!(env.stdout, out.stdout);
+}
+
+#[test]
+fn check_flag_wins_over_wxgate_config_env() {
+    let dir = TempDir::new();
+    let bad = dir.write("bad.toml", "[server]\nlistn = \"x\"\n");
+    let out = output(
+        wxgate_with_secret()
+            .env("WXGATE_CONFIG", &bad)
+            .args(["check", "-c", EXAMPLE]),
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+}
+
+#[test]
+fn check_bad_configs_exit_2_naming_the_key() {
+    let dir = TempDir::new();
+
+    // Unknown key.
+    let f = dir.write("unknown.toml", "[server]\nlistn = \"x\"\n");
+    let out = run_with_secret(&["check", "--config", f.to_str().unwrap()]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("listn"), "{}", out.stderr);
+    assert!(out.stderr.contains("unknown.toml"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+
+    // A secret shorter than 32 bytes.
+    let short = "only-20-bytes-secret";
+    let f = dir.write("short.toml", &small_config());
+    let out = output(wxgate().env("WXGATE_JWT_SECRET", short).args([
+        "check",
+        "--config",
+        f.to_str().unwrap(),
+    ]));
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("jwt.secret"), "{}", out.stderr);
+    assert!(!out.stderr.contains(short), "secret leaked: {}", out.stderr);
+
+    // The named environment variable is not set.
+    let var = "WXGATE_TEST_UNSET_SECRET_VAR";
+    let f = dir.write(
+        "noenv.toml",
+        &small_config().replace("\"WXGATE_JWT_SECRET\"", &format!("\"{var}\"")),
+    );
+    let out = output(wxgate_with_secret().env_remove(var).args([
+        "check",
+        "--config",
+        f.to_str().unwrap(),
+    ]));
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains(var), "{}", out.stderr);
+    assert!(out.stderr.contains("jwt.secret_env"), "{}", out.stderr);
+
+    // The config file does not exist.
+    let missing = dir.path().join("does-not-exist.toml");
+    let out = run_with_secret(&["check", "--config", missing.to_str().unwrap()]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains(missing.to_str().unwrap()),
+        "{}",
+        out.stderr
+    );
+
+    // A secret_file that does not exist.
+    let missing_secret = dir.path().join("no-secret-file");
+    let f = dir.write(
+        "nosecretfile.toml",
+        &small_config().replace(
+            "secret_env = \"WXGATE_JWT_SECRET\"",
+            &format!("secret_file = '{}'", missing_secret.display()),
+        ),
+    );
+    let out = run_with_secret(&["check", "--config", f.to_str().unwrap()]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("jwt.secret_file"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(missing_secret.to_str().unwrap()),
+        "{}",
+        out.stderr
+    );
+
+    // A bad duration.
+    let f = dir.write(
+        "duration.toml",
+        &small_config().replace("grace_period = \"1s\"", "grace_period = \"soon\""),
+    );
+    let out = run_with_secret(&["check", "--config", f.to_str().unwrap()]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("server.grace_period"), "{}", out.stderr);
+}
+
+#[test]
+fn check_inline_secret_warns_and_masks_it() {
+    let dir = TempDir::new();
+    let inline = "inline-secret-inline-secret-0123456789";
+    let f = dir.write(
+        "inline.toml",
+        &small_config().replace(
+            "secret_env = \"WXGATE_JWT_SECRET\"",
+            &format!("secret = \"{inline}\""),
+        ),
+    );
+    let out = run(&["check", "--config", f.to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let warning = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("warning:"))
+        .unwrap_or_else(|| panic!("no warning: {}", out.stderr));
+    assert!(warning.contains("jwt.secret"), "{warning}");
+    assert!(out.stdout.contains("secret = \"***\""), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains(inline),
+        "secret leaked: {}",
+        out.stdout
+    );
+    assert!(
+        !out.stderr.contains(inline),
+        "secret leaked: {}",
+        out.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------
+// token issue / verify
+// ---------------------------------------------------------------------------
+
+fn issue(config: &Path, secret: &str, extra: &[&str]) -> String {
+    let mut args = vec!["token", "issue", "--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = output(wxgate().env("WXGATE_JWT_SECRET", secret).args(&args));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{:?}", out.stdout);
+    let token = lines[0].to_string();
+    assert_eq!(token.split('.').count(), 3, "not a JWT: {token}");
+    assert!(
+        !out.stderr.contains(secret),
+        "secret leaked: {}",
+        out.stderr
+    );
+    token
+}
+
+fn verify(config: &Path, token: &str) -> Out {
+    run_with_secret(&[
+        "token",
+        "verify",
+        "--config",
+        config.to_str().unwrap(),
+        token,
+    ])
+}
+
+#[test]
+fn token_issue_then_verify_roundtrip() {
+    let dir = TempDir::new();
+    let f = dir.write("c.toml", &small_config());
+    let token = issue(
+        &f,
+        SECRET,
+        &["--openid", "o123", "--unionid", "u9", "--ttl", "5m"],
+    );
+    let out = verify(&f, &token);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).expect("verify prints JSON");
+    assert_eq!(v["sub"], "o123", "{v}");
+    assert_eq!(v["unionid"], "u9", "{v}");
+    let iat = v["iat"].as_i64().expect("iat");
+    let exp = v["exp"].as_i64().expect("exp");
+    assert_eq!(exp - iat, 300, "{v}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((iat - now).abs() < 60, "iat {iat} is not now ({now})");
+
+    // Default ttl comes from [jwt] ttl (2h by default), and -c works here too.
+    let token = issue(&f, SECRET, &["--openid", "o-default"]);
+    let out = run_with_secret(&["token", "verify", "-c", f.to_str().unwrap(), &token]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["sub"], "o-default");
+    assert_eq!(
+        v["exp"].as_i64().unwrap() - v["iat"].as_i64().unwrap(),
+        7200
+    );
+    assert!(v["unionid"].is_null(), "{v}");
+}
+
+#[test]
+fn token_verify_accepts_a_bearer_prefix() {
+    let dir = TempDir::new();
+    let f = dir.write("c.toml", &small_config());
+    let token = issue(&f, SECRET, &["--openid", "o-bearer"]);
+    let out = verify(&f, &format!("Bearer {token}"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["sub"], "o-bearer");
+}
+
+#[test]
+fn token_verify_refuses_a_tampered_signature() {
+    let dir = TempDir::new();
+    let f = dir.write("c.toml", &small_config());
+    let token = issue(&f, SECRET, &["--openid", "o-tamper"]);
+    // Flip the first character of the signature (the last one may only carry
+    // padding bits).
+    let sig_start = token.rfind('.').unwrap() + 1;
+    let mut bytes = token.clone().into_bytes();
+    bytes[sig_start] = if bytes[sig_start] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    assert_ne!(tampered, token);
+    let out = verify(&f, &tampered);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("invalid: signature does not match"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
+#[test]
+fn token_verify_refuses_a_token_from_another_key() {
+    let dir = TempDir::new();
+    let f = dir.write("c.toml", &small_config());
+    let foreign = issue(&f, OTHER_SECRET, &["--openid", "o-foreign"]);
+    let out = verify(&f, &foreign);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("invalid: signature does not match"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
+#[test]
+fn token_verify_refuses_garbage_and_wrong_audience() {
+    let dir = TempDir::new();
+    let f = dir.write("c.toml", &small_config());
+    let out = verify(&f, "not-a-token");
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.starts_with("invalid: "), "{}", out.stderr);
+
+    // Same key, another audience: refused.
+    let other_aud = dir.write(
+        "aud.toml",
+        &small_config().replace("audience = \"test-app\"", "audience = \"other-app\""),
+    );
+    let token = issue(&other_aud, SECRET, &["--openid", "o-aud"]);
+    let out = verify(&f, &token);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("invalid: wrong audience"),
+        "{}",
+        out.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------
+// run
+// ---------------------------------------------------------------------------
+
+/// Kills the child if the test ends before it exited.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn run_config(port: u16, upstream: SocketAddr) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+threads = 1
+grace_period = "1s"
+
+[jwt]
+secret_env = "WXGATE_JWT_SECRET"
+issuer = "wxgate"
+audience = "cli-run"
+
+[[routes]]
+prefix = "/public/"
+upstreams = ["{upstream}"]
+auth = "public"
+
+[[routes]]
+prefix = "/"
+upstreams = ["{upstream}"]
+"#
+    )
+}
+
+/// Poll `GET /healthz` until 200; `false` if the child exited first.
+async fn wait_healthy(child: &mut ChildGuard, addr: SocketAddr, client: &reqwest::Client) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if child.0.try_wait().expect("try_wait").is_some() {
+            return false;
+        }
+        if let Ok(res) = client.get(format!("http://{addr}/healthz")).send().await {
+            if res.status() == 200 {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("wxgate did not answer /healthz within 10s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let up = Upstream::start("cli-up").await;
+    let dir = TempDir::new();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let stderr_path = dir.path().join("stderr.log");
+
+    // Start on a port picked just before; retry if someone took it meanwhile.
+    let mut started = None;
+    for attempt in 0..3 {
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let config = dir.write("run.toml", &run_config(port, up.addr));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let child = wxgate_with_secret()
+            .env("RUST_LOG", "debug")
+            .args(["--log-format", "json", "run", "-c"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn wxgate run");
+        let mut child = ChildGuard(child);
+        if wait_healthy(&mut child, addr, &client).await {
+            started = Some((child, addr, config));
+            break;
+        }
+        eprintln!(
+            "attempt {attempt}: wxgate exited early: {}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+    }
+    let (mut child, addr, config) = started.expect("wxgate run started within 3 attempts");
+
+    let res = client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // A token from `wxgate token issue` opens the protected route.
+    let cfg = config.clone();
+    let token = tokio::task::spawn_blocking(move || {
+        issue(&cfg, SECRET, &["--openid", "o-run", "--unionid", "u-run"])
+    })
+    .await
+    .unwrap();
+    let req = format!(
+        "GET /orders?x=1 HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nX-OpenID: o-evil\r\n\r\n"
+    );
+    let r = support::raw_request(addr, req.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.upstream_values("x-openid"), vec!["o-run"]);
+    assert_eq!(r.upstream_values("x-unionid"), vec!["u-run"]);
+    assert!(r.upstream_values("authorization").is_empty());
+    assert_eq!(r.upstream_path(), "/orders?x=1");
+
+    // Refusals, so the refusal paths get a chance to log.
+    let r = support::raw_request(
+        addr,
+        b"GET /orders HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error(), "token_missing");
+    let sig_start = token.rfind('.').unwrap() + 1;
+    let mut bad = token.clone().into_bytes();
+    bad[sig_start] = if bad[sig_start] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).unwrap();
+    let req = format!(
+        "GET /orders HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\
+         Authorization: Bearer {bad}\r\n\r\n"
+    );
+    let r = support::raw_request(addr, req.as_bytes()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error(), "token_invalid");
+    assert_eq!(up.echo.requests(), 1);
+
+    // An idle client connection must not hold the process past the grace period.
+    let idle = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("idle connection");
+
+    // SIGTERM: exits successfully within grace period (1s) + 5s.
+    let pid = child.0.id();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(1 + 5);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wxgate did not exit within 6s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    drop(idle);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed after exit"
+    );
+
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(!stderr.trim().is_empty(), "wxgate logged nothing");
+    assert!(
+        !stderr.contains(SECRET),
+        "JWT secret in the logs:\n{stderr}"
+    );
+    assert!(!stderr.contains(&token), "token in the logs:\n{stderr}");
+    assert!(!stderr.contains(&bad), "bad token in the logs:\n{stderr}");
+    let signature = &token[sig_start..];
+    assert!(
+        !stderr.contains(signature),
+        "token signature in the logs:\n{stderr}"
+    );
+    // --log-format json: one JSON object per line.
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn run_with_a_bad_config_exits_2() {
+    let dir = TempDir::new();
+    let f = dir.write("bad.toml", "[server]\nlistn = \"x\"\n");
+    let out = run_with_secret(&["run", "-c", f.to_str().unwrap()]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(out.stderr.contains("listn"), "{}", out.stderr);
+}
+
+#[test]
+fn run_on_a_taken_port_fails_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().unwrap();
+    let dir = TempDir::new();
+    let f = dir.write("taken.toml", &run_config(addr.port(), addr));
+    let stderr_path = dir.path().join("stderr.log");
+    let child = wxgate_with_secret()
+        .args(["run", "-c", f.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn");
+    let mut child = ChildGuard(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wxgate kept running on a taken port"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "{status:?}");
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+    drop(taken);
+}

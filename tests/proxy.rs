@@ -1,0 +1,408 @@
+//! The proxy pipeline through the real gateway: what the upstream sees.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{Gateway, Upstream};
+
+async fn setup() -> (Upstream, Gateway) {
+    let up = Upstream::start("a").await;
+    let gw = Gateway::start(&support::standard_config(up.addr)).await;
+    (up, gw)
+}
+
+#[tokio::test]
+async fn valid_token_reaches_upstream_with_identity() {
+    let (up, gw) = setup().await;
+    let token = gw.token("o-user-1", Some("u-union-1"), Some("wxappid"));
+    let r = gw.get_auth("/orders?page=2", &token, &[]).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.upstream_values("x-openid"), vec!["o-user-1"]);
+    assert_eq!(r.upstream_values("x-unionid"), vec!["u-union-1"]);
+    assert_eq!(r.upstream_values("x-wx-appid"), vec!["wxappid"]);
+    // The token stays at the gateway by default.
+    assert!(r.upstream_values("authorization").is_empty());
+    assert_eq!(r.upstream_path(), "/orders?page=2");
+    assert_eq!(r.upstream_values("x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(r.upstream_values("x-forwarded-proto"), vec!["http"]);
+    assert_eq!(r.upstream_values("x-forwarded-host"), vec!["gw.test"]);
+    assert_eq!(up.echo.requests(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn token_without_unionid_injects_only_openid() {
+    let (_up, gw) = setup().await;
+    let token = gw.token("o-user-2", None, None);
+    let r = gw
+        .get_auth("/x", &token, &["X-UnionID: spoofed", "X-WX-AppID: spoofed"])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_values("x-openid"), vec!["o-user-2"]);
+    assert!(r.upstream_values("x-unionid").is_empty());
+    assert!(r.upstream_values("x-wx-appid").is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_never_arrive() {
+    let (_up, gw) = setup().await;
+    let token = gw.token("o-real", Some("u-real"), None);
+    let spoofs = [
+        "X-OpenID: o-evil",
+        "x-openid: o-evil2",
+        "X_OpenID: o-evil3",
+        "x_openid: o-evil4",
+        "X-OPENID: o-evil5",
+        "X_UnionID: u-evil",
+        "x-wx_appid: a-evil",
+    ];
+    let r = gw.get_auth("/x", &token, &spoofs).await;
+    assert_eq!(r.status, 200);
+    let headers = r.upstream_headers();
+    let openids: Vec<_> = headers
+        .iter()
+        .filter(|(n, _)| n.replace('_', "-") == "x-openid")
+        .collect();
+    assert_eq!(openids.len(), 1, "{headers:?}");
+    assert_eq!(openids[0].1, "o-real");
+    let unionids: Vec<_> = headers
+        .iter()
+        .filter(|(n, _)| n.replace('_', "-") == "x-unionid")
+        .collect();
+    assert_eq!(unionids.len(), 1, "{headers:?}");
+    assert_eq!(unionids[0].1, "u-real");
+    assert!(
+        !headers.iter().any(|(_, v)| v.contains("evil")),
+        "{headers:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn connection_header_cannot_remove_injected_identity() {
+    let (_up, gw) = setup().await;
+    let token = gw.token("o-conn", None, None);
+    // `Connection` names the identity header.
+    let req = format!(
+        "GET /x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\nConnection: close, X-OpenID, X-Custom\r\nX-Custom: 1\r\nX-OpenID: o-evil\r\n\r\n"
+    );
+    let r = support::raw_request(gw.addr, req.as_bytes()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_values("x-openid"), vec!["o-conn"]);
+    assert!(r.upstream_values("x-custom").is_empty());
+    assert!(r
+        .upstream_values("connection")
+        .iter()
+        .all(|v| !v.to_ascii_lowercase().contains("openid")));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_forwarded_headers_are_replaced() {
+    let (_up, gw) = setup().await;
+    let token = gw.token("o-hop", None, None);
+    let r = gw
+        .get_auth(
+            "/x",
+            &token,
+            &[
+                "Proxy-Authorization: Basic abc",
+                "Keep-Alive: timeout=5",
+                "TE: trailers",
+                "Upgrade: h2c",
+                "X-Forwarded-For: 6.6.6.6",
+                "X-Forwarded-Proto: https",
+                "X-Forwarded-Host: evil.example",
+                "Forwarded: for=6.6.6.6",
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    for h in [
+        "proxy-authorization",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "forwarded",
+    ] {
+        assert!(r.upstream_values(h).is_empty(), "{h} arrived");
+    }
+    assert_eq!(r.upstream_values("x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(r.upstream_values("x-forwarded-proto"), vec!["http"]);
+    assert_eq!(r.upstream_values("x-forwarded-host"), vec!["gw.test"]);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn public_route_carries_no_identity() {
+    let (_up, gw) = setup().await;
+    let token = gw.token("o-pub", Some("u-pub"), Some("app"));
+    // No token at all.
+    let r = gw
+        .get("/public/page", &["X-OpenID: o-evil", "X_UnionID: u-evil"])
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.upstream_values("x-openid").is_empty());
+    assert!(r.upstream_values("x-unionid").is_empty());
+    // Even with a valid token, a public route injects nothing.
+    let r = gw
+        .get_auth("/public/page", &token, &["X-OpenID: o-evil"])
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.upstream_values("x-openid").is_empty());
+    assert!(r.upstream_values("x-unionid").is_empty());
+    // A broken token does not matter on a public route.
+    let r = gw.get_auth("/public/page", "garbage", &[]).await;
+    assert_eq!(r.status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn optional_route() {
+    let (_up, gw) = setup().await;
+    let r = gw.get("/opt/feed", &["X-OpenID: o-evil"]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.upstream_values("x-openid").is_empty());
+
+    let token = gw.token("o-opt", None, None);
+    let r = gw
+        .get_auth("/opt/feed", &token, &["X-OpenID: o-evil"])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_values("x-openid"), vec!["o-opt"]);
+
+    let r = gw.get_auth("/opt/feed", &format!("{token}x"), &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error(), "token_invalid");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn refused_tokens_get_401_and_never_reach_upstream() {
+    let (up, gw) = setup().await;
+    let token = gw.token("o-x", None, None);
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![], "token_missing"),
+        (
+            vec!["Authorization: Basic dXNlcjpwYXNz".into()],
+            "token_missing",
+        ),
+        (vec!["Authorization: Bearer ".into()], "token_invalid"),
+        (
+            vec![format!("Authorization: Bearer {token}x")],
+            "token_invalid",
+        ),
+        (
+            vec![
+                format!("Authorization: Bearer {token}"),
+                format!("Authorization: Bearer {token}"),
+            ],
+            "token_invalid",
+        ),
+        (
+            vec![format!("Authorization: Bearer {}", "a".repeat(5000))],
+            "token_invalid",
+        ),
+    ];
+    for (headers, code) in cases {
+        let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let r = gw.get("/private", &refs).await;
+        assert_eq!(r.status, 401, "{headers:?}");
+        assert_eq!(r.error(), code, "{headers:?}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(r#"Bearer error="invalid_token""#)
+        );
+        assert_eq!(r.json().as_object().map(|o| o.len()), Some(2));
+    }
+    // Scheme is case-insensitive.
+    let r = gw
+        .get("/private", &[&format!("Authorization: bEaReR {token}")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.echo.requests(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn expired_token_is_token_expired() {
+    let (_up, gw) = setup().await;
+    // Signed with the right key, expired an hour ago (beyond the 30 s leeway).
+    let now = wxgate::token::unix_now();
+    let claims = serde_json::json!({
+        "sub": "o-old", "iss": "wxgate", "aud": "test-app",
+        "iat": now - 7200, "exp": now - 3600, "jti": "j1"
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(support::JWT_SECRET.as_bytes()),
+    )
+    .expect("encode");
+    let r = gw.get_auth("/x", &token, &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error(), "token_expired");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn forwarded_path_is_the_decided_path() {
+    let (_up, gw) = setup().await;
+    let token = gw.token("o-path", None, None);
+    let cases = [
+        ("/a/b?x=1&y=%2F", "/a/b?x=1&y=%2F"),
+        ("/%61pi/v1", "/api/v1"),
+        ("//api///v1", "/api/v1"),
+        ("/caf%c3%a9", "/caf%C3%A9"),
+        ("/a%20b", "/a%20b"),
+    ];
+    for (sent, expected) in cases {
+        let r = gw.get_auth(sent, &token, &[]).await;
+        assert_eq!(r.status, 200, "{sent}");
+        assert_eq!(r.upstream_path(), expected, "{sent}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn decoded_prefix_cannot_bypass_a_protected_route() {
+    // `/public/` is public, `/` protected. `/%70ublic/` is `/public/`: public, and
+    // forwarded as `/public/`. `/public%2f..` is refused outright.
+    let (_up, gw) = setup().await;
+    let r = gw.get("/%70ublic/x", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_path(), "/public/x");
+    for bad in [
+        "/public/../private",
+        "/public/%2e%2e/private",
+        "/public/%2E%2e/private",
+        "/public%2fprivate",
+        "/public%5cprivate",
+        "/public/.%2e/private",
+        "/public/./x",
+        "/x%00y",
+        "/caf%ff",
+    ] {
+        let r = gw.get(bad, &[]).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(r.error(), "invalid_path", "{bad}");
+    }
+    let r = gw
+        .raw(b"GET /public\\..\\x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        .await;
+    assert_eq!(r.status, 400);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn absolute_form_target_is_refused() {
+    let (_up, gw) = setup().await;
+    let r = gw
+        .raw(b"GET http://other.example/x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        .await;
+    // Pingora's request parser refuses it before the pipeline runs: a plain 400.
+    assert_eq!(r.status, 400);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn no_route_is_404() {
+    let up = Upstream::start("a").await;
+    let cfg = format!(
+        "{}\n[[routes]]\nprefix = \"/api/\"\nupstreams = [\"{}\"]\n",
+        support::base_config(),
+        up.addr
+    );
+    let gw = Gateway::start(&cfg).await;
+    let r = gw.get("/other", &[]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "no_route");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn health_endpoints_are_answered_by_the_gateway() {
+    let (up, gw) = setup().await;
+    let r = gw.get("/healthz", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    let r = gw.get("/readyz", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ready");
+    assert_eq!(up.echo.requests(), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn health_endpoints_move_under_a_prefix() {
+    let up = Upstream::start("a").await;
+    let cfg = support::standard_config(up.addr).replace(
+        "grace_period = \"1s\"",
+        "grace_period = \"1s\"\nhealth_path_prefix = \"/_wxgate\"",
+    );
+    let gw = Gateway::start(&cfg).await;
+    let r = gw.get("/_wxgate/healthz", &[]).await;
+    assert_eq!(r.status, 200);
+    // `/healthz` is now an ordinary protected path.
+    let r = gw.get("/healthz", &[]).await;
+    assert_eq!(r.status, 401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn authorization_is_forwarded_when_configured() {
+    let up = Upstream::start("a").await;
+    let cfg = support::standard_config(up.addr).replacen(
+        "[[routes]]",
+        "[headers]\nforward_authorization = true\n\n[[routes]]",
+        1,
+    );
+    let gw = Gateway::start(&cfg).await;
+    let token = gw.token("o-fwd", None, None);
+    let r = gw.get_auth("/x", &token, &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.upstream_values("authorization"),
+        vec![format!("Bearer {token}")]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn keep_alive_connection_serves_several_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, gw) = setup().await;
+    let token = gw.token("o-ka", None, None);
+    let mut s = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    for i in 0..3 {
+        let req = format!(
+            "GET /ka/{i} HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        // Read one response: headers, then Content-Length bytes.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let r = loop {
+            let n = s.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "connection closed after {i} responses");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = support::parse_response(&buf[..end + 4]);
+                let len: usize = head
+                    .header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .expect("content-length");
+                if buf.len() >= end + 4 + len {
+                    break support::parse_response(&buf);
+                }
+            }
+        };
+        assert_eq!(r.status, 200);
+        assert_eq!(r.upstream_path(), format!("/ka/{i}"));
+    }
+    assert_eq!(up.echo.requests(), 3);
+    gw.stop().await;
+}

@@ -1,0 +1,596 @@
+//! The shared store suite: every case runs against [`MemoryStore`] and
+//! against [`RedisStore`] on a real `redis-server` spawned for the test
+//! (`support::redis`): sessions, the login-code claim and outcome,
+//! revocations, refresh-token rotation, rate-limit counters and `ping`.
+//!
+//! Redis only: every key carries the prefix and a TTL, the atomic operations
+//! stay atomic under 20 concurrent callers, and when the server is killed or
+//! hangs every call fails within the timeout and the same store recovers once
+//! the server is back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::redis::RedisServer;
+use wxgate::secret::Secret;
+use wxgate::store::memory::MemoryStore;
+use wxgate::store::redis::RedisStore;
+use wxgate::store::{RefreshRecord, RefreshTake, RevocationCheck, Store, WxSession};
+
+/// The key prefix of every Redis store in this file.
+const PREFIX: &str = "wxgate-test:";
+/// The Redis store's call timeout.
+const TIMEOUT: Duration = Duration::from_millis(500);
+/// A TTL no test outlives.
+const LONG: Duration = Duration::from_secs(600);
+/// How long an entry with a 1 s TTL may take to disappear (Redis TTLs are whole seconds).
+const EXPIRY_LIMIT: Duration = Duration::from_millis(2500);
+
+fn memory() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::default())
+}
+
+fn redis_store(server: &RedisServer) -> Arc<dyn Store> {
+    Arc::new(RedisStore::new(&server.url(), PREFIX, TIMEOUT).expect("redis store"))
+}
+
+/// Run each case once per store: `memory::case` and `redis::case`.
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::memory()).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let server = super::RedisServer::start();
+                    super::$case(super::redis_store(&server)).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    sessions_put_get_replace,
+    sessions_expire,
+    claim_code_once_until_released,
+    claim_code_expires,
+    code_outcome_put_get,
+    revoke_token_names_one_jti,
+    revoke_subject_covers_tokens_issued_up_to_before,
+    revoke_family_names_one_family,
+    nothing_is_revoked_in_a_fresh_store,
+    refresh_fresh_then_reused,
+    hit_counts_per_key_in_a_window,
+    hit_window_resets,
+    ping_answers,
+    concurrent_take_refresh_has_one_winner,
+    concurrent_claim_code_has_one_winner,
+);
+
+fn session(key: &str, unionid: Option<&str>) -> WxSession {
+    WxSession {
+        session_key: Secret::from(key),
+        unionid: unionid.map(str::to_string),
+        appid: "wxstoretest000001".into(),
+        login_at: 1_700_000_000,
+    }
+}
+
+fn record(openid: &str, family: &str) -> RefreshRecord {
+    RefreshRecord {
+        openid: openid.into(),
+        unionid: Some("u-1".into()),
+        appid: Some("wxstoretest000001".into()),
+        family: family.into(),
+        issued_ms: 1_700_000_000_000,
+        expires_at: 1_700_000_000 + 86_400,
+    }
+}
+
+fn check<'a>(
+    jti: Option<&'a str>,
+    openid: &'a str,
+    family: Option<&'a str>,
+    iat: u64,
+) -> RevocationCheck<'a> {
+    RevocationCheck {
+        jti,
+        openid,
+        family,
+        issued_ms: iat,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The shared cases
+// ---------------------------------------------------------------------------
+
+async fn sessions_put_get_replace(store: Arc<dyn Store>) {
+    let first = session("key-1", Some("u-1"));
+    store.put_session("o-1", &first, LONG).await.unwrap();
+    assert_eq!(store.get_session("o-1").await.unwrap(), Some(first));
+
+    let second = session("key-2", None);
+    store.put_session("o-1", &second, LONG).await.unwrap();
+    let got = store.get_session("o-1").await.unwrap().expect("replaced");
+    assert!(got.session_key.ct_eq(b"key-2"), "the session was replaced");
+    assert_eq!(got, second);
+
+    assert_eq!(store.get_session("o-2").await.unwrap(), None);
+}
+
+async fn sessions_expire(store: Arc<dyn Store>) {
+    store
+        .put_session("short", &session("k", None), Duration::from_secs(1))
+        .await
+        .unwrap();
+    store
+        .put_session("long", &session("k", None), LONG)
+        .await
+        .unwrap();
+    assert!(store.get_session("short").await.unwrap().is_some());
+    let started = Instant::now();
+    let gone = support::eventually(EXPIRY_LIMIT, || async {
+        store.get_session("short").await.unwrap().is_none()
+    })
+    .await;
+    assert!(gone, "a 1 s session still there after {EXPIRY_LIMIT:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "a 1 s session expired after {:?}",
+        started.elapsed()
+    );
+    assert!(store.get_session("long").await.unwrap().is_some());
+}
+
+async fn claim_code_once_until_released(store: Arc<dyn Store>) {
+    assert!(store.claim_code("c-1", LONG).await.unwrap());
+    assert!(!store.claim_code("c-1", LONG).await.unwrap());
+    assert!(
+        store.claim_code("c-2", LONG).await.unwrap(),
+        "codes are independent"
+    );
+    store.release_code("c-1").await.unwrap();
+    assert!(store.claim_code("c-1", LONG).await.unwrap());
+    assert!(!store.claim_code("c-1", LONG).await.unwrap());
+    assert!(!store.claim_code("c-2", LONG).await.unwrap());
+    // Releasing what was never claimed is fine.
+    store.release_code("never").await.unwrap();
+}
+
+async fn claim_code_expires(store: Arc<dyn Store>) {
+    assert!(store
+        .claim_code("c-short", Duration::from_millis(300))
+        .await
+        .unwrap());
+    let free = support::eventually(EXPIRY_LIMIT, || async {
+        store
+            .claim_code("c-short", Duration::from_millis(300))
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(free, "an expired claim still blocks the code");
+}
+
+async fn code_outcome_put_get(store: Arc<dyn Store>) {
+    assert_eq!(store.get_code_outcome("c-1").await.unwrap(), None);
+    store
+        .put_code_outcome("c-1", "sealed-1", LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_code_outcome("c-1").await.unwrap().as_deref(),
+        Some("sealed-1")
+    );
+    assert_eq!(store.get_code_outcome("c-2").await.unwrap(), None);
+    store
+        .put_code_outcome("c-1", "sealed-2", LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_code_outcome("c-1").await.unwrap().as_deref(),
+        Some("sealed-2")
+    );
+}
+
+async fn revoke_token_names_one_jti(store: Arc<dyn Store>) {
+    store.revoke_token("jti-1", LONG).await.unwrap();
+    assert!(store
+        .is_revoked(&check(Some("jti-1"), "o-1", None, 10))
+        .await
+        .unwrap());
+    assert!(store
+        .is_revoked(&check(Some("jti-1"), "o-other", Some("f-1"), 10))
+        .await
+        .unwrap());
+    assert!(!store
+        .is_revoked(&check(Some("jti-2"), "o-1", None, 10))
+        .await
+        .unwrap());
+    assert!(!store
+        .is_revoked(&check(None, "o-1", None, 10))
+        .await
+        .unwrap());
+}
+
+async fn revoke_subject_covers_tokens_issued_up_to_before(store: Arc<dyn Store>) {
+    store.revoke_subject("o-1", 1000, LONG).await.unwrap();
+    for iat in [0, 999, 1000] {
+        assert!(
+            store
+                .is_revoked(&check(Some("j"), "o-1", Some("f"), iat))
+                .await
+                .unwrap(),
+            "iat {iat} <= 1000 must be revoked"
+        );
+    }
+    for iat in [1001, 5000] {
+        assert!(
+            !store
+                .is_revoked(&check(Some("j"), "o-1", Some("f"), iat))
+                .await
+                .unwrap(),
+            "iat {iat} > 1000 must not be revoked"
+        );
+    }
+    assert!(!store
+        .is_revoked(&check(Some("j"), "o-2", Some("f"), 0))
+        .await
+        .unwrap());
+    // A later logout moves the line.
+    store.revoke_subject("o-1", 2000, LONG).await.unwrap();
+    assert!(store
+        .is_revoked(&check(None, "o-1", None, 1500))
+        .await
+        .unwrap());
+}
+
+async fn revoke_family_names_one_family(store: Arc<dyn Store>) {
+    store.revoke_family("f-1", LONG).await.unwrap();
+    assert!(store
+        .is_revoked(&check(Some("j-1"), "o-1", Some("f-1"), 10))
+        .await
+        .unwrap());
+    assert!(store
+        .is_revoked(&check(None, "o-2", Some("f-1"), u64::MAX))
+        .await
+        .unwrap());
+    assert!(!store
+        .is_revoked(&check(Some("j-1"), "o-1", Some("f-2"), 10))
+        .await
+        .unwrap());
+    assert!(!store
+        .is_revoked(&check(Some("j-1"), "o-1", None, 10))
+        .await
+        .unwrap());
+}
+
+async fn nothing_is_revoked_in_a_fresh_store(store: Arc<dyn Store>) {
+    assert!(!store
+        .is_revoked(&check(Some("j"), "o", Some("f"), 0))
+        .await
+        .unwrap());
+    // Revoking one thing does not revoke unknown tokens either.
+    store.revoke_token("other", LONG).await.unwrap();
+    assert!(!store
+        .is_revoked(&check(Some("j"), "o", Some("f"), 0))
+        .await
+        .unwrap());
+}
+
+async fn refresh_fresh_then_reused(store: Arc<dyn Store>) {
+    let rec = record("o-1", "f-1");
+    store.put_refresh("h-1", &rec, LONG).await.unwrap();
+    store
+        .put_refresh("h-2", &record("o-1", "f-1"), LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_refresh("h-1", LONG).await.unwrap(),
+        RefreshTake::Fresh(rec.clone())
+    );
+    assert_eq!(
+        store.take_refresh("h-1", LONG).await.unwrap(),
+        RefreshTake::Reused(rec.clone())
+    );
+    assert_eq!(
+        store.take_refresh("h-1", LONG).await.unwrap(),
+        RefreshTake::Reused(rec.clone())
+    );
+    assert!(matches!(
+        store.take_refresh("h-2", LONG).await.unwrap(),
+        RefreshTake::Fresh(_)
+    ));
+    assert_eq!(
+        store.take_refresh("h-unknown", LONG).await.unwrap(),
+        RefreshTake::Unknown
+    );
+    assert_eq!(
+        store.take_refresh("h-unknown", LONG).await.unwrap(),
+        RefreshTake::Unknown
+    );
+}
+
+async fn hit_counts_per_key_in_a_window(store: Arc<dyn Store>) {
+    // An hour-long fixed window: the three hits do not straddle its end.
+    let window = Duration::from_secs(3600);
+    for expected in 1..=3 {
+        let hit = store.hit("ip:1", window).await.unwrap();
+        assert_eq!(hit.count, expected);
+        assert!(
+            hit.reset_in <= window && hit.reset_in > Duration::ZERO,
+            "reset_in {:?}",
+            hit.reset_in
+        );
+    }
+    assert_eq!(store.hit("ip:2", window).await.unwrap().count, 1);
+    assert_eq!(store.hit("ip:1", window).await.unwrap().count, 4);
+    // The same key with another window length is another counter.
+    let minute = store.hit("ip:2", Duration::from_secs(60)).await.unwrap();
+    assert!(minute.reset_in <= Duration::from_secs(60));
+}
+
+async fn hit_window_resets(store: Arc<dyn Store>) {
+    let window = Duration::from_secs(1);
+    let first = store.hit("burst", window).await.unwrap();
+    assert!(first.count >= 1 && first.reset_in <= window);
+    // Keep hitting: the count must start again at 1 once the window is over.
+    let deadline = Instant::now() + EXPIRY_LIMIT;
+    let mut max = first.count;
+    loop {
+        let c = store.hit("burst", window).await.unwrap().count;
+        if c < max {
+            assert_eq!(c, 1, "a new window starts at 1");
+            break;
+        }
+        max = c;
+        assert!(
+            Instant::now() < deadline,
+            "a 1 s window never reset (count reached {max})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(max >= 2, "hits within one window were counted together");
+}
+
+async fn ping_answers(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+}
+
+async fn concurrent_take_refresh_has_one_winner(store: Arc<dyn Store>) {
+    store
+        .put_refresh("h-race", &record("o-1", "f-1"), LONG)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_refresh("h-race", LONG).await.unwrap() })
+        })
+        .collect();
+    let (mut fresh, mut reused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            RefreshTake::Fresh(_) => fresh += 1,
+            RefreshTake::Reused(_) => reused += 1,
+            RefreshTake::Unknown => panic!("a stored refresh token was unknown"),
+        }
+    }
+    assert_eq!((fresh, reused), (1, 19));
+}
+
+async fn concurrent_claim_code_has_one_winner(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_code("c-race", LONG).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+}
+
+// ---------------------------------------------------------------------------
+// Redis only
+// ---------------------------------------------------------------------------
+
+/// One call of every store method, timed; `ok` says whether it succeeded.
+async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration, bool)> {
+    let mut out = Vec::new();
+    macro_rules! timed {
+        ($name:literal, $call:expr) => {{
+            let started = Instant::now();
+            let ok = $call.await.is_ok();
+            out.push(($name, started.elapsed(), ok));
+        }};
+    }
+    timed!(
+        "put_session",
+        store.put_session("o", &session("k", None), LONG)
+    );
+    timed!("get_session", store.get_session("o"));
+    timed!("claim_code", store.claim_code("c", LONG));
+    timed!("release_code", store.release_code("c"));
+    timed!("put_code_outcome", store.put_code_outcome("c", "s", LONG));
+    timed!("get_code_outcome", store.get_code_outcome("c"));
+    timed!("revoke_token", store.revoke_token("j", LONG));
+    timed!("revoke_subject", store.revoke_subject("o", 1, LONG));
+    timed!("revoke_family", store.revoke_family("f", LONG));
+    timed!(
+        "is_revoked",
+        store.is_revoked(&check(Some("j"), "o", Some("f"), 5))
+    );
+    timed!(
+        "put_refresh",
+        store.put_refresh("h", &record("o", "f"), LONG)
+    );
+    timed!("take_refresh", store.take_refresh("h", LONG));
+    timed!("hit", store.hit("k", Duration::from_secs(60)));
+    timed!("ping", store.ping());
+    out
+}
+
+/// A raw connection to the test's Redis, to look behind the store's back.
+async fn raw_connection(server: &RedisServer) -> ::redis::aio::MultiplexedConnection {
+    ::redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection to the test redis")
+}
+
+#[tokio::test]
+async fn redis_every_key_has_the_prefix_and_a_ttl() {
+    let server = RedisServer::start();
+    let store = redis_store(&server);
+    let calls = call_everything(&store).await;
+    assert!(calls.iter().all(|(_, _, ok)| *ok), "{calls:?}");
+    // What call_everything leaves out: a claim that stays, an unknown refresh token.
+    store.claim_code("c-kept", LONG).await.unwrap();
+    store.take_refresh("h-unknown", LONG).await.unwrap();
+
+    let mut con = raw_connection(&server).await;
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let kinds = [
+        "session:",
+        "code:",
+        "code-claim:",
+        "revoked-jti:",
+        "revoked-sub:",
+        "revoked-fam:",
+        "refresh:",
+        "refresh-used:",
+        "rate:",
+    ];
+    for kind in kinds {
+        assert!(
+            keys.iter()
+                .any(|k| k.starts_with(&format!("{PREFIX}{kind}"))),
+            "no {kind} key in {keys:?}"
+        );
+    }
+    for key in &keys {
+        assert!(
+            key.starts_with(PREFIX),
+            "{key:?} lacks the prefix {PREFIX:?}"
+        );
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key:?} has no TTL (PTTL {ttl})");
+    }
+}
+
+/// Kill the server: every call fails within the timeout; restart it: the
+/// same store works again.
+async fn survives_a_crash(mut server: RedisServer) {
+    let store = redis_store(&server);
+    assert!(call_everything(&store).await.iter().all(|c| c.2));
+
+    server.kill();
+    assert!(!server.is_up());
+    let limit = TIMEOUT + Duration::from_millis(300);
+    let calls = call_everything(&store).await;
+    let slowest = calls.iter().map(|c| c.1).max().unwrap();
+    println!("with redis-server killed: slowest failing call {slowest:?} (timeout {TIMEOUT:?})");
+    for (name, took, ok) in &calls {
+        assert!(!ok, "{name} succeeded with redis-server killed");
+        assert!(
+            *took <= limit,
+            "{name} took {took:?} to fail (limit {limit:?})"
+        );
+    }
+    // Calls keep failing promptly after the fail-fast window, too.
+    let later = Instant::now() + Duration::from_millis(600);
+    while Instant::now() < later {
+        let started = Instant::now();
+        assert!(store.ping().await.is_err());
+        assert!(started.elapsed() <= limit);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    server.restart();
+    let back = support::eventually(Duration::from_secs(5), || async {
+        store.ping().await.is_ok()
+    })
+    .await;
+    assert!(
+        back,
+        "the store did not reconnect within 5 s of the restart"
+    );
+    let calls = call_everything(&store).await;
+    assert!(calls.iter().all(|c| c.2), "after the restart: {calls:?}");
+    assert_eq!(
+        store.get_session("o").await.unwrap(),
+        Some(session("k", None))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unix_socket_down_then_back() {
+    survives_a_crash(RedisServer::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_tcp_down_then_back() {
+    let server = RedisServer::start_tcp();
+    assert!(server.url().starts_with("redis://127.0.0.1:"));
+    // The whole round trip over TCP, then the crash.
+    let store = redis_store(&server);
+    refresh_fresh_then_reused(store.clone()).await;
+    revoke_subject_covers_tokens_issued_up_to_before(store).await;
+    survives_a_crash(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_hung_server_times_out_then_recovers() {
+    let server = RedisServer::start();
+    let store = redis_store(&server);
+    store.ping().await.unwrap();
+
+    server.pause();
+    let limit = TIMEOUT + Duration::from_millis(300);
+    let calls = call_everything(&store).await;
+    let slowest = calls.iter().map(|c| c.1).max().unwrap();
+    println!("with redis-server stopped: slowest failing call {slowest:?} (timeout {TIMEOUT:?})");
+    for (name, took, ok) in &calls {
+        assert!(!ok, "{name} succeeded with redis-server stopped");
+        assert!(
+            *took <= limit,
+            "{name} took {took:?} to fail (limit {limit:?})"
+        );
+    }
+
+    server.resume();
+    let back = support::eventually(Duration::from_secs(5), || async {
+        store.ping().await.is_ok()
+    })
+    .await;
+    assert!(back, "the store did not recover within 5 s of the resume");
+    store
+        .put_session("o-2", &session("k2", None), LONG)
+        .await
+        .unwrap();
+    assert!(store.get_session("o-2").await.unwrap().is_some());
+}

@@ -1,0 +1,407 @@
+//! Test harness: the real gateway in-process on `127.0.0.1:0`, echo upstreams,
+//! a raw HTTP/1.1 client that sends exactly the bytes a test writes, and a
+//! real `redis-server` per test ([`redis::RedisServer`]).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod redis;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use wxgate::config::Config;
+use wxgate::dev::echo::EchoUpstream;
+use wxgate::server::Running;
+use wxgate::token::NewToken;
+
+/// The JWT key every test config uses.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// An echo upstream on an ephemeral port.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub echo: EchoUpstream,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let echo = EchoUpstream::new(name);
+        let task = tokio::spawn(echo.clone().serve(listener));
+        Self { addr, echo, task }
+    }
+
+    /// Stop serving and close the listening socket.
+    pub async fn stop(mut self) {
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An address nothing listens on (bound, then released).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// Parse a config written for a test; `WXGATE_JWT_SECRET` resolves to [`JWT_SECRET`].
+pub fn config(toml: &str) -> Config {
+    Config::parse(toml, "test.toml", Path::new("."), &|name| {
+        (name == "WXGATE_JWT_SECRET").then(|| JWT_SECRET.to_string())
+    })
+    .unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
+/// The `[server]` and `[jwt]` sections most tests share.
+pub fn base_config() -> String {
+    r#"
+[server]
+listen = "127.0.0.1:0"
+grace_period = "1s"
+
+[jwt]
+secret_env = "WXGATE_JWT_SECRET"
+issuer = "wxgate"
+audience = "test-app"
+"#
+    .to_string()
+}
+
+/// A gateway with a public `/public/` route, an optional `/opt/` route and a
+/// protected `/` route, all to `upstream`.
+pub fn standard_config(upstream: SocketAddr) -> String {
+    format!(
+        r#"{}
+[[routes]]
+prefix = "/public/"
+upstreams = ["{upstream}"]
+auth = "public"
+
+[[routes]]
+prefix = "/opt/"
+upstreams = ["{upstream}"]
+auth = "optional"
+
+[[routes]]
+prefix = "/"
+upstreams = ["{upstream}"]
+"#,
+        base_config()
+    )
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    pub async fn start(toml: &str) -> Self {
+        let config = config(toml);
+        let running = wxgate::server::start(&config)
+            .await
+            .expect("gateway starts");
+        let addr = running.addr();
+        Self {
+            running: Some(running),
+            addr,
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running")
+    }
+
+    /// A token for `openid` signed with the gateway's key.
+    pub fn token(&self, openid: &str, unionid: Option<&str>, appid: Option<&str>) -> String {
+        let new = NewToken {
+            family: None,
+            openid,
+            unionid,
+            appid,
+            ttl: None,
+        };
+        self.running()
+            .shared()
+            .tokens()
+            .issue(&new)
+            .expect("issue token")
+            .0
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Send raw request bytes; `Connection: close` is the caller's business.
+    pub async fn raw(&self, request: &[u8]) -> Response {
+        raw_request(self.addr, request).await
+    }
+
+    /// `GET path` with extra header lines (each "Name: value").
+    pub async fn get(&self, path: &str, headers: &[&str]) -> Response {
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n");
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        self.raw(req.as_bytes()).await
+    }
+
+    /// `GET path` with a Bearer token.
+    pub async fn get_auth(&self, path: &str, token: &str, headers: &[&str]) -> Response {
+        let auth = format!("Authorization: Bearer {token}");
+        let mut all = vec![auth.as_str()];
+        all.extend_from_slice(headers);
+        self.get(path, &all).await
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `error` code of a wxgate error body.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// What the echo upstream saw: every (lower-case name, value) header pair.
+    pub fn upstream_headers(&self) -> Vec<(String, String)> {
+        let v = self.json();
+        v["headers"]
+            .as_array()
+            .expect("echo headers")
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_str().unwrap_or_default().to_ascii_lowercase(),
+                    p[1].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every value the upstream saw for `name` (case-insensitive).
+    pub fn upstream_values(&self, name: &str) -> Vec<String> {
+        let name = name.to_ascii_lowercase();
+        self.upstream_headers()
+            .into_iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// The request target the upstream saw.
+    pub fn upstream_path(&self) -> String {
+        self.json()["path"].as_str().expect("echo path").to_string()
+    }
+}
+
+/// Write `request`, read until the server closes, parse the response.
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).await.expect("connect to gateway");
+    s.write_all(request).await.expect("write request");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("response within 10s")
+        .expect("read response");
+    parse_response(&buf)
+}
+
+/// Parse one HTTP/1.1 response (Content-Length or read-to-close bodies; chunked decoded).
+pub fn parse_response(buf: &[u8]) -> Response {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let raw_body = &buf[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(raw_body)
+    } else {
+        raw_body.to_vec()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&b[..nl])
+                .split(';')
+                .next()
+                .unwrap_or("0")
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        let start = nl + 2;
+        out.extend_from_slice(&b[start..start + size]);
+        b = &b[start + size + 2..];
+    }
+}
+
+/// Poll `f` until it returns true, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `POST path` with `body` and `Connection: close`. `content_type` `None`
+/// sends no `Content-Type`; `extra_headers` are whole lines ("Name: value").
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    extra_headers: &[&str],
+) -> Response {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(ct) = content_type {
+        req.push_str("Content-Type: ");
+        req.push_str(ct);
+        req.push_str("\r\n");
+    }
+    for h in extra_headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    raw_request(addr, &bytes).await
+}
+
+/// Read one response from `stream` within `limit`, without needing the
+/// server to close: stops once the headers and a `Content-Length` body (or
+/// a final chunk) are in. A reset after a complete response is not an error
+/// (a server that refuses a body may close with unread bytes pending).
+pub async fn read_response(stream: &mut TcpStream, limit: Duration) -> Response {
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            if response_complete(&buf) {
+                return;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => {
+                    assert!(!buf.is_empty(), "read failed before any response byte: {e}");
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(limit, read)
+        .await
+        .unwrap_or_else(|_| panic!("no complete response within {limit:?}"));
+    parse_response(&buf)
+}
+
+/// Whether `buf` holds a whole response (headers plus its framed body).
+fn response_complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let body = &buf[end + 4..];
+    if let Some(len) = head
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return body.len() >= len;
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    false
+}
