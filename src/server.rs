@@ -5,7 +5,7 @@
 //! bind `127.0.0.1:0` and report the bound address (tests run the real gateway
 //! in-process on ephemeral ports), it runs inside any tokio runtime, and
 //! shutdown is a future the caller controls. Each accepted socket gets
-//! `TCP_NODELAY`, an optional TLS handshake (rustls, HTTP/2 via ALPN) and is then
+//! `TCP_NODELAY`, a write buffer, an optional TLS handshake (rustls, HTTP/2 via ALPN) and is then
 //! handed to Pingora, which serves HTTP/1.1 and h2c on it with keep-alive.
 //!
 //! Shutdown is graceful: stop accepting, mark `/readyz` not ready, let Pingora
@@ -29,9 +29,12 @@ use pingora_proxy::HttpProxy;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
+use self::buffered::Buffered;
 use crate::config::{Config, TlsConfig};
 use crate::proxy::{Gateway, Shared};
 use crate::store::Store;
+
+mod buffered;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -281,7 +284,8 @@ async fn accept_loop(
     }
 }
 
-/// TCP_NODELAY, peer address for logs and `X-Forwarded-For`, TLS handshake.
+/// TCP_NODELAY, write buffer, peer address for logs and `X-Forwarded-For`,
+/// TLS handshake.
 async fn prepare(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -291,7 +295,7 @@ async fn prepare(
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
     let fd = tcp.as_raw_fd();
-    let mut stream: L4Stream = tcp.into();
+    let mut stream = Buffered::new(L4Stream::from(tcp));
     let digest = SocketDigest::from_raw_fd(fd);
     let _ = digest.peer_addr.set(Some(peer.into()));
     stream.set_socket_digest(digest);
