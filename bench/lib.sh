@@ -1,0 +1,330 @@
+# Shared by bench/run.sh and bench/profile.sh; source it, do not run it.
+#
+# Installs the tools if missing, builds wxgate, starts nginx (upstream), wxgate
+# and HAProxy on free 127.0.0.1 ports, mints the tokens and checks that both
+# proxies really enforce them. Everything it starts is stopped on exit.
+# Sets: WXGATE UP_PORT WX_PORT HA_PORT NGINX_PID WX_PID HA_PID TOKEN BAD_TOKEN TMP
+#       (and WXB_PORT WXB_PID when WXGATE_B names a second binary to compare)
+# Defines: log die scenario proxy_pid run_wrk cpu_ticks cpu_busy to_ms
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONNS=${CONNS:-50}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+SCENARIOS=${SCENARIOS:-"direct wxgate haproxy wxgate-401 wxgate-public haproxy-401"}
+WXGATE=${WXGATE_BIN:-$ROOT/target/release/wxgate}
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] FAIL: %s\n' "$*" >&2; exit 1; }
+
+# --- (a) tools ---------------------------------------------------------------
+need_pkgs=()
+command -v haproxy >/dev/null || need_pkgs+=(haproxy)
+command -v wrk >/dev/null || need_pkgs+=(wrk)
+command -v nginx >/dev/null || need_pkgs+=(nginx-light)
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+if ((${#need_pkgs[@]})); then
+    log "installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y "${need_pkgs[@]}" >/dev/null ||
+        { apt-get update >/dev/null && apt-get install -y "${need_pkgs[@]}" >/dev/null; }
+    # Debian's postinst may start the packaged services; we use our own instances.
+    for svc in haproxy nginx; do
+        if command -v service >/dev/null; then service "$svc" stop >/dev/null 2>&1 || true; fi
+    done
+fi
+HAPROXY_VERSION=$(haproxy -v | sed -n 1p)
+[[ $HAPROXY_VERSION == *"version 2.6."* ]] || log "warning: not HAProxy 2.6: $HAPROXY_VERSION"
+
+# --- (b) build ---------------------------------------------------------------
+if [[ -z ${SKIP_BUILD:-} && -z ${WXGATE_BIN:-} ]]; then
+    log "cargo build --release --locked"
+    cargo build --release --locked
+fi
+[[ -x $WXGATE ]] || die "$WXGATE is missing"
+
+# --- temp dir, processes, cleanup ---------------------------------------------
+TMP=$(mktemp -d /tmp/wxgate-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n ${KEEP:-} ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Wait until `curl URL` answers with any HTTP status.
+wait_http() {
+    local url=$1 name=$2 pid=$3 i
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || die "$name exited; see $TMP/$name.log"
+        if curl -s -o /dev/null "$url"; then return 0; fi
+        sleep 0.1
+    done
+    die "$name does not answer on $url"
+}
+
+UP_PORT=$(free_port)
+WX_PORT=$(free_port)
+HA_PORT=$(free_port)
+# One secret for both proxies (hex, so it needs no quoting anywhere).
+WXGATE_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+export WXGATE_JWT_SECRET
+ISSUER=wxgate
+AUDIENCE=bench
+
+# --- (c) upstream: nginx, one worker, no master, no logs ----------------------
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:$UP_PORT;
+        location / { return 200 "ok\n"; }
+        # For the correctness checks: what identity did the upstream receive?
+        location = /whoami { return 200 "openid=\$http_x_openid\n"; }
+    }
+}
+EOF
+taskset -c "$LOAD_CPU" nginx -p "$TMP/nginx" -e "$TMP/nginx.log" -c "$TMP/nginx.conf" \
+    >>"$TMP/nginx.log" 2>&1 &
+PIDS+=($!)
+NGINX_PID=$!
+wait_http "http://127.0.0.1:$UP_PORT/" nginx "$NGINX_PID"
+
+# --- (d) wxgate: one thread, "/" requires a token, "/public/" for reference ---
+cat >"$TMP/wxgate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$WX_PORT"
+threads = 1
+
+[jwt]
+secret_env = "WXGATE_JWT_SECRET"
+issuer = "$ISSUER"
+audience = "$AUDIENCE"
+
+[[routes]]
+prefix = "/public/"
+upstreams = ["127.0.0.1:$UP_PORT"]
+auth = "public"
+
+[[routes]]
+prefix = "/"
+upstreams = ["127.0.0.1:$UP_PORT"]
+auth = "required"
+EOF
+"$WXGATE" check -c "$TMP/wxgate.toml" >/dev/null
+RUST_LOG=warn taskset -c "$PROXY_CPU" "$WXGATE" run -c "$TMP/wxgate.toml" \
+    >"$TMP/wxgate.log" 2>&1 &
+PIDS+=($!)
+WX_PID=$!
+wait_http "http://127.0.0.1:$WX_PORT/healthz" wxgate "$WX_PID"
+
+# Optional A/B: a second wxgate binary (WXGATE_B=/path), same config on its own
+# port, measured in the same rounds as scenarios wxgate-b, wxgate-b-401, wxgate-b-public.
+WXB_PID=
+if [[ -n ${WXGATE_B:-} ]]; then
+    WXB_PORT=$(free_port)
+    sed "s/^listen = .*/listen = \"127.0.0.1:$WXB_PORT\"/" "$TMP/wxgate.toml" >"$TMP/wxgate-b.toml"
+    RUST_LOG=warn taskset -c "$PROXY_CPU" "$WXGATE_B" run -c "$TMP/wxgate-b.toml" \
+        >"$TMP/wxgate-b.log" 2>&1 &
+    PIDS+=($!)
+    WXB_PID=$!
+    wait_http "http://127.0.0.1:$WXB_PORT/healthz" wxgate-b "$WXB_PID"
+fi
+
+# --- (e) HAProxy 2.6: the same check with http-request rules ------------------
+# 401 body and header as wxgate sends them.
+deny401="return status 401 content-type application/json string '{\"error\":\"token_invalid\",\"message\":\"the token is not valid\"}' hdr WWW-Authenticate 'Bearer error=\"invalid_token\"'"
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+    # no logging, like RUST_LOG=warn on wxgate
+
+defaults
+    mode http
+    timeout connect 3s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+
+frontend fe
+    bind 127.0.0.1:$HA_PORT
+    # Token: exactly one Authorization header, Bearer scheme.
+    http-request $deny401 if { req.hdr_cnt(authorization) gt 1 }
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request $deny401 unless { var(txn.bearer) -m found }
+    http-request $deny401 if { var(txn.bearer),length gt 4096 }
+    # Pinned algorithm, HS256 signature with the shared secret.
+    http-request $deny401 unless { var(txn.bearer),jwt_header_query('\$.alg') -m str HS256 }
+    http-request $deny401 unless { var(txn.bearer),jwt_verify("HS256","\${WXGATE_JWT_SECRET}") -m int 1 }
+    # Claims: exp (required, 30 s leeway), nbf (when present), iss, aud, sub.
+    http-request set-var(txn.now) date()
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+    http-request $deny401 unless { var(txn.exp),add(30),sub(txn.now) gt 0 }
+    http-request set-var(txn.nbf) var(txn.bearer),jwt_payload_query('\$.nbf','int')
+    http-request $deny401 if { var(txn.nbf),sub(txn.now) gt 30 }
+    http-request $deny401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str $ISSUER }
+    http-request $deny401 unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str $AUDIENCE }
+    http-request set-var(txn.sub) var(txn.bearer),jwt_payload_query('\$.sub')
+    http-request $deny401 unless { var(txn.sub) -m len gt 0 }
+    # Header hygiene: spoofed identity (any case, _ or -), Authorization, X-Forwarded-*.
+    http-request del-header ^x[-_](openid|unionid|wx[-_]appid)\$ -m reg
+    http-request del-header ^(x[-_]forwarded[-_](for|proto|host)|forwarded)\$ -m reg
+    http-request del-header authorization
+    http-request set-header X-Forwarded-For %[src]
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    # Identity from the verified token.
+    http-request set-header X-OpenID %[var(txn.sub)]
+    default_backend up
+
+backend up
+    server nginx 127.0.0.1:$UP_PORT
+EOF
+haproxy -c -q -f "$TMP/haproxy.cfg" || die "haproxy config invalid ($TMP/haproxy.cfg)"
+taskset -c "$PROXY_CPU" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+PIDS+=($!)
+HA_PID=$!
+wait_http "http://127.0.0.1:$HA_PORT/" haproxy "$HA_PID"
+
+# --- (f) tokens ---------------------------------------------------------------
+TOKEN=$("$WXGATE" token issue -c "$TMP/wxgate.toml" --openid obench | tail -1)
+[[ $TOKEN =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] || die "unexpected token: $TOKEN"
+# A token with one signature character changed: the 401 path. (Not the last
+# character: its low bits are padding, which some decoders ignore.)
+sig_char=${TOKEN: -10:1}
+BAD_TOKEN="${TOKEN:0:${#TOKEN}-10}$([[ $sig_char == A ]] && echo B || echo A)${TOKEN: -9}"
+
+# Hand-made HS256 tokens that are correctly signed but must be refused.
+forge() { # forge HEADER_JSON CLAIMS_JSON
+    python3 - "$1" "$2" <<'PY'
+import base64, hashlib, hmac, os, sys
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+msg = b64(sys.argv[1].encode()) + b"." + b64(sys.argv[2].encode())
+key = os.environ["WXGATE_JWT_SECRET"].encode()
+alg = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}['HS512' if 'HS512' in sys.argv[1] else 'HS256']
+print((msg + b"." + b64(hmac.new(key, msg, alg).digest())).decode())
+PY
+}
+NOW=$(date +%s)
+H256='{"alg":"HS256","typ":"JWT"}'
+claims() { # claims EXP ISS AUD
+    printf '{"sub":"forged","iss":"%s","aud":"%s","iat":%d,"exp":%d}' "$2" "$3" "$NOW" "$1"
+}
+GOOD_FORGED=$(forge "$H256" "$(claims $((NOW + 600)) $ISSUER $AUDIENCE)")
+declare -A REFUSED=(
+    [bad-signature]=$BAD_TOKEN
+    [expired]=$(forge "$H256" "$(claims $((NOW - 600)) $ISSUER $AUDIENCE)")
+    [wrong-iss]=$(forge "$H256" "$(claims $((NOW + 600)) other $AUDIENCE)")
+    [wrong-aud]=$(forge "$H256" "$(claims $((NOW + 600)) $ISSUER other)")
+    [hs512]=$(forge '{"alg":"HS512","typ":"JWT"}' "$(claims $((NOW + 600)) $ISSUER $AUDIENCE)")
+    [alg-none]="$(python3 -c 'import base64,sys; b=lambda s: base64.urlsafe_b64encode(s.encode()).rstrip(b"=").decode(); print(b("{\"alg\":\"none\"}")+"."+b(sys.argv[1])+".")' "$(claims $((NOW + 600)) $ISSUER $AUDIENCE)")"
+    [no-sub]=$(forge "$H256" "{\"iss\":\"$ISSUER\",\"aud\":\"$AUDIENCE\",\"exp\":$((NOW + 600))}")
+)
+
+# --- correctness: both proxies really check the token -------------------------
+status() { # status URL [curl args...]
+    local url=$1
+    shift
+    curl -s -o /dev/null -w '%{http_code}' "$@" "$url"
+}
+expect() { # expect WANT NAME GOT
+    [[ $3 == "$1" ]] || die "$2: expected $1, got $3"
+}
+checked=("wxgate $WX_PORT" "haproxy $HA_PORT")
+[[ -n $WXB_PID ]] && checked+=("wxgate-b $WXB_PORT")
+for p in "${checked[@]}"; do
+    read -r name port <<<"$p"
+    url="http://127.0.0.1:$port"
+    expect 200 "$name valid token" "$(status "$url/" -H "Authorization: Bearer $TOKEN")"
+    expect 200 "$name forged-but-valid token" "$(status "$url/" -H "Authorization: Bearer $GOOD_FORGED")"
+    expect 401 "$name no token" "$(status "$url/")"
+    for why in "${!REFUSED[@]}"; do
+        expect 401 "$name $why" "$(status "$url/" -H "Authorization: Bearer ${REFUSED[$why]}")"
+    done
+    who=$(curl -s "$url/whoami" -H "Authorization: Bearer $TOKEN" -H 'X-OpenID: spoof' -H 'X_OpenID: spoof')
+    expect "openid=obench" "$name injected X-OpenID" "$who"
+done
+expect 200 "wxgate public route" "$(status "http://127.0.0.1:$WX_PORT/public/x")"
+log "correctness: the proxies answer 200 with the token, 401 without it or with" \
+    "a bad one (${!REFUSED[*]}), and set X-OpenID from sub"
+
+# --- load helpers --------------------------------------------------------------
+# URL and extra wrk args of each scenario.
+scenario() {
+    case $1 in
+    direct) echo "http://127.0.0.1:$UP_PORT/" ;;
+    wxgate) echo "http://127.0.0.1:$WX_PORT/ Authorization: Bearer $TOKEN" ;;
+    haproxy) echo "http://127.0.0.1:$HA_PORT/ Authorization: Bearer $TOKEN" ;;
+    wxgate-401) echo "http://127.0.0.1:$WX_PORT/ Authorization: Bearer $BAD_TOKEN" ;;
+    haproxy-401) echo "http://127.0.0.1:$HA_PORT/ Authorization: Bearer $BAD_TOKEN" ;;
+    wxgate-public) echo "http://127.0.0.1:$WX_PORT/public/x" ;;
+    wxgate-b) echo "http://127.0.0.1:$WXB_PORT/ Authorization: Bearer $TOKEN" ;;
+    wxgate-b-401) echo "http://127.0.0.1:$WXB_PORT/ Authorization: Bearer $BAD_TOKEN" ;;
+    wxgate-b-public) echo "http://127.0.0.1:$WXB_PORT/public/x" ;;
+    *) die "unknown scenario $1" ;;
+    esac
+}
+proxy_pid() {
+    case $1 in
+    wxgate-b*) echo "$WXB_PID" ;;
+    wxgate*) echo "$WX_PID" ;;
+    haproxy*) echo "$HA_PID" ;;
+    *) echo "$NGINX_PID" ;;
+    esac
+}
+# CPU time (user+sys, clock ticks) of a process and all its threads.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Busy ticks of one CPU, all processes (user nice system irq softirq steal).
+cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+
+run_wrk() { # run_wrk SCENARIO DURATION OUTFILE
+    local url header
+    read -r url header <<<"$(scenario "$1")"
+    local args=(-t1 "-c$CONNS" "-d$2" --latency)
+    [[ -n $header ]] && args+=(-H "$header")
+    taskset -c "$LOAD_CPU" wrk "${args[@]}" "$url" >"$3"
+}
+
+# wrk latency figures are like 512.00us / 1.23ms / 2.00s: print milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000
+        printf "%.3f", n }'
+}
+
