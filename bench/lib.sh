@@ -16,7 +16,7 @@ WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-50}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-SCENARIOS=${SCENARIOS:-"direct wxgate haproxy wxgate-401 wxgate-public haproxy-401"}
+SCENARIOS=${SCENARIOS:-"direct wxgate haproxy wxgate-401 wxgate-public haproxy-401 pingora"}
 WXGATE=${WXGATE_BIN:-$ROOT/target/release/wxgate}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -43,9 +43,10 @@ HAPROXY_VERSION=$(haproxy -v | sed -n 1p)
 [[ $HAPROXY_VERSION == *"version 2.6."* ]] || log "warning: not HAProxy 2.6: $HAPROXY_VERSION"
 
 # --- (b) build ---------------------------------------------------------------
+FLOOR=$ROOT/target/release/examples/pingora_floor
 if [[ -z ${SKIP_BUILD:-} && -z ${WXGATE_BIN:-} ]]; then
-    log "cargo build --release --locked"
-    cargo build --release --locked
+    log "cargo build --release --locked --bin wxgate --example pingora_floor"
+    cargo build --release --locked --bin wxgate --example pingora_floor
 fi
 [[ -x $WXGATE ]] || die "$WXGATE is missing"
 
@@ -161,6 +162,19 @@ if [[ -n ${WXGATE_B:-} ]]; then
     PIDS+=($!)
     WXB_PID=$!
     wait_http "http://127.0.0.1:$WXB_PORT/healthz" wxgate-b "$WXB_PID"
+fi
+
+# Pingora's own server with an empty proxy: the floor under wxgate's figures
+# (examples/pingora_floor.rs). Only when the scenario is asked for.
+PF_PID=
+if [[ " $SCENARIOS " == *" pingora "* ]]; then
+    [[ -x $FLOOR ]] || die "$FLOOR is missing (cargo build --release --example pingora_floor)"
+    PF_PORT=$(free_port)
+    taskset -c "$PROXY_CPU" "$FLOOR" "127.0.0.1:$PF_PORT" "127.0.0.1:$UP_PORT" \
+        >"$TMP/pingora.log" 2>&1 &
+    PIDS+=($!)
+    PF_PID=$!
+    wait_http "http://127.0.0.1:$PF_PORT/" pingora "$PF_PID"
 fi
 
 # --- (e) HAProxy 2.6: the same check with http-request rules ------------------
@@ -295,6 +309,7 @@ scenario() {
     wxgate-b) echo "http://127.0.0.1:$WXB_PORT/ Authorization: Bearer $TOKEN" ;;
     wxgate-b-401) echo "http://127.0.0.1:$WXB_PORT/ Authorization: Bearer $BAD_TOKEN" ;;
     wxgate-b-public) echo "http://127.0.0.1:$WXB_PORT/public/x" ;;
+    pingora) echo "http://127.0.0.1:$PF_PORT/" ;;
     *) die "unknown scenario $1" ;;
     esac
 }
@@ -303,6 +318,7 @@ proxy_pid() {
     wxgate-b*) echo "$WXB_PID" ;;
     wxgate*) echo "$WX_PID" ;;
     haproxy*) echo "$HA_PID" ;;
+    pingora) echo "$PF_PID" ;;
     *) echo "$NGINX_PID" ;;
     esac
 }

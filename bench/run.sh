@@ -16,7 +16,8 @@
 #   PROXY_CPU=0 LOAD_CPU=1                   pinning
 #   SKIP_BUILD=1                             use the existing target/release/wxgate
 #   WXGATE_BIN=/path/to/wxgate               benchmark this binary instead (no build)
-#   SCENARIOS="direct wxgate haproxy wxgate-401 wxgate-public haproxy-401"
+#   SCENARIOS="direct wxgate haproxy wxgate-401 wxgate-public haproxy-401 pingora"
+#                                            (pingora: Pingora's own server, empty proxy)
 #   WXGATE_B=/path/to/other/wxgate           A/B: also run this binary (scenarios wxgate-b,
 #                                            wxgate-b-401, wxgate-b-public), same rounds
 #   KEEP=1                                   keep the temp dir (configs, logs, raw wrk output)
