@@ -5,8 +5,9 @@
 //! bind `127.0.0.1:0` and report the bound address (tests run the real gateway
 //! in-process on ephemeral ports), it runs inside any tokio runtime, and
 //! shutdown is a future the caller controls. Each accepted socket gets
-//! `TCP_NODELAY`, a write buffer, an optional TLS handshake (rustls, HTTP/2 via ALPN) and is then
-//! handed to Pingora, which serves HTTP/1.1 and h2c on it with keep-alive.
+//! `TCP_NODELAY`, a write buffer, an optional TLS handshake (rustls, HTTP/2
+//! via ALPN) and is then handed to Pingora, which serves HTTP/1.1 and h2c on
+//! it with keep-alive.
 //!
 //! Shutdown is graceful: stop accepting, mark `/readyz` not ready, let Pingora
 //! close idle keep-alive connections, wait up to the grace period for requests
