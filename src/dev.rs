@@ -26,12 +26,12 @@ pub const DEV_APPID: &str = "wxdevappid0000000";
 /// Why `wxgate dev` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0}")]
+    #[error(transparent)]
     Start(#[from] StartError),
-    #[error("cannot bind a loopback port for the embedded servers: {0}")]
-    Bind(std::io::Error),
+    #[error("cannot bind a loopback port for the embedded servers")]
+    Bind(#[source] std::io::Error),
 }
 
 /// A running dev environment.
@@ -117,16 +117,11 @@ pub async fn start(
             let jwt = random_secret();
             let wechat = random_secret();
             let text = embedded_config(listen, echo_addr, mock_addr);
-            Config::parse(
-                &text,
-                "<embedded dev config>",
-                Path::new("."),
-                &|name| match name {
-                    "WXGATE_DEV_JWT_SECRET" => Some(jwt.clone()),
-                    "WXGATE_DEV_WECHAT_SECRET" => Some(wechat.clone()),
-                    _ => None,
-                },
-            )?
+            Config::parse(&text, "<embedded dev config>", &|name| match name {
+                "WXGATE_DEV_JWT_SECRET" => Some(jwt.clone()),
+                "WXGATE_DEV_WECHAT_SECRET" => Some(wechat.clone()),
+                _ => None,
+            })?
         }
     };
     let wechat = match &mut config.wechat {
@@ -134,9 +129,7 @@ pub async fn start(
         None => {
             // A config without [wechat]: log in against the mock with a dev appid.
             let text = embedded_config(listen, echo_addr, mock_addr);
-            let dev = Config::parse(&text, "<embedded dev config>", Path::new("."), &|_| {
-                Some(random_secret())
-            })?;
+            let dev = Config::parse(&text, "<embedded dev config>", &|_| Some(random_secret()))?;
             config.wechat = dev.wechat;
             config.wechat.as_mut().ok_or_else(|| {
                 DevError::Bind(std::io::Error::other("embedded config has no [wechat]"))

@@ -1,91 +1,41 @@
 //! The paths wxgate answers itself: health, readiness and the `/wx/*` endpoints.
 //!
-//! This is Pingora glue like [`crate::proxy`]: it reads a bounded body from the
-//! session, hands typed values to [`crate::login`] and writes the JSON answer.
+//! [`answer`] is the one entry from the proxy: it checks the method, runs
+//! [`authenticate`] for the endpoints that need a token (before reading any
+//! body), reads and decodes the body ([`body`]), calls the endpoint's handler
+//! with a typed request and writes its typed response, or the [`ApiError`].
+//! Each endpoint lives in its own file with its request and response types.
 
-use std::sync::Arc;
+pub mod body;
+pub mod decrypt;
+pub mod health;
+pub mod login;
+pub mod logout;
+pub mod refresh;
 
-use bytes::{Bytes, BytesMut};
-use http::{header, Method};
+use bytes::Bytes;
+use http::Method;
 use pingora_error::Result;
 use pingora_proxy::Session;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::config::OnError;
+use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::login::{body_kind, parse_body, DecryptRequest, LoginRequest, LoginService};
-use crate::proxy::{respond, Shared};
+use crate::respond::{respond, respond_error};
+use crate::route::Endpoint;
+use crate::sessions::Grant;
+use crate::state::GatewayState;
+use crate::token::unix_now;
 
-/// A path wxgate answers itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `GET /healthz`: the process is alive.
-    Healthz,
-    /// `GET /readyz`: config loaded, listeners bound.
-    Readyz,
-    /// `POST {login.path_prefix}/login`.
-    Login,
-    /// `POST {login.path_prefix}/decrypt` (Bearer token required).
-    Decrypt,
-    /// `POST {login.path_prefix}/logout` (Bearer token required).
-    Logout,
-    /// `POST {login.path_prefix}/refresh`.
-    Refresh,
-}
-
-/// The endpoint paths, fixed at start-up.
-#[derive(Debug, Clone)]
-pub struct Endpoints {
-    healthz: String,
-    readyz: String,
-    /// Under `[login] path_prefix`, when `[wechat]` is configured.
-    wx: Vec<(String, Endpoint)>,
-}
-
-impl Endpoints {
-    /// Paths for the health prefix and, when login is enabled, the login prefix.
-    pub fn new(health_prefix: &str, login_prefix: Option<&str>) -> Self {
-        Self {
-            healthz: format!("{health_prefix}/healthz"),
-            readyz: format!("{health_prefix}/readyz"),
-            wx: login_prefix
-                .map(|p| {
-                    [
-                        ("login", Endpoint::Login),
-                        ("decrypt", Endpoint::Decrypt),
-                        ("logout", Endpoint::Logout),
-                        ("refresh", Endpoint::Refresh),
-                    ]
-                    .into_iter()
-                    .map(|(name, ep)| (format!("{p}/{name}"), ep))
-                    .collect()
-                })
-                .unwrap_or_default(),
-        }
-    }
-
-    /// The endpoint at a canonical path, if any.
-    pub fn find(&self, path: &str) -> Option<Endpoint> {
-        if path == self.healthz {
-            return Some(Endpoint::Healthz);
-        }
-        if path == self.readyz {
-            return Some(Endpoint::Readyz);
-        }
-        self.wx.iter().find(|(p, _)| p == path).map(|(_, ep)| *ep)
-    }
-}
+use self::body::Body;
 
 /// Answer an endpoint request completely.
-pub async fn answer(shared: &Shared, session: &mut Session, ep: Endpoint) -> Result<()> {
+pub async fn answer(state: &GatewayState, session: &mut Session, ep: Endpoint) -> Result<()> {
     let result = match ep {
-        Endpoint::Healthz => Ok((200, Bytes::from_static(br#"{"status":"ok"}"#))),
-        Endpoint::Readyz => Ok(readyz(shared).await),
+        Endpoint::Healthz => Ok(health::healthz()),
+        Endpoint::Readyz => Ok(health::readyz(state).await),
         Endpoint::Login | Endpoint::Decrypt | Endpoint::Logout | Endpoint::Refresh => {
-            match shared.login() {
-                Some(login) => wx(shared, login, session, ep).await,
-                None => Err(ApiError::NoRoute),
-            }
+            wx(state, session, ep).await
         }
     };
     match result {
@@ -95,144 +45,80 @@ pub async fn answer(shared: &Shared, session: &mut Session, ep: Endpoint) -> Res
                 // The rest of the body is not worth reading: close after answering.
                 session.set_keepalive(None);
             }
-            let mut r = e.to_response();
-            if e == ApiError::MethodNotAllowed {
-                r.headers.push(("Allow", "POST".into()));
-            }
-            respond(session, r.status, &r.headers, r.body).await
+            respond_error(session, &e).await
         }
     }
 }
 
-/// `/readyz`: listeners bound and, unless `fail_open`, the store answering.
-async fn readyz(shared: &Shared) -> (u16, Bytes) {
-    if !shared.is_ready() {
-        return (
-            503,
-            Bytes::from_static(br#"{"status":"not_ready","reason":"starting or shutting down"}"#),
-        );
-    }
-    match shared.sessions().store().ping().await {
-        Ok(()) => (200, Bytes::from_static(br#"{"status":"ready"}"#)),
-        Err(e) if shared.on_error() == OnError::FailClosed => {
-            let body = serde_json::json!({"status": "not_ready", "reason": e.to_string()});
-            (503, Bytes::from(body.to_string()))
-        }
-        Err(e) => {
-            let body = serde_json::json!({"status": "ready", "store": e.to_string()});
-            (200, Bytes::from(body.to_string()))
-        }
-    }
-}
-
-#[derive(Deserialize, Default)]
-struct LogoutRequest {
-    #[serde(default)]
-    all: bool,
-}
-
-#[derive(Deserialize, Default)]
-struct RefreshRequest {
-    #[serde(default)]
-    refresh_token: Option<String>,
-}
-
+/// The `/wx/*` endpoints: POST only, a token first where one is needed.
 async fn wx(
-    shared: &Shared,
-    login: &Arc<LoginService>,
+    state: &GatewayState,
     session: &mut Session,
     ep: Endpoint,
 ) -> Result<(u16, Bytes), ApiError> {
+    let Some(login) = state.login() else {
+        return Err(ApiError::NoRoute);
+    };
     if session.req_header().method != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
     // Decrypt and logout need a valid token before any body is read.
-    let identity = match ep {
+    let caller = match ep {
         Endpoint::Decrypt | Endpoint::Logout => {
-            let auth = session
-                .req_header()
-                .headers
-                .get_all(header::AUTHORIZATION)
-                .iter()
-                .map(|v| v.as_bytes());
-            let id = shared.tokens().verify_authorization(auth).map_err(|e| {
-                tracing::debug!(reason = %e, "token refused");
-                ApiError::from(&e)
-            })?;
-            shared.check_revocation(&id).await?;
-            Some(id)
+            Some(authenticate(state.sessions(), &session.req_header().headers).await?)
         }
         _ => None,
     };
-    let kind = body_kind(
-        session
-            .req_header()
-            .headers
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.as_bytes()),
-    )?;
-    let body = read_body(session, shared.max_body_bytes()).await?;
-    match (ep, identity) {
+    let body = Body::read(session, state.max_body_bytes()).await?;
+    match (ep, caller) {
         (Endpoint::Login, _) => {
-            let req: LoginRequest = parse_body(kind, &body)?;
-            let ip = shared.client_ip(session);
-            json(&login.login(req, ip).await?)
+            let ip = state.client_ip(session);
+            json(&login::handle(login, body.parse()?, ip).await?)
         }
-        (Endpoint::Decrypt, Some(id)) => {
-            let req: DecryptRequest = parse_body(kind, &body)?;
-            let data = login.decrypt(&id.openid, req).await?;
-            json(&serde_json::json!({ "data": data }))
+        (Endpoint::Decrypt, Some(caller)) => {
+            json(&decrypt::handle(login, &caller, body.parse()?).await?)
         }
-        (Endpoint::Logout, Some(id)) => {
-            // An empty body means "this token".
-            let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
-                LogoutRequest::default()
-            } else {
-                parse_body(kind, &body)?
-            };
-            shared.sessions().logout(&id, req.all).await?;
-            json(&serde_json::json!({ "revoked": if req.all { "all" } else { "token" } }))
+        (Endpoint::Logout, Some(caller)) => {
+            json(&logout::handle(state.sessions(), &caller, body.parse_or_default()?).await?)
         }
-        (Endpoint::Refresh, _) => {
-            let req: RefreshRequest = parse_body(kind, &body)?;
-            let token = req
-                .refresh_token
-                .ok_or(ApiError::InvalidRequest("`refresh_token` is required"))?;
-            json(&shared.sessions().refresh(&token).await?)
-        }
+        (Endpoint::Refresh, _) => json(&refresh::handle(state.sessions(), body.parse()?).await?),
         _ => Err(ApiError::Internal),
     }
 }
 
+/// A 200 with `value` as JSON.
 fn json<T: Serialize>(value: &T) -> Result<(u16, Bytes), ApiError> {
     serde_json::to_vec(value)
         .map(|v| (200, Bytes::from(v)))
         .map_err(|_| ApiError::Internal)
 }
 
-/// Read the whole body, refusing it (413) as soon as it exceeds `max`.
-async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, ApiError> {
-    let declared = session
-        .req_header()
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    let mut buf = BytesMut::new();
-    loop {
-        let chunk = session
-            .read_request_body()
-            .await
-            .map_err(|_| ApiError::InvalidRequest("the request body could not be read"))?;
-        let Some(chunk) = chunk else {
-            return Ok(buf.freeze());
-        };
-        if buf.len() + chunk.len() > max {
-            return Err(ApiError::PayloadTooLarge);
+/// The tokens a login or a refresh hands out (`/wx/refresh`'s whole answer;
+/// `/wx/login` adds `user`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until `token` expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+}
+
+impl From<Grant> for TokenResponse {
+    fn from(g: Grant) -> Self {
+        Self {
+            token: g.token,
+            token_type: "Bearer",
+            expires_in: g.exp.saturating_sub(unix_now()),
+            refresh_token: g.refresh_token,
+            openid: g.openid,
+            unionid: g.unionid,
         }
-        buf.extend_from_slice(&chunk);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -209,6 +209,8 @@ impl ApiError {
             ApiError::RateLimited {
                 retry_after_secs, ..
             } => headers.push(("Retry-After", retry_after_secs.max(&1).to_string())),
+            // Only the `/wx/*` endpoints refuse a method, and they take POST.
+            ApiError::MethodNotAllowed => headers.push(("Allow", "POST".into())),
             _ => {}
         }
         ErrorResponse {
@@ -217,6 +219,19 @@ impl ApiError {
             body,
         }
     }
+}
+
+/// An error and its causes, `outer: cause: cause`, for log lines (never for
+/// clients: internal errors reach them only as an [`ApiError`]).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -260,6 +275,15 @@ mod tests {
         assert_eq!(r.status, 429);
         assert_eq!(r.headers, vec![("Retry-After", "1".to_string())]);
         assert_eq!(json(&e)["wechat_errcode"], 45011);
+    }
+
+    #[test]
+    fn chain_names_every_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(chain(&e), "outer: inner");
     }
 
     #[test]

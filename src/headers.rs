@@ -17,8 +17,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::Method;
 use pingora_http::RequestHeader;
+use serde::Serialize;
 
-use crate::config::{HeadersConfig, IdentityHeaderName};
 use crate::error::ApiError;
 use crate::token::Identity;
 
@@ -60,6 +60,41 @@ pub fn is_reserved(name: &HeaderName) -> bool {
             X_FORWARDED_HOST,
         ]
         .contains(name)
+}
+
+/// `[headers]`, validated: the identity headers wxgate owns.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadersConfig {
+    pub openid: IdentityHeaderName,
+    pub unionid: IdentityHeaderName,
+    pub appid: IdentityHeaderName,
+    pub forward_authorization: bool,
+}
+
+/// A header name as configured: the lookup name and the spelling sent upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaderName {
+    /// Lower-case name for matching.
+    pub name: HeaderName,
+    /// The configured spelling, e.g. `X-OpenID`.
+    pub spelling: String,
+}
+
+impl IdentityHeaderName {
+    /// Parse a header name, keeping its spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        let name = HeaderName::from_bytes(text.as_bytes()).ok()?;
+        Some(Self {
+            name,
+            spelling: text.to_string(),
+        })
+    }
+}
+
+impl Serialize for IdentityHeaderName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.spelling)
+    }
 }
 
 /// Facts about the downstream connection that the upstream should learn.

@@ -11,6 +11,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod endpoints;
@@ -18,12 +20,16 @@ pub mod error;
 pub mod headers;
 pub mod login;
 pub mod proxy;
+pub mod respond;
 pub mod route;
 pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod sessions;
+pub mod state;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod token;
 pub mod upstream;
 pub mod wechat;

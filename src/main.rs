@@ -10,6 +10,7 @@ use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use wxgate::config::{parse_duration, Config};
+use wxgate::error::chain;
 use wxgate::token::{NewToken, TokenKeys};
 
 /// mimalloc instead of the system allocator: the request path allocates and
@@ -232,7 +233,7 @@ fn dev(listen: std::net::SocketAddr, config: Option<&std::path::Path>) -> ExitCo
         let env = match wxgate::dev::start(listen, config, &|name| std::env::var(name).ok()).await {
             Ok(env) => env,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", chain(&e));
                 return ExitCode::from(2);
             }
         };
@@ -263,7 +264,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         let running = match wxgate::server::start(&config).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", chain(&e));
                 return ExitCode::FAILURE;
             }
         };

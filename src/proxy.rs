@@ -9,217 +9,86 @@
 //! ```
 //!
 //! Every decision is made by a plain function in [`crate::route`],
-//! [`crate::token`] or [`crate::headers`]; this file only moves data between
-//! them and Pingora's session.
+//! [`crate::auth`] or [`crate::headers`]; gateway endpoints are answered by
+//! [`crate::endpoints`]. This file only moves data between them and Pingora's
+//! session.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http::header;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::config::{AuthMode, Config, OnError};
-use crate::endpoints::{self, Endpoint, Endpoints};
+use crate::auth::authenticate_for;
+use crate::endpoints;
 use crate::error::ApiError;
-use crate::headers::{client_ip, ClientInfo, HeaderPolicy, IdentityValues, X_FORWARDED_FOR};
-use crate::login::LoginService;
-use crate::route::{canonicalize, RouteTable};
-use crate::server::StartError;
-use crate::sessions::Sessions;
-use crate::store::Store;
-use crate::token::{Identity, TokenError, TokenKeys};
-use crate::upstream::Upstream;
+use crate::headers::{ClientInfo, IdentityValues};
+use crate::respond::respond_error;
+use crate::route::{canonicalize, AuthMode, Endpoint};
+use crate::state::GatewayState;
+use crate::token::Identity;
 
-/// State shared by every listener and request, built once at start-up.
-pub struct Shared {
-    routes: RouteTable,
-    upstreams: Vec<Upstream>,
-    tokens: Arc<TokenKeys>,
-    headers: HeaderPolicy,
-    endpoints: Endpoints,
-    sessions: Arc<Sessions>,
-    login: Option<Arc<LoginService>>,
-    max_body_bytes: usize,
-    on_error: OnError,
-    trusted_proxies: Vec<ipnet::IpNet>,
-    /// Requests let through without a revocation check (`on_error = "fail_open"`).
-    fail_open_count: AtomicU64,
-    /// Set once the listeners are bound; cleared when shutting down.
-    pub ready: AtomicBool,
+/// Steps 1 and 2 of the pipeline: where a request goes, by its canonical path.
+pub fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decision, ApiError> {
+    let canonical = canonicalize(req.raw_path())?;
+    if let Some(ep) = state.endpoints.find(canonical.path()) {
+        return Ok(Decision::Endpoint(ep));
+    }
+    let route = state
+        .routes
+        .find(canonical.path())
+        .ok_or(ApiError::NoRoute)?;
+    Ok(Decision::Route(Routed {
+        route: route.index,
+        auth: route.auth,
+        target: canonical
+            .is_rewritten()
+            .then(|| canonical.target().to_vec()),
+    }))
 }
 
-impl Shared {
-    /// Build routes, keys, header policy, upstream groups and the login service.
-    pub fn new(config: &Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
-        let upstreams = config
-            .routes
-            .iter()
-            .map(Upstream::new)
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(StartError::Upstreams)?;
-        let tokens = Arc::new(TokenKeys::new(&config.jwt));
-        let sessions = Arc::new(Sessions::new(
-            store,
-            tokens.clone(),
-            config.login.refresh_ttl,
-            config.jwt.leeway,
-        ));
-        let login = match &config.wechat {
-            Some(wechat) => Some(Arc::new(
-                LoginService::new(wechat, &config.login, sessions.clone())
-                    .map_err(StartError::Login)?,
-            )),
-            None => None,
-        };
-        let endpoints = Endpoints::new(
-            &config.server.health_path_prefix,
-            login.as_ref().map(|_| config.login.path_prefix.as_str()),
-        );
-        Ok(Self {
-            routes: RouteTable::new(&config.routes),
-            upstreams,
-            tokens,
-            headers: HeaderPolicy::new(&config.headers),
-            endpoints,
-            sessions,
-            login,
-            max_body_bytes: config.login.max_body_bytes,
-            on_error: config.store.on_error,
-            trusted_proxies: config.server.trusted_proxies.clone(),
-            fail_open_count: AtomicU64::new(0),
-            ready: AtomicBool::new(false),
-        })
-    }
-
-    /// Refuse a revoked token. When the store cannot answer, `on_error` decides.
-    pub async fn check_revocation(&self, id: &Identity) -> Result<(), ApiError> {
-        match self.sessions.is_revoked(id).await {
-            Ok(false) => Ok(()),
-            Ok(true) => Err(ApiError::TokenRevoked),
-            Err(e) => match self.on_error {
-                OnError::FailClosed => Err(ApiError::StoreUnavailable),
-                OnError::FailOpen => {
-                    let n = self.fail_open_count.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n.is_power_of_two() {
-                        tracing::warn!(error = %e, skipped_checks = n, "store unavailable: token accepted without the revocation check (fail_open)");
-                    }
-                    Ok(())
-                }
-            },
+/// Step 3: the caller's identity, as the route's auth mode asks, and the
+/// header values it yields.
+pub async fn admit(
+    state: &GatewayState,
+    req: &RequestHeader,
+    routed: Routed,
+) -> Result<Forward, ApiError> {
+    let identity = match authenticate_for(routed.auth, state.sessions(), &req.headers).await? {
+        Some(id) => {
+            let values = state.headers.identity_values(&id)?;
+            Some(Verified { id, values })
         }
-    }
-
-    /// How many revocation checks `fail_open` has skipped so far.
-    pub fn fail_open_count(&self) -> u64 {
-        self.fail_open_count.load(Ordering::Relaxed)
-    }
-
-    /// The token sessions (refresh, logout, revocation).
-    pub fn sessions(&self) -> &Arc<Sessions> {
-        &self.sessions
-    }
-
-    /// What `on_error` says.
-    pub fn on_error(&self) -> OnError {
-        self.on_error
-    }
-
-    /// The client address: the peer, or what trusted proxies say in `X-Forwarded-For`.
-    pub fn client_ip(&self, session: &Session) -> Option<IpAddr> {
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let xff = session
-            .req_header()
-            .headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .map(|v| v.as_bytes());
-        client_ip(peer, xff, &self.trusted_proxies)
-    }
-
-    /// Whether `/readyz` should say ready.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    /// The login service, when `[wechat]` is configured.
-    pub fn login(&self) -> Option<&Arc<LoginService>> {
-        self.login.as_ref()
-    }
-
-    /// Largest body the `/wx/*` endpoints read.
-    pub fn max_body_bytes(&self) -> usize {
-        self.max_body_bytes
-    }
-
-    /// The upstream groups (their health checks are started by the server).
-    pub fn upstreams(&self) -> &[Upstream] {
-        &self.upstreams
-    }
-
-    /// The token keys.
-    pub fn tokens(&self) -> &TokenKeys {
-        &self.tokens
-    }
-
-    /// Steps 1 and 2 of the pipeline for a request: where it goes and who sent it.
-    pub fn decide(&self, req: &RequestHeader) -> Result<Decision, ApiError> {
-        let canonical = canonicalize(req.raw_path())?;
-        if let Some(ep) = self.endpoints.find(canonical.path()) {
-            return Ok(Decision::Endpoint(ep));
-        }
-        let route = self
-            .routes
-            .find(canonical.path())
-            .ok_or(ApiError::NoRoute)?;
-        let identity = match route.auth {
-            AuthMode::Public => None,
-            mode => {
-                let auth = req
-                    .headers
-                    .get_all(header::AUTHORIZATION)
-                    .iter()
-                    .map(|v| v.as_bytes());
-                match self.tokens.verify_authorization(auth) {
-                    Ok(id) => {
-                        let values = self.headers.identity_values(&id)?;
-                        Some(Verified { id, values })
-                    }
-                    Err(TokenError::Missing) if mode == AuthMode::Optional => None,
-                    Err(e) => {
-                        tracing::debug!(reason = %e, "token refused");
-                        return Err(ApiError::from(&e));
-                    }
-                }
-            }
-        };
-        Ok(Decision::Forward(Forward {
-            route: route.index,
-            identity,
-            target: canonical
-                .is_rewritten()
-                .then(|| canonical.target().to_vec()),
-        }))
-    }
+        None => None,
+    };
+    Ok(Forward {
+        route: routed.route,
+        identity,
+        target: routed.target,
+    })
 }
 
 /// What the pipeline decided for a request.
 #[derive(Debug)]
-// Moved into the request context at once; boxing would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
 pub enum Decision {
     /// Answer it here.
     Endpoint(Endpoint),
-    /// Forward it.
-    Forward(Forward),
+    /// Forward it on this route, once admitted.
+    Route(Routed),
+}
+
+/// A request matched to a route, not yet authenticated.
+#[derive(Debug)]
+pub struct Routed {
+    /// Index of the route (and of its upstream group).
+    pub route: usize,
+    /// The route's token policy.
+    pub auth: AuthMode,
+    /// The canonical target, when it differs from what the client sent.
+    pub target: Option<Vec<u8>>,
 }
 
 /// A request on its way upstream.
@@ -252,39 +121,15 @@ pub struct RequestCtx {
 
 /// The `ProxyHttp` implementation: one per listener (plain or TLS).
 pub struct Gateway {
-    shared: Arc<Shared>,
+    state: Arc<GatewayState>,
     tls: bool,
 }
 
 impl Gateway {
     /// A gateway for a listener; `tls` tells upstreams the client used HTTPS.
-    pub fn new(shared: Arc<Shared>, tls: bool) -> Self {
-        Self { shared, tls }
+    pub fn new(state: Arc<GatewayState>, tls: bool) -> Self {
+        Self { state, tls }
     }
-}
-
-/// Write a complete JSON response.
-pub async fn respond(
-    session: &mut Session,
-    status: u16,
-    headers: &[(&'static str, String)],
-    body: Bytes,
-) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4 + headers.len()))?;
-    resp.insert_header(header::CONTENT_TYPE, "application/json")?;
-    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    for (name, value) in headers {
-        resp.insert_header(*name, value.as_str())?;
-    }
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
-}
-
-/// Write an [`ApiError`] as its JSON response.
-pub async fn respond_error(session: &mut Session, e: &ApiError) -> Result<()> {
-    let r = e.to_response();
-    respond(session, r.status, &r.headers, r.body).await
 }
 
 #[async_trait]
@@ -295,22 +140,20 @@ impl ProxyHttp for Gateway {
         RequestCtx::default()
     }
 
-    /// Decide: canonical path, gateway endpoint or route, token.
+    /// Decide: canonical path, gateway endpoint or route, then auth.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match self.shared.decide(session.req_header()) {
-            Ok(Decision::Forward(f)) => {
-                if let Some(v) = &f.identity {
-                    if let Err(e) = self.shared.check_revocation(&v.id).await {
-                        respond_error(session, &e).await?;
-                        return Ok(true);
-                    }
-                }
-                ctx.forward = Some(f);
-                Ok(false)
-            }
+        let decided = match decide(&self.state, session.req_header()) {
+            Ok(Decision::Route(routed)) => admit(&self.state, session.req_header(), routed).await,
             Ok(Decision::Endpoint(ep)) => {
-                endpoints::answer(&self.shared, session, ep).await?;
-                Ok(true)
+                endpoints::answer(&self.state, session, ep).await?;
+                return Ok(true);
+            }
+            Err(e) => Err(e),
+        };
+        match decided {
+            Ok(forward) => {
+                ctx.forward = Some(forward);
+                Ok(false)
             }
             Err(e) => {
                 respond_error(session, &e).await?;
@@ -329,7 +172,7 @@ impl ProxyHttp for Gateway {
             ctx.failure = Some(ApiError::Internal);
             return Err(Error::explain(ErrorType::InternalError, "no route decided"));
         };
-        match self.shared.upstreams[route].pick(&ctx.failed) {
+        match self.state.upstreams[route].pick(&ctx.failed) {
             Some(peer) => Ok(peer),
             None => {
                 ctx.failure = Some(ApiError::UpstreamUnavailable);
@@ -349,13 +192,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let client = ClientInfo {
-            ip: self.shared.client_ip(session),
+            ip: self.state.client_ip(session),
             https: self.tls,
         };
-        self.shared.headers.sanitize(upstream_request, client);
+        self.state.headers.sanitize(upstream_request, client);
         if let Some(f) = &ctx.forward {
             if let Some(v) = &f.identity {
-                self.shared.headers.inject(upstream_request, &v.values);
+                self.state.headers.inject(upstream_request, &v.values);
             }
             if let Some(target) = &f.target {
                 upstream_request.set_raw_path(target)?;
@@ -378,7 +221,7 @@ impl ProxyHttp for Gateway {
         let count = ctx
             .forward
             .as_ref()
-            .map_or(0, |f| self.shared.upstreams[f.route].count);
+            .map_or(0, |f| self.state.upstreams[f.route].count);
         e.set_retry(ctx.failed.len() < count);
         e
     }

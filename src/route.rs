@@ -1,4 +1,5 @@
-//! Canonical request paths and the route table.
+//! Where a request goes: its canonical path, the gateway's own endpoints,
+//! and the route table with each route's auth mode.
 //!
 //! Routing and forwarding must agree on what the path *is*: if wxgate routed
 //! `/%61dmin/x` by its raw bytes to a public route while the upstream decoded it
@@ -17,7 +18,8 @@
 
 use std::borrow::Cow;
 
-use crate::config::{AuthMode, RouteConfig};
+use serde::{Deserialize, Serialize};
+
 use crate::error::ApiError;
 
 /// A request target after canonicalisation: the path and query wxgate forwards.
@@ -180,6 +182,18 @@ fn is_plain(b: u8) -> bool {
         )
 }
 
+/// How a route treats the Bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// A valid token is required (the default).
+    Required,
+    /// A valid token adds identity; no token is fine; an invalid one is refused.
+    Optional,
+    /// No token needed, no identity injected.
+    Public,
+}
+
 /// One entry of the route table.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -203,14 +217,15 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Build the table from validated route configs.
-    pub fn new(configs: &[RouteConfig]) -> Self {
-        let mut routes: Vec<Route> = configs
-            .iter()
+    /// Build the table from validated `(prefix, auth)` pairs; a route's index
+    /// is its position, as in the config.
+    pub fn new<'a>(routes: impl IntoIterator<Item = (&'a str, AuthMode)>) -> Self {
+        let mut routes: Vec<Route> = routes
+            .into_iter()
             .enumerate()
-            .map(|(index, c)| Route {
-                prefix: c.prefix.clone(),
-                auth: c.auth,
+            .map(|(index, (prefix, auth))| Route {
+                prefix: prefix.to_string(),
+                auth,
                 index,
             })
             .collect();
@@ -221,6 +236,72 @@ impl RouteTable {
     /// The route for a canonical path, if any.
     pub fn find(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    }
+}
+
+/// Whether `prefix` may stand in the route table as written: a canonical path
+/// (what [`canonicalize`] would route on) starting with `/`, without a query.
+pub fn is_canonical_prefix(prefix: &str) -> bool {
+    !prefix.contains('?') && canonicalize(prefix.as_bytes()).is_ok_and(|c| c.path() == prefix)
+}
+
+/// A path wxgate answers itself, before any route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /healthz`: the process is alive.
+    Healthz,
+    /// `GET /readyz`: config loaded, listeners bound, store answering.
+    Readyz,
+    /// `POST {login.path_prefix}/login`.
+    Login,
+    /// `POST {login.path_prefix}/decrypt` (Bearer token required).
+    Decrypt,
+    /// `POST {login.path_prefix}/logout` (Bearer token required).
+    Logout,
+    /// `POST {login.path_prefix}/refresh`.
+    Refresh,
+}
+
+/// The paths of the gateway's own endpoints, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    healthz: String,
+    readyz: String,
+    /// Under `[login] path_prefix`, when `[wechat]` is configured.
+    wx: Vec<(String, Endpoint)>,
+}
+
+impl Endpoints {
+    /// Paths for the health prefix and, when login is enabled, the login prefix.
+    pub fn new(health_prefix: &str, login_prefix: Option<&str>) -> Self {
+        Self {
+            healthz: format!("{health_prefix}/healthz"),
+            readyz: format!("{health_prefix}/readyz"),
+            wx: login_prefix
+                .map(|p| {
+                    [
+                        ("login", Endpoint::Login),
+                        ("decrypt", Endpoint::Decrypt),
+                        ("logout", Endpoint::Logout),
+                        ("refresh", Endpoint::Refresh),
+                    ]
+                    .into_iter()
+                    .map(|(name, ep)| (format!("{p}/{name}"), ep))
+                    .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The endpoint at a canonical path, if any.
+    pub fn find(&self, path: &str) -> Option<Endpoint> {
+        if path == self.healthz {
+            return Some(Endpoint::Healthz);
+        }
+        if path == self.readyz {
+            return Some(Endpoint::Readyz);
+        }
+        self.wx.iter().find(|(p, _)| p == path).map(|(_, ep)| *ep)
     }
 }
 

@@ -32,28 +32,11 @@ use tokio::sync::{watch, Notify};
 
 use self::buffered::Buffered;
 use crate::config::{Config, TlsConfig};
-use crate::proxy::{Gateway, Shared};
-use crate::store::Store;
+use crate::proxy::Gateway;
+use crate::state::GatewayState;
+pub use crate::state::{Deps, StartError, TlsError};
 
 mod buffered;
-
-/// Why the gateway could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("cannot set up upstreams: {0}")]
-    Upstreams(std::io::Error),
-    #[error("cannot load the TLS certificate or key: {0}")]
-    Tls(String),
-    #[error("cannot set up the WeChat client: {0}")]
-    Login(String),
-    #[error("cannot set up the store: {0}")]
-    Store(String),
-}
 
 type App = HttpProxy<Gateway>;
 
@@ -61,7 +44,7 @@ type App = HttpProxy<Gateway>;
 pub struct Running {
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
-    shared: Arc<Shared>,
+    state: Arc<GatewayState>,
     shutdown: watch::Sender<bool>,
     connections: Arc<ConnCounter>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -78,14 +61,14 @@ impl Running {
         self.tls_addr
     }
 
-    /// The shared state (keys, routes), e.g. to mint tokens in tests.
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// The gateway's state (keys, routes, sessions), e.g. to mint tokens in tests.
+    pub fn state(&self) -> &Arc<GatewayState> {
+        &self.state
     }
 
     /// Stop accepting, wait up to `grace` for open requests, then stop.
     pub async fn shutdown(self, grace: Duration) {
-        self.shared.ready.store(false, Ordering::Release);
+        self.state.set_ready(false);
         let _ = self.shutdown.send(true);
         for t in &self.tasks {
             // Accept loops and health checks end on the shutdown signal; the
@@ -140,16 +123,13 @@ impl Drop for ConnGuard {
 /// Build the gateway from a validated config, bind its listeners and start serving
 /// on the current tokio runtime. Returns once the listeners are bound.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
-    let store = crate::store::build(&config.store).map_err(|e| StartError::Store(e.to_string()))?;
-    start_with_store(config, store).await
+    start_with(config, Deps::from_config(config)?).await
 }
 
-/// Like [`start`], with a store made by the caller (tests share one between instances).
-pub async fn start_with_store(
-    config: &Config,
-    store: Arc<dyn Store>,
-) -> Result<Running, StartError> {
-    let shared = Arc::new(Shared::new(config, store)?);
+/// Like [`start`], with the store and clock made by the caller (tests share a
+/// store between instances and set the clock).
+pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartError> {
+    let state = Arc::new(GatewayState::new(config, deps)?);
     let server_conf = Arc::new(ServerConf::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let connections = Arc::new(ConnCounter::default());
@@ -174,14 +154,14 @@ pub async fn start_with_store(
     };
 
     // Config loaded, listeners bound: ready before the first connection is served.
-    shared.ready.store(true, Ordering::Release);
-    for up in shared.upstreams() {
+    state.set_ready(true);
+    for up in &state.upstreams {
         let lb = up.lb.clone();
         let rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move { lb.start(rx).await }));
     }
 
-    let app = Arc::new(app(&server_conf, shared.clone(), false));
+    let app = Arc::new(app(&server_conf, state.clone(), false));
     tasks.push(tokio::spawn(accept_loop(
         plain,
         app,
@@ -191,7 +171,7 @@ pub async fn start_with_store(
     )));
     let tls_addr = match tls {
         Some((listener, acceptor, tls_addr)) => {
-            let app = Arc::new(self::app(&server_conf, shared.clone(), true));
+            let app = Arc::new(self::app(&server_conf, state.clone(), true));
             tasks.push(tokio::spawn(accept_loop(
                 listener,
                 app,
@@ -207,15 +187,15 @@ pub async fn start_with_store(
     Ok(Running {
         addr,
         tls_addr,
-        shared,
+        state,
         shutdown: shutdown_tx,
         connections,
         tasks,
     })
 }
 
-fn app(conf: &Arc<ServerConf>, shared: Arc<Shared>, tls: bool) -> App {
-    let mut app = pingora_proxy::http_proxy(conf, Gateway::new(shared, tls));
+fn app(conf: &Arc<ServerConf>, state: Arc<GatewayState>, tls: bool) -> App {
+    let mut app = pingora_proxy::http_proxy(conf, Gateway::new(state, tls));
     let mut options = HttpServerOptions::default();
     options.h2c = !tls;
     app.server_options = Some(options);
@@ -235,14 +215,15 @@ fn tls_acceptor(tls: &TlsConfig) -> Result<pingora_core::listeners::tls::Accepto
     match pingora_rustls::load_certs_and_key_files(&cert, &key) {
         Ok(Some(_)) => {}
         Ok(None) => {
-            return Err(StartError::Tls(format!(
-                "no certificate or key in {cert} / {key}"
-            )))
+            return Err(TlsError::Empty {
+                cert: cert.into_owned(),
+                key: key.into_owned(),
+            }
+            .into())
         }
-        Err(e) => return Err(StartError::Tls(e.to_string())),
+        Err(e) => return Err(TlsError::Load(e).into()),
     }
-    let mut settings =
-        TlsSettings::intermediate(&cert, &key).map_err(|e| StartError::Tls(e.to_string()))?;
+    let mut settings = TlsSettings::intermediate(&cert, &key).map_err(TlsError::Load)?;
     settings.enable_h2();
     Ok(settings.build())
 }

@@ -7,35 +7,30 @@
 //! the whole family is revoked, access tokens included.
 //!
 //! Logout revokes one access token (its `jti`, until its `exp`) or, with
-//! `all`, everything of that openid issued up to now. The proxy asks
-//! [`Sessions::is_revoked`] on every authenticated request: one store call.
+//! `all`, everything of that openid issued up to now. Every authenticated
+//! request asks [`Sessions::check_revocation`] (see [`crate::auth`]): one
+//! store call; when the store cannot answer, `[store] on_error` decides.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::config::OnError;
+use crate::error::{chain, ApiError};
 use crate::store::{RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError};
 use crate::token::{random_id, unix_now, unix_now_ms, Identity, NewToken, TokenKeys};
 
-/// A freshly issued access + refresh token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct TokenPair {
+/// What a client is handed after a login or a refresh: an access token, a
+/// refresh token of the same family, and whose they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
     pub token: String,
-    /// Unix seconds.
+    /// Expiry of `token`, unix seconds.
     pub exp: u64,
-    pub refresh_token: String,
-}
-
-/// The answer to `POST /wx/refresh`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RefreshResponse {
-    pub token: String,
-    pub token_type: &'static str,
-    pub expires_in: u64,
     pub refresh_token: String,
     pub openid: String,
     pub unionid: Option<String>,
@@ -47,27 +42,44 @@ pub struct Sessions {
     tokens: Arc<TokenKeys>,
     refresh_ttl: Duration,
     leeway: Duration,
+    on_error: OnError,
+    /// Requests let through without a revocation check (`on_error = "fail_open"`).
+    fail_open_count: AtomicU64,
 }
 
 impl Sessions {
-    /// `refresh_ttl` bounds refresh tokens; `leeway` is the JWT clock leeway.
+    /// `refresh_ttl` bounds refresh tokens; `leeway` is the JWT clock leeway;
+    /// `on_error` says what a revocation check does when the store is down.
     pub fn new(
         store: Arc<dyn Store>,
         tokens: Arc<TokenKeys>,
         refresh_ttl: Duration,
         leeway: Duration,
+        on_error: OnError,
     ) -> Self {
         Self {
             store,
             tokens,
             refresh_ttl,
             leeway,
+            on_error,
+            fail_open_count: AtomicU64::new(0),
         }
     }
 
     /// The store behind the sessions.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The keys tokens are issued and verified with.
+    pub fn tokens(&self) -> &TokenKeys {
+        &self.tokens
+    }
+
+    /// What `[store] on_error` says.
+    pub fn on_error(&self) -> OnError {
+        self.on_error
     }
 
     /// Issue an access token and a refresh token. `family: None` opens a new family.
@@ -77,7 +89,7 @@ impl Sessions {
         unionid: Option<&str>,
         appid: Option<&str>,
         family: Option<&str>,
-    ) -> Result<TokenPair, ApiError> {
+    ) -> Result<Grant, ApiError> {
         let family = family.map_or_else(random_id, str::to_string);
         let (token, claims) = self
             .tokens
@@ -102,15 +114,17 @@ impl Sessions {
         self.store
             .put_refresh(&refresh_hash(&refresh_token), &record, self.refresh_ttl)
             .await?;
-        Ok(TokenPair {
+        Ok(Grant {
             token,
             exp: claims.exp,
             refresh_token,
+            openid: openid.to_string(),
+            unionid: unionid.map(str::to_string),
         })
     }
 
     /// `POST /wx/refresh`: rotate a refresh token.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<RefreshResponse, ApiError> {
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Grant, ApiError> {
         if !plausible_refresh_token(refresh_token) {
             return Err(ApiError::RefreshTokenInvalid);
         }
@@ -142,7 +156,7 @@ impl Sessions {
         if self.store.is_revoked(&check).await? {
             return Err(ApiError::RefreshTokenInvalid);
         }
-        let pair = self
+        let grant = self
             .issue_pair(
                 &record.openid,
                 record.unionid.as_deref(),
@@ -154,16 +168,9 @@ impl Sessions {
         // (say after a store timeout) may rotate it again instead of being
         // taken for reuse.
         if let Err(e) = self.store.complete_refresh(&hash, self.refresh_ttl).await {
-            tracing::warn!(error = %e, "cannot mark a refresh token spent");
+            tracing::warn!(error = %chain(&e), "cannot mark a refresh token spent");
         }
-        Ok(RefreshResponse {
-            token: pair.token,
-            token_type: "Bearer",
-            expires_in: pair.exp.saturating_sub(now),
-            refresh_token: pair.refresh_token,
-            openid: record.openid,
-            unionid: record.unionid,
-        })
+        Ok(grant)
     }
 
     /// `POST /wx/logout`: revoke this token, or (`all`) everything of its openid.
@@ -197,6 +204,32 @@ impl Sessions {
         self.store.is_revoked(&check).await
     }
 
+    /// Refuse a revoked token. When the store cannot answer, `on_error` decides.
+    pub async fn check_revocation(&self, id: &Identity) -> Result<(), ApiError> {
+        match self.is_revoked(id).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(ApiError::TokenRevoked),
+            Err(e) => match self.on_error {
+                OnError::FailClosed => Err(ApiError::StoreUnavailable),
+                OnError::FailOpen => {
+                    let n = self
+                        .fail_open_count
+                        .fetch_add(1, Ordering::Relaxed)
+                        .saturating_add(1);
+                    if n.is_power_of_two() {
+                        tracing::warn!(error = %chain(&e), skipped_checks = n, "store unavailable: token accepted without the revocation check (fail_open)");
+                    }
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// How many revocation checks `fail_open` has skipped so far.
+    pub fn fail_open_count(&self) -> u64 {
+        self.fail_open_count.load(Ordering::Relaxed)
+    }
+
     /// Revocations must outlive everything they revoke.
     fn revocation_ttl(&self) -> Duration {
         self.refresh_ttl.max(self.tokens.ttl()) + self.leeway + Duration::from_secs(1)
@@ -226,3 +259,6 @@ fn plausible_refresh_token(t: &str) -> bool {
 fn short(id: &str) -> &str {
     id.get(..6).unwrap_or(id)
 }
+
+#[cfg(test)]
+mod tests;

@@ -74,15 +74,6 @@ pub struct RevocationCheck<'a> {
     pub issued_ms: u64,
 }
 
-/// A rate-limit counter after one more hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit {
-    /// Hits in the current window, this one included.
-    pub count: u64,
-    /// Time until the window resets.
-    pub reset_in: Duration,
-}
-
 pub(crate) mod secret_serde {
     use crate::secret::Secret;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -97,9 +88,54 @@ pub(crate) mod secret_serde {
 }
 
 /// The store could not be reached, timed out or answered nonsense.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("store unavailable: {0}")]
-pub struct StoreError(pub String);
+///
+/// Messages never carry the store URL (it may hold a password); the client
+/// only ever hears `store_unavailable` (see [`ApiError::StoreUnavailable`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The Redis URL does not parse.
+    #[error("not a valid redis:// or rediss:// URL")]
+    InvalidUrl,
+    /// The Redis client could not be built.
+    #[error("cannot set up the Redis client")]
+    Setup(#[source] RedisFault),
+    /// Redis answered a call with an error, or the connection failed.
+    #[error("Redis error")]
+    Redis(#[source] RedisFault),
+    /// Redis did not answer within the configured timeout.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A call failed a moment ago: calls fail fast for a short while.
+    #[error("Redis failed a moment ago; failing fast")]
+    FailingFast,
+    /// Redis answered, but not what the command returns.
+    #[error("Redis answered {command} unexpectedly")]
+    UnexpectedReply { command: &'static str },
+    /// A record could not be written as JSON.
+    #[error("cannot encode a record")]
+    Encode(#[source] serde_json::Error),
+    /// A stored record is not what wxgate wrote.
+    #[error("a stored record is unreadable")]
+    Decode(#[source] serde_json::Error),
+}
+
+/// A Redis error, described by its kind and code only: its full text may
+/// quote connection details.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind:?}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+pub struct RedisFault {
+    kind: ::redis::ErrorKind,
+    code: Option<String>,
+}
+
+impl From<&::redis::RedisError> for RedisFault {
+    fn from(e: &::redis::RedisError) -> Self {
+        Self {
+            kind: e.kind(),
+            code: e.code().map(str::to_string),
+        }
+    }
+}
 
 impl From<StoreError> for ApiError {
     fn from(_: StoreError) -> Self {
@@ -172,8 +208,9 @@ pub trait Store: Send + Sync + 'static {
     /// The rotation of a refresh token succeeded: any later presentation is reuse.
     async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError>;
 
-    /// Count one event against `key` in a fixed window of `window`.
-    async fn hit(&self, key: &str, window: Duration) -> Result<Hit, StoreError>;
+    /// Add one to the counter `key` and return its value; a new counter
+    /// expires `ttl` after its first hit (rate-limit windows).
+    async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

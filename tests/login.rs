@@ -694,7 +694,7 @@ async fn decrypt_without_stored_session_is_409() {
     let env = dev().await;
     let (tok, _) = env
         .gateway
-        .shared()
+        .state()
         .tokens()
         .issue(&wxgate::token::NewToken {
             family: None,

@@ -71,8 +71,8 @@ suite!(
     revoke_family_names_one_family,
     nothing_is_revoked_in_a_fresh_store,
     refresh_fresh_then_reused,
-    hit_counts_per_key_in_a_window,
-    hit_window_resets,
+    count_counts_per_key,
+    count_expires_after_its_ttl,
     ping_answers,
     concurrent_take_refresh_has_one_winner,
     concurrent_claim_code_has_one_winner,
@@ -323,46 +323,36 @@ async fn refresh_fresh_then_reused(store: Arc<dyn Store>) {
     );
 }
 
-async fn hit_counts_per_key_in_a_window(store: Arc<dyn Store>) {
-    // An hour-long fixed window: the three hits do not straddle its end.
-    let window = Duration::from_secs(3600);
+async fn count_counts_per_key(store: Arc<dyn Store>) {
+    let ttl = Duration::from_secs(3600);
     for expected in 1..=3 {
-        let hit = store.hit("ip:1", window).await.unwrap();
-        assert_eq!(hit.count, expected);
-        assert!(
-            hit.reset_in <= window && hit.reset_in > Duration::ZERO,
-            "reset_in {:?}",
-            hit.reset_in
-        );
+        assert_eq!(store.count("ip:1", ttl).await.unwrap(), expected);
     }
-    assert_eq!(store.hit("ip:2", window).await.unwrap().count, 1);
-    assert_eq!(store.hit("ip:1", window).await.unwrap().count, 4);
-    // The same key with another window length is another counter.
-    let minute = store.hit("ip:2", Duration::from_secs(60)).await.unwrap();
-    assert!(minute.reset_in <= Duration::from_secs(60));
+    assert_eq!(store.count("ip:2", ttl).await.unwrap(), 1);
+    assert_eq!(store.count("ip:1", ttl).await.unwrap(), 4);
 }
 
-async fn hit_window_resets(store: Arc<dyn Store>) {
-    let window = Duration::from_secs(1);
-    let first = store.hit("burst", window).await.unwrap();
-    assert!(first.count >= 1 && first.reset_in <= window);
-    // Keep hitting: the count must start again at 1 once the window is over.
+async fn count_expires_after_its_ttl(store: Arc<dyn Store>) {
+    let ttl = Duration::from_secs(1);
+    let first = store.count("burst", ttl).await.unwrap();
+    assert_eq!(first, 1);
+    // Keep counting: the counter must start again at 1 once it expired.
     let deadline = Instant::now() + EXPIRY_LIMIT;
-    let mut max = first.count;
+    let mut max = first;
     loop {
-        let c = store.hit("burst", window).await.unwrap().count;
+        let c = store.count("burst", ttl).await.unwrap();
         if c < max {
-            assert_eq!(c, 1, "a new window starts at 1");
+            assert_eq!(c, 1, "an expired counter starts again at 1");
             break;
         }
         max = c;
         assert!(
             Instant::now() < deadline,
-            "a 1 s window never reset (count reached {max})"
+            "a counter with a 1 s ttl never expired (count reached {max})"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(max >= 2, "hits within one window were counted together");
+    assert!(max >= 2, "counts within the ttl were counted together");
 }
 
 async fn ping_answers(store: Arc<dyn Store>) {
@@ -440,7 +430,7 @@ async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration,
         store.put_refresh("h", &record("o", "f"), LONG)
     );
     timed!("take_refresh", store.take_refresh("h", LONG));
-    timed!("hit", store.hit("k", Duration::from_secs(60)));
+    timed!("count", store.count("k", Duration::from_secs(60)));
     timed!("ping", store.ping());
     out
 }

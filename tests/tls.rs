@@ -351,7 +351,7 @@ async fn h2c_prior_knowledge_on_the_plain_listener() {
 }
 
 fn parse_with_secret(toml: &str) -> Result<wxgate::config::Config, wxgate::config::ConfigError> {
-    wxgate::config::Config::parse(toml, "test.toml", Path::new("."), &|n| {
+    wxgate::config::Config::parse(toml, "test.toml", &|n| {
         (n == "WXGATE_JWT_SECRET").then(|| support::JWT_SECRET.to_string())
     })
 }

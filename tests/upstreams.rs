@@ -81,7 +81,7 @@ async fn health_check_takes_a_dead_upstream_out_and_puts_it_back() {
     b.stop().await;
     // Once the health check has noticed, requests go to `a` without a failed
     // connect first; all of them succeed in any case.
-    let lb = gw.running().shared().upstreams()[0].lb.clone();
+    let lb = gw.running().state().upstreams[0].lb.clone();
     let backend = pingora_load_balancing::Backend::new(&b_addr.to_string()).expect("backend");
     assert!(
         support::eventually(Duration::from_secs(5), || {
@@ -200,7 +200,7 @@ async fn shutdown_lets_requests_in_flight_finish() {
     seen_rx.await.expect("the request reached the upstream");
 
     let running = gw.running.take().unwrap();
-    let shared = running.shared().clone();
+    let shared = running.state().clone();
     let shutdown = tokio::spawn(running.shutdown(Duration::from_secs(10)));
     // Not ready any more, and new connections are refused once accepting stopped.
     assert!(

@@ -1,5 +1,7 @@
 use super::*;
 use crate::config::{OnError, StoreKind};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -12,7 +14,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse(text, FILE, Path::new("."), &env)
+    Config::parse(text, FILE, &env)
 }
 
 fn parse_ok(text: &str) -> Config {
@@ -643,7 +645,7 @@ fn short_secret_is_refused() {
 #[test]
 fn short_secret_from_env_is_refused() {
     let text = with_jwt("secret_env = \"SHORT\"");
-    let err = Config::parse(&text, FILE, Path::new("."), &|n| {
+    let err = Config::parse(&text, FILE, &|n| {
         (n == "SHORT").then(|| "short-secret".to_string())
     })
     .unwrap_err()
@@ -670,10 +672,7 @@ fn secret_env_pointing_to_an_unset_variable_names_it() {
 #[test]
 fn secret_env_pointing_to_an_empty_variable_is_refused() {
     let text = with_jwt("secret_env = \"EMPTY\"");
-    let err = Config::parse(&text, FILE, Path::new("."), &|n| {
-        (n == "EMPTY").then(String::new)
-    })
-    .unwrap_err();
+    let err = Config::parse(&text, FILE, &|n| (n == "EMPTY").then(String::new)).unwrap_err();
     match err {
         ConfigError::Invalid { key, message, .. } => {
             assert_eq!(key, "jwt.secret_env");

@@ -1,302 +1,176 @@
+//! LoginService over the memory store with a fake WeChat and a set clock.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use super::*;
+use crate::testing::{FakeWechat, LoginHarness, APPID};
 
-fn invalid_request(e: &ApiError) -> bool {
-    matches!(e, ApiError::InvalidRequest(_))
-}
-
-// --- body_kind ---
-
-#[test]
-fn body_kind_defaults_to_json_without_content_type() {
-    assert_eq!(body_kind(None), Ok(BodyKind::Json));
-}
-
-#[test]
-fn body_kind_reads_json_types() {
-    for ct in [
-        "application/json",
-        "application/json; charset=utf-8",
-        "Application/JSON;charset=UTF-8",
-        "application/vnd.api+json",
-    ] {
-        assert_eq!(body_kind(Some(ct.as_bytes())), Ok(BodyKind::Json), "{ct}");
+fn code(c: &str) -> ValidLogin {
+    ValidLogin {
+        code: c.to_string(),
+        encrypted: None,
+        signed: None,
     }
 }
 
-#[test]
-fn body_kind_reads_form() {
-    for ct in [
-        "application/x-www-form-urlencoded",
-        "application/x-www-form-urlencoded; charset=utf-8",
-    ] {
-        assert_eq!(body_kind(Some(ct.as_bytes())), Ok(BodyKind::Form), "{ct}");
-    }
+fn ip(last: u8) -> Option<IpAddr> {
+    Some(IpAddr::from([203, 0, 113, last]))
 }
 
-#[test]
-fn body_kind_refuses_other_types() {
-    for ct in [
-        &b"text/plain"[..],
-        b"multipart/form-data; boundary=x",
-        b"text/json",
-        b"\xff\xfe",
-    ] {
+#[tokio::test]
+async fn login_issues_tokens_for_the_wechat_identity_and_keeps_the_session() {
+    let h = LoginHarness::new("");
+    let done = h.service.login(code("c1"), ip(1)).await.unwrap();
+    assert_eq!(done.grant.openid, "o-c1");
+    assert_eq!(done.grant.unionid.as_deref(), Some("u-c1"));
+    assert_eq!(done.user, None);
+    let id = h.sessions.tokens().verify(&done.grant.token).unwrap();
+    assert_eq!(id.openid, "o-c1");
+    assert_eq!(id.appid.as_deref(), Some(APPID));
+    let session = h.store.get_session("o-c1").await.unwrap().unwrap();
+    assert_eq!(
+        session.session_key.expose_str(),
+        Some(FakeWechat::session_key("c1").as_str())
+    );
+    assert_eq!(h.wechat.calls("c1"), 1);
+}
+
+#[tokio::test]
+async fn a_double_tap_makes_one_wechat_call_and_gets_the_same_tokens() {
+    let h = LoginHarness::new("");
+    let first = h.service.login(code("c2"), ip(1)).await.unwrap();
+    let second = h.service.login(code("c2"), ip(1)).await.unwrap();
+    assert_eq!(first.grant, second.grant);
+    assert_eq!(h.wechat.calls("c2"), 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_code_share_one_call() {
+    let h = LoginHarness::new("");
+    let (a, b, c) = tokio::join!(
+        h.service.login(code("c3"), ip(1)),
+        h.service.login(code("c3"), ip(2)),
+        h.service.login(code("c3"), ip(3)),
+    );
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    assert_eq!(a.grant, b.grant);
+    assert_eq!(a.grant, c.grant);
+    assert_eq!(h.wechat.calls("c3"), 1);
+}
+
+#[tokio::test]
+async fn a_refused_code_is_remembered_and_not_sent_again() {
+    let h = LoginHarness::new("");
+    for _ in 0..2 {
         assert_eq!(
-            body_kind(Some(ct)),
-            Err(ApiError::UnsupportedMediaType),
-            "{}",
-            String::from_utf8_lossy(ct)
+            h.service.login(code("invalid"), ip(1)).await.unwrap_err(),
+            ApiError::InvalidCode {
+                wechat_errcode: 40029
+            }
+        );
+        assert_eq!(
+            h.service.login(code("blocked"), ip(1)).await.unwrap_err(),
+            ApiError::CodeBlocked {
+                wechat_errcode: 40226
+            }
         );
     }
+    assert_eq!(h.wechat.calls("invalid"), 1);
+    assert_eq!(h.wechat.calls("blocked"), 1);
 }
 
-// --- parse_body ---
-
-fn json(body: &str) -> Result<LoginRequest, ApiError> {
-    parse_body(BodyKind::Json, body.as_bytes())
-}
-
-fn form(body: &str) -> Result<LoginRequest, ApiError> {
-    parse_body(BodyKind::Form, body.as_bytes())
-}
-
-#[test]
-fn parse_json_code_and_aliases() {
-    for body in [
-        r#"{"code":"abc"}"#,
-        r#"{"jsCode":"abc"}"#,
-        r#"{"js_code":"abc"}"#,
-    ] {
-        let r = json(body).unwrap();
-        assert_eq!(r.code.as_deref(), Some("abc"), "{body}");
-        assert_eq!(r.encrypted_data, None);
-        assert_eq!(r.iv, None);
-    }
-}
-
-#[test]
-fn parse_json_all_fields() {
-    let r = json(
-        r#"{"code":"c","encryptedData":"e+/=","iv":"i","rawData":"{\"a\":1}","signature":"s","extra":1}"#,
-    )
-    .unwrap();
-    assert_eq!(
-        r,
-        LoginRequest {
-            code: Some("c".into()),
-            encrypted_data: Some("e+/=".into()),
-            iv: Some("i".into()),
-            raw_data: Some(r#"{"a":1}"#.into()),
-            signature: Some("s".into()),
-        }
-    );
-}
-
-#[test]
-fn parse_form_with_escaped_plus() {
-    let r = form("code=abc&encryptedData=ab%2Bcd%2F%3D%3D&iv=AAAA%2BBBBB").unwrap();
-    assert_eq!(r.code.as_deref(), Some("abc"));
-    assert_eq!(r.encrypted_data.as_deref(), Some("ab+cd/=="));
-    assert_eq!(r.iv.as_deref(), Some("AAAA+BBBB"));
-}
-
-#[test]
-fn parse_form_with_raw_plus_becomes_space() {
-    // An unescaped `+` is form-decoded to a space; decryption reads it back as `+`.
-    let r = form("code=abc&encryptedData=ab+cd/==&iv=xy+z").unwrap();
-    assert_eq!(r.code.as_deref(), Some("abc"));
-    assert_eq!(r.encrypted_data.as_deref(), Some("ab cd/=="));
-    assert_eq!(r.iv.as_deref(), Some("xy z"));
-}
-
-#[test]
-fn parse_form_aliases() {
-    assert_eq!(form("js_code=x1").unwrap().code.as_deref(), Some("x1"));
-    assert_eq!(form("jsCode=x2").unwrap().code.as_deref(), Some("x2"));
-}
-
-#[test]
-fn parse_json_refuses_malformed_bodies() {
-    for body in [
-        r#"{"code":"abc""#,
-        "",
-        "not json",
-        r#"{"code":123}"#,
-        r#"{"code":["a"]}"#,
-        r#"{"code":null,"iv":5}"#,
-        "\"abc\"",
-    ] {
-        let e = json(body).unwrap_err();
-        assert!(invalid_request(&e), "{body}: {e:?}");
-    }
-}
-
-#[test]
-fn parse_json_refuses_arrays() {
-    for body in [r#"["abc"]"#, r#"["code","abc"]"#, "[]"] {
-        let r = json(body);
-        assert!(
-            matches!(r, Err(ApiError::InvalidRequest(_))),
-            "{body}: {r:?}"
+#[tokio::test]
+async fn a_transient_failure_is_not_remembered() {
+    let h = LoginHarness::new("");
+    for _ in 0..2 {
+        assert_eq!(
+            h.service.login(code("busy"), ip(1)).await.unwrap_err(),
+            ApiError::WechatUnavailable {
+                wechat_errcode: Some(-1)
+            }
+        );
+        assert_eq!(
+            h.service.login(code("timeout"), ip(1)).await.unwrap_err(),
+            ApiError::WechatTimeout
         );
     }
+    assert_eq!(h.wechat.calls("busy"), 2);
+    assert_eq!(h.wechat.calls("timeout"), 2);
 }
 
-#[test]
-fn parse_json_null_code_is_absent() {
-    assert_eq!(json(r#"{"code":null}"#).unwrap().code, None);
-}
-
-#[test]
-fn parse_decrypt_request() {
-    let r: DecryptRequest =
-        parse_body(BodyKind::Json, br#"{"encryptedData":"e","iv":"i"}"#).unwrap();
-    assert_eq!(r.encrypted_data.as_deref(), Some("e"));
-    assert_eq!(r.iv.as_deref(), Some("i"));
-}
-
-// --- LoginRequest::validate ---
-
-fn req(code: Option<&str>) -> LoginRequest {
-    LoginRequest {
-        code: code.map(str::to_owned),
-        ..LoginRequest::default()
-    }
-}
-
-#[test]
-fn validate_requires_a_code() {
-    for r in [req(None), req(Some(""))] {
-        let e = r.clone().validate().unwrap_err();
-        assert!(invalid_request(&e), "{r:?}: {e:?}");
-    }
-}
-
-#[test]
-fn validate_code_length() {
-    let ok = "a".repeat(MAX_CODE_BYTES);
-    assert_eq!(MAX_CODE_BYTES, 128);
-    assert_eq!(req(Some(&ok)).validate().unwrap().code, ok);
-    let long = "a".repeat(MAX_CODE_BYTES + 1);
-    assert!(invalid_request(&req(Some(&long)).validate().unwrap_err()));
-    // Bytes, not characters: 43 three-byte characters are 129 bytes.
-    let wide = "码".repeat(43);
-    assert!(invalid_request(&req(Some(&wide)).validate().unwrap_err()));
-}
-
-#[test]
-fn validate_code_characters() {
-    for code in ["a b", "ab\n", "a\tb", "\u{7f}ab", "a\0b", "码"] {
-        let e = req(Some(code)).validate().unwrap_err();
-        assert!(invalid_request(&e), "{code:?}: {e:?}");
-    }
-    let fine = "081aBc-._~+/=xyz";
-    assert_eq!(req(Some(fine)).validate().unwrap().code, fine);
-}
-
-#[test]
-fn validate_pairs_go_together() {
-    let base = req(Some("c"));
-    let cases = [
-        LoginRequest {
-            encrypted_data: Some("e".into()),
-            ..base.clone()
-        },
-        LoginRequest {
-            iv: Some("i".into()),
-            ..base.clone()
-        },
-        LoginRequest {
-            encrypted_data: Some("e".into()),
-            iv: Some(String::new()),
-            ..base.clone()
-        },
-        LoginRequest {
-            raw_data: Some("r".into()),
-            ..base.clone()
-        },
-        LoginRequest {
-            signature: Some("s".into()),
-            ..base.clone()
-        },
-    ];
-    for r in cases {
-        let e = r.clone().validate().unwrap_err();
-        assert!(invalid_request(&e), "{r:?}: {e:?}");
-    }
-}
-
-#[test]
-fn validate_all_present() {
-    let r = LoginRequest {
-        code: Some("c".into()),
-        encrypted_data: Some("e".into()),
-        iv: Some("i".into()),
-        raw_data: Some("r".into()),
-        signature: Some("s".into()),
-    };
+#[tokio::test]
+async fn per_ip_limit_counts_in_windows_of_the_clock() {
+    let h = LoginHarness::new(r#"rate_limit_per_ip = "2/min""#);
+    // 10 s into a minute: the window ends in 50 s.
+    h.clock.set(1_700_000_040_000 + 10_000);
+    assert!(h.service.login(code("r1"), ip(1)).await.is_ok());
+    assert!(h.service.login(code("r2"), ip(1)).await.is_ok());
     assert_eq!(
-        r.validate().unwrap(),
-        ValidLogin {
-            code: "c".into(),
-            encrypted: Some(("e".into(), "i".into())),
-            signed: Some(("r".into(), "s".into())),
+        h.service.login(code("r3"), ip(1)).await.unwrap_err(),
+        ApiError::RateLimited {
+            retry_after_secs: 50,
+            wechat_errcode: None
         }
     );
-    let plain = req(Some("c")).validate().unwrap();
-    assert_eq!(plain.encrypted, None);
-    assert_eq!(plain.signed, None);
+    assert_eq!(h.wechat.calls("r3"), 0, "a refused login reached WeChat");
+    // Another client is counted on its own.
+    assert!(h.service.login(code("r4"), ip(2)).await.is_ok());
+    // The next window starts afresh.
+    h.clock.advance(Duration::from_secs(50));
+    assert!(h.service.login(code("r3"), ip(1)).await.is_ok());
 }
 
-// --- LoginResponse ---
-
-fn response(unionid: Option<&str>, user: Option<serde_json::Value>) -> serde_json::Value {
-    let r = LoginResponse {
-        refresh_token: "r".into(),
-        token: "t.o.k".into(),
-        token_type: "Bearer",
-        expires_in: 7200,
-        openid: "o-1".into(),
-        unionid: unionid.map(str::to_owned),
-        user,
-    };
-    serde_json::to_value(&r).unwrap()
-}
-
-#[test]
-fn response_without_user_or_unionid() {
-    let v = response(None, None);
-    let o = v.as_object().unwrap();
-    assert!(!o.contains_key("user"), "{v}");
-    assert!(o.contains_key("unionid"), "{v}");
-    assert!(v["unionid"].is_null());
-    assert_eq!(v["token"], "t.o.k");
-    assert_eq!(v["token_type"], "Bearer");
-    assert_eq!(v["expires_in"], 7200);
-    assert_eq!(v["openid"], "o-1");
-    let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
-    keys.sort_unstable();
+#[tokio::test]
+async fn global_limit_counts_every_client() {
+    let h = LoginHarness::new(r#"rate_limit_global = "2/h""#);
+    h.clock.set(1_699_999_200_000); // the start of an hour
+    assert!(h.service.login(code("g1"), ip(1)).await.is_ok());
+    assert!(h.service.login(code("g2"), ip(2)).await.is_ok());
     assert_eq!(
-        keys,
-        [
-            "expires_in",
-            "openid",
-            "refresh_token",
-            "token",
-            "token_type",
-            "unionid"
-        ]
+        h.service.login(code("g3"), ip(3)).await.unwrap_err(),
+        ApiError::RateLimited {
+            retry_after_secs: 3600,
+            wechat_errcode: None
+        }
     );
+    assert!(h.service.login(code("g4"), None).await.is_err());
 }
 
-#[test]
-fn response_with_user_and_unionid_has_no_session_key() {
-    let v = response(Some("u-1"), Some(serde_json::json!({"nickName": "n"})));
-    assert_eq!(v["unionid"], "u-1");
-    assert_eq!(v["user"]["nickName"], "n");
-    let text = v.to_string();
-    assert!(!text.contains("session_key"), "{text}");
-    assert!(!text.contains("sessionKey"), "{text}");
+#[tokio::test]
+async fn a_bad_signature_is_refused_but_the_session_is_kept() {
+    let h = LoginHarness::new("");
+    let req = ValidLogin {
+        signed: Some((r#"{"nickName":"n"}"#.into(), "00".repeat(20))),
+        ..code("s1")
+    };
+    assert_eq!(
+        h.service.login(req, ip(1)).await.unwrap_err(),
+        ApiError::InvalidSignature
+    );
+    assert!(h.store.get_session("o-s1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn decrypt_needs_the_stored_session() {
+    let h = LoginHarness::new("");
+    let key = FakeWechat::session_key("d1");
+    let iv = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [1u8; 16]);
+    let plain = format!(r#"{{"phone":"1","watermark":{{"appid":"{APPID}"}}}}"#);
+    let data = crypto::encrypt_user_data(&key, &iv, plain.as_bytes()).unwrap();
+    assert_eq!(
+        h.service.decrypt("o-d1", &data, &iv).await.unwrap_err(),
+        ApiError::SessionExpired
+    );
+    h.service.login(code("d1"), ip(1)).await.unwrap();
+    let v = h.service.decrypt("o-d1", &data, &iv).await.unwrap();
+    assert_eq!(v["phone"], "1");
+    // Someone else's session key does not open it.
+    h.service.login(code("d2"), ip(1)).await.unwrap();
+    assert_eq!(
+        h.service.decrypt("o-d2", &data, &iv).await.unwrap_err(),
+        ApiError::InvalidEncryptedData
+    );
 }

@@ -1,10 +1,13 @@
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use super::*;
+use crate::config::Config;
+use crate::state::Deps;
 use crate::store::memory::MemoryStore;
-use std::path::Path;
+use crate::testing::JWT_SECRET;
 
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
-fn shared() -> Shared {
+/// Public `/pub/`, optional `/opt/`, protected `/`; no `[wechat]`.
+fn state() -> GatewayState {
     let text = r#"
 [jwt]
 secret_env = "S"
@@ -24,8 +27,8 @@ auth = "optional"
 prefix = "/"
 upstreams = ["127.0.0.1:9"]
 "#;
-    let config = Config::parse(text, "t.toml", Path::new("."), &|_| Some(SECRET.into())).unwrap();
-    Shared::new(&config, Arc::new(MemoryStore::default())).unwrap()
+    let config = Config::parse(text, "t.toml", &|_| Some(JWT_SECRET.into())).unwrap();
+    GatewayState::new(&config, Deps::with_store(Arc::new(MemoryStore::default()))).unwrap()
 }
 
 fn req(path: &[u8], auth: Option<&str>) -> RequestHeader {
@@ -36,7 +39,7 @@ fn req(path: &[u8], auth: Option<&str>) -> RequestHeader {
     r
 }
 
-fn token(s: &Shared) -> String {
+fn token(s: &GatewayState) -> String {
     s.tokens()
         .issue(&crate::token::NewToken {
             openid: "o1",
@@ -47,36 +50,39 @@ fn token(s: &Shared) -> String {
         .0
 }
 
-fn forward(d: Result<Decision, ApiError>) -> Forward {
-    match d {
-        Ok(Decision::Forward(f)) => f,
-        other => panic!("not forwarded: {other:?}"),
+/// Decide and admit, as `request_filter` does.
+async fn forward(s: &GatewayState, r: &RequestHeader) -> Result<Forward, ApiError> {
+    match decide(s, r)? {
+        Decision::Route(routed) => admit(s, r, routed).await,
+        Decision::Endpoint(ep) => panic!("answered by the gateway: {ep:?}"),
     }
 }
 
-#[test]
-fn health_endpoints_are_decided_before_routes() {
-    let s = shared();
+#[tokio::test]
+async fn health_endpoints_are_decided_before_routes() {
+    let s = state();
     assert!(matches!(
-        s.decide(&req(b"/healthz", None)),
+        decide(&s, &req(b"/healthz", None)),
         Ok(Decision::Endpoint(Endpoint::Healthz))
     ));
     assert!(matches!(
-        s.decide(&req(b"/readyz?x=1", None)),
+        decide(&s, &req(b"/readyz?x=1", None)),
         Ok(Decision::Endpoint(Endpoint::Readyz))
     ));
     // Login endpoints do not exist without [wechat]: /wx/login is a protected path.
     assert_eq!(
-        s.decide(&req(b"/wx/login", None)).err(),
+        forward(&s, &req(b"/wx/login", None)).await.err(),
         Some(ApiError::TokenMissing)
     );
 }
 
-#[test]
-fn protected_route_yields_identity_and_route() {
-    let s = shared();
+#[tokio::test]
+async fn protected_route_yields_identity_and_route() {
+    let s = state();
     let t = token(&s);
-    let f = forward(s.decide(&req(b"/api/x", Some(&format!("Bearer {t}")))));
+    let f = forward(&s, &req(b"/api/x", Some(&format!("Bearer {t}"))))
+        .await
+        .unwrap();
     assert_eq!(f.route, 2);
     let v = f.identity.unwrap();
     assert_eq!(v.id.openid, "o1");
@@ -88,33 +94,51 @@ fn protected_route_yields_identity_and_route() {
     assert_eq!(f.target, None);
 }
 
-#[test]
-fn public_and_optional_routes() {
-    let s = shared();
-    let f = forward(s.decide(&req(b"/pub/x", Some("Bearer junk"))));
+#[tokio::test]
+async fn revoked_token_is_refused_on_a_protected_route() {
+    let s = state();
+    let t = token(&s);
+    let id = s.tokens().verify(&t).unwrap();
+    s.sessions().logout(&id, false).await.unwrap();
+    assert_eq!(
+        forward(&s, &req(b"/api/x", Some(&format!("Bearer {t}"))))
+            .await
+            .err(),
+        Some(ApiError::TokenRevoked)
+    );
+}
+
+#[tokio::test]
+async fn public_and_optional_routes() {
+    let s = state();
+    let f = forward(&s, &req(b"/pub/x", Some("Bearer junk")))
+        .await
+        .unwrap();
     assert_eq!(f.route, 0);
     assert!(f.identity.is_none());
-    let f = forward(s.decide(&req(b"/opt/x", None)));
+    let f = forward(&s, &req(b"/opt/x", None)).await.unwrap();
     assert!(f.identity.is_none());
     assert_eq!(
-        s.decide(&req(b"/opt/x", Some("Bearer junk"))).err(),
+        forward(&s, &req(b"/opt/x", Some("Bearer junk")))
+            .await
+            .err(),
         Some(ApiError::TokenInvalid)
     );
 }
 
-#[test]
-fn rewritten_target_is_carried_to_the_upstream_step() {
-    let s = shared();
-    let f = forward(s.decide(&req(b"/%70ub//x?q=%2F", None)));
+#[tokio::test]
+async fn rewritten_target_is_carried_to_the_upstream_step() {
+    let s = state();
+    let f = forward(&s, &req(b"/%70ub//x?q=%2F", None)).await.unwrap();
     assert_eq!(f.route, 0);
     assert_eq!(f.target.as_deref(), Some(&b"/pub/x?q=%2F"[..]));
 }
 
 #[test]
 fn bad_paths_are_refused_before_auth() {
-    let s = shared();
+    let s = state();
     assert_eq!(
-        s.decide(&req(b"/pub/../admin", None)).err(),
+        decide(&s, &req(b"/pub/../admin", None)).err(),
         Some(ApiError::InvalidPath)
     );
 }

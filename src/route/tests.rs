@@ -354,24 +354,8 @@ fn path_is_always_ascii() {
 // RouteTable
 // ---------------------------------------------------------------------------
 
-fn route(prefix: &str, auth: AuthMode) -> RouteConfig {
-    RouteConfig {
-        prefix: prefix.to_string(),
-        upstreams: vec!["127.0.0.1:9000".to_string()],
-        upstream_addrs: vec!["127.0.0.1:9000".parse().unwrap()],
-        auth,
-        connect_timeout: std::time::Duration::from_secs(3),
-        read_timeout: std::time::Duration::from_secs(60),
-        health_check_interval: std::time::Duration::from_secs(5),
-    }
-}
-
 fn table(prefixes: &[&str]) -> RouteTable {
-    let configs: Vec<RouteConfig> = prefixes
-        .iter()
-        .map(|p| route(p, AuthMode::Required))
-        .collect();
-    RouteTable::new(&configs)
+    RouteTable::new(prefixes.iter().map(|p| (*p, AuthMode::Required)))
 }
 
 /// The configured prefix that handles `path`, if any.
@@ -397,12 +381,11 @@ fn longest_prefix_wins_in_reverse_config_order() {
 
 #[test]
 fn route_index_and_auth_follow_config_order() {
-    let configs = [
-        route("/", AuthMode::Required),
-        route("/public/", AuthMode::Public),
-        route("/maybe", AuthMode::Optional),
-    ];
-    let t = RouteTable::new(&configs);
+    let t = RouteTable::new([
+        ("/", AuthMode::Required),
+        ("/public/", AuthMode::Public),
+        ("/maybe", AuthMode::Optional),
+    ]);
     let r = t.find("/public/x").unwrap();
     assert_eq!(
         (r.prefix.as_str(), r.index, r.auth),
@@ -452,7 +435,7 @@ fn no_match_is_none() {
     let t = table(&["/api/", "/public/"]);
     assert!(t.find("/other").is_none());
     assert!(t.find("/").is_none());
-    assert!(RouteTable::new(&[]).find("/").is_none());
+    assert!(RouteTable::new([]).find("/").is_none());
 }
 
 #[test]
@@ -473,11 +456,7 @@ fn matching_is_case_sensitive() {
 #[test]
 fn encoded_bypass_is_routed_by_decoded_path() {
     // `/%61dmin/x` must be routed as `/admin/x`, the path the upstream will see.
-    let configs = [
-        route("/admin/", AuthMode::Required),
-        route("/", AuthMode::Public),
-    ];
-    let t = RouteTable::new(&configs);
+    let t = RouteTable::new([("/admin/", AuthMode::Required), ("/", AuthMode::Public)]);
     let c = canonicalize(b"/%61dmin/x").unwrap();
     let r = t.find(c.path()).unwrap();
     assert_eq!(r.prefix, "/admin/");
@@ -486,11 +465,7 @@ fn encoded_bypass_is_routed_by_decoded_path() {
 
 #[test]
 fn collapsed_slashes_are_routed_by_canonical_path() {
-    let configs = [
-        route("/admin/", AuthMode::Required),
-        route("/", AuthMode::Public),
-    ];
-    let t = RouteTable::new(&configs);
+    let t = RouteTable::new([("/admin/", AuthMode::Required), ("/", AuthMode::Public)]);
     let c = canonicalize(b"//admin//x").unwrap();
     assert_eq!(t.find(c.path()).unwrap().prefix, "/admin/");
 }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    revoked_by, Hit, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
+    revoked_by, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
 };
 
 /// A refresh rotation pending this long was abandoned (its request failed).
@@ -297,27 +297,15 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn hit(&self, key: &str, window: Duration) -> Result<Hit, StoreError> {
-        let (bucket, reset_in) = window_bucket(window);
-        let count = self
+    async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        Ok(self
             .counters
-            .update(format!("{key}:{bucket}"), window, |c| c.unwrap_or(0) + 1);
-        Ok(Hit { count, reset_in })
+            .update(key.to_string(), ttl, |c| c.unwrap_or(0).saturating_add(1)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
-}
-
-/// The fixed window `now` falls in, and the time until it ends.
-pub(crate) fn window_bucket(window: Duration) -> (u64, Duration) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let w = window.as_millis().max(1) as u64;
-    let ms = now.as_millis() as u64;
-    (ms / w, Duration::from_millis(w - ms % w))
 }
 
 #[cfg(test)]

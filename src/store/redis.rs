@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use super::memory::window_bucket;
 use super::{
-    revoked_by, Hit, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
+    revoked_by, RedisFault, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError,
+    WxSession,
 };
 
 /// How long calls fail fast after a failure.
@@ -52,15 +52,14 @@ impl RedisStore {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = redis::Client::open(url)
-            .map_err(|_| StoreError("not a valid redis:// or rediss:// URL".into()))?;
+        let client = redis::Client::open(url).map_err(|_| StoreError::InvalidUrl)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError(format!("cannot set up the Redis client: {}", describe(&e))))?;
+            .map_err(|e| StoreError::Setup(RedisFault::from(&e)))?;
         Ok(Self {
             conn,
             prefix: prefix.to_string(),
@@ -89,18 +88,18 @@ impl RedisStore {
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
         if self.now_ms() < self.down_until.load(Ordering::Acquire) {
-            return Err(StoreError("Redis failed a moment ago".into()));
+            return Err(StoreError::FailingFast);
         }
         let result = match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => StoreError(format!("Redis error: {}", describe(&e))),
-            Err(_) => StoreError(format!("Redis did not answer within {:?}", self.timeout)),
+            Ok(Err(e)) => StoreError::Redis(RedisFault::from(&e)),
+            Err(_) => StoreError::Timeout(self.timeout),
         };
         self.down_until.store(
             self.now_ms() + BACKOFF.as_millis() as u64,
             Ordering::Release,
         );
-        tracing::warn!(error = %result.0, "store call failed");
+        tracing::warn!(error = %crate::error::chain(&result), "store call failed");
         Err(result)
     }
 }
@@ -122,24 +121,16 @@ fn refresh_is_fresh(state: Option<&str>, mine: &str, now_ms: u64, timeout: Durat
     }
 }
 
-/// A Redis error without the connection details (which may hold a password).
-fn describe(e: &redis::RedisError) -> String {
-    match e.code() {
-        Some(code) => format!("{:?} ({code})", e.kind()),
-        None => format!("{:?}", e.kind()),
-    }
-}
-
 fn secs(d: Duration) -> u64 {
     d.as_secs().max(1)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|_| StoreError("cannot encode a record".into()))
+    serde_json::to_string(v).map_err(StoreError::Encode)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|_| StoreError("a stored record is unreadable".into()))
+    serde_json::from_str(s).map_err(StoreError::Decode)
 }
 
 #[async_trait]
@@ -296,9 +287,8 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn hit(&self, key: &str, window: Duration) -> Result<Hit, StoreError> {
-        let (bucket, reset_in) = window_bucket(window);
-        let key = self.key("rate", &format!("{key}:{bucket}"));
+    async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        let key = self.key("rate", key);
         let mut c = self.conn.clone();
         let (count, _): (u64, i64) = self
             .call(
@@ -307,12 +297,12 @@ impl Store for RedisStore {
                     .incr(&key, 1)
                     .cmd("PEXPIRE")
                     .arg(&key)
-                    .arg(window.as_millis().max(1) as u64)
+                    .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
                     .arg("NX")
                     .query_async(&mut c),
             )
             .await?;
-        Ok(Hit { count, reset_in })
+        Ok(count)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -321,7 +311,7 @@ impl Store for RedisStore {
         if pong == "PONG" {
             Ok(())
         } else {
-            Err(StoreError("Redis answered PING oddly".into()))
+            Err(StoreError::UnexpectedReply { command: "PING" })
         }
     }
 }

@@ -6,7 +6,6 @@
 pub mod redis;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -61,7 +60,7 @@ pub async fn dead_addr() -> SocketAddr {
 
 /// Parse a config written for a test; `WXGATE_JWT_SECRET` resolves to [`JWT_SECRET`].
 pub fn config(toml: &str) -> Config {
-    Config::parse(toml, "test.toml", Path::new("."), &|name| {
+    Config::parse(toml, "test.toml", &|name| {
         (name == "WXGATE_JWT_SECRET").then(|| JWT_SECRET.to_string())
     })
     .unwrap_or_else(|e| panic!("test config: {e}"))
@@ -138,7 +137,7 @@ impl Gateway {
             ttl: None,
         };
         self.running()
-            .shared()
+            .state()
             .tokens()
             .issue(&new)
             .expect("issue token")

@@ -1,0 +1,217 @@
+//! The validated model: what the rest of wxgate reads, typed values only.
+//!
+//! Addresses are socket addresses, durations are [`Duration`]s, secrets are
+//! [`Secret`]s (printed as `***`), header names are [`HeaderName`]s, upstreams
+//! are resolved addresses. Nothing downstream re-parses a string. The model
+//! serialises back to TOML for `wxgate check`, with every secret masked.
+//!
+//! [`HeaderName`]: http::HeaderName
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::headers::{HeadersConfig, IdentityHeaderName};
+pub use crate::route::AuthMode;
+use crate::secret::Secret;
+
+/// The validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub jwt: JwtConfig,
+    pub headers: HeadersConfig,
+    pub routes: Vec<RouteConfig>,
+    /// `[wechat]`: present when the login endpoints are enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wechat: Option<WechatConfig>,
+    pub login: LoginConfig,
+    pub store: StoreConfig,
+    /// Non-fatal findings, printed by `wxgate check` and logged at start-up.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerConfig {
+    #[serde(serialize_with = "ser_display")]
+    pub listen: SocketAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    pub threads: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub grace_period: Duration,
+    /// Prefix for `/healthz` and `/readyz` (empty: at the root).
+    pub health_path_prefix: String,
+    /// Peers whose `X-Forwarded-For` is believed (for the client IP of rate limits).
+    #[serde(serialize_with = "ser_display_list")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// The optional HTTPS listener.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsConfig {
+    #[serde(rename = "tls_listen", serialize_with = "ser_display")]
+    pub listen: SocketAddr,
+    #[serde(rename = "tls_cert")]
+    pub cert: PathBuf,
+    #[serde(rename = "tls_key")]
+    pub key: PathBuf,
+}
+
+/// `[jwt]`
+#[derive(Debug, Clone, Serialize)]
+pub struct JwtConfig {
+    /// The HS256 key (at least 32 bytes).
+    #[serde(serialize_with = "ser_secret")]
+    pub secret: Secret,
+    /// Where the secret came from, for `wxgate check`.
+    pub secret_source: String,
+    pub issuer: String,
+    pub audience: String,
+    #[serde(serialize_with = "ser_duration")]
+    pub ttl: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub leeway: Duration,
+    pub max_token_bytes: usize,
+}
+
+/// `[wechat]`: the mini program's credentials and WeChat's API.
+#[derive(Debug, Clone, Serialize)]
+pub struct WechatConfig {
+    pub appid: String,
+    #[serde(serialize_with = "ser_secret")]
+    pub secret: Secret,
+    pub secret_source: String,
+    /// Without a trailing `/`.
+    pub api_base: String,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+}
+
+/// `[login]`: the gateway's own endpoints.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginConfig {
+    /// Endpoints live under it: `{path_prefix}/login`, `{path_prefix}/decrypt`.
+    pub path_prefix: String,
+    pub max_body_bytes: usize,
+    /// How long a server-side session (`session_key`) is kept after login.
+    #[serde(serialize_with = "ser_duration")]
+    pub session_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    #[serde(serialize_with = "ser_duration")]
+    pub refresh_ttl: Duration,
+    /// Logins per client IP per window (`None`: unlimited).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_rate_opt"
+    )]
+    pub rate_limit_per_ip: Option<Rate>,
+    /// Logins per window across all clients and instances.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_rate_opt"
+    )]
+    pub rate_limit_global: Option<Rate>,
+}
+
+/// A rate like `20/min`: at most `limit` events per fixed `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub limit: u64,
+    pub window: Duration,
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.window.as_secs() {
+            1 => "s",
+            60 => "min",
+            3600 => "h",
+            _ => "?",
+        };
+        write!(f, "{}/{unit}", self.limit)
+    }
+}
+
+/// `[store]`: where sessions, revocations, refresh tokens and counters live.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreConfig {
+    #[serde(flatten)]
+    pub kind: StoreKind,
+    pub key_prefix: String,
+    pub on_error: OnError,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+}
+
+/// Which store.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StoreKind {
+    /// In-process, bounded, lost on restart (the default).
+    Memory,
+    /// Redis, shared by several instances.
+    Redis {
+        #[serde(serialize_with = "ser_secret")]
+        url: Secret,
+        url_source: String,
+    },
+}
+
+/// What to do with a request that needs the store while the store is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Refuse with 503 `store_unavailable` (the default).
+    FailClosed,
+    /// Validate tokens without the revocation check (logged, counted).
+    FailOpen,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteConfig {
+    pub prefix: String,
+    /// The upstreams as written, for display.
+    pub upstreams: Vec<String>,
+    /// The resolved upstream addresses (resolved once, at start-up).
+    #[serde(skip)]
+    pub upstream_addrs: Vec<SocketAddr>,
+    pub auth: AuthMode,
+    #[serde(serialize_with = "ser_duration")]
+    pub connect_timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub read_timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub health_check_interval: Duration,
+}
+
+fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn ser_display_list<T: std::fmt::Display, S: serde::Serializer>(
+    v: &[T],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|x| x.to_string()))
+}
+
+fn ser_rate_opt<S: serde::Serializer>(r: &Option<Rate>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.collect_str(r),
+        None => s.serialize_none(),
+    }
+}
+
+pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+fn ser_secret<S: serde::Serializer>(_: &Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("***")
+}

@@ -1,0 +1,221 @@
+//! Resolution: everything the file only points to, read once, before validation.
+//!
+//! A config names things outside itself: secrets in environment variables or
+//! files, TLS certificates, upstream host names, a Redis URL. This module reads
+//! them (environment, files, DNS) and hands validation plain values, so that
+//! [`super::validate`] never does I/O. Environment lookups go through an
+//! injected function so tests never touch the process environment.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use super::schema::RawConfig;
+use super::ConfigError;
+use crate::secret::Secret;
+
+/// A secret and where it came from (`env NAME`, `file PATH`, `inline`), for `wxgate check`.
+pub(super) struct Sourced {
+    pub value: Secret,
+    pub source: String,
+}
+
+/// What the file points to, read.
+pub(super) struct Resolved {
+    /// `[jwt]`'s key, when the section is present.
+    pub jwt_secret: Option<Sourced>,
+    /// `[wechat]`'s app secret, when the section is present.
+    pub wechat_secret: Option<Sourced>,
+    /// `[store]`'s URL, when `kind = "redis"`; already checked to parse.
+    pub redis_url: Option<Sourced>,
+    /// Each route's upstream addresses, in config order, without duplicates.
+    pub upstreams: Vec<Vec<SocketAddr>>,
+    /// Findings that are not errors (a secret written inline).
+    pub warnings: Vec<String>,
+}
+
+/// Read what `raw` points to. `file` names the config in errors.
+pub(super) fn resolve(
+    raw: &RawConfig,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Resolved, ConfigError> {
+    let mut r = Resolver {
+        file,
+        env,
+        warnings: Vec::new(),
+    };
+    let s = &raw.server;
+    if let (Some(_), Some(cert), Some(key)) = (&s.tls_listen, &s.tls_cert, &s.tls_key) {
+        r.pem_file("server.tls_cert", cert)?;
+        r.pem_file("server.tls_key", key)?;
+    }
+    let jwt_secret = match &raw.jwt {
+        Some(j) => Some(r.secret("jwt", &j.secret, &j.secret_env, &j.secret_file)?),
+        None => None,
+    };
+    let mut upstreams = Vec::with_capacity(raw.routes.len());
+    for (i, route) in raw.routes.iter().enumerate() {
+        let mut addrs = Vec::new();
+        for u in route.upstreams.iter().flatten() {
+            let found = lookup(u).map_err(|m| r.err(format!("routes[{i}].upstreams"), m))?;
+            for a in found {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+        }
+        upstreams.push(addrs);
+    }
+    let wechat_secret = match &raw.wechat {
+        Some(w) => Some(r.secret("wechat", &w.secret, &w.secret_env, &w.secret_file)?),
+        None => None,
+    };
+    let redis_url = match raw.store.kind.as_deref() {
+        Some("redis") => Some(r.redis_url(&raw.store.url, &raw.store.url_env)?),
+        _ => None,
+    };
+    Ok(Resolved {
+        jwt_secret,
+        wechat_secret,
+        redis_url,
+        upstreams,
+        warnings: r.warnings,
+    })
+}
+
+struct Resolver<'a> {
+    file: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    warnings: Vec<String>,
+}
+
+impl Resolver<'_> {
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A non-empty environment variable, or an error naming `key`.
+    fn env_var(&self, key: &str, name: &str) -> Result<String, ConfigError> {
+        match (self.env)(name) {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(self.err(
+                key,
+                format!("environment variable {name} is not set or empty"),
+            )),
+        }
+    }
+
+    /// The secret of `section` from exactly one of `secret`, `secret_env`, `secret_file`.
+    fn secret(
+        &mut self,
+        section: &str,
+        inline: &Option<String>,
+        env_name: &Option<String>,
+        file: &Option<PathBuf>,
+    ) -> Result<Sourced, ConfigError> {
+        match (inline, env_name, file) {
+            (Some(s), None, None) => {
+                self.warnings.push(format!(
+                    "{}: `{section}.secret` is written inline; prefer secret_env or secret_file",
+                    self.file
+                ));
+                Ok(Sourced {
+                    value: Secret::from(s.clone()),
+                    source: "inline".into(),
+                })
+            }
+            (None, Some(name), None) => Ok(Sourced {
+                value: Secret::from(self.env_var(&format!("{section}.secret_env"), name)?),
+                source: format!("env {name}"),
+            }),
+            (None, None, Some(path)) => {
+                let key = format!("{section}.secret_file");
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| self.err(&key, format!("cannot read {}: {e}", path.display())))?;
+                // A trailing newline from `echo ... > file` is not part of the secret.
+                let value = text.trim_end_matches(['\r', '\n']).to_string();
+                if value.is_empty() {
+                    return Err(self.err(key, format!("{} is empty", path.display())));
+                }
+                Ok(Sourced {
+                    value: Secret::from(value),
+                    source: format!("file {}", path.display()),
+                })
+            }
+            (None, None, None) => Err(self.err(
+                format!("{section}.secret_env"),
+                "a secret is required: set secret_env or secret_file",
+            )),
+            _ => Err(self.err(
+                format!("{section}.secret_env"),
+                "set only one of secret, secret_env, secret_file",
+            )),
+        }
+    }
+
+    /// A readable file that holds PEM data.
+    fn pem_file(&self, key: &str, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| self.err(key, format!("cannot read {}: {e}", path.display())))?;
+        if !text.contains("-----BEGIN ") {
+            return Err(self.err(key, format!("{} is not a PEM file", path.display())));
+        }
+        Ok(())
+    }
+
+    /// The Redis URL from `url` or `url_env`, checked to parse.
+    fn redis_url(
+        &self,
+        inline: &Option<String>,
+        env_name: &Option<String>,
+    ) -> Result<Sourced, ConfigError> {
+        let (url, source) =
+            match (inline, env_name) {
+                (Some(u), None) => (u.clone(), "inline".to_string()),
+                (None, Some(name)) => (self.env_var("store.url_env", name)?, format!("env {name}")),
+                (None, None) => return Err(self.err(
+                    "store.url_env",
+                    "kind = \"redis\" needs url_env (or url), like \"redis://127.0.0.1:6379/0\"",
+                )),
+                _ => return Err(self.err("store.url", "set only one of url, url_env")),
+            };
+        if redis::Client::open(url.as_str()).is_err() {
+            // The parser's message may quote the URL: name the key, not the password.
+            let key = if source == "inline" {
+                "store.url"
+            } else {
+                "store.url_env"
+            };
+            return Err(self.err(key, "not a valid redis:// or rediss:// URL"));
+        }
+        Ok(Sourced {
+            value: Secret::from(url),
+            source,
+        })
+    }
+}
+
+/// Resolve `host:port` once. A bare IP must carry a port; a name is looked up now.
+fn lookup(u: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(a) = u.parse::<SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    let Some((host, port)) = u.rsplit_once(':') else {
+        return Err(format!("{u:?} needs a port, like \"127.0.0.1:9000\""));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() || u.contains("://") || u.contains('/') {
+        return Err(format!("{u:?} is not \"host:port\""));
+    }
+    let addrs: Vec<SocketAddr> = u
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {u:?}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{u:?} resolves to no address"));
+    }
+    Ok(addrs)
+}

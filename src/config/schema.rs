@@ -1,0 +1,113 @@
+//! The external schema: the TOML file exactly as an operator writes it.
+//!
+//! Every field is optional here (defaults and "required" are decided by
+//! validation, which can then name the key), every section refuses unknown
+//! keys, and nothing is interpreted: durations, addresses and rates are still
+//! strings. [`super::resolve`] reads what these fields point to (secrets,
+//! files, host names) and [`super::validate`] turns the rest into the model.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::model::OnError;
+use crate::route::AuthMode;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    pub jwt: Option<RawJwt>,
+    #[serde(default)]
+    pub headers: RawHeaders,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub wechat: Option<RawWechat>,
+    #[serde(default)]
+    pub login: RawLogin,
+    #[serde(default)]
+    pub store: RawStore,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWechat {
+    pub appid: Option<String>,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub api_base: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogin {
+    pub path_prefix: Option<String>,
+    pub max_body_bytes: Option<i64>,
+    pub session_ttl: Option<String>,
+    pub refresh_ttl: Option<String>,
+    pub rate_limit_per_ip: Option<String>,
+    pub rate_limit_global: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub key_prefix: Option<String>,
+    pub on_error: Option<OnError>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: Option<String>,
+    pub tls_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub threads: Option<i64>,
+    pub grace_period: Option<String>,
+    pub health_path_prefix: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwt {
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub ttl: Option<String>,
+    pub leeway: Option<String>,
+    pub max_token_bytes: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHeaders {
+    pub openid: Option<String>,
+    pub unionid: Option<String>,
+    pub appid: Option<String>,
+    pub forward_authorization: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub prefix: Option<String>,
+    pub upstreams: Option<Vec<String>>,
+    pub auth: Option<AuthMode>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub health_check_interval: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Validation

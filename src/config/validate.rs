@@ -1,0 +1,477 @@
+//! Validation: the schema's strings become the model's typed values.
+//!
+//! Pure: no file, environment or network access (that is [`super::resolve`],
+//! which ran before and hands over what it read). Defaults are applied here,
+//! every value is checked, and every error names the file and the key.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::model::*;
+use super::resolve::{Resolved, Sourced};
+use super::schema::*;
+use super::ConfigError;
+use crate::headers::is_reserved;
+use crate::route::is_canonical_prefix;
+
+/// Minimum length of the JWT signing key, in bytes (HS256 wants 256 bits).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Turn the raw file and what it points to into the model.
+pub(super) fn validate(
+    raw: RawConfig,
+    mut resolved: Resolved,
+    file: &str,
+) -> Result<Config, ConfigError> {
+    let warnings = std::mem::take(&mut resolved.warnings);
+    Validator { file, warnings }.config(raw, resolved)
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    warnings: Vec<String>,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn config(mut self, raw: RawConfig, resolved: Resolved) -> Result<Config, ConfigError> {
+        let server = self.server(raw.server)?;
+        let jwt = self.jwt(raw.jwt, resolved.jwt_secret)?;
+        let headers = self.headers(raw.headers)?;
+        if raw.routes.is_empty() {
+            return Err(self.err("routes", "at least one [[routes]] entry is required"));
+        }
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        let addrs = resolved
+            .upstreams
+            .into_iter()
+            .chain(std::iter::repeat(Vec::new()));
+        for ((i, r), upstream_addrs) in raw.routes.into_iter().enumerate().zip(addrs) {
+            let route = self.route(i, r, upstream_addrs)?;
+            if routes
+                .iter()
+                .any(|o: &RouteConfig| o.prefix == route.prefix)
+            {
+                return Err(self.err(
+                    format!("routes[{i}].prefix"),
+                    format!("prefix {:?} is already used by another route", route.prefix),
+                ));
+            }
+            routes.push(route);
+        }
+        let wechat = match (raw.wechat, resolved.wechat_secret) {
+            (Some(w), Some(secret)) => Some(self.wechat(w, secret)?),
+            _ => None,
+        };
+        let login = self.login(raw.login)?;
+        let store = self.store(raw.store, resolved.redis_url)?;
+        let health = &server.health_path_prefix;
+        for (i, r) in routes.iter().enumerate() {
+            for endpoint in ["healthz", "readyz"] {
+                let path = format!("{health}/{endpoint}");
+                if r.prefix == path {
+                    return Err(self.err(
+                        format!("routes[{i}].prefix"),
+                        format!(
+                            "{path} is answered by wxgate itself; set [server] health_path_prefix to move it"
+                        ),
+                    ));
+                }
+            }
+        }
+        if wechat.is_some() {
+            let owned = format!("{}/", login.path_prefix);
+            if let Some(i) = routes
+                .iter()
+                .position(|r| r.prefix.starts_with(&owned) || r.prefix == login.path_prefix)
+            {
+                self.warnings.push(format!(
+                    "{}: routes[{i}] lies under [login] path_prefix {:?}; its {}/login and {}/decrypt paths are answered by wxgate",
+                    self.file, login.path_prefix, login.path_prefix, login.path_prefix
+                ));
+            }
+        }
+        Ok(Config {
+            server,
+            jwt,
+            headers,
+            routes,
+            wechat,
+            login,
+            store,
+            warnings: self.warnings,
+        })
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        value: Option<String>,
+        default: &str,
+    ) -> Result<Duration, ConfigError> {
+        let text = value.as_deref().unwrap_or(default);
+        parse_duration(text).map_err(|m| self.err(key, m))
+    }
+
+    fn positive_duration(
+        &self,
+        key: &str,
+        value: Option<String>,
+        default: &str,
+    ) -> Result<Duration, ConfigError> {
+        let d = self.duration(key, value, default)?;
+        if d.is_zero() {
+            return Err(self.err(key, "must be greater than zero"));
+        }
+        Ok(d)
+    }
+
+    fn socket_addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+        value.parse().map_err(|_| {
+            self.err(
+                key,
+                format!("{value:?} is not an IP address with a port, like \"0.0.0.0:8080\""),
+            )
+        })
+    }
+
+    fn server(&mut self, raw: RawServer) -> Result<ServerConfig, ConfigError> {
+        let listen = self.socket_addr(
+            "server.listen",
+            raw.listen.as_deref().unwrap_or("0.0.0.0:8080"),
+        )?;
+        let tls = match (raw.tls_listen, raw.tls_cert, raw.tls_key) {
+            (None, None, None) => None,
+            (Some(l), Some(cert), Some(key)) => {
+                let listen = self.socket_addr("server.tls_listen", &l)?;
+                Some(TlsConfig { listen, cert, key })
+            }
+            (l, c, k) => {
+                let missing = [
+                    ("tls_listen", l.is_none()),
+                    ("tls_cert", c.is_none()),
+                    ("tls_key", k.is_none()),
+                ]
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ");
+                return Err(self.err(
+                    "server.tls_listen",
+                    format!(
+                        "HTTPS needs tls_listen, tls_cert and tls_key together; missing: {missing}"
+                    ),
+                ));
+            }
+        };
+        let threads = raw.threads.unwrap_or(2);
+        if !(1..=1024).contains(&threads) {
+            return Err(self.err("server.threads", "must be between 1 and 1024"));
+        }
+        let grace_period = self.duration("server.grace_period", raw.grace_period, "10s")?;
+        let health_path_prefix = raw.health_path_prefix.unwrap_or_default();
+        let health_path_prefix = health_path_prefix.trim_end_matches('/').to_string();
+        if !health_path_prefix.is_empty() && !is_canonical_prefix(&health_path_prefix) {
+            return Err(self.err(
+                "server.health_path_prefix",
+                "must be empty or a plain path starting with '/', like \"/_wxgate\"",
+            ));
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, p) in raw.trusted_proxies.unwrap_or_default().iter().enumerate() {
+            let net = p
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    self.err(
+                        format!("server.trusted_proxies[{i}]"),
+                        format!("{p:?} is not an IP address or CIDR block like \"10.0.0.0/8\""),
+                    )
+                })?;
+            trusted_proxies.push(net);
+        }
+        Ok(ServerConfig {
+            listen,
+            tls,
+            threads: threads as usize,
+            grace_period,
+            health_path_prefix,
+            trusted_proxies,
+        })
+    }
+
+    fn jwt(&self, raw: Option<RawJwt>, secret: Option<Sourced>) -> Result<JwtConfig, ConfigError> {
+        let (
+            Some(raw),
+            Some(Sourced {
+                value: secret,
+                source: secret_source,
+            }),
+        ) = (raw, secret)
+        else {
+            return Err(self.err("jwt", "the [jwt] section is required"));
+        };
+        if secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(self.err(
+                "jwt.secret",
+                format!(
+                    "the key ({secret_source}) is {} bytes; HS256 needs at least {MIN_JWT_SECRET_BYTES} (generate one with `wxgate keygen`)",
+                    secret.len()
+                ),
+            ));
+        }
+        let issuer = raw.issuer.unwrap_or_else(|| "wxgate".into());
+        if issuer.is_empty() {
+            return Err(self.err("jwt.issuer", "must not be empty"));
+        }
+        let Some(audience) = raw.audience.filter(|a| !a.is_empty()) else {
+            return Err(self.err(
+                "jwt.audience",
+                "required: name the mini program the tokens are for, like \"my-miniprogram\"",
+            ));
+        };
+        let ttl = self.positive_duration("jwt.ttl", raw.ttl, "2h")?;
+        let leeway = self.duration("jwt.leeway", raw.leeway, "30s")?;
+        if leeway > Duration::from_secs(300) {
+            return Err(self.err("jwt.leeway", "must be at most 5m"));
+        }
+        let max_token_bytes = raw.max_token_bytes.unwrap_or(4096);
+        if !(256..=65536).contains(&max_token_bytes) {
+            return Err(self.err("jwt.max_token_bytes", "must be between 256 and 65536"));
+        }
+        Ok(JwtConfig {
+            secret,
+            secret_source,
+            issuer,
+            audience,
+            ttl,
+            leeway,
+            max_token_bytes: max_token_bytes as usize,
+        })
+    }
+
+    fn wechat(&self, raw: RawWechat, secret: Sourced) -> Result<WechatConfig, ConfigError> {
+        let appid = raw.appid.unwrap_or_default();
+        if appid.is_empty()
+            || !appid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(self.err(
+                "wechat.appid",
+                "required: the mini program's AppID, like \"wx4f4bc4dec97d474b\"",
+            ));
+        }
+        let Sourced {
+            value: secret,
+            source: secret_source,
+        } = secret;
+        let api_base = raw
+            .api_base
+            .unwrap_or_else(|| "https://api.weixin.qq.com".into())
+            .trim_end_matches('/')
+            .to_string();
+        if !(api_base.starts_with("https://") || api_base.starts_with("http://"))
+            || api_base.len() <= "https://".len()
+        {
+            return Err(self.err(
+                "wechat.api_base",
+                format!("{api_base:?} is not an http(s) URL"),
+            ));
+        }
+        let timeout = self.positive_duration("wechat.timeout", raw.timeout, "3s")?;
+        Ok(WechatConfig {
+            appid,
+            secret,
+            secret_source,
+            api_base,
+            timeout,
+        })
+    }
+
+    fn login(&self, raw: RawLogin) -> Result<LoginConfig, ConfigError> {
+        let path_prefix = raw.path_prefix.unwrap_or_else(|| "/wx".into());
+        let path_prefix = path_prefix.trim_end_matches('/').to_string();
+        if path_prefix.is_empty() || !is_canonical_prefix(&path_prefix) {
+            return Err(self.err(
+                "login.path_prefix",
+                "must be a plain path starting with '/', like \"/wx\"",
+            ));
+        }
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(16384);
+        if !(1024..=1_048_576).contains(&max_body_bytes) {
+            return Err(self.err("login.max_body_bytes", "must be between 1024 and 1048576"));
+        }
+        let session_ttl = self.positive_duration("login.session_ttl", raw.session_ttl, "3d")?;
+        let refresh_ttl = self.positive_duration("login.refresh_ttl", raw.refresh_ttl, "30d")?;
+        let rate = |key: &str, v: Option<String>| {
+            v.map(|t| parse_rate(&t).map_err(|m| self.err(key, m)))
+                .transpose()
+        };
+        let rate_limit_per_ip = rate("login.rate_limit_per_ip", raw.rate_limit_per_ip)?;
+        let rate_limit_global = rate("login.rate_limit_global", raw.rate_limit_global)?;
+        Ok(LoginConfig {
+            path_prefix,
+            max_body_bytes: max_body_bytes as usize,
+            session_ttl,
+            refresh_ttl,
+            rate_limit_per_ip,
+            rate_limit_global,
+        })
+    }
+
+    fn store(&self, raw: RawStore, redis_url: Option<Sourced>) -> Result<StoreConfig, ConfigError> {
+        let kind = match raw.kind.as_deref().unwrap_or("memory") {
+            "memory" => {
+                if raw.url.is_some() || raw.url_env.is_some() {
+                    return Err(self.err("store.url", "a URL is only used with kind = \"redis\""));
+                }
+                StoreKind::Memory
+            }
+            "redis" => match redis_url {
+                Some(Sourced { value, source }) => StoreKind::Redis {
+                    url: value,
+                    url_source: source,
+                },
+                None => return Err(self.err("store.url_env", "the Redis URL was not resolved")),
+            },
+            other => {
+                return Err(self.err(
+                    "store.kind",
+                    format!("{other:?} is not a store; use \"memory\" or \"redis\""),
+                ))
+            }
+        };
+        let key_prefix = raw.key_prefix.unwrap_or_else(|| "wxgate:".into());
+        if key_prefix.is_empty()
+            || key_prefix
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(self.err(
+                "store.key_prefix",
+                "must be non-empty, without spaces or control characters",
+            ));
+        }
+        let timeout = self.positive_duration("store.timeout", raw.timeout, "200ms")?;
+        Ok(StoreConfig {
+            kind,
+            key_prefix,
+            on_error: raw.on_error.unwrap_or(OnError::FailClosed),
+            timeout,
+        })
+    }
+
+    fn header_name(
+        &self,
+        key: &str,
+        value: Option<String>,
+        default: &str,
+    ) -> Result<IdentityHeaderName, ConfigError> {
+        let text = value.as_deref().unwrap_or(default);
+        let name = IdentityHeaderName::parse(text)
+            .ok_or_else(|| self.err(key, format!("{text:?} is not a valid header name")))?;
+        if is_reserved(&name.name) {
+            return Err(self.err(key, format!("{text:?} is a header wxgate cannot own")));
+        }
+        Ok(name)
+    }
+
+    fn headers(&self, raw: RawHeaders) -> Result<HeadersConfig, ConfigError> {
+        let openid = self.header_name("headers.openid", raw.openid, "X-OpenID")?;
+        let unionid = self.header_name("headers.unionid", raw.unionid, "X-UnionID")?;
+        let appid = self.header_name("headers.appid", raw.appid, "X-WX-AppID")?;
+        let norm = |h: &IdentityHeaderName| h.name.as_str().replace('_', "-");
+        if norm(&openid) == norm(&unionid)
+            || norm(&openid) == norm(&appid)
+            || norm(&unionid) == norm(&appid)
+        {
+            return Err(self.err(
+                "headers",
+                "openid, unionid and appid must be three different headers",
+            ));
+        }
+        Ok(HeadersConfig {
+            openid,
+            unionid,
+            appid,
+            forward_authorization: raw.forward_authorization.unwrap_or(false),
+        })
+    }
+
+    fn route(
+        &self,
+        i: usize,
+        raw: RawRoute,
+        upstream_addrs: Vec<SocketAddr>,
+    ) -> Result<RouteConfig, ConfigError> {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        let Some(prefix) = raw.prefix else {
+            return Err(self.err(key("prefix"), "required, like \"/\" or \"/api/\""));
+        };
+        if !is_canonical_prefix(&prefix) {
+            return Err(self.err(
+                key("prefix"),
+                format!("{prefix:?} is not a canonical path starting with '/' (no dot segments, '//', '%' escapes of unreserved characters or '?')"),
+            ));
+        }
+        let upstreams = raw.upstreams.unwrap_or_default();
+        if upstreams.is_empty() {
+            return Err(self.err(
+                key("upstreams"),
+                "at least one upstream \"host:port\" is required",
+            ));
+        }
+        Ok(RouteConfig {
+            prefix,
+            upstreams,
+            upstream_addrs,
+            auth: raw.auth.unwrap_or(AuthMode::Required),
+            connect_timeout: self.positive_duration(
+                &key("connect_timeout"),
+                raw.connect_timeout,
+                "3s",
+            )?,
+            read_timeout: self.positive_duration(&key("read_timeout"), raw.read_timeout, "60s")?,
+            health_check_interval: self.positive_duration(
+                &key("health_check_interval"),
+                raw.health_check_interval,
+                "5s",
+            )?,
+        })
+    }
+}
+
+/// Parse a duration like `30s`, `5m`, `2h`, `1h 30m`, `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|_| format!("{text:?} is not a duration; write it like \"30s\", \"5m\" or \"2h\""))
+}
+
+/// Parse `N/s`, `N/sec`, `N/min`, `N/m`, `N/h`, `N/hour`.
+pub fn parse_rate(text: &str) -> Result<Rate, String> {
+    let bad = || format!("{text:?} is not a rate; write it like \"20/min\" (units: s, min, h)");
+    let (n, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+    let limit: u64 = n.trim().parse().map_err(|_| bad())?;
+    let window = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        _ => return Err(bad()),
+    };
+    if limit == 0 {
+        return Err(format!("{text:?}: the limit must be at least 1"));
+    }
+    Ok(Rate {
+        limit,
+        window: Duration::from_secs(window),
+    })
+}

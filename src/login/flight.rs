@@ -1,0 +1,237 @@
+//! One `jscode2session` per login code, however many requests and instances carry it.
+//!
+//! Codes are single-use at WeChat and mini programs double-tap, so every
+//! request with the same code within [`CODE_CACHE_TTL`] must share one
+//! exchange and get the same answer. Two layers:
+//!
+//! * within this process, the first request starts the exchange in a task of
+//!   its own (a client that hangs up does not waste the code) and the others
+//!   wait on a watch channel;
+//! * across instances, the store holds a claim on the code (by hash) while one
+//!   instance exchanges it, then the outcome, sealed with a key derived from
+//!   the code ([`crate::seal`]): the store knows neither the code nor the
+//!   tokens. An instance that finds the code claimed polls for the outcome.
+//!
+//! Only definitive outcomes are shared (success, an invalid or blocked code);
+//! a transient failure (busy, timeout, store down) releases the claim so a
+//! retry asks WeChat again.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::error::{chain, ApiError};
+use crate::seal;
+use crate::secret::Secret;
+use crate::sessions::Grant;
+use crate::store::Store;
+
+/// How long the result of a code exchange is shared with repeated requests.
+pub const CODE_CACHE_TTL: Duration = Duration::from_secs(300);
+/// How often an instance looks for the outcome of a code another instance is exchanging.
+const CLAIM_POLL: Duration = Duration::from_millis(50);
+
+/// The outcome of one `jscode2session` exchange, shared by every request with that code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Exchanged {
+    pub openid: String,
+    pub unionid: Option<String>,
+    #[serde(with = "crate::store::secret_serde")]
+    pub session_key: Secret,
+    pub token: String,
+    pub exp: u64,
+    pub refresh_token: String,
+}
+
+impl Exchanged {
+    /// The outcome of an exchange that issued `grant` with `session_key`.
+    pub fn new(grant: Grant, session_key: Secret) -> Self {
+        Self {
+            openid: grant.openid,
+            unionid: grant.unionid,
+            session_key,
+            token: grant.token,
+            exp: grant.exp,
+            refresh_token: grant.refresh_token,
+        }
+    }
+
+    /// The tokens and identity handed to the client.
+    pub fn grant(&self) -> Grant {
+        Grant {
+            token: self.token.clone(),
+            exp: self.exp,
+            refresh_token: self.refresh_token.clone(),
+            openid: self.openid.clone(),
+            unionid: self.unionid.clone(),
+        }
+    }
+}
+
+/// What an exchange gives every request that carries its code.
+pub type Outcome = Result<Arc<Exchanged>, ApiError>;
+
+/// An outcome as it is kept in the store (sealed): only definitive ones.
+#[derive(Serialize, Deserialize)]
+enum StoredOutcome {
+    Ok(Exchanged),
+    InvalidCode(i64),
+    CodeBlocked(i64),
+}
+
+impl StoredOutcome {
+    /// The part of an outcome worth sharing; `None` for a transient failure.
+    fn of(outcome: &Outcome) -> Option<Self> {
+        match outcome {
+            Ok(ex) => Some(Self::Ok((**ex).clone())),
+            Err(ApiError::InvalidCode { wechat_errcode }) => {
+                Some(Self::InvalidCode(*wechat_errcode))
+            }
+            Err(ApiError::CodeBlocked { wechat_errcode }) => {
+                Some(Self::CodeBlocked(*wechat_errcode))
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn into_outcome(self) -> Outcome {
+        match self {
+            Self::Ok(ex) => Ok(Arc::new(ex)),
+            Self::InvalidCode(wechat_errcode) => Err(ApiError::InvalidCode { wechat_errcode }),
+            Self::CodeBlocked(wechat_errcode) => Err(ApiError::CodeBlocked { wechat_errcode }),
+        }
+    }
+}
+
+type Flights = HashMap<String, watch::Receiver<Option<Outcome>>>;
+
+/// Exchanges in flight, in this process and (through the store) across instances.
+pub struct CodeFlights {
+    store: Arc<dyn Store>,
+    /// How long a claim is held, and how long others wait for its outcome.
+    claim_ttl: Duration,
+    /// Exchanges in flight in this process, by code id.
+    local: Mutex<Flights>,
+}
+
+impl CodeFlights {
+    /// Flights over `store`; an exchange takes at most `wechat_timeout` per call.
+    pub fn new(store: Arc<dyn Store>, wechat_timeout: Duration) -> Self {
+        Self {
+            store,
+            claim_ttl: wechat_timeout
+                .saturating_mul(2)
+                .saturating_add(Duration::from_secs(1)),
+            local: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The outcome for `code`: `exchange` runs at most once for it, here or
+    /// on another instance, while [`CODE_CACHE_TTL`] lasts.
+    pub async fn once<F, Fut>(self: &Arc<Self>, code: &str, exchange: F) -> Outcome
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let id = seal::code_id(code);
+        let mut rx = {
+            let mut flights = self.lock();
+            match flights.get(&id) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    flights.insert(id.clone(), rx.clone());
+                    let this = self.clone();
+                    let code = code.to_string();
+                    tokio::spawn(async move {
+                        // Whatever happens, the flight is over when this task ends.
+                        let _guard = FlightGuard {
+                            flights: &this,
+                            id: id.clone(),
+                        };
+                        let outcome = this.shared(&code, &id, exchange).await;
+                        let _ = tx.send(Some(outcome));
+                    });
+                    rx
+                }
+            }
+        };
+        loop {
+            if let Some(outcome) = rx.borrow_and_update().clone() {
+                return outcome;
+            }
+            if rx.changed().await.is_err() {
+                return Err(ApiError::Internal);
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Flights> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The exchange as all instances see it: a stored outcome, or a claim and
+    /// the exchange, or waiting for the instance that holds the claim.
+    async fn shared<F, Fut>(&self, code: &str, id: &str, exchange: F) -> Outcome
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        let deadline = tokio::time::Instant::now() + self.claim_ttl;
+        loop {
+            if let Some(sealed) = self.store.get_code_outcome(id).await? {
+                return open(code, &sealed);
+            }
+            if self.store.claim_code(id, self.claim_ttl).await? {
+                let outcome = exchange().await;
+                self.publish(code, id, &outcome).await;
+                return outcome;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::WechatTimeout);
+            }
+            tokio::time::sleep(CLAIM_POLL).await;
+        }
+    }
+
+    /// Share a definitive outcome, or release the claim so a retry asks again.
+    async fn publish(&self, code: &str, id: &str, outcome: &Outcome) {
+        let saved = match StoredOutcome::of(outcome) {
+            Some(stored) => match serde_json::to_vec(&stored) {
+                Ok(plain) => {
+                    self.store
+                        .put_code_outcome(id, &seal::seal(code, &plain), CODE_CACHE_TTL)
+                        .await
+                }
+                Err(_) => Ok(()),
+            },
+            None => self.store.release_code(id).await,
+        };
+        if let Err(e) = saved {
+            tracing::warn!(error = %chain(&e), "cannot share a login outcome; a repeated code may fail");
+        }
+    }
+}
+
+fn open(code: &str, sealed: &str) -> Outcome {
+    seal::open(code, sealed)
+        .and_then(|plain| serde_json::from_slice::<StoredOutcome>(&plain).ok())
+        .ok_or(ApiError::Internal)?
+        .into_outcome()
+}
+
+/// Ends a flight when its task ends, even by panic.
+struct FlightGuard<'a> {
+    flights: &'a CodeFlights,
+    id: String,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        self.flights.lock().remove(&self.id);
+    }
+}

@@ -1,0 +1,89 @@
+//! Login rate limits: per client IP and global, in fixed windows of the wall clock.
+//!
+//! A window is `[k·w, (k+1)·w)` in Unix time for a window length `w`, so every
+//! instance counts in the same window; the counter lives in the store under
+//! the limit's key and the window's number, and expires with the window. The
+//! time comes from an injected [`Clock`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::config::Rate;
+use crate::error::ApiError;
+use crate::store::Store;
+
+/// The configured login limits.
+pub struct LoginLimits {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    per_ip: Option<Rate>,
+    global: Option<Rate>,
+}
+
+impl LoginLimits {
+    /// Limits counted in `store`, on `clock`'s time.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        per_ip: Option<Rate>,
+        global: Option<Rate>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            per_ip,
+            global,
+        }
+    }
+
+    /// Count one login from `client_ip`; 429 `rate_limited` over a limit.
+    pub async fn check(&self, client_ip: Option<IpAddr>) -> Result<(), ApiError> {
+        let limits = [
+            (self.per_ip, client_ip.map(|ip| format!("login-ip:{ip}"))),
+            (self.global, Some("login-global".to_string())),
+        ];
+        for (rate, key) in limits {
+            let (Some(rate), Some(key)) = (rate, key) else {
+                continue;
+            };
+            let (window, reset_in) = window_of(self.clock.now_ms(), rate.window);
+            let count = self
+                .store
+                .count(&format!("{key}:{window}"), rate.window)
+                .await?;
+            if count > rate.limit {
+                return Err(ApiError::RateLimited {
+                    retry_after_secs: reset_in.as_secs_f64().ceil() as u64,
+                    wechat_errcode: None,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The number of the fixed window of length `window` that `now_ms` falls in,
+/// and the time until it ends.
+pub fn window_of(now_ms: u64, window: Duration) -> (u64, Duration) {
+    let w = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+    (now_ms / w, Duration::from_millis(w - now_ms % w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_aligned_to_the_epoch() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(window_of(0, minute), (0, minute));
+        assert_eq!(window_of(59_999, minute), (0, Duration::from_millis(1)));
+        assert_eq!(window_of(60_000, minute), (1, minute));
+        assert_eq!(
+            window_of(u64::MAX, Duration::ZERO).1,
+            Duration::from_millis(1)
+        );
+    }
+}

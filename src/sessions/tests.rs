@@ -1,0 +1,119 @@
+//! Sessions over the memory store: rotation, reuse, logout, revocation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+use super::*;
+use crate::testing::LoginHarness;
+
+fn identity(s: &Sessions, token: &str) -> Identity {
+    s.tokens().verify(token).unwrap()
+}
+
+#[tokio::test]
+async fn refresh_rotates_within_the_family() {
+    let h = LoginHarness::new("");
+    let first = h
+        .sessions
+        .issue_pair("o1", Some("u1"), None, None)
+        .await
+        .unwrap();
+    let second = h.sessions.refresh(&first.refresh_token).await.unwrap();
+    assert_ne!(second.token, first.token);
+    assert_ne!(second.refresh_token, first.refresh_token);
+    assert_eq!(
+        (second.openid.as_str(), second.unionid.as_deref()),
+        ("o1", Some("u1"))
+    );
+    let (a, b) = (
+        identity(&h.sessions, &first.token),
+        identity(&h.sessions, &second.token),
+    );
+    assert_eq!(a.family, b.family);
+    assert!(a.family.is_some());
+    h.sessions.check_revocation(&b).await.unwrap();
+}
+
+#[tokio::test]
+async fn reusing_a_spent_refresh_token_revokes_the_family() {
+    let h = LoginHarness::new("");
+    let first = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    let second = h.sessions.refresh(&first.refresh_token).await.unwrap();
+    assert_eq!(
+        h.sessions.refresh(&first.refresh_token).await.unwrap_err(),
+        ApiError::RefreshTokenReused
+    );
+    // Everything of the family is dead: the new access token and refresh token.
+    assert_eq!(
+        h.sessions
+            .check_revocation(&identity(&h.sessions, &second.token))
+            .await
+            .unwrap_err(),
+        ApiError::TokenRevoked
+    );
+    assert_eq!(
+        h.sessions.refresh(&second.refresh_token).await.unwrap_err(),
+        ApiError::RefreshTokenInvalid
+    );
+    // Another login of the same user is another family.
+    let other = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    h.sessions
+        .check_revocation(&identity(&h.sessions, &other.token))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unknown_or_malformed_refresh_tokens_are_invalid() {
+    let h = LoginHarness::new("");
+    for t in ["", "short", &"x".repeat(43), &"é".repeat(40)] {
+        assert_eq!(
+            h.sessions.refresh(t).await.unwrap_err(),
+            ApiError::RefreshTokenInvalid,
+            "{t:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn logout_revokes_that_token_only() {
+    let h = LoginHarness::new("");
+    let a = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    let b = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    let id_a = identity(&h.sessions, &a.token);
+    h.sessions.logout(&id_a, false).await.unwrap();
+    assert_eq!(
+        h.sessions.check_revocation(&id_a).await.unwrap_err(),
+        ApiError::TokenRevoked
+    );
+    h.sessions
+        .check_revocation(&identity(&h.sessions, &b.token))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn logout_all_revokes_every_token_and_refresh_token_of_the_user() {
+    let h = LoginHarness::new("");
+    let a = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    let b = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    let other_user = h.sessions.issue_pair("o2", None, None, None).await.unwrap();
+    h.sessions
+        .logout(&identity(&h.sessions, &a.token), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.sessions
+            .check_revocation(&identity(&h.sessions, &b.token))
+            .await
+            .unwrap_err(),
+        ApiError::TokenRevoked
+    );
+    assert_eq!(
+        h.sessions.refresh(&b.refresh_token).await.unwrap_err(),
+        ApiError::RefreshTokenInvalid
+    );
+    h.sessions
+        .check_revocation(&identity(&h.sessions, &other_user.token))
+        .await
+        .unwrap();
+}

@@ -1,0 +1,195 @@
+//! The gateway's state: everything a request reads, built once at start-up.
+//!
+//! [`GatewayState`] is made from the validated config and the parts a caller
+//! may inject ([`Deps`]: the store and the clock, so tests can share one store
+//! between instances or set the time). Nothing in it is parsed, resolved or
+//! allocated again per request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pingora_proxy::Session;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::headers::{client_ip, HeaderPolicy, X_FORWARDED_FOR};
+use crate::login::LoginService;
+use crate::route::{Endpoints, RouteTable};
+use crate::sessions::Sessions;
+use crate::store::Store;
+use crate::store::StoreError;
+use crate::token::TokenKeys;
+use crate::upstream::Upstream;
+use crate::wechat::client::WechatError;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// An upstream group could not be built.
+    #[error("cannot set up upstreams")]
+    Upstreams(#[source] std::io::Error),
+    /// The TLS certificate or key could not be loaded.
+    #[error("cannot load the TLS certificate or key")]
+    Tls(#[from] TlsError),
+    /// The WeChat client could not be built.
+    #[error("cannot set up the WeChat client")]
+    Login(#[from] WechatError),
+    /// The store could not be built.
+    #[error("cannot set up the store")]
+    Store(#[from] StoreError),
+}
+
+/// Why the TLS listener's certificate or key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The files hold no certificate or no key.
+    #[error("no certificate or key in {cert} / {key}")]
+    Empty { cert: String, key: String },
+    /// Reading or parsing the files failed.
+    #[error("cannot read or parse the PEM files")]
+    Load(#[source] Box<pingora_error::Error>),
+}
+
+/// What the gateway is built on besides its config.
+#[derive(Clone)]
+pub struct Deps {
+    /// Sessions, revocations, refresh tokens, login codes, counters.
+    pub store: Arc<dyn Store>,
+    /// Wall-clock time for rate-limit windows.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Deps {
+    /// The store the config names and the system clock.
+    pub fn from_config(config: &Config) -> Result<Self, StartError> {
+        Ok(Self::with_store(crate::store::build(&config.store)?))
+    }
+
+    /// `store` and the system clock.
+    pub fn with_store(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// State shared by every listener and request.
+pub struct GatewayState {
+    /// The gateway's own paths (health, `/wx/*`).
+    pub endpoints: Endpoints,
+    /// The configured routes, longest prefix first.
+    pub routes: RouteTable,
+    /// One upstream group per route, by route index.
+    pub upstreams: Vec<Upstream>,
+    /// Header hygiene and identity injection.
+    pub headers: HeaderPolicy,
+    sessions: Arc<Sessions>,
+    login: Option<Arc<LoginService>>,
+    max_body_bytes: usize,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Set once the listeners are bound; cleared when shutting down.
+    ready: AtomicBool,
+}
+
+impl GatewayState {
+    /// Build routes, keys, header policy, upstream groups and the login service.
+    pub fn new(config: &Config, deps: Deps) -> Result<Self, StartError> {
+        let upstreams = config
+            .routes
+            .iter()
+            .map(Upstream::new)
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(StartError::Upstreams)?;
+        let tokens = Arc::new(TokenKeys::new(&config.jwt));
+        let sessions = Arc::new(Sessions::new(
+            deps.store,
+            tokens,
+            config.login.refresh_ttl,
+            config.jwt.leeway,
+            config.store.on_error,
+        ));
+        let login = match &config.wechat {
+            Some(wechat) => Some(Arc::new(LoginService::new(
+                wechat,
+                &config.login,
+                sessions.clone(),
+                deps.clock,
+            )?)),
+            None => None,
+        };
+        let endpoints = Endpoints::new(
+            &config.server.health_path_prefix,
+            login.as_ref().map(|_| config.login.path_prefix.as_str()),
+        );
+        let routes = RouteTable::new(config.routes.iter().map(|r| (r.prefix.as_str(), r.auth)));
+        Ok(Self {
+            endpoints,
+            routes,
+            upstreams,
+            headers: HeaderPolicy::new(&config.headers),
+            sessions,
+            login,
+            max_body_bytes: config.login.max_body_bytes,
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Token sessions: issue, refresh, logout, revocation.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// The token keys.
+    pub fn tokens(&self) -> &TokenKeys {
+        self.sessions.tokens()
+    }
+
+    /// The login service, when `[wechat]` is configured.
+    pub fn login(&self) -> Option<&Arc<LoginService>> {
+        self.login.as_ref()
+    }
+
+    /// Largest body the `/wx/*` endpoints read.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// How many revocation checks `fail_open` has skipped so far.
+    pub fn fail_open_count(&self) -> u64 {
+        self.sessions.fail_open_count()
+    }
+
+    /// The client address: the peer, or what trusted proxies say in `X-Forwarded-For`.
+    pub fn client_ip(&self, session: &Session) -> Option<IpAddr> {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let xff = session
+            .req_header()
+            .headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .map(|v| v.as_bytes());
+        client_ip(peer, xff, &self.trusted_proxies)
+    }
+
+    /// Whether `/readyz` should say ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Mark the gateway ready (listeners bound) or not (shutting down).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}

@@ -1,0 +1,147 @@
+//! Test seams for unit tests: a fake WeChat and a login service over the
+//! memory store, with a clock the test sets. No sockets.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+
+use crate::clock::ManualClock;
+use crate::config::{Config, OnError};
+use crate::login::LoginService;
+use crate::secret::Secret;
+use crate::sessions::Sessions;
+use crate::store::memory::MemoryStore;
+use crate::store::Store;
+use crate::token::TokenKeys;
+use crate::wechat::client::{Code2Session, WechatError};
+use crate::wechat::WechatApi;
+
+/// The appid of every test config.
+pub const APPID: &str = "wxtestapp0000001";
+/// The JWT key of every test config.
+pub const JWT_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// A WeChat that answers `jscode2session` from the code alone: code `c`
+/// belongs to openid `o-c`; codes `invalid`, `blocked`, `busy` and `timeout`
+/// fail as WeChat would. It counts calls per code.
+#[derive(Default)]
+pub struct FakeWechat {
+    calls: Mutex<HashMap<String, usize>>,
+}
+
+impl FakeWechat {
+    /// The `session_key` WeChat gives for `code` (base64 of 16 bytes).
+    pub fn session_key(code: &str) -> String {
+        let mut key = [b'k'; 16];
+        for (k, b) in key.iter_mut().zip(code.bytes()) {
+            *k = b;
+        }
+        base64::engine::general_purpose::STANDARD.encode(key)
+    }
+
+    /// How many times `code` reached WeChat.
+    pub fn calls(&self, code: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .get(code)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl WechatApi for FakeWechat {
+    async fn code2session(&self, code: &str) -> Result<Code2Session, WechatError> {
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry(code.to_string())
+            .or_default() += 1;
+        // Let concurrent requests with the same code find the flight.
+        tokio::task::yield_now().await;
+        let api = |errcode| WechatError::Api {
+            errcode,
+            errmsg: "fake".into(),
+        };
+        match code {
+            "invalid" => Err(api(40029)),
+            "blocked" => Err(api(40226)),
+            "busy" => Err(api(-1)),
+            "timeout" => Err(WechatError::Timeout),
+            _ => Ok(Code2Session {
+                openid: format!("o-{code}"),
+                session_key: Secret::from(Self::session_key(code)),
+                unionid: Some(format!("u-{code}")),
+            }),
+        }
+    }
+}
+
+/// A login service, its sessions, store and clock, as configured by the
+/// `[login]` lines in `login` (and `on_error` for the sessions).
+pub struct LoginHarness {
+    pub wechat: Arc<FakeWechat>,
+    pub service: Arc<LoginService>,
+    pub sessions: Arc<Sessions>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<ManualClock>,
+}
+
+impl LoginHarness {
+    pub fn new(login: &str) -> Self {
+        Self::with_store(login, Arc::new(MemoryStore::default()))
+    }
+
+    pub fn with_store(login: &str, store: Arc<dyn Store>) -> Self {
+        let text = format!(
+            r#"
+[jwt]
+secret_env = "JWT"
+audience = "test-app"
+
+[wechat]
+appid = "{APPID}"
+secret_env = "WECHAT"
+
+[login]
+{login}
+
+[[routes]]
+prefix = "/"
+upstreams = ["127.0.0.1:9"]
+"#
+        );
+        let config = Config::parse(&text, "test.toml", &|_| Some(JWT_SECRET.into())).unwrap();
+        let wechat = Arc::new(FakeWechat::default());
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let sessions = Arc::new(Sessions::new(
+            store.clone(),
+            Arc::new(TokenKeys::new(&config.jwt)),
+            config.login.refresh_ttl,
+            config.jwt.leeway,
+            OnError::FailClosed,
+        ));
+        let service = Arc::new(LoginService::with_wechat(
+            wechat.clone(),
+            APPID,
+            Duration::from_secs(1),
+            &config.login,
+            sessions.clone(),
+            clock.clone(),
+        ));
+        Self {
+            wechat,
+            service,
+            sessions,
+            store,
+            clock,
+        }
+    }
+}
