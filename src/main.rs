@@ -46,7 +46,15 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    Run(ConfigArg),
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Once listening, write the bound address of each listener to this
+        /// file, one per line (plain HTTP first, then HTTPS if configured);
+        /// useful with `listen = "127.0.0.1:0"`. Removed on exit.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
+    },
     /// Validate a config file and print the effective config (secrets as ***).
     Check(ConfigArg),
     /// Issue or verify tokens with the configured key.
@@ -97,7 +105,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Run(c) => run(&c.config),
+        Command::Run { config, ready_file } => run(&config.config, ready_file.as_deref()),
         Command::Check(c) => check(&c.config),
         Command::Token(t) => token(t),
         Command::Dev { listen, config } => dev(listen, config.as_deref()),
@@ -249,7 +257,7 @@ fn dev(listen: std::net::SocketAddr, config: Option<&std::path::Path>) -> ExitCo
     })
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
+fn run(path: &std::path::Path, ready_file: Option<&std::path::Path>) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -268,14 +276,40 @@ fn run(path: &std::path::Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(file) = ready_file {
+            if let Err(e) = write_ready_file(file, &running) {
+                eprintln!("error: cannot write the ready file {}: {e}", file.display());
+                running.shutdown(Duration::ZERO).await;
+                return ExitCode::FAILURE;
+            }
+        }
         wait_for_signal().await;
         tracing::info!(grace = ?config.server.grace_period, "shutting down");
         tokio::select! {
             _ = running.shutdown(config.server.grace_period) => {}
             _ = wait_for_signal() => tracing::warn!("second signal, stopping now"),
         }
+        if let Some(file) = ready_file {
+            let _ = std::fs::remove_file(file);
+        }
         ExitCode::SUCCESS
     })
+}
+
+/// The bound addresses, one per line, written whole (a reader polling for
+/// the file never sees half of it).
+fn write_ready_file(
+    file: &std::path::Path,
+    running: &wxgate::server::Running,
+) -> std::io::Result<()> {
+    let mut text = format!("{}\n", running.addr());
+    if let Some(tls) = running.tls_addr() {
+        text.push_str(&format!("{tls}\n"));
+    }
+    let mut partial = file.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, file)
 }
 
 /// SIGTERM or SIGINT.

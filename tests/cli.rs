@@ -5,58 +5,20 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
 
-use support::Upstream;
+use support::{TempDir, Upstream};
 
 /// The key the CLI tests give the child through `WXGATE_JWT_SECRET`.
 const SECRET: &str = "cli-test-secret-0123456789-abcdefghijkl";
 /// Another valid key, for tokens that must not verify under [`SECRET`].
 const OTHER_SECRET: &str = "another-cli-secret-9876543210-zyxwvutsr";
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.example");
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "wxgate-cli-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
-    }
-
-    /// Write `text` to `name` in this directory.
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write temp file");
-        path
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The binary with a clean environment for the variables it reads.
 fn wxgate() -> Command {
@@ -232,7 +194,7 @@ fn check_example_config_prints_effective_config_with_secret_masked() {
 
 #[test]
 fn check_flag_wins_over_wxgate_config_env() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let bad = dir.write("bad.toml", "[server]\nlistn = \"x\"\n");
     let out = output(
         wxgate_with_secret()
@@ -244,7 +206,7 @@ fn check_flag_wins_over_wxgate_config_env() {
 
 #[test]
 fn check_bad_configs_exit_2_naming_the_key() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
 
     // Unknown key.
     let f = dir.write("unknown.toml", "[server]\nlistn = \"x\"\n");
@@ -321,7 +283,7 @@ fn check_bad_configs_exit_2_naming_the_key() {
 
 #[test]
 fn check_inline_secret_warns_and_masks_it() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let inline = "inline-secret-inline-secret-0123456789";
     let f = dir.write(
         "inline.toml",
@@ -384,7 +346,7 @@ fn verify(config: &Path, token: &str) -> Out {
 
 #[test]
 fn token_issue_then_verify_roundtrip() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let f = dir.write("c.toml", &small_config());
     let token = issue(
         &f,
@@ -420,7 +382,7 @@ fn token_issue_then_verify_roundtrip() {
 
 #[test]
 fn token_verify_accepts_a_bearer_prefix() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let f = dir.write("c.toml", &small_config());
     let token = issue(&f, SECRET, &["--openid", "o-bearer"]);
     let out = verify(&f, &format!("Bearer {token}"));
@@ -431,7 +393,7 @@ fn token_verify_accepts_a_bearer_prefix() {
 
 #[test]
 fn token_verify_refuses_a_tampered_signature() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let f = dir.write("c.toml", &small_config());
     let token = issue(&f, SECRET, &["--openid", "o-tamper"]);
     // Flip the first character of the signature (the last one may only carry
@@ -453,7 +415,7 @@ fn token_verify_refuses_a_tampered_signature() {
 
 #[test]
 fn token_verify_refuses_a_token_from_another_key() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let f = dir.write("c.toml", &small_config());
     let foreign = issue(&f, OTHER_SECRET, &["--openid", "o-foreign"]);
     let out = verify(&f, &foreign);
@@ -468,7 +430,7 @@ fn token_verify_refuses_a_token_from_another_key() {
 
 #[test]
 fn token_verify_refuses_garbage_and_wrong_audience() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let f = dir.write("c.toml", &small_config());
     let out = verify(&f, "not-a-token");
     assert_eq!(out.code, Some(1), "{out:?}");
@@ -505,58 +467,46 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn run_config(port: u16, upstream: SocketAddr) -> String {
-    format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-threads = 1
-grace_period = "1s"
-
-[jwt]
-secret_env = "WXGATE_JWT_SECRET"
-issuer = "wxgate"
-audience = "cli-run"
-
-[[routes]]
-prefix = "/public/"
-upstreams = ["{upstream}"]
-auth = "public"
-
-[[routes]]
-prefix = "/"
-upstreams = ["{upstream}"]
-"#
-    )
-}
-
-/// Poll `GET /healthz` until 200; `false` if the child exited first.
-async fn wait_healthy(child: &mut ChildGuard, addr: SocketAddr, client: &reqwest::Client) -> bool {
+/// Wait for `wxgate run --ready-file` to name its address, then for
+/// `/healthz`; panics with the child's log if it exits first.
+async fn wait_ready(
+    child: &mut ChildGuard,
+    ready: &Path,
+    stderr: &Path,
+    client: &reqwest::Client,
+) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if child.0.try_wait().expect("try_wait").is_some() {
-            return false;
+    loop {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            panic!(
+                "wxgate exited ({status:?}) before it was ready:\n{}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            );
         }
-        if let Ok(res) = client.get(format!("http://{addr}/healthz")).send().await {
-            if res.status() == 200 {
-                return true;
-            }
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            let addr: SocketAddr = text
+                .lines()
+                .next()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or_else(|| panic!("ready file {text:?} does not start with an address"));
+            let res = client
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .expect("the address in the ready file answers");
+            assert_eq!(res.status(), 200);
+            return addr;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(Instant::now() < deadline, "no ready file within 10s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("wxgate did not answer /healthz within 10s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let up = Upstream::start("cli-up").await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
@@ -564,32 +514,21 @@ async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
         .unwrap();
     let stderr_path = dir.path().join("stderr.log");
 
-    // Start on a port picked just before; retry if someone took it meanwhile.
-    let mut started = None;
-    for attempt in 0..3 {
-        let port = free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let config = dir.write("run.toml", &run_config(port, up.addr));
-        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let child = wxgate_with_secret()
-            .env("RUST_LOG", "debug")
-            .args(["--log-format", "json", "run", "-c"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn wxgate run");
-        let mut child = ChildGuard(child);
-        if wait_healthy(&mut child, addr, &client).await {
-            started = Some((child, addr, config));
-            break;
-        }
-        eprintln!(
-            "attempt {attempt}: wxgate exited early: {}",
-            std::fs::read_to_string(&stderr_path).unwrap_or_default()
-        );
-    }
-    let (mut child, addr, config) = started.expect("wxgate run started within 3 attempts");
+    // listen = "127.0.0.1:0": the kernel picks the port, the ready file names it.
+    let config = dir.write("run.toml", &support::standard_config(up.addr));
+    let ready = dir.path().join("ready");
+    let child = wxgate_with_secret()
+        .env("RUST_LOG", "debug")
+        .args(["--log-format", "json", "run", "--ready-file"])
+        .arg(&ready)
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn wxgate run");
+    let mut child = ChildGuard(child);
+    let addr = wait_ready(&mut child, &ready, &stderr_path, &client).await;
 
     let res = client
         .get(format!("http://{addr}/readyz"))
@@ -666,9 +605,13 @@ async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "the listener is closed after exit"
     );
+    assert!(!ready.exists(), "the ready file outlived the process");
 
     let stderr = std::fs::read_to_string(&stderr_path).unwrap();
-    assert!(!stderr.trim().is_empty(), "wxgate logged nothing");
+    assert!(
+        stderr.contains(&addr.to_string()),
+        "the bound address is not in the log:\n{stderr}"
+    );
     assert!(
         !stderr.contains(SECRET),
         "JWT secret in the logs:\n{stderr}"
@@ -690,7 +633,7 @@ async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
 
 #[test]
 fn run_with_a_bad_config_exits_2() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let f = dir.write("bad.toml", "[server]\nlistn = \"x\"\n");
     let out = run_with_secret(&["run", "-c", f.to_str().unwrap()]);
     assert_eq!(out.code, Some(2), "{out:?}");
@@ -701,8 +644,11 @@ fn run_with_a_bad_config_exits_2() {
 fn run_on_a_taken_port_fails_naming_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().unwrap();
-    let dir = TempDir::new();
-    let f = dir.write("taken.toml", &run_config(addr.port(), addr));
+    let dir = TempDir::new("cli");
+    let f = dir.write(
+        "taken.toml",
+        &support::standard_config_on(&addr.to_string(), addr),
+    );
     let stderr_path = dir.path().join("stderr.log");
     let child = wxgate_with_secret()
         .args(["run", "-c", f.to_str().unwrap()])

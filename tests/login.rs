@@ -7,8 +7,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -39,15 +37,8 @@ const CUSTOM_SECRET: &str = "custom wechat secret+&=/";
 /// A dev environment from a config file with this WeChat `timeout` and
 /// `max_body_bytes`. The upstream is returned to keep it alive.
 async fn custom(timeout: &str, max_body_bytes: usize) -> (DevEnv, Upstream) {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let up = Upstream::start("custom").await;
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "wxgate-login-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("wxgate.toml");
+    let dir = support::TempDir::new("login");
     let text = format!(
         r#"
 [server]
@@ -74,7 +65,7 @@ upstreams = ["{}"]
 "#,
         up.addr
     );
-    std::fs::write(&path, text).unwrap();
+    let path = dir.write("wxgate.toml", &text);
     let env = wxgate::dev::start(
         "127.0.0.1:0".parse().unwrap(),
         Some(&path),
@@ -86,7 +77,6 @@ upstreams = ["{}"]
     )
     .await
     .expect("dev environment starts with a config file");
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(env.mock.appid(), CUSTOM_APPID);
     (env, up)
 }

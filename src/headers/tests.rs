@@ -539,8 +539,7 @@ fn inject_after_sanitize_sets_exactly_one_openid() {
 #[test]
 fn unionid_and_appid_are_injected_only_when_present() {
     let p = policy();
-    let mut req = get(&[("X-UnionID", "spoof"), ("X-WX-AppID", "spoof")]);
-    p.sanitize(&mut req, client());
+    let mut req = get(&[("Accept", "*/*")]);
     let ids = p.identity_values(&identity("o-1", None, None)).unwrap();
     assert_eq!(ids.unionid, None);
     assert_eq!(ids.appid, None);
@@ -548,13 +547,14 @@ fn unionid_and_appid_are_injected_only_when_present() {
     assert_eq!(values(&req, "x-openid"), ["o-1"]);
     assert!(!has(&req, "x-unionid"));
     assert!(!has(&req, "x-wx-appid"));
+    assert_eq!(values(&req, "accept"), ["*/*"]);
 }
 
 #[test]
 fn unionid_and_appid_are_injected_when_present() {
+    // inject sets: a client copy under the exact name is replaced, not appended to.
     let p = policy();
-    let mut req = get(&[("x_unionid", "spoof"), ("x_wx_appid", "spoof")]);
-    p.sanitize(&mut req, client());
+    let mut req = get(&[("X-UnionID", "spoof"), ("X-WX-AppID", "spoof")]);
     let ids = p
         .identity_values(&identity("o-1", Some("u-1"), Some("wx123")))
         .unwrap();
@@ -569,7 +569,6 @@ fn unionid_and_appid_are_injected_when_present() {
 fn only_unionid_present() {
     let p = policy();
     let mut req = get(&[]);
-    p.sanitize(&mut req, client());
     let ids = p.identity_values(&identity("o", Some("u"), None)).unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-unionid"), ["u"]);
@@ -580,7 +579,6 @@ fn only_unionid_present() {
 fn injected_headers_use_the_configured_spelling_on_the_wire() {
     let p = policy();
     let mut req = get(&[("x-openid", "spoof"), ("Accept", "*/*")]);
-    p.sanitize(&mut req, client());
     let ids = p
         .identity_values(&identity("o-wire", Some("u-wire"), Some("wx-wire")))
         .unwrap();
@@ -590,6 +588,7 @@ fn injected_headers_use_the_configured_spelling_on_the_wire() {
     assert!(w.contains("X-UnionID: u-wire\r\n"), "{w}");
     assert!(w.contains("X-WX-AppID: wx-wire\r\n"), "{w}");
     assert!(!w.contains("x-openid"), "{w}");
+    assert!(!w.contains("spoof"), "{w}");
 }
 
 #[test]

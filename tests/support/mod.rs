@@ -6,6 +6,8 @@
 pub mod redis;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -68,9 +70,15 @@ pub fn config(toml: &str) -> Config {
 
 /// The `[server]` and `[jwt]` sections most tests share.
 pub fn base_config() -> String {
-    r#"
+    base_config_on("127.0.0.1:0")
+}
+
+/// [`base_config`] with the plain listener on `listen`.
+pub fn base_config_on(listen: &str) -> String {
+    format!(
+        r#"
 [server]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 grace_period = "1s"
 
 [jwt]
@@ -78,12 +86,17 @@ secret_env = "WXGATE_JWT_SECRET"
 issuer = "wxgate"
 audience = "test-app"
 "#
-    .to_string()
+    )
 }
 
 /// A gateway with a public `/public/` route, an optional `/opt/` route and a
 /// protected `/` route, all to `upstream`.
 pub fn standard_config(upstream: SocketAddr) -> String {
+    standard_config_on("127.0.0.1:0", upstream)
+}
+
+/// [`standard_config`] with the plain listener on `listen`.
+pub fn standard_config_on(listen: &str, upstream: SocketAddr) -> String {
     format!(
         r#"{}
 [[routes]]
@@ -100,8 +113,46 @@ auth = "optional"
 prefix = "/"
 upstreams = ["{upstream}"]
 "#,
-        base_config()
+        base_config_on(listen)
     )
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new, empty directory; `tag` shows in its name.
+    pub fn new(tag: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "wxgate-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    /// Write `text` to `name` in this directory.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A running gateway.
