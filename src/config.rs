@@ -2,11 +2,11 @@
 //!
 //! Four steps, one file each:
 //!
-//! * [`schema`]: the file as written (serde; unknown keys are errors);
-//! * [`resolve`]: what it points to, read: secrets from the environment or
+//! * `schema`: the file as written (serde; unknown keys are errors);
+//! * `resolve`: what it points to, read: secrets from the environment or
 //!   files, TLS PEM files, upstream host names, the Redis URL;
-//! * [`validate`]: pure checks and defaults, from strings to typed values;
-//! * [`model`]: the result, [`Config`], which the rest of wxgate reads.
+//! * `validate`: pure checks and defaults, from strings to typed values;
+//! * `model`: the result, [`Config`], which the rest of wxgate reads.
 //!
 //! Every error names the file, the key and what is wrong. Writing a secret
 //! inline is allowed only under the key `secret`, and `wxgate check` warns

@@ -20,7 +20,6 @@ use pingora_http::RequestHeader;
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::token::Identity;
 
 /// `X-Forwarded-For`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -228,16 +227,21 @@ impl HeaderPolicy {
         }
     }
 
-    /// The header values for a verified identity, checked once in the decide step.
+    /// The header values of a verified identity, checked once per request.
     ///
     /// A signed claim that cannot be a header value (control bytes) is refused,
     /// not forwarded in some mangled form.
-    pub fn identity_values(&self, id: &Identity) -> Result<IdentityValues, ApiError> {
+    pub fn identity_values(
+        &self,
+        openid: &str,
+        unionid: Option<&str>,
+        appid: Option<&str>,
+    ) -> Result<IdentityValues, ApiError> {
         let value = |s: &str| HeaderValue::from_str(s).map_err(|_| ApiError::TokenInvalid);
         Ok(IdentityValues {
-            openid: value(&id.openid)?,
-            unionid: id.unionid.as_deref().map(value).transpose()?,
-            appid: id.appid.as_deref().map(value).transpose()?,
+            openid: value(openid)?,
+            unionid: unionid.map(value).transpose()?,
+            appid: appid.map(value).transpose()?,
         })
     }
 

@@ -5,9 +5,41 @@
 //! other request it checks `Authorization: Bearer <jwt>`, strips client-sent
 //! identity headers, injects `X-OpenID` and forwards to the upstream.
 //!
-//! The request pipeline lives in [`proxy`]; every step it takes is a call into
-//! a module that knows nothing about Pingora: [`route`] (canonical path and
-//! route table), [`token`] (JWT), [`headers`] (header hygiene and identity).
+//! # The request pipeline
+//!
+//! ```text
+//! server ─▶ proxy::request_filter
+//!             route::canonicalize ─▶ route::Endpoints::find ──▶ endpoints::answer
+//!             │                                                   method, auth::authenticate,
+//!             │                                                   endpoints::body, one file per
+//!             │                                                   endpoint ─▶ login / sessions
+//!             route::RouteTable::find ─▶ auth::authenticate_for (token + revocation)
+//!        ─▶ proxy::upstream_peer          upstream (round-robin, health checks)
+//!        ─▶ proxy::upstream_request_filter  headers::sanitize ─▶ headers::inject
+//!        ─▶ upstream; failures: proxy::fail_to_proxy ─▶ error::ApiError ─▶ respond
+//! ```
+//!
+//! # Where things live
+//!
+//! | module | what it knows |
+//! |---|---|
+//! | [`server`] | listeners, TLS, connections, graceful shutdown |
+//! | [`state`] | [`state::GatewayState`]: everything a request reads, built once; [`state::Deps`] |
+//! | [`proxy`] | the Pingora `ProxyHttp` glue: the pipeline above, nothing else |
+//! | [`route`] | canonical paths, the gateway's own endpoint paths, routes and auth modes |
+//! | [`auth`] | the one Bearer + revocation check |
+//! | [`headers`] | header hygiene, identity header names and injection, client IP |
+//! | [`endpoints`] | `/healthz`, `/readyz`, `/wx/*`: body decoding, typed requests and responses |
+//! | [`login`] | `jscode2session` once per code ([`login::flight`]), rate limits ([`login::limits`]) |
+//! | [`sessions`] | token pairs, refresh rotation, logout, revocation checks |
+//! | [`token`] | JWT claims, issue and verify |
+//! | [`store`] | the state store interface; memory and Redis |
+//! | [`wechat`] | the WeChat API ([`wechat::WechatApi`]) and WXBizDataCrypt |
+//! | [`seal`] | sealing a login outcome under a key derived from its code |
+//! | [`config`] | schema → resolve → validate → model |
+//! | [`error`] | [`error::ApiError`]: every refusal, its status and stable code |
+//! | [`respond`] | writing JSON responses and errors |
+//! | [`upstream`], [`clock`], [`secret`], [`dev`] | upstream groups, time, masked secrets, `wxgate dev` |
 
 #![forbid(unsafe_code)]
 

@@ -59,7 +59,11 @@ pub async fn admit(
 ) -> Result<Forward, ApiError> {
     let identity = match authenticate_for(routed.auth, state.sessions(), &req.headers).await? {
         Some(id) => {
-            let values = state.headers.identity_values(&id)?;
+            let values = state.headers.identity_values(
+                &id.openid,
+                id.unionid.as_deref(),
+                id.appid.as_deref(),
+            )?;
             Some(Verified { id, values })
         }
         None => None,

@@ -8,8 +8,8 @@
 //!
 //! Logout revokes one access token (its `jti`, until its `exp`) or, with
 //! `all`, everything of that openid issued up to now. Every authenticated
-//! request asks [`Sessions::check_revocation`] (see [`crate::auth`]): one
-//! store call; when the store cannot answer, `[store] on_error` decides.
+//! request asks [`Sessions::check_revocation`]: one store call; when the
+//! store cannot answer, `[store] on_error` decides.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

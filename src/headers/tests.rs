@@ -62,19 +62,6 @@ fn wire(req: &RequestHeader) -> String {
     String::from_utf8(buf).unwrap()
 }
 
-fn identity(openid: &str, unionid: Option<&str>, appid: Option<&str>) -> Identity {
-    Identity {
-        family: None,
-        issued_ms: 0,
-        openid: openid.to_string(),
-        unionid: unionid.map(str::to_string),
-        appid: appid.map(str::to_string),
-        jti: Some("jti".into()),
-        exp: 4_000_000_000,
-        iat: Some(1_700_000_000),
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Spoofed identity headers
 // ---------------------------------------------------------------------------
@@ -307,7 +294,7 @@ fn connection_cannot_remove_the_injected_identity() {
     let mut req = get(&[("Connection", "X-OpenID, X-UnionID, X-WX-AppID")]);
     p.sanitize(&mut req, client());
     let ids = p
-        .identity_values(&identity("o-real", Some("u-real"), Some("wx-real")))
+        .identity_values("o-real", Some("u-real"), Some("wx-real"))
         .unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-openid"), ["o-real"]);
@@ -528,7 +515,7 @@ fn inject_after_sanitize_sets_exactly_one_openid() {
         ("X-Openid", "spoof-3"),
     ]);
     p.sanitize(&mut req, client());
-    let ids = p.identity_values(&identity("o-real", None, None)).unwrap();
+    let ids = p.identity_values("o-real", None, None).unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-openid"), ["o-real"]);
     let w = wire(&req);
@@ -540,7 +527,7 @@ fn inject_after_sanitize_sets_exactly_one_openid() {
 fn unionid_and_appid_are_injected_only_when_present() {
     let p = policy();
     let mut req = get(&[("Accept", "*/*")]);
-    let ids = p.identity_values(&identity("o-1", None, None)).unwrap();
+    let ids = p.identity_values("o-1", None, None).unwrap();
     assert_eq!(ids.unionid, None);
     assert_eq!(ids.appid, None);
     p.inject(&mut req, &ids);
@@ -556,7 +543,7 @@ fn unionid_and_appid_are_injected_when_present() {
     let p = policy();
     let mut req = get(&[("X-UnionID", "spoof"), ("X-WX-AppID", "spoof")]);
     let ids = p
-        .identity_values(&identity("o-1", Some("u-1"), Some("wx123")))
+        .identity_values("o-1", Some("u-1"), Some("wx123"))
         .unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-openid"), ["o-1"]);
@@ -569,7 +556,7 @@ fn unionid_and_appid_are_injected_when_present() {
 fn only_unionid_present() {
     let p = policy();
     let mut req = get(&[]);
-    let ids = p.identity_values(&identity("o", Some("u"), None)).unwrap();
+    let ids = p.identity_values("o", Some("u"), None).unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-unionid"), ["u"]);
     assert!(!has(&req, "x-wx-appid"));
@@ -580,7 +567,7 @@ fn injected_headers_use_the_configured_spelling_on_the_wire() {
     let p = policy();
     let mut req = get(&[("x-openid", "spoof"), ("Accept", "*/*")]);
     let ids = p
-        .identity_values(&identity("o-wire", Some("u-wire"), Some("wx-wire")))
+        .identity_values("o-wire", Some("u-wire"), Some("wx-wire"))
         .unwrap();
     p.inject(&mut req, &ids);
     let w = wire(&req);
@@ -596,7 +583,7 @@ fn inject_replaces_an_existing_identity_header() {
     // Even without sanitize, inject sets rather than appends.
     let p = policy();
     let mut req = get(&[("X-OpenID", "spoof")]);
-    let ids = p.identity_values(&identity("o-real", None, None)).unwrap();
+    let ids = p.identity_values("o-real", None, None).unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-openid"), ["o-real"]);
 }
@@ -604,7 +591,7 @@ fn inject_replaces_an_existing_identity_header() {
 #[test]
 fn identity_values_carry_the_identity() {
     let ids = policy()
-        .identity_values(&identity("o-1", Some("u-1"), Some("wx-1")))
+        .identity_values("o-1", Some("u-1"), Some("wx-1"))
         .unwrap();
     assert_eq!(
         ids,
@@ -620,7 +607,7 @@ fn identity_values_carry_the_identity() {
 fn identity_values_refuse_control_chars_in_openid() {
     for openid in ["o\nx", "o\rx", "o\0x", "o\x7fx"] {
         assert_eq!(
-            policy().identity_values(&identity(openid, None, None)),
+            policy().identity_values(openid, None, None),
             Err(ApiError::TokenInvalid),
             "{openid:?}"
         );
@@ -630,11 +617,11 @@ fn identity_values_refuse_control_chars_in_openid() {
 #[test]
 fn identity_values_refuse_control_chars_in_unionid_and_appid() {
     assert_eq!(
-        policy().identity_values(&identity("o", Some("u\r\nX-OpenID: admin"), None)),
+        policy().identity_values("o", Some("u\r\nX-OpenID: admin"), None),
         Err(ApiError::TokenInvalid)
     );
     assert_eq!(
-        policy().identity_values(&identity("o", None, Some("a\nb"))),
+        policy().identity_values("o", None, Some("a\nb")),
         Err(ApiError::TokenInvalid)
     );
 }
