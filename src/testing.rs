@@ -26,6 +26,18 @@ pub const APPID: &str = "wxtestapp0000001";
 /// The JWT key of every test config.
 pub const JWT_SECRET: &str = "0123456789abcdef0123456789abcdef";
 
+/// A config with `[jwt]` (key [`JWT_SECRET`]), the `extra` sections and one
+/// route per `(prefix, auth)` to a port nothing listens on.
+pub fn config(extra: &str, routes: &[(&str, &str)]) -> Config {
+    let mut text = format!("[jwt]\nsecret_env = \"JWT\"\naudience = \"test-app\"\n{extra}\n");
+    for (prefix, auth) in routes {
+        text.push_str(&format!(
+            "\n[[routes]]\nprefix = {prefix:?}\nupstreams = [\"127.0.0.1:9\"]\nauth = {auth:?}\n"
+        ));
+    }
+    Config::parse(&text, "test.toml", &|_| Some(JWT_SECRET.into())).unwrap()
+}
+
 /// A WeChat that answers `jscode2session` from the code alone: code `c`
 /// belongs to openid `o-c`; codes `invalid`, `blocked`, `busy` and `timeout`
 /// fail as WeChat would. It counts calls per code.
@@ -100,25 +112,9 @@ impl LoginHarness {
     }
 
     pub fn with_store(login: &str, store: Arc<dyn Store>) -> Self {
-        let text = format!(
-            r#"
-[jwt]
-secret_env = "JWT"
-audience = "test-app"
-
-[wechat]
-appid = "{APPID}"
-secret_env = "WECHAT"
-
-[login]
-{login}
-
-[[routes]]
-prefix = "/"
-upstreams = ["127.0.0.1:9"]
-"#
-        );
-        let config = Config::parse(&text, "test.toml", &|_| Some(JWT_SECRET.into())).unwrap();
+        let wechat_and_login =
+            format!("[wechat]\nappid = \"{APPID}\"\nsecret_env = \"WECHAT\"\n\n[login]\n{login}\n");
+        let config = config(&wechat_and_login, &[("/", "required")]);
         let wechat = Arc::new(FakeWechat::default());
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let sessions = Arc::new(Sessions::new(

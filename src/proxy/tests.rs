@@ -1,33 +1,20 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use super::*;
-use crate::config::Config;
 use crate::state::Deps;
 use crate::store::memory::MemoryStore;
-use crate::testing::JWT_SECRET;
+use crate::testing;
 
 /// Public `/pub/`, optional `/opt/`, protected `/`; no `[wechat]`.
 fn state() -> GatewayState {
-    let text = r#"
-[jwt]
-secret_env = "S"
-audience = "app"
-
-[[routes]]
-prefix = "/pub/"
-upstreams = ["127.0.0.1:9"]
-auth = "public"
-
-[[routes]]
-prefix = "/opt/"
-upstreams = ["127.0.0.1:9"]
-auth = "optional"
-
-[[routes]]
-prefix = "/"
-upstreams = ["127.0.0.1:9"]
-"#;
-    let config = Config::parse(text, "t.toml", &|_| Some(JWT_SECRET.into())).unwrap();
+    let config = testing::config(
+        "",
+        &[
+            ("/pub/", "public"),
+            ("/opt/", "optional"),
+            ("/", "required"),
+        ],
+    );
     GatewayState::new(&config, Deps::with_store(Arc::new(MemoryStore::default()))).unwrap()
 }
 

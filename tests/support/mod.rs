@@ -97,24 +97,22 @@ pub fn standard_config(upstream: SocketAddr) -> String {
 
 /// [`standard_config`] with the plain listener on `listen`.
 pub fn standard_config_on(listen: &str, upstream: SocketAddr) -> String {
-    format!(
-        r#"{}
-[[routes]]
-prefix = "/public/"
-upstreams = ["{upstream}"]
-auth = "public"
+    let routes = [
+        ("/public/", "public"),
+        ("/opt/", "optional"),
+        ("/", "required"),
+    ];
+    base_config_on(listen) + &routes_toml(&routes, upstream)
+}
 
-[[routes]]
-prefix = "/opt/"
-upstreams = ["{upstream}"]
-auth = "optional"
-
-[[routes]]
-prefix = "/"
-upstreams = ["{upstream}"]
-"#,
-        base_config_on(listen)
-    )
+/// One `[[routes]]` entry per `(prefix, auth)`, all to `upstream`.
+pub fn routes_toml(routes: &[(&str, &str)], upstream: SocketAddr) -> String {
+    routes
+        .iter()
+        .map(|(prefix, auth)| {
+            format!("\n[[routes]]\nprefix = {prefix:?}\nupstreams = [\"{upstream}\"]\nauth = {auth:?}\n")
+        })
+        .collect()
 }
 
 /// A directory under the system temp dir, removed on drop.
