@@ -11,7 +11,7 @@ use http::{header, HeaderMap};
 use crate::error::ApiError;
 use crate::route::AuthMode;
 use crate::sessions::Sessions;
-use crate::token::Identity;
+use crate::token::{Identity, TokenError};
 
 /// The identity behind a request that must carry a valid, unrevoked token.
 pub async fn authenticate(sessions: &Sessions, headers: &HeaderMap) -> Result<Identity, ApiError> {
@@ -23,7 +23,9 @@ pub async fn authenticate(sessions: &Sessions, headers: &HeaderMap) -> Result<Id
         .tokens()
         .verify_authorization(authorization)
         .map_err(|e| {
-            tracing::debug!(reason = %e, "token refused");
+            if e != TokenError::Missing {
+                tracing::debug!(reason = %e, "token refused");
+            }
             ApiError::from(&e)
         })?;
     sessions.check_revocation(&id).await?;

@@ -26,11 +26,8 @@ pub use validate::{parse_duration, parse_rate, MIN_JWT_SECRET_BYTES};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{file}: cannot read the file: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    #[error("{file}: cannot read the file: {error}")]
+    Read { file: String, error: std::io::Error },
     /// The file is not valid TOML or does not match the schema (unknown key, wrong type).
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
@@ -47,9 +44,9 @@ impl Config {
     /// Read and validate a config file; environment variables come from `env`.
     pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text, &file, env)
     }

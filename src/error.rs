@@ -105,7 +105,7 @@ struct Body<'a> {
 pub struct ErrorResponse {
     /// HTTP status code.
     pub status: u16,
-    /// Extra headers (`WWW-Authenticate`, `Retry-After`).
+    /// Extra headers (`WWW-Authenticate`, `Retry-After`, `Allow`).
     pub headers: Vec<(&'static str, String)>,
     /// JSON body `{"error", "message", "wechat_errcode"?}`.
     pub body: Bytes,

@@ -265,6 +265,10 @@ fn run(path: &std::path::Path, ready_file: Option<&std::path::Path>) -> ExitCode
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    if let Some(file) = ready_file {
+        // A file left by an earlier run must not announce this one before it listens.
+        let _ = std::fs::remove_file(file);
+    }
     let Some(runtime) = runtime(config.server.threads) else {
         return ExitCode::FAILURE;
     };
@@ -308,8 +312,11 @@ fn write_ready_file(
     }
     let mut partial = file.as_os_str().to_owned();
     partial.push(".partial");
-    std::fs::write(&partial, text)?;
-    std::fs::rename(&partial, file)
+    let written = std::fs::write(&partial, text).and_then(|()| std::fs::rename(&partial, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }
 
 /// SIGTERM or SIGINT.

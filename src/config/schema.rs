@@ -108,6 +108,3 @@ pub(super) struct RawRoute {
     pub read_timeout: Option<String>,
     pub health_check_interval: Option<String>,
 }
-
-// ---------------------------------------------------------------------------
-// Validation

@@ -498,7 +498,8 @@ fn tls_with_all_three_keys_is_accepted() {
 
 #[test]
 fn bad_health_path_prefix_is_refused() {
-    for bad in ["_wxgate", "/a/../b", "/a%2fb"] {
+    // `/%61` is `/a` once canonical: its /healthz could never be matched.
+    for bad in ["_wxgate", "/a/../b", "/a%2fb", "/%61", "/a//b", "/a?x"] {
         invalid_key(
             &with_server(&format!("health_path_prefix = \"{bad}\"")),
             "server.health_path_prefix",

@@ -336,3 +336,23 @@ async fn login_response_never_carries_the_session_key() {
     assert!(!wire.contains("session_key"), "{wire}");
     assert!(!wire.contains("sessionKey"), "{wire}");
 }
+
+// --- /readyz ---
+
+#[tokio::test]
+async fn readyz_says_why_it_is_not_ready_with_a_stable_code() {
+    use crate::state::{Deps, GatewayState};
+    let config = crate::testing::config("", &[("/", "required")]);
+    let store = std::sync::Arc::new(crate::store::memory::MemoryStore::default());
+    let state = GatewayState::new(&config, Deps::with_store(store)).unwrap();
+    let (status, body) = super::health::readyz(&state).await;
+    assert_eq!(status, 503);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"status": "not_ready", "reason": "shutting_down"})
+    );
+    state.set_ready(true);
+    let (status, body) = super::health::readyz(&state).await;
+    assert_eq!((status, &body[..]), (200, &br#"{"status":"ready"}"#[..]));
+}

@@ -507,6 +507,18 @@ fn proxy_authorization_is_dropped_even_when_forwarding_authorization() {
 // ---------------------------------------------------------------------------
 
 #[test]
+fn sanitize_then_inject_without_unionid_or_appid_leaves_none() {
+    let p = policy();
+    let mut req = get(&[("X-UnionID", "spoof"), ("x_wx_appid", "spoof")]);
+    p.sanitize(&mut req, client());
+    p.inject(&mut req, &p.identity_values("o-1", None, None).unwrap());
+    assert_eq!(values(&req, "x-openid"), ["o-1"]);
+    assert!(!has(&req, "x-unionid"));
+    assert!(!has(&req, "x_wx_appid"));
+    assert!(!has(&req, "x-wx-appid"));
+}
+
+#[test]
 fn inject_after_sanitize_sets_exactly_one_openid() {
     let p = policy();
     let mut req = get(&[

@@ -4,8 +4,8 @@
 //! Every call runs under the configured timeout; every key carries the prefix
 //! and a TTL. Operations that must be atomic are single commands or a
 //! `MULTI`/`EXEC` pipeline: claiming a code is `SET NX`, taking a refresh token
-//! is `GET` + `SET NX` + `GET` in one transaction, a rate-limit hit is `INCR` +
-//! `EXPIRE NX`. The revocation check is one `MGET`.
+//! is `GET` + `SET NX` + `GET` in one transaction, a rate-limit count is `INCR` +
+//! `PEXPIRE NX`. The revocation check is one `MGET`.
 //!
 //! When Redis fails, calls fail fast for a short while (half a second) instead
 //! of each waiting out the timeout; the first call after that tries again, so
