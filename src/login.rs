@@ -4,7 +4,8 @@
 //! then one `jscode2session` per code however many requests and instances
 //! carry it ([`flight`]), which saves the session and issues the token pair;
 //! then the optional `rawData` signature check and `encryptedData` decryption
-//! with the `session_key` of that exchange.
+//! with the `session_key` of that exchange. A repeated code gets the same
+//! tokens, unless their session has ended since (then the code counts as used).
 //!
 //! `session_key` is saved in the [`Store`] under the openid and never leaves
 //! the gateway. [`LoginService::decrypt`] uses it again for `/wx/decrypt`.
@@ -27,6 +28,9 @@ use crate::wechat::{crypto, WechatApi};
 
 use self::flight::{CodeFlights, Exchanged, Outcome};
 use self::limits::LoginLimits;
+
+/// WeChat's errcode for a login code that was already used.
+const CODE_USED: i64 = 40163;
 
 /// Longest accepted login code (WeChat's are 32 characters).
 pub const MAX_CODE_BYTES: usize = 128;
@@ -126,6 +130,7 @@ impl LoginService {
             .flights
             .once(&req.code, move || async move { this.exchange(&code).await })
             .await?;
+        self.ensure_live(&ex).await?;
         let session_key = ex.session_key.expose_str().unwrap_or_default();
         if let Some((raw, sig)) = &req.signed {
             if !crypto::verify_signature(raw, session_key, sig) {
@@ -161,6 +166,24 @@ impl LoginService {
             .ok_or(ApiError::SessionExpired)?;
         let key = session.session_key.expose_str().unwrap_or_default();
         Ok(crypto::decrypt_user_data(key, data, iv, &self.appid)?)
+    }
+
+    /// A code is answered with the tokens of its exchange for a while (a
+    /// double tap gets the same pair), but never once that session has ended:
+    /// replaying the code after a logout must not bring the session back. The
+    /// code then counts as used, as WeChat would say (40163).
+    async fn ensure_live(&self, ex: &Exchanged) -> Result<(), ApiError> {
+        let used = ApiError::InvalidCode {
+            wechat_errcode: CODE_USED,
+        };
+        let Ok(id) = self.sessions.tokens().verify(&ex.token) else {
+            // Expired since (a short `[jwt] ttl`), or issued under another key.
+            return Err(used);
+        };
+        match self.sessions.check_revocation(&id).await {
+            Err(ApiError::TokenRevoked) => Err(used),
+            other => other,
+        }
     }
 
     /// `jscode2session`, save the session, issue the token pair.

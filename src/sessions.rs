@@ -6,8 +6,9 @@
 //! family is issued. Presenting a used refresh token again means it leaked:
 //! the whole family is revoked, access tokens included.
 //!
-//! Logout revokes one access token (its `jti`, until its `exp`) or, with
-//! `all`, everything of that openid issued up to now. Every authenticated
+//! Logout ends the session the token belongs to: its family (so its refresh
+//! token dies with it) and the token's own `jti`; with `all`, everything of
+//! that openid issued up to now. Every authenticated
 //! request asks [`Sessions::check_revocation`]: one store call; when the
 //! store cannot answer, `[store] on_error` decides.
 
@@ -19,7 +20,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::OnError;
+use crate::config::{OnError, MAX_TOKEN_TTL};
 use crate::error::{chain, ApiError};
 use crate::store::{RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError};
 use crate::token::{random_id, unix_now, unix_now_ms, Identity, NewToken, TokenKeys};
@@ -109,7 +110,7 @@ impl Sessions {
             appid: appid.map(str::to_string),
             family,
             issued_ms: unix_now_ms(),
-            expires_at: now + self.refresh_ttl.as_secs(),
+            expires_at: now.saturating_add(self.refresh_ttl.as_secs()),
         };
         self.store
             .put_refresh(&refresh_hash(&refresh_token), &record, self.refresh_ttl)
@@ -137,7 +138,7 @@ impl Sessions {
                     "a used refresh token was presented again: revoking its family"
                 );
                 self.store
-                    .revoke_family(&record.family, self.revocation_ttl())
+                    .revoke_family(&record.family, self.family_revocation_ttl())
                     .await?;
                 return Err(ApiError::RefreshTokenReused);
             }
@@ -173,24 +174,32 @@ impl Sessions {
         Ok(grant)
     }
 
-    /// `POST /wx/logout`: revoke this token, or (`all`) everything of its openid.
+    /// `POST /wx/logout`: end the session this token belongs to (its refresh
+    /// family, and the token itself), or (`all`) everything of its openid.
     pub async fn logout(&self, id: &Identity, all: bool) -> Result<(), ApiError> {
-        if all {
+        if all || (id.family.is_none() && id.jti.is_none()) {
+            // Without a family or a jti, neither the session nor the token
+            // can be named: revoke everything of this openid.
+            self.revoke_subject(&id.openid).await?;
+            return Ok(());
+        }
+        if let Some(family) = &id.family {
             self.store
-                .revoke_subject(&id.openid, unix_now_ms(), self.revocation_ttl())
+                .revoke_family(family, self.family_revocation_ttl())
                 .await?;
-        } else if let Some(jti) = &id.jti {
-            let left = id.exp.saturating_sub(unix_now()) + self.leeway.as_secs() + 1;
+        }
+        if let Some(jti) = &id.jti {
             self.store
-                .revoke_token(jti, Duration::from_secs(left))
-                .await?;
-        } else {
-            // Without a jti a single token cannot be named: revoke them all.
-            self.store
-                .revoke_subject(&id.openid, unix_now_ms(), self.revocation_ttl())
+                .revoke_token(jti, self.token_revocation_ttl(id.exp))
                 .await?;
         }
         Ok(())
+    }
+
+    async fn revoke_subject(&self, openid: &str) -> Result<(), StoreError> {
+        // Any token of this openid may be out there, `wxgate token issue` ones included.
+        let ttl = self.refresh_ttl.max(MAX_TOKEN_TTL) + self.leeway + Duration::from_secs(1);
+        self.store.revoke_subject(openid, unix_now_ms(), ttl).await
     }
 
     /// Whether a verified token was revoked.
@@ -230,9 +239,19 @@ impl Sessions {
         self.fail_open_count.load(Ordering::Relaxed)
     }
 
-    /// Revocations must outlive everything they revoke.
-    fn revocation_ttl(&self) -> Duration {
+    /// A family revocation outlives every token of the family: refresh tokens
+    /// and the access tokens issued from them.
+    fn family_revocation_ttl(&self) -> Duration {
         self.refresh_ttl.max(self.tokens.ttl()) + self.leeway + Duration::from_secs(1)
+    }
+
+    /// A token revocation outlives the token. `exp` comes from a verified
+    /// token, but is clamped all the same: no arithmetic on it can overflow.
+    fn token_revocation_ttl(&self, exp: u64) -> Duration {
+        Duration::from_secs(exp.saturating_sub(unix_now()))
+            .min(MAX_TOKEN_TTL)
+            .saturating_add(self.leeway)
+            .saturating_add(Duration::from_secs(1))
     }
 }
 

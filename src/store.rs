@@ -27,6 +27,16 @@ use crate::config::{StoreConfig, StoreKind};
 use crate::error::ApiError;
 use crate::secret::Secret;
 
+/// The longest an entry is kept. Longer times to live are clamped to it, so
+/// no caller can make a store compute a deadline that overflows; it exceeds
+/// every lifetime the config allows.
+pub const MAX_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// `ttl`, at most [`MAX_TTL`].
+pub(crate) fn clamp_ttl(ttl: Duration) -> Duration {
+    ttl.min(MAX_TTL)
+}
+
 /// What wxgate keeps per openid after a login.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WxSession {

@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtConfig;
+pub use crate::config::MAX_TOKEN_TTL as MAX_TTL;
 use crate::error::ApiError;
 
 /// Claims wxgate puts in its tokens.
@@ -109,6 +110,8 @@ pub enum TokenError {
     Claim(String),
     #[error("malformed token")]
     Malformed,
+    #[error("a token may live at most {} days", MAX_TTL.as_secs() / 86400)]
+    TtlTooLong,
 }
 
 impl From<&TokenError> for ApiError {
@@ -129,6 +132,7 @@ pub struct TokenKeys {
     issuer: String,
     audience: String,
     ttl: Duration,
+    leeway: u64,
     max_token_bytes: usize,
 }
 
@@ -172,6 +176,7 @@ impl TokenKeys {
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             ttl: cfg.ttl,
+            leeway: cfg.leeway.as_secs(),
             max_token_bytes: cfg.max_token_bytes,
         }
     }
@@ -183,6 +188,10 @@ impl TokenKeys {
 
     /// Issue a signed token. Returns the token and its claims.
     pub fn issue(&self, new: &NewToken<'_>) -> Result<(String, Claims), TokenError> {
+        let ttl = new.ttl.unwrap_or(self.ttl);
+        if ttl > MAX_TTL {
+            return Err(TokenError::TtlTooLong);
+        }
         let now_ms = unix_now_ms();
         let now = now_ms / 1000;
         let claims = Claims {
@@ -190,7 +199,7 @@ impl TokenKeys {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             iat: now,
-            exp: now + new.ttl.unwrap_or(self.ttl).as_secs(),
+            exp: now.saturating_add(ttl.as_secs()),
             jti: random_id(),
             fam: new.family.map(str::to_string),
             iat_ms: now_ms,
@@ -243,6 +252,14 @@ impl TokenKeys {
             .as_ref()
             .and_then(serde_json::Value::as_u64)
             .ok_or_else(|| TokenError::Claim("exp".into()))?;
+        // No token wxgate issues lives longer than MAX_TTL; one that claims to
+        // would outlive its revocation.
+        let latest = unix_now()
+            .saturating_add(MAX_TTL.as_secs())
+            .saturating_add(self.leeway);
+        if exp > latest {
+            return Err(TokenError::Claim("exp (too far in the future)".into()));
+        }
         Ok(Identity {
             openid,
             unionid: raw.unionid,

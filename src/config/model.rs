@@ -62,6 +62,15 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+/// The longest lifetime of an access token: `[jwt] ttl` and
+/// `wxgate token issue --ttl` may not exceed it, and a token whose `exp` lies
+/// further ahead (plus the leeway) is refused. Revocations are kept at least
+/// this long, so no token outlives its revocation.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The longest `[login] session_ttl` and `refresh_ttl`, with its spelling for errors.
+pub const MAX_STATE_TTL: (Duration, &str) = (Duration::from_secs(366 * 24 * 3600), "366d");
+
 /// `[jwt]`
 #[derive(Debug, Clone, Serialize)]
 pub struct JwtConfig {

@@ -581,6 +581,24 @@ fn zero_ttl_is_refused() {
 }
 
 #[test]
+fn lifetimes_are_capped() {
+    let m = invalid_key(
+        &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\nttl = \"31d\""),
+        "jwt.ttl",
+    );
+    assert!(m.contains("at most 30d"), "{m}");
+    let m = invalid_key(
+        &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\nttl = \"400000000000y\""),
+        "jwt.ttl",
+    );
+    assert!(m.contains("at most 30d") || m.contains("400000000000y"), "{m}");
+    let c = parse_ok(&with_jwt(
+        "secret_env = \"WXGATE_JWT_SECRET\"\nttl = \"30d\"",
+    ));
+    assert_eq!(c.jwt.ttl, MAX_TOKEN_TTL);
+}
+
+#[test]
 fn bare_number_duration_is_refused() {
     invalid_key(
         &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\nttl = \"7200\""),

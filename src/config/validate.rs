@@ -133,6 +133,21 @@ impl Validator<'_> {
         Ok(d)
     }
 
+    /// A positive duration no longer than `max` (named `max_text` in the error).
+    fn bounded_duration(
+        &self,
+        key: &str,
+        value: Option<String>,
+        default: &str,
+        (max, max_text): (Duration, &str),
+    ) -> Result<Duration, ConfigError> {
+        let d = self.positive_duration(key, value, default)?;
+        if d > max {
+            return Err(self.err(key, format!("must be at most {max_text}")));
+        }
+        Ok(d)
+    }
+
     fn socket_addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
         value.parse().map_err(|_| {
             self.err(
@@ -238,7 +253,7 @@ impl Validator<'_> {
                 "required: name the mini program the tokens are for, like \"my-miniprogram\"",
             ));
         };
-        let ttl = self.positive_duration("jwt.ttl", raw.ttl, "2h")?;
+        let ttl = self.bounded_duration("jwt.ttl", raw.ttl, "2h", (MAX_TOKEN_TTL, "30d"))?;
         let leeway = self.duration("jwt.leeway", raw.leeway, "30s")?;
         if leeway > Duration::from_secs(300) {
             return Err(self.err("jwt.leeway", "must be at most 5m"));
@@ -310,8 +325,10 @@ impl Validator<'_> {
         if !(1024..=1_048_576).contains(&max_body_bytes) {
             return Err(self.err("login.max_body_bytes", "must be between 1024 and 1048576"));
         }
-        let session_ttl = self.positive_duration("login.session_ttl", raw.session_ttl, "3d")?;
-        let refresh_ttl = self.positive_duration("login.refresh_ttl", raw.refresh_ttl, "30d")?;
+        let session_ttl =
+            self.bounded_duration("login.session_ttl", raw.session_ttl, "3d", MAX_STATE_TTL)?;
+        let refresh_ttl =
+            self.bounded_duration("login.refresh_ttl", raw.refresh_ttl, "30d", MAX_STATE_TTL)?;
         let rate = |key: &str, v: Option<String>| {
             v.map(|t| parse_rate(&t).map_err(|m| self.err(key, m)))
                 .transpose()

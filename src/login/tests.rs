@@ -48,6 +48,25 @@ async fn a_double_tap_makes_one_wechat_call_and_gets_the_same_tokens() {
 }
 
 #[tokio::test]
+async fn a_code_replayed_after_logout_does_not_bring_the_session_back() {
+    for all in [false, true] {
+        let h = LoginHarness::new("");
+        let first = h.service.login(code("c9"), ip(1)).await.unwrap();
+        let id = h.sessions.tokens().verify(&first.grant.token).unwrap();
+        h.sessions.logout(&id, all).await.unwrap();
+        assert_eq!(
+            h.service.login(code("c9"), ip(1)).await.unwrap_err(),
+            ApiError::InvalidCode {
+                wechat_errcode: 40163
+            }
+        );
+        assert_eq!(h.wechat.calls("c9"), 1);
+        // A new code is a new session.
+        h.service.login(code("c10"), ip(1)).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn concurrent_requests_with_one_code_share_one_call() {
     let h = LoginHarness::new("");
     let (a, b, c) = tokio::join!(

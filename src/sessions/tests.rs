@@ -75,7 +75,7 @@ async fn unknown_or_malformed_refresh_tokens_are_invalid() {
 }
 
 #[tokio::test]
-async fn logout_revokes_that_token_only() {
+async fn logout_ends_that_session_only() {
     let h = LoginHarness::new("");
     let a = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
     let b = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
@@ -85,10 +85,79 @@ async fn logout_revokes_that_token_only() {
         h.sessions.check_revocation(&id_a).await.unwrap_err(),
         ApiError::TokenRevoked
     );
+    // The refresh token of that session dies with it.
+    assert_eq!(
+        h.sessions.refresh(&a.refresh_token).await.unwrap_err(),
+        ApiError::RefreshTokenInvalid
+    );
+    // Another session of the same user lives on.
     h.sessions
         .check_revocation(&identity(&h.sessions, &b.token))
         .await
         .unwrap();
+    h.sessions.refresh(&b.refresh_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn logout_after_a_refresh_ends_the_whole_family() {
+    let h = LoginHarness::new("");
+    let first = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    let second = h.sessions.refresh(&first.refresh_token).await.unwrap();
+    // Logging out with the older access token ends the rotated pair too.
+    h.sessions
+        .logout(&identity(&h.sessions, &first.token), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.sessions
+            .check_revocation(&identity(&h.sessions, &second.token))
+            .await
+            .unwrap_err(),
+        ApiError::TokenRevoked
+    );
+    assert_eq!(
+        h.sessions.refresh(&second.refresh_token).await.unwrap_err(),
+        ApiError::RefreshTokenInvalid
+    );
+}
+
+#[tokio::test]
+async fn logout_of_a_token_claiming_the_end_of_time_does_not_overflow() {
+    let h = LoginHarness::new("");
+    for exp in [i64::MAX as u64, u64::MAX, 0] {
+        let id = Identity {
+            openid: "o1".into(),
+            unionid: None,
+            appid: None,
+            jti: Some(format!("jti-{exp}")),
+            family: Some(format!("fam-{exp}")),
+            exp,
+            iat: None,
+            issued_ms: 0,
+        };
+        h.sessions.logout(&id, false).await.unwrap();
+        assert_eq!(
+            h.sessions.check_revocation(&id).await.unwrap_err(),
+            ApiError::TokenRevoked
+        );
+    }
+}
+
+#[test]
+fn a_token_revocation_outlives_the_token_and_is_bounded() {
+    let h = LoginHarness::new("");
+    let now = unix_now();
+    let leeway = h.sessions.leeway;
+    let ttl = h.sessions.token_revocation_ttl(now + 100);
+    assert!(ttl >= Duration::from_secs(100) + leeway);
+    assert_eq!(
+        h.sessions.token_revocation_ttl(u64::MAX),
+        MAX_TOKEN_TTL + leeway + Duration::from_secs(1)
+    );
+    assert_eq!(
+        h.sessions.token_revocation_ttl(0),
+        leeway + Duration::from_secs(1)
+    );
 }
 
 #[tokio::test]

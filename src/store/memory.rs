@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    revoked_by, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
+    clamp_ttl, revoked_by, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError,
+    WxSession,
 };
 
 /// A refresh rotation pending this long was abandoned (its request failed).
@@ -22,6 +23,12 @@ const ABANDONED_ROTATION: Duration = Duration::from_secs(1);
 
 /// Default capacity of each map.
 pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// `ttl` after `now`, with `ttl` clamped to [`super::MAX_TTL`]: a deadline
+/// that cannot overflow.
+fn deadline(now: Instant, ttl: Duration) -> Instant {
+    now.checked_add(clamp_ttl(ttl)).unwrap_or(now)
+}
 
 /// A map whose entries expire, with a hard capacity.
 #[derive(Debug)]
@@ -62,7 +69,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlMap<K, V> {
     pub fn insert(&self, key: K, value: V, ttl: Duration) {
         let now = Instant::now();
         let mut map = self.lock();
-        self.insert_locked(&mut map, key, value, now + ttl, now);
+        self.insert_locked(&mut map, key, value, deadline(now, ttl), now);
     }
 
     /// Make room if the map is full, then insert.
@@ -96,7 +103,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlMap<K, V> {
         if map.get(&key).is_some_and(|(_, exp)| *exp > now) {
             return false;
         }
-        self.insert_locked(&mut map, key, value, now + ttl, now);
+        self.insert_locked(&mut map, key, value, deadline(now, ttl), now);
         true
     }
 
@@ -108,7 +115,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlMap<K, V> {
         let live = map.get(&key).filter(|(_, exp)| *exp > now).cloned();
         let (value, exp) = match live {
             Some((v, exp)) => (f(Some(v)), exp),
-            None => (f(None), now + ttl),
+            None => (f(None), deadline(now, ttl)),
         };
         self.insert_locked(&mut map, key, value.clone(), exp, now);
         value

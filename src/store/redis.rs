@@ -7,9 +7,11 @@
 //! is `GET` + `SET NX` + `GET` in one transaction, a rate-limit count is `INCR` +
 //! `PEXPIRE NX`. The revocation check is one `MGET`.
 //!
-//! When Redis fails, calls fail fast for a short while (half a second) instead
-//! of each waiting out the timeout; the first call after that tries again, so
-//! wxgate recovers by itself when Redis is back.
+//! When Redis cannot be reached (I/O error, dropped or refused connection,
+//! timeout), calls fail fast for a short while (half a second) instead of
+//! each waiting out the timeout; the first call after that tries again, so
+//! wxgate recovers by itself when Redis is back. An error about one command
+//! (say, a value Redis refuses) fails that call only.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,8 +21,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use super::{
-    revoked_by, RedisFault, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError,
-    WxSession,
+    clamp_ttl, revoked_by, RedisFault, RefreshRecord, RefreshTake, RevocationCheck, Store,
+    StoreError, WxSession,
 };
 
 /// How long calls fail fast after a failure.
@@ -90,18 +92,35 @@ impl RedisStore {
         if self.now_ms() < self.down_until.load(Ordering::Acquire) {
             return Err(StoreError::FailingFast);
         }
-        let result = match tokio::time::timeout(self.timeout, f).await {
+        let (error, connection_lost) = match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => StoreError::Redis(RedisFault::from(&e)),
-            Err(_) => StoreError::Timeout(self.timeout),
+            Ok(Err(e)) => (
+                StoreError::Redis(RedisFault::from(&e)),
+                is_connection_failure(&e),
+            ),
+            Err(_) => (StoreError::Timeout(self.timeout), true),
         };
-        self.down_until.store(
-            self.now_ms() + BACKOFF.as_millis() as u64,
-            Ordering::Release,
-        );
-        tracing::warn!(error = %crate::error::chain(&result), "store call failed");
-        Err(result)
+        if connection_lost {
+            // Everyone's calls would fail the same way: fail fast for a while.
+            self.down_until.store(
+                self.now_ms().saturating_add(BACKOFF.as_millis() as u64),
+                Ordering::Release,
+            );
+        }
+        tracing::warn!(error = %crate::error::chain(&error), "store call failed");
+        Err(error)
     }
+}
+
+/// Whether `e` means Redis cannot be reached (I/O, a dropped or refused
+/// connection, one that must be replaced), as opposed to an error about one
+/// command or key, which says nothing about other callers' calls.
+fn is_connection_failure(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
 }
 
 /// Whether a presentation may rotate: it marked the token itself, or the
@@ -121,8 +140,16 @@ fn refresh_is_fresh(state: Option<&str>, mine: &str, now_ms: u64, timeout: Durat
     }
 }
 
+/// A time to live in whole seconds for `SET … EX`: clamped, at least 1.
 fn secs(d: Duration) -> u64 {
-    d.as_secs().max(1)
+    clamp_ttl(d).as_secs().max(1)
+}
+
+/// A time to live in milliseconds for `PX`/`PEXPIRE`: clamped, at least 1.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(clamp_ttl(d).as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -163,7 +190,7 @@ impl Store for RedisStore {
                     .arg(1)
                     .arg("NX")
                     .arg("PX")
-                    .arg(ttl.as_millis().max(1) as u64)
+                    .arg(millis(ttl))
                     .query_async(&mut c),
             )
             .await?;
@@ -297,7 +324,7 @@ impl Store for RedisStore {
                     .incr(&key, 1)
                     .cmd("PEXPIRE")
                     .arg(&key)
-                    .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                    .arg(millis(ttl))
                     .arg("NX")
                     .query_async(&mut c),
             )

@@ -338,6 +338,46 @@ fn expired_long_ago_is_refused_as_expired() {
 }
 
 #[test]
+fn exp_beyond_the_longest_lifetime_is_refused() {
+    for exp in [
+        json!(unix_now() + MAX_TTL.as_secs() + 31),
+        json!(i64::MAX),
+        json!(u64::MAX),
+    ] {
+        let token = sign(&hs256_header(), &claims_with("exp", exp));
+        assert_refused(
+            &token,
+            TokenError::Claim("exp (too far in the future)".into()),
+            ApiError::TokenInvalid,
+        );
+    }
+    // The longest lifetime itself, with the leeway, is fine.
+    let exp = unix_now() + MAX_TTL.as_secs() + 20;
+    let token = sign(&hs256_header(), &claims_with("exp", json!(exp)));
+    assert_eq!(keys().verify(&token).unwrap().exp, exp);
+}
+
+#[test]
+fn issuing_beyond_the_longest_lifetime_is_refused() {
+    let k = keys();
+    let new = |ttl| NewToken {
+        openid: "o",
+        ttl: Some(ttl),
+        ..NewToken::default()
+    };
+    assert_eq!(
+        k.issue(&new(MAX_TTL + Duration::from_secs(1))).unwrap_err(),
+        TokenError::TtlTooLong
+    );
+    assert_eq!(
+        k.issue(&new(Duration::MAX)).unwrap_err(),
+        TokenError::TtlTooLong
+    );
+    let (_, claims) = k.issue(&new(MAX_TTL)).unwrap();
+    assert_eq!(claims.exp - claims.iat, MAX_TTL.as_secs());
+}
+
+#[test]
 fn exp_within_leeway_is_accepted() {
     let exp = unix_now() - 10;
     let token = sign(&hs256_header(), &claims_with("exp", json!(exp)));

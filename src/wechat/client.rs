@@ -153,6 +153,17 @@ struct Reply {
     unionid: Option<String>,
 }
 
+/// Longest openid or unionid accepted (WeChat's are 28 or 29 characters).
+pub const MAX_ID_BYTES: usize = 64;
+
+/// Whether an openid or unionid can become a token claim and a header
+/// value: 1 to [`MAX_ID_BYTES`] visible ASCII characters (WeChat's use
+/// letters, digits, `-` and `_`). Anything else would give a token that can
+/// never be forwarded, or a header that splits.
+pub fn is_plausible_id(id: &str) -> bool {
+    (1..=MAX_ID_BYTES).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Parse a `jscode2session` reply body, whatever its content type.
 pub fn parse_reply(body: &[u8]) -> Result<Code2Session, WechatError> {
     let reply: Reply =
@@ -173,14 +184,21 @@ pub fn parse_reply(body: &[u8]) -> Result<Code2Session, WechatError> {
         .openid
         .filter(|s| !s.is_empty())
         .ok_or(WechatError::BadReply("openid missing"))?;
+    if !is_plausible_id(&openid) {
+        return Err(WechatError::BadReply("openid is not a plausible id"));
+    }
     let session_key = reply
         .session_key
         .filter(|s| !s.is_empty())
         .ok_or(WechatError::BadReply("session_key missing"))?;
+    let unionid = reply.unionid.filter(|s| !s.is_empty());
+    if unionid.as_deref().is_some_and(|u| !is_plausible_id(u)) {
+        return Err(WechatError::BadReply("unionid is not a plausible id"));
+    }
     Ok(Code2Session {
         openid,
         session_key: Secret::from(session_key),
-        unionid: reply.unionid.filter(|s| !s.is_empty()),
+        unionid,
     })
 }
 

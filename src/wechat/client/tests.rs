@@ -140,6 +140,39 @@ fn parse_failures() {
 }
 
 #[test]
+fn ids_that_cannot_be_header_values_are_refused() {
+    let ok = "o".repeat(MAX_ID_BYTES);
+    // JSON string literals, as WeChat would send them.
+    let long = format!("\"{}\"", "o".repeat(MAX_ID_BYTES + 1));
+    for (openid, unionid) in [
+        (r#""o\r\nX-Admin: 1""#, r#""u""#),
+        (r#""o\n""#, r#""u""#),
+        (r#""o p""#, r#""u""#),
+        (r#""o\u0000""#, r#""u""#),
+        (r#""o\u00e9""#, r#""u""#),
+        (long.as_str(), r#""u""#),
+        (r#""o""#, r#""u\r\n""#),
+        (r#""o""#, r#""u\u007f""#),
+    ] {
+        let body = format!(r#"{{"openid":{openid},"session_key":"k","unionid":{unionid}}}"#);
+        let err = parse_reply(body.as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, WechatError::BadReply(m) if m.contains("plausible")),
+            "{body}: {err:?}"
+        );
+        assert_eq!(
+            ApiError::from(&err),
+            ApiError::WechatError {
+                wechat_errcode: None
+            }
+        );
+    }
+    let body = format!(r#"{{"openid":"{ok}","session_key":"k","unionid":"{ok}"}}"#);
+    let r = parse_reply(body.as_bytes()).unwrap();
+    assert_eq!(r.openid, ok);
+}
+
+#[test]
 fn url_encodes_every_parameter() {
     let prefix = url_prefix("https://api.example/", "wx a&b", "s=e+c r/t");
     let url = url_for(&prefix, "c+o=d&e f%");
