@@ -573,6 +573,79 @@ async fn redis_down_fail_closed_and_fail_open_then_recover() {
 }
 
 // ---------------------------------------------------------------------------
+// Hardening: a logout ends its session; one bad token hurts nobody else
+// ---------------------------------------------------------------------------
+
+/// A gateway on each store: Redis (shared with other gateways) and memory.
+async fn on_each_store(env: &Env) -> Vec<(&'static str, Gateway)> {
+    vec![
+        ("redis", env.redis_gateway("", "", "fail_closed").await),
+        ("memory", env.gateway(&env.toml("", "", "")).await),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_the_session_its_refresh_token_and_its_login_code() {
+    let env = Env::start().await;
+    for (store, gw) in on_each_store(&env).await {
+        let code = format!("dave-{store}.1");
+        let (t, r, v) = login(&gw, &code).await;
+        let dave = v["openid"].as_str().unwrap().to_string();
+        let (t_other, r_other, _) = login(&gw, &format!("dave-{store}.2")).await;
+
+        let resp = logout(&gw, &t, "").await;
+        assert_eq!(resp.status, 200, "{store}: {}", text(&resp));
+        assert_revoked_soon(&gw, &t).await;
+        // The refresh token of that session is dead too: a thief holding
+        // both tokens does not outlive the user's logout.
+        assert_error(&refresh_raw(&gw, &r).await, 401, "refresh_token_invalid");
+        // Replaying the login code does not bring the session back.
+        let replay = login_raw(&gw, &code).await;
+        assert_error(&replay, 401, "invalid_code");
+        assert_eq!(replay.json()["wechat_errcode"], 40163, "{store}");
+        assert_eq!(env.mock.calls_for(&code), 1, "{store}");
+        // The user's other session lives on.
+        assert_accepted(&gw, &t_other, &dave).await;
+        let (t_next, _) = refresh(&gw, &r_other).await;
+        assert_accepted(&gw, &t_next, &dave).await;
+        gw.stop().await;
+    }
+}
+
+/// A correctly signed token whose `exp` is the end of time (what
+/// `wxgate token issue --ttl 400000000000y` made before lifetimes were
+/// capped) is refused; it neither panics the logout nor trips the store's
+/// fail-fast window for other users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_never_expires_is_refused_and_hurts_nobody() {
+    let env = Env::start().await;
+    for (store, gw) in on_each_store(&env).await {
+        let (bystander, _, v) = login(&gw, &format!("erin-{store}.1")).await;
+        let erin = v["openid"].as_str().unwrap().to_string();
+        for exp in [i64::MAX as u64, u64::MAX] {
+            let endless = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &json!({
+                    "sub": "o-endless", "iss": "wxgate", "aud": "instances-test",
+                    "iat": 1_700_000_000u64, "iat_ms": 1_700_000_000_000u64, "exp": exp,
+                    "jti": "endless", "fam": "endless",
+                }),
+                &jsonwebtoken::EncodingKey::from_secret(support::JWT_SECRET.as_bytes()),
+            )
+            .unwrap();
+            for body in ["", r#"{"all": true}"#] {
+                let r = logout(&gw, &endless, body).await;
+                assert_error(&r, 401, "token_invalid");
+            }
+            assert_error(&protected(&gw, &endless).await, 401, "token_invalid");
+            // Right after, with no pause: everyone else is served.
+            assert_accepted(&gw, &bystander, &erin).await;
+        }
+        gw.stop().await;
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The memory store, one instance
 // ---------------------------------------------------------------------------
 

@@ -404,6 +404,20 @@ async fn other_errcode_is_502_wechat_error() {
     stop(env).await;
 }
 
+/// An openid or unionid no header can carry would give a token that never
+/// works (or, worse, a header that splits): refused at login.
+#[tokio::test]
+async fn identities_that_cannot_be_header_values_are_502() {
+    let env = dev().await;
+    for code in ["badid-crlf", "badid-long", "badid-union"] {
+        let r = login(&env, code).await;
+        assert_error(&r, 502, "wechat_error", None);
+        assert!(r.json().get("token").is_none(), "{code}: {}", text(&r));
+        assert_eq!(env.mock.calls_for(code), 1, "{code}");
+    }
+    stop(env).await;
+}
+
 #[tokio::test]
 async fn non_json_and_http_500_are_502_without_errcode() {
     let env = dev().await;

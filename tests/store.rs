@@ -76,6 +76,7 @@ suite!(
     ping_answers,
     concurrent_take_refresh_has_one_winner,
     concurrent_claim_code_has_one_winner,
+    endless_ttls_are_clamped_not_refused,
 );
 
 fn session(key: &str, unionid: Option<&str>) -> WxSession {
@@ -223,6 +224,31 @@ async fn revoke_token_names_one_jti(store: Arc<dyn Store>) {
         .is_revoked(&check(None, "o-1", None, 10))
         .await
         .unwrap());
+}
+
+/// A time to live no store can represent (say, from a token claiming
+/// `exp = i64::MAX`) is clamped: the call succeeds and the entry lives.
+async fn endless_ttls_are_clamped_not_refused(store: Arc<dyn Store>) {
+    for ttl in [Duration::MAX, Duration::from_secs(i64::MAX as u64)] {
+        store.revoke_token("jti-endless", ttl).await.unwrap();
+        store.revoke_family("f-endless", ttl).await.unwrap();
+        store.revoke_subject("o-endless", 10, ttl).await.unwrap();
+        store.claim_code("c-endless", ttl).await.unwrap();
+        store.count("k-endless", ttl).await.unwrap();
+        store
+            .put_session("o-endless", &session("k", None), ttl)
+            .await
+            .unwrap();
+    }
+    assert!(store
+        .is_revoked(&check(Some("jti-endless"), "o-x", None, 10))
+        .await
+        .unwrap());
+    assert!(store
+        .is_revoked(&check(None, "o-endless", None, 10))
+        .await
+        .unwrap());
+    assert!(store.get_session("o-endless").await.unwrap().is_some());
 }
 
 async fn revoke_subject_covers_tokens_issued_up_to_before(store: Arc<dyn Store>) {
@@ -442,6 +468,32 @@ async fn raw_connection(server: &RedisServer) -> ::redis::aio::MultiplexedConnec
         .get_multiplexed_async_connection()
         .await
         .expect("raw connection to the test redis")
+}
+
+/// An error about one key (here a key of the wrong type) fails that call
+/// only: the store does not start failing fast for everyone else.
+#[tokio::test]
+async fn redis_a_command_error_does_not_fail_other_calls() {
+    let server = RedisServer::start();
+    let store = redis_store(&server);
+    let mut raw = raw_connection(&server).await;
+    let key = format!("{PREFIX}rate:poisoned");
+    let _: () = ::redis::cmd("HSET")
+        .arg(&key)
+        .arg("f")
+        .arg("v")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let err = store.count("poisoned", LONG).await.unwrap_err();
+    assert!(
+        matches!(err, wxgate::store::StoreError::Redis(_)),
+        "{err:?}"
+    );
+    // Right away, without waiting out a fail-fast window:
+    assert_eq!(store.count("healthy", LONG).await.unwrap(), 1);
+    store.ping().await.unwrap();
+    store.revoke_token("jti-after", LONG).await.unwrap();
 }
 
 #[tokio::test]

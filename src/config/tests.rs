@@ -591,7 +591,10 @@ fn lifetimes_are_capped() {
         &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\nttl = \"400000000000y\""),
         "jwt.ttl",
     );
-    assert!(m.contains("at most 30d") || m.contains("400000000000y"), "{m}");
+    assert!(
+        m.contains("at most 30d") || m.contains("400000000000y"),
+        "{m}"
+    );
     let c = parse_ok(&with_jwt(
         "secret_env = \"WXGATE_JWT_SECRET\"\nttl = \"30d\"",
     ));

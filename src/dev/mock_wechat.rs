@@ -19,6 +19,7 @@
 //! | `notjson`     | HTTP 200, `<html>oops</html>`                             |
 //! | `http500`     | HTTP 500                                                  |
 //! | `slow`        | waits 60 s, then answers like any other code              |
+//! | `badid-crlf`, `badid-long`, `badid-union` | success, with an openid holding CR LF, a 65-character openid, a unionid holding LF |
 //! | anything else | success the first time, 40163 (code been used) afterwards |
 
 //!
@@ -229,6 +230,10 @@ impl MockWechat {
             "notjson" => return response(200, "text/html", "<html>oops</html>"),
             "http500" => return response(500, "text/plain", "internal server error"),
             "slow" => tokio::time::sleep(SLOW_DELAY).await,
+            // Identities no header can carry: the gateway must refuse them.
+            "badid-crlf" => return bad_identity("o-evil\r\nX-Admin: 1", None),
+            "badid-long" => return bad_identity(&"o".repeat(65), None),
+            "badid-union" => return bad_identity("o-fine", Some("u-evil\n")),
             _ => {}
         }
         if !self.redeem(&code) {
@@ -243,6 +248,16 @@ impl MockWechat {
         }
         response(200, "text/plain", body.to_string())
     }
+}
+
+/// A successful reply carrying an openid or unionid that is not a plausible id.
+fn bad_identity(openid: &str, unionid: Option<&str>) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "session_key": STANDARD.encode([7u8; 16]),
+        "openid": openid,
+        "unionid": unionid,
+    });
+    response(200, "text/plain", body.to_string())
 }
 
 #[cfg(test)]
