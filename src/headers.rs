@@ -6,8 +6,10 @@
 //! compared lower-cased with `_` read as `-`; the same goes for the
 //! `X-Forwarded-*` headers wxgate sets), every hop-by-hop header and
 //! every header the client's `Connection` names, and it *sets* (never appends)
-//! `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`. A client's
-//! `Forwarded` header is dropped for the same reason. `Authorization` is dropped
+//! `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Real-IP`.
+//! A client's `Forwarded` header is dropped for the same reason, and so are
+//! the headers of `[headers] strip` (by default [`DEFAULT_STRIP`]: client-IP
+//! and URL-rewrite headers other proxies set and backends believe). `Authorization` is dropped
 //! unless `forward_authorization = true`. Then the identity from the verified
 //! token is inserted, exactly once per header.
 
@@ -28,6 +30,28 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+/// `X-Real-IP`: set to the client address wxgate believes.
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The headers wxgate sets itself: client copies of them (in any spelling)
+/// never reach the upstream.
+const SET_BY_WXGATE: [HeaderName; 5] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_REAL_IP,
+    FORWARDED,
+];
+
+/// `[headers] strip` by default: headers that name the client's address or
+/// rewrite the URL for the backend, which a client could forge.
+pub const DEFAULT_STRIP: [&str; 5] = [
+    "True-Client-IP",
+    "X-Client-IP",
+    "CF-Connecting-IP",
+    "X-Original-URL",
+    "X-Rewrite-URL",
+];
 
 /// Hop-by-hop headers, always removed (`Upgrade` survives a real WebSocket upgrade).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -57,8 +81,14 @@ pub fn is_reserved(name: &HeaderName) -> bool {
             X_FORWARDED_FOR,
             X_FORWARDED_PROTO,
             X_FORWARDED_HOST,
+            X_REAL_IP,
         ]
         .contains(name)
+}
+
+/// Whether a header may not be stripped: it frames or routes the message.
+pub fn is_framing(name: &HeaderName) -> bool {
+    FRAMING.contains(name)
 }
 
 /// `[headers]`, validated: the identity headers wxgate owns.
@@ -68,6 +98,8 @@ pub struct HeadersConfig {
     pub unionid: IdentityHeaderName,
     pub appid: IdentityHeaderName,
     pub forward_authorization: bool,
+    /// Client headers removed before forwarding (any spelling with `_` or `-`).
+    pub strip: Vec<IdentityHeaderName>,
 }
 
 /// A header name as configured: the lookup name and the spelling sent upstream.
@@ -105,10 +137,9 @@ pub struct ClientInfo {
     pub https: bool,
 }
 
-/// One identity header: its lookup name and the case it is sent in.
+/// One identity header: the case it is sent in.
 #[derive(Debug, Clone)]
 struct IdentityHeader {
-    name: HeaderName,
     /// As configured, e.g. `X-OpenID` (HTTP/1 upstreams see this case).
     wire: Bytes,
 }
@@ -120,37 +151,39 @@ pub struct HeaderPolicy {
     unionid: IdentityHeader,
     appid: IdentityHeader,
     forward_authorization: bool,
+    /// Lower-case names whose client copies are removed, in any spelling:
+    /// the identity headers, the ones wxgate sets, and `[headers] strip`.
+    spoofable: Vec<HeaderName>,
 }
 
 impl HeaderPolicy {
     /// Build the policy from the validated config.
     pub fn new(cfg: &HeadersConfig) -> Self {
         let mk = |h: &IdentityHeaderName| IdentityHeader {
-            name: h.name.clone(),
             wire: Bytes::copy_from_slice(h.spelling.as_bytes()),
         };
+        let spoofable = [&cfg.openid, &cfg.unionid, &cfg.appid]
+            .into_iter()
+            .chain(&cfg.strip)
+            .map(|h| h.name.clone())
+            .chain(SET_BY_WXGATE)
+            .collect();
         Self {
             openid: mk(&cfg.openid),
             unionid: mk(&cfg.unionid),
             appid: mk(&cfg.appid),
             forward_authorization: cfg.forward_authorization,
+            spoofable,
         }
     }
 
-    /// A client header that could pass for one wxgate sets: an identity
-    /// header or `X-Forwarded-*`/`Forwarded`, in any spelling with `_` or `-`
-    /// (CGI/WSGI backends read `X_OpenID` and `X-OpenID` as the same variable).
+    /// A client header that could pass for one wxgate sets (an identity
+    /// header, `X-Forwarded-*`, `X-Real-IP`, `Forwarded`) or one of
+    /// `[headers] strip`, in any spelling with `_` or `-` (CGI/WSGI backends
+    /// read `X_OpenID` and `X-OpenID` as the same variable).
     fn is_look_alike(&self, name: &HeaderName) -> bool {
         let n = name.as_str().as_bytes();
-        [&self.openid, &self.unionid, &self.appid]
-            .iter()
-            .any(|h| same_name(n, h.name.as_str().as_bytes()))
-            || [
-                X_FORWARDED_FOR,
-                X_FORWARDED_PROTO,
-                X_FORWARDED_HOST,
-                FORWARDED,
-            ]
+        self.spoofable
             .iter()
             .any(|h| same_name(n, h.as_str().as_bytes()))
     }
@@ -204,10 +237,13 @@ impl HeaderPolicy {
 
         match client.ip {
             Some(ip) => {
-                let _ = req.insert_header(X_FORWARDED_FOR, ip.to_string());
+                let ip = ip.to_string();
+                let _ = req.insert_header(X_REAL_IP, &ip);
+                let _ = req.insert_header(X_FORWARDED_FOR, ip);
             }
             None => {
                 req.remove_header(&X_FORWARDED_FOR);
+                req.remove_header(&X_REAL_IP);
             }
         }
         let proto = if client.https { "https" } else { "http" };

@@ -39,7 +39,7 @@ pub fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decision, Api
     }
     let route = state
         .routes
-        .find(canonical.path())
+        .route(canonical.path())?
         .ok_or(ApiError::NoRoute)?;
     Ok(Decision::Route(Routed {
         route: route.index,

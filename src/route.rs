@@ -15,6 +15,20 @@
 //!   UTF-8 once decoded are refused (`invalid_path`).
 //!
 //! The query string is forwarded as received; only control bytes are refused.
+//!
+//! Upstream frameworks read paths more loosely than wxgate routes them, so
+//! [`RouteTable::route`] also refuses (`invalid_path`) a path that another
+//! reading would send to a *different* route:
+//!
+//! * ignoring ASCII case (Express and many others by default): `/API/secret`
+//!   is refused when `/api/` is a route and `/API/secret` would otherwise go
+//!   to `/`;
+//! * dropping `;params` from each segment (Tomcat, Spring, Jetty): a path
+//!   holding `;` is refused unless its route sets `allow_path_params`, and even
+//!   then when `/api;x/secret` read as `/api/secret` would change route.
+//!
+//! Percent-escapes of unreserved characters are decoded first, so `/%41PI/x`
+//! is `/API/x` for all of the above.
 
 use std::borrow::Cow;
 
@@ -203,6 +217,27 @@ pub struct Route {
     pub auth: AuthMode,
     /// Index into the configured routes (and so into the upstream groups).
     pub index: usize,
+    /// Whether paths on this route may carry `;` path parameters.
+    pub path_params: bool,
+}
+
+/// A configured route, as the table needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec<'a> {
+    pub prefix: &'a str,
+    pub auth: AuthMode,
+    /// `allow_path_params`: `;` may appear in this route's paths.
+    pub path_params: bool,
+}
+
+impl<'a> From<(&'a str, AuthMode)> for RouteSpec<'a> {
+    fn from((prefix, auth): (&'a str, AuthMode)) -> Self {
+        Self {
+            prefix,
+            auth,
+            path_params: false,
+        }
+    }
 }
 
 /// Routes by longest matching prefix.
@@ -217,26 +252,72 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Build the table from validated `(prefix, auth)` pairs; a route's index
-    /// is its position, as in the config.
-    pub fn new<'a>(routes: impl IntoIterator<Item = (&'a str, AuthMode)>) -> Self {
+    /// Build the table from validated routes (or `(prefix, auth)` pairs); a
+    /// route's index is its position, as in the config.
+    pub fn new<'a, S: Into<RouteSpec<'a>>>(routes: impl IntoIterator<Item = S>) -> Self {
         let mut routes: Vec<Route> = routes
             .into_iter()
             .enumerate()
-            .map(|(index, (prefix, auth))| Route {
-                prefix: prefix.to_string(),
-                auth,
-                index,
+            .map(|(index, spec)| {
+                let spec = spec.into();
+                Route {
+                    prefix: spec.prefix.to_string(),
+                    auth: spec.auth,
+                    index,
+                    path_params: spec.path_params,
+                }
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Self { routes }
     }
 
-    /// The route for a canonical path, if any.
+    /// The route whose prefix matches a canonical path exactly, if any.
     pub fn find(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
     }
+
+    /// The route for a canonical path, refusing (`invalid_path`) a path that
+    /// an upstream reading it case-insensitively or without `;params` would
+    /// take for another route's, and `;` on routes that do not allow it.
+    pub fn route(&self, path: &str) -> Result<Option<&Route>, ApiError> {
+        let exact = self.find(path);
+        let index = |r: Option<&Route>| r.map(|r| r.index);
+        if index(self.find_ignoring_case(path)) != index(exact) {
+            return Err(ApiError::InvalidPath);
+        }
+        if path.contains(';') {
+            if exact.is_some_and(|r| !r.path_params) {
+                return Err(ApiError::InvalidPath);
+            }
+            let stripped = strip_path_params(path);
+            if index(self.find(&stripped)) != index(exact)
+                || index(self.find_ignoring_case(&stripped)) != index(exact)
+            {
+                return Err(ApiError::InvalidPath);
+            }
+        }
+        Ok(exact)
+    }
+
+    /// The route a server that ignores ASCII case would pick.
+    fn find_ignoring_case(&self, path: &str) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| prefix_matches_ignoring_case(&r.prefix, path))
+    }
+}
+
+/// `path` with `;params` cut from every segment, as servlet containers read it.
+fn strip_path_params(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(segment));
+    }
+    out
 }
 
 /// Whether `prefix` may stand in the route table as written: a canonical path
@@ -309,6 +390,17 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     match path.strip_prefix(prefix) {
         None => false,
         Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+    }
+}
+
+fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
+    let (p, q) = (prefix.as_bytes(), path.as_bytes());
+    match q.get(..p.len()) {
+        Some(head) if head.eq_ignore_ascii_case(p) => {
+            let rest = &q[p.len()..];
+            p.ends_with(b"/") || rest.is_empty() || rest.starts_with(b"/")
+        }
+        _ => false,
     }
 }
 

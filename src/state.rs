@@ -15,7 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::headers::{client_ip, HeaderPolicy, X_FORWARDED_FOR};
 use crate::login::LoginService;
-use crate::route::{Endpoints, RouteTable};
+use crate::route::{Endpoints, RouteSpec, RouteTable};
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::StoreError;
@@ -129,7 +129,11 @@ impl GatewayState {
             &config.server.health_path_prefix,
             login.as_ref().map(|_| config.login.path_prefix.as_str()),
         );
-        let routes = RouteTable::new(config.routes.iter().map(|r| (r.prefix.as_str(), r.auth)));
+        let routes = RouteTable::new(config.routes.iter().map(|r| RouteSpec {
+            prefix: &r.prefix,
+            auth: r.auth,
+            path_params: r.allow_path_params,
+        }));
         Ok(Self {
             endpoints,
             routes,

@@ -406,3 +406,83 @@ async fn keep_alive_connection_serves_several_requests() {
     assert_eq!(up.echo.requests(), 3);
     gw.stop().await;
 }
+
+/// `/api/` protected and `/` public: paths that an upstream reading case
+/// loosely (Express) or dropping `;params` (Tomcat, Spring) would serve as
+/// `/api/secret` are refused, never sent to the public route.
+#[tokio::test]
+async fn case_and_path_parameter_tricks_cannot_reach_a_protected_prefix() {
+    let up = Upstream::start("tricks").await;
+    let text = support::base_config()
+        + &support::routes_toml(&[("/api/", "required"), ("/", "public")], up.addr);
+    let gw = Gateway::start(&text).await;
+    for bad in [
+        "/API/secret",
+        "/Api/secret",
+        "/%41PI/secret",
+        "/api;x/secret",
+        "/API;x/secret",
+        "/api/secret;jsessionid=1",
+        "/public;x/y",
+    ] {
+        let r = gw.get(bad, &[]).await;
+        assert_eq!(
+            (r.status, r.error().as_str()),
+            (400, "invalid_path"),
+            "{bad}"
+        );
+    }
+    assert_eq!(up.echo.requests(), 0);
+    let r = gw.get("/apiary/x", &[]).await;
+    assert_eq!(r.status, 200);
+    gw.stop().await;
+}
+
+/// A route can allow `;` path parameters; a path whose parameters hide
+/// another route's prefix is still refused.
+#[tokio::test]
+async fn path_parameters_are_allowed_where_configured() {
+    let up = Upstream::start("params").await;
+    let text = support::base_config()
+        + &format!(
+            "\n[[routes]]\nprefix = \"/api/\"\nupstreams = [\"{0}\"]\n\n[[routes]]\nprefix = \"/\"\nupstreams = [\"{0}\"]\nauth = \"public\"\nallow_path_params = true\n",
+            up.addr
+        );
+    let gw = Gateway::start(&text).await;
+    let r = gw.get("/files;v=2/a", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_path(), "/files;v=2/a");
+    let r = gw.get("/api;x/secret", &[]).await;
+    assert_eq!((r.status, r.error().as_str()), (400, "invalid_path"));
+    gw.stop().await;
+}
+
+/// Client-IP and URL-rewrite headers are the client's word: stripped, and
+/// `X-Real-IP` is the address wxgate believes.
+#[tokio::test]
+async fn spoofable_client_ip_and_rewrite_headers_never_arrive() {
+    let (_up, gw) = setup().await;
+    let r = gw
+        .get(
+            "/public/ip",
+            &[
+                "X-Real-IP: 6.6.6.1",
+                "X_Real_IP: 6.6.6.2",
+                "True-Client-IP: 6.6.6.3",
+                "X-Client-IP: 6.6.6.4",
+                "CF-Connecting-IP: 6.6.6.5",
+                "X-Original-URL: /admin/delete",
+                "X-Rewrite-URL: /admin/delete",
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.upstream_values("x-real-ip"), vec!["127.0.0.1"]);
+    for (name, value) in r.upstream_headers() {
+        assert!(
+            !value.contains("6.6.6.") && !value.contains("/admin"),
+            "{name}: {value}"
+        );
+    }
+    gw.stop().await;
+}

@@ -197,6 +197,8 @@ pub struct RouteConfig {
     pub read_timeout: Duration,
     #[serde(serialize_with = "ser_duration")]
     pub health_check_interval: Duration,
+    /// `;` path parameters are allowed on this route (refused by default).
+    pub allow_path_params: bool,
 }
 
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {

@@ -96,6 +96,7 @@ pub(super) struct RawHeaders {
     pub unionid: Option<String>,
     pub appid: Option<String>,
     pub forward_authorization: Option<bool>,
+    pub strip: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -107,4 +108,5 @@ pub(super) struct RawRoute {
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub health_check_interval: Option<String>,
+    pub allow_path_params: Option<bool>,
 }

@@ -1102,3 +1102,45 @@ fn trusted_proxies_accept_ips_and_cidrs() {
         "server.trusted_proxies[1]",
     );
 }
+
+#[test]
+fn strip_list_defaults_and_is_checked() {
+    let c = parse_ok(&format!("{JWT}{ROUTE}"));
+    let names: Vec<&str> = c
+        .headers
+        .strip
+        .iter()
+        .map(|h| h.spelling.as_str())
+        .collect();
+    assert_eq!(names, crate::headers::DEFAULT_STRIP);
+    let c = parse_ok(&format!("[headers]\nstrip = [\"X-Tenant\"]\n{JWT}{ROUTE}"));
+    assert_eq!(c.headers.strip.len(), 1);
+    for (bad, why) in [
+        ("Host", "cannot be stripped"),
+        ("Authorization", "cannot be stripped"),
+        ("bad name", "not a valid header name"),
+    ] {
+        let m = invalid_key(
+            &format!("[headers]\nstrip = [\"X-Ok\", {bad:?}]\n{JWT}{ROUTE}"),
+            "headers.strip[1]",
+        );
+        assert!(m.contains(why), "{bad}: {m}");
+    }
+}
+
+#[test]
+fn prefixes_differing_only_in_case_are_refused() {
+    let text = format!(
+        "{JWT}{ROUTE}\n[[routes]]\nprefix = \"/api/\"\nupstreams = [\"127.0.0.1:9000\"]\n\n[[routes]]\nprefix = \"/API/\"\nupstreams = [\"127.0.0.1:9000\"]\n"
+    );
+    let m = invalid_key(&text, "routes[2].prefix");
+    assert!(m.contains("ignoring case"), "{m}");
+}
+
+#[test]
+fn path_params_are_off_unless_allowed() {
+    let c = parse_ok(&format!("{JWT}{ROUTE}"));
+    assert!(!c.routes[0].allow_path_params);
+    let c = parse_ok(&format!("{JWT}{ROUTE}allow_path_params = true\n"));
+    assert!(c.routes[0].allow_path_params);
+}

@@ -11,7 +11,7 @@ use super::model::*;
 use super::resolve::{Resolved, Sourced};
 use super::schema::*;
 use super::ConfigError;
-use crate::headers::is_reserved;
+use crate::headers::{is_framing, is_reserved, DEFAULT_STRIP};
 use crate::route::is_canonical_prefix;
 
 /// Minimum length of the JWT signing key, in bytes (HS256 wants 256 bits).
@@ -55,13 +55,23 @@ impl Validator<'_> {
             .chain(std::iter::repeat(Vec::new()));
         for ((i, r), upstream_addrs) in raw.routes.into_iter().enumerate().zip(addrs) {
             let route = self.route(i, r, upstream_addrs)?;
-            if routes
+            // Prefixes that differ only in case would make every path under
+            // them ambiguous (see `route`): refused like duplicates.
+            if let Some(o) = routes
                 .iter()
-                .any(|o: &RouteConfig| o.prefix == route.prefix)
+                .find(|o: &&RouteConfig| o.prefix.eq_ignore_ascii_case(&route.prefix))
             {
+                let how = if o.prefix == route.prefix {
+                    String::new()
+                } else {
+                    format!(" (as {:?}: prefixes are compared ignoring case)", o.prefix)
+                };
                 return Err(self.err(
                     format!("routes[{i}].prefix"),
-                    format!("prefix {:?} is already used by another route", route.prefix),
+                    format!(
+                        "prefix {:?} is already used by another route{how}",
+                        route.prefix
+                    ),
                 ));
             }
             routes.push(route);
@@ -416,11 +426,30 @@ impl Validator<'_> {
                 "openid, unionid and appid must be three different headers",
             ));
         }
+        let strip = match raw.strip {
+            Some(names) => names,
+            None => DEFAULT_STRIP.iter().map(|n| n.to_string()).collect(),
+        };
+        let strip = strip
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let key = format!("headers.strip[{i}]");
+                let name = IdentityHeaderName::parse(text).ok_or_else(|| {
+                    self.err(&key, format!("{text:?} is not a valid header name"))
+                })?;
+                if is_framing(&name.name) || name.name == http::header::AUTHORIZATION {
+                    return Err(self.err(&key, format!("{text:?} cannot be stripped")));
+                }
+                Ok(name)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(HeadersConfig {
             openid,
             unionid,
             appid,
             forward_authorization: raw.forward_authorization.unwrap_or(false),
+            strip,
         })
     }
 
@@ -463,6 +492,7 @@ impl Validator<'_> {
                 raw.health_check_interval,
                 "5s",
             )?,
+            allow_path_params: raw.allow_path_params.unwrap_or(false),
         })
     }
 }

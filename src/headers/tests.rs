@@ -8,6 +8,10 @@ fn headers_config(forward_authorization: bool) -> HeadersConfig {
         unionid: IdentityHeaderName::parse("X-UnionID").unwrap(),
         appid: IdentityHeaderName::parse("X-WX-AppID").unwrap(),
         forward_authorization,
+        strip: DEFAULT_STRIP
+            .iter()
+            .map(|n| IdentityHeaderName::parse(n).unwrap())
+            .collect(),
     }
 }
 
@@ -152,6 +156,7 @@ fn configured_names_are_the_ones_stripped() {
         unionid: IdentityHeaderName::parse("X-Union").unwrap(),
         appid: IdentityHeaderName::parse("X-App").unwrap(),
         forward_authorization: false,
+        strip: Vec::new(),
     };
     let mut req = get(&[
         ("x_user_id", "spoof"),
@@ -398,8 +403,53 @@ fn several_x_forwarded_for_values_are_replaced_by_one() {
         ("x-forwarded-for", "5.6.7.8, 9.9.9.9"),
     ]);
     assert_eq!(values(&req, "x-forwarded-for"), ["203.0.113.7"]);
-    assert_eq!(wire(&req).matches("203.0.113.7").count(), 1);
+    // Once in X-Forwarded-For, once in X-Real-IP.
+    assert_eq!(wire(&req).matches("203.0.113.7").count(), 2);
     assert!(!wire(&req).contains("1.2.3.4"));
+}
+
+#[test]
+fn client_ip_and_url_rewrite_headers_are_stripped_in_any_spelling() {
+    let req = sanitized(&[
+        ("X-Real-IP", "1.1.1.1"),
+        ("x_real_ip", "1.1.1.2"),
+        ("True-Client-IP", "1.1.1.3"),
+        ("X-Client-IP", "1.1.1.4"),
+        ("CF-Connecting-IP", "1.1.1.5"),
+        ("cf_connecting_ip", "1.1.1.6"),
+        ("X-Original-URL", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+    ]);
+    assert_eq!(values(&req, "x-real-ip"), ["203.0.113.7"]);
+    let w = wire(&req);
+    assert!(!w.contains("1.1.1."), "{w}");
+    assert!(!w.contains("/admin"), "{w}");
+    for gone in [
+        "true-client-ip",
+        "x-client-ip",
+        "cf-connecting-ip",
+        "x-original-url",
+        "x-rewrite-url",
+    ] {
+        assert!(!has(&req, gone), "{gone}");
+    }
+}
+
+#[test]
+fn the_strip_list_is_configurable() {
+    let mut cfg = headers_config(false);
+    cfg.strip = vec![IdentityHeaderName::parse("X-Tenant").unwrap()];
+    let mut req = get(&[
+        ("x_tenant", "evil"),
+        ("CF-Connecting-IP", "1.1.1.1"),
+        ("X-Real-IP", "2.2.2.2"),
+    ]);
+    HeaderPolicy::new(&cfg).sanitize(&mut req, client());
+    assert!(!has(&req, "x-tenant"));
+    // No longer in the list: passed on as the client sent it.
+    assert_eq!(values(&req, "cf-connecting-ip"), ["1.1.1.1"]);
+    // X-Real-IP is wxgate's own, whatever the list says.
+    assert_eq!(values(&req, "x-real-ip"), ["203.0.113.7"]);
 }
 
 #[test]
@@ -430,6 +480,7 @@ fn x_forwarded_for_is_removed_without_client_ip() {
         },
     );
     assert!(!has(&req, "x-forwarded-for"));
+    assert!(!has(&req, "x-real-ip"));
     assert!(!wire(&req).contains("1.2.3.4"));
 }
 

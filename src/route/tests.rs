@@ -435,7 +435,7 @@ fn no_match_is_none() {
     let t = table(&["/api/", "/public/"]);
     assert!(t.find("/other").is_none());
     assert!(t.find("/").is_none());
-    assert!(RouteTable::new([]).find("/").is_none());
+    assert!(RouteTable::new::<RouteSpec>([]).find("/").is_none());
 }
 
 #[test]
@@ -483,4 +483,77 @@ fn dot_segments_with_path_parameters_are_refused() {
     // A semicolon elsewhere is an ordinary character.
     let (target, _, _) = canon(b"/a;v=1/b..;c");
     assert_eq!(target, b"/a;v=1/b..;c");
+}
+
+/// `/api/` protected, `/` public: the layout of the hostile suite.
+fn protected_api(path_params: bool) -> RouteTable {
+    RouteTable::new([
+        RouteSpec {
+            prefix: "/api/",
+            auth: AuthMode::Required,
+            path_params,
+        },
+        RouteSpec {
+            prefix: "/",
+            auth: AuthMode::Public,
+            path_params,
+        },
+    ])
+}
+
+fn routed<'t>(t: &'t RouteTable, raw: &str) -> Result<Option<&'t str>, ApiError> {
+    let c = canonicalize(raw.as_bytes())?;
+    Ok(t.route(c.path())?.map(|r| r.prefix.as_str()))
+}
+
+#[test]
+fn a_path_that_another_case_routes_elsewhere_is_refused() {
+    let t = protected_api(false);
+    for raw in [
+        "/API/secret",
+        "/Api/secret",
+        "/%41PI/secret",
+        "/%41pi/secret",
+        "/aPI/",
+    ] {
+        assert_eq!(routed(&t, raw), Err(ApiError::InvalidPath), "{raw}");
+    }
+    // Case that changes nothing about the route is fine.
+    for (raw, want) in [
+        ("/api/SECRET", "/api/"),
+        ("/%61pi/x", "/api/"),
+        ("/APIARY", "/"),
+        ("/public/API/x", "/"),
+    ] {
+        assert_eq!(routed(&t, raw), Ok(Some(want)), "{raw}");
+    }
+}
+
+#[test]
+fn semicolons_are_refused_unless_the_route_allows_them() {
+    let t = protected_api(false);
+    for raw in [
+        "/api;x/secret",
+        "/api/secret;jsessionid=1",
+        "/x;y",
+        "/;/api/secret",
+    ] {
+        assert_eq!(routed(&t, raw), Err(ApiError::InvalidPath), "{raw}");
+    }
+    // An escaped semicolon is data, not a parameter.
+    assert_eq!(routed(&t, "/api%3Bx/secret"), Ok(Some("/")));
+    let t = protected_api(true);
+    assert_eq!(routed(&t, "/api/secret;jsessionid=1"), Ok(Some("/api/")));
+    assert_eq!(routed(&t, "/files;v=2/x"), Ok(Some("/")));
+    // Allowed, but read without its parameters it is another route's path.
+    for raw in ["/api;x/secret", "/API;x/secret", "/api;x/"] {
+        assert_eq!(routed(&t, raw), Err(ApiError::InvalidPath), "{raw}");
+    }
+}
+
+#[test]
+fn without_a_matching_route_a_semicolon_is_no_route() {
+    let t = RouteTable::new([("/api/", AuthMode::Required)]);
+    assert_eq!(routed(&t, "/other;x"), Ok(None));
+    assert_eq!(routed(&t, "/api;x/y"), Err(ApiError::InvalidPath));
 }
