@@ -215,8 +215,11 @@ fn token(cmd: TokenCommand) -> ExitCode {
 
 /// The tokio runtime for `threads` worker threads. One thread means a
 /// current-thread runtime: everything runs on the main thread, with no
-/// work-stealing scheduler and no cross-thread wake-ups to pay for.
+/// work-stealing scheduler and no cross-thread wake-ups to pay for. The
+/// open-file limit is raised first.
 fn runtime(threads: usize) -> Option<tokio::runtime::Runtime> {
+    // Before anything opens a socket: one descriptor per connection.
+    wxgate::server::raise_fd_limit();
     let mut builder = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {

@@ -1,11 +1,14 @@
 //! The Pingora glue: the request pipeline, and nothing else.
 //!
 //! ```text
+//! early_request_filter    keep-alive, pipelining, read deadline of the body (server::deadline)
 //! request_filter          canonical path ─▶ gateway endpoint? ─▶ route ─▶ auth
 //! upstream_peer           round-robin over healthy upstreams (skip ones that failed)
 //! upstream_request_filter sanitize headers ─▶ inject identity ─▶ set decided path
 //! fail_to_connect         retry another upstream when a connect fails
 //! fail_to_proxy           map the failure to a JSON error (502/504/...)
+//! request_body_filter     body complete: no more read deadline
+//! logging                 the connection waits for its next request
 //! ```
 //!
 //! Every decision is made by a plain function in [`crate::route`],
@@ -17,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::RequestHeader;
@@ -28,6 +32,7 @@ use crate::error::ApiError;
 use crate::headers::{ClientInfo, IdentityValues};
 use crate::respond::respond_error;
 use crate::route::{canonicalize, AuthMode, Endpoint};
+use crate::server::deadline::{Deadlined, Phase};
 use crate::state::GatewayState;
 use crate::token::Identity;
 
@@ -142,6 +147,41 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::default()
+    }
+
+    /// Before anything else, per request: keep-alive and body read limits,
+    /// pipelining (requests sent back to back are answered in order), and
+    /// the read deadline of what comes next (see `server::deadline`).
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let limits = &self.state.limits;
+        session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
+        session.set_read_timeout(Some(limits.body_timeout));
+        session.set_pipelining_enabled(true);
+        let phase = if expects_body(session.req_header()) {
+            Phase::Body
+        } else {
+            Phase::Open
+        };
+        enter(session, phase);
+        Ok(())
+    }
+
+    /// The body is complete: no read deadline while the upstream answers.
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if end_of_stream {
+            enter(session, Phase::Open);
+        }
+        Ok(())
     }
 
     /// Decide: canonical path, gateway endpoint or route, then auth.
@@ -269,6 +309,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, _ctx: &mut RequestCtx) {
+        // The response is out: the connection now waits for its next request.
+        enter(session, Phase::AwaitRequest);
         if tracing::enabled!(target: "wxgate::access", tracing::Level::DEBUG) {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let req = session.req_header();
@@ -280,6 +322,24 @@ impl ProxyHttp for Gateway {
             );
         }
     }
+}
+
+/// Tell the connection's read deadlines where the request stands (HTTP/1;
+/// HTTP/2 connections have none).
+fn enter(session: &Session, phase: Phase) {
+    if let Some(d) = session.stream().and_then(Deadlined::of) {
+        d.enter(phase);
+    }
+}
+
+/// Whether a request announces a body (`Content-Length` other than 0, or
+/// `Transfer-Encoding`).
+fn expects_body(req: &RequestHeader) -> bool {
+    req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 /// What the client should hear about a Pingora error; `None` when the client is gone.

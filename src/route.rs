@@ -308,11 +308,12 @@ impl RouteTable {
     }
 }
 
-/// `path` with `;params` cut from every segment, as servlet containers read it.
+/// `path` with `;params` cut from every segment, as servlet containers read
+/// it, and the `//` an emptied segment leaves merged (`/;x/api` is `/api`).
 fn strip_path_params(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for (i, segment) in path.split('/').enumerate() {
-        if i > 0 {
+        if i > 0 && !out.ends_with('/') {
             out.push('/');
         }
         out.push_str(segment.split(';').next().unwrap_or(segment));
@@ -406,3 +407,6 @@ fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

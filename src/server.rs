@@ -15,7 +15,6 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,15 +27,19 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::services::background::BackgroundService;
 use pingora_proxy::HttpProxy;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
+use self::admission::Connections;
 use self::buffered::Buffered;
-use crate::config::{Config, TlsConfig};
+use self::deadline::Deadlined;
+use crate::config::{Config, ConnLimits, TlsConfig};
 use crate::proxy::Gateway;
 use crate::state::GatewayState;
 pub use crate::state::{Deps, StartError, TlsError};
 
+pub mod admission;
 mod buffered;
+pub mod deadline;
 
 type App = HttpProxy<Gateway>;
 
@@ -46,7 +49,7 @@ pub struct Running {
     tls_addr: Option<SocketAddr>,
     state: Arc<GatewayState>,
     shutdown: watch::Sender<bool>,
-    connections: Arc<ConnCounter>,
+    connections: Arc<Connections>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -66,6 +69,11 @@ impl Running {
         &self.state
     }
 
+    /// The open client connections, their limits and refusals.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
     /// Stop accepting, wait up to `grace` for open requests, then stop.
     pub async fn shutdown(self, grace: Duration) {
         self.state.set_ready(false);
@@ -80,43 +88,10 @@ impl Running {
             .is_err()
         {
             tracing::warn!(
-                open = self.connections.count.load(Ordering::Acquire),
+                open = self.connections.open(),
                 "grace period over, closing the remaining connections"
             );
         }
-    }
-}
-
-/// Counts live connections so shutdown can wait for them.
-#[derive(Default)]
-struct ConnCounter {
-    count: AtomicUsize,
-    changed: Notify,
-}
-
-impl ConnCounter {
-    fn enter(self: &Arc<Self>) -> ConnGuard {
-        self.count.fetch_add(1, Ordering::AcqRel);
-        ConnGuard(self.clone())
-    }
-
-    async fn idle(&self) {
-        loop {
-            let notified = self.changed.notified();
-            if self.count.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-struct ConnGuard(Arc<ConnCounter>);
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_waiters();
     }
 }
 
@@ -132,7 +107,11 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
     let state = Arc::new(GatewayState::new(config, deps)?);
     let server_conf = Arc::new(ServerConf::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let connections = Arc::new(ConnCounter::default());
+    let limits = config.server.limits;
+    let connections = Arc::new(Connections::new(
+        max_connections(limits.max_connections),
+        limits.max_connections_per_ip,
+    ));
     let mut tasks = Vec::new();
 
     let plain = bind(config.server.listen).await?;
@@ -161,23 +140,25 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
         tasks.push(tokio::spawn(async move { lb.start(rx).await }));
     }
 
-    let app = Arc::new(app(&server_conf, state.clone(), false));
+    let app = Arc::new(app(&server_conf, state.clone(), false, &limits));
     tasks.push(tokio::spawn(accept_loop(
         plain,
         app,
         None,
         shutdown_rx.clone(),
         connections.clone(),
+        limits,
     )));
     let tls_addr = match tls {
         Some((listener, acceptor, tls_addr)) => {
-            let app = Arc::new(self::app(&server_conf, state.clone(), true));
+            let app = Arc::new(self::app(&server_conf, state.clone(), true, &limits));
             tasks.push(tokio::spawn(accept_loop(
                 listener,
                 app,
                 Some(acceptor),
                 shutdown_rx.clone(),
                 connections.clone(),
+                limits,
             )));
             Some(tls_addr)
         }
@@ -194,12 +175,47 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
     })
 }
 
-fn app(conf: &Arc<ServerConf>, state: Arc<GatewayState>, tls: bool) -> App {
+fn app(conf: &Arc<ServerConf>, state: Arc<GatewayState>, tls: bool, limits: &ConnLimits) -> App {
     let mut app = pingora_proxy::http_proxy(conf, Gateway::new(state, tls));
     let mut options = HttpServerOptions::default();
     options.h2c = !tls;
+    // HTTP/2 connections are not read through the per-request deadlines
+    // (see `deadline`): they close after this long without a stream.
+    options.h2_idle_timeout = Some(limits.idle_timeout);
     app.server_options = Some(options);
     app
+}
+
+/// Raise the soft limit on open files to the hard limit (every connection
+/// is one descriptor, and proxying it another). Returns the new soft limit.
+pub fn raise_fd_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            None
+        }
+    }
+}
+
+/// `max_connections`, lowered to half the open-file limit when it exceeds
+/// it: each proxied connection needs a second descriptor upstream, and a
+/// gateway out of descriptors can answer no one.
+fn max_connections(configured: usize) -> usize {
+    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return configured;
+    };
+    let room = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(1);
+    if configured > room {
+        tracing::warn!(
+            max_connections = configured,
+            open_file_limit = soft,
+            lowered_to = room,
+            "max_connections exceeds half the open-file limit: lowered"
+        );
+        return room;
+    }
+    configured
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -233,7 +249,8 @@ async fn accept_loop(
     app: Arc<App>,
     tls: Option<Arc<pingora_core::listeners::tls::Acceptor>>,
     mut shutdown: watch::Receiver<bool>,
-    connections: Arc<ConnCounter>,
+    connections: Arc<Connections>,
+    limits: ConnLimits,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -249,13 +266,17 @@ async fn accept_loop(
                 continue;
             }
         };
-        let guard = connections.enter();
+        let Ok(admitted) = connections.admit(peer.ip()) else {
+            // Over a limit: closed at once, before anything is read.
+            drop(tcp);
+            continue;
+        };
         let app = app.clone();
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _guard = guard;
-            let Some(stream) = prepare(tcp, peer, tls.as_deref()).await else {
+            let _admitted = admitted;
+            let Some(stream) = prepare(tcp, peer, tls.as_deref(), limits).await else {
                 return;
             };
             let mut next = app.process_new(stream, &shutdown).await;
@@ -267,11 +288,12 @@ async fn accept_loop(
 }
 
 /// TCP_NODELAY, write buffer, peer address for logs and `X-Forwarded-For`,
-/// TLS handshake.
+/// TLS handshake (within `header_timeout`), read deadlines.
 async fn prepare(
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<&pingora_core::listeners::tls::Acceptor>,
+    limits: ConnLimits,
 ) -> Option<Stream> {
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
@@ -281,20 +303,21 @@ async fn prepare(
     let digest = SocketDigest::from_raw_fd(fd);
     let _ = digest.peer_addr.set(Some(peer.into()));
     stream.set_socket_digest(digest);
-    match tls {
-        None => Some(Box::new(stream)),
+    let stream: Stream = match tls {
+        None => Box::new(stream),
         Some(acceptor) => {
-            match tokio::time::timeout(Duration::from_secs(10), handshake(acceptor, stream)).await {
-                Ok(Ok(s)) => Some(Box::new(s)),
+            match tokio::time::timeout(limits.header_timeout, handshake(acceptor, stream)).await {
+                Ok(Ok(s)) => Box::new(s),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    None
+                    return None;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
-                    None
+                    return None;
                 }
             }
         }
-    }
+    };
+    Some(Box::new(Deadlined::new(stream, limits)))
 }

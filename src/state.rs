@@ -12,7 +12,7 @@ use std::sync::Arc;
 use pingora_proxy::Session;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ConnLimits};
 use crate::headers::{client_ip, HeaderPolicy, X_FORWARDED_FOR};
 use crate::login::LoginService;
 use crate::route::{Endpoints, RouteSpec, RouteTable};
@@ -91,6 +91,8 @@ pub struct GatewayState {
     pub upstreams: Vec<Upstream>,
     /// Header hygiene and identity injection.
     pub headers: HeaderPolicy,
+    /// Read deadlines and connection limits (`[server]`).
+    pub limits: ConnLimits,
     sessions: Arc<Sessions>,
     login: Option<Arc<LoginService>>,
     max_body_bytes: usize,
@@ -139,6 +141,7 @@ impl GatewayState {
             routes,
             upstreams,
             headers: HeaderPolicy::new(&config.headers),
+            limits: config.server.limits,
             sessions,
             login,
             max_body_bytes: config.login.max_body_bytes,

@@ -361,3 +361,6 @@ pub fn random_id() -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -74,6 +74,11 @@ pub(super) struct RawServer {
     pub grace_period: Option<String>,
     pub health_path_prefix: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub idle_timeout: Option<String>,
+    pub header_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub max_connections: Option<i64>,
+    pub max_connections_per_ip: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]

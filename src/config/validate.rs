@@ -167,7 +167,52 @@ impl Validator<'_> {
         })
     }
 
+    fn conn_limits(&self, raw: &RawServer) -> Result<ConnLimits, ConfigError> {
+        let d = ConnLimits::default();
+        let count = |key: &str, v: Option<i64>, default: usize| {
+            let n = v.map_or(Ok(default), |n| usize::try_from(n).map_err(|_| ()));
+            match n {
+                Ok(n) if (1..=10_000_000).contains(&n) => Ok(n),
+                _ => Err(self.err(key, "must be between 1 and 10000000")),
+            }
+        };
+        let max_connections = count(
+            "server.max_connections",
+            raw.max_connections,
+            d.max_connections,
+        )?;
+        let max_connections_per_ip = count(
+            "server.max_connections_per_ip",
+            raw.max_connections_per_ip,
+            d.max_connections_per_ip,
+        )?;
+        let hour = (Duration::from_secs(3600), "1h");
+        Ok(ConnLimits {
+            idle_timeout: self.bounded_duration(
+                "server.idle_timeout",
+                raw.idle_timeout.clone(),
+                &humantime::format_duration(d.idle_timeout).to_string(),
+                hour,
+            )?,
+            header_timeout: self.bounded_duration(
+                "server.header_timeout",
+                raw.header_timeout.clone(),
+                &humantime::format_duration(d.header_timeout).to_string(),
+                hour,
+            )?,
+            body_timeout: self.bounded_duration(
+                "server.body_timeout",
+                raw.body_timeout.clone(),
+                &humantime::format_duration(d.body_timeout).to_string(),
+                hour,
+            )?,
+            max_connections,
+            max_connections_per_ip,
+        })
+    }
+
     fn server(&mut self, raw: RawServer) -> Result<ServerConfig, ConfigError> {
+        let limits = self.conn_limits(&raw)?;
         let listen = self.socket_addr(
             "server.listen",
             raw.listen.as_deref().unwrap_or("0.0.0.0:8080"),
@@ -224,6 +269,7 @@ impl Validator<'_> {
             trusted_proxies.push(net);
         }
         Ok(ServerConfig {
+            limits,
             listen,
             tls,
             threads: threads as usize,

@@ -1,0 +1,346 @@
+//! Connections through the real gateway: pipelined requests, idle and read
+//! deadlines, connection limits per client IP and in total.
+//!
+//! The deadlines are configured short (hundreds of milliseconds) so that the
+//! slow clients here (one byte at a time) are cut off quickly; each test
+//! asserts both that the connection is closed and that it was not closed
+//! before its deadline.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use support::{Gateway, Upstream};
+use wxgate::server::admission::Refused;
+
+/// A gateway with a public `/public/` route and these `[server]` lines.
+async fn gateway(server: &str) -> (Upstream, Gateway) {
+    let up = Upstream::start("conn").await;
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ngrace_period = \"1s\"\n{server}\n\n[jwt]\nsecret_env = \"WXGATE_JWT_SECRET\"\naudience = \"test-app\"\n"
+    ) + &support::routes_toml(&[("/public/", "public"), ("/", "required")], up.addr);
+    let gw = Gateway::start(&text).await;
+    (up, gw)
+}
+
+/// Read until the gateway closes the connection (or `limit` passes: a
+/// failure). Returns what was read and when the close came.
+async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Instant) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let read = async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let closed = tokio::time::timeout(limit, read)
+        .await
+        .unwrap_or_else(|_| panic!("the connection is still open after {limit:?}"));
+    (buf, closed)
+}
+
+async fn connect(gw: &Gateway) -> TcpStream {
+    let s = TcpStream::connect(gw.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// One request on `s`, answered.
+async fn one_request(s: &mut TcpStream, path: &str) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let r = support::read_response(s, Duration::from_secs(5)).await;
+    assert_eq!(r.status, 200, "{path}");
+}
+
+// ---------------------------------------------------------------------------
+// Pipelining
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let (up, gw) = gateway("").await;
+    let mut s = connect(&gw).await;
+    let both = "GET /public/one HTTP/1.1\r\nHost: gw.test\r\n\r\n\
+                GET /public/two HTTP/1.1\r\nHost: gw.test\r\n\r\n\
+                GET /public/three HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n";
+    s.write_all(both.as_bytes()).await.unwrap();
+    let (buf, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+    let at = |p: &str| {
+        text.find(p)
+            .unwrap_or_else(|| panic!("{p} missing: {text}"))
+    };
+    assert!(at("/public/one") < at("/public/two") && at("/public/two") < at("/public/three"));
+    assert_eq!(up.echo.requests(), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_pipelined_request_after_a_gateway_answer_is_answered_too() {
+    let (_up, gw) = gateway("").await;
+    let mut s = connect(&gw).await;
+    let both = "GET /healthz HTTP/1.1\r\nHost: gw.test\r\n\r\n\
+                GET /public/after HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n";
+    s.write_all(both.as_bytes()).await.unwrap();
+    let (buf, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert!(text.contains("/public/after"), "{text}");
+    gw.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Deadlines
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let (_up, gw) = gateway("idle_timeout = \"600ms\"").await;
+    let mut s = connect(&gw).await;
+    one_request(&mut s, "/public/a").await;
+    let answered = Instant::now();
+    let (buf, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(buf.is_empty());
+    let idle = closed - answered;
+    assert!(idle >= Duration::from_millis(500), "closed after {idle:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_is_closed_after_the_idle_timeout() {
+    let (_up, gw) = gateway("idle_timeout = \"600ms\"").await;
+    let started = Instant::now();
+    let mut s = connect(&gw).await;
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(closed - started >= Duration::from_millis(500));
+    gw.stop().await;
+}
+
+/// One byte every 100 ms never makes a request: the header deadline is a
+/// total, not per byte.
+#[tokio::test]
+async fn headers_trickled_byte_by_byte_are_cut_off() {
+    let (up, gw) = gateway("header_timeout = \"700ms\"\nidle_timeout = \"30s\"").await;
+    let mut s = connect(&gw).await;
+    let started = Instant::now();
+    let request = b"GET /public/slow HTTP/1.1\r\nHost: gw.test\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut cut_after = None;
+    for b in request.iter() {
+        if s.write_all(&[*b]).await.is_err() {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if started.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    let cut = match cut_after {
+        Some(t) => t,
+        None => {
+            let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+            closed - started
+        }
+    };
+    assert!(cut >= Duration::from_millis(600), "cut after {cut:?}");
+    assert!(cut < Duration::from_secs(3), "cut after {cut:?}");
+    assert_eq!(up.echo.requests(), 0);
+    gw.stop().await;
+}
+
+/// The second request on a connection gets the same header deadline.
+#[tokio::test]
+async fn a_second_request_whose_headers_never_finish_is_cut_off() {
+    let (_up, gw) = gateway("header_timeout = \"600ms\"\nidle_timeout = \"30s\"").await;
+    let mut s = connect(&gw).await;
+    one_request(&mut s, "/public/first").await;
+    s.write_all(b"GET /public/second HTTP/1.1\r\nHost: gw")
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let (buf, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    let waited = closed - sent;
+    assert!(
+        waited >= Duration::from_millis(500),
+        "closed after {waited:?}"
+    );
+    gw.stop().await;
+}
+
+/// A body that trickles in is cut off at `body_timeout`, on a proxied route
+/// and on the gateway's own endpoints alike.
+#[tokio::test]
+async fn a_body_trickled_byte_by_byte_is_cut_off() {
+    // With [wechat], so that /wx/login is the gateway's own (WeChat is never
+    // called: the body never completes).
+    let (up, gw) = gateway(
+        "body_timeout = \"700ms\"\nidle_timeout = \"30s\"\n\n[wechat]\nappid = \"wxconntest\"\nsecret_env = \"WXGATE_JWT_SECRET\"\napi_base = \"http://127.0.0.1:9\"",
+    )
+    .await;
+    for path in ["/public/upload", "/wx/login"] {
+        let mut s = connect(&gw).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let mut cut = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if s.write_all(b"a").await.is_err() {
+                cut = Some(started.elapsed());
+                break;
+            }
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(Duration::from_millis(1), s.read(&mut [0u8; 1024])).await
+            {
+                cut = Some(started.elapsed());
+                break;
+            }
+        }
+        let cut = cut.unwrap_or_else(|| panic!("{path}: still open after 5 s"));
+        assert!(
+            cut >= Duration::from_millis(600),
+            "{path}: cut after {cut:?}"
+        );
+        assert!(cut < Duration::from_secs(3), "{path}: cut after {cut:?}");
+    }
+    assert_eq!(up.echo.requests(), 0);
+    gw.stop().await;
+}
+
+/// An upstream that answers every request after `delay`, keep-alive.
+async fn slow_upstream(delay: Duration) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request: headers, then Content-Length bytes.
+                    let (end, len) = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (end + 4, len);
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    while buf.len() < end + len {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + len);
+                    tokio::time::sleep(delay).await;
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if s.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A deadline never cuts off a request that is being answered: the
+/// upstream takes longer than every deadline here.
+#[tokio::test]
+async fn deadlines_do_not_cut_off_a_slow_upstream_answer() {
+    let slow = slow_upstream(Duration::from_millis(1000)).await;
+    let text = "[server]\nlisten = \"127.0.0.1:0\"\ngrace_period = \"1s\"\nheader_timeout = \"300ms\"\nbody_timeout = \"300ms\"\nidle_timeout = \"300ms\"\n\n[jwt]\nsecret_env = \"WXGATE_JWT_SECRET\"\naudience = \"test-app\"\n".to_string()
+        + &support::routes_toml(&[("/", "public")], slow);
+    let gw = Gateway::start(&text).await;
+    let mut s = connect(&gw).await;
+    let body = "x".repeat(100);
+    let req = format!(
+        "POST /slow HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let r = support::read_response(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(r.status, 200);
+    // And the connection still serves the next request.
+    one_request(&mut s, "/next").await;
+    gw.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Connection limits
+// ---------------------------------------------------------------------------
+
+/// Open `n` connections, each proven admitted by one answered request.
+async fn admitted(gw: &Gateway, n: usize) -> Vec<TcpStream> {
+    let mut open = Vec::new();
+    for i in 0..n {
+        let mut s = connect(gw).await;
+        one_request(&mut s, &format!("/public/{i}")).await;
+        open.push(s);
+    }
+    open
+}
+
+/// A connection over a limit is closed before anything is read.
+async fn assert_turned_away(gw: &Gateway) {
+    let mut s = connect(gw).await;
+    let _ = s
+        .write_all(b"GET /public/x HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        .await;
+    let (buf, _) = read_until_closed(&mut s, Duration::from_secs(2)).await;
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+}
+
+#[tokio::test]
+async fn connections_per_client_ip_are_capped_and_counted() {
+    let (_up, gw) = gateway("max_connections_per_ip = 3").await;
+    let mut open = admitted(&gw, 3).await;
+    assert_turned_away(&gw).await;
+    let conns = gw.running().connections();
+    assert_eq!(conns.refused(Refused::PerIp), 1);
+    assert_eq!(conns.refused(Refused::Total), 0);
+    // A place that frees up can be taken again.
+    drop(open.pop());
+    assert!(support::eventually(Duration::from_secs(2), || async { conns.open() == 2 }).await);
+    let mut s = connect(&gw).await;
+    one_request(&mut s, "/public/again").await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn connections_in_total_are_capped_and_counted() {
+    let (_up, gw) = gateway("max_connections = 2").await;
+    let _open = admitted(&gw, 2).await;
+    assert_turned_away(&gw).await;
+    assert_eq!(gw.running().connections().refused(Refused::Total), 1);
+    gw.stop().await;
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    let raised = wxgate::server::raise_fd_limit().expect("raised");
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    assert_eq!(raised, soft);
+    assert!(soft == hard || soft >= 1 << 20, "soft {soft}, hard {hard}");
+}
