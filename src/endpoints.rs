@@ -122,3 +122,6 @@ impl From<Grant> for TokenResponse {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -358,3 +358,6 @@ fn is_websocket_upgrade(req: &RequestHeader) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -8,12 +8,13 @@
 //! # The request pipeline
 //!
 //! ```text
-//! server ─▶ proxy::request_filter
+//! server (admission, read deadlines) ─▶ proxy::early_request_filter (keep-alive, pipelining)
+//!        ─▶ proxy::request_filter
 //!             route::canonicalize ─▶ route::Endpoints::find ──▶ endpoints::answer
 //!             │                                                   method, auth::authenticate,
 //!             │                                                   endpoints::body, one file per
 //!             │                                                   endpoint ─▶ login / sessions
-//!             route::RouteTable::find ─▶ auth::authenticate_for (token + revocation)
+//!             route::RouteTable::route ─▶ auth::authenticate_for (token + revocation)
 //!        ─▶ proxy::upstream_peer          upstream (round-robin, health checks)
 //!        ─▶ proxy::upstream_request_filter  headers::sanitize ─▶ headers::inject
 //!        ─▶ upstream; failures: proxy::fail_to_proxy ─▶ error::ApiError ─▶ respond
@@ -23,7 +24,7 @@
 //!
 //! | module | what it knows |
 //! |---|---|
-//! | [`server`] | listeners, TLS, connections, graceful shutdown |
+//! | [`server`] | listeners, TLS, connections: caps ([`server::admission`]), read deadlines ([`server::deadline`]), graceful shutdown |
 //! | [`state`] | [`state::GatewayState`]: everything a request reads, built once; [`state::Deps`] |
 //! | [`proxy`] | the Pingora `ProxyHttp` glue: the pipeline above, nothing else |
 //! | [`route`] | canonical paths, the gateway's own endpoint paths, routes and auth modes |

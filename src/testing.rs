@@ -141,3 +141,13 @@ impl LoginHarness {
         }
     }
 }
+
+/// The settings of every property test: a few hundred cases each, so the
+/// whole set runs in seconds in CI, and no failure files written.
+pub fn proptest_config() -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: 256,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}

@@ -75,6 +75,9 @@ struct RawIdentity {
     fam: Option<String>,
     #[serde(default)]
     exp: Option<serde_json::Value>,
+    /// Only its shape is checked here (validation compared the value).
+    #[serde(default)]
+    iss: Option<serde_json::Value>,
     #[serde(default)]
     iat: Option<u64>,
     #[serde(default)]
@@ -241,6 +244,11 @@ impl TokenKeys {
             return Err(TokenError::ForbiddenHeader(name));
         }
         let raw = data.claims;
+        // RFC 7519: `iss` is one StringOrURI. jsonwebtoken also takes a list
+        // containing the configured issuer, as it does for `aud`.
+        if !raw.iss.as_ref().is_some_and(serde_json::Value::is_string) {
+            return Err(TokenError::Issuer);
+        }
         let openid = raw
             .sub
             .filter(|s| !s.is_empty())

@@ -673,3 +673,29 @@ fn run_on_a_taken_port_fails_naming_the_address() {
     assert!(stderr.contains(&addr.to_string()), "{stderr}");
     drop(taken);
 }
+
+/// `--ttl` is capped like `[jwt] ttl`: an endless token is never minted.
+#[test]
+fn token_issue_refuses_a_lifetime_over_30_days() {
+    let dir = TempDir::new("cli");
+    let f = dir.write("c.toml", &small_config());
+    for ttl in ["31d", "400000000000y"] {
+        let out = run_with_secret(&[
+            "token",
+            "issue",
+            "--config",
+            f.to_str().unwrap(),
+            "--openid",
+            "o1",
+            "--ttl",
+            ttl,
+        ]);
+        assert_ne!(out.code, Some(0), "{ttl}: {out:?}");
+        assert!(out.stdout.is_empty(), "{ttl}: {out:?}");
+        assert!(
+            out.stderr.contains("30 days") || out.stderr.contains(ttl),
+            "{ttl}: {out:?}"
+        );
+    }
+    issue(&f, SECRET, &["--openid", "o1", "--ttl", "30d"]);
+}

@@ -2,7 +2,7 @@ use super::*;
 
 use std::net::Ipv4Addr;
 
-fn headers_config(forward_authorization: bool) -> HeadersConfig {
+pub(super) fn headers_config(forward_authorization: bool) -> HeadersConfig {
     HeadersConfig {
         openid: IdentityHeaderName::parse("X-OpenID").unwrap(),
         unionid: IdentityHeaderName::parse("X-UnionID").unwrap(),

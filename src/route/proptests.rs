@@ -13,11 +13,7 @@ use proptest::test_runner::Config as ProptestConfig;
 use super::*;
 
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    crate::testing::proptest_config()
 }
 
 // ---------------------------------------------------------------------------
@@ -326,10 +322,13 @@ fn check_route(specs: &[(String, AuthMode, bool)], path: &str) -> Result<(), Tes
     }
     // Every reading an upstream might make lands on the same route.
     let stripped = strip_params(path);
+    let merged = merge_slashes(&stripped);
     for (reading, ignore_case) in [
         (path, true),
         (stripped.as_str(), false),
         (stripped.as_str(), true),
+        (merged.as_str(), false),
+        (merged.as_str(), true),
     ] {
         prop_assert_eq!(
             model_route(specs, reading, ignore_case),
@@ -472,10 +471,9 @@ proptest! {
     #![proptest_config(config())]
 
     /// The security property under a stricter reading: servlet containers
-    /// also merge the `//` left by stripping an empty segment's `;params`.
-    /// Ignored: it fails (see `empty_segment_params_with_merged_slashes_reach_the_public_route`).
+    /// also merge the `//` left by stripping an empty segment's `;params`
+    /// (this found `/;/api/`, see the regression test below).
     #[test]
-    #[ignore = "bug: `/;/api/...` reaches the public route when `/` allows path params"]
     fn api_paths_never_reach_the_public_route_with_merged_slashes(
         raw in prop_oneof![api_target(), raw_target()],
         api_params in any::<bool>(),
@@ -617,13 +615,12 @@ fn corpus_refusals_are_invalid_path() {
     }
 }
 
-/// Found by the merged-slash reading (minimal input `/;/api/`): with
-/// `allow_path_params` on the public catch-all, `/;/api/secret` is routed to
-/// `/`. Tomcat and Spring strip the empty segment's `;` parameter and then
-/// merge `//`, reading `/api/secret`: the protected route's path reaches the
-/// upstream without a token check.
+/// Regression: found by the merged-slash reading (minimal input `/;/api/`).
+/// With `allow_path_params` on the public catch-all, `/;/api/secret` was
+/// routed to `/`, while Tomcat and Spring strip the empty segment's `;`
+/// parameter, merge the `//` and read `/api/secret`: the protected route's
+/// path reached the upstream without a token check.
 #[test]
-#[ignore = "bug: `/;/api/` routes to public `/` when `/` allows path params; servlet containers read /api/"]
 fn empty_segment_params_with_merged_slashes_reach_the_public_route() {
     let table = protected_api(false, true);
     for raw in [&b"/;/api/"[..], b"/;/api/secret", b"/;x/api/secret"] {

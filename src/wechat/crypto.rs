@@ -418,3 +418,6 @@ mod tests {
         assert!(!verify_signature(raw, KEY, &"é".repeat(20)));
     }
 }
+
+#[cfg(test)]
+mod proptests;
