@@ -332,14 +332,14 @@ fn enter(session: &Session, phase: Phase) {
     }
 }
 
-/// Whether a request announces a body (`Content-Length` other than 0, or
-/// `Transfer-Encoding`).
+/// Whether a request announces a body (`Transfer-Encoding`, or a
+/// `Content-Length` that is not zero; Pingora refuses a malformed one).
 fn expects_body(req: &RequestHeader) -> bool {
     req.headers.contains_key(http::header::TRANSFER_ENCODING)
         || req
             .headers
             .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
+            .is_some_and(|v| v.as_bytes().iter().any(|&b| b != b'0'))
 }
 
 /// What the client should hear about a Pingora error; `None` when the client is gone.
