@@ -321,3 +321,17 @@ async fn prepare(
     };
     Some(Box::new(Deadlined::new(stream, limits)))
 }
+
+#[cfg(test)]
+mod limit_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::max_connections;
+
+    #[test]
+    fn max_connections_fits_half_the_open_file_limit() {
+        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+        let half = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(1);
+        assert_eq!(max_connections(usize::MAX), half);
+        assert_eq!(max_connections(1), 1);
+    }
+}

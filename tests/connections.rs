@@ -125,6 +125,24 @@ async fn a_connection_that_never_sends_is_closed_after_the_idle_timeout() {
     gw.stop().await;
 }
 
+/// An HTTP/2 (h2c) connection with no stream is closed after `idle_timeout`.
+#[tokio::test]
+async fn an_idle_h2c_connection_is_closed() {
+    let (_up, gw) = gateway("idle_timeout = \"600ms\"").await;
+    let mut s = connect(&gw).await;
+    // The client preface and an empty SETTINGS frame, then nothing.
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    s.write_all(&preface).await.unwrap();
+    let sent = Instant::now();
+    let (buf, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    // The server spoke HTTP/2 (its SETTINGS frame: type 4 on stream 0).
+    assert!(buf.len() >= 9 && buf[3] == 4, "{buf:?}");
+    let idle = closed - sent;
+    assert!(idle >= Duration::from_millis(500), "closed after {idle:?}");
+    gw.stop().await;
+}
+
 /// One byte every 100 ms never makes a request: the header deadline is a
 /// total, not per byte.
 #[tokio::test]

@@ -387,3 +387,31 @@ fn tls_files_are_checked_when_the_config_is_parsed() {
 fn support_addr() -> SocketAddr {
     "127.0.0.1:9".parse().unwrap()
 }
+
+/// A client that opens the TLS port and never starts the handshake is cut
+/// off after `header_timeout`.
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_cut_off_at_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let up = Upstream::start("tls-stall").await;
+    let cert = TestCert::generate();
+    let config = support::standard_config(up.addr).replacen(
+        "grace_period = \"1s\"",
+        "grace_period = \"1s\"\nheader_timeout = \"500ms\"\nidle_timeout = \"30s\"",
+        1,
+    );
+    let gw = Gateway::start(&with_tls(&config, &cert)).await;
+    let tls_addr = gw.running().tls_addr().expect("TLS listener bound");
+    let started = std::time::Instant::now();
+    let mut s = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut [0u8; 64]))
+        .await
+        .expect("still open after 5 s");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(400),
+        "closed after {waited:?}"
+    );
+    gw.stop().await;
+}

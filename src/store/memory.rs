@@ -27,6 +27,7 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 /// `ttl` after `now`, with `ttl` clamped to [`super::MAX_TTL`]: a deadline
 /// that cannot overflow.
 fn deadline(now: Instant, ttl: Duration) -> Instant {
+    // An Instant reaches centuries past now + 400 days: the fallback is never taken.
     now.checked_add(clamp_ttl(ttl)).unwrap_or(now)
 }
 
