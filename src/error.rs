@@ -81,6 +81,10 @@ pub enum ApiError {
     /// The state store (Redis) cannot be reached.
     #[error("the session store is unavailable")]
     StoreUnavailable,
+    /// The store has no room for a revocation, and dropping one to make room
+    /// is never done: the operator must raise its bound (or Redis' memory).
+    #[error("the session store is full; try again later")]
+    StoreFull,
     /// No upstream could be reached.
     #[error("the upstream service is unavailable")]
     UpstreamUnavailable,
@@ -137,6 +141,7 @@ impl ApiError {
             ApiError::RefreshTokenInvalid => "refresh_token_invalid",
             ApiError::RefreshTokenReused => "refresh_token_reused",
             ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::StoreFull => "store_full",
             ApiError::UpstreamUnavailable => "upstream_unavailable",
             ApiError::UpstreamTimeout => "upstream_timeout",
             ApiError::Internal => "internal_error",
@@ -168,7 +173,7 @@ impl ApiError {
             ApiError::WechatUnavailable { .. }
             | ApiError::WechatError { .. }
             | ApiError::UpstreamUnavailable => 502,
-            ApiError::StoreUnavailable => 503,
+            ApiError::StoreUnavailable | ApiError::StoreFull => 503,
             ApiError::WechatTimeout | ApiError::UpstreamTimeout => 504,
         }
     }
@@ -294,6 +299,7 @@ mod tests {
             (ApiError::UpstreamUnavailable, 502, "upstream_unavailable"),
             (ApiError::UpstreamTimeout, 504, "upstream_timeout"),
             (ApiError::StoreUnavailable, 503, "store_unavailable"),
+            (ApiError::StoreFull, 503, "store_full"),
             (ApiError::SessionExpired, 409, "session_expired"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),
         ];

@@ -32,10 +32,11 @@ use tokio::sync::watch;
 use self::admission::Connections;
 use self::buffered::Buffered;
 use self::deadline::Deadlined;
-use crate::config::{Config, ConnLimits, TlsConfig};
+use crate::config::{Config, ConnLimits, OnError, TlsConfig};
 use crate::proxy::Gateway;
 use crate::state::GatewayState;
 pub use crate::state::{Deps, StartError, TlsError};
+use crate::store::Eviction;
 
 pub mod admission;
 mod buffered;
@@ -101,10 +102,35 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     start_with(config, Deps::from_config(config)?).await
 }
 
+/// Refuse to start on a store that may drop revocations (unless `fail_open`).
+/// A store that does not answer yet is `/readyz`'s business, not start-up's.
+async fn check_eviction(state: &GatewayState) -> Result<(), StartError> {
+    let sessions = state.sessions();
+    match sessions.store().eviction().await {
+        Ok(Eviction::Never) => Ok(()),
+        Ok(Eviction::Unknown) => {
+            tracing::warn!("cannot read Redis' maxmemory-policy (CONFIG is disabled): make sure it is noeviction, or revocations may be evicted");
+            Ok(())
+        }
+        Ok(Eviction::Evicts { policy }) => match sessions.on_error() {
+            OnError::FailClosed => Err(StartError::StoreEvicts { policy }),
+            OnError::FailOpen => {
+                tracing::warn!(%policy, "Redis evicts keys under memory pressure: a revoked token may become valid again; set maxmemory-policy noeviction");
+                Ok(())
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %crate::error::chain(&e), "the store does not answer at start-up");
+            Ok(())
+        }
+    }
+}
+
 /// Like [`start`], with the store and clock made by the caller (tests share a
 /// store between instances and set the clock).
 pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartError> {
     let state = Arc::new(GatewayState::new(config, deps)?);
+    check_eviction(&state).await?;
     let server_conf = Arc::new(ServerConf::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limits = config.server.limits;

@@ -44,6 +44,9 @@ pub enum StartError {
     /// The store could not be built.
     #[error("cannot set up the store")]
     Store(#[from] StoreError),
+    /// Redis may evict keys, revocations included, and `on_error = "fail_closed"`.
+    #[error("Redis evicts keys under memory pressure (maxmemory-policy {policy}), which could bring revoked tokens back; set maxmemory-policy noeviction (or on_error = \"fail_open\" to accept the risk)")]
+    StoreEvicts { policy: String },
 }
 
 /// Why the TLS listener's certificate or key could not be loaded.

@@ -10,7 +10,8 @@
 //! * refresh tokens, stored under a SHA-256 of the token, never in clear;
 //! * rate-limit counters.
 //!
-//! [`memory::MemoryStore`] (the default) is embedded and bounded;
+//! [`memory::MemoryStore`] (the default) is embedded and bounded per kind of
+//! entry, and never drops a revocation to make room;
 //! [`redis::RedisStore`] lets several instances share it all. Both pass the
 //! same test suite (`tests/store.rs`). Every entry has a time to live.
 
@@ -127,6 +128,11 @@ pub enum StoreError {
     /// A stored record is not what wxgate wrote.
     #[error("a stored record is unreadable")]
     Decode(#[source] serde_json::Error),
+    /// No room for a new entry that must not push out others (a revocation):
+    /// the memory store's bound for `what` is reached, or Redis is at its
+    /// `maxmemory` under `noeviction`.
+    #[error("the store is full ({what}); nothing stored was dropped")]
+    Full { what: &'static str },
 }
 
 /// A Redis error, described by its kind and code only: its full text may
@@ -148,9 +154,24 @@ impl From<&::redis::RedisError> for RedisFault {
 }
 
 impl From<StoreError> for ApiError {
-    fn from(_: StoreError) -> Self {
-        ApiError::StoreUnavailable
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Full { .. } => ApiError::StoreFull,
+            _ => ApiError::StoreUnavailable,
+        }
     }
+}
+
+/// Whether a store may drop entries on its own to free memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Eviction {
+    /// Entries leave only when they expire or wxgate removes them.
+    Never,
+    /// Redis evicts keys under memory pressure (`maxmemory-policy` names
+    /// how): a revocation could vanish and its token become valid again.
+    Evicts { policy: String },
+    /// The policy cannot be read (`CONFIG` is disabled on this server).
+    Unknown,
 }
 
 /// Where wxgate's state lives. Keys are plain strings; implementations add their prefix.
@@ -224,12 +245,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether the store may drop entries on its own (see [`Eviction`]).
+    async fn eviction(&self) -> Result<Eviction, StoreError> {
+        Ok(Eviction::Never)
+    }
 }
 
 /// Build the configured store.
 pub fn build(cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &cfg.kind {
-        StoreKind::Memory => Arc::new(memory::MemoryStore::default()),
+        StoreKind::Memory { memory } => Arc::new(memory::MemoryStore::new(memory)),
         StoreKind::Redis { url, .. } => Arc::new(redis::RedisStore::new(
             url.expose_str().unwrap_or_default(),
             &cfg.key_prefix,

@@ -114,6 +114,10 @@ upstreams = ["{upstream}"]
     }
 
     async fn gateway(&self, text: &str) -> Gateway {
+        self.try_gateway(text).await.expect("gateway starts")
+    }
+
+    async fn try_gateway(&self, text: &str) -> Result<Gateway, wxgate::server::StartError> {
         let url = self.redis.url();
         let config = Config::parse(text, "instances.toml", &|name| match name {
             "WXGATE_JWT_SECRET" => Some(support::JWT_SECRET.to_string()),
@@ -126,14 +130,12 @@ upstreams = ["{upstream}"]
             store: wxgate::store::build(&config.store).expect("store"),
             clock: self.clock.clone(),
         };
-        let running = wxgate::server::start_with(&config, deps)
-            .await
-            .expect("gateway starts");
+        let running = wxgate::server::start_with(&config, deps).await?;
         let addr = running.addr();
-        Gateway {
+        Ok(Gateway {
             running: Some(running),
             addr,
-        }
+        })
     }
 
     /// Gateways A and B, same config, same Redis.
@@ -483,6 +485,96 @@ async fn trusted_proxy_clients_are_limited_separately() {
     let r = login_raw(&a, "proxy.1").await;
     assert_eq!(r.status, 200, "{}", text(&r));
     stop([a, b]).await;
+}
+
+// ---------------------------------------------------------------------------
+// A full store, a store that evicts
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_store_full_of_revocations_refuses_logout_and_forgets_none() {
+    let env = Env::start().await;
+    let store = "kind = \"memory\"\n[store.memory]\nmax_revocations = 3";
+    let gw = env.gateway(&env.toml("", "", store)).await;
+    let mut ended = Vec::new();
+    for i in 0..3 {
+        let (token, refresh_token, _) = login(&gw, &format!("user{i}.1")).await;
+        assert_eq!(logout(&gw, &token, "").await.status, 200);
+        ended.push((token, refresh_token));
+    }
+    let (token, _, _) = login(&gw, "late.1").await;
+    let (bystander, _, _) = login(&gw, "bystander.1").await;
+    // No room for one more revocation: refused, clearly, and nothing is dropped.
+    assert_error(&logout(&gw, &token, "").await, 503, "store_full");
+    for (token, refresh_token) in &ended {
+        assert_error(&protected(&gw, token).await, 401, "token_revoked");
+        assert_eq!(refresh_raw(&gw, refresh_token).await.status, 401);
+    }
+    // Nobody else is hurt; the refused logout can be retried later.
+    assert_accepted(&gw, &bystander, &MockWechat::openid_for("bystander.1")).await;
+    assert_accepted(&gw, &token, &MockWechat::openid_for("late.1")).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_evicts_keys_is_refused_at_start_or_reported_by_readyz() {
+    let env = Env::with_redis(RedisServer::start_with(&[
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ]))
+    .await;
+    let store = |on_error: &str| {
+        format!("kind = \"redis\"\nurl_env = \"WXGATE_TEST_REDIS\"\non_error = \"{on_error}\"")
+    };
+    let refused = env
+        .try_gateway(&env.toml("", "", &store("fail_closed")))
+        .await;
+    let Err(e) = refused else {
+        panic!("started on a Redis that evicts keys");
+    };
+    let text = e.to_string();
+    assert!(
+        text.contains("allkeys-lru") && text.contains("noeviction"),
+        "{text}"
+    );
+
+    // fail_open accepts the risk, and /readyz names it.
+    let open = env.gateway(&env.toml("", "", &store("fail_open"))).await;
+    let r = open.get("/readyz", &[]).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"status": "ready", "store": "store_evicts"}))
+    );
+
+    // Fixed at run time: ready. Broken again: a fail_closed gateway is not ready.
+    let mut redis = ::redis::Client::open(env.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let set = |policy: &'static str| {
+        ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg(policy)
+            .clone()
+    };
+    let _: () = set("noeviction").query_async(&mut redis).await.unwrap();
+    let closed = env.gateway(&env.toml("", "", &store("fail_closed"))).await;
+    assert_eq!(
+        closed.get("/readyz", &[]).await.json(),
+        json!({"status": "ready"})
+    );
+    let _: () = set("volatile-lru").query_async(&mut redis).await.unwrap();
+    let r = closed.get("/readyz", &[]).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            503,
+            json!({"status": "not_ready", "reason": "store_evicts"})
+        )
+    );
+    stop([open, closed]).await;
 }
 
 // ---------------------------------------------------------------------------

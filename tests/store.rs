@@ -15,10 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::redis::RedisServer;
+use wxgate::config::MemoryLimits;
 use wxgate::secret::Secret;
 use wxgate::store::memory::MemoryStore;
 use wxgate::store::redis::RedisStore;
-use wxgate::store::{RefreshRecord, RefreshTake, RevocationCheck, Store, WxSession};
+use wxgate::store::{
+    Eviction, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
+};
 
 /// The key prefix of every Redis store in this file.
 const PREFIX: &str = "wxgate-test:";
@@ -249,6 +252,78 @@ async fn endless_ttls_are_clamped_not_refused(store: Arc<dyn Store>) {
         .await
         .unwrap());
     assert!(store.get_session("o-endless").await.unwrap().is_some());
+}
+
+/// Fill a store with revocations until it refuses one; every revocation it
+/// took must still hold, the refusal must be `store_full` (not "down"), and
+/// the store must go on answering everything else.
+async fn a_full_store_refuses_revocations_and_forgets_none(store: Arc<dyn Store>) {
+    let mut held = Vec::new();
+    let refused = loop {
+        let jti = format!("jti-{}-{}", held.len(), "x".repeat(64));
+        match store.revoke_token(&jti, LONG).await {
+            Ok(()) => held.push(jti),
+            Err(e) => break e,
+        }
+        assert!(held.len() < 1_000_000, "the store never filled up");
+    };
+    assert!(matches!(refused, StoreError::Full { .. }), "{refused:?}");
+    assert_eq!(wxgate::error::ApiError::from(refused).code(), "store_full");
+    assert!(
+        held.len() >= 100,
+        "full after only {} revocations",
+        held.len()
+    );
+    for jti in &held {
+        assert!(
+            store
+                .is_revoked(&check(Some(jti), "o", None, 1))
+                .await
+                .unwrap(),
+            "{jti} was forgotten"
+        );
+    }
+    // Full is not down: no fail-fast, reads and pings answer.
+    store.ping().await.unwrap();
+    assert_eq!(store.get_session("nobody").await.unwrap(), None);
+    assert!(matches!(
+        store.revoke_token("jti-one-more", LONG).await,
+        Err(StoreError::Full { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_a_full_store_refuses_revocations_and_forgets_none() {
+    let limits = MemoryLimits {
+        max_revocations: 2_000,
+        ..MemoryLimits::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(&limits));
+    a_full_store_refuses_revocations_and_forgets_none(Arc::clone(&store)).await;
+    // Other kinds of revocation have their own room.
+    store.revoke_family("f", LONG).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_full_store_refuses_revocations_and_forgets_none() {
+    let server =
+        RedisServer::start_with(&["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]);
+    let store = redis_store(&server);
+    assert_eq!(store.eviction().await.unwrap(), Eviction::Never);
+    a_full_store_refuses_revocations_and_forgets_none(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_an_evicting_policy_is_reported() {
+    let server = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let store = redis_store(&server);
+    assert_eq!(
+        store.eviction().await.unwrap(),
+        Eviction::Evicts {
+            policy: "allkeys-lru".into()
+        }
+    );
+    assert_eq!(memory().eviction().await.unwrap(), Eviction::Never);
 }
 
 async fn revoke_subject_covers_tokens_issued_up_to_before(store: Arc<dyn Store>) {

@@ -61,6 +61,17 @@ pub(super) struct RawStore {
     pub key_prefix: Option<String>,
     pub on_error: Option<OnError>,
     pub timeout: Option<String>,
+    pub memory: Option<RawMemoryLimits>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMemoryLimits {
+    pub max_sessions: Option<i64>,
+    pub max_refresh_tokens: Option<i64>,
+    pub max_revocations: Option<i64>,
+    pub max_login_codes: Option<i64>,
+    pub max_counters: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]

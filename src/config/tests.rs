@@ -268,7 +268,10 @@ fn config_toml_example_parses() {
     assert_eq!(w.appid, "wx4f4bc4dec97d474b");
     assert_eq!(c.login.path_prefix, "/wx");
     assert_eq!(c.login.refresh_ttl, Duration::from_secs(30 * 86400));
-    assert!(matches!(c.store.kind, crate::config::StoreKind::Memory));
+    assert!(matches!(
+        c.store.kind,
+        crate::config::StoreKind::Memory { .. }
+    ));
     assert_eq!(c.store.on_error, crate::config::OnError::FailClosed);
     assert_eq!(c.store.timeout, Duration::from_millis(200));
     assert_eq!(c.jwt.secret.expose(), "x".repeat(32).as_bytes());
@@ -1009,10 +1012,47 @@ fn debug_hides_the_secret() {
 #[test]
 fn store_defaults_to_memory_fail_closed() {
     let c = parse_ok(&minimal());
-    assert!(matches!(c.store.kind, StoreKind::Memory));
+    assert!(matches!(c.store.kind, StoreKind::Memory { .. }));
     assert_eq!(c.store.on_error, OnError::FailClosed);
     assert_eq!(c.store.key_prefix, "wxgate:");
     assert_eq!(c.login.rate_limit_per_ip, None);
+}
+
+#[test]
+fn memory_store_bounds_are_read_per_kind_and_checked() {
+    let c = parse_ok(&minimal());
+    assert!(
+        matches!(c.store.kind, StoreKind::Memory { memory } if memory == MemoryLimits::default())
+    );
+    let text = format!(
+        "{}\n[store]\nkind = \"memory\"\n[store.memory]\nmax_sessions = 10\nmax_revocations = 5000000\n",
+        minimal()
+    );
+    let StoreKind::Memory { memory: limits } = parse_ok(&text).store.kind else {
+        panic!("not the memory store");
+    };
+    assert_eq!(
+        (limits.max_sessions, limits.max_revocations),
+        (10, 5_000_000)
+    );
+    assert_eq!(limits.max_counters, MemoryLimits::default().max_counters);
+    for bad in [
+        "max_sessions = 0",
+        "max_login_codes = -1",
+        "max_revocations = 100000001",
+    ] {
+        let key = format!("store.memory.{}", bad.split(' ').next().unwrap_or_default());
+        invalid_key(&format!("{}\n[store.memory]\n{bad}\n", minimal()), &key);
+    }
+    // Unknown keys are refused, and Redis has no such bounds.
+    assert!(parse(&format!(
+        "{}\n[store.memory]\nmax_everything = 1\n",
+        minimal()
+    ))
+    .is_err());
+    let redis =
+        "[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1/\"\n[store.memory]\nmax_sessions = 1";
+    invalid_key(&format!("{}\n{redis}\n", minimal()), "store.memory");
 }
 
 #[test]

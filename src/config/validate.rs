@@ -145,6 +145,20 @@ impl Validator<'_> {
         Ok(d)
     }
 
+    /// A count between 1 and `max`, `default` if absent.
+    fn count(
+        &self,
+        key: &str,
+        value: Option<i64>,
+        default: usize,
+        max: usize,
+    ) -> Result<usize, ConfigError> {
+        match value.map_or(Ok(default), usize::try_from) {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(key, format!("must be between 1 and {max}"))),
+        }
+    }
+
     /// A positive duration no longer than `max` (named `max_text` in the error).
     fn bounded_duration(
         &self,
@@ -297,7 +311,15 @@ impl Validator<'_> {
                 if raw.url.is_some() || raw.url_env.is_some() {
                     return Err(self.err("store.url", "a URL is only used with kind = \"redis\""));
                 }
-                StoreKind::Memory
+                StoreKind::Memory {
+                    memory: self.memory_limits(raw.memory.unwrap_or_default())?,
+                }
+            }
+            "redis" if raw.memory.is_some() => {
+                return Err(self.err(
+                    "store.memory",
+                    "bounds the memory store only; Redis is bounded by its maxmemory",
+                ))
             }
             "redis" => match redis_url {
                 Some(Sourced { value, source }) => StoreKind::Redis {
@@ -330,6 +352,43 @@ impl Validator<'_> {
             key_prefix,
             on_error: raw.on_error.unwrap_or(OnError::FailClosed),
             timeout,
+        })
+    }
+
+    fn memory_limits(&self, raw: RawMemoryLimits) -> Result<MemoryLimits, ConfigError> {
+        const MAX: usize = 100_000_000;
+        let d = MemoryLimits::default();
+        Ok(MemoryLimits {
+            max_sessions: self.count(
+                "store.memory.max_sessions",
+                raw.max_sessions,
+                d.max_sessions,
+                MAX,
+            )?,
+            max_refresh_tokens: self.count(
+                "store.memory.max_refresh_tokens",
+                raw.max_refresh_tokens,
+                d.max_refresh_tokens,
+                MAX,
+            )?,
+            max_revocations: self.count(
+                "store.memory.max_revocations",
+                raw.max_revocations,
+                d.max_revocations,
+                MAX,
+            )?,
+            max_login_codes: self.count(
+                "store.memory.max_login_codes",
+                raw.max_login_codes,
+                d.max_login_codes,
+                MAX,
+            )?,
+            max_counters: self.count(
+                "store.memory.max_counters",
+                raw.max_counters,
+                d.max_counters,
+                MAX,
+            )?,
         })
     }
 

@@ -10,11 +10,15 @@ use bytes::Bytes;
 use crate::config::OnError;
 use crate::error::chain;
 use crate::state::GatewayState;
+use crate::store::Eviction;
 
 /// `/readyz` reason: the gateway is not (or no longer) accepting requests.
 pub const REASON_SHUTTING_DOWN: &str = "shutting_down";
 /// `/readyz` reason: the store did not answer.
 pub const REASON_STORE_UNAVAILABLE: &str = "store_unavailable";
+
+/// `/readyz` reason: Redis may evict keys (its `maxmemory-policy` is not `noeviction`).
+pub const REASON_STORE_EVICTS: &str = "store_evicts";
 
 /// `/healthz`: the process is alive.
 pub fn healthz() -> (u16, Bytes) {
@@ -28,22 +32,27 @@ pub async fn readyz(state: &GatewayState) -> (u16, Bytes) {
         return (503, Bytes::from(body.to_string()));
     }
     let sessions = state.sessions();
-    match sessions.store().ping().await {
-        Ok(()) => (200, Bytes::from_static(br#"{"status":"ready"}"#)),
+    let store = sessions.store();
+    let reason = match store.ping().await {
+        Ok(()) => match store.eviction().await {
+            Ok(Eviction::Evicts { policy }) => {
+                tracing::warn!(%policy, "readiness check: Redis evicts keys; set maxmemory-policy noeviction");
+                REASON_STORE_EVICTS
+            }
+            _ => return (200, Bytes::from_static(br#"{"status":"ready"}"#)),
+        },
         Err(e) => {
             // The store logs its own failures as they happen; probes come often.
             tracing::debug!(error = %chain(&e), "readiness check: the store does not answer");
-            let (status, body) = match sessions.on_error() {
-                OnError::FailClosed => (
-                    503,
-                    serde_json::json!({"status": "not_ready", "reason": REASON_STORE_UNAVAILABLE}),
-                ),
-                OnError::FailOpen => (
-                    200,
-                    serde_json::json!({"status": "ready", "store": REASON_STORE_UNAVAILABLE}),
-                ),
-            };
-            (status, Bytes::from(body.to_string()))
+            REASON_STORE_UNAVAILABLE
         }
-    }
+    };
+    let (status, body) = match sessions.on_error() {
+        OnError::FailClosed => (
+            503,
+            serde_json::json!({"status": "not_ready", "reason": reason}),
+        ),
+        OnError::FailOpen => (200, serde_json::json!({"status": "ready", "store": reason})),
+    };
+    (status, Bytes::from(body.to_string()))
 }

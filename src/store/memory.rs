@@ -1,190 +1,111 @@
-//! The embedded store: a bounded map with expiry.
+//! The embedded store: bounded maps with expiry, one per kind of entry.
 //!
-//! Every entry carries a deadline. Reads ignore expired entries; writes sweep
-//! them when the map is full, and if it is still full the entry closest to its
-//! deadline is evicted, so memory stays bounded under any load.
+//! Each kind has its own bound (`[store.memory]`) and its own policy when
+//! full (see [`BoundedMap`]):
+//!
+//! * revocations (token ids, subjects, refresh families) are never dropped
+//!   before they expire: a revocation that finds its map full of live ones
+//!   fails with [`StoreError::Full`] (503 `store_full`), and nothing already
+//!   stored is lost;
+//! * sessions, refresh tokens and rate-limit counters make room by dropping
+//!   the least recently used entry (counted, logged): a user at worst logs in
+//!   again;
+//! * the login-code cache is an optimisation and drops freely.
+//!
+//! A refresh token's record and its rotation state live in one entry, so
+//! neither can be dropped without the other.
 
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::Mutex;
+mod bounded;
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use bounded::{BoundedMap, Full, WhenFull};
+
 use super::{
-    clamp_ttl, revoked_by, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError,
-    WxSession,
+    revoked_by, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
 };
+use crate::config::MemoryLimits;
 
 /// A refresh rotation pending this long was abandoned (its request failed).
 const ABANDONED_ROTATION: Duration = Duration::from_secs(1);
 
-/// Default capacity of each map.
-pub const DEFAULT_CAPACITY: usize = 100_000;
-
-/// `ttl` after `now`, with `ttl` clamped to [`super::MAX_TTL`]: a deadline
-/// that cannot overflow.
-fn deadline(now: Instant, ttl: Duration) -> Instant {
-    // An Instant reaches centuries past now + 400 days: the fallback is never taken.
-    now.checked_add(clamp_ttl(ttl)).unwrap_or(now)
+/// A refresh token's record and where its rotation stands.
+#[derive(Debug, Clone)]
+struct RefreshEntry {
+    record: RefreshRecord,
+    rotation: Rotation,
 }
 
-/// A map whose entries expire, with a hard capacity.
-#[derive(Debug)]
-pub struct TtlMap<K, V> {
-    inner: Mutex<HashMap<K, (V, Instant)>>,
-    capacity: usize,
-}
-
-impl<K: Eq + Hash + Clone, V: Clone> TtlMap<K, V> {
-    /// An empty map holding at most `capacity` entries.
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            inner: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (V, Instant)>> {
-        // A panic while holding the lock cannot leave the map half-updated
-        // (every operation is a single HashMap call), so poisoning is ignored.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The value for `key` unless it has expired.
-    pub fn get<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let now = Instant::now();
-        let map = self.lock();
-        map.get(key)
-            .filter(|(_, exp)| *exp > now)
-            .map(|(v, _)| v.clone())
-    }
-
-    /// Insert or replace, expiring after `ttl`.
-    pub fn insert(&self, key: K, value: V, ttl: Duration) {
-        let now = Instant::now();
-        let mut map = self.lock();
-        self.insert_locked(&mut map, key, value, deadline(now, ttl), now);
-    }
-
-    /// Make room if the map is full, then insert.
-    fn insert_locked(
-        &self,
-        map: &mut HashMap<K, (V, Instant)>,
-        key: K,
-        value: V,
-        exp: Instant,
-        now: Instant,
-    ) {
-        if map.len() >= self.capacity && !map.contains_key(&key) {
-            map.retain(|_, (_, e)| *e > now);
-            if map.len() >= self.capacity {
-                let oldest = map
-                    .iter()
-                    .min_by_key(|(_, (_, e))| *e)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    map.remove(&k);
-                }
-            }
-        }
-        map.insert(key, (value, exp));
-    }
-
-    /// Insert unless a live entry exists; `true` if inserted.
-    pub fn insert_new(&self, key: K, value: V, ttl: Duration) -> bool {
-        let now = Instant::now();
-        let mut map = self.lock();
-        if map.get(&key).is_some_and(|(_, exp)| *exp > now) {
-            return false;
-        }
-        self.insert_locked(&mut map, key, value, deadline(now, ttl), now);
-        true
-    }
-
-    /// Replace the live value (or `None`) with `f(value)`, keeping the
-    /// deadline of a live entry; a new entry lives `ttl`. Returns the new value.
-    pub fn update(&self, key: K, ttl: Duration, f: impl FnOnce(Option<V>) -> V) -> V {
-        let now = Instant::now();
-        let mut map = self.lock();
-        let live = map.get(&key).filter(|(_, exp)| *exp > now).cloned();
-        let (value, exp) = match live {
-            Some((v, exp)) => (f(Some(v)), exp),
-            None => (f(None), deadline(now, ttl)),
-        };
-        self.insert_locked(&mut map, key, value.clone(), exp, now);
-        value
-    }
-
-    /// Remove `key`, returning its value if it had not expired.
-    pub fn remove<Q>(&self, key: &Q) -> Option<V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let now = Instant::now();
-        self.lock()
-            .remove(key)
-            .filter(|(_, exp)| *exp > now)
-            .map(|(v, _)| v)
-    }
-
-    /// Number of entries, expired ones included until swept.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether the map is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+#[derive(Debug, Clone, Copy)]
+enum Rotation {
+    /// Never presented.
+    Unused,
+    /// Presented; rotation under way since then.
+    Pending(Instant),
+    /// Rotated: any later presentation is reuse.
+    Spent,
 }
 
 /// The in-process store (the default): one instance, lost on restart.
 #[derive(Debug)]
 pub struct MemoryStore {
-    sessions: TtlMap<String, WxSession>,
-    codes: TtlMap<String, String>,
-    claims: TtlMap<String, ()>,
-    revoked_jti: TtlMap<String, ()>,
-    revoked_subject: TtlMap<String, u64>,
-    revoked_family: TtlMap<String, ()>,
-    refresh: TtlMap<String, RefreshRecord>,
-    /// `Some(start)`: rotation pending since `start`; `None`: spent.
-    refresh_used: TtlMap<String, Option<Instant>>,
-    counters: TtlMap<String, u64>,
+    sessions: BoundedMap<WxSession>,
+    codes: BoundedMap<String>,
+    claims: BoundedMap<()>,
+    revoked_jti: BoundedMap<()>,
+    revoked_subject: BoundedMap<u64>,
+    revoked_family: BoundedMap<()>,
+    refresh: BoundedMap<RefreshEntry>,
+    counters: BoundedMap<u64>,
     /// Whether anything was ever revoked: lets the per-request check skip the maps.
     any_revoked: AtomicBool,
 }
 
 impl MemoryStore {
-    /// A store whose maps hold at most `capacity` entries each.
-    pub fn new(capacity: usize) -> Self {
+    /// A store with the given bounds.
+    pub fn new(limits: &MemoryLimits) -> Self {
+        use WhenFull::{DropLeastRecent, Refuse};
         Self {
-            sessions: TtlMap::new(capacity),
-            codes: TtlMap::new(capacity),
-            claims: TtlMap::new(capacity),
-            revoked_jti: TtlMap::new(capacity),
-            revoked_subject: TtlMap::new(capacity),
-            revoked_family: TtlMap::new(capacity),
-            refresh: TtlMap::new(capacity),
-            refresh_used: TtlMap::new(capacity),
-            counters: TtlMap::new(capacity),
+            sessions: BoundedMap::new("sessions", limits.max_sessions, DropLeastRecent),
+            codes: BoundedMap::new("login_codes", limits.max_login_codes, DropLeastRecent),
+            claims: BoundedMap::new("login_code_claims", limits.max_login_codes, DropLeastRecent),
+            revoked_jti: BoundedMap::new("revoked_tokens", limits.max_revocations, Refuse),
+            revoked_subject: BoundedMap::new("revoked_subjects", limits.max_revocations, Refuse),
+            revoked_family: BoundedMap::new("revoked_families", limits.max_revocations, Refuse),
+            refresh: BoundedMap::new("refresh_tokens", limits.max_refresh_tokens, DropLeastRecent),
+            counters: BoundedMap::new("rate_limit_counters", limits.max_counters, DropLeastRecent),
             any_revoked: AtomicBool::new(false),
         }
+    }
+
+    /// Record a revocation; a full map refuses it and keeps what it holds.
+    fn revoke<V: Clone>(
+        &self,
+        map: &BoundedMap<V>,
+        key: &str,
+        value: V,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.any_revoked.store(true, Ordering::Release);
+        map.insert(key, value, ttl)
+            .map_err(|Full| StoreError::Full { what: map.name() })
     }
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        Self::new(DEFAULT_CAPACITY)
+        Self::new(&MemoryLimits::default())
     }
+}
+
+/// A full map that drops entries never refuses; should it, nothing is lost
+/// but the entry itself (a cache entry, a session: the user logs in again).
+fn dropped<T>(r: Result<T, Full>, what: &'static str) -> Result<T, StoreError> {
+    r.map_err(|Full| StoreError::Full { what })
 }
 
 #[async_trait]
@@ -195,9 +116,10 @@ impl Store for MemoryStore {
         session: &WxSession,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.sessions
-            .insert(openid.to_string(), session.clone(), ttl);
-        Ok(())
+        dropped(
+            self.sessions.insert(openid, session.clone(), ttl),
+            "sessions",
+        )
     }
 
     async fn get_session(&self, openid: &str) -> Result<Option<WxSession>, StoreError> {
@@ -205,7 +127,10 @@ impl Store for MemoryStore {
     }
 
     async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<bool, StoreError> {
-        Ok(self.claims.insert_new(code_hash.to_string(), (), ttl))
+        dropped(
+            self.claims.insert_new(code_hash, (), ttl),
+            "login_code_claims",
+        )
     }
 
     async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
@@ -219,9 +144,10 @@ impl Store for MemoryStore {
         sealed: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.codes
-            .insert(code_hash.to_string(), sealed.to_string(), ttl);
-        Ok(())
+        dropped(
+            self.codes.insert(code_hash, sealed.to_string(), ttl),
+            "login_codes",
+        )
     }
 
     async fn get_code_outcome(&self, code_hash: &str) -> Result<Option<String>, StoreError> {
@@ -229,9 +155,7 @@ impl Store for MemoryStore {
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.any_revoked.store(true, Ordering::Release);
-        self.revoked_jti.insert(jti.to_string(), (), ttl);
-        Ok(())
+        self.revoke(&self.revoked_jti, jti, (), ttl)
     }
 
     async fn revoke_subject(
@@ -240,15 +164,11 @@ impl Store for MemoryStore {
         before: u64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.any_revoked.store(true, Ordering::Release);
-        self.revoked_subject.insert(openid.to_string(), before, ttl);
-        Ok(())
+        self.revoke(&self.revoked_subject, openid, before, ttl)
     }
 
     async fn revoke_family(&self, family: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.any_revoked.store(true, Ordering::Release);
-        self.revoked_family.insert(family.to_string(), (), ttl);
-        Ok(())
+        self.revoke(&self.revoked_family, family, (), ttl)
     }
 
     async fn is_revoked(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError> {
@@ -269,46 +189,46 @@ impl Store for MemoryStore {
         record: &RefreshRecord,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.refresh.insert(hash.to_string(), record.clone(), ttl);
-        Ok(())
+        let entry = RefreshEntry {
+            record: record.clone(),
+            rotation: Rotation::Unused,
+        };
+        dropped(self.refresh.insert(hash, entry, ttl), "refresh_tokens")
     }
 
-    async fn take_refresh(&self, hash: &str, ttl: Duration) -> Result<RefreshTake, StoreError> {
-        let Some(record) = self.refresh.get(hash) else {
-            return Ok(RefreshTake::Unknown);
-        };
+    async fn take_refresh(&self, hash: &str, _ttl: Duration) -> Result<RefreshTake, StoreError> {
         // First use, or a rotation pending for longer than it could take
         // (abandoned) may rotate; a concurrent or later presentation is reuse.
         let now = Instant::now();
-        let mut fresh = false;
-        self.refresh_used
-            .update(hash.to_string(), ttl, |state| match state {
-                None => {
-                    fresh = true;
-                    Some(now)
-                }
-                Some(Some(start)) if now.duration_since(start) > ABANDONED_ROTATION => {
-                    fresh = true;
-                    Some(now)
-                }
-                Some(other) => other,
-            });
-        Ok(if fresh {
-            RefreshTake::Fresh(record)
-        } else {
-            RefreshTake::Reused(record)
-        })
+        let taken = self.refresh.modify(hash, |entry| {
+            let fresh = match entry.rotation {
+                Rotation::Unused => true,
+                Rotation::Pending(start) => now.duration_since(start) > ABANDONED_ROTATION,
+                Rotation::Spent => false,
+            };
+            if fresh {
+                entry.rotation = Rotation::Pending(now);
+                RefreshTake::Fresh(entry.record.clone())
+            } else {
+                RefreshTake::Reused(entry.record.clone())
+            }
+        });
+        Ok(taken.unwrap_or(RefreshTake::Unknown))
     }
 
-    async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError> {
-        self.refresh_used.insert(hash.to_string(), None, ttl);
+    async fn complete_refresh(&self, hash: &str, _ttl: Duration) -> Result<(), StoreError> {
+        // The entry lives until the token's own expiry: past it, the token is unknown anyway.
+        self.refresh
+            .modify(hash, |entry| entry.rotation = Rotation::Spent);
         Ok(())
     }
 
     async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
-        Ok(self
-            .counters
-            .update(key.to_string(), ttl, |c| c.unwrap_or(0).saturating_add(1)))
+        dropped(
+            self.counters
+                .update(key, ttl, |c| c.copied().unwrap_or(0).saturating_add(1)),
+            "rate_limit_counters",
+        )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -317,62 +237,4 @@ impl Store for MemoryStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secret::Secret;
-
-    fn session(key: &str) -> WxSession {
-        WxSession {
-            session_key: Secret::from(key),
-            unionid: None,
-            appid: "wxapp".into(),
-            login_at: 1,
-        }
-    }
-
-    #[test]
-    fn entries_expire() {
-        let m = TtlMap::new(10);
-        m.insert("a", 1, Duration::from_secs(60));
-        m.insert("b", 2, Duration::ZERO);
-        assert_eq!(m.get(&"a"), Some(1));
-        assert_eq!(m.get(&"b"), None);
-        assert_eq!(m.remove(&"b"), None);
-    }
-
-    #[test]
-    fn capacity_is_a_hard_bound() {
-        let m = TtlMap::new(3);
-        for i in 0..100 {
-            m.insert(i, i, Duration::from_secs(60 + i as u64));
-            assert!(m.len() <= 3);
-        }
-        // The newest entries survive; the one nearest its deadline went first.
-        assert_eq!(m.get(&99), Some(99));
-        assert_eq!(m.get(&0), None);
-    }
-
-    #[test]
-    fn full_map_sweeps_expired_entries_first() {
-        let m = TtlMap::new(2);
-        m.insert("dead", 0, Duration::ZERO);
-        m.insert("live", 1, Duration::from_secs(60));
-        m.insert("new", 2, Duration::from_secs(60));
-        assert_eq!(m.get(&"live"), Some(1));
-        assert_eq!(m.get(&"new"), Some(2));
-    }
-
-    #[tokio::test]
-    async fn sessions_are_replaced_per_openid() {
-        let s = MemoryStore::new(10);
-        s.put_session("o1", &session("k1"), Duration::from_secs(60))
-            .await
-            .unwrap();
-        s.put_session("o1", &session("k2"), Duration::from_secs(60))
-            .await
-            .unwrap();
-        let got = s.get_session("o1").await.unwrap().unwrap();
-        assert!(got.session_key.ct_eq(b"k2"));
-        assert_eq!(s.get_session("o2").await.unwrap(), None);
-    }
-}
+mod tests;

@@ -21,8 +21,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use super::{
-    clamp_ttl, revoked_by, RedisFault, RefreshRecord, RefreshTake, RevocationCheck, Store,
-    StoreError, WxSession,
+    clamp_ttl, revoked_by, Eviction, RedisFault, RefreshRecord, RefreshTake, RevocationCheck,
+    Store, StoreError, WxSession,
 };
 
 /// How long calls fail fast after a failure.
@@ -94,6 +94,13 @@ impl RedisStore {
         }
         let (error, connection_lost) = match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => return Ok(v),
+            // Redis at `maxmemory` under `noeviction` refuses writes: full, not down.
+            Ok(Err(e)) if e.code() == Some("OOM") => {
+                tracing::error!("Redis is at its maxmemory and refuses writes: raise maxmemory (keys are never evicted under noeviction)");
+                return Err(StoreError::Full {
+                    what: "Redis maxmemory",
+                });
+            }
             Ok(Err(e)) => (
                 StoreError::Redis(RedisFault::from(&e)),
                 is_connection_failure(&e),
@@ -109,6 +116,17 @@ impl RedisStore {
         }
         tracing::warn!(error = %crate::error::chain(&error), "store call failed");
         Err(error)
+    }
+}
+
+/// What `CONFIG GET maxmemory-policy` answered (`[name, value]`) means.
+fn eviction_of(pair: &[String]) -> Eviction {
+    match pair {
+        [_, policy] if policy.eq_ignore_ascii_case("noeviction") => Eviction::Never,
+        [_, policy] => Eviction::Evicts {
+            policy: policy.clone(),
+        },
+        _ => Eviction::Unknown,
     }
 }
 
@@ -332,6 +350,25 @@ impl Store for RedisStore {
         Ok(count)
     }
 
+    async fn eviction(&self) -> Result<Eviction, StoreError> {
+        let mut c = self.conn.clone();
+        let reply: redis::RedisResult<Vec<String>> = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory-policy")
+                .query_async(&mut c),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout(self.timeout))?;
+        match reply {
+            Ok(pair) => Ok(eviction_of(&pair)),
+            // Managed Redis often disables or renames CONFIG.
+            Err(e) if !is_connection_failure(&e) => Ok(Eviction::Unknown),
+            Err(e) => Err(StoreError::Redis(RedisFault::from(&e))),
+        }
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let pong: String = self.call(redis::cmd("PING").query_async(&mut c)).await?;
@@ -345,7 +382,22 @@ impl Store for RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use super::refresh_is_fresh;
+    use super::{eviction_of, refresh_is_fresh, Eviction};
+
+    #[test]
+    fn only_noeviction_keeps_every_key() {
+        let pair = |p: &str| vec!["maxmemory-policy".to_string(), p.to_string()];
+        assert_eq!(eviction_of(&pair("noeviction")), Eviction::Never);
+        for p in [
+            "allkeys-lru",
+            "volatile-ttl",
+            "allkeys-random",
+            "volatile-lfu",
+        ] {
+            assert_eq!(eviction_of(&pair(p)), Eviction::Evicts { policy: p.into() });
+        }
+        assert_eq!(eviction_of(&[]), Eviction::Unknown);
+    }
     use std::time::Duration;
 
     const T: Duration = Duration::from_millis(200);

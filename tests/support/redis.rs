@@ -34,17 +34,25 @@ pub struct RedisServer {
     dir: PathBuf,
     listen: Listen,
     child: Option<Child>,
+    /// More `redis-server` arguments (e.g. `--maxmemory`).
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// A server on a unix socket in a fresh temporary directory.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`Self::start`], with more `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> Self {
         let dir = fresh_dir();
         let listen = Listen::Unix(dir.join("redis.sock"));
         let mut server = Self {
             dir,
             listen,
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         server.spawn_and_wait().unwrap_or_else(|e| panic!("{e}"));
         server
@@ -57,6 +65,7 @@ impl RedisServer {
             dir: fresh_dir(),
             listen: Listen::Tcp(free_port()),
             child: None,
+            args: Vec::new(),
         };
         let mut last = String::new();
         for _ in 0..5 {
@@ -145,6 +154,7 @@ impl RedisServer {
             .arg("no")
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));

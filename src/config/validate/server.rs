@@ -12,13 +12,8 @@ use crate::route::is_canonical_prefix;
 impl Validator<'_> {
     fn conn_limits(&self, raw: &RawServer) -> Result<ConnLimits, ConfigError> {
         let d = ConnLimits::default();
-        let count = |key: &str, v: Option<i64>, default: usize| {
-            let n = v.map_or(Ok(default), |n| usize::try_from(n).map_err(|_| ()));
-            match n {
-                Ok(n) if (1..=10_000_000).contains(&n) => Ok(n),
-                _ => Err(self.err(key, "must be between 1 and 10000000")),
-            }
-        };
+        let count =
+            |key: &str, v: Option<i64>, default: usize| self.count(key, v, default, 10_000_000);
         let max_connections = count(
             "server.max_connections",
             raw.max_connections,
