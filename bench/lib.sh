@@ -128,6 +128,9 @@ cat >"$TMP/wxgate.toml" <<EOF
 [server]
 listen = "127.0.0.1:$WX_PORT"
 threads = 1
+# Every load generator connects from 127.0.0.1: no per-IP cap here.
+max_connections = 20000
+max_connections_per_ip = 20000
 
 [jwt]
 secret_env = "WXGATE_JWT_SECRET"

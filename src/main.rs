@@ -16,6 +16,7 @@ use wxgate::token::{NewToken, TokenKeys};
 /// mimalloc instead of the system allocator: the request path allocates and
 /// frees many small buffers (headers, bytes, futures), and glibc's malloc
 /// spent about a seventh of the proxy's CPU on them (see bench/README.md).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -302,7 +302,9 @@ async fn accept_loop(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _admitted = admitted;
-            let Some(stream) = prepare(tcp, peer, tls.as_deref(), limits).await else {
+            // Boxed: the handshake's state (large with TLS) is freed once done
+            // instead of sizing every connection's task for it.
+            let Some(stream) = Box::pin(prepare(tcp, peer, tls.as_deref(), limits)).await else {
                 return;
             };
             let mut next = app.process_new(stream, &shutdown).await;
