@@ -186,7 +186,7 @@ deny401="return status 401 content-type application/json string '{\"error\":\"to
 cat >"$TMP/haproxy.cfg" <<EOF
 global
     nbthread 1
-    maxconn 4096
+    maxconn 9500
     # no logging, like RUST_LOG=warn on wxgate
 
 defaults

@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora_core::apps::{HttpServerOptions, ServerApp};
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::tls::server::handshake;
@@ -41,6 +41,7 @@ use crate::store::Eviction;
 pub mod admission;
 mod buffered;
 pub mod deadline;
+mod serve;
 
 type App = HttpProxy<Gateway>;
 
@@ -307,10 +308,7 @@ async fn accept_loop(
             let Some(stream) = Box::pin(prepare(tcp, peer, tls.as_deref(), limits)).await else {
                 return;
             };
-            let mut next = app.process_new(stream, &shutdown).await;
-            while let Some(stream) = next {
-                next = app.process_new(stream, &shutdown).await;
-            }
+            serve::serve(&app, stream, &shutdown).await;
         });
     }
 }

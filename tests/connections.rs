@@ -98,6 +98,22 @@ async fn a_pipelined_request_after_a_gateway_answer_is_answered_too() {
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn a_pipelined_request_read_whole_with_the_one_before_is_answered() {
+    let (_up, gw) = gateway("").await;
+    let mut s = connect(&gw).await;
+    // Short enough to arrive in one read: the gateway holds all of the
+    // second request while answering the first, and no byte is left to
+    // wait for.
+    let both = "GET /public/1 HTTP/1.1\r\nHost: g\r\n\r\nGET /public/2 HTTP/1.1\r\n\r\n";
+    s.write_all(both.as_bytes()).await.unwrap();
+    let first = support::read_response(&mut s, Duration::from_secs(5)).await;
+    let second = support::read_response(&mut s, Duration::from_secs(5)).await;
+    assert_eq!((first.status, second.status), (200, 200));
+    assert!(String::from_utf8_lossy(&second.body).contains("/public/2"));
+    gw.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Deadlines
 // ---------------------------------------------------------------------------

@@ -199,7 +199,10 @@ impl Deadlined {
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1 method does.
 const H2_PREFACE_START: &[u8] = b"PRI ";
 /// The whole HTTP/2 connection preface.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Bytes a peek reads at once (a typical request header fits).
+const PEEK_CHUNK: usize = 2048;
+
+pub(super) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 impl AsyncRead for Deadlined {
     fn poll_read(
@@ -212,6 +215,10 @@ impl AsyncRead for Deadlined {
             let n = this.peeked.len().min(buf.remaining());
             buf.put_slice(&this.peeked[..n]);
             this.peeked.drain(..n);
+            if this.peeked.is_empty() {
+                // An idle connection keeps no read-ahead buffer.
+                this.peeked = Vec::new();
+            }
             return Poll::Ready(Ok(()));
         }
         this.poll_read_deadlined(cx, buf)
@@ -318,17 +325,23 @@ impl Peek for Deadlined {
     /// HTTP/1 request is not kept waiting for bytes that will never come.
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         while self.peeked.len() < buf.len() && H2_PREFACE.starts_with(&self.peeked) {
-            let mut chunk = [0u8; 64];
-            let n = std::future::poll_fn(|cx| {
-                let mut rb = ReadBuf::new(&mut chunk);
+            // Read as much as a request header usually takes, on the heap:
+            // the parser then gets it all from one system call.
+            let mut chunk = std::mem::take(&mut self.peeked);
+            let start = chunk.len();
+            chunk.resize(start.saturating_add(PEEK_CHUNK), 0);
+            let read = std::future::poll_fn(|cx| {
+                let mut rb = ReadBuf::new(&mut chunk[start..]);
                 self.poll_read_deadlined(cx, &mut rb)
                     .map_ok(|()| rb.filled().len())
             })
-            .await?;
-            if n == 0 {
+            .await;
+            let n = read.as_ref().map_or(0, |n| *n);
+            chunk.truncate(start.saturating_add(n));
+            self.peeked = chunk;
+            if read? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            self.peeked.extend_from_slice(&chunk[..n]);
         }
         let n = self.peeked.len().min(buf.len());
         buf[..n].copy_from_slice(&self.peeked[..n]);

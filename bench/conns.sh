@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Memory of idle keep-alive connections: N clients (default 10000) each make
+# one authenticated request and then stay connected (9000 by default: with a
+# hard limit of 20000 open files, HAProxy cannot hold 10000 client and
+# upstream connections); the proxy's RSS is read
+# before and after, for wxgate and for HAProxy 2.6 with the same JWT check.
+#
+#   bash bench/conns.sh            # N=9000
+#   N=5000 SKIP_BUILD=1 bash bench/conns.sh
+set -euo pipefail
+# Client and proxy each need N descriptors (the proxy raises its own limit).
+ulimit -n "$(ulimit -Hn)"
+SCENARIOS=conns source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+N=${N:-9000}
+for who in wxgate haproxy; do
+    case $who in
+    wxgate) port=$WX_PORT pid=$WX_PID ;;
+    haproxy) port=$HA_PORT pid=$HA_PID ;;
+    esac
+    printf '%s: ' "$who"
+    python3 "$ROOT/bench/idle_conns.py" 127.0.0.1 "$port" "$N" "$TOKEN" / "$pid"
+done

@@ -1,0 +1,181 @@
+//! One accepted connection, served with idle connections kept small.
+//!
+//! Pingora's own connection loop (`ServerApp::process_new`) starts every
+//! keep-alive request by calling into the proxy, whose state (a boxed future
+//! of ~14 KB, a 4 KB header buffer, the session) then waits for the request
+//! to arrive: ~25 KB held by every idle connection. This loop does for
+//! HTTP/1 what Pingora's does, but waits for the first bytes of the next
+//! request in a future of a few bytes and builds the session only then.
+//! HTTP/2 (ALPN `h2`, or the h2c preface) is handed to Pingora whole.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::{Stream, ALPN};
+use pingora_core::server::ShutdownWatch;
+
+use super::deadline::H2_PREFACE;
+use super::App;
+
+/// Serve `stream` until the client leaves, a deadline passes or the gateway shuts down.
+pub(super) async fn serve(app: &Arc<App>, mut stream: Stream, shutdown: &ShutdownWatch) {
+    let mut watch = shutdown.clone();
+    let tls = stream.get_ssl_digest().is_some();
+    let mut preface = [0u8; H2_PREFACE.len()];
+    if !next_request(&mut stream, &mut preface, &mut watch).await {
+        return;
+    }
+    let h2 = if tls {
+        matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
+    } else {
+        preface[..] == *H2_PREFACE
+    };
+    if h2 {
+        // Pingora peeks the preface again (the bytes are kept) and serves HTTP/2.
+        let _ = app.process_new(stream, shutdown).await;
+        return;
+    }
+    let mut settings: Option<HttpPersistentSettings> = None;
+    loop {
+        let mut session = ServerSession::new_http1(stream);
+        match settings.take() {
+            Some(s) => s.apply_to_session(&mut session),
+            // Pingora's defaults for a new connection; the proxy's
+            // `early_request_filter` sets the idle timeout it really uses.
+            None => session.set_keepalive(Some(60)),
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        let Some(reused) = app.process_new_http(session, shutdown).await else {
+            return;
+        };
+        let (next, next_settings) = reused.consume();
+        stream = next;
+        let pipelined = next_settings.as_ref().is_some_and(has_pipelined_prefix);
+        if !pipelined && !next_request(&mut stream, &mut preface[..1], &mut watch).await {
+            return;
+        }
+        settings = next_settings;
+    }
+}
+
+/// Wait until the client sends the first bytes of a request (peeked into
+/// `buf`, left in the stream). `false`: the connection is over (closed, idle
+/// past its deadline, or the gateway is shutting down).
+async fn next_request(stream: &mut Stream, buf: &mut [u8], shutdown: &mut ShutdownWatch) -> bool {
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        biased;
+        peeked = stream.try_peek(buf) => matches!(peeked, Ok(true)),
+        _ = shutdown.changed() => false,
+    }
+}
+
+/// Whether Pingora already read the start of the next request (a client
+/// pipelining): the next session must then be built at once, as no more
+/// bytes may come.
+///
+/// Pingora keeps those bytes in a private field of the settings; its
+/// `Debug` output is the only place that says whether there are any. The
+/// scan allocates nothing and stops right after the field. If a Pingora
+/// upgrade renamed the field, `tests/connections.rs`
+/// (`a_pipelined_request_read_whole_with_the_one_before_is_answered`) would
+/// hang and fail, as would the unit test below.
+fn has_pipelined_prefix(settings: &HttpPersistentSettings) -> bool {
+    let mut scan = FieldScan::new("pipelined_prefix: ");
+    let _ = write!(scan, "{settings:?}");
+    scan.value_starts_with_some()
+}
+
+/// Finds the first `needle` in a `Debug` output as it is written, and keeps
+/// the four bytes after it.
+struct FieldScan {
+    needle: &'static [u8],
+    matched: usize,
+    after: [u8; 4],
+    kept: usize,
+}
+
+impl FieldScan {
+    fn new(needle: &'static str) -> Self {
+        Self {
+            needle: needle.as_bytes(),
+            matched: 0,
+            after: [0; 4],
+            kept: 0,
+        }
+    }
+
+    fn value_starts_with_some(&self) -> bool {
+        self.kept == 4 && &self.after == b"Some"
+    }
+}
+
+impl std::fmt::Write for FieldScan {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for &b in s.as_bytes() {
+            if self.matched == self.needle.len() {
+                if self.kept == self.after.len() {
+                    // Found and read: stop formatting.
+                    return Err(std::fmt::Error);
+                }
+                self.after[self.kept] = b;
+                self.kept += 1;
+            } else if self.needle.get(self.matched) == Some(&b) {
+                self.matched += 1;
+            } else {
+                // No proper prefix of the field names repeats inside them
+                // beyond one byte: restarting at this byte is exact.
+                self.matched = usize::from(self.needle.first() == Some(&b));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scan_reads_the_field_value() {
+        let scan = |text: &str| {
+            let mut s = FieldScan::new("pipelined_prefix: ");
+            let _ = s.write_str(text);
+            s.value_starts_with_some()
+        };
+        assert!(scan("X { a: 1, pipelined_prefix: Some(b\"GET /\"), b: 2 }"));
+        assert!(!scan("X { a: 1, pipelined_prefix: None, b: 2 }"));
+        assert!(scan("ppipelined_prefix: Some"));
+        assert!(!scan("pipelined_prefix"));
+        assert!(!scan(""));
+    }
+
+    #[test]
+    fn pingoras_settings_say_whether_bytes_were_read_ahead() {
+        let mut settings = HttpPersistentSettings::for_session(&ServerSession::new_http1(
+            Box::new(tokio_test_stream()),
+        ));
+        assert!(!has_pipelined_prefix(&settings));
+        settings.set_pipelined_prefix(bytes::BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]));
+        assert!(has_pipelined_prefix(&settings));
+    }
+
+    /// A stream that is never read: the session is only inspected.
+    fn tokio_test_stream() -> pingora_core::protocols::l4::stream::Stream {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
+        let _ = a.set_nonblocking(true);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _guard = rt.enter();
+        let s = tokio::net::UnixStream::from_std(a).unwrap_or_else(|e| panic!("{e}"));
+        pingora_core::protocols::l4::stream::Stream::from(s)
+    }
+}
