@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Memory of idle keep-alive connections: N clients (default 10000) each make
-# one authenticated request and then stay connected (9000 by default: with a
-# hard limit of 20000 open files, HAProxy cannot hold 10000 client and
-# upstream connections); the proxy's RSS is read
+# Memory of idle keep-alive connections: N clients each make one
+# authenticated request and then stay connected; the proxy's RSS is read
 # before and after, for wxgate and for HAProxy 2.6 with the same JWT check.
+# N is 9000 by default: under a hard limit of 20000 open files, HAProxy
+# cannot hold 10000 client and 10000 upstream connections.
 #
 #   bash bench/conns.sh            # N=9000
 #   N=5000 SKIP_BUILD=1 bash bench/conns.sh
