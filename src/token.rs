@@ -12,13 +12,16 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwtConfig;
 pub use crate::config::MAX_TOKEN_TTL as MAX_TTL;
 use crate::error::ApiError;
+use fast::FastVerifier;
+
+mod fast;
+mod reference;
 
 /// Claims wxgate puts in its tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,31 +60,6 @@ pub struct Identity {
     pub iat: Option<u64>,
     /// Issue time in milliseconds (`iat_ms`, or the start of `iat`'s second).
     pub issued_ms: u64,
-}
-
-/// The claims as read before validation. `sub` and `exp` are optional here so
-/// that a missing one is reported by the validation step, by name.
-#[derive(Deserialize)]
-struct RawIdentity {
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    unionid: Option<String>,
-    #[serde(default)]
-    appid: Option<String>,
-    #[serde(default)]
-    jti: Option<String>,
-    #[serde(default)]
-    fam: Option<String>,
-    #[serde(default)]
-    exp: Option<serde_json::Value>,
-    /// Only its shape is checked here (validation compared the value).
-    #[serde(default)]
-    iss: Option<serde_json::Value>,
-    #[serde(default)]
-    iat: Option<u64>,
-    #[serde(default)]
-    iat_ms: Option<u64>,
 }
 
 /// Why a token was refused (for logs and the CLI; clients see only the [`ApiError`]).
@@ -132,6 +110,8 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// The hot path; `None` only if the key could not be set up for it.
+    fast: Option<FastVerifier>,
     issuer: String,
     audience: String,
     ttl: Duration,
@@ -176,6 +156,12 @@ impl TokenKeys {
             encoding: EncodingKey::from_secret(cfg.secret.expose()),
             decoding: DecodingKey::from_secret(cfg.secret.expose()),
             validation,
+            fast: FastVerifier::new(
+                cfg.secret.expose(),
+                &cfg.issuer,
+                &cfg.audience,
+                cfg.leeway.as_secs(),
+            ),
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             ttl: cfg.ttl,
@@ -223,64 +209,11 @@ impl TokenKeys {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLong(self.max_token_bytes));
         }
-        let data = jsonwebtoken::decode::<RawIdentity>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                // An unreadable header (e.g. `alg: none`, which jsonwebtoken
-                // has no name for) is an algorithm refusal, not a claims problem.
-                ErrorKind::Json(_) if jsonwebtoken::decode_header(token).is_err() => {
-                    TokenError::Algorithm
-                }
-                kind => map_jwt_error(kind),
-            })?;
-        let h = &data.header;
-        let forbidden = [
-            ("crit", h.crit.is_some()),
-            ("jku", h.jku.is_some()),
-            ("x5u", h.x5u.is_some()),
-            ("jwk", h.jwk.is_some()),
-            ("x5c", h.x5c.is_some()),
-        ];
-        if let Some((name, _)) = forbidden.iter().find(|(_, present)| *present) {
-            return Err(TokenError::ForbiddenHeader(name));
+        let fast = self.fast.as_ref();
+        match fast.and_then(|f| f.verify(token, unix_now())) {
+            Some(decided) => decided,
+            None => self.verify_reference(token),
         }
-        let raw = data.claims;
-        // RFC 7519: `iss` is one StringOrURI. jsonwebtoken also takes a list
-        // containing the configured issuer, as it does for `aud`.
-        if !raw.iss.as_ref().is_some_and(serde_json::Value::is_string) {
-            return Err(TokenError::Issuer);
-        }
-        let openid = raw
-            .sub
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| TokenError::Claim("sub".into()))?;
-        // Validation has checked `exp` is a number in the future; wxgate
-        // issues whole seconds and accepts nothing else.
-        let exp = raw
-            .exp
-            .as_ref()
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| TokenError::Claim("exp".into()))?;
-        // No token wxgate issues lives longer than MAX_TTL; one that claims to
-        // would outlive its revocation.
-        let latest = unix_now()
-            .saturating_add(MAX_TTL.as_secs())
-            .saturating_add(self.leeway);
-        if exp > latest {
-            return Err(TokenError::Claim("exp (too far in the future)".into()));
-        }
-        Ok(Identity {
-            openid,
-            unionid: raw.unionid,
-            appid: raw.appid,
-            jti: raw.jti,
-            family: raw.fam,
-            exp,
-            iat: raw.iat,
-            issued_ms: raw
-                .iat_ms
-                .or_else(|| raw.iat.map(|s| s.saturating_mul(1000)))
-                .unwrap_or(0),
-        })
     }
 
     /// Verify the token from the `Authorization` header values of a request.
@@ -325,24 +258,6 @@ fn bearer_token(value: &[u8]) -> Result<&[u8], TokenError> {
         return Err(TokenError::Malformed);
     }
     Ok(token)
-}
-
-fn map_jwt_error(kind: &ErrorKind) -> TokenError {
-    match kind {
-        ErrorKind::ExpiredSignature => TokenError::Expired,
-        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-        ErrorKind::InvalidAlgorithm
-        | ErrorKind::MissingAlgorithm
-        | ErrorKind::InvalidAlgorithmName => TokenError::Algorithm,
-        ErrorKind::InvalidSignature => TokenError::Signature,
-        ErrorKind::InvalidIssuer => TokenError::Issuer,
-        ErrorKind::InvalidAudience => TokenError::Audience,
-        ErrorKind::MissingRequiredClaim(c) => TokenError::Claim(c.clone()),
-        ErrorKind::InvalidClaimFormat(c) => TokenError::Claim(c.clone()),
-        ErrorKind::InvalidSubject => TokenError::Claim("sub".into()),
-        ErrorKind::Json(_) => TokenError::Claim("claims are not the expected JSON".into()),
-        _ => TokenError::Malformed,
-    }
 }
 
 /// Seconds since the Unix epoch.
