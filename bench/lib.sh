@@ -82,11 +82,15 @@ wait_http() {
 }
 
 UP_PORT=$(free_port)
+MOCK_PORT=$(free_port)
 WX_PORT=$(free_port)
 HA_PORT=$(free_port)
 # One secret for both proxies (hex, so it needs no quoting anywhere).
 WXGATE_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 export WXGATE_JWT_SECRET
+WXGATE_WECHAT_SECRET=bench-app-secret
+export WXGATE_WECHAT_SECRET
+APPID=wx0123456789abcdef
 ISSUER=wxgate
 AUDIENCE=bench
 
@@ -115,6 +119,15 @@ http {
         # For the correctness checks: what identity did the upstream receive?
         location = /whoami { return 200 "openid=\$http_x_openid\n"; }
     }
+    # Mock WeChat: every jscode2session call answers at once, each with its own
+    # openid (the request id).
+    server {
+        listen 127.0.0.1:$MOCK_PORT;
+        location = /sns/jscode2session {
+            default_type application/json;
+            return 200 '{"openid":"o\$request_id","session_key":"tiihtNczf5v6AKRyjwEUhQ==","unionid":"u\$request_id"}';
+        }
+    }
 }
 EOF
 taskset -c "$LOAD_CPU" nginx -p "$TMP/nginx" -e "$TMP/nginx.log" -c "$TMP/nginx.conf" \
@@ -136,6 +149,11 @@ max_connections_per_ip = 20000
 secret_env = "WXGATE_JWT_SECRET"
 issuer = "$ISSUER"
 audience = "$AUDIENCE"
+
+[wechat]
+appid = "$APPID"
+secret_env = "WXGATE_WECHAT_SECRET"
+api_base = "http://127.0.0.1:$MOCK_PORT"
 
 [[routes]]
 prefix = "/public/"
@@ -169,6 +187,51 @@ fi
 
 # Pingora's own server with an empty proxy: the floor under wxgate's figures
 # (examples/pingora_floor.rs). Only when the scenario is asked for.
+# The Redis store: a redis-server of our own and a second wxgate using it,
+# when a scenario needs them.
+WXR_PID= REDIS_PID=
+if [[ " $SCENARIOS " == *redis* ]]; then
+    command -v redis-server >/dev/null || die "redis-server is missing (apt-get install redis-server)"
+    REDIS_PORT=$(free_port)
+    taskset -c "$LOAD_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+        --appendonly no --maxmemory-policy noeviction >"$TMP/redis.log" 2>&1 &
+    PIDS+=($!)
+    REDIS_PID=$!
+    for _ in $(seq 100); do
+        redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+        kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited; see $TMP/redis.log"
+        sleep 0.1
+    done
+    WXR_PORT=$(free_port)
+    sed "s/^listen = .*/listen = \"127.0.0.1:$WXR_PORT\"/" "$TMP/wxgate.toml" >"$TMP/wxgate-redis.toml"
+    printf '\n[store]\nkind = "redis"\nurl = "redis://127.0.0.1:%s/"\n' "$REDIS_PORT" \
+        >>"$TMP/wxgate-redis.toml"
+    "$WXGATE" check -c "$TMP/wxgate-redis.toml" >/dev/null
+    RUST_LOG=warn taskset -c "$PROXY_CPU" "$WXGATE" run -c "$TMP/wxgate-redis.toml" \
+        >"$TMP/wxgate-redis.log" 2>&1 &
+    PIDS+=($!)
+    WXR_PID=$!
+    wait_http "http://127.0.0.1:$WXR_PORT/healthz" wxgate-redis "$WXR_PID"
+fi
+
+# The hand-written Flask login (bench/flask_login.py), one gunicorn worker.
+FLASK_PID=
+if [[ " $SCENARIOS " == *" login-flask "* ]]; then
+    [[ -x /usr/bin/gunicorn ]] && /usr/bin/python3 -c 'import flask, jwt, requests' 2>/dev/null ||
+        { log "installing gunicorn python3-flask python3-jwt python3-requests"
+          DEBIAN_FRONTEND=noninteractive apt-get install -y gunicorn python3-flask python3-jwt \
+              python3-requests >/dev/null; }
+    FLASK_PORT=$(free_port)
+    WECHAT_API_BASE="http://127.0.0.1:$MOCK_PORT" WX_APPID=$APPID WX_SECRET=$WXGATE_WECHAT_SECRET \
+        JWT_SECRET=$WXGATE_JWT_SECRET taskset -c "$PROXY_CPU" /usr/bin/python3 /usr/bin/gunicorn \
+        -w 1 -b "127.0.0.1:$FLASK_PORT" --chdir "$ROOT/bench" flask_login:app \
+        >"$TMP/flask.log" 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$FLASK_PORT/" flask "$!"
+    FLASK_PID=$(pgrep -P "$!" | head -1) # the worker, not the master
+    [[ -n $FLASK_PID ]] || die "no gunicorn worker; see $TMP/flask.log"
+fi
+
 PF_PID=
 if [[ " $SCENARIOS " == *" pingora "* ]]; then
     [[ -x $FLOOR ]] || die "$FLOOR is missing (cargo build --release --example pingora_floor)"
@@ -283,6 +346,7 @@ expect() { # expect WANT NAME GOT
 }
 checked=("wxgate $WX_PORT" "haproxy $HA_PORT")
 [[ -n $WXB_PID ]] && checked+=("wxgate-b $WXB_PORT")
+[[ -n $WXR_PID ]] && checked+=("wxgate-redis $WXR_PORT")
 for p in "${checked[@]}"; do
     read -r name port <<<"$p"
     url="http://127.0.0.1:$port"
@@ -299,6 +363,25 @@ expect 200 "wxgate public route" "$(status "http://127.0.0.1:$WX_PORT/public/x")
 log "correctness: the proxies answer 200 with the token, 401 without it or with" \
     "a bad one (${!REFUSED[*]}), and set X-OpenID from sub"
 
+# Every login target exchanges a fresh code for a token carrying the openid
+# the mock WeChat gave, and refuses a request without a code.
+logins=("wxgate $WX_PORT")
+[[ -n $WXR_PID ]] && logins+=("wxgate-redis $WXR_PORT")
+[[ -n $WXB_PID ]] && logins+=("wxgate-b $WXB_PORT")
+[[ -n $FLASK_PID ]] && logins+=("flask $FLASK_PORT")
+for p in "${logins[@]}"; do
+    read -r name port <<<"$p"
+    body=$(curl -s -X POST "http://127.0.0.1:$port/wx/login" -H 'Content-Type: application/json' \
+        -d "{\"code\":\"check-$RANDOM\"}")
+    login_token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["token"])' "$body") ||
+        die "$name login: no token in $body"
+    who=$(curl -s "http://127.0.0.1:$WX_PORT/whoami" -H "Authorization: Bearer $login_token")
+    [[ $who =~ ^openid=o[0-9a-f]{32}$ ]] || die "$name login: the token gives $who"
+    expect 400 "$name login without a code" "$(status "http://127.0.0.1:$port/wx/login" -X POST \
+        -H 'Content-Type: application/json' -d '{}')"
+done
+log "correctness: login on ${logins[*]%% *} gives a token for the mock's openid"
+
 # --- load helpers --------------------------------------------------------------
 # URL and extra wrk args of each scenario.
 scenario() {
@@ -313,13 +396,20 @@ scenario() {
     wxgate-b-401) echo "http://127.0.0.1:$WXB_PORT/ Authorization: Bearer $BAD_TOKEN" ;;
     wxgate-b-public) echo "http://127.0.0.1:$WXB_PORT/public/x" ;;
     pingora) echo "http://127.0.0.1:$PF_PORT/" ;;
+    wxgate-redis) echo "http://127.0.0.1:$WXR_PORT/ Authorization: Bearer $TOKEN" ;;
+    login-wxgate) echo "http://127.0.0.1:$WX_PORT/wx/login" ;;
+    login-wxgate-redis) echo "http://127.0.0.1:$WXR_PORT/wx/login" ;;
+    login-wxgate-b) echo "http://127.0.0.1:$WXB_PORT/wx/login" ;;
+    login-flask) echo "http://127.0.0.1:$FLASK_PORT/wx/login" ;;
     *) die "unknown scenario $1" ;;
     esac
 }
 proxy_pid() {
     case $1 in
-    wxgate-b*) echo "$WXB_PID" ;;
-    wxgate*) echo "$WX_PID" ;;
+    wxgate-b* | login-wxgate-b) echo "$WXB_PID" ;;
+    wxgate-redis | login-wxgate-redis) echo "$WXR_PID" ;;
+    wxgate* | login-wxgate) echo "$WX_PID" ;;
+    login-flask) echo "$FLASK_PID" ;;
     haproxy*) echo "$HA_PID" ;;
     pingora) echo "$PF_PID" ;;
     *) echo "$NGINX_PID" ;;
@@ -331,12 +421,17 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 
+# Login scenarios post a code never used before (bench/login.lua): CODE_PREFIX
+# is unique per call, STOP_AFTER (environment) stops after that many answers.
+WRK_CALLS=0
 run_wrk() { # run_wrk SCENARIO DURATION OUTFILE
     local url header
     read -r url header <<<"$(scenario "$1")"
     local args=(-t1 "-c$CONNS" "-d$2" --latency)
     [[ -n $header ]] && args+=(-H "$header")
-    taskset -c "$LOAD_CPU" wrk "${args[@]}" "$url" >"$3"
+    [[ $1 == login-* ]] && args+=(-s "$ROOT/bench/login.lua")
+    WRK_CALLS=$((WRK_CALLS + 1))
+    CODE_PREFIX="$1-$$-$WRK_CALLS" taskset -c "$LOAD_CPU" wrk "${args[@]}" "$url" >"$3"
 }
 
 # wrk latency figures are like 512.00us / 1.23ms / 2.00s: print milliseconds.

@@ -21,7 +21,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// The store key for a code: a hash that cannot be turned back into the code.
 pub fn code_id(code: &str) -> String {
     let digest = Sha256::digest([b"wxgate code id\0".as_slice(), code.as_bytes()].concat());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 fn keys(code: &str) -> ([u8; 16], [u8; 32]) {

@@ -262,10 +262,7 @@ fn new_refresh_token() -> String {
 
 /// The store key of a refresh token.
 pub fn refresh_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 fn plausible_refresh_token(t: &str) -> bool {

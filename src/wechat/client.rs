@@ -115,27 +115,33 @@ impl From<WechatError> for ApiError {
 /// A short, non-reversible tag for a login code, for log lines.
 pub fn code_fingerprint(code: &str) -> String {
     let digest = Sha256::digest(code.as_bytes());
-    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..4])
 }
 
-/// The `jscode2session` URL up to and including `js_code=`.
-fn url_prefix(api_base: &str, appid: &str, secret: &str) -> String {
-    let query = form_urlencoded::Serializer::new(String::new())
+/// The `jscode2session` URL with `appid` and `secret`, parsed once: each
+/// call adds `js_code` and `grant_type` to a copy ([`url_for`]).
+fn base_url(api_base: &str, appid: &str, secret: &str) -> Result<reqwest::Url, WechatError> {
+    let endpoint = format!("{}/sns/jscode2session", api_base.trim_end_matches('/'));
+    let mut url = reqwest::Url::parse(&endpoint).map_err(|_| {
+        WechatError::Setup(format!("api_base {api_base:?} does not make a valid URL"))
+    })?;
+    if url.cannot_be_a_base() || !matches!(url.scheme(), "http" | "https") {
+        return Err(WechatError::Setup(format!(
+            "api_base {api_base:?} is not an http(s) URL"
+        )));
+    }
+    url.query_pairs_mut()
         .append_pair("appid", appid)
-        .append_pair("secret", secret)
-        .finish();
-    format!(
-        "{}/sns/jscode2session?{query}&js_code=",
-        api_base.trim_end_matches('/')
-    )
+        .append_pair("secret", secret);
+    Ok(url)
 }
 
-/// The full request URL for `code`, given the prefix from [`url_prefix`].
-fn url_for(prefix: &str, code: &str) -> String {
-    let mut url = String::with_capacity(prefix.len() + code.len() + 40);
-    url.push_str(prefix);
-    url.extend(form_urlencoded::byte_serialize(code.as_bytes()));
-    url.push_str("&grant_type=authorization_code");
+/// The full request URL for `code`, given the URL from [`base_url`].
+fn url_for(base: &reqwest::Url, code: &str) -> reqwest::Url {
+    let mut url = base.clone();
+    url.query_pairs_mut()
+        .append_pair("js_code", code)
+        .append_pair("grant_type", "authorization_code");
     url
 }
 
@@ -221,8 +227,8 @@ fn transport_error(e: reqwest::Error) -> WechatError {
 /// A `jscode2session` client with one connection pool for the process.
 pub struct WechatClient {
     http: reqwest::Client,
-    /// The URL up to `js_code=`; secret because it contains the app secret.
-    url_prefix: Secret,
+    /// The URL with `appid` and `secret` (never logged: see `Debug`).
+    base_url: reqwest::Url,
     timeout: Duration,
 }
 
@@ -247,11 +253,8 @@ impl WechatClient {
         let secret = secret
             .expose_str()
             .ok_or_else(|| WechatError::Setup("the app secret is not UTF-8".into()))?;
-        let prefix = url_prefix(api_base, appid, secret);
-        // Reject a malformed base now rather than on the first login.
-        reqwest::Url::parse(&url_for(&prefix, "probe")).map_err(|_| {
-            WechatError::Setup(format!("api_base {api_base:?} does not make a valid URL"))
-        })?;
+        // A malformed base is refused now rather than on the first login.
+        let base_url = base_url(api_base, appid, secret)?;
         // reqwest is built with `rustls-no-provider`: install ring once per process.
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -265,7 +268,7 @@ impl WechatClient {
             .map_err(|e| WechatError::Setup(e.without_url().to_string()))?;
         Ok(Self {
             http,
-            url_prefix: Secret::from(prefix),
+            base_url,
             timeout,
         })
     }
@@ -273,8 +276,7 @@ impl WechatClient {
     /// Exchange a `wx.login` code. See the module docs for retry and timeout rules.
     pub async fn code2session(&self, code: &str) -> Result<Code2Session, WechatError> {
         let deadline = Instant::now() + self.timeout;
-        let url = url_for(self.url_prefix.expose_str().unwrap_or_default(), code);
-        let result = match self.attempt(&url, deadline).await {
+        let result = match self.attempt(code, deadline).await {
             Err(WechatError::Api {
                 errcode: ERRCODE_BUSY,
                 errmsg,
@@ -291,7 +293,7 @@ impl WechatClient {
                         "WeChat is busy (errcode -1), retrying once"
                     );
                     tokio::time::sleep_until(retry_at).await;
-                    self.attempt(&url, deadline).await
+                    self.attempt(code, deadline).await
                 }
             }
             other => other,
@@ -315,15 +317,16 @@ impl WechatClient {
     }
 
     /// One request, bounded by `deadline`.
-    async fn attempt(&self, url: &str, deadline: Instant) -> Result<Code2Session, WechatError> {
-        match tokio::time::timeout_at(deadline, self.fetch(url)).await {
+    async fn attempt(&self, code: &str, deadline: Instant) -> Result<Code2Session, WechatError> {
+        match tokio::time::timeout_at(deadline, self.fetch(code)).await {
             Ok(body) => parse_reply(&body?),
             Err(_) => Err(WechatError::Timeout),
         }
     }
 
-    /// GET `url` and read at most [`MAX_REPLY_BYTES`] of a 2xx body.
-    async fn fetch(&self, url: &str) -> Result<Vec<u8>, WechatError> {
+    /// GET the URL for `code` and read at most [`MAX_REPLY_BYTES`] of a 2xx body.
+    async fn fetch(&self, code: &str) -> Result<Vec<u8>, WechatError> {
+        let url = url_for(&self.base_url, code);
         let mut response = self.http.get(url).send().await.map_err(transport_error)?;
         let status = response.status();
         if !status.is_success() {

@@ -174,15 +174,14 @@ fn ids_that_cannot_be_header_values_are_refused() {
 
 #[test]
 fn url_encodes_every_parameter() {
-    let prefix = url_prefix("https://api.example/", "wx a&b", "s=e+c r/t");
-    let url = url_for(&prefix, "c+o=d&e f%");
+    let base = base_url("https://api.example/", "wx a&b", "s=e+c r/t").unwrap();
+    let url = url_for(&base, "c+o=d&e f%");
     assert_eq!(
-        url,
+        url.as_str(),
         "https://api.example/sns/jscode2session?appid=wx+a%26b&secret=s%3De%2Bc+r%2Ft\
          &js_code=c%2Bo%3Dd%26e+f%25&grant_type=authorization_code"
     );
-    let parsed = reqwest::Url::parse(&url).unwrap();
-    let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     assert_eq!(
         pairs,
         [
@@ -194,9 +193,21 @@ fn url_encodes_every_parameter() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
     );
     assert_eq!(
-        url_prefix("http://127.0.0.1:1", "a", "b"),
-        "http://127.0.0.1:1/sns/jscode2session?appid=a&secret=b&js_code="
+        url_for(&base_url("http://127.0.0.1:1", "a", "b").unwrap(), "c").as_str(),
+        "http://127.0.0.1:1/sns/jscode2session?appid=a&secret=b&js_code=c&grant_type=authorization_code"
     );
+    // The base is checked once, when the client is built.
+    for bad in [
+        "not a url",
+        "ftp://example.com",
+        "mailto:x@example.com",
+        "http://[::1",
+    ] {
+        assert!(
+            matches!(base_url(bad, "a", "b"), Err(WechatError::Setup(_))),
+            "{bad}"
+        );
+    }
 }
 
 #[test]
