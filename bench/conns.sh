@@ -2,21 +2,22 @@
 # Memory of idle keep-alive connections: N clients each make one
 # authenticated request and then stay connected; the proxy's RSS is read
 # before and after, for wxgate and for HAProxy 2.6 with the same JWT check.
-# N is 9000 by default: under a hard limit of 20000 open files, HAProxy
-# cannot hold 10000 client and 10000 upstream connections.
+# wxgate holds N=10000; HAProxy HA_N=9000 by default: under a hard limit of
+# 20000 open files it cannot hold 10000 client and 10000 upstream connections.
 #
-#   bash bench/conns.sh            # N=9000
-#   N=5000 SKIP_BUILD=1 bash bench/conns.sh
+#   bash bench/conns.sh
+#   N=5000 HA_N=5000 SKIP_BUILD=1 bash bench/conns.sh
 set -euo pipefail
 # Client and proxy each need N descriptors (the proxy raises its own limit).
 ulimit -n "$(ulimit -Hn)"
 SCENARIOS=conns source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-N=${N:-9000}
+N=${N:-10000}
+HA_N=${HA_N:-9000}
 for who in wxgate haproxy; do
     case $who in
-    wxgate) port=$WX_PORT pid=$WX_PID ;;
-    haproxy) port=$HA_PORT pid=$HA_PID ;;
+    wxgate) port=$WX_PORT pid=$WX_PID n=$N ;;
+    haproxy) port=$HA_PORT pid=$HA_PID n=$HA_N ;;
     esac
     printf '%s: ' "$who"
-    python3 "$ROOT/bench/idle_conns.py" 127.0.0.1 "$port" "$N" "$TOKEN" / "$pid"
+    python3 "$ROOT/bench/idle_conns.py" 127.0.0.1 "$port" "$n" "$TOKEN" / "$pid"
 done

@@ -422,7 +422,7 @@ cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /pro
 HZ=$(getconf CLK_TCK)
 
 # Login scenarios post a code never used before (bench/login.lua): CODE_PREFIX
-# is unique per call, STOP_AFTER (environment) stops after that many answers.
+# is unique per call.
 WRK_CALLS=0
 run_wrk() { # run_wrk SCENARIO DURATION OUTFILE
     local url header

@@ -8,12 +8,16 @@
 //! buffer: a small response leaves in one segment and one system call, and a
 //! TLS record is written whole.
 //!
+//! The buffer exists only while a response is being written: it is allocated
+//! by the first buffered write and freed once a flush has sent it, so an idle
+//! keep-alive connection holds none (`bench/conns.sh`).
+//!
 //! Reads, digests, peeking and the TLS details are the inner stream's.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,12 +28,20 @@ use pingora_core::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     TimingDigest, UniqueID, UniqueIDType, ALPN, IO,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-/// `S` with a write buffer of Pingora's default size (one TCP segment).
+/// Buffer size: Pingora's default (one TCP segment).
+const CAPACITY: usize = DEFAULT_L4_WRITE_BUFFER_SIZE;
+
+/// `S` with a write buffer of up to [`CAPACITY`] bytes, allocated only while
+/// there is something to send.
 #[derive(Debug)]
 pub struct Buffered<S: AsyncWrite + Unpin> {
-    io: BufWriter<S>,
+    inner: S,
+    /// Bytes waiting for a flush; no allocation when empty.
+    buf: Vec<u8>,
+    /// How much of `buf` has already been sent.
+    sent: usize,
 }
 
 /// Like Pingora's own stream: whatever is still buffered gets one
@@ -37,19 +49,53 @@ pub struct Buffered<S: AsyncWrite + Unpin> {
 impl<S: AsyncWrite + Unpin> Drop for Buffered<S> {
     fn drop(&mut self) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let _ = Pin::new(&mut self.io).poll_flush(&mut cx);
+        let _ = self.poll_send_buffer(&mut cx);
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Buffered<S> {
+    /// Send what is buffered, then free the buffer.
+    fn poll_send_buffer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(rest) = self.buf.get(self.sent..).filter(|r| !r.is_empty()) {
+            match ready!(Pin::new(&mut self.inner).poll_write(cx, rest)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.sent = self.sent.saturating_add(n),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        self.buf = Vec::new();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Make room for `incoming` more bytes: send the buffer if they would
+    /// not fit beside it.
+    fn poll_room_for(&mut self, cx: &mut Context<'_>, incoming: usize) -> Poll<io::Result<()>> {
+        if self.buf.len().saturating_add(incoming) > CAPACITY {
+            ready!(self.poll_send_buffer(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(CAPACITY);
+        }
+        &mut self.buf
     }
 }
 
 impl<S: IO> Buffered<S> {
     pub fn new(inner: S) -> Self {
         Self {
-            io: BufWriter::with_capacity(DEFAULT_L4_WRITE_BUFFER_SIZE, inner),
+            inner,
+            buf: Vec::new(),
+            sent: 0,
         }
     }
 
     fn inner(&self) -> &S {
-        self.io.get_ref()
+        &self.inner
     }
 }
 
@@ -59,7 +105,7 @@ impl<S: IO> AsyncRead for Buffered<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
@@ -67,9 +113,15 @@ impl<S: IO> AsyncWrite for Buffered<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        ready!(self.poll_room_for(cx, data.len()))?;
+        if data.len() >= CAPACITY {
+            // Too big to be worth copying: straight through.
+            return Pin::new(&mut self.inner).poll_write(cx, data);
+        }
+        self.buffer().extend_from_slice(data);
+        Poll::Ready(Ok(data.len()))
     }
 
     fn poll_write_vectored(
@@ -77,27 +129,38 @@ impl<S: IO> AsyncWrite for Buffered<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let total = bufs.iter().fold(0usize, |n, b| n.saturating_add(b.len()));
+        ready!(self.poll_room_for(cx, total))?;
+        if total >= CAPACITY {
+            return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        }
+        let buf = self.buffer();
+        for b in bufs {
+            buf.extend_from_slice(b);
+        }
+        Poll::Ready(Ok(total))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        true
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        ready!(self.poll_send_buffer(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     /// Flushes what is buffered, then shuts the inner stream down.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        ready!(self.poll_send_buffer(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
 #[async_trait]
 impl<S: IO> Shutdown for Buffered<S> {
     async fn shutdown(&mut self) {
-        if let Err(e) = AsyncWriteExt::shutdown(&mut self.io).await {
+        if let Err(e) = AsyncWriteExt::shutdown(self).await {
             tracing::debug!(error = %e, "connection shutdown failed");
         }
     }
@@ -143,7 +206,7 @@ impl<S: IO> GetProxyDigest for Buffered<S> {
     }
 
     fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.io.get_mut().set_proxy_digest(digest)
+        self.inner.set_proxy_digest(digest)
     }
 }
 
@@ -153,14 +216,14 @@ impl<S: IO> GetSocketDigest for Buffered<S> {
     }
 
     fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.io.get_mut().set_socket_digest(digest)
+        self.inner.set_socket_digest(digest)
     }
 }
 
 #[async_trait]
 impl<S: IO> Peek for Buffered<S> {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.io.get_mut().try_peek(buf).await
+        self.inner.try_peek(buf).await
     }
 }
 

@@ -198,10 +198,10 @@ impl Deadlined {
 
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1 method does.
 const H2_PREFACE_START: &[u8] = b"PRI ";
-/// The whole HTTP/2 connection preface.
 /// Bytes a peek reads at once (a typical request header fits).
 const PEEK_CHUNK: usize = 2048;
 
+/// The whole HTTP/2 connection preface.
 pub(super) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 impl AsyncRead for Deadlined {
@@ -325,20 +325,20 @@ impl Peek for Deadlined {
     /// HTTP/1 request is not kept waiting for bytes that will never come.
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         while self.peeked.len() < buf.len() && H2_PREFACE.starts_with(&self.peeked) {
-            // Read as much as a request header usually takes, on the heap:
-            // the parser then gets it all from one system call.
-            let mut chunk = std::mem::take(&mut self.peeked);
-            let start = chunk.len();
-            chunk.resize(start.saturating_add(PEEK_CHUNK), 0);
+            // Read as much as a request header usually takes, so the parser
+            // gets it all from one system call; into a buffer on the stack
+            // (not in this future), so that a connection waiting for its
+            // next request holds no buffer at all. Only what arrived is kept.
             let read = std::future::poll_fn(|cx| {
-                let mut rb = ReadBuf::new(&mut chunk[start..]);
-                self.poll_read_deadlined(cx, &mut rb)
-                    .map_ok(|()| rb.filled().len())
+                let mut chunk = [0u8; PEEK_CHUNK];
+                let mut rb = ReadBuf::new(&mut chunk);
+                let polled = self.poll_read_deadlined(cx, &mut rb);
+                if polled.is_ready() {
+                    self.peeked.extend_from_slice(rb.filled());
+                }
+                polled.map_ok(|()| rb.filled().len())
             })
             .await;
-            let n = read.as_ref().map_or(0, |n| *n);
-            chunk.truncate(start.saturating_add(n));
-            self.peeked = chunk;
             if read? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }

@@ -66,3 +66,42 @@ async fn digests_are_the_inner_streams() {
     assert_eq!(server.id(), fd);
     assert!(server.get_ssl().is_none());
 }
+
+#[tokio::test]
+async fn the_buffer_exists_only_until_it_is_sent() {
+    let (mut server, mut client) = pair().await;
+    assert_eq!(server.buf.capacity(), 0, "no buffer before a write");
+    server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+    assert!(server.buf.capacity() >= CAPACITY);
+    server.flush().await.unwrap();
+    assert_eq!(
+        server.buf.capacity(),
+        0,
+        "an idle connection holds no buffer"
+    );
+    let mut got = [0u8; 19];
+    client.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"HTTP/1.1 200 OK\r\n\r\n");
+}
+
+#[tokio::test]
+async fn writes_of_every_size_arrive_whole_and_in_order() {
+    let (mut server, mut client) = pair().await;
+    let big: Vec<u8> = (0..CAPACITY * 3 + 7).map(|i| (i % 251) as u8).collect();
+    let fits = vec![b'f'; CAPACITY - 10];
+    let reader = tokio::spawn(async move {
+        let mut all = Vec::new();
+        client.read_to_end(&mut all).await.unwrap();
+        all
+    });
+    server.write_all(b"head").await.unwrap();
+    server.write_all(&big).await.unwrap();
+    server.write_all(&fits).await.unwrap();
+    server.write_all(b"0123456789+").await.unwrap(); // does not fit beside `fits`
+    let vectored = [io::IoSlice::new(b"v1"), io::IoSlice::new(b"v2")];
+    assert_eq!(server.write_vectored(&vectored).await.unwrap(), 4);
+    server.flush().await.unwrap();
+    drop(server);
+    let want = [b"head".as_slice(), &big, &fits, b"0123456789+", b"v1v2"].concat();
+    assert_eq!(reader.await.unwrap(), want);
+}
