@@ -422,16 +422,14 @@ cpu_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /pro
 HZ=$(getconf CLK_TCK)
 
 # Login scenarios post a code never used before (bench/login.lua): CODE_PREFIX
-# is unique per call.
-WRK_CALLS=0
+# is unique per call (a nanosecond clock: callers may run this in subshells).
 run_wrk() { # run_wrk SCENARIO DURATION OUTFILE
     local url header
     read -r url header <<<"$(scenario "$1")"
     local args=(-t1 "-c$CONNS" "-d$2" --latency)
     [[ -n $header ]] && args+=(-H "$header")
     [[ $1 == login-* ]] && args+=(-s "$ROOT/bench/login.lua")
-    WRK_CALLS=$((WRK_CALLS + 1))
-    CODE_PREFIX="$1-$$-$WRK_CALLS" taskset -c "$LOAD_CPU" wrk "${args[@]}" "$url" >"$3"
+    CODE_PREFIX="$1-$(date +%s%N)" taskset -c "$LOAD_CPU" wrk "${args[@]}" "$url" >"$3"
 }
 
 # wrk latency figures are like 512.00us / 1.23ms / 2.00s: print milliseconds.

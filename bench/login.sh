@@ -40,20 +40,20 @@ for store in $STORES; do
     read -r n1 first errors < <(chunk "$s" "$WINDOW")
     rss1=$(rss_mib "$pid")
     log "$store: logins 1..$n1 at $first/s, RSS $rss1 MiB"
-    done=$n1
-    while ((done < TOTAL)); do
+    made=$n1
+    while ((made < TOTAL)); do
         read -r n _ e < <(chunk "$s" "$FILL")
-        done=$((done + n)) errors=$((errors + e))
-        log "$store: $done logins, RSS $(rss_mib "$pid") MiB"
+        made=$((made + n)) errors=$((errors + e))
+        log "$store: $made logins, RSS $(rss_mib "$pid") MiB"
     done
     read -r n2 last e < <(chunk "$s" "$WINDOW")
     errors=$((errors + e))
     rss2=$(rss_mib "$pid")
-    log "$store: logins $((done + 1))..$((done + n2)) at $last/s, RSS $rss2 MiB"
+    log "$store: logins $((made + 1))..$((made + n2)) at $last/s, RSS $rss2 MiB"
     redis_rss=-
     [[ $store == redis ]] && redis_rss=$(rss_mib "$REDIS_PID")
     # shellcheck disable=SC2059
-    printf "$fmt" "$store" "1..$n1, $first" "$((done + 1))..$((done + n2)), $last" \
+    printf "$fmt" "$store" "1..$n1, $first" "$((made + 1))..$((made + n2)), $last" \
         "$(awk -v a="$first" -v b="$last" 'BEGIN {printf "%.2f", b / a}')" \
         "$rss1" "$rss2" "$redis_rss" "$errors" >>"$TMP/login-summary.txt"
 done
