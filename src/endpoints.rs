@@ -35,7 +35,9 @@ pub async fn answer(state: &GatewayState, session: &mut Session, ep: Endpoint) -
         Endpoint::Healthz => Ok(health::healthz()),
         Endpoint::Readyz => Ok(health::readyz(state).await),
         Endpoint::Login | Endpoint::Decrypt | Endpoint::Logout | Endpoint::Refresh => {
-            wx(state, session, ep).await
+            let result = wx(state, session, ep).await;
+            state.metrics().endpoint(ep, result.as_ref().map(|_| ()));
+            result
         }
     };
     match result {

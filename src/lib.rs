@@ -52,6 +52,7 @@ pub mod endpoints;
 pub mod error;
 pub mod headers;
 pub mod login;
+pub mod metrics;
 pub mod proxy;
 pub mod respond;
 pub mod route;

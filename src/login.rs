@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::config::{LoginConfig, WechatConfig};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::sessions::{Grant, Sessions};
 use crate::store::{Store, WxSession};
 use crate::token::unix_now;
@@ -71,13 +72,15 @@ impl LoginService {
         login: &LoginConfig,
         sessions: Arc<Sessions>,
         clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, WechatError> {
         let client = WechatClient::new(
             &wechat.api_base,
             &wechat.appid,
             wechat.secret.clone(),
             wechat.timeout,
-        )?;
+        )?
+        .with_metrics(metrics);
         Ok(Self::with_wechat(
             Arc::new(client),
             &wechat.appid,

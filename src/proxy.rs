@@ -18,6 +18,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -30,6 +31,7 @@ use crate::auth::authenticate_for;
 use crate::endpoints;
 use crate::error::ApiError;
 use crate::headers::{ClientInfo, IdentityValues};
+use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::respond::respond_error;
 use crate::route::{canonicalize, AuthMode, Endpoint};
 use crate::server::deadline::{Deadlined, Phase};
@@ -122,6 +124,16 @@ pub struct Verified {
 #[derive(Default)]
 pub struct RequestCtx {
     forward: Option<Forward>,
+    /// When the request header was read.
+    started: Option<Instant>,
+    /// What the request matched, for metrics.
+    label: RouteLabel,
+    /// How its token check ended, on routes.
+    auth: Option<AuthOutcome>,
+    /// When the first upstream was chosen.
+    upstream_at: Option<Instant>,
+    /// From `upstream_at`, and from `started`, to the upstream's response header.
+    upstream_took: Option<(Duration, Duration)>,
     /// Upstreams that refused a connection for this request.
     failed: Vec<SocketAddr>,
     /// A failure decided by wxgate (rather than reported by Pingora).
@@ -155,8 +167,9 @@ impl ProxyHttp for Gateway {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.started = Some(Instant::now());
         let limits = &self.state.limits;
         session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
         session.set_read_timeout(Some(limits.body_timeout));
@@ -187,8 +200,20 @@ impl ProxyHttp for Gateway {
     /// Decide: canonical path, gateway endpoint or route, then auth.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let decided = match decide(&self.state, session.req_header()) {
-            Ok(Decision::Route(routed)) => admit(&self.state, session.req_header(), routed).await,
+            Ok(Decision::Route(routed)) => {
+                ctx.label = RouteLabel::Route(routed.route);
+                let public = routed.auth == AuthMode::Public;
+                let admitted = admit(&self.state, session.req_header(), routed).await;
+                ctx.auth = Some(match &admitted {
+                    _ if public => AuthOutcome::Public,
+                    Ok(f) if f.identity.is_some() => AuthOutcome::Ok,
+                    Ok(_) => AuthOutcome::Missing,
+                    Err(e) => AuthOutcome::of_error(e),
+                });
+                admitted
+            }
             Ok(Decision::Endpoint(ep)) => {
+                ctx.label = RouteLabel::Endpoint(ep);
                 endpoints::answer(&self.state, session, ep).await?;
                 return Ok(true);
             }
@@ -212,6 +237,9 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        if ctx.upstream_at.is_none() {
+            ctx.upstream_at = Some(Instant::now());
+        }
         let Some(route) = ctx.forward.as_ref().map(|f| f.route) else {
             ctx.failure = Some(ApiError::Internal);
             return Err(Error::explain(ErrorType::InternalError, "no route decided"));
@@ -261,6 +289,7 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         if let Some(addr) = peer._address.as_inet() {
             ctx.failed.push(*addr);
+            self.state.metrics().connect_failed(&addr.to_string());
         }
         let count = ctx
             .forward
@@ -308,11 +337,37 @@ impl ProxyHttp for Gateway {
         format!("{} {}", req.method, req.uri.path())
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, _ctx: &mut RequestCtx) {
+    /// The upstream's response header: its time is known.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut pingora_http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(at), Some(started)) = (ctx.upstream_at, ctx.started) {
+            let now = Instant::now();
+            ctx.upstream_took = Some((
+                now.saturating_duration_since(at),
+                now.saturating_duration_since(started),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         // The response is out: the connection now waits for its next request.
         enter(session, Phase::AwaitRequest);
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.state.metrics().request(&RequestDone {
+            route: ctx.label,
+            method: &session.req_header().method,
+            status,
+            auth: ctx.auth,
+            total: ctx.started.map_or(Duration::ZERO, |s| s.elapsed()),
+            upstream: ctx.upstream_took.map(|(u, _)| u),
+            to_header: ctx.upstream_took.map(|(_, h)| h),
+        });
         if tracing::enabled!(target: "wxgate::access", tracing::Level::DEBUG) {
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let req = session.req_header();
             tracing::debug!(
                 target: "wxgate::access",

@@ -344,6 +344,42 @@ pub enum Endpoint {
     Refresh,
 }
 
+impl Endpoint {
+    /// Every endpoint, in a fixed order ([`Endpoint::index`]).
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::Healthz,
+        Endpoint::Readyz,
+        Endpoint::Login,
+        Endpoint::Decrypt,
+        Endpoint::Logout,
+        Endpoint::Refresh,
+    ];
+
+    /// The endpoint's short name, in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Healthz => "healthz",
+            Endpoint::Readyz => "readyz",
+            Endpoint::Login => "login",
+            Endpoint::Decrypt => "decrypt",
+            Endpoint::Logout => "logout",
+            Endpoint::Refresh => "refresh",
+        }
+    }
+
+    /// The endpoint's place in [`Endpoint::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Endpoint::Healthz => 0,
+            Endpoint::Readyz => 1,
+            Endpoint::Login => 2,
+            Endpoint::Decrypt => 3,
+            Endpoint::Logout => 4,
+            Endpoint::Refresh => 5,
+        }
+    }
+}
+
 /// The paths of the gateway's own endpoints, fixed at start-up.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
@@ -384,6 +420,17 @@ impl Endpoints {
             return Some(Endpoint::Readyz);
         }
         self.wx.iter().find(|(p, _)| p == path).map(|(_, ep)| *ep)
+    }
+
+    /// Each endpoint that is served, with its path.
+    pub fn paths(&self) -> Vec<(Endpoint, String)> {
+        [
+            (Endpoint::Healthz, self.healthz.clone()),
+            (Endpoint::Readyz, self.readyz.clone()),
+        ]
+        .into_iter()
+        .chain(self.wx.iter().map(|(p, ep)| (*ep, p.clone())))
+        .collect()
     }
 }
 

@@ -41,6 +41,7 @@ use crate::store::Eviction;
 pub mod admission;
 mod buffered;
 pub mod deadline;
+mod metrics;
 mod serve;
 
 type App = HttpProxy<Gateway>;
@@ -49,6 +50,7 @@ type App = HttpProxy<Gateway>;
 pub struct Running {
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     state: Arc<GatewayState>,
     shutdown: watch::Sender<bool>,
     connections: Arc<Connections>,
@@ -64,6 +66,11 @@ impl Running {
     /// The address of the HTTPS listener, if configured.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// The address of the metrics listener, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The gateway's state (keys, routes, sessions), e.g. to mint tokens in tests.
@@ -158,6 +165,18 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
         }
         None => None,
     };
+    let metrics_addr = match config.metrics.listen {
+        Some(listen) => {
+            let listener = bind(listen).await?;
+            let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                addr: listen,
+                source,
+            })?;
+            tasks.push(tokio::spawn(metrics::serve(listener, state.clone())));
+            Some(addr)
+        }
+        None => None,
+    };
 
     // Config loaded, listeners bound: ready before the first connection is served.
     state.set_ready(true);
@@ -191,10 +210,11 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
         }
         None => None,
     };
-    tracing::info!(%addr, tls = ?tls_addr, routes = config.routes.len(), "wxgate is listening");
+    tracing::info!(%addr, tls = ?tls_addr, metrics = ?metrics_addr, routes = config.routes.len(), "wxgate is listening");
     Ok(Running {
         addr,
         tls_addr,
+        metrics_addr,
         state,
         shutdown: shutdown_tx,
         connections,

@@ -15,6 +15,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConnLimits};
 use crate::headers::{client_ip, HeaderPolicy, X_FORWARDED_FOR};
 use crate::login::LoginService;
+use crate::metrics::{MeteredStore, Metrics, MetricsError};
 use crate::route::{Endpoints, RouteSpec, RouteTable};
 use crate::sessions::Sessions;
 use crate::store::Store;
@@ -44,6 +45,9 @@ pub enum StartError {
     /// The store could not be built.
     #[error("cannot set up the store")]
     Store(#[from] StoreError),
+    /// The metrics could not be registered.
+    #[error("cannot set up the metrics")]
+    Metrics(#[from] MetricsError),
     /// Redis may evict keys, revocations included, and `on_error = "fail_closed"`.
     #[error("Redis evicts keys under memory pressure (maxmemory-policy {policy}), which could bring revoked tokens back; set maxmemory-policy noeviction (or on_error = \"fail_open\" to accept the risk)")]
     StoreEvicts { policy: String },
@@ -102,6 +106,10 @@ pub struct GatewayState {
     trusted_proxies: Vec<ipnet::IpNet>,
     /// Set once the listeners are bound; cleared when shutting down.
     ready: AtomicBool,
+    /// What `/metrics` reports.
+    metrics: Arc<Metrics>,
+    /// Each route's prefix, by route index (metric labels).
+    route_prefixes: Vec<String>,
 }
 
 impl GatewayState {
@@ -113,9 +121,18 @@ impl GatewayState {
             .map(Upstream::new)
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(StartError::Upstreams)?;
+        let endpoints = Endpoints::new(
+            &config.server.health_path_prefix,
+            config
+                .wechat
+                .as_ref()
+                .map(|_| config.login.path_prefix.as_str()),
+        );
+        let prefixes: Vec<&str> = config.routes.iter().map(|r| r.prefix.as_str()).collect();
+        let metrics = Arc::new(Metrics::new(&prefixes, &endpoints.paths())?);
         let tokens = Arc::new(TokenKeys::new(&config.jwt));
         let sessions = Arc::new(Sessions::new(
-            deps.store,
+            MeteredStore::wrap(deps.store, metrics.clone()),
             tokens,
             config.login.refresh_ttl,
             config.jwt.leeway,
@@ -127,13 +144,10 @@ impl GatewayState {
                 &config.login,
                 sessions.clone(),
                 deps.clock,
+                metrics.clone(),
             )?)),
             None => None,
         };
-        let endpoints = Endpoints::new(
-            &config.server.health_path_prefix,
-            login.as_ref().map(|_| config.login.path_prefix.as_str()),
-        );
         let routes = RouteTable::new(config.routes.iter().map(|r| RouteSpec {
             prefix: &r.prefix,
             auth: r.auth,
@@ -150,6 +164,8 @@ impl GatewayState {
             max_body_bytes: config.login.max_body_bytes,
             trusted_proxies: config.server.trusted_proxies.clone(),
             ready: AtomicBool::new(false),
+            metrics,
+            route_prefixes: config.routes.iter().map(|r| r.prefix.clone()).collect(),
         })
     }
 
@@ -191,6 +207,26 @@ impl GatewayState {
             .iter()
             .map(|v| v.as_bytes());
         client_ip(peer, xff, &self.trusted_proxies)
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The metrics text, with the state gauges (store fill, upstream health) read now.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(|g| {
+            for m in self.sessions.store().map_stats() {
+                g.store_map(m.kind, m.entries, m.capacity, m.dropped, m.refused);
+            }
+            for (route, upstream) in self.route_prefixes.iter().zip(&self.upstreams) {
+                for (peer, up) in upstream.health() {
+                    g.upstream(route, &peer, up);
+                }
+            }
+            g.fail_open(self.fail_open_count());
+        })
     }
 
     /// Whether `/readyz` should say ready.

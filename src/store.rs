@@ -250,6 +250,26 @@ pub trait Store: Send + Sync + 'static {
     async fn eviction(&self) -> Result<Eviction, StoreError> {
         Ok(Eviction::Never)
     }
+
+    /// The fill of each bounded map, for metrics (the memory store; Redis has none).
+    fn map_stats(&self) -> Vec<MapStats> {
+        Vec::new()
+    }
+}
+
+/// How full one bounded map of the memory store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapStats {
+    /// What the map holds, as in log lines (`sessions`, `revoked_tokens`, ...).
+    pub kind: &'static str,
+    /// Entries held, expired ones included until swept.
+    pub entries: usize,
+    /// The configured bound.
+    pub capacity: usize,
+    /// Live entries dropped to make room so far.
+    pub dropped: u64,
+    /// New entries refused for want of room so far.
+    pub refused: u64,
 }
 
 /// Build the configured store.

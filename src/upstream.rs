@@ -59,6 +59,16 @@ impl pingora_load_balancing::health_check::HealthObserve for HealthLog {
 }
 
 impl Upstream {
+    /// Each upstream address and whether it passes its health check.
+    pub fn health(&self) -> Vec<(String, bool)> {
+        let backends = self.lb.backends();
+        backends
+            .get_backend()
+            .iter()
+            .map(|b| (b.addr.to_string(), backends.ready(b)))
+            .collect()
+    }
+
     /// A healthy upstream not in `failed`, as a peer with this route's timeouts.
     pub fn pick(&self, failed: &[SocketAddr]) -> Option<Box<HttpPeer>> {
         let backend = self.lb.select_with(b"", 256, |b, healthy| {

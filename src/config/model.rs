@@ -29,9 +29,21 @@ pub struct Config {
     pub wechat: Option<WechatConfig>,
     pub login: LoginConfig,
     pub store: StoreConfig,
+    pub metrics: MetricsConfig,
     /// Non-fatal findings, printed by `wxgate check` and logged at start-up.
     #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MetricsConfig {
+    /// Where Prometheus scrapes `GET /metrics`; `None`: no metrics listener.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_display"
+    )]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[server]`
@@ -271,6 +283,16 @@ pub struct RouteConfig {
 
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
+}
+
+fn ser_opt_display<T: std::fmt::Display, S: serde::Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_display_list<T: std::fmt::Display, S: serde::Serializer>(

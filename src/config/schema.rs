@@ -28,6 +28,15 @@ pub(super) struct RawConfig {
     pub login: RawLogin,
     #[serde(default)]
     pub store: RawStore,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

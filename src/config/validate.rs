@@ -111,6 +111,7 @@ impl Validator<'_> {
                 ));
             }
         }
+        let metrics = self.metrics(raw.metrics, &server)?;
         Ok(Config {
             server,
             jwt,
@@ -119,6 +120,7 @@ impl Validator<'_> {
             wechat,
             login,
             store,
+            metrics,
             warnings: self.warnings,
         })
     }
@@ -173,6 +175,32 @@ impl Validator<'_> {
             return Err(self.err(key, format!("must be at most {max_text}")));
         }
         Ok(d)
+    }
+
+    /// `[metrics]`: a listener of its own, never one of the public ones.
+    fn metrics(
+        &self,
+        raw: RawMetrics,
+        server: &ServerConfig,
+    ) -> Result<MetricsConfig, ConfigError> {
+        let Some(listen) = raw.listen else {
+            return Ok(MetricsConfig::default());
+        };
+        let addr = self.socket_addr("metrics.listen", &listen)?;
+        let public = std::iter::once(server.listen).chain(server.tls.as_ref().map(|t| t.listen));
+        for p in public {
+            let same_ip =
+                p.ip() == addr.ip() || p.ip().is_unspecified() || addr.ip().is_unspecified();
+            if p.port() == addr.port() && p.port() != 0 && same_ip {
+                return Err(self.err(
+                    "metrics.listen",
+                    format!(
+                        "{addr} is a public listener ({p}); metrics need an address of their own"
+                    ),
+                ));
+            }
+        }
+        Ok(MetricsConfig { listen: Some(addr) })
     }
 
     fn socket_addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

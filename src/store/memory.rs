@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use bounded::{BoundedMap, Full, WhenFull};
 
 use super::{
-    revoked_by, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
+    revoked_by, MapStats, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
 };
 use crate::config::MemoryLimits;
 
@@ -233,6 +233,29 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn map_stats(&self) -> Vec<MapStats> {
+        vec![
+            stats(&self.sessions),
+            stats(&self.codes),
+            stats(&self.claims),
+            stats(&self.revoked_jti),
+            stats(&self.revoked_subject),
+            stats(&self.revoked_family),
+            stats(&self.refresh),
+            stats(&self.counters),
+        ]
+    }
+}
+
+fn stats<V: Clone>(map: &BoundedMap<V>) -> MapStats {
+    MapStats {
+        kind: map.name(),
+        entries: map.len(),
+        capacity: map.capacity(),
+        dropped: map.dropped(),
+        refused: map.refused(),
     }
 }
 

@@ -19,6 +19,7 @@
 //! of their URL before they are kept, and nothing here logs the URL, the
 //! secret, `session_key` or a code (only a short hash of it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -26,6 +27,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::secret::Secret;
 
 /// Pause before the single retry of a `-1` (system busy) answer.
@@ -72,6 +74,28 @@ pub enum WechatError {
     /// The client could not be built (bad `api_base`, TLS set-up).
     #[error("the WeChat client cannot be set up: {0}")]
     Setup(String),
+}
+
+impl WechatError {
+    /// How a call ended, as the `outcome` label of its metric.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            WechatError::Api { .. } => "errcode",
+            WechatError::Timeout => "timeout",
+            WechatError::Transport(_) => "transport",
+            WechatError::HttpStatus(_) => "http_status",
+            WechatError::BadReply(_) => "bad_reply",
+            WechatError::Setup(_) => "setup",
+        }
+    }
+
+    /// WeChat's `errcode`, when it sent one.
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            WechatError::Api { errcode, .. } => Some(*errcode),
+            _ => None,
+        }
+    }
 }
 
 impl From<&WechatError> for ApiError {
@@ -230,6 +254,8 @@ pub struct WechatClient {
     /// The URL with `appid` and `secret` (never logged: see `Debug`).
     base_url: reqwest::Url,
     timeout: Duration,
+    /// Where each call is counted and timed.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for WechatClient {
@@ -270,7 +296,14 @@ impl WechatClient {
             http,
             base_url,
             timeout,
+            metrics: None,
         })
+    }
+
+    /// Count and time every call in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Exchange a `wx.login` code. See the module docs for retry and timeout rules.
@@ -318,10 +351,19 @@ impl WechatClient {
 
     /// One request, bounded by `deadline`.
     async fn attempt(&self, code: &str, deadline: Instant) -> Result<Code2Session, WechatError> {
-        match tokio::time::timeout_at(deadline, self.fetch(code)).await {
-            Ok(body) => parse_reply(&body?),
+        let start = std::time::Instant::now();
+        let result = match tokio::time::timeout_at(deadline, self.fetch(code)).await {
+            Ok(body) => body.and_then(|b| parse_reply(&b)),
             Err(_) => Err(WechatError::Timeout),
+        };
+        if let Some(m) = &self.metrics {
+            let (outcome, errcode) = match &result {
+                Ok(_) => ("ok", None),
+                Err(e) => (e.outcome(), e.errcode()),
+            };
+            m.wechat_call("jscode2session", outcome, errcode, start.elapsed());
         }
+        result
     }
 
     /// GET the URL for `code` and read at most [`MAX_REPLY_BYTES`] of a 2xx body.

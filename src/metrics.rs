@@ -1,0 +1,502 @@
+//! Prometheus metrics: what an operator scrapes from `[metrics] listen`.
+//!
+//! Every metric lives in one [`Metrics`] per gateway (its own registry, so
+//! two gateways in one process, as in the tests, never mix their counts).
+//! The per-request ones are resolved to plain atomic counters at start-up:
+//! a request only increments and observes, it never looks a label up.
+//! Gauges that describe state (store entries, upstream health) are read when
+//! `/metrics` is scraped ([`Metrics::render`]).
+//!
+//! The exposition format is the `prometheus` crate's; the listener is
+//! [`crate::server::metrics`].
+
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::error::ApiError;
+use crate::route::Endpoint;
+use crate::store::StoreError;
+
+mod store;
+
+pub use store::MeteredStore;
+
+/// Latency buckets, in seconds: 50 µs to 10 s.
+const BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+/// Method classes: the common methods by name, the rest as `other`.
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+];
+
+/// Status classes; `none` when no response was written (the client left).
+const STATUSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// What a request was matched to, as a label: a route (by index), one of the
+/// gateway's endpoints, or nothing (no route, malformed path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteLabel {
+    /// Not matched (yet): `route="none"`.
+    #[default]
+    None,
+    /// A configured route, by index: `route="<prefix>"`.
+    Route(usize),
+    /// A gateway endpoint: `route="<its path>"`.
+    Endpoint(Endpoint),
+}
+
+/// How a request's token check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// A valid, unrevoked token.
+    Ok,
+    /// No token (refused on required routes, let through on optional ones).
+    Missing,
+    /// The token has expired.
+    Expired,
+    /// Any other bad token: signature, algorithm, claims, shape.
+    Invalid,
+    /// The token was revoked (logout, refresh reuse).
+    Revoked,
+    /// A public route: no check.
+    Public,
+    /// The revocation check could not be made (store down, fail-closed).
+    Error,
+}
+
+impl AuthOutcome {
+    const ALL: [AuthOutcome; 7] = [
+        AuthOutcome::Ok,
+        AuthOutcome::Missing,
+        AuthOutcome::Expired,
+        AuthOutcome::Invalid,
+        AuthOutcome::Revoked,
+        AuthOutcome::Public,
+        AuthOutcome::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            AuthOutcome::Ok => "ok",
+            AuthOutcome::Missing => "missing",
+            AuthOutcome::Expired => "expired",
+            AuthOutcome::Invalid => "invalid",
+            AuthOutcome::Revoked => "revoked",
+            AuthOutcome::Public => "public",
+            AuthOutcome::Error => "error",
+        }
+    }
+
+    /// The outcome of a refused token check.
+    pub fn of_error(e: &ApiError) -> Self {
+        match e {
+            ApiError::TokenMissing => AuthOutcome::Missing,
+            ApiError::TokenExpired => AuthOutcome::Expired,
+            ApiError::TokenRevoked => AuthOutcome::Revoked,
+            ApiError::TokenInvalid => AuthOutcome::Invalid,
+            _ => AuthOutcome::Error,
+        }
+    }
+}
+
+/// The method class of a request, as an index into [`METHODS`].
+fn method_index(method: &http::Method) -> usize {
+    METHODS
+        .iter()
+        .position(|m| *m == method.as_str())
+        .unwrap_or(METHODS.len() - 1)
+}
+
+/// The status class of a response (0: none written), as an index into [`STATUSES`].
+fn status_index(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        500..=599 => 4,
+        _ => 5,
+    }
+}
+
+/// Per-route request counters, by method and status class.
+type RequestCounters = Vec<[[IntCounter; STATUSES.len()]; METHODS.len()]>;
+
+/// Everything wxgate counts.
+pub struct Metrics {
+    registry: Registry,
+    /// `[route label][method][status]`; routes first, then endpoints, then `none`.
+    requests: RequestCounters,
+    routes: usize,
+    auth: [IntCounter; AuthOutcome::ALL.len()],
+    duration: Histogram,
+    added: Histogram,
+    upstream: Histogram,
+    connect_failures: IntCounterVec,
+    upstream_up: IntGaugeVec,
+    wechat: IntCounterVec,
+    wechat_duration: HistogramVec,
+    endpoint_outcomes: IntCounterVec,
+    rate_limited: IntCounterVec,
+    pub(crate) store: store::StoreMetrics,
+    store_entries: IntGaugeVec,
+    store_capacity: IntGaugeVec,
+    store_dropped: IntCounterVec,
+    store_refused: IntCounterVec,
+    fail_open: IntCounter,
+    /// Scrapes bring counters kept elsewhere up to date one at a time.
+    scrape: std::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// A metric could not be registered (a programming error: names collide).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metric: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, MetricsError> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn histogram(r: &Registry, name: &str, help: &str) -> Result<Histogram, MetricsError> {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<HistogramVec, MetricsError> {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+impl Metrics {
+    /// The metrics of a gateway with these routes (by prefix) and endpoints
+    /// (with their paths).
+    pub fn new(
+        route_prefixes: &[&str],
+        endpoints: &[(Endpoint, String)],
+    ) -> Result<Self, MetricsError> {
+        let r = Registry::new();
+        let requests_vec = counter_vec(
+            &r,
+            "wxgate_requests_total",
+            "Requests answered, by route (prefix, gateway endpoint path, or none), method and status class.",
+            &["route", "method", "status"],
+        )?;
+        let mut requests = Vec::new();
+        let labels = route_prefixes
+            .iter()
+            .copied()
+            .chain(Endpoint::ALL.iter().map(|ep| {
+                endpoints
+                    .iter()
+                    .find(|(e, _)| e == ep)
+                    .map_or(ep.name(), |(_, path)| path.as_str())
+            }))
+            .chain(std::iter::once("none"));
+        for route in labels {
+            let by_method =
+                METHODS.map(|m| STATUSES.map(|s| requests_vec.with_label_values(&[route, m, s])));
+            requests.push(by_method);
+        }
+        let auth_vec = counter_vec(
+            &r,
+            "wxgate_auth_total",
+            "Token checks on routes, by outcome.",
+            &["outcome"],
+        )?;
+        let auth = AuthOutcome::ALL.map(|o| auth_vec.with_label_values(&[o.label()]));
+        let build_info = gauge_vec(
+            &r,
+            "wxgate_build_info",
+            "Always 1; the version of the running wxgate.",
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            requests,
+            routes: route_prefixes.len(),
+            auth,
+            duration: histogram(
+                &r,
+                "wxgate_request_duration_seconds",
+                "Time from a request's header read to its response written, every request.",
+            )?,
+            added: histogram(
+                &r,
+                "wxgate_added_duration_seconds",
+                "Proxied requests: the time wxgate adds (to the response header, less the upstream's time).",
+            )?,
+            upstream: histogram(
+                &r,
+                "wxgate_upstream_duration_seconds",
+                "Proxied requests: from choosing an upstream to its response header.",
+            )?,
+            connect_failures: counter_vec(
+                &r,
+                "wxgate_upstream_connect_failures_total",
+                "Connections to an upstream that failed, by upstream address.",
+                &["peer"],
+            )?,
+            upstream_up: gauge_vec(
+                &r,
+                "wxgate_upstream_up",
+                "1 if the upstream passes its health check, by route and upstream address.",
+                &["route", "peer"],
+            )?,
+            wechat: counter_vec(
+                &r,
+                "wxgate_wechat_requests_total",
+                "Calls to WeChat's API, by API, outcome (ok, errcode, timeout, transport, http_status, bad_reply) and errcode.",
+                &["api", "outcome", "errcode"],
+            )?,
+            wechat_duration: histogram_vec(
+                &r,
+                "wxgate_wechat_request_duration_seconds",
+                "Duration of a call to WeChat's API (one attempt).",
+                &["api"],
+            )?,
+            endpoint_outcomes: counter_vec(
+                &r,
+                "wxgate_endpoint_outcomes_total",
+                "Logins, refreshes (rotated, reused, invalid), logouts and decrypts, by outcome (ok or the error code).",
+                &["endpoint", "outcome"],
+            )?,
+            rate_limited: counter_vec(
+                &r,
+                "wxgate_rate_limited_total",
+                "Requests refused by wxgate's own rate limits, by endpoint.",
+                &["endpoint"],
+            )?,
+            store: store::StoreMetrics::new(&r)?,
+            store_entries: gauge_vec(
+                &r,
+                "wxgate_store_entries",
+                "Memory store: entries held, by kind.",
+                &["kind"],
+            )?,
+            store_capacity: gauge_vec(
+                &r,
+                "wxgate_store_capacity",
+                "Memory store: the configured bound, by kind.",
+                &["kind"],
+            )?,
+            store_dropped: counter_vec(
+                &r,
+                "wxgate_store_dropped_total",
+                "Memory store: live entries dropped to make room, by kind (never revocations).",
+                &["kind"],
+            )?,
+            store_refused: counter_vec(
+                &r,
+                "wxgate_store_refused_total",
+                "Memory store: new entries refused for want of room, by kind (revocations).",
+                &["kind"],
+            )?,
+            fail_open: {
+                let g = IntCounter::new(
+                    "wxgate_fail_open_total",
+                    "Revocation checks skipped because the store was down and on_error = fail_open.",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            scrape: std::sync::Mutex::new(()),
+            registry: r,
+        })
+    }
+
+    /// Count one answered request and its durations.
+    pub fn request(&self, done: &RequestDone) {
+        let row = match done.route {
+            RouteLabel::Route(i) if i < self.routes => i,
+            RouteLabel::Endpoint(ep) => self.routes + ep.index(),
+            _ => self.requests.len().saturating_sub(1),
+        };
+        if let Some(row) = self.requests.get(row) {
+            row[method_index(done.method)][status_index(done.status)].inc();
+        }
+        if let Some(outcome) = done.auth {
+            self.auth[AuthOutcome::ALL
+                .iter()
+                .position(|o| *o == outcome)
+                .unwrap_or(0)]
+            .inc();
+        }
+        self.duration.observe(done.total.as_secs_f64());
+        if let (Some(upstream), Some(header)) = (done.upstream, done.to_header) {
+            self.upstream.observe(upstream.as_secs_f64());
+            self.added
+                .observe(header.saturating_sub(upstream).as_secs_f64());
+        }
+    }
+
+    /// A connection to `peer` failed.
+    pub fn connect_failed(&self, peer: &str) {
+        self.connect_failures.with_label_values(&[peer]).inc();
+    }
+
+    /// The outcome of a `/wx/*` endpoint.
+    pub fn endpoint(&self, ep: Endpoint, result: Result<(), &ApiError>) {
+        let outcome = match (ep, result) {
+            (Endpoint::Refresh, Ok(())) => "rotated",
+            (Endpoint::Refresh, Err(ApiError::RefreshTokenReused)) => "reused",
+            (Endpoint::Refresh, Err(ApiError::RefreshTokenInvalid)) => "invalid",
+            (_, Ok(())) => "ok",
+            (_, Err(e)) => e.code(),
+        };
+        if let Err(ApiError::RateLimited {
+            wechat_errcode: None,
+            ..
+        }) = result
+        {
+            self.rate_limited.with_label_values(&[ep.name()]).inc();
+        }
+        self.endpoint_outcomes
+            .with_label_values(&[ep.name(), outcome])
+            .inc();
+    }
+
+    /// One call to WeChat's `api` and how it ended.
+    pub fn wechat_call(&self, api: &str, outcome: &str, errcode: Option<i64>, took: Duration) {
+        let errcode = errcode.map_or_else(String::new, |c| c.to_string());
+        self.wechat
+            .with_label_values(&[api, outcome, &errcode])
+            .inc();
+        self.wechat_duration
+            .with_label_values(&[api])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition of every metric, after `refresh` has set the gauges
+    /// that describe current state.
+    pub fn render(&self, refresh: impl FnOnce(&Gauges<'_>)) -> String {
+        {
+            let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+            refresh(&Gauges(self));
+        }
+        let mut out = String::new();
+        if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "cannot encode the metrics");
+        }
+        out
+    }
+}
+
+/// Setters for the gauges that describe state, used at scrape time.
+pub struct Gauges<'a>(&'a Metrics);
+
+impl Gauges<'_> {
+    /// A memory-store map: entries, bound, drops and refusals so far.
+    pub fn store_map(
+        &self,
+        kind: &str,
+        entries: usize,
+        capacity: usize,
+        dropped: u64,
+        refused: u64,
+    ) {
+        let m = self.0;
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        m.store_entries
+            .with_label_values(&[kind])
+            .set(int(entries as u64));
+        m.store_capacity
+            .with_label_values(&[kind])
+            .set(int(capacity as u64));
+        catch_up(&m.store_dropped.with_label_values(&[kind]), dropped);
+        catch_up(&m.store_refused.with_label_values(&[kind]), refused);
+    }
+
+    /// Whether an upstream of a route passes its health check.
+    pub fn upstream(&self, route: &str, peer: &str, up: bool) {
+        self.0
+            .upstream_up
+            .with_label_values(&[route, peer])
+            .set(i64::from(up));
+    }
+
+    /// Revocation checks skipped by `fail_open` so far.
+    pub fn fail_open(&self, count: u64) {
+        catch_up(&self.0.fail_open, count);
+    }
+}
+
+/// Bring a counter that mirrors a count kept elsewhere up to `value`.
+fn catch_up(counter: &IntCounter, value: u64) {
+    counter.inc_by(value.saturating_sub(counter.get()));
+}
+
+/// What [`Metrics::request`] needs to know about an answered request.
+#[derive(Debug)]
+pub struct RequestDone<'a> {
+    pub route: RouteLabel,
+    pub method: &'a http::Method,
+    /// The status written, 0 if none.
+    pub status: u16,
+    /// The token check, if one was made (or the route is public).
+    pub auth: Option<AuthOutcome>,
+    /// From the request header read to the response done.
+    pub total: Duration,
+    /// Proxied: from choosing an upstream to its response header.
+    pub upstream: Option<Duration>,
+    /// Proxied: from the request header read to the upstream's response header.
+    pub to_header: Option<Duration>,
+}
+
+/// The outcome label of a store error.
+pub(crate) fn store_error_label(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Full { .. } => "full",
+        StoreError::Timeout(_) => "timeout",
+        StoreError::FailingFast => "failing_fast",
+        _ => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests;

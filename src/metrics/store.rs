@@ -1,0 +1,263 @@
+//! Store operations, counted and timed: a [`Store`] that wraps the configured one.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+use super::{store_error_label, MetricsError, BUCKETS};
+use crate::store::{
+    Eviction, MapStats, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
+};
+
+/// Store operations, by name (the `op` label).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Op {
+    PutSession,
+    GetSession,
+    ClaimCode,
+    ReleaseCode,
+    PutCodeOutcome,
+    GetCodeOutcome,
+    RevokeToken,
+    RevokeSubject,
+    RevokeFamily,
+    IsRevoked,
+    PutRefresh,
+    TakeRefresh,
+    CompleteRefresh,
+    Count,
+    Ping,
+}
+
+impl Op {
+    const ALL: [Op; 15] = [
+        Op::PutSession,
+        Op::GetSession,
+        Op::ClaimCode,
+        Op::ReleaseCode,
+        Op::PutCodeOutcome,
+        Op::GetCodeOutcome,
+        Op::RevokeToken,
+        Op::RevokeSubject,
+        Op::RevokeFamily,
+        Op::IsRevoked,
+        Op::PutRefresh,
+        Op::TakeRefresh,
+        Op::CompleteRefresh,
+        Op::Count,
+        Op::Ping,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::PutSession => "put_session",
+            Op::GetSession => "get_session",
+            Op::ClaimCode => "claim_code",
+            Op::ReleaseCode => "release_code",
+            Op::PutCodeOutcome => "put_code_outcome",
+            Op::GetCodeOutcome => "get_code_outcome",
+            Op::RevokeToken => "revoke_token",
+            Op::RevokeSubject => "revoke_subject",
+            Op::RevokeFamily => "revoke_family",
+            Op::IsRevoked => "is_revoked",
+            Op::PutRefresh => "put_refresh",
+            Op::TakeRefresh => "take_refresh",
+            Op::CompleteRefresh => "complete_refresh",
+            Op::Count => "count",
+            Op::Ping => "ping",
+        }
+    }
+}
+
+/// One operation's series, resolved at start-up.
+struct OpSeries {
+    ok: IntCounter,
+    duration: Histogram,
+}
+
+/// The counters and histograms of store operations.
+pub(crate) struct StoreMetrics {
+    ops: Vec<OpSeries>,
+    /// Failures, by operation and outcome (rare: looked up when they happen).
+    operations: IntCounterVec,
+}
+
+impl StoreMetrics {
+    pub(super) fn new(r: &Registry) -> Result<Self, MetricsError> {
+        let operations = IntCounterVec::new(
+            Opts::new(
+                "wxgate_store_operations_total",
+                "Store operations, by operation and outcome (ok, full, timeout, failing_fast, error).",
+            ),
+            &["op", "outcome"],
+        )?;
+        r.register(Box::new(operations.clone()))?;
+        let duration = prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                "wxgate_store_operation_duration_seconds",
+                "Duration of a store operation, by operation.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["op"],
+        )?;
+        r.register(Box::new(duration.clone()))?;
+        let ops = Op::ALL
+            .iter()
+            .map(|op| OpSeries {
+                ok: operations.with_label_values(&[op.name(), "ok"]),
+                duration: duration.with_label_values(&[op.name()]),
+            })
+            .collect();
+        Ok(Self { ops, operations })
+    }
+
+    fn record<T>(&self, op: Op, result: &Result<T, StoreError>, took: Duration) {
+        let Some(series) = self.ops.get(op as usize) else {
+            return;
+        };
+        series.duration.observe(took.as_secs_f64());
+        match result {
+            Ok(_) => series.ok.inc(),
+            Err(e) => self
+                .operations
+                .with_label_values(&[op.name(), store_error_label(e)])
+                .inc(),
+        }
+    }
+}
+
+/// The configured store, with every operation counted and timed.
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<super::Metrics>,
+}
+
+impl MeteredStore {
+    /// Wrap `inner`, recording into `metrics`.
+    pub fn wrap(inner: Arc<dyn Store>, metrics: Arc<super::Metrics>) -> Arc<dyn Store> {
+        Arc::new(Self { inner, metrics })
+    }
+
+    async fn time<T>(
+        &self,
+        op: Op,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let start = Instant::now();
+        let result = f.await;
+        self.metrics.store.record(op, &result, start.elapsed());
+        result
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn put_session(
+        &self,
+        openid: &str,
+        session: &WxSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.time(Op::PutSession, self.inner.put_session(openid, session, ttl))
+            .await
+    }
+
+    async fn get_session(&self, openid: &str) -> Result<Option<WxSession>, StoreError> {
+        self.time(Op::GetSession, self.inner.get_session(openid))
+            .await
+    }
+
+    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.time(Op::ClaimCode, self.inner.claim_code(code_hash, ttl))
+            .await
+    }
+
+    async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
+        self.time(Op::ReleaseCode, self.inner.release_code(code_hash))
+            .await
+    }
+
+    async fn put_code_outcome(
+        &self,
+        code_hash: &str,
+        sealed: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.time(
+            Op::PutCodeOutcome,
+            self.inner.put_code_outcome(code_hash, sealed, ttl),
+        )
+        .await
+    }
+
+    async fn get_code_outcome(&self, code_hash: &str) -> Result<Option<String>, StoreError> {
+        self.time(Op::GetCodeOutcome, self.inner.get_code_outcome(code_hash))
+            .await
+    }
+
+    async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.time(Op::RevokeToken, self.inner.revoke_token(jti, ttl))
+            .await
+    }
+
+    async fn revoke_subject(
+        &self,
+        openid: &str,
+        before: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.time(
+            Op::RevokeSubject,
+            self.inner.revoke_subject(openid, before, ttl),
+        )
+        .await
+    }
+
+    async fn revoke_family(&self, family: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.time(Op::RevokeFamily, self.inner.revoke_family(family, ttl))
+            .await
+    }
+
+    async fn is_revoked(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError> {
+        self.time(Op::IsRevoked, self.inner.is_revoked(check)).await
+    }
+
+    async fn put_refresh(
+        &self,
+        hash: &str,
+        record: &RefreshRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.time(Op::PutRefresh, self.inner.put_refresh(hash, record, ttl))
+            .await
+    }
+
+    async fn take_refresh(&self, hash: &str, ttl: Duration) -> Result<RefreshTake, StoreError> {
+        self.time(Op::TakeRefresh, self.inner.take_refresh(hash, ttl))
+            .await
+    }
+
+    async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.time(Op::CompleteRefresh, self.inner.complete_refresh(hash, ttl))
+            .await
+    }
+
+    async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
+        self.time(Op::Count, self.inner.count(key, ttl)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.time(Op::Ping, self.inner.ping()).await
+    }
+
+    async fn eviction(&self) -> Result<Eviction, StoreError> {
+        self.inner.eviction().await
+    }
+
+    fn map_stats(&self) -> Vec<MapStats> {
+        self.inner.map_stats()
+    }
+}
