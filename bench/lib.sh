@@ -245,7 +245,7 @@ fi
 
 # --- (e) HAProxy 2.6: the same check with http-request rules ------------------
 # 401 body and header as wxgate sends them.
-deny401="return status 401 content-type application/json string '{\"error\":\"token_invalid\",\"message\":\"the token is not valid\"}' hdr WWW-Authenticate 'Bearer error=\"invalid_token\"'"
+deny401="return status 401 content-type application/json string '{\"error\":\"token_invalid\",\"message\":\"the token is not valid\"}' hdr WWW-Authenticate 'Bearer realm=\"wxgate\", error=\"invalid_token\", error_description=\"the token is not valid\"'"
 cat >"$TMP/haproxy.cfg" <<EOF
 global
     nbthread 1

@@ -205,12 +205,24 @@ impl ApiError {
             .unwrap_or_else(|_| Bytes::from_static(br#"{"error":"internal_error"}"#));
         let mut headers = Vec::new();
         match self {
-            ApiError::TokenMissing
-            | ApiError::TokenExpired
-            | ApiError::TokenInvalid
-            | ApiError::TokenRevoked => {
-                headers.push(("WWW-Authenticate", r#"Bearer error="invalid_token""#.into()));
+            // RFC 6750 §3: no token, no error attribute; a bad one says why.
+            // (Literals: no formatting on the 401 path; a unit test holds
+            // each description to the error's message.)
+            ApiError::TokenMissing => {
+                headers.push(("WWW-Authenticate", r#"Bearer realm="wxgate""#.into()));
             }
+            ApiError::TokenExpired => headers.push((
+                "WWW-Authenticate",
+                r#"Bearer realm="wxgate", error="invalid_token", error_description="the token has expired""#.into(),
+            )),
+            ApiError::TokenInvalid => headers.push((
+                "WWW-Authenticate",
+                r#"Bearer realm="wxgate", error="invalid_token", error_description="the token is not valid""#.into(),
+            )),
+            ApiError::TokenRevoked => headers.push((
+                "WWW-Authenticate",
+                r#"Bearer realm="wxgate", error="invalid_token", error_description="the token has been revoked""#.into(),
+            )),
             ApiError::RateLimited {
                 retry_after_secs, ..
             } => headers.push(("Retry-After", retry_after_secs.max(&1).to_string())),
@@ -249,20 +261,27 @@ mod tests {
 
     #[test]
     fn token_errors_carry_www_authenticate_and_nothing_more() {
-        for e in [
-            ApiError::TokenMissing,
-            ApiError::TokenExpired,
-            ApiError::TokenInvalid,
+        for (e, challenge) in [
+            (ApiError::TokenMissing, r#"Bearer realm="wxgate""#),
+            (
+                ApiError::TokenExpired,
+                r#"Bearer realm="wxgate", error="invalid_token", error_description="the token has expired""#,
+            ),
+            (
+                ApiError::TokenInvalid,
+                r#"Bearer realm="wxgate", error="invalid_token", error_description="the token is not valid""#,
+            ),
+            (
+                ApiError::TokenRevoked,
+                r#"Bearer realm="wxgate", error="invalid_token", error_description="the token has been revoked""#,
+            ),
         ] {
             let r = e.to_response();
             assert_eq!(r.status, 401);
-            assert_eq!(
-                r.headers,
-                vec![(
-                    "WWW-Authenticate",
-                    r#"Bearer error="invalid_token""#.to_string()
-                )]
-            );
+            assert_eq!(r.headers, vec![("WWW-Authenticate", challenge.to_string())]);
+            if e != ApiError::TokenMissing {
+                assert!(challenge.ends_with(&format!(r#"error_description="{e}""#)));
+            }
             let v = json(&e);
             assert_eq!(v["error"], e.code());
             assert!(v["message"].is_string());

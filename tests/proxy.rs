@@ -210,10 +210,12 @@ async fn refused_tokens_get_401_and_never_reach_upstream() {
         let r = gw.get("/private", &refs).await;
         assert_eq!(r.status, 401, "{headers:?}");
         assert_eq!(r.error(), code, "{headers:?}");
-        assert_eq!(
-            r.header("www-authenticate"),
-            Some(r#"Bearer error="invalid_token""#)
-        );
+        let challenge = if code == "token_missing" {
+            r#"Bearer realm="wxgate""#
+        } else {
+            r#"Bearer realm="wxgate", error="invalid_token", error_description="the token is not valid""#
+        };
+        assert_eq!(r.header("www-authenticate"), Some(challenge), "{headers:?}");
         assert_eq!(r.json().as_object().map(|o| o.len()), Some(2));
     }
     // Scheme is case-insensitive.

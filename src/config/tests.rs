@@ -1184,3 +1184,38 @@ fn path_params_are_off_unless_allowed() {
     let c = parse_ok(&format!("{JWT}{ROUTE}allow_path_params = true\n"));
     assert!(c.routes[0].allow_path_params);
 }
+
+#[test]
+fn metrics_are_off_unless_a_listener_of_their_own_is_given() {
+    assert_eq!(parse_ok(&minimal()).metrics.listen, None);
+    let on = parse_ok(&format!(
+        "{}\n[metrics]\nlisten = \"127.0.0.1:9091\"\n",
+        minimal()
+    ));
+    assert_eq!(
+        on.metrics.listen,
+        Some("127.0.0.1:9091".parse().unwrap_or_else(|e| panic!("{e}")))
+    );
+    assert!(
+        on.render()
+            .contains("[metrics]\nlisten = \"127.0.0.1:9091\""),
+        "{}",
+        on.render()
+    );
+
+    let msg = invalid_key(
+        &format!(
+            "{}\n[server]\nlisten = \"0.0.0.0:8080\"\n[metrics]\nlisten = \"127.0.0.1:8080\"\n",
+            minimal()
+        ),
+        "metrics.listen",
+    );
+    assert!(msg.contains("public listener (0.0.0.0:8080)"), "{msg}");
+    let msg = invalid_key(
+        &format!("{}\n[metrics]\nlisten = \"localhost\"\n", minimal()),
+        "metrics.listen",
+    );
+    assert!(msg.contains("not an IP address with a port"), "{msg}");
+    let msg = parse_err(&format!("{}\n[metrics]\nport = 9091\n", minimal()));
+    assert_mentions(&msg, &["port"]);
+}
