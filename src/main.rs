@@ -104,7 +104,8 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Held to the end: dropping it flushes the log lines still queued.
+    let _log_writer = init_logging(cli.log_format);
     match cli.command {
         Command::Run { config, ready_file } => run(&config.config, ready_file.as_deref()),
         Command::Check(c) => check(&c.config),
@@ -118,16 +119,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines go to stderr from a thread of their own, so that a request
+/// never waits on a write (one access log line per request). If stderr
+/// stalls long enough to fill the queue (128k lines), later lines are dropped
+/// rather than the gateway stopping.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {

@@ -82,7 +82,8 @@ impl AuthOutcome {
         AuthOutcome::Error,
     ];
 
-    fn label(self) -> &'static str {
+    /// The outcome as metrics and logs name it.
+    pub fn label(self) -> &'static str {
         match self {
             AuthOutcome::Ok => "ok",
             AuthOutcome::Missing => "missing",

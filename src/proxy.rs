@@ -27,6 +27,7 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::access::{kept_request_id, loggable_path, new_request_id, X_REQUEST_ID};
 use crate::auth::authenticate_for;
 use crate::endpoints;
 use crate::error::ApiError;
@@ -134,6 +135,8 @@ pub struct RequestCtx {
     upstream_at: Option<Instant>,
     /// From `upstream_at`, and from `started`, to the upstream's response header.
     upstream_took: Option<(Duration, Duration)>,
+    /// The upstream the request went to.
+    peer: Option<SocketAddr>,
     /// Upstreams that refused a connection for this request.
     failed: Vec<SocketAddr>,
     /// A failure decided by wxgate (rather than reported by Pingora).
@@ -170,6 +173,17 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.started = Some(Instant::now());
+        // One request id per request, set on the request itself: it goes
+        // upstream with it, and every response echoes it (`respond`,
+        // `response_filter`).
+        let trusted = self.state.peer_is_trusted(session);
+        let req = session.req_header();
+        let kept = kept_request_id(req.headers.get_all(X_REQUEST_ID).iter(), trusted).is_some();
+        if !kept {
+            session
+                .req_header_mut()
+                .insert_header(X_REQUEST_ID, new_request_id())?;
+        }
         let limits = &self.state.limits;
         session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
         session.set_read_timeout(Some(limits.body_timeout));
@@ -245,7 +259,10 @@ impl ProxyHttp for Gateway {
             return Err(Error::explain(ErrorType::InternalError, "no route decided"));
         };
         match self.state.upstreams[route].pick(&ctx.failed) {
-            Some(peer) => Ok(peer),
+            Some(peer) => {
+                ctx.peer = peer._address.as_inet().copied();
+                Ok(peer)
+            }
             None => {
                 ctx.failure = Some(ApiError::UpstreamUnavailable);
                 Err(Error::explain(
@@ -287,6 +304,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.peer = None;
         if let Some(addr) = peer._address.as_inet() {
             ctx.failed.push(*addr);
             self.state.metrics().connect_failed(&addr.to_string());
@@ -354,6 +372,19 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// The response goes back with the request's id.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut pingora_http::ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(id) = session.req_header().headers.get(X_REQUEST_ID) {
+            upstream_response.insert_header(X_REQUEST_ID, id.clone())?;
+        }
+        Ok(())
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         // The response is out: the connection now waits for its next request.
         enter(session, Phase::AwaitRequest);
@@ -367,16 +398,40 @@ impl ProxyHttp for Gateway {
             upstream: ctx.upstream_took.map(|(u, _)| u),
             to_header: ctx.upstream_took.map(|(_, h)| h),
         });
-        if tracing::enabled!(target: "wxgate::access", tracing::Level::DEBUG) {
-            let req = session.req_header();
-            tracing::debug!(
-                target: "wxgate::access",
-                method = %req.method,
-                path = %req.uri.path(),
-                status,
-            );
+        if self.state.access_log() {
+            access_line(&self.state, session, ctx, status);
         }
     }
+}
+
+/// The access log line of a request (see [`crate::access`]).
+fn access_line(state: &GatewayState, session: &Session, ctx: &RequestCtx, status: u16) {
+    let req = session.req_header();
+    let request_id = req
+        .headers
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let user = ctx
+        .forward
+        .as_ref()
+        .and_then(|f| f.identity.as_ref())
+        .map(|v| state.user_hash(&v.id.openid));
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    tracing::info!(
+        target: "wxgate::access",
+        request_id,
+        method = %req.method,
+        route = state.route_name(ctx.label),
+        path = %loggable_path(req.uri.path()),
+        status,
+        auth = ctx.auth.map_or("-", AuthOutcome::label),
+        upstream = ctx.peer.map(tracing::field::display),
+        bytes = session.body_bytes_sent(),
+        total_ms = ctx.started.map_or(0.0, |s| ms(s.elapsed())),
+        upstream_ms = ctx.upstream_took.map(|(u, _)| ms(u)),
+        user = user.as_deref(),
+    );
 }
 
 /// Tell the connection's read deadlines where the request stands (HTTP/1;

@@ -2,8 +2,9 @@
 //!
 //! Gateway endpoints and every refusal of the proxy path end here, so that
 //! all of them carry the same headers: `Content-Type: application/json`, an
-//! exact `Content-Length` and `Cache-Control: no-store` (tokens and errors
-//! must not be cached by anything in between).
+//! exact `Content-Length`, `Cache-Control: no-store` (tokens and errors
+//! must not be cached by anything in between) and the request's
+//! `X-Request-ID`.
 
 use bytes::Bytes;
 use http::header;
@@ -11,6 +12,7 @@ use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
+use crate::access::X_REQUEST_ID;
 use crate::error::ApiError;
 
 /// Write a complete JSON response.
@@ -20,10 +22,13 @@ pub async fn respond(
     headers: &[(&'static str, String)],
     body: Bytes,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4 + headers.len()))?;
+    let mut resp = ResponseHeader::build(status, Some(5 + headers.len()))?;
     resp.insert_header(header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    if let Some(id) = session.req_header().headers.get(X_REQUEST_ID) {
+        resp.insert_header(X_REQUEST_ID, id.clone())?;
+    }
     for (name, value) in headers {
         resp.insert_header(*name, value.as_str())?;
     }

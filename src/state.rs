@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use pingora_proxy::Session;
 
+use crate::access::UserHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConnLimits};
 use crate::headers::{client_ip, HeaderPolicy, X_FORWARDED_FOR};
 use crate::login::LoginService;
-use crate::metrics::{MeteredStore, Metrics, MetricsError};
-use crate::route::{Endpoints, RouteSpec, RouteTable};
+use crate::metrics::{MeteredStore, Metrics, MetricsError, RouteLabel};
+use crate::route::{Endpoint, Endpoints, RouteSpec, RouteTable};
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::StoreError;
@@ -110,6 +111,12 @@ pub struct GatewayState {
     metrics: Arc<Metrics>,
     /// Each route's prefix, by route index (metric labels).
     route_prefixes: Vec<String>,
+    /// Each endpoint's path, by [`Endpoint::index`] (its name if not served).
+    endpoint_paths: Vec<String>,
+    /// `[log] access`.
+    access_log: bool,
+    /// Stands for a user in log lines.
+    user_hasher: UserHasher,
 }
 
 impl GatewayState {
@@ -129,7 +136,17 @@ impl GatewayState {
                 .map(|_| config.login.path_prefix.as_str()),
         );
         let prefixes: Vec<&str> = config.routes.iter().map(|r| r.prefix.as_str()).collect();
-        let metrics = Arc::new(Metrics::new(&prefixes, &endpoints.paths())?);
+        let served = endpoints.paths();
+        let metrics = Arc::new(Metrics::new(&prefixes, &served)?);
+        let endpoint_paths = Endpoint::ALL
+            .iter()
+            .map(|ep| {
+                served
+                    .iter()
+                    .find(|(e, _)| e == ep)
+                    .map_or_else(|| ep.name().to_string(), |(_, p)| p.clone())
+            })
+            .collect();
         let tokens = Arc::new(TokenKeys::new(&config.jwt));
         let sessions = Arc::new(Sessions::new(
             MeteredStore::wrap(deps.store, metrics.clone()),
@@ -166,6 +183,9 @@ impl GatewayState {
             ready: AtomicBool::new(false),
             metrics,
             route_prefixes: config.routes.iter().map(|r| r.prefix.clone()).collect(),
+            endpoint_paths,
+            access_log: config.log.access,
+            user_hasher: UserHasher::new(config.jwt.secret.expose()),
         })
     }
 
@@ -227,6 +247,39 @@ impl GatewayState {
             }
             g.fail_open(self.fail_open_count());
         })
+    }
+
+    /// What a request matched, as logs and metrics name it.
+    pub fn route_name(&self, label: RouteLabel) -> &str {
+        match label {
+            RouteLabel::Route(i) => self.route_prefixes.get(i).map_or("none", String::as_str),
+            RouteLabel::Endpoint(ep) => self
+                .endpoint_paths
+                .get(ep.index())
+                .map_or(ep.name(), String::as_str),
+            RouteLabel::None => "none",
+        }
+    }
+
+    /// Whether `[log] access` is on.
+    pub fn access_log(&self) -> bool {
+        self.access_log
+    }
+
+    /// The keyed hash standing for `openid` in log lines.
+    pub fn user_hash(&self, openid: &str) -> String {
+        self.user_hasher.hash(openid)
+    }
+
+    /// Whether the peer of `session` is one of `[server] trusted_proxies`.
+    pub fn peer_is_trusted(&self, session: &Session) -> bool {
+        if self.trusted_proxies.is_empty() {
+            return false;
+        }
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .is_some_and(|a| self.trusted_proxies.iter().any(|n| n.contains(&a.ip())))
     }
 
     /// Whether `/readyz` should say ready.

@@ -554,6 +554,8 @@ async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
     assert_eq!(r.upstream_values("x-unionid"), vec!["u-run"]);
     assert!(r.upstream_values("authorization").is_empty());
     assert_eq!(r.upstream_path(), "/orders?x=1");
+    let request_id = r.header("x-request-id").expect("a request id").to_string();
+    assert_eq!(r.upstream_values("x-request-id"), vec![request_id.clone()]);
 
     // Refusals, so the refusal paths get a chance to log.
     let r = support::raw_request(
@@ -624,11 +626,44 @@ async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
         "token signature in the logs:\n{stderr}"
     );
     // --log-format json: one JSON object per line.
+    let mut access = Vec::new();
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
         assert!(v["level"].is_string(), "{line}");
+        if v["target"] == "wxgate::access" {
+            assert_eq!(v["level"], "INFO", "{line}");
+            assert!(
+                !line.contains("o-run"),
+                "an openid in the access log: {line}"
+            );
+            access.push(v["fields"].clone());
+        }
     }
+    // One access line per request (the health checks of `wait_ready` included).
+    let orders: Vec<&Value> = access.iter().filter(|f| f["path"] == "/orders").collect();
+    assert_eq!(orders.len(), 3, "{access:?}");
+    let ok = orders[0];
+    assert_eq!(ok["request_id"], request_id.as_str(), "{ok}");
+    assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["route"], "/");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["auth"], "ok");
+    assert_eq!(ok["upstream"], up.addr.to_string().as_str());
+    assert!(ok["bytes"].as_u64().is_some_and(|b| b > 0), "{ok}");
+    assert!(ok["total_ms"].as_f64().is_some(), "{ok}");
+    assert!(ok["upstream_ms"].as_f64().is_some(), "{ok}");
+    let user = ok["user"].as_str().expect("the user's hash");
+    assert_eq!(user.len(), 16);
+    assert!(user.bytes().all(|b| b.is_ascii_hexdigit()), "{user}");
+    assert_eq!(orders[1]["auth"], "missing");
+    assert_eq!(orders[1]["status"], 401);
+    assert!(orders[1].get("user").is_none(), "{}", orders[1]);
+    assert_eq!(orders[2]["auth"], "invalid");
+    assert_ne!(orders[1]["request_id"], orders[2]["request_id"]);
+    assert!(access
+        .iter()
+        .any(|f| f["path"] == "/healthz" && f["route"] == "/healthz"));
 }
 
 #[test]

@@ -488,3 +488,56 @@ async fn spoofable_client_ip_and_rewrite_headers_never_arrive() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_that_went_upstream_with_the_request() {
+    let (up, gw) = setup().await;
+    let token = gw.token("o-rid", None, None);
+    let auth = format!("Authorization: Bearer {token}");
+
+    // None sent: a fresh one, the same upstream and back.
+    let r = gw.get("/private", &[&auth]).await;
+    assert_eq!(r.status, 200);
+    let id = r.header("x-request-id").expect("request id").to_string();
+    assert_eq!(id.len(), 32);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    assert_eq!(r.upstream_values("x-request-id"), vec![id.clone()]);
+
+    // Sent by a peer that is not a trusted proxy: replaced, upstream too.
+    let r = gw
+        .get("/private", &[&auth, "X-Request-ID: client-chosen"])
+        .await;
+    let replaced = r.header("x-request-id").expect("request id").to_string();
+    assert_ne!(replaced, "client-chosen");
+    assert_ne!(replaced, id);
+    assert_eq!(r.upstream_values("x-request-id"), vec![replaced]);
+
+    // wxgate's own answers carry one as well.
+    let r = gw.get("/private", &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("x-request-id").map(str::len), Some(32));
+    gw.stop().await;
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_s_sane_request_id_is_kept() {
+    let up = Upstream::start("rid-trusted").await;
+    let toml = support::base_config().replace(
+        "grace_period = \"1s\"\n",
+        "grace_period = \"1s\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+    ) + &support::routes_toml(&[("/", "public")], up.addr);
+    let gw = Gateway::start(&toml).await;
+    let r = gw.get("/x", &["X-Request-ID: lb-7f3a.1"]).await;
+    assert_eq!(r.header("x-request-id"), Some("lb-7f3a.1"));
+    assert_eq!(r.upstream_values("x-request-id"), vec!["lb-7f3a.1"]);
+    for bad in ["X-Request-ID: has space", "X-Request-ID: <script>"] {
+        let r = gw.get("/x", &[bad]).await;
+        let got = r.header("x-request-id").unwrap_or_default().to_string();
+        assert_eq!(got.len(), 32, "{bad}: {got}");
+    }
+    let r = gw.get("/x", &["X-Request-ID: a", "X-Request-ID: b"]).await;
+    assert_eq!(r.header("x-request-id").map(str::len), Some(32));
+    gw.stop().await;
+    up.stop().await;
+}

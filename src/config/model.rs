@@ -30,9 +30,17 @@ pub struct Config {
     pub login: LoginConfig,
     pub store: StoreConfig,
     pub metrics: MetricsConfig,
+    pub log: LogConfig,
     /// Non-fatal findings, printed by `wxgate check` and logged at start-up.
     #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize)]
+pub struct LogConfig {
+    /// One `info` line per request (target `wxgate::access`).
+    pub access: bool,
 }
 
 /// `[metrics]`

@@ -30,6 +30,15 @@ pub(super) struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub access: Option<bool>,
 }
 
 /// `[metrics]`

@@ -1219,3 +1219,12 @@ fn metrics_are_off_unless_a_listener_of_their_own_is_given() {
     let msg = parse_err(&format!("{}\n[metrics]\nport = 9091\n", minimal()));
     assert_mentions(&msg, &["port"]);
 }
+
+#[test]
+fn the_access_log_is_on_unless_turned_off() {
+    assert!(parse_ok(&minimal()).log.access);
+    let off = parse_ok(&format!("{}\n[log]\naccess = false\n", minimal()));
+    assert!(!off.log.access);
+    let msg = parse_err(&format!("{}\n[log]\naccess = \"yes\"\n", minimal()));
+    assert!(msg.contains("access"), "{msg}");
+}

@@ -121,6 +121,9 @@ impl Validator<'_> {
             login,
             store,
             metrics,
+            log: LogConfig {
+                access: raw.log.access.unwrap_or(true),
+            },
             warnings: self.warnings,
         })
     }

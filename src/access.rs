@@ -1,0 +1,164 @@
+//! Request ids and the access log: one line per request, naming no one.
+//!
+//! Every request carries an `X-Request-ID`: the one a trusted proxy sent (if
+//! it is a sane id), otherwise a fresh one. It goes upstream with the request
+//! and comes back on every response, wxgate's own included.
+//!
+//! The access log line (`target: wxgate::access`, level `info`, on with
+//! `[log] access`) holds the request id, method, route, path without query,
+//! status, token outcome, upstream peer, body bytes sent, total and upstream
+//! durations, and the user as a keyed hash of the openid: stable across
+//! instances and restarts (the key is derived from the JWT key), useless to
+//! anyone without that key. Never a token, a code, an openid or a query string.
+
+use hmac::{Hmac, Mac};
+use http::{HeaderName, HeaderValue};
+use sha2::Sha256;
+
+/// The request id header.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest incoming request id kept.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Longest path written to a log line (the rest is cut, marked `...`).
+const MAX_LOGGED_PATH: usize = 256;
+
+/// Whether an incoming request id is worth keeping: 1 to [`MAX_REQUEST_ID`]
+/// characters from a set that needs no escaping anywhere.
+pub fn is_sane_request_id(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.len() <= MAX_REQUEST_ID
+        && v.iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'+' | b'/' | b'=')
+        })
+}
+
+/// A fresh request id: 128 random bits as 32 hex digits.
+pub fn new_request_id() -> HeaderValue {
+    let id: u128 = rand::random();
+    // 32 hex digits are always a valid header value.
+    HeaderValue::from_str(&format!("{id:032x}")).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// The request id to use: the incoming one when the peer is trusted, exactly
+/// one was sent and it is sane; `None` means "generate one".
+pub fn kept_request_id<'a>(
+    mut incoming: impl Iterator<Item = &'a HeaderValue>,
+    peer_trusted: bool,
+) -> Option<&'a HeaderValue> {
+    if !peer_trusted {
+        return None;
+    }
+    let first = incoming.next()?;
+    (incoming.next().is_none() && is_sane_request_id(first.as_bytes())).then_some(first)
+}
+
+/// The keyed hash that stands for a user in log lines.
+#[derive(Clone)]
+pub struct UserHasher(Option<Hmac<Sha256>>);
+
+impl std::fmt::Debug for UserHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserHasher(***)")
+    }
+}
+
+impl UserHasher {
+    /// A hasher whose key is derived from `secret` (the JWT key).
+    pub fn new(secret: &[u8]) -> Self {
+        // HMAC takes keys of any length: neither call fails.
+        let mac = Hmac::<Sha256>::new_from_slice(secret)
+            .ok()
+            .map(|m| {
+                m.chain_update(b"wxgate access log user v1")
+                    .finalize()
+                    .into_bytes()
+            })
+            .and_then(|derived| Hmac::<Sha256>::new_from_slice(&derived).ok());
+        Self(mac)
+    }
+
+    /// 16 hex digits (64 bits) of the keyed hash of `openid`.
+    pub fn hash(&self, openid: &str) -> String {
+        match &self.0 {
+            Some(mac) => {
+                let digest = mac
+                    .clone()
+                    .chain_update(openid.as_bytes())
+                    .finalize()
+                    .into_bytes();
+                hex::encode(digest.get(..8).unwrap_or_default())
+            }
+            None => "-".to_string(),
+        }
+    }
+}
+
+/// `path` cut to [`MAX_LOGGED_PATH`] bytes at a character boundary.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= MAX_LOGGED_PATH {
+        return path.into();
+    }
+    let mut end = MAX_LOGGED_PATH;
+    while !path.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    format!("{}...", path.get(..end).unwrap_or_default()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_ids_from_trusted_peers_are_kept() {
+        let ok = HeaderValue::from_static("req-1.a:b_c+/=");
+        assert_eq!(kept_request_id([&ok].into_iter(), true), Some(&ok));
+        assert_eq!(kept_request_id([&ok].into_iter(), false), None);
+        assert_eq!(kept_request_id([&ok, &ok].into_iter(), true), None);
+        assert_eq!(kept_request_id(std::iter::empty(), true), None);
+        for bad in ["", "a b", "a\"b", "a\\b", "<script>", "é"] {
+            let v = HeaderValue::from_bytes(bad.as_bytes()).unwrap_or(HeaderValue::from_static(""));
+            assert_eq!(kept_request_id([&v].into_iter(), true), None, "{bad:?}");
+        }
+        let long = HeaderValue::from_str(&"a".repeat(MAX_REQUEST_ID + 1))
+            .unwrap_or(HeaderValue::from_static(""));
+        assert_eq!(kept_request_id([&long].into_iter(), true), None);
+        let longest = HeaderValue::from_str(&"a".repeat(MAX_REQUEST_ID))
+            .unwrap_or(HeaderValue::from_static(""));
+        assert!(kept_request_id([&longest].into_iter(), true).is_some());
+    }
+
+    #[test]
+    fn fresh_ids_are_32_hex_digits_and_differ() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(a, b);
+        assert!(is_sane_request_id(a.as_bytes()));
+    }
+
+    #[test]
+    fn a_user_hash_is_stable_per_key_and_hides_the_openid() {
+        let h = UserHasher::new(b"0123456789abcdef0123456789abcdef");
+        let x = h.hash("o-user-1");
+        assert_eq!(x.len(), 16);
+        assert_eq!(x, h.hash("o-user-1"));
+        assert_ne!(x, h.hash("o-user-2"));
+        assert!(!x.contains("user"));
+        let other = UserHasher::new(b"another key, another instance set");
+        assert_ne!(x, other.hash("o-user-1"));
+        assert_eq!(format!("{h:?}"), "UserHasher(***)");
+    }
+
+    #[test]
+    fn long_paths_are_cut_at_a_character_boundary() {
+        assert_eq!(loggable_path("/a/b"), "/a/b");
+        let long = "é".repeat(200);
+        let cut = loggable_path(&long);
+        assert!(cut.ends_with("..."));
+        assert!(cut.len() <= MAX_LOGGED_PATH + 3);
+    }
+}
