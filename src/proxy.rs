@@ -398,7 +398,10 @@ impl ProxyHttp for Gateway {
             upstream: ctx.upstream_took.map(|(u, _)| u),
             to_header: ctx.upstream_took.map(|(_, h)| h),
         });
-        if self.state.access_log() {
+        // Checked first: nothing of the line is built when the level is filtered out.
+        if self.state.access_log()
+            && tracing::enabled!(target: "wxgate::access", tracing::Level::INFO)
+        {
             access_line(&self.state, session, ctx, status);
         }
     }
