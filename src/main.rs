@@ -298,7 +298,25 @@ fn run(path: &std::path::Path, ready_file: Option<&std::path::Path>) -> ExitCode
                 return ExitCode::FAILURE;
             }
         }
-        wait_for_signal().await;
+        // SIGHUP re-reads the file (see `Running::reload`); SIGTERM or SIGINT stops.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        // Made once: a stop signal that arrives during a reload is not missed.
+        let mut stop = std::pin::pin!(wait_for_signal());
+        match hangup {
+            Ok(mut hangup) => loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = hangup.recv() => {
+                        tracing::info!(file = %path.display(), "SIGHUP: reloading the config");
+                        let _ = running.reload_file(path, &|name| std::env::var(name).ok()).await;
+                    }
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: the config cannot be reloaded");
+                stop.await;
+            }
+        }
         tracing::info!(grace = ?config.server.grace_period, "shutting down");
         tokio::select! {
             _ = running.shutdown(config.server.grace_period) => {}

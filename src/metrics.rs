@@ -127,15 +127,33 @@ fn status_index(status: u16) -> usize {
     }
 }
 
-/// Per-route request counters, by method and status class.
-type RequestCounters = Vec<[[IntCounter; STATUSES.len()]; METHODS.len()]>;
+/// A row of request counters, by method and status class.
+type Row = [[IntCounter; STATUSES.len()]; METHODS.len()];
 
-/// Everything wxgate counts.
+/// The request counters of one config's routes: a [`Row`] per route label,
+/// routes first, then endpoints, then `none`. Built again on a reload; a
+/// route that stays keeps counting where it was.
+pub struct RouteCounters {
+    rows: Vec<Row>,
+    routes: usize,
+}
+
+impl RouteCounters {
+    fn row(&self, route: RouteLabel) -> Option<&Row> {
+        let i = match route {
+            RouteLabel::Route(i) if i < self.routes => i,
+            RouteLabel::Endpoint(ep) => self.routes.saturating_add(ep.index()),
+            _ => self.rows.len().saturating_sub(1),
+        };
+        self.rows.get(i)
+    }
+}
+
+/// Everything wxgate counts; one per process run, kept across reloads.
 pub struct Metrics {
     registry: Registry,
-    /// `[route label][method][status]`; routes first, then endpoints, then `none`.
-    requests: RequestCounters,
-    routes: usize,
+    requests: IntCounterVec,
+    reloads: IntCounterVec,
     auth: [IntCounter; AuthOutcome::ALL.len()],
     duration: Histogram,
     added: Histogram,
@@ -210,20 +228,13 @@ fn histogram_vec(
 }
 
 impl Metrics {
-    /// The metrics of a gateway with these routes (by prefix) and endpoints
-    /// (with their paths).
-    pub fn new(
+    /// The request counters of these routes (by prefix) and endpoints (with
+    /// their paths; one not served keeps its name).
+    pub fn route_counters(
+        &self,
         route_prefixes: &[&str],
         endpoints: &[(Endpoint, String)],
-    ) -> Result<Self, MetricsError> {
-        let r = Registry::new();
-        let requests_vec = counter_vec(
-            &r,
-            "wxgate_requests_total",
-            "Requests answered, by route (prefix, gateway endpoint path, or none), method and status class.",
-            &["route", "method", "status"],
-        )?;
-        let mut requests = Vec::new();
+    ) -> RouteCounters {
         let labels = route_prefixes
             .iter()
             .copied()
@@ -234,11 +245,37 @@ impl Metrics {
                     .map_or(ep.name(), |(_, path)| path.as_str())
             }))
             .chain(std::iter::once("none"));
-        for route in labels {
-            let by_method =
-                METHODS.map(|m| STATUSES.map(|s| requests_vec.with_label_values(&[route, m, s])));
-            requests.push(by_method);
+        let rows = labels
+            .map(|route| {
+                METHODS.map(|m| STATUSES.map(|s| self.requests.with_label_values(&[route, m, s])))
+            })
+            .collect();
+        RouteCounters {
+            rows,
+            routes: route_prefixes.len(),
         }
+    }
+
+    /// A config reload and how it ended (`ok`, `refused`).
+    pub fn reload(&self, outcome: &str) {
+        self.reloads.with_label_values(&[outcome]).inc();
+    }
+
+    /// Every metric, registered once.
+    pub fn new() -> Result<Self, MetricsError> {
+        let r = Registry::new();
+        let requests = counter_vec(
+            &r,
+            "wxgate_requests_total",
+            "Requests answered, by route (prefix, gateway endpoint path, or none), method and status class.",
+            &["route", "method", "status"],
+        )?;
+        let reloads = counter_vec(
+            &r,
+            "wxgate_config_reloads_total",
+            "Config reloads, by outcome (ok; refused: the file was invalid and the running config stays).",
+            &["outcome"],
+        )?;
         let auth_vec = counter_vec(
             &r,
             "wxgate_auth_total",
@@ -260,7 +297,7 @@ impl Metrics {
         ))?;
         Ok(Self {
             requests,
-            routes: route_prefixes.len(),
+            reloads,
             auth,
             duration: histogram(
                 &r,
@@ -351,14 +388,9 @@ impl Metrics {
         })
     }
 
-    /// Count one answered request and its durations.
-    pub fn request(&self, done: &RequestDone) {
-        let row = match done.route {
-            RouteLabel::Route(i) if i < self.routes => i,
-            RouteLabel::Endpoint(ep) => self.routes + ep.index(),
-            _ => self.requests.len().saturating_sub(1),
-        };
-        if let Some(row) = self.requests.get(row) {
+    /// Count one answered request (in `counters`, its config's) and its durations.
+    pub fn request(&self, counters: &RouteCounters, done: &RequestDone) {
+        if let Some(row) = counters.row(done.route) {
             row[method_index(done.method)][status_index(done.status)].inc();
         }
         if let Some(outcome) = done.auth {

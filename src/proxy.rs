@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -122,8 +123,10 @@ pub struct Verified {
 }
 
 /// Per-request state.
-#[derive(Default)]
 pub struct RequestCtx {
+    /// The gateway's state when the request arrived: a reload in the middle
+    /// of it does not change its route, upstreams or keys.
+    state: Arc<GatewayState>,
     forward: Option<Forward>,
     /// When the request header was read.
     started: Option<Instant>,
@@ -145,13 +148,14 @@ pub struct RequestCtx {
 
 /// The `ProxyHttp` implementation: one per listener (plain or TLS).
 pub struct Gateway {
-    state: Arc<GatewayState>,
+    /// The current state; a reload swaps it (see `server::Running::reload`).
+    state: Arc<ArcSwap<GatewayState>>,
     tls: bool,
 }
 
 impl Gateway {
     /// A gateway for a listener; `tls` tells upstreams the client used HTTPS.
-    pub fn new(state: Arc<GatewayState>, tls: bool) -> Self {
+    pub fn new(state: Arc<ArcSwap<GatewayState>>, tls: bool) -> Self {
         Self { state, tls }
     }
 }
@@ -161,7 +165,18 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            state: self.state.load_full(),
+            forward: None,
+            started: None,
+            label: RouteLabel::None,
+            auth: None,
+            upstream_at: None,
+            upstream_took: None,
+            peer: None,
+            failed: Vec::new(),
+            failure: None,
+        }
     }
 
     /// Before anything else, per request: keep-alive and body read limits,
@@ -176,7 +191,7 @@ impl ProxyHttp for Gateway {
         // One request id per request, set on the request itself: it goes
         // upstream with it, and every response echoes it (`respond`,
         // `response_filter`).
-        let trusted = self.state.peer_is_trusted(session);
+        let trusted = ctx.state.peer_is_trusted(session);
         let req = session.req_header();
         let kept = kept_request_id(req.headers.get_all(X_REQUEST_ID).iter(), trusted).is_some();
         if !kept {
@@ -184,7 +199,7 @@ impl ProxyHttp for Gateway {
                 .req_header_mut()
                 .insert_header(X_REQUEST_ID, new_request_id())?;
         }
-        let limits = &self.state.limits;
+        let limits = &ctx.state.limits;
         session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
         session.set_read_timeout(Some(limits.body_timeout));
         session.set_pipelining_enabled(true);
@@ -213,11 +228,12 @@ impl ProxyHttp for Gateway {
 
     /// Decide: canonical path, gateway endpoint or route, then auth.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let decided = match decide(&self.state, session.req_header()) {
+        let state = Arc::clone(&ctx.state);
+        let decided = match decide(&state, session.req_header()) {
             Ok(Decision::Route(routed)) => {
                 ctx.label = RouteLabel::Route(routed.route);
                 let public = routed.auth == AuthMode::Public;
-                let admitted = admit(&self.state, session.req_header(), routed).await;
+                let admitted = admit(&state, session.req_header(), routed).await;
                 ctx.auth = Some(match &admitted {
                     _ if public => AuthOutcome::Public,
                     Ok(f) if f.identity.is_some() => AuthOutcome::Ok,
@@ -228,7 +244,7 @@ impl ProxyHttp for Gateway {
             }
             Ok(Decision::Endpoint(ep)) => {
                 ctx.label = RouteLabel::Endpoint(ep);
-                endpoints::answer(&self.state, session, ep).await?;
+                endpoints::answer(&state, session, ep).await?;
                 return Ok(true);
             }
             Err(e) => Err(e),
@@ -258,7 +274,8 @@ impl ProxyHttp for Gateway {
             ctx.failure = Some(ApiError::Internal);
             return Err(Error::explain(ErrorType::InternalError, "no route decided"));
         };
-        match self.state.upstreams[route].pick(&ctx.failed) {
+        let picked = ctx.state.upstreams[route].pick(&ctx.failed);
+        match picked {
             Some(peer) => {
                 ctx.peer = peer._address.as_inet().copied();
                 Ok(peer)
@@ -281,13 +298,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let client = ClientInfo {
-            ip: self.state.client_ip(session),
+            ip: ctx.state.client_ip(session),
             https: self.tls,
         };
-        self.state.headers.sanitize(upstream_request, client);
+        ctx.state.headers.sanitize(upstream_request, client);
         if let Some(f) = &ctx.forward {
             if let Some(v) = &f.identity {
-                self.state.headers.inject(upstream_request, &v.values);
+                ctx.state.headers.inject(upstream_request, &v.values);
             }
             if let Some(target) = &f.target {
                 upstream_request.set_raw_path(target)?;
@@ -307,12 +324,12 @@ impl ProxyHttp for Gateway {
         ctx.peer = None;
         if let Some(addr) = peer._address.as_inet() {
             ctx.failed.push(*addr);
-            self.state.metrics().connect_failed(&addr.to_string());
+            ctx.state.metrics().connect_failed(&addr.to_string());
         }
         let count = ctx
             .forward
             .as_ref()
-            .map_or(0, |f| self.state.upstreams[f.route].count);
+            .map_or(0, |f| ctx.state.upstreams[f.route].count);
         e.set_retry(ctx.failed.len() < count);
         e
     }
@@ -389,7 +406,7 @@ impl ProxyHttp for Gateway {
         // The response is out: the connection now waits for its next request.
         enter(session, Phase::AwaitRequest);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        self.state.metrics().request(&RequestDone {
+        ctx.state.count_request(&RequestDone {
             route: ctx.label,
             method: &session.req_header().method,
             status,
@@ -399,10 +416,10 @@ impl ProxyHttp for Gateway {
             to_header: ctx.upstream_took.map(|(_, h)| h),
         });
         // Checked first: nothing of the line is built when the level is filtered out.
-        if self.state.access_log()
+        if ctx.state.access_log()
             && tracing::enabled!(target: "wxgate::access", tracing::Level::INFO)
         {
-            access_line(&self.state, session, ctx, status);
+            access_line(&ctx.state, session, ctx, status);
         }
     }
 }

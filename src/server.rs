@@ -18,6 +18,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -51,10 +52,81 @@ pub struct Running {
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
-    state: Arc<GatewayState>,
+    /// The current state; [`Running::reload`] swaps it.
+    state: Arc<ArcSwap<GatewayState>>,
     shutdown: watch::Sender<bool>,
     connections: Arc<Connections>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// What a reload builds on; one reload at a time.
+    reload: tokio::sync::Mutex<Reloadable>,
+}
+
+/// The parts of a running gateway a reload keeps or replaces.
+struct Reloadable {
+    /// The store and clock: kept.
+    deps: Deps,
+    /// The config in force.
+    config: Config,
+    /// Stops the health checks of the current upstreams.
+    health: watch::Sender<bool>,
+    health_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Why a reload was refused (the running config stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not load or validate: the same message as `wxgate check`.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The new config could not be built (an upstream group, the WeChat client).
+    #[error("cannot apply the new config")]
+    Start(#[from] StartError),
+}
+
+/// Start the health checks of `state`'s upstreams; they stop when `stop` says so.
+fn start_health_checks(
+    state: &GatewayState,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    state
+        .upstreams
+        .iter()
+        .map(|up| {
+            let lb = up.lb.clone();
+            let rx = stop.clone();
+            tokio::spawn(async move { lb.start(rx).await })
+        })
+        .collect()
+}
+
+/// The settings a reload cannot change, named when the file changed them.
+fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
+    let same = |a: &dyn erased::Render, b: &dyn erased::Render| a.render() == b.render();
+    let mut changed = Vec::new();
+    if !same(&running.server, &new.server) {
+        changed.push("[server]");
+    }
+    if !same(&running.store, &new.store) {
+        changed.push("[store]");
+    }
+    if !same(&running.metrics, &new.metrics) {
+        changed.push("[metrics]");
+    }
+    changed
+}
+
+/// Comparison by rendering: the config model serialises (secrets masked, so
+/// a changed secret is not seen here; [store] and [server] hold none that matter).
+mod erased {
+    pub trait Render {
+        fn render(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Render for T {
+        fn render(&self) -> String {
+            toml::to_string(self).unwrap_or_default()
+        }
+    }
 }
 
 impl Running {
@@ -73,9 +145,68 @@ impl Running {
         self.metrics_addr
     }
 
-    /// The gateway's state (keys, routes, sessions), e.g. to mint tokens in tests.
-    pub fn state(&self) -> &Arc<GatewayState> {
-        &self.state
+    /// The gateway's current state (keys, routes, sessions), e.g. to mint tokens in tests.
+    pub fn state(&self) -> Arc<GatewayState> {
+        self.state.load_full()
+    }
+
+    /// Apply `config` to new requests: routes, upstreams, auth modes, JWT
+    /// keys, header rules, WeChat and login settings, `[log]`. Requests in
+    /// flight finish on the config they started with; no connection is
+    /// dropped. `[server]`, `[store]` and `[metrics]` keep their running
+    /// values until a restart (named in the log when the file changed them).
+    pub async fn reload(&self, config: &Config) -> Result<(), ReloadError> {
+        let mut r = self.reload.lock().await;
+        let old = self.state.load_full();
+        let mut effective = config.clone();
+        effective.server = r.config.server.clone();
+        effective.store = r.config.store.clone();
+        effective.metrics = r.config.metrics.clone();
+        let state = Arc::new(GatewayState::with_metrics(
+            &effective,
+            r.deps.clone(),
+            old.metrics_handle(),
+        )?);
+        let restart = restart_only_changes(&r.config, config);
+        if !restart.is_empty() {
+            tracing::warn!(sections = ?restart, "changed in the file, kept as they are until a restart");
+        }
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        let (health, stop) = watch::channel(false);
+        let health_tasks = start_health_checks(&state, &stop);
+        state.set_ready(old.is_ready());
+        self.state.store(state);
+        let _ = r.health.send(true);
+        for t in r.health_tasks.drain(..) {
+            t.abort();
+        }
+        r.health = health;
+        r.health_tasks = health_tasks;
+        r.config = effective;
+        old.metrics().reload("ok");
+        tracing::info!(routes = config.routes.len(), "config reloaded");
+        Ok(())
+    }
+
+    /// [`Running::reload`] from a file; a file that does not load, or a
+    /// config that cannot be built, is refused, logged and counted, and the
+    /// running config stays.
+    pub async fn reload_file(
+        &self,
+        path: &std::path::Path,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<(), ReloadError> {
+        let result = match Config::load(path, env) {
+            Ok(config) => self.reload(&config).await,
+            Err(e) => Err(ReloadError::Config(e)),
+        };
+        if let Err(e) = &result {
+            self.state.load().metrics().reload("refused");
+            tracing::error!(error = %crate::error::chain(e), "config reload refused; the running config stays");
+        }
+        result
     }
 
     /// The open client connections, their limits and refusals.
@@ -85,8 +216,15 @@ impl Running {
 
     /// Stop accepting, wait up to `grace` for open requests, then stop.
     pub async fn shutdown(self, grace: Duration) {
-        self.state.set_ready(false);
+        self.state.load().set_ready(false);
         let _ = self.shutdown.send(true);
+        {
+            let r = self.reload.lock().await;
+            let _ = r.health.send(true);
+            for t in &r.health_tasks {
+                t.abort();
+            }
+        }
         for t in &self.tasks {
             // Accept loops and health checks end on the shutdown signal; the
             // abort is for health checks that are mid-probe.
@@ -137,8 +275,9 @@ async fn check_eviction(state: &GatewayState) -> Result<(), StartError> {
 /// Like [`start`], with the store and clock made by the caller (tests share a
 /// store between instances and set the clock).
 pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartError> {
-    let state = Arc::new(GatewayState::new(config, deps)?);
-    check_eviction(&state).await?;
+    let current = Arc::new(GatewayState::new(config, deps.clone())?);
+    check_eviction(&current).await?;
+    let state = Arc::new(ArcSwap::new(current.clone()));
     let server_conf = Arc::new(ServerConf::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limits = config.server.limits;
@@ -179,12 +318,9 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
     };
 
     // Config loaded, listeners bound: ready before the first connection is served.
-    state.set_ready(true);
-    for up in &state.upstreams {
-        let lb = up.lb.clone();
-        let rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move { lb.start(rx).await }));
-    }
+    current.set_ready(true);
+    let (health, stop) = watch::channel(false);
+    let health_tasks = start_health_checks(&current, &stop);
 
     let app = Arc::new(app(&server_conf, state.clone(), false, &limits));
     tasks.push(tokio::spawn(accept_loop(
@@ -219,10 +355,21 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
         shutdown: shutdown_tx,
         connections,
         tasks,
+        reload: tokio::sync::Mutex::new(Reloadable {
+            deps,
+            config: config.clone(),
+            health,
+            health_tasks,
+        }),
     })
 }
 
-fn app(conf: &Arc<ServerConf>, state: Arc<GatewayState>, tls: bool, limits: &ConnLimits) -> App {
+fn app(
+    conf: &Arc<ServerConf>,
+    state: Arc<ArcSwap<GatewayState>>,
+    tls: bool,
+    limits: &ConnLimits,
+) -> App {
     let mut app = pingora_proxy::http_proxy(conf, Gateway::new(state, tls));
     let mut options = HttpServerOptions::default();
     options.h2c = !tls;

@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConnLimits};
 use crate::headers::{client_ip, HeaderPolicy, X_FORWARDED_FOR};
 use crate::login::LoginService;
-use crate::metrics::{MeteredStore, Metrics, MetricsError, RouteLabel};
+use crate::metrics::{MeteredStore, Metrics, MetricsError, RequestDone, RouteCounters, RouteLabel};
 use crate::route::{Endpoint, Endpoints, RouteSpec, RouteTable};
 use crate::sessions::Sessions;
 use crate::store::Store;
@@ -109,6 +109,8 @@ pub struct GatewayState {
     ready: AtomicBool,
     /// What `/metrics` reports.
     metrics: Arc<Metrics>,
+    /// This config's request counters.
+    counters: RouteCounters,
     /// Each route's prefix, by route index (metric labels).
     route_prefixes: Vec<String>,
     /// Each endpoint's path, by [`Endpoint::index`] (its name if not served).
@@ -122,6 +124,15 @@ pub struct GatewayState {
 impl GatewayState {
     /// Build routes, keys, header policy, upstream groups and the login service.
     pub fn new(config: &Config, deps: Deps) -> Result<Self, StartError> {
+        Self::with_metrics(config, deps, Arc::new(Metrics::new()?))
+    }
+
+    /// [`GatewayState::new`], counting into `metrics` (kept across reloads).
+    pub fn with_metrics(
+        config: &Config,
+        deps: Deps,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartError> {
         let upstreams = config
             .routes
             .iter()
@@ -137,7 +148,7 @@ impl GatewayState {
         );
         let prefixes: Vec<&str> = config.routes.iter().map(|r| r.prefix.as_str()).collect();
         let served = endpoints.paths();
-        let metrics = Arc::new(Metrics::new(&prefixes, &served)?);
+        let counters = metrics.route_counters(&prefixes, &served);
         let endpoint_paths = Endpoint::ALL
             .iter()
             .map(|ep| {
@@ -182,6 +193,7 @@ impl GatewayState {
             trusted_proxies: config.server.trusted_proxies.clone(),
             ready: AtomicBool::new(false),
             metrics,
+            counters,
             route_prefixes: config.routes.iter().map(|r| r.prefix.clone()).collect(),
             endpoint_paths,
             access_log: config.log.access,
@@ -232,6 +244,16 @@ impl GatewayState {
     /// The gateway's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The metrics, to share with the state a reload builds.
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Count one answered request.
+    pub fn count_request(&self, done: &RequestDone<'_>) {
+        self.metrics.request(&self.counters, done);
     }
 
     /// The metrics text, with the state gauges (store fill, upstream health) read now.

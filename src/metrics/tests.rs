@@ -5,11 +5,16 @@ use http::Method;
 use super::*;
 
 fn metrics() -> Metrics {
+    Metrics::new().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The counters of a config with routes `/api/`, `/public/` and two endpoints.
+fn counters(m: &Metrics) -> RouteCounters {
     let endpoints = vec![
         (Endpoint::Healthz, "/healthz".to_string()),
         (Endpoint::Login, "/wx/login".to_string()),
     ];
-    Metrics::new(&["/api/", "/public/"], &endpoints).unwrap_or_else(|e| panic!("{e}"))
+    m.route_counters(&["/api/", "/public/"], &endpoints)
 }
 
 /// The value of the sample of `name` whose labels are exactly `labels`, read
@@ -56,31 +61,46 @@ fn done(
 #[test]
 fn a_request_is_counted_under_its_route_method_and_status_class() {
     let m = metrics();
-    m.request(&done(
-        RouteLabel::Route(0),
-        &Method::GET,
-        200,
-        Some(AuthOutcome::Ok),
-    ));
-    m.request(&done(
-        RouteLabel::Route(0),
-        &Method::GET,
-        204,
-        Some(AuthOutcome::Ok),
-    ));
-    m.request(&done(
-        RouteLabel::Route(1),
-        &Method::from_bytes(b"PROPFIND").unwrap_or(Method::GET),
-        401,
-        Some(AuthOutcome::Invalid),
-    ));
-    m.request(&done(
-        RouteLabel::Endpoint(Endpoint::Login),
-        &Method::POST,
-        502,
-        None,
-    ));
-    m.request(&done(RouteLabel::None, &Method::DELETE, 0, None));
+    m.request(
+        &counters(&m),
+        &done(
+            RouteLabel::Route(0),
+            &Method::GET,
+            200,
+            Some(AuthOutcome::Ok),
+        ),
+    );
+    m.request(
+        &counters(&m),
+        &done(
+            RouteLabel::Route(0),
+            &Method::GET,
+            204,
+            Some(AuthOutcome::Ok),
+        ),
+    );
+    m.request(
+        &counters(&m),
+        &done(
+            RouteLabel::Route(1),
+            &Method::from_bytes(b"PROPFIND").unwrap_or(Method::GET),
+            401,
+            Some(AuthOutcome::Invalid),
+        ),
+    );
+    m.request(
+        &counters(&m),
+        &done(
+            RouteLabel::Endpoint(Endpoint::Login),
+            &Method::POST,
+            502,
+            None,
+        ),
+    );
+    m.request(
+        &counters(&m),
+        &done(RouteLabel::None, &Method::DELETE, 0, None),
+    );
     let req = |route, method, status| {
         sample(
             &m,
@@ -107,12 +127,15 @@ fn a_request_is_counted_under_its_route_method_and_status_class() {
 #[test]
 fn the_time_wxgate_adds_is_the_time_to_the_header_less_the_upstreams() {
     let m = metrics();
-    m.request(&done(
-        RouteLabel::Route(0),
-        &Method::GET,
-        200,
-        Some(AuthOutcome::Ok),
-    ));
+    m.request(
+        &counters(&m),
+        &done(
+            RouteLabel::Route(0),
+            &Method::GET,
+            200,
+            Some(AuthOutcome::Ok),
+        ),
+    );
     let text = m.render(|_| {});
     assert!(
         text.contains("wxgate_added_duration_seconds_sum 0.00005"),
@@ -247,15 +270,44 @@ fn wechat_calls_are_counted_by_outcome_and_errcode() {
 }
 
 #[test]
+fn a_reloaded_route_keeps_its_count_and_a_new_one_starts_at_zero() {
+    let m = metrics();
+    let before = m.route_counters(&["/api/"], &[]);
+    m.request(
+        &before,
+        &done(RouteLabel::Route(0), &Method::GET, 200, None),
+    );
+    let after = m.route_counters(&["/v2/", "/api/"], &[]);
+    m.request(&after, &done(RouteLabel::Route(1), &Method::GET, 200, None));
+    let get = |route| {
+        sample(
+            &m,
+            "wxgate_requests_total",
+            &[("route", route), ("method", "GET"), ("status", "2xx")],
+        )
+    };
+    assert_eq!(get("/api/"), Some(2.0));
+    assert_eq!(get("/v2/"), Some(0.0));
+    m.reload("ok");
+    assert_eq!(
+        sample(&m, "wxgate_config_reloads_total", &[("outcome", "ok")]),
+        Some(1.0)
+    );
+}
+
+#[test]
 fn two_gateways_in_one_process_count_apart() {
     let a = metrics();
     let b = metrics();
-    a.request(&done(
-        RouteLabel::Route(0),
-        &Method::GET,
-        200,
-        Some(AuthOutcome::Ok),
-    ));
+    a.request(
+        &counters(&a),
+        &done(
+            RouteLabel::Route(0),
+            &Method::GET,
+            200,
+            Some(AuthOutcome::Ok),
+        ),
+    );
     assert_eq!(
         sample(&b, "wxgate_auth_total", &[("outcome", "ok")]),
         Some(0.0)

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use hyper::{Method, Request};
 use tokio::net::TcpListener;
 
@@ -13,12 +14,14 @@ use crate::state::GatewayState;
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serve `/metrics` until the task is aborted.
-pub(super) async fn serve(listener: TcpListener, state: Arc<GatewayState>) {
+pub(super) async fn serve(listener: TcpListener, state: Arc<ArcSwap<GatewayState>>) {
     let result = serve_http1(listener, move |req: Request<hyper::body::Incoming>| {
         let state = state.clone();
         async move {
             match (req.method(), req.uri().path()) {
-                (&Method::GET, "/metrics") => response(200, TEXT_FORMAT, state.render_metrics()),
+                (&Method::GET, "/metrics") => {
+                    response(200, TEXT_FORMAT, state.load().render_metrics())
+                }
                 (_, "/metrics") => response(405, "text/plain", "GET only\n"),
                 _ => response(404, "text/plain", "metrics are at /metrics\n"),
             }
