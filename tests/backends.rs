@@ -1,0 +1,189 @@
+//! The backends of the README, run for real behind the gateway: a mini
+//! program logs in through the mock WeChat, calls the backend through wxgate
+//! with a spoofed `X-OpenID`, and the backend reads the verified one.
+//!
+//! Flask comes from Debian's `python3-flask` (or pip), Express from npm
+//! (`npm install --prefix examples express@4`); `.ci/run` installs both and
+//! sets `WXGATE_REQUIRE_BACKENDS=1`, so that there they cannot be skipped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use wxgate::dev::mock_wechat::MockWechat;
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+
+/// Kills the backend when the test ends.
+struct Backend(Child);
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn skip_or_fail(why: &str) {
+    assert!(
+        std::env::var_os("WXGATE_REQUIRE_BACKENDS").is_none(),
+        "backend test required here: {why}"
+    );
+    eprintln!("skipped: {why}");
+}
+
+fn works(program: &str, args: &[&str], dir: &str) -> bool {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+async fn free_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+async fn start_backend(program: &str, script: &str) -> (Backend, SocketAddr) {
+    let port = free_port().await;
+    let child = Command::new(program)
+        .arg(script)
+        .current_dir(EXAMPLES)
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} {script}: {e}"));
+    let mut backend = Backend(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = support::eventually(Duration::from_secs(20), || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    assert!(
+        up,
+        "{script} did not listen on {addr}: {:?}",
+        backend.0.try_wait()
+    );
+    (backend, addr)
+}
+
+async fn through_the_gateway(backend: SocketAddr, name: &str) {
+    let dir = support::TempDir::new("backends");
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+grace_period = "1s"
+
+[jwt]
+secret_env = "BACKENDS_JWT"
+audience = "backends-test"
+
+[wechat]
+appid = "wxbackendstest001"
+secret_env = "BACKENDS_WECHAT"
+
+[[routes]]
+prefix = "/api/"
+upstreams = ["{backend}"]
+"#
+    );
+    let path = dir.write("wxgate.toml", &text);
+    let env = wxgate::dev::start("127.0.0.1:0".parse().unwrap(), Some(&path), &|n| match n {
+        "BACKENDS_JWT" => Some(support::JWT_SECRET.to_string()),
+        "BACKENDS_WECHAT" => Some("backends wechat secret".to_string()),
+        _ => None,
+    })
+    .await
+    .expect("gateway starts");
+    let gw = env.gateway.addr();
+
+    // A mock user with a unionid, and one without.
+    for code in ["code-1", "nounion-1"] {
+        let login = support::post(
+            gw,
+            "/wx/login",
+            Some("application/json"),
+            json!({ "code": code }).to_string().as_bytes(),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            login.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&login.body)
+        );
+        let token = login.json()["token"].as_str().unwrap().to_string();
+        let req = format!(
+            "GET /api/me HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
+             X-OpenID: o-spoofed\r\nX-UnionID: u-spoofed\r\n\r\n"
+        );
+        let r = support::raw_request(gw, req.as_bytes()).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let v = r.json();
+        assert_eq!(v["openid"], MockWechat::openid_for(code), "{name}: {v}");
+        match MockWechat::unionid_for(code) {
+            Some(u) => assert_eq!(v["unionid"], u, "{name}: {v}"),
+            None => assert!(v["unionid"].is_null(), "{name}: {v}"),
+        }
+    }
+    // No token: wxgate answers; the backend never sees the spoofed header.
+    let r = support::raw_request(
+        gw,
+        b"GET /api/me HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nX-OpenID: o-spoofed\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error(), "token_missing");
+    env.gateway.shutdown(Duration::from_secs(1)).await;
+}
+
+#[test]
+fn the_readme_shows_the_example_files() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for file in ["flask_backend.py", "express_backend.js"] {
+        let text = std::fs::read_to_string(Path::new(EXAMPLES).join(file)).unwrap();
+        assert!(
+            readme.contains(&text),
+            "README does not show examples/{file} as it is"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_flask_backend_reads_the_verified_openid() {
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| works(p, &["-c", "import flask"], EXAMPLES));
+    let Some(python) = python else {
+        return skip_or_fail("no python3 with Flask (apt-get install python3-flask)");
+    };
+    let (_backend, addr) = start_backend(python, "flask_backend.py").await;
+    through_the_gateway(addr, "flask").await;
+}
+
+#[tokio::test]
+async fn the_express_backend_reads_the_verified_openid() {
+    if !works("node", &["-e", "require('express')"], EXAMPLES) {
+        return skip_or_fail("no node with express (npm install --prefix examples express@4)");
+    }
+    let (_backend, addr) = start_backend("node", "express_backend.js").await;
+    through_the_gateway(addr, "express").await;
+}
