@@ -105,9 +105,11 @@ enum TokenCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Held to the end: dropping it flushes the log lines still queued.
-    let _log_writer = init_logging(cli.log_format);
+    let (_log_writer, set_level) = init_logging(cli.log_format);
     match cli.command {
-        Command::Run { config, ready_file } => run(&config.config, ready_file.as_deref()),
+        Command::Run { config, ready_file } => {
+            run(&config.config, ready_file.as_deref(), &set_level)
+        }
         Command::Check(c) => check(&c.config),
         Command::Token(t) => token(t),
         Command::Dev { listen, config } => dev(listen, config.as_deref()),
@@ -119,22 +121,58 @@ fn main() -> ExitCode {
     }
 }
 
+/// Sets the log filter of a running process (`[log] level`, on a reload too).
+type SetLevel = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Log lines go to stderr from a thread of their own, so that a request
 /// never waits on a write (one access log line per request). If stderr
 /// stalls long enough to fill the queue (128k lines), later lines are dropped
 /// rather than the gateway stopping.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+///
+/// The filter is `RUST_LOG` if set (and then stays), else `info` until the
+/// config's `[log] level` is applied through the returned setter.
+fn init_logging(format: LogFormat) -> (tracing_appender::non_blocking::WorkerGuard, SetLevel) {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_writer(writer);
+    macro_rules! setter {
+        ($handle:expr) => {{
+            let handle = $handle;
+            Box::new(move |level: &str| {
+                if pinned {
+                    return;
+                }
+                match tracing_subscriber::EnvFilter::builder().parse(level) {
+                    Ok(f) => {
+                        if let Err(e) = handle.reload(f) {
+                            tracing::warn!(error = %e, "cannot change the log level");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "not a log filter"),
+                }
+            }) as SetLevel
+        }};
     }
-    guard
+    let set = match format {
+        LogFormat::Text => {
+            let builder = builder.with_env_filter(filter).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            setter!(handle)
+        }
+        LogFormat::Json => {
+            let builder = builder
+                .json()
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            setter!(handle)
+        }
+    };
+    (guard, set)
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -268,11 +306,16 @@ fn dev(listen: std::net::SocketAddr, config: Option<&std::path::Path>) -> ExitCo
     })
 }
 
-fn run(path: &std::path::Path, ready_file: Option<&std::path::Path>) -> ExitCode {
+fn run(
+    path: &std::path::Path,
+    ready_file: Option<&std::path::Path>,
+    set_level: &SetLevel,
+) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    set_level(&config.log.level);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -308,7 +351,9 @@ fn run(path: &std::path::Path, ready_file: Option<&std::path::Path>) -> ExitCode
                     _ = &mut stop => break,
                     _ = hangup.recv() => {
                         tracing::info!(file = %path.display(), "SIGHUP: reloading the config");
-                        let _ = running.reload_file(path, &|name| std::env::var(name).ok()).await;
+                        if let Ok(config) = running.reload_file(path, &|name| std::env::var(name).ok()).await {
+                            set_level(&config.log.level);
+                        }
                     }
                 }
             },

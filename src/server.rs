@@ -190,16 +190,16 @@ impl Running {
         Ok(())
     }
 
-    /// [`Running::reload`] from a file; a file that does not load, or a
-    /// config that cannot be built, is refused, logged and counted, and the
-    /// running config stays.
+    /// [`Running::reload`] from a file, returning the config read; a file
+    /// that does not load, or a config that cannot be built, is refused,
+    /// logged and counted, and the running config stays.
     pub async fn reload_file(
         &self,
         path: &std::path::Path,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
-    ) -> Result<(), ReloadError> {
+    ) -> Result<Config, ReloadError> {
         let result = match Config::load(path, env) {
-            Ok(config) => self.reload(&config).await,
+            Ok(config) => self.reload(&config).await.map(|()| config),
             Err(e) => Err(ReloadError::Config(e)),
         };
         if let Err(e) = &result {

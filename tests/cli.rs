@@ -734,3 +734,107 @@ fn token_issue_refuses_a_lifetime_over_30_days() {
     }
     issue(&f, SECRET, &["--openid", "o1", "--ttl", "30d"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_routes_and_the_log_level() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let up = Upstream::start("cli-hup").await;
+    let dir = TempDir::new("cli-hup");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let stderr_path = dir.path().join("stderr.log");
+    let routes = |auth: &str| support::routes_toml(&[("/", auth)], up.addr);
+    let quiet = format!(
+        "{}\n[log]\nlevel = \"warn\"\n{}",
+        support::base_config(),
+        routes("required")
+    );
+    let config = dir.write("run.toml", &quiet);
+    let ready = dir.path().join("ready");
+    let child = wxgate_with_secret()
+        .env_remove("RUST_LOG")
+        .args(["--log-format", "json", "run", "--ready-file"])
+        .arg(&ready)
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn wxgate run");
+    let mut child = ChildGuard(child);
+    let addr = wait_ready(&mut child, &ready, &stderr_path, &client).await;
+    let status = || async {
+        client
+            .get(format!("http://{addr}/a"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status().await, 401);
+
+    // The route turns public and the level to info, by SIGHUP.
+    let loud = format!(
+        "{}\n[log]\nlevel = \"info\"\n{}",
+        support::base_config(),
+        routes("public")
+    );
+    std::fs::write(&config, loud).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status().await != 200 {
+        assert!(Instant::now() < deadline, "the reload did not apply");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Access lines (info) were filtered out before the reload, and are written now.
+    let access_lines = || {
+        std::fs::read_to_string(&stderr_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"target\":\"wxgate::access\""))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while access_lines() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no access line after the level became info"
+        );
+        assert_eq!(status().await, 200);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A broken file is refused and changes nothing.
+    std::fs::write(&config, "[server]\nlisten = 1\n").unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&stderr_path)
+        .unwrap_or_default()
+        .contains("config reload refused")
+    {
+        assert!(Instant::now() < deadline, "no refusal logged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status().await, 200);
+    let before = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(before.contains("\"level\":\"INFO\""), "{before}");
+    // The 401 was answered under `warn`: no access line for it.
+    assert!(
+        !before
+            .lines()
+            .any(|l| l.contains("wxgate::access") && l.contains("\"status\":401")),
+        "{before}"
+    );
+    drop(child);
+}

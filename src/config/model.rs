@@ -41,6 +41,9 @@ pub struct Config {
 pub struct LogConfig {
     /// One `info` line per request (target `wxgate::access`).
     pub access: bool,
+    /// What is logged, as `RUST_LOG` writes it (`info`, `warn,wxgate::access=off`);
+    /// `RUST_LOG`, when set, wins. Applied again on a reload.
+    pub level: String,
 }
 
 /// `[metrics]`

@@ -39,6 +39,7 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLog {
     pub access: Option<bool>,
+    pub level: Option<String>,
 }
 
 /// `[metrics]`

@@ -1228,3 +1228,18 @@ fn the_access_log_is_on_unless_turned_off() {
     let msg = parse_err(&format!("{}\n[log]\naccess = \"yes\"\n", minimal()));
     assert!(msg.contains("access"), "{msg}");
 }
+
+#[test]
+fn the_log_level_is_a_filter_rust_log_would_take() {
+    assert_eq!(parse_ok(&minimal()).log.level, "info");
+    let quiet = parse_ok(&format!(
+        "{}\n[log]\nlevel = \"warn,wxgate::access=off\"\n",
+        minimal()
+    ));
+    assert_eq!(quiet.log.level, "warn,wxgate::access=off");
+    let msg = invalid_key(
+        &format!("{}\n[log]\nlevel = \"wxgate=loud\"\n", minimal()),
+        "log.level",
+    );
+    assert!(msg.contains("is not a log filter"), "{msg}");
+}

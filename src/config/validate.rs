@@ -121,9 +121,7 @@ impl Validator<'_> {
             login,
             store,
             metrics,
-            log: LogConfig {
-                access: raw.log.access.unwrap_or(true),
-            },
+            log: self.log(raw.log)?,
             warnings: self.warnings,
         })
     }
@@ -178,6 +176,21 @@ impl Validator<'_> {
             return Err(self.err(key, format!("must be at most {max_text}")));
         }
         Ok(d)
+    }
+
+    /// `[log]`: the level must be a filter `RUST_LOG` would accept.
+    fn log(&self, raw: RawLog) -> Result<LogConfig, ConfigError> {
+        let level = raw.level.unwrap_or_else(|| "info".to_string());
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
+            return Err(self.err(
+                "log.level",
+                format!("{level:?} is not a log filter like \"info\" or \"warn,wxgate::access=off\": {e}"),
+            ));
+        }
+        Ok(LogConfig {
+            access: raw.access.unwrap_or(true),
+            level,
+        })
     }
 
     /// `[metrics]`: a listener of its own, never one of the public ones.
