@@ -467,6 +467,26 @@ impl Drop for ChildGuard {
     }
 }
 
+/// `wxgate --log-format json run --ready-file READY -c CONFIG`, stderr to a
+/// file; `rust_log` `None` runs it without `RUST_LOG` (the config's level).
+fn spawn_run(config: &Path, ready: &Path, stderr: &Path, rust_log: Option<&str>) -> ChildGuard {
+    let mut cmd = wxgate_with_secret();
+    match rust_log {
+        Some(level) => cmd.env("RUST_LOG", level),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    let child = cmd
+        .args(["--log-format", "json", "run", "--ready-file"])
+        .arg(ready)
+        .arg("-c")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr).expect("stderr file"))
+        .spawn()
+        .expect("spawn wxgate run");
+    ChildGuard(child)
+}
+
 /// Wait for `wxgate run --ready-file` to name its address, then for
 /// `/healthz`; panics with the child's log if it exits first.
 async fn wait_ready(
@@ -517,17 +537,7 @@ async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
     // listen = "127.0.0.1:0": the kernel picks the port, the ready file names it.
     let config = dir.write("run.toml", &support::standard_config(up.addr));
     let ready = dir.path().join("ready");
-    let child = wxgate_with_secret()
-        .env("RUST_LOG", "debug")
-        .args(["--log-format", "json", "run", "--ready-file"])
-        .arg(&ready)
-        .arg("-c")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn wxgate run");
-    let mut child = ChildGuard(child);
+    let mut child = spawn_run(&config, &ready, &stderr_path, Some("debug"));
     let addr = wait_ready(&mut child, &ready, &stderr_path, &client).await;
 
     let res = client
@@ -754,17 +764,7 @@ async fn sighup_reloads_routes_and_the_log_level() {
     );
     let config = dir.write("run.toml", &quiet);
     let ready = dir.path().join("ready");
-    let child = wxgate_with_secret()
-        .env_remove("RUST_LOG")
-        .args(["--log-format", "json", "run", "--ready-file"])
-        .arg(&ready)
-        .arg("-c")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn wxgate run");
-    let mut child = ChildGuard(child);
+    let mut child = spawn_run(&config, &ready, &stderr_path, None);
     let addr = wait_ready(&mut child, &ready, &stderr_path, &client).await;
     let status = || async {
         client

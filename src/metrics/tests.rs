@@ -41,6 +41,11 @@ fn sample(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
+/// Count one request in `m`, under the routes of [`counters`].
+fn count(m: &Metrics, route: RouteLabel, method: &Method, status: u16, auth: Option<AuthOutcome>) {
+    m.request(&counters(m), &done(route, method, status, auth));
+}
+
 fn done(
     route: RouteLabel,
     method: &Method,
@@ -61,46 +66,35 @@ fn done(
 #[test]
 fn a_request_is_counted_under_its_route_method_and_status_class() {
     let m = metrics();
-    m.request(
-        &counters(&m),
-        &done(
-            RouteLabel::Route(0),
-            &Method::GET,
-            200,
-            Some(AuthOutcome::Ok),
-        ),
+    count(
+        &m,
+        RouteLabel::Route(0),
+        &Method::GET,
+        200,
+        Some(AuthOutcome::Ok),
     );
-    m.request(
-        &counters(&m),
-        &done(
-            RouteLabel::Route(0),
-            &Method::GET,
-            204,
-            Some(AuthOutcome::Ok),
-        ),
+    count(
+        &m,
+        RouteLabel::Route(0),
+        &Method::GET,
+        204,
+        Some(AuthOutcome::Ok),
     );
-    m.request(
-        &counters(&m),
-        &done(
-            RouteLabel::Route(1),
-            &Method::from_bytes(b"PROPFIND").unwrap_or(Method::GET),
-            401,
-            Some(AuthOutcome::Invalid),
-        ),
+    count(
+        &m,
+        RouteLabel::Route(1),
+        &Method::from_bytes(b"PROPFIND").unwrap_or(Method::GET),
+        401,
+        Some(AuthOutcome::Invalid),
     );
-    m.request(
-        &counters(&m),
-        &done(
-            RouteLabel::Endpoint(Endpoint::Login),
-            &Method::POST,
-            502,
-            None,
-        ),
+    count(
+        &m,
+        RouteLabel::Endpoint(Endpoint::Login),
+        &Method::POST,
+        502,
+        None,
     );
-    m.request(
-        &counters(&m),
-        &done(RouteLabel::None, &Method::DELETE, 0, None),
-    );
+    count(&m, RouteLabel::None, &Method::DELETE, 0, None);
     let req = |route, method, status| {
         sample(
             &m,
@@ -127,14 +121,12 @@ fn a_request_is_counted_under_its_route_method_and_status_class() {
 #[test]
 fn the_time_wxgate_adds_is_the_time_to_the_header_less_the_upstreams() {
     let m = metrics();
-    m.request(
-        &counters(&m),
-        &done(
-            RouteLabel::Route(0),
-            &Method::GET,
-            200,
-            Some(AuthOutcome::Ok),
-        ),
+    count(
+        &m,
+        RouteLabel::Route(0),
+        &Method::GET,
+        200,
+        Some(AuthOutcome::Ok),
     );
     let text = m.render(|_| {});
     assert!(
@@ -299,14 +291,12 @@ fn a_reloaded_route_keeps_its_count_and_a_new_one_starts_at_zero() {
 fn two_gateways_in_one_process_count_apart() {
     let a = metrics();
     let b = metrics();
-    a.request(
-        &counters(&a),
-        &done(
-            RouteLabel::Route(0),
-            &Method::GET,
-            200,
-            Some(AuthOutcome::Ok),
-        ),
+    count(
+        &a,
+        RouteLabel::Route(0),
+        &Method::GET,
+        200,
+        Some(AuthOutcome::Ok),
     );
     assert_eq!(
         sample(&b, "wxgate_auth_total", &[("outcome", "ok")]),
