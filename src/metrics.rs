@@ -21,8 +21,13 @@ use crate::error::ApiError;
 use crate::route::Endpoint;
 use crate::store::StoreError;
 
+mod gauges;
+mod labels;
 mod store;
 
+pub use gauges::Gauges;
+use labels::{method_index, status_index, METHODS, STATUSES};
+pub use labels::{AuthOutcome, RouteLabel};
 pub use store::MeteredStore;
 
 /// Latency buckets, in seconds: 50 µs to 10 s.
@@ -30,102 +35,6 @@ const BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0,
 ];
-
-/// Method classes: the common methods by name, the rest as `other`.
-const METHODS: [&str; 8] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
-];
-
-/// Status classes; `none` when no response was written (the client left).
-const STATUSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
-
-/// What a request was matched to, as a label: a route (by index), one of the
-/// gateway's endpoints, or nothing (no route, malformed path).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RouteLabel {
-    /// Not matched (yet): `route="none"`.
-    #[default]
-    None,
-    /// A configured route, by index: `route="<prefix>"`.
-    Route(usize),
-    /// A gateway endpoint: `route="<its path>"`.
-    Endpoint(Endpoint),
-}
-
-/// How a request's token check ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthOutcome {
-    /// A valid, unrevoked token.
-    Ok,
-    /// No token (refused on required routes, let through on optional ones).
-    Missing,
-    /// The token has expired.
-    Expired,
-    /// Any other bad token: signature, algorithm, claims, shape.
-    Invalid,
-    /// The token was revoked (logout, refresh reuse).
-    Revoked,
-    /// A public route: no check.
-    Public,
-    /// The revocation check could not be made (store down, fail-closed).
-    Error,
-}
-
-impl AuthOutcome {
-    const ALL: [AuthOutcome; 7] = [
-        AuthOutcome::Ok,
-        AuthOutcome::Missing,
-        AuthOutcome::Expired,
-        AuthOutcome::Invalid,
-        AuthOutcome::Revoked,
-        AuthOutcome::Public,
-        AuthOutcome::Error,
-    ];
-
-    /// The outcome as metrics and logs name it.
-    pub fn label(self) -> &'static str {
-        match self {
-            AuthOutcome::Ok => "ok",
-            AuthOutcome::Missing => "missing",
-            AuthOutcome::Expired => "expired",
-            AuthOutcome::Invalid => "invalid",
-            AuthOutcome::Revoked => "revoked",
-            AuthOutcome::Public => "public",
-            AuthOutcome::Error => "error",
-        }
-    }
-
-    /// The outcome of a refused token check.
-    pub fn of_error(e: &ApiError) -> Self {
-        match e {
-            ApiError::TokenMissing => AuthOutcome::Missing,
-            ApiError::TokenExpired => AuthOutcome::Expired,
-            ApiError::TokenRevoked => AuthOutcome::Revoked,
-            ApiError::TokenInvalid => AuthOutcome::Invalid,
-            _ => AuthOutcome::Error,
-        }
-    }
-}
-
-/// The method class of a request, as an index into [`METHODS`].
-fn method_index(method: &http::Method) -> usize {
-    METHODS
-        .iter()
-        .position(|m| *m == method.as_str())
-        .unwrap_or(METHODS.len() - 1)
-}
-
-/// The status class of a response (0: none written), as an index into [`STATUSES`].
-fn status_index(status: u16) -> usize {
-    match status {
-        100..=199 => 0,
-        200..=299 => 1,
-        300..=399 => 2,
-        400..=499 => 3,
-        500..=599 => 4,
-        _ => 5,
-    }
-}
 
 /// A row of request counters, by method and status class.
 type Row = [[IntCounter; STATUSES.len()]; METHODS.len()];
@@ -458,50 +367,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Setters for the gauges that describe state, used at scrape time.
-pub struct Gauges<'a>(&'a Metrics);
-
-impl Gauges<'_> {
-    /// A memory-store map: entries, bound, drops and refusals so far.
-    pub fn store_map(
-        &self,
-        kind: &str,
-        entries: usize,
-        capacity: usize,
-        dropped: u64,
-        refused: u64,
-    ) {
-        let m = self.0;
-        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        m.store_entries
-            .with_label_values(&[kind])
-            .set(int(entries as u64));
-        m.store_capacity
-            .with_label_values(&[kind])
-            .set(int(capacity as u64));
-        catch_up(&m.store_dropped.with_label_values(&[kind]), dropped);
-        catch_up(&m.store_refused.with_label_values(&[kind]), refused);
-    }
-
-    /// Whether an upstream of a route passes its health check.
-    pub fn upstream(&self, route: &str, peer: &str, up: bool) {
-        self.0
-            .upstream_up
-            .with_label_values(&[route, peer])
-            .set(i64::from(up));
-    }
-
-    /// Revocation checks skipped by `fail_open` so far.
-    pub fn fail_open(&self, count: u64) {
-        catch_up(&self.0.fail_open, count);
-    }
-}
-
-/// Bring a counter that mirrors a count kept elsewhere up to `value`.
-fn catch_up(counter: &IntCounter, value: u64) {
-    counter.inc_by(value.saturating_sub(counter.get()));
 }
 
 /// What [`Metrics::request`] needs to know about an answered request.
