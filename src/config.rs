@@ -67,6 +67,19 @@ impl Config {
         validate::validate(raw, resolved, file)
     }
 
+    /// The sections of `new` that differ from this running config but that a
+    /// reload does not apply (listeners, limits, the store, metrics), by name.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        [
+            ("[server]", self.server != new.server),
+            ("[store]", self.store != new.store),
+            ("[metrics]", self.metrics != new.metrics),
+        ]
+        .into_iter()
+        .filter_map(|(section, changed)| changed.then_some(section))
+        .collect()
+    }
+
     /// The effective configuration as TOML, with every secret shown as `***`.
     pub fn render(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))

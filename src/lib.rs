@@ -24,7 +24,7 @@
 //!
 //! | module | what it knows |
 //! |---|---|
-//! | [`server`] | listeners, TLS, connections: caps ([`server::admission`]), read deadlines ([`server::deadline`]), graceful shutdown |
+//! | [`server`] | listeners, TLS, connections: caps ([`server::admission`]), read deadlines ([`server::deadline`]), reload, graceful shutdown |
 //! | [`state`] | [`state::GatewayState`]: everything a request reads, built once; [`state::Deps`] |
 //! | [`proxy`] | the Pingora `ProxyHttp` glue: the pipeline above, nothing else |
 //! | [`route`] | canonical paths, the gateway's own endpoint paths, routes and auth modes |
@@ -40,6 +40,9 @@
 //! | [`config`] | schema → resolve → validate → model |
 //! | [`error`] | [`error::ApiError`]: every refusal, its status and stable code |
 //! | [`respond`] | writing JSON responses and errors |
+//! | [`metrics`] | Prometheus series (one registry, kept across reloads), the metered store |
+//! | [`access`] | request ids, the access log's user hash and path |
+//! | [`http1`] | the small HTTP/1 server of the metrics listener and the dev servers |
 //! | [`upstream`], [`clock`], [`secret`], [`dev`] | upstream groups, time, masked secrets, `wxgate dev` |
 
 #![forbid(unsafe_code)]
@@ -52,6 +55,7 @@ pub mod dev;
 pub mod endpoints;
 pub mod error;
 pub mod headers;
+pub mod http1;
 pub mod login;
 pub mod metrics;
 pub mod proxy;

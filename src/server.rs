@@ -99,36 +99,6 @@ fn start_health_checks(
         .collect()
 }
 
-/// The settings a reload cannot change, named when the file changed them.
-fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
-    let same = |a: &dyn erased::Render, b: &dyn erased::Render| a.render() == b.render();
-    let mut changed = Vec::new();
-    if !same(&running.server, &new.server) {
-        changed.push("[server]");
-    }
-    if !same(&running.store, &new.store) {
-        changed.push("[store]");
-    }
-    if !same(&running.metrics, &new.metrics) {
-        changed.push("[metrics]");
-    }
-    changed
-}
-
-/// Comparison by rendering: the config model serialises (secrets masked, so
-/// a changed secret is not seen here; [store] and [server] hold none that matter).
-mod erased {
-    pub trait Render {
-        fn render(&self) -> String;
-    }
-
-    impl<T: serde::Serialize> Render for T {
-        fn render(&self) -> String {
-            toml::to_string(self).unwrap_or_default()
-        }
-    }
-}
-
 impl Running {
     /// The address of the plain HTTP listener (useful when it was bound to port 0).
     pub fn addr(&self) -> SocketAddr {
@@ -167,7 +137,7 @@ impl Running {
             r.deps.clone(),
             old.metrics_handle(),
         )?);
-        let restart = restart_only_changes(&r.config, config);
+        let restart = r.config.restart_only_changes(config);
         if !restart.is_empty() {
             tracing::warn!(sections = ?restart, "changed in the file, kept as they are until a restart");
         }

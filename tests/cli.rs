@@ -778,11 +778,9 @@ async fn sighup_reloads_routes_and_the_log_level() {
     assert_eq!(status().await, 401);
 
     // The route turns public and the level to info, by SIGHUP.
-    let loud = format!(
-        "{}\n[log]\nlevel = \"info\"\n{}",
-        support::base_config(),
-        routes("public")
-    );
+    // Also a [server] change, which waits for a restart and is named in the log.
+    let server = support::base_config().replace("grace_period = \"1s\"", "grace_period = \"2s\"");
+    let loud = format!("{server}\n[log]\nlevel = \"info\"\n{}", routes("public"));
     std::fs::write(&config, loud).unwrap();
     let hup = Command::new("kill")
         .args(["-HUP", &child.0.id().to_string()])
@@ -829,6 +827,12 @@ async fn sighup_reloads_routes_and_the_log_level() {
     assert_eq!(status().await, 200);
     let before = std::fs::read_to_string(&stderr_path).unwrap();
     assert!(before.contains("\"level\":\"INFO\""), "{before}");
+    assert!(
+        before
+            .lines()
+            .any(|l| l.contains("until a restart") && l.contains("[server]")),
+        "{before}"
+    );
     // The 401 was answered under `warn`: no access line for it.
     assert!(
         !before

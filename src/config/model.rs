@@ -47,7 +47,7 @@ pub struct LogConfig {
 }
 
 /// `[metrics]`
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct MetricsConfig {
     /// Where Prometheus scrapes `GET /metrics`; `None`: no metrics listener.
     #[serde(
@@ -58,7 +58,7 @@ pub struct MetricsConfig {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ServerConfig {
     #[serde(serialize_with = "ser_display")]
     pub listen: SocketAddr,
@@ -109,7 +109,7 @@ impl Default for ConnLimits {
 }
 
 /// The optional HTTPS listener.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TlsConfig {
     #[serde(rename = "tls_listen", serialize_with = "ser_display")]
     pub listen: SocketAddr,
@@ -204,7 +204,7 @@ impl std::fmt::Display for Rate {
 }
 
 /// `[store]`: where sessions, revocations, refresh tokens and counters live.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StoreConfig {
     #[serde(flatten)]
     pub kind: StoreKind,
@@ -215,7 +215,7 @@ pub struct StoreConfig {
 }
 
 /// Which store.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StoreKind {
     /// In-process, bounded, lost on restart (the default).

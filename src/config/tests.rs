@@ -1243,3 +1243,35 @@ fn the_log_level_is_a_filter_rust_log_would_take() {
     );
     assert!(msg.contains("is not a log filter"), "{msg}");
 }
+
+#[test]
+fn a_reload_names_the_sections_it_does_not_apply() {
+    let redis = |url: &str, grace: &str| {
+        let env = |name: &str| match name {
+            "WXGATE_JWT_SECRET" => Some(SECRET.to_string()),
+            "REDIS_URL" => Some(url.to_string()),
+            _ => None,
+        };
+        let text = format!(
+            "[server]\ngrace_period = \"{grace}\"\n{JWT}{ROUTE}\n[store]\nkind = \"redis\"\nurl_env = \"REDIS_URL\"\n"
+        );
+        Config::parse(&text, FILE, &env).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let running = redis("redis://10.0.0.1:6379/0", "5s");
+    assert!(running.restart_only_changes(&running.clone()).is_empty());
+    // A new Redis URL is a secret (rendered `***`), and still seen as a change.
+    assert_eq!(
+        running.restart_only_changes(&redis("redis://10.0.0.2:6379/0", "5s")),
+        ["[store]"]
+    );
+    assert_eq!(
+        running.restart_only_changes(&redis("redis://10.0.0.1:6379/0", "9s")),
+        ["[server]"]
+    );
+    let mut metrics = running.clone();
+    metrics.metrics.listen = Some("127.0.0.1:9091".parse().unwrap_or_else(|e| panic!("{e}")));
+    let mut routes = running.clone();
+    routes.routes.clear();
+    assert_eq!(running.restart_only_changes(&metrics), ["[metrics]"]);
+    assert!(running.restart_only_changes(&routes).is_empty());
+}

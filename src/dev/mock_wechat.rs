@@ -49,7 +49,7 @@ use hyper::{Method, Request, Response};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-use super::echo::{response, serve_http1};
+use crate::http1::{response, serve_http1};
 
 /// How long the `slow` code waits before answering.
 const SLOW_DELAY: Duration = Duration::from_secs(60);

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use hyper::{Method, Request};
 use tokio::net::TcpListener;
 
-use crate::dev::echo::{response, serve_http1};
+use crate::http1::{response, serve_http1};
 use crate::state::GatewayState;
 
 /// The content type of Prometheus' text exposition format.
