@@ -80,6 +80,7 @@ async fn main() -> Result<(), wxgate::store::StoreError> {
             unionid: None,
             appid: Some("wx0123456789abcdef".into()),
             family: format!("{i:032x}"),
+            user: Default::default(),
             issued_ms: 1_700_000_000_000,
             expires_at: 1_700_000_000,
         };

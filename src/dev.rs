@@ -1,12 +1,14 @@
-//! `wxgate dev`: the gateway with an embedded mock WeChat and echo upstream.
+//! `wxgate dev`: the gateway with an embedded mock WeChat, echo upstream and
+//! example login hook.
 //!
-//! Nothing to sign up for: `wxgate dev` starts the mock WeChat and the echo
-//! upstream on ephemeral loopback ports and the gateway in front of them, with
-//! a random JWT key. With `--config`, the gateway uses that file (its routes,
-//! keys and appid) but still talks to the mock instead of WeChat. The same
-//! pieces serve the test suite.
+//! Nothing to sign up for: `wxgate dev` starts the mock WeChat, the echo
+//! upstream and the example hook on ephemeral loopback ports and the gateway
+//! in front of them, with random keys. With `--config`, the gateway uses that
+//! file (its routes, keys, appid and `[login.hook]`, if any) but still talks
+//! to the mock instead of WeChat. The same pieces serve the test suite.
 
 pub mod echo;
+pub mod example_hook;
 pub mod mock_wechat;
 
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, ConfigError};
 use crate::server::{Running, StartError};
 use echo::EchoUpstream;
+use example_hook::ExampleHook;
 use mock_wechat::MockWechat;
 
 /// The appid of the embedded config.
@@ -41,6 +44,9 @@ pub struct DevEnv {
     pub mock_addr: SocketAddr,
     pub echo: EchoUpstream,
     pub echo_addr: SocketAddr,
+    /// The example login hook (the embedded config calls it; a config file may not).
+    pub hook: ExampleHook,
+    pub hook_addr: SocketAddr,
     /// The config the gateway runs with (`[wechat] api_base` points at the mock).
     pub config: Config,
     _servers: AbortOnDrop,
@@ -57,8 +63,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The embedded config, for an echo upstream and a mock WeChat at these addresses.
-pub fn embedded_config(listen: SocketAddr, echo: SocketAddr, mock: SocketAddr) -> String {
+/// The embedded config, for an echo upstream, a mock WeChat and an example
+/// login hook at these addresses.
+pub fn embedded_config(
+    listen: SocketAddr,
+    echo: SocketAddr,
+    mock: SocketAddr,
+    hook: SocketAddr,
+) -> String {
     format!(
         r#"
 [server]
@@ -76,10 +88,21 @@ secret_env = "WXGATE_DEV_WECHAT_SECRET"
 api_base = "http://{mock}"
 timeout = "2s"
 
+[login.hook]
+url = "http://{hook}/internal/wxgate"
+secret_env = "WXGATE_DEV_HOOK_SECRET"
+timeout = "2s"
+claims = {{ plan = "X-User-Plan" }}
+
 [[routes]]
 prefix = "/public/"
 upstreams = ["{echo}"]
 auth = "public"
+
+[[routes]]
+prefix = "/admin/"
+upstreams = ["{echo}"]
+roles = ["admin"]
 
 [[routes]]
 prefix = "/"
@@ -108,18 +131,24 @@ pub async fn start(
     let echo_listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(DevError::Bind)?;
+    let hook_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(DevError::Bind)?;
     let mock_addr = mock_listener.local_addr().map_err(DevError::Bind)?;
     let echo_addr = echo_listener.local_addr().map_err(DevError::Bind)?;
+    let hook_addr = hook_listener.local_addr().map_err(DevError::Bind)?;
+    let hook_secret = random_secret();
 
     let mut config = match config_path {
         Some(path) => Config::load(path, env)?,
         None => {
             let jwt = random_secret();
             let wechat = random_secret();
-            let text = embedded_config(listen, echo_addr, mock_addr);
+            let text = embedded_config(listen, echo_addr, mock_addr, hook_addr);
             Config::parse(&text, "<embedded dev config>", &|name| match name {
                 "WXGATE_DEV_JWT_SECRET" => Some(jwt.clone()),
                 "WXGATE_DEV_WECHAT_SECRET" => Some(wechat.clone()),
+                "WXGATE_DEV_HOOK_SECRET" => Some(hook_secret.clone()),
                 _ => None,
             })?
         }
@@ -128,7 +157,7 @@ pub async fn start(
         Some(w) => w,
         None => {
             // A config without [wechat]: log in against the mock with a dev appid.
-            let text = embedded_config(listen, echo_addr, mock_addr);
+            let text = embedded_config(listen, echo_addr, mock_addr, hook_addr);
             let dev = Config::parse(&text, "<embedded dev config>", &|_| Some(random_secret()))?;
             config.wechat = dev.wechat;
             config.wechat.as_mut().ok_or_else(|| {
@@ -142,9 +171,11 @@ pub async fn start(
         wechat.secret.expose_str().unwrap_or_default(),
     );
     let echo = EchoUpstream::new("echo");
+    let hook = ExampleHook::new(hook_secret.as_bytes());
     let tasks = AbortOnDrop(vec![
         tokio::spawn(mock.clone().serve(mock_listener)),
         tokio::spawn(echo.clone().serve(echo_listener)),
+        tokio::spawn(hook.clone().serve(hook_listener)),
     ]);
     let gateway = crate::server::start(&config).await?;
     Ok(DevEnv {
@@ -153,6 +184,8 @@ pub async fn start(
         mock_addr,
         echo,
         echo_addr,
+        hook,
+        hook_addr,
         config,
         _servers: tasks,
     })
@@ -199,12 +232,43 @@ routes:
    wxgate. Any X-OpenID you send yourself is removed:
 
    curl -s http://{gw}/api/hello -H "Authorization: Bearer $TOKEN" -H 'X-OpenID: someone-else'
-
+{hook}
 Stop with Ctrl-C.
 "#,
             mock = self.mock_addr,
             echo = self.echo_addr,
             routes = upstreams.join("\n"),
+            hook = self.hook_walkthrough(),
+        )
+    }
+
+    /// The walkthrough's steps for the example login hook, when it is in use.
+    fn hook_walkthrough(&self) -> String {
+        let example = format!("http://{}/", self.hook_addr);
+        if !self
+            .config
+            .login
+            .hook
+            .as_ref()
+            .is_some_and(|h| h.url.starts_with(&example))
+        {
+            return String::new();
+        }
+        let gw = self.gateway.addr();
+        let prefix = &self.config.login.path_prefix;
+        format!(
+            r#"
+4. The example login hook (http://{hook}) answered for the backend: the login
+   answer carries "uid" and "roles", and the upstream sees X-User-ID,
+   X-User-Roles and X-User-Plan. /admin/ requires the role "admin", which the
+   hook grants to the user "admin" (codes admin.1, admin.2, ...); the user
+   "banned" (codes banned.1, ...) is refused with 403 login_refused:
+
+   ADMIN=$(curl -s -X POST http://{gw}{prefix}/login -d '{{"code":"admin.1"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+   curl -s http://{gw}/admin/panel -H "Authorization: Bearer $ADMIN"
+   curl -s http://{gw}/admin/panel -H "Authorization: Bearer $TOKEN"    # 403 forbidden
+"#,
+            hook = self.hook_addr,
         )
     }
 }

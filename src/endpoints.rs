@@ -107,6 +107,12 @@ pub struct TokenResponse {
     pub refresh_token: String,
     pub openid: String,
     pub unionid: Option<String>,
+    /// The backend's user id, from the login hook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The backend's roles for the user, from the login hook.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 impl From<Grant> for TokenResponse {
@@ -118,6 +124,8 @@ impl From<Grant> for TokenResponse {
             refresh_token: g.refresh_token,
             openid: g.openid,
             unionid: g.unionid,
+            uid: g.user.uid,
+            roles: g.user.roles,
         }
     }
 }

@@ -91,6 +91,17 @@ pub enum ApiError {
     /// The upstream did not answer in time.
     #[error("the upstream service did not answer in time")]
     UpstreamTimeout,
+    /// The backend's login hook refused the user (403 from the hook),
+    /// with the hook's message when it sent one.
+    #[error("{}", message.as_deref().unwrap_or("the backend refused this login"))]
+    LoginRefused { message: Option<String> },
+    /// The login hook failed, answered garbage, or (`timed_out`) did not
+    /// answer in time: no token without its answer.
+    #[error("the backend's login hook is unavailable; retry with the same code")]
+    HookUnavailable { timed_out: bool },
+    /// The token is valid but carries none of the roles the route requires.
+    #[error("the token does not carry a role this route requires")]
+    Forbidden,
     /// A bug or an unexpected state inside wxgate.
     #[error("internal error")]
     Internal,
@@ -144,6 +155,9 @@ impl ApiError {
             ApiError::StoreFull => "store_full",
             ApiError::UpstreamUnavailable => "upstream_unavailable",
             ApiError::UpstreamTimeout => "upstream_timeout",
+            ApiError::LoginRefused { .. } => "login_refused",
+            ApiError::HookUnavailable { .. } => "hook_unavailable",
+            ApiError::Forbidden => "forbidden",
             ApiError::Internal => "internal_error",
         }
     }
@@ -162,7 +176,9 @@ impl ApiError {
             | ApiError::InvalidCode { .. }
             | ApiError::RefreshTokenInvalid
             | ApiError::RefreshTokenReused => 401,
-            ApiError::CodeBlocked { .. } => 403,
+            ApiError::CodeBlocked { .. } | ApiError::LoginRefused { .. } | ApiError::Forbidden => {
+                403
+            }
             ApiError::NoRoute => 404,
             ApiError::MethodNotAllowed => 405,
             ApiError::SessionExpired => 409,
@@ -172,9 +188,12 @@ impl ApiError {
             ApiError::Internal => 500,
             ApiError::WechatUnavailable { .. }
             | ApiError::WechatError { .. }
-            | ApiError::UpstreamUnavailable => 502,
+            | ApiError::UpstreamUnavailable
+            | ApiError::HookUnavailable { timed_out: false } => 502,
             ApiError::StoreUnavailable | ApiError::StoreFull => 503,
-            ApiError::WechatTimeout | ApiError::UpstreamTimeout => 504,
+            ApiError::WechatTimeout
+            | ApiError::UpstreamTimeout
+            | ApiError::HookUnavailable { timed_out: true } => 504,
         }
     }
 

@@ -22,6 +22,7 @@ use pingora_http::RequestHeader;
 use serde::Serialize;
 
 use crate::error::ApiError;
+use crate::token::Identity;
 
 /// `X-Forwarded-For`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -97,9 +98,16 @@ pub struct HeadersConfig {
     pub openid: IdentityHeaderName,
     pub unionid: IdentityHeaderName,
     pub appid: IdentityHeaderName,
+    /// The login hook's `uid` (default `X-User-ID`).
+    pub user_id: IdentityHeaderName,
+    /// The login hook's `roles`, comma-separated (default `X-User-Roles`).
+    pub user_roles: IdentityHeaderName,
     pub forward_authorization: bool,
     /// Client headers removed before forwarding (any spelling with `_` or `-`).
     pub strip: Vec<IdentityHeaderName>,
+    /// The login hook's extra claims and their headers (from `[login.hook] claims`).
+    #[serde(skip)]
+    pub claims: Vec<crate::config::ClaimHeader>,
 }
 
 /// A header name as configured: the lookup name and the spelling sent upstream.
@@ -150,6 +158,10 @@ pub struct HeaderPolicy {
     openid: IdentityHeader,
     unionid: IdentityHeader,
     appid: IdentityHeader,
+    user_id: IdentityHeader,
+    user_roles: IdentityHeader,
+    /// The login hook's extra claims: claim name and header, in claim order.
+    claims: Vec<(String, IdentityHeader)>,
     forward_authorization: bool,
     /// Lower-case names whose client copies are removed, in any spelling:
     /// the identity headers, the ones wxgate sets, and `[headers] strip`.
@@ -162,16 +174,30 @@ impl HeaderPolicy {
         let mk = |h: &IdentityHeaderName| IdentityHeader {
             wire: Bytes::copy_from_slice(h.spelling.as_bytes()),
         };
-        let spoofable = [&cfg.openid, &cfg.unionid, &cfg.appid]
-            .into_iter()
-            .chain(&cfg.strip)
-            .map(|h| h.name.clone())
-            .chain(SET_BY_WXGATE)
-            .collect();
+        let spoofable = [
+            &cfg.openid,
+            &cfg.unionid,
+            &cfg.appid,
+            &cfg.user_id,
+            &cfg.user_roles,
+        ]
+        .into_iter()
+        .chain(cfg.claims.iter().map(|c| &c.header))
+        .chain(&cfg.strip)
+        .map(|h| h.name.clone())
+        .chain(SET_BY_WXGATE)
+        .collect();
         Self {
             openid: mk(&cfg.openid),
             unionid: mk(&cfg.unionid),
             appid: mk(&cfg.appid),
+            user_id: mk(&cfg.user_id),
+            user_roles: mk(&cfg.user_roles),
+            claims: cfg
+                .claims
+                .iter()
+                .map(|c| (c.claim.clone(), mk(&c.header)))
+                .collect(),
             forward_authorization: cfg.forward_authorization,
             spoofable,
         }
@@ -267,17 +293,27 @@ impl HeaderPolicy {
     ///
     /// A signed claim that cannot be a header value (control bytes) is refused,
     /// not forwarded in some mangled form.
-    pub fn identity_values(
-        &self,
-        openid: &str,
-        unionid: Option<&str>,
-        appid: Option<&str>,
-    ) -> Result<IdentityValues, ApiError> {
+    pub fn identity_values(&self, id: &Identity) -> Result<IdentityValues, ApiError> {
         let value = |s: &str| HeaderValue::from_str(s).map_err(|_| ApiError::TokenInvalid);
+        let user = &id.user;
+        let roles = match user.roles.as_slice() {
+            [] => None,
+            [one] => Some(value(one)?),
+            many => Some(value(&many.join(","))?),
+        };
+        let mut claims = Vec::new();
+        for (i, (name, _)) in self.claims.iter().enumerate() {
+            if let Some(v) = user.ext.get(name) {
+                claims.push((i, value(v)?));
+            }
+        }
         Ok(IdentityValues {
-            openid: value(openid)?,
-            unionid: unionid.map(value).transpose()?,
-            appid: appid.map(value).transpose()?,
+            openid: value(&id.openid)?,
+            unionid: id.unionid.as_deref().map(value).transpose()?,
+            appid: id.appid.as_deref().map(value).transpose()?,
+            uid: user.uid.as_deref().map(value).transpose()?,
+            roles,
+            claims,
         })
     }
 
@@ -287,10 +323,17 @@ impl HeaderPolicy {
             (&self.openid, Some(&id.openid)),
             (&self.unionid, id.unionid.as_ref()),
             (&self.appid, id.appid.as_ref()),
+            (&self.user_id, id.uid.as_ref()),
+            (&self.user_roles, id.roles.as_ref()),
         ];
         for (h, v) in pairs {
             if let Some(v) = v {
                 // Inserting a valid name and value into a header map cannot fail.
+                let _ = req.insert_header(h.wire.clone(), v.clone());
+            }
+        }
+        for (i, v) in &id.claims {
+            if let Some((_, h)) = self.claims.get(*i) {
                 let _ = req.insert_header(h.wire.clone(), v.clone());
             }
         }
@@ -303,6 +346,12 @@ pub struct IdentityValues {
     pub openid: HeaderValue,
     pub unionid: Option<HeaderValue>,
     pub appid: Option<HeaderValue>,
+    /// The login hook's `uid`.
+    pub uid: Option<HeaderValue>,
+    /// The login hook's `roles`, comma-separated.
+    pub roles: Option<HeaderValue>,
+    /// Extra claims the token carries, by their index in `[login.hook] claims`.
+    pub claims: Vec<(usize, HeaderValue)>,
 }
 
 /// The client address: the peer, unless the peer is a trusted proxy, in which

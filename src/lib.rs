@@ -32,6 +32,7 @@
 //! | [`headers`] | header hygiene, identity header names and injection, client IP |
 //! | [`endpoints`] | `/healthz`, `/readyz`, `/wx/*`: body decoding, typed requests and responses |
 //! | [`login`] | `jscode2session` once per code ([`login::flight`]), rate limits ([`login::limits`]) |
+//! | [`hook`] | the backend's login hook: signed calls, its answer as the token's `uid`, `roles`, `ext` |
 //! | [`sessions`] | token pairs, refresh rotation, logout, revocation checks |
 //! | [`token`] | JWT claims, issue and verify |
 //! | [`store`] | the state store interface; memory and Redis |
@@ -55,6 +56,7 @@ pub mod dev;
 pub mod endpoints;
 pub mod error;
 pub mod headers;
+pub mod hook;
 pub mod http1;
 pub mod login;
 pub mod metrics;

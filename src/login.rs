@@ -3,8 +3,12 @@
 //! [`LoginService::login`] reads top to bottom: rate limits ([`limits`]),
 //! then one `jscode2session` per code however many requests and instances
 //! carry it ([`flight`]), which saves the session and issues the token pair;
-//! then the optional `rawData` signature check and `encryptedData` decryption
-//! with the `session_key` of that exchange. A repeated code gets the same
+//! after WeChat accepted the code, the session is saved, the backend's login
+//! hook is asked ([`crate::hook`], when configured) and the token pair is
+//! issued with its answer; a failure after WeChat accepted the code keeps
+//! what WeChat said, so a retry with the same code finishes the login without
+//! spending the code again. Then the optional `rawData` signature check and
+//! `encryptedData` decryption with the `session_key` of that exchange. A repeated code gets the same
 //! tokens, unless their session has ended since (then the code counts as used).
 //!
 //! `session_key` is saved in the [`Store`] under the openid and never leaves
@@ -20,14 +24,15 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::config::{LoginConfig, WechatConfig};
 use crate::error::ApiError;
+use crate::hook::{Call, Event, LoginHook};
 use crate::metrics::Metrics;
 use crate::sessions::{Grant, Sessions};
 use crate::store::{Store, WxSession};
-use crate::token::unix_now;
+use crate::token::{unix_now, UserClaims};
 use crate::wechat::client::{code_fingerprint, WechatClient, WechatError};
 use crate::wechat::{crypto, WechatApi};
 
-use self::flight::{CodeFlights, Exchanged, Outcome};
+use self::flight::{Attempt, CodeFlights, Exchanged, WxLogin};
 use self::limits::LoginLimits;
 
 /// WeChat's errcode for a login code that was already used.
@@ -63,6 +68,7 @@ pub struct LoginService {
     session_ttl: Duration,
     limits: LoginLimits,
     flights: Arc<CodeFlights>,
+    hook: Option<Arc<LoginHook>>,
 }
 
 impl LoginService {
@@ -113,7 +119,24 @@ impl LoginService {
             ),
             flights: Arc::new(CodeFlights::new(store, wechat_timeout)),
             sessions,
+            hook: None,
         }
+    }
+
+    /// Ask `hook` before issuing tokens.
+    pub fn with_hook(mut self, hook: Option<Arc<LoginHook>>) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    /// The login hook, when configured.
+    pub fn hook(&self) -> Option<&Arc<LoginHook>> {
+        self.hook.as_ref()
+    }
+
+    /// The mini program's AppID.
+    pub fn appid(&self) -> &str {
+        &self.appid
     }
 
     fn store(&self) -> &Arc<dyn Store> {
@@ -131,7 +154,9 @@ impl LoginService {
         let code = req.code.clone();
         let ex = self
             .flights
-            .once(&req.code, move || async move { this.exchange(&code).await })
+            .once(&req.code, move |spent| async move {
+                this.exchange(&code, spent).await
+            })
             .await?;
         self.ensure_live(&ex).await?;
         let session_key = ex.session_key.expose_str().unwrap_or_default();
@@ -189,24 +214,68 @@ impl LoginService {
         }
     }
 
-    /// `jscode2session`, save the session, issue the token pair.
-    async fn exchange(&self, code: &str) -> Outcome {
-        let s = self.wechat.code2session(code).await?;
+    /// `jscode2session` (unless an earlier attempt got that far: `spent`),
+    /// then [`Self::finish`]. A failure after WeChat accepted the code hands
+    /// back what WeChat said.
+    async fn exchange(&self, code: &str, spent: Option<WxLogin>) -> Attempt {
+        let wx = match spent {
+            Some(wx) => wx,
+            None => match self.wechat.code2session(code).await {
+                Ok(s) => WxLogin {
+                    openid: s.openid,
+                    unionid: s.unionid,
+                    session_key: s.session_key,
+                },
+                Err(e) => return Attempt::from(Err(e.into())),
+            },
+        };
+        match self.finish(&wx).await {
+            Ok(ex) => {
+                tracing::info!(code = %code_fingerprint(code), "login succeeded");
+                Attempt::from(Ok(Arc::new(ex)))
+            }
+            Err(e) => Attempt {
+                outcome: Err(e),
+                spent: Some(wx),
+            },
+        }
+    }
+
+    /// Save the session, ask the login hook, issue the token pair.
+    async fn finish(&self, wx: &WxLogin) -> Result<Exchanged, ApiError> {
         let session = WxSession {
-            session_key: s.session_key.clone(),
-            unionid: s.unionid.clone(),
+            session_key: wx.session_key.clone(),
+            unionid: wx.unionid.clone(),
             appid: self.appid.clone(),
             login_at: unix_now(),
         };
         self.store()
-            .put_session(&s.openid, &session, self.session_ttl)
+            .put_session(&wx.openid, &session, self.session_ttl)
             .await?;
+        let user = match &self.hook {
+            Some(hook) => {
+                let call = Call {
+                    event: Event::Login,
+                    appid: &self.appid,
+                    openid: &wx.openid,
+                    unionid: wx.unionid.as_deref(),
+                    phone: None,
+                };
+                hook.call(&call).await?
+            }
+            None => UserClaims::default(),
+        };
         let grant = self
             .sessions
-            .issue_pair(&s.openid, s.unionid.as_deref(), Some(&self.appid), None)
+            .issue_pair(
+                &wx.openid,
+                wx.unionid.as_deref(),
+                Some(&self.appid),
+                None,
+                &user,
+            )
             .await?;
-        tracing::info!(code = %code_fingerprint(code), "login succeeded");
-        Ok(Arc::new(Exchanged::new(grant, s.session_key)))
+        Ok(Exchanged::new(grant, wx.session_key.clone()))
     }
 }
 

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use wxgate::config::{parse_duration, Config};
 use wxgate::error::chain;
-use wxgate::token::{NewToken, TokenKeys};
+use wxgate::token::{NewToken, TokenKeys, UserClaims};
 
 /// mimalloc instead of the system allocator: the request path allocates and
 /// frees many small buffers (headers, bytes, futures), and glibc's malloc
@@ -92,6 +92,12 @@ enum TokenCommand {
         /// Lifetime, like 2h (default: [jwt] ttl).
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
+        /// The backend's user id (`uid`, as the login hook would set it).
+        #[arg(long)]
+        uid: Option<String>,
+        /// A role (as the login hook would grant it); repeat for several.
+        #[arg(long = "role", value_parser = parse_role)]
+        roles: Vec<String>,
     },
     /// Print the claims of a token, or why it is refused.
     Verify {
@@ -100,6 +106,14 @@ enum TokenCommand {
         /// The token (without "Bearer ").
         token: String,
     },
+}
+
+fn parse_role(text: &str) -> Result<String, String> {
+    if wxgate::hook::is_role_name(text) {
+        Ok(text.to_string())
+    } else {
+        Err("a role is 1-64 of A-Z a-z 0-9 _ . : -".into())
+    }
 }
 
 fn main() -> ExitCode {
@@ -202,18 +216,26 @@ fn token(cmd: TokenCommand) -> ExitCode {
             unionid,
             appid,
             ttl,
+            uid,
+            roles,
         } => {
             let config = match load(&config.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             let keys = TokenKeys::new(&config.jwt);
+            let user = UserClaims {
+                uid,
+                roles,
+                ext: Default::default(),
+            };
             let new = NewToken {
                 family: None,
                 openid: &openid,
                 unionid: unionid.as_deref(),
                 appid: appid.as_deref(),
                 ttl,
+                user: Some(&user),
             };
             match keys.issue(&new) {
                 Ok((token, _)) => {

@@ -71,6 +71,8 @@ pub struct Metrics {
     upstream_up: IntGaugeVec,
     wechat: IntCounterVec,
     wechat_duration: HistogramVec,
+    hook: IntCounterVec,
+    hook_duration: HistogramVec,
     endpoint_outcomes: IntCounterVec,
     rate_limited: IntCounterVec,
     pub(crate) store: store::StoreMetrics,
@@ -247,6 +249,18 @@ impl Metrics {
                 "Duration of a call to WeChat's API (one attempt).",
                 &["api"],
             )?,
+            hook: counter_vec(
+                &r,
+                "wxgate_login_hook_calls_total",
+                "Calls to the backend's login hook, by event (login, refresh, phone) and outcome (ok, refused, timeout, failed).",
+                &["event", "outcome"],
+            )?,
+            hook_duration: histogram_vec(
+                &r,
+                "wxgate_login_hook_duration_seconds",
+                "Duration of a call to the backend's login hook.",
+                &["event"],
+            )?,
             endpoint_outcomes: counter_vec(
                 &r,
                 "wxgate_endpoint_outcomes_total",
@@ -351,6 +365,14 @@ impl Metrics {
             .inc();
         self.wechat_duration
             .with_label_values(&[api])
+            .observe(took.as_secs_f64());
+    }
+
+    /// One call to the login hook for `event` and how it ended.
+    pub fn hook_call(&self, event: &str, outcome: &str, took: Duration) {
+        self.hook.with_label_values(&[event, outcome]).inc();
+        self.hook_duration
+            .with_label_values(&[event])
             .observe(took.as_secs_f64());
     }
 

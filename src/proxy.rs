@@ -68,11 +68,11 @@ pub async fn admit(
 ) -> Result<Forward, ApiError> {
     let identity = match authenticate_for(routed.auth, state.sessions(), &req.headers).await? {
         Some(id) => {
-            let values = state.headers.identity_values(
-                &id.openid,
-                id.unionid.as_deref(),
-                id.appid.as_deref(),
-            )?;
+            let roles = state.route_roles(routed.route);
+            if !roles.is_empty() && !id.user.has_any_role(roles) {
+                return Err(ApiError::Forbidden);
+            }
+            let values = state.headers.identity_values(&id)?;
             Some(Verified { id, values })
         }
         None => None,

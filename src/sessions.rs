@@ -22,8 +22,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{OnError, MAX_TOKEN_TTL};
 use crate::error::{chain, ApiError};
+use crate::hook::{Call, Event, HookError, LoginHook};
 use crate::store::{RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError};
-use crate::token::{random_id, unix_now, unix_now_ms, Identity, NewToken, TokenKeys};
+use crate::token::{random_id, unix_now, unix_now_ms, Identity, NewToken, TokenKeys, UserClaims};
 
 /// What a client is handed after a login or a refresh: an access token, a
 /// refresh token of the same family, and whose they are.
@@ -35,6 +36,9 @@ pub struct Grant {
     pub refresh_token: String,
     pub openid: String,
     pub unionid: Option<String>,
+    /// What the login hook said (`uid`, `roles` are shown to the client).
+    #[serde(default, skip_serializing_if = "UserClaims::is_empty")]
+    pub user: UserClaims,
 }
 
 /// Token issuance and revocation over the store.
@@ -46,6 +50,8 @@ pub struct Sessions {
     on_error: OnError,
     /// Requests let through without a revocation check (`on_error = "fail_open"`).
     fail_open_count: AtomicU64,
+    /// The login hook, asked again on each refresh when `on_refresh` is set.
+    refresh_hook: Option<Arc<LoginHook>>,
 }
 
 impl Sessions {
@@ -65,7 +71,14 @@ impl Sessions {
             leeway,
             on_error,
             fail_open_count: AtomicU64::new(0),
+            refresh_hook: None,
         }
+    }
+
+    /// Ask `hook` on every refresh, if its `on_refresh` is set.
+    pub fn with_hook(mut self, hook: Option<Arc<LoginHook>>) -> Self {
+        self.refresh_hook = hook.filter(|h| h.on_refresh());
+        self
     }
 
     /// The store behind the sessions.
@@ -90,6 +103,7 @@ impl Sessions {
         unionid: Option<&str>,
         appid: Option<&str>,
         family: Option<&str>,
+        user: &UserClaims,
     ) -> Result<Grant, ApiError> {
         let family = family.map_or_else(random_id, str::to_string);
         let (token, claims) = self
@@ -100,6 +114,7 @@ impl Sessions {
                 appid,
                 family: Some(&family),
                 ttl: None,
+                user: Some(user),
             })
             .map_err(|_| ApiError::Internal)?;
         let refresh_token = new_refresh_token();
@@ -109,6 +124,7 @@ impl Sessions {
             unionid: unionid.map(str::to_string),
             appid: appid.map(str::to_string),
             family,
+            user: user.clone(),
             issued_ms: unix_now_ms(),
             expires_at: now.saturating_add(self.refresh_ttl.as_secs()),
         };
@@ -121,6 +137,7 @@ impl Sessions {
             refresh_token,
             openid: openid.to_string(),
             unionid: unionid.map(str::to_string),
+            user: user.clone(),
         })
     }
 
@@ -157,12 +174,17 @@ impl Sessions {
         if self.store.is_revoked(&check).await? {
             return Err(ApiError::RefreshTokenInvalid);
         }
+        let user = match &self.refresh_hook {
+            Some(hook) => self.ask_hook(hook, &hash, &record).await?,
+            None => record.user.clone(),
+        };
         let grant = self
             .issue_pair(
                 &record.openid,
                 record.unionid.as_deref(),
                 record.appid.as_deref(),
                 Some(&record.family),
+                &user,
             )
             .await?;
         // From now on the old token is spent. Until this is recorded, a retry
@@ -172,6 +194,40 @@ impl Sessions {
             tracing::warn!(error = %chain(&e), "cannot mark a refresh token spent");
         }
         Ok(grant)
+    }
+
+    /// What the hook says on a refresh. A refusal ends the session (the
+    /// family is revoked: its access token stops working too); no answer
+    /// leaves the refresh token as it was, to be presented again.
+    async fn ask_hook(
+        &self,
+        hook: &LoginHook,
+        hash: &str,
+        record: &RefreshRecord,
+    ) -> Result<UserClaims, ApiError> {
+        let call = Call {
+            event: Event::Refresh,
+            appid: record.appid.as_deref().unwrap_or_default(),
+            openid: &record.openid,
+            unionid: record.unionid.as_deref(),
+            phone: None,
+        };
+        match hook.call(&call).await {
+            Ok(user) => Ok(user),
+            Err(e @ HookError::Refused { .. }) => {
+                tracing::info!(family = %short(&record.family), "the login hook refused a refresh: revoking its family");
+                self.store
+                    .revoke_family(&record.family, self.family_revocation_ttl())
+                    .await?;
+                Err(e.into())
+            }
+            Err(e) => {
+                if let Err(release) = self.store.release_refresh(hash).await {
+                    tracing::warn!(error = %chain(&release), "cannot release a refresh token after the hook failed");
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// `POST /wx/logout`: end the session this token belongs to (its refresh

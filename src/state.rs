@@ -15,6 +15,7 @@ use crate::access::UserHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConnLimits};
 use crate::headers::{client_ip, HeaderPolicy, X_FORWARDED_FOR};
+use crate::hook::{HookError, LoginHook};
 use crate::login::LoginService;
 use crate::metrics::{MeteredStore, Metrics, MetricsError, RequestDone, RouteCounters, RouteLabel};
 use crate::route::{Endpoint, Endpoints, RouteSpec, RouteTable};
@@ -43,6 +44,9 @@ pub enum StartError {
     /// The WeChat client could not be built.
     #[error("cannot set up the WeChat client")]
     Login(#[from] WechatError),
+    /// The login hook's client could not be built.
+    #[error("cannot set up the login hook")]
+    Hook(#[from] HookError),
     /// The store could not be built.
     #[error("cannot set up the store")]
     Store(#[from] StoreError),
@@ -113,6 +117,8 @@ pub struct GatewayState {
     counters: RouteCounters,
     /// Each route's prefix, by route index (metric labels).
     route_prefixes: Vec<String>,
+    /// The roles each route requires (one of), by route index.
+    route_roles: Vec<Vec<String>>,
     /// Each endpoint's path, by [`Endpoint::index`] (its name if not served).
     endpoint_paths: Vec<String>,
     /// `[log] access`.
@@ -159,21 +165,31 @@ impl GatewayState {
             })
             .collect();
         let tokens = Arc::new(TokenKeys::new(&config.jwt));
-        let sessions = Arc::new(Sessions::new(
-            MeteredStore::wrap(deps.store, metrics.clone()),
-            tokens,
-            config.login.refresh_ttl,
-            config.jwt.leeway,
-            config.store.on_error,
-        ));
+        let hook = match &config.login.hook {
+            Some(h) => Some(Arc::new(LoginHook::new(h)?.with_metrics(metrics.clone()))),
+            None => None,
+        };
+        let sessions = Arc::new(
+            Sessions::new(
+                MeteredStore::wrap(deps.store, metrics.clone()),
+                tokens,
+                config.login.refresh_ttl,
+                config.jwt.leeway,
+                config.store.on_error,
+            )
+            .with_hook(hook.clone()),
+        );
         let login = match &config.wechat {
-            Some(wechat) => Some(Arc::new(LoginService::new(
-                wechat,
-                &config.login,
-                sessions.clone(),
-                deps.clock,
-                metrics.clone(),
-            )?)),
+            Some(wechat) => Some(Arc::new(
+                LoginService::new(
+                    wechat,
+                    &config.login,
+                    sessions.clone(),
+                    deps.clock,
+                    metrics.clone(),
+                )?
+                .with_hook(hook),
+            )),
             None => None,
         };
         let routes = RouteTable::new(config.routes.iter().map(|r| RouteSpec {
@@ -195,6 +211,7 @@ impl GatewayState {
             metrics,
             counters,
             route_prefixes: config.routes.iter().map(|r| r.prefix.clone()).collect(),
+            route_roles: config.routes.iter().map(|r| r.roles.clone()).collect(),
             endpoint_paths,
             access_log: config.log.access,
             user_hasher: UserHasher::new(config.jwt.secret.expose()),
@@ -214,6 +231,11 @@ impl GatewayState {
     /// The login service, when `[wechat]` is configured.
     pub fn login(&self) -> Option<&Arc<LoginService>> {
         self.login.as_ref()
+    }
+
+    /// The roles a route requires (one of them; empty: none), by route index.
+    pub fn route_roles(&self, route: usize) -> &[String] {
+        self.route_roles.get(route).map_or(&[], Vec::as_slice)
     }
 
     /// Largest body the `/wx/*` endpoints read.

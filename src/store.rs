@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{StoreConfig, StoreKind};
 use crate::error::ApiError;
 use crate::secret::Secret;
+use crate::token::UserClaims;
 
 /// The longest an entry is kept. Longer times to live are clamped to it, so
 /// no caller can make a store compute a deadline that overflows; it exceeds
@@ -58,6 +59,9 @@ pub struct RefreshRecord {
     pub appid: Option<String>,
     /// Every token descending from one login shares a family id.
     pub family: String,
+    /// What the login hook said, carried into the tokens of each rotation.
+    #[serde(default, skip_serializing_if = "UserClaims::is_empty")]
+    pub user: UserClaims,
     /// Unix milliseconds.
     pub issued_ms: u64,
     /// Unix seconds.
@@ -238,6 +242,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The rotation of a refresh token succeeded: any later presentation is reuse.
     async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// The rotation of a refresh token was given up before anything was
+    /// issued (the login hook could not answer): the token may be presented
+    /// again as if it never had been. A spent token stays spent.
+    async fn release_refresh(&self, hash: &str) -> Result<(), StoreError>;
 
     /// Add one to the counter `key` and return its value; a new counter
     /// expires `ttl` after its first hit (rate-limit windows).

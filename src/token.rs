@@ -9,6 +9,7 @@
 //! A refusal tells the client only *expired* or *invalid*; the precise reason
 //! is a [`TokenError`] for logs and `wxgate token verify`.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -44,6 +45,36 @@ pub struct Claims {
     pub appid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unionid: Option<String>,
+    /// `uid`, `roles` and `ext`: what the login hook said.
+    #[serde(flatten)]
+    pub user: UserClaims,
+}
+
+/// What the backend's login hook said about a user: carried in the token
+/// (`uid`, `roles`, `ext`) and injected upstream. Empty without a hook.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserClaims {
+    /// The backend's own id for the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Role names, e.g. `["admin"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Allowed extra claims, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ext: BTreeMap<String, String>,
+}
+
+impl UserClaims {
+    /// Nothing from a hook.
+    pub fn is_empty(&self) -> bool {
+        self.uid.is_none() && self.roles.is_empty() && self.ext.is_empty()
+    }
+
+    /// Whether the user holds at least one of `wanted`.
+    pub fn has_any_role(&self, wanted: &[String]) -> bool {
+        self.roles.iter().any(|r| wanted.contains(r))
+    }
 }
 
 /// The identity a verified token carries: what wxgate injects upstream.
@@ -60,6 +91,8 @@ pub struct Identity {
     pub iat: Option<u64>,
     /// Issue time in milliseconds (`iat_ms`, or the start of `iat`'s second).
     pub issued_ms: u64,
+    /// What the login hook said (`uid`, `roles`, `ext`).
+    pub user: UserClaims,
 }
 
 /// Why a token was refused (for logs and the CLI; clients see only the [`ApiError`]).
@@ -138,6 +171,8 @@ pub struct NewToken<'a> {
     pub family: Option<&'a str>,
     /// Overrides the configured `ttl`.
     pub ttl: Option<Duration>,
+    /// What the login hook said about the user.
+    pub user: Option<&'a UserClaims>,
 }
 
 impl TokenKeys {
@@ -194,6 +229,7 @@ impl TokenKeys {
             iat_ms: now_ms,
             appid: new.appid.map(str::to_string),
             unionid: new.unionid.map(str::to_string),
+            user: new.user.cloned().unwrap_or_default(),
         };
         let header = Header::new(Algorithm::HS256);
         let token = jsonwebtoken::encode(&header, &claims, &self.encoding)

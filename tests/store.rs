@@ -22,6 +22,7 @@ use wxgate::store::redis::RedisStore;
 use wxgate::store::{
     Eviction, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
 };
+use wxgate::token::UserClaims;
 
 /// The key prefix of every Redis store in this file.
 const PREFIX: &str = "wxgate-test:";
@@ -64,6 +65,7 @@ macro_rules! suite {
 }
 
 suite!(
+    released_refresh_is_fresh_again_but_spent_stays_spent,
     sessions_put_get_replace,
     sessions_expire,
     claim_code_once_until_released,
@@ -97,6 +99,11 @@ fn record(openid: &str, family: &str) -> RefreshRecord {
         unionid: Some("u-1".into()),
         appid: Some("wxstoretest000001".into()),
         family: family.into(),
+        user: UserClaims {
+            uid: Some("u-7".into()),
+            roles: vec!["admin".into()],
+            ext: Default::default(),
+        },
         issued_ms: 1_700_000_000_000,
         expires_at: 1_700_000_000 + 86_400,
     }
@@ -501,6 +508,31 @@ async fn concurrent_claim_code_has_one_winner(store: Arc<dyn Store>) {
 // ---------------------------------------------------------------------------
 
 /// One call of every store method, timed; `ok` says whether it succeeded.
+async fn released_refresh_is_fresh_again_but_spent_stays_spent(store: Arc<dyn Store>) {
+    let rec = record("o-1", "f-1");
+    store.put_refresh("h-1", &rec, LONG).await.unwrap();
+    assert_eq!(
+        store.take_refresh("h-1", LONG).await.unwrap(),
+        RefreshTake::Fresh(rec.clone())
+    );
+    // The rotation was given up (the login hook did not answer).
+    store.release_refresh("h-1").await.unwrap();
+    assert_eq!(
+        store.take_refresh("h-1", LONG).await.unwrap(),
+        RefreshTake::Fresh(rec.clone()),
+        "a released token may be presented again"
+    );
+    store.complete_refresh("h-1", LONG).await.unwrap();
+    // Releasing a spent token changes nothing: its reuse is still caught.
+    store.release_refresh("h-1").await.unwrap();
+    assert_eq!(
+        store.take_refresh("h-1", LONG).await.unwrap(),
+        RefreshTake::Reused(rec.clone())
+    );
+    // An unknown token: nothing to release, no error.
+    store.release_refresh("h-unknown").await.unwrap();
+}
+
 async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration, bool)> {
     let mut out = Vec::new();
     macro_rules! timed {
@@ -531,6 +563,7 @@ async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration,
         store.put_refresh("h", &record("o", "f"), LONG)
     );
     timed!("take_refresh", store.take_refresh("h", LONG));
+    timed!("release_refresh", store.release_refresh("h"));
     timed!("count", store.count("k", Duration::from_secs(60)));
     timed!("ping", store.ping());
     out

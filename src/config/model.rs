@@ -182,6 +182,36 @@ pub struct LoginConfig {
         serialize_with = "ser_rate_opt"
     )]
     pub rate_limit_global: Option<Rate>,
+    /// `[login.hook]`: the backend's say on each login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook: Option<HookConfig>,
+}
+
+/// `[login.hook]`: where wxgate asks the backend about a user before issuing tokens.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookConfig {
+    /// The backend's internal endpoint (http or https).
+    pub url: String,
+    /// One call, connect to last byte.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// Signs each call (`X-WXGate-Signature`).
+    #[serde(serialize_with = "ser_secret")]
+    pub secret: Secret,
+    pub secret_source: String,
+    /// Ask the hook again on every refresh (a banned user stops refreshing).
+    pub on_refresh: bool,
+    /// The extra claims the hook may set, and the headers they travel in.
+    pub claims: Vec<ClaimHeader>,
+    /// The most the extra claims (names and values) may take, in bytes.
+    pub max_claims_bytes: usize,
+}
+
+/// An extra claim the login hook may set, and the header it is injected as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimHeader {
+    pub claim: String,
+    pub header: IdentityHeaderName,
 }
 
 /// A rate like `20/min`: at most `limit` events per fixed `window`.
@@ -290,6 +320,9 @@ pub struct RouteConfig {
     pub health_check_interval: Duration,
     /// `;` path parameters are allowed on this route (refused by default).
     pub allow_path_params: bool,
+    /// The token must carry at least one of these roles (empty: any token).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {

@@ -25,6 +25,8 @@ pub(super) struct Resolved {
     pub jwt_secret: Option<Sourced>,
     /// `[wechat]`'s app secret, when the section is present.
     pub wechat_secret: Option<Sourced>,
+    /// `[login.hook]`'s signing secret, when the section is present.
+    pub hook_secret: Option<Sourced>,
     /// `[store]`'s URL, when `kind = "redis"`; already checked to parse.
     pub redis_url: Option<Sourced>,
     /// Each route's upstream addresses, in config order, without duplicates.
@@ -70,6 +72,10 @@ pub(super) fn resolve(
         Some(w) => Some(r.secret("wechat", &w.secret, &w.secret_env, &w.secret_file)?),
         None => None,
     };
+    let hook_secret = match &raw.login.hook {
+        Some(h) => Some(r.secret("login.hook", &h.secret, &h.secret_env, &h.secret_file)?),
+        None => None,
+    };
     let redis_url = match raw.store.kind.as_deref() {
         Some("redis") => Some(r.redis_url(&raw.store.url, &raw.store.url_env)?),
         _ => None,
@@ -77,6 +83,7 @@ pub(super) fn resolve(
     Ok(Resolved {
         jwt_secret,
         wechat_secret,
+        hook_secret,
         redis_url,
         upstreams,
         warnings: r.warnings,

@@ -69,6 +69,22 @@ pub(super) struct RawLogin {
     pub refresh_ttl: Option<String>,
     pub rate_limit_per_ip: Option<String>,
     pub rate_limit_global: Option<String>,
+    pub hook: Option<RawHook>,
+}
+
+/// `[login.hook]`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHook {
+    pub url: Option<String>,
+    pub timeout: Option<String>,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub on_refresh: Option<bool>,
+    /// Extra claim name → the header it is injected as.
+    pub claims: Option<std::collections::BTreeMap<String, String>>,
+    pub max_claims_bytes: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -130,6 +146,8 @@ pub(super) struct RawHeaders {
     pub openid: Option<String>,
     pub unionid: Option<String>,
     pub appid: Option<String>,
+    pub user_id: Option<String>,
+    pub user_roles: Option<String>,
     pub forward_authorization: Option<bool>,
     pub strip: Option<Vec<String>>,
 }
@@ -144,4 +162,5 @@ pub(super) struct RawRoute {
     pub read_timeout: Option<String>,
     pub health_check_interval: Option<String>,
     pub allow_path_params: Option<bool>,
+    pub roles: Option<Vec<String>>,
 }

@@ -822,7 +822,7 @@ fn two_identity_headers_the_same_are_refused() {
         &with_headers("openid = \"X-OpenID\"\nunionid = \"x_openid\""),
         "headers",
     );
-    assert!(m.contains("different"), "{m}");
+    assert!(m.contains("same header"), "{m}");
     invalid_key(
         &with_headers("openid = \"X-Id\"\nappid = \"x-id\""),
         "headers",
@@ -1274,4 +1274,168 @@ fn a_reload_names_the_sections_it_does_not_apply() {
     routes.routes.clear();
     assert_eq!(running.restart_only_changes(&metrics), ["[metrics]"]);
     assert!(running.restart_only_changes(&routes).is_empty());
+}
+
+// --- [login.hook], route roles ---
+
+/// A config with `[wechat]`, the given `[login.hook]` lines and routes.
+fn with_hook(hook: &str, routes: &str) -> String {
+    format!(
+        r#"{JWT}
+[wechat]
+appid = "wx0123456789abcdef"
+secret = "app-secret"
+
+[login.hook]
+{hook}
+
+{routes}"#
+    )
+}
+
+const HOOK: &str = r#"url = "http://127.0.0.1:5000/internal/wxgate"
+secret = "hook-secret-0123456789""#;
+
+#[test]
+fn a_hook_gets_its_defaults() {
+    let c = parse_ok(&with_hook(HOOK, ROUTE));
+    let h = c.login.hook.as_ref().expect("hook");
+    assert_eq!(h.url, "http://127.0.0.1:5000/internal/wxgate");
+    assert_eq!(h.timeout, Duration::from_secs(2));
+    assert!(!h.on_refresh);
+    assert!(h.claims.is_empty());
+    assert_eq!(h.max_claims_bytes, 1024);
+    assert_eq!(c.headers.user_id.spelling, "X-User-ID");
+    assert_eq!(c.headers.user_roles.spelling, "X-User-Roles");
+    // The secret is never shown.
+    let shown = c.render();
+    assert!(!shown.contains("hook-secret"), "{shown}");
+    assert!(shown.contains("[login.hook]"), "{shown}");
+}
+
+#[test]
+fn hook_claims_become_identity_headers() {
+    let c = parse_ok(&with_hook(
+        &format!("{HOOK}\non_refresh = true\nclaims = {{ plan = \"X-User-Plan\", tenant_id = \"X-Tenant\" }}"),
+        ROUTE,
+    ));
+    let names: Vec<(&str, &str)> = c
+        .headers
+        .claims
+        .iter()
+        .map(|c| (c.claim.as_str(), c.header.spelling.as_str()))
+        .collect();
+    assert_eq!(names, [("plan", "X-User-Plan"), ("tenant_id", "X-Tenant")]);
+    assert!(c.login.hook.as_ref().is_some_and(|h| h.on_refresh));
+}
+
+#[test]
+fn a_bad_hook_is_refused_by_key() {
+    invalid_key(
+        &with_hook("secret = \"hook-secret-0123456789\"", ROUTE),
+        "login.hook.url",
+    );
+    invalid_key(
+        &with_hook(
+            "url = \"ftp://x/y\"\nsecret = \"hook-secret-0123456789\"",
+            ROUTE,
+        ),
+        "login.hook.url",
+    );
+    invalid_key(
+        &with_hook("url = \"http://127.0.0.1:5000/h\"", ROUTE),
+        "login.hook.secret_env",
+    );
+    let m = invalid_key(
+        &with_hook(
+            "url = \"http://127.0.0.1:5000/h\"\nsecret = \"short\"",
+            ROUTE,
+        ),
+        "login.hook.secret_env",
+    );
+    assert!(m.contains("16 bytes"), "{m}");
+    invalid_key(
+        &with_hook(&format!("{HOOK}\ntimeout = \"31s\""), ROUTE),
+        "login.hook.timeout",
+    );
+    invalid_key(
+        &with_hook(&format!("{HOOK}\nclaims = {{ \"a-b\" = \"X-A\" }}"), ROUTE),
+        "login.hook.claims.a-b",
+    );
+    invalid_key(
+        &with_hook(
+            &format!("{HOOK}\nclaims = {{ plan = \"Authorization\" }}"),
+            ROUTE,
+        ),
+        "login.hook.claims.plan",
+    );
+    invalid_key(
+        &with_hook(&format!("{HOOK}\nmax_claims_bytes = 0"), ROUTE),
+        "login.hook.max_claims_bytes",
+    );
+    parse_error(&with_hook(&format!("{HOOK}\nsurprise = 1"), ROUTE));
+}
+
+#[test]
+fn a_hook_needs_wechat() {
+    let text = format!("{JWT}\n[login.hook]\n{HOOK}\n{ROUTE}");
+    let m = invalid_key(&text, "login.hook");
+    assert!(m.contains("[wechat]"), "{m}");
+}
+
+#[test]
+fn a_claim_header_may_not_double_another_identity_header() {
+    let m = invalid_key(
+        &with_hook(
+            &format!("{HOOK}\nclaims = {{ plan = \"x_user_id\" }}"),
+            ROUTE,
+        ),
+        "headers",
+    );
+    assert!(m.contains("same header"), "{m}");
+    invalid_key(
+        &with_hook(
+            &format!("{HOOK}\nclaims = {{ a = \"X-Plan\", b = \"X-Plan\" }}"),
+            ROUTE,
+        ),
+        "headers",
+    );
+    invalid_key(&with_headers("user_roles = \"X-OpenID\""), "headers");
+}
+
+#[test]
+fn route_roles_are_checked() {
+    let route = |extra: &str| {
+        format!(
+            "[[routes]]\nprefix = \"/admin/\"\nupstreams = [\"127.0.0.1:9000\"]\n{extra}\n{ROUTE}"
+        )
+    };
+    let c = parse_ok(&with_hook(
+        HOOK,
+        &route("roles = [\"admin\", \"ops:on-call\"]"),
+    ));
+    assert_eq!(c.routes[0].roles, ["admin", "ops:on-call"]);
+    assert!(c.routes[1].roles.is_empty());
+    assert!(!c.warnings.iter().any(|w| w.contains("roles")));
+    invalid_key(&with_hook(HOOK, &route("roles = []")), "routes[0].roles");
+    invalid_key(
+        &with_hook(HOOK, &route("roles = [\"a b\"]")),
+        "routes[0].roles",
+    );
+    let m = invalid_key(
+        &with_hook(HOOK, &route("roles = [\"admin\"]\nauth = \"optional\"")),
+        "routes[0].roles",
+    );
+    assert!(m.contains("required"), "{m}");
+    invalid_key(
+        &with_hook(HOOK, &route("roles = [\"admin\"]\nauth = \"public\"")),
+        "routes[0].roles",
+    );
+    // Roles without a hook to grant them: allowed, but said.
+    let c = parse_ok(&with_routes(&route("roles = [\"admin\"]")));
+    assert!(
+        c.warnings.iter().any(|w| w.contains("[login.hook]")),
+        "{:?}",
+        c.warnings
+    );
 }

@@ -17,6 +17,7 @@ use crate::route::is_canonical_prefix;
 /// Minimum length of the JWT signing key, in bytes (HS256 wants 256 bits).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
+mod hook;
 mod server;
 mod store;
 
@@ -47,7 +48,7 @@ impl Validator<'_> {
     fn config(mut self, raw: RawConfig, resolved: Resolved) -> Result<Config, ConfigError> {
         let server = self.server(raw.server)?;
         let jwt = self.jwt(raw.jwt, resolved.jwt_secret)?;
-        let headers = self.headers(raw.headers)?;
+        let mut headers = self.headers(raw.headers)?;
         if raw.routes.is_empty() {
             return Err(self.err("routes", "at least one [[routes]] entry is required"));
         }
@@ -83,7 +84,24 @@ impl Validator<'_> {
             (Some(w), Some(secret)) => Some(self.wechat(w, secret)?),
             _ => None,
         };
-        let login = self.login(raw.login)?;
+        let mut raw_login = raw.login;
+        let hook = match (raw_login.hook.take(), resolved.hook_secret) {
+            (Some(_), _) if wechat.is_none() => {
+                return Err(self.err(
+                    "login.hook",
+                    "the login hook is called on /wx/login, which needs [wechat]",
+                ))
+            }
+            (Some(h), secret) => Some(self.hook(h, secret)?),
+            (None, _) => None,
+        };
+        let mut login = self.login(raw_login)?;
+        if let Some(h) = &hook {
+            headers.claims = h.claims.clone();
+        }
+        self.distinct_identity_headers(&headers)?;
+        self.warn_roles_without_hook(&routes, hook.is_some());
+        login.hook = hook;
         let store = self.store(raw.store, resolved.redis_url)?;
         let health = &server.health_path_prefix;
         for (i, r) in routes.iter().enumerate() {
@@ -347,6 +365,7 @@ impl Validator<'_> {
             refresh_ttl,
             rate_limit_per_ip,
             rate_limit_global,
+            hook: None,
         })
     }
 
@@ -369,16 +388,8 @@ impl Validator<'_> {
         let openid = self.header_name("headers.openid", raw.openid, "X-OpenID")?;
         let unionid = self.header_name("headers.unionid", raw.unionid, "X-UnionID")?;
         let appid = self.header_name("headers.appid", raw.appid, "X-WX-AppID")?;
-        let norm = |h: &IdentityHeaderName| h.name.as_str().replace('_', "-");
-        if norm(&openid) == norm(&unionid)
-            || norm(&openid) == norm(&appid)
-            || norm(&unionid) == norm(&appid)
-        {
-            return Err(self.err(
-                "headers",
-                "openid, unionid and appid must be three different headers",
-            ));
-        }
+        let user_id = self.header_name("headers.user_id", raw.user_id, "X-User-ID")?;
+        let user_roles = self.header_name("headers.user_roles", raw.user_roles, "X-User-Roles")?;
         let strip = match raw.strip {
             Some(names) => names,
             None => DEFAULT_STRIP.iter().map(|n| n.to_string()).collect(),
@@ -401,8 +412,11 @@ impl Validator<'_> {
             openid,
             unionid,
             appid,
+            user_id,
+            user_roles,
             forward_authorization: raw.forward_authorization.unwrap_or(false),
             strip,
+            claims: Vec::new(),
         })
     }
 
@@ -429,11 +443,13 @@ impl Validator<'_> {
                 "at least one upstream \"host:port\" is required",
             ));
         }
+        let auth = raw.auth.unwrap_or(AuthMode::Required);
         Ok(RouteConfig {
+            roles: self.route_roles(i, raw.roles, auth)?,
             prefix,
             upstreams,
             upstream_addrs,
-            auth: raw.auth.unwrap_or(AuthMode::Required),
+            auth,
             connect_timeout: self.positive_duration(
                 &key("connect_timeout"),
                 raw.connect_timeout,

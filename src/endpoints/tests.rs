@@ -270,6 +270,8 @@ fn response(unionid: Option<&str>, user: Option<serde_json::Value>) -> serde_jso
             expires_in: 7200,
             openid: "o-1".into(),
             unionid: unionid.map(str::to_owned),
+            uid: None,
+            roles: Vec::new(),
         },
         user,
     };

@@ -16,7 +16,7 @@ fn config() -> ProptestConfig {
     crate::testing::proptest_config()
 }
 
-use super::tests::headers_config;
+use super::tests::{headers_config, ident};
 
 /// Identity headers: lower-case name, wire spelling.
 const IDENTITY: [(&str, &str); 3] = [
@@ -301,7 +301,11 @@ fn run(case: &Case) -> RequestHeader {
     let policy = HeaderPolicy::new(&headers_config(case.forward_authorization));
     policy.sanitize(&mut req, case.client);
     let id = policy
-        .identity_values(&case.openid, case.unionid.as_deref(), case.appid.as_deref())
+        .identity_values(&ident(
+            &case.openid,
+            case.unionid.as_deref(),
+            case.appid.as_deref(),
+        ))
         .unwrap();
     policy.inject(&mut req, &id);
     req

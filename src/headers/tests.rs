@@ -7,11 +7,29 @@ pub(super) fn headers_config(forward_authorization: bool) -> HeadersConfig {
         openid: IdentityHeaderName::parse("X-OpenID").unwrap(),
         unionid: IdentityHeaderName::parse("X-UnionID").unwrap(),
         appid: IdentityHeaderName::parse("X-WX-AppID").unwrap(),
+        user_id: IdentityHeaderName::parse("X-User-ID").unwrap(),
+        user_roles: IdentityHeaderName::parse("X-User-Roles").unwrap(),
         forward_authorization,
         strip: DEFAULT_STRIP
             .iter()
             .map(|n| IdentityHeaderName::parse(n).unwrap())
             .collect(),
+        claims: Vec::new(),
+    }
+}
+
+/// A verified identity with these ids and nothing from a login hook.
+pub(super) fn ident(openid: &str, unionid: Option<&str>, appid: Option<&str>) -> Identity {
+    Identity {
+        openid: openid.to_string(),
+        unionid: unionid.map(str::to_string),
+        appid: appid.map(str::to_string),
+        jti: None,
+        family: None,
+        exp: 0,
+        iat: None,
+        issued_ms: 0,
+        user: crate::token::UserClaims::default(),
     }
 }
 
@@ -155,8 +173,11 @@ fn configured_names_are_the_ones_stripped() {
         openid: IdentityHeaderName::parse("X-User-Id").unwrap(),
         unionid: IdentityHeaderName::parse("X-Union").unwrap(),
         appid: IdentityHeaderName::parse("X-App").unwrap(),
+        user_id: IdentityHeaderName::parse("X-Backend-User").unwrap(),
+        user_roles: IdentityHeaderName::parse("X-Backend-Roles").unwrap(),
         forward_authorization: false,
         strip: Vec::new(),
+        claims: Vec::new(),
     };
     let mut req = get(&[
         ("x_user_id", "spoof"),
@@ -299,7 +320,7 @@ fn connection_cannot_remove_the_injected_identity() {
     let mut req = get(&[("Connection", "X-OpenID, X-UnionID, X-WX-AppID")]);
     p.sanitize(&mut req, client());
     let ids = p
-        .identity_values("o-real", Some("u-real"), Some("wx-real"))
+        .identity_values(&ident("o-real", Some("u-real"), Some("wx-real")))
         .unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-openid"), ["o-real"]);
@@ -562,7 +583,10 @@ fn sanitize_then_inject_without_unionid_or_appid_leaves_none() {
     let p = policy();
     let mut req = get(&[("X-UnionID", "spoof"), ("x_wx_appid", "spoof")]);
     p.sanitize(&mut req, client());
-    p.inject(&mut req, &p.identity_values("o-1", None, None).unwrap());
+    p.inject(
+        &mut req,
+        &p.identity_values(&ident("o-1", None, None)).unwrap(),
+    );
     assert_eq!(values(&req, "x-openid"), ["o-1"]);
     assert!(!has(&req, "x-unionid"));
     assert!(!has(&req, "x_wx_appid"));
@@ -578,7 +602,7 @@ fn inject_after_sanitize_sets_exactly_one_openid() {
         ("X-Openid", "spoof-3"),
     ]);
     p.sanitize(&mut req, client());
-    let ids = p.identity_values("o-real", None, None).unwrap();
+    let ids = p.identity_values(&ident("o-real", None, None)).unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-openid"), ["o-real"]);
     let w = wire(&req);
@@ -590,7 +614,7 @@ fn inject_after_sanitize_sets_exactly_one_openid() {
 fn unionid_and_appid_are_injected_only_when_present() {
     let p = policy();
     let mut req = get(&[("Accept", "*/*")]);
-    let ids = p.identity_values("o-1", None, None).unwrap();
+    let ids = p.identity_values(&ident("o-1", None, None)).unwrap();
     assert_eq!(ids.unionid, None);
     assert_eq!(ids.appid, None);
     p.inject(&mut req, &ids);
@@ -606,7 +630,7 @@ fn unionid_and_appid_are_injected_when_present() {
     let p = policy();
     let mut req = get(&[("X-UnionID", "spoof"), ("X-WX-AppID", "spoof")]);
     let ids = p
-        .identity_values("o-1", Some("u-1"), Some("wx123"))
+        .identity_values(&ident("o-1", Some("u-1"), Some("wx123")))
         .unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-openid"), ["o-1"]);
@@ -619,7 +643,7 @@ fn unionid_and_appid_are_injected_when_present() {
 fn only_unionid_present() {
     let p = policy();
     let mut req = get(&[]);
-    let ids = p.identity_values("o", Some("u"), None).unwrap();
+    let ids = p.identity_values(&ident("o", Some("u"), None)).unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-unionid"), ["u"]);
     assert!(!has(&req, "x-wx-appid"));
@@ -630,7 +654,7 @@ fn injected_headers_use_the_configured_spelling_on_the_wire() {
     let p = policy();
     let mut req = get(&[("x-openid", "spoof"), ("Accept", "*/*")]);
     let ids = p
-        .identity_values("o-wire", Some("u-wire"), Some("wx-wire"))
+        .identity_values(&ident("o-wire", Some("u-wire"), Some("wx-wire")))
         .unwrap();
     p.inject(&mut req, &ids);
     let w = wire(&req);
@@ -646,7 +670,7 @@ fn inject_replaces_an_existing_identity_header() {
     // Even without sanitize, inject sets rather than appends.
     let p = policy();
     let mut req = get(&[("X-OpenID", "spoof")]);
-    let ids = p.identity_values("o-real", None, None).unwrap();
+    let ids = p.identity_values(&ident("o-real", None, None)).unwrap();
     p.inject(&mut req, &ids);
     assert_eq!(values(&req, "x-openid"), ["o-real"]);
 }
@@ -654,7 +678,7 @@ fn inject_replaces_an_existing_identity_header() {
 #[test]
 fn identity_values_carry_the_identity() {
     let ids = policy()
-        .identity_values("o-1", Some("u-1"), Some("wx-1"))
+        .identity_values(&ident("o-1", Some("u-1"), Some("wx-1")))
         .unwrap();
     assert_eq!(
         ids,
@@ -662,15 +686,83 @@ fn identity_values_carry_the_identity() {
             openid: HeaderValue::from_static("o-1"),
             unionid: Some(HeaderValue::from_static("u-1")),
             appid: Some(HeaderValue::from_static("wx-1")),
+            uid: None,
+            roles: None,
+            claims: Vec::new(),
         }
     );
+}
+
+fn hook_policy() -> HeaderPolicy {
+    let mut cfg = headers_config(false);
+    cfg.claims = vec![
+        crate::config::ClaimHeader {
+            claim: "plan".into(),
+            header: IdentityHeaderName::parse("X-User-Plan").unwrap(),
+        },
+        crate::config::ClaimHeader {
+            claim: "tenant".into(),
+            header: IdentityHeaderName::parse("X-Tenant").unwrap(),
+        },
+    ];
+    HeaderPolicy::new(&cfg)
+}
+
+#[test]
+fn the_hooks_claims_travel_in_their_headers_and_spoofs_are_stripped() {
+    let p = hook_policy();
+    let mut req = get(&[
+        ("X-User-ID", "spoof"),
+        ("x_user_roles", "admin"),
+        ("X-User-Plan", "gold"),
+        ("x-tenant", "spoof"),
+    ]);
+    p.sanitize(&mut req, client());
+    let mut id = ident("o-1", None, None);
+    id.user.uid = Some("u-42".into());
+    id.user.roles = vec!["editor".into(), "user".into()];
+    id.user.ext.insert("plan".into(), "pro".into());
+    id.user.ext.insert("unlisted".into(), "x".into());
+    p.inject(&mut req, &p.identity_values(&id).unwrap());
+    assert_eq!(values(&req, "x-user-id"), ["u-42"]);
+    assert_eq!(values(&req, "x-user-roles"), ["editor,user"]);
+    assert_eq!(values(&req, "x-user-plan"), ["pro"]);
+    // No claim, no header: the spoofed one is gone all the same.
+    assert!(!has(&req, "x-tenant"));
+    assert!(!has(&req, "x_user_roles"));
+    assert!(!wire(&req).contains("unlisted"));
+    assert!(!wire(&req).contains("spoof"));
+}
+
+#[test]
+fn without_hook_claims_the_user_headers_are_still_stripped() {
+    let p = policy();
+    let mut req = get(&[("X-User-ID", "spoof"), ("X-User-Roles", "admin")]);
+    p.sanitize(&mut req, client());
+    p.inject(
+        &mut req,
+        &p.identity_values(&ident("o", None, None)).unwrap(),
+    );
+    assert!(!has(&req, "x-user-id"));
+    assert!(!has(&req, "x-user-roles"));
+}
+
+#[test]
+fn a_claim_that_cannot_be_a_header_value_is_refused() {
+    let p = hook_policy();
+    let mut id = ident("o", None, None);
+    id.user.ext.insert("plan".into(), "a\nb".into());
+    assert_eq!(p.identity_values(&id), Err(ApiError::TokenInvalid));
+    let mut id = ident("o", None, None);
+    id.user.uid = Some("u\r\nX-OpenID: admin".into());
+    assert_eq!(p.identity_values(&id), Err(ApiError::TokenInvalid));
 }
 
 #[test]
 fn identity_values_refuse_control_chars_in_openid() {
     for openid in ["o\nx", "o\rx", "o\0x", "o\x7fx"] {
         assert_eq!(
-            policy().identity_values(openid, None, None),
+            policy().identity_values(&ident(openid, None, None)),
             Err(ApiError::TokenInvalid),
             "{openid:?}"
         );
@@ -680,11 +772,11 @@ fn identity_values_refuse_control_chars_in_openid() {
 #[test]
 fn identity_values_refuse_control_chars_in_unionid_and_appid() {
     assert_eq!(
-        policy().identity_values("o", Some("u\r\nX-OpenID: admin"), None),
+        policy().identity_values(&ident("o", Some("u\r\nX-OpenID: admin"), None)),
         Err(ApiError::TokenInvalid)
     );
     assert_eq!(
-        policy().identity_values("o", None, Some("a\nb")),
+        policy().identity_values(&ident("o", None, Some("a\nb"))),
         Err(ApiError::TokenInvalid)
     );
 }

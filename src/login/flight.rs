@@ -12,8 +12,11 @@
 //!   the code ([`crate::seal`]): the store knows neither the code nor the
 //!   tokens. An instance that finds the code claimed polls for the outcome.
 //!
-//! Only definitive outcomes are shared (success, an invalid or blocked code);
-//! a transient failure (busy, timeout, store down) releases the claim so a
+//! Definitive outcomes are shared (success, an invalid or blocked code). A
+//! failure after WeChat accepted the code (the login hook or the store could
+//! not answer) shares what WeChat said ([`WxLogin`]) and releases the claim:
+//! a retry with the same code finishes the login without spending the code
+//! at WeChat again. Any other failure (busy, timeout) releases the claim so a
 //! retry asks WeChat again.
 
 use std::collections::HashMap;
@@ -29,6 +32,7 @@ use crate::seal;
 use crate::secret::Secret;
 use crate::sessions::Grant;
 use crate::store::Store;
+use crate::token::UserClaims;
 
 /// How long the result of a code exchange is shared with repeated requests.
 pub const CODE_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -45,6 +49,8 @@ pub struct Exchanged {
     pub token: String,
     pub exp: u64,
     pub refresh_token: String,
+    #[serde(default)]
+    pub user: UserClaims,
 }
 
 impl Exchanged {
@@ -57,6 +63,7 @@ impl Exchanged {
             token: grant.token,
             exp: grant.exp,
             refresh_token: grant.refresh_token,
+            user: grant.user,
         }
     }
 
@@ -68,6 +75,7 @@ impl Exchanged {
             refresh_token: self.refresh_token.clone(),
             openid: self.openid.clone(),
             unionid: self.unionid.clone(),
+            user: self.user.clone(),
         }
     }
 }
@@ -75,19 +83,48 @@ impl Exchanged {
 /// What an exchange gives every request that carries its code.
 pub type Outcome = Result<Arc<Exchanged>, ApiError>;
 
-/// An outcome as it is kept in the store (sealed): only definitive ones.
+/// What `jscode2session` said for a code: kept when the rest of the login
+/// failed, so that a retry finishes it without asking WeChat again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WxLogin {
+    pub openid: String,
+    pub unionid: Option<String>,
+    #[serde(with = "crate::store::secret_serde")]
+    pub session_key: Secret,
+}
+
+/// One run of an exchange: its outcome, and on failure what WeChat had
+/// already said, if it had.
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub spent: Option<WxLogin>,
+}
+
+impl From<Outcome> for Attempt {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            spent: None,
+        }
+    }
+}
+
+/// An outcome as it is kept in the store (sealed): definitive ones, and a
+/// code WeChat accepted whose login did not finish.
 #[derive(Serialize, Deserialize)]
 enum StoredOutcome {
     Ok(Exchanged),
     InvalidCode(i64),
     CodeBlocked(i64),
+    Spent(WxLogin),
 }
 
 impl StoredOutcome {
-    /// The part of an outcome worth sharing; `None` for a transient failure.
-    fn of(outcome: &Outcome) -> Option<Self> {
-        match outcome {
+    /// The part of an attempt worth sharing; `None` for a transient failure.
+    fn of(attempt: &Attempt) -> Option<Self> {
+        match &attempt.outcome {
             Ok(ex) => Some(Self::Ok((**ex).clone())),
+            Err(_) if attempt.spent.is_some() => attempt.spent.clone().map(Self::Spent),
             Err(ApiError::InvalidCode { wechat_errcode }) => {
                 Some(Self::InvalidCode(*wechat_errcode))
             }
@@ -98,11 +135,13 @@ impl StoredOutcome {
         }
     }
 
-    fn into_outcome(self) -> Outcome {
+    /// A definitive outcome, or (`Err`) the code's unfinished login.
+    fn into_outcome(self) -> Result<Outcome, WxLogin> {
         match self {
-            Self::Ok(ex) => Ok(Arc::new(ex)),
-            Self::InvalidCode(wechat_errcode) => Err(ApiError::InvalidCode { wechat_errcode }),
-            Self::CodeBlocked(wechat_errcode) => Err(ApiError::CodeBlocked { wechat_errcode }),
+            Self::Ok(ex) => Ok(Ok(Arc::new(ex))),
+            Self::InvalidCode(wechat_errcode) => Ok(Err(ApiError::InvalidCode { wechat_errcode })),
+            Self::CodeBlocked(wechat_errcode) => Ok(Err(ApiError::CodeBlocked { wechat_errcode })),
+            Self::Spent(wx) => Err(wx),
         }
     }
 }
@@ -130,12 +169,14 @@ impl CodeFlights {
         }
     }
 
-    /// The outcome for `code`: `exchange` runs at most once for it, here or
-    /// on another instance, while [`CODE_CACHE_TTL`] lasts.
+    /// The outcome for `code`: `exchange` runs at most once for it at a
+    /// time, here or on another instance, and not again once it succeeded,
+    /// while [`CODE_CACHE_TTL`] lasts. It is handed what WeChat said for the
+    /// code when an earlier run got that far but failed after.
     pub async fn once<F, Fut>(self: &Arc<Self>, code: &str, exchange: F) -> Outcome
     where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Outcome> + Send + 'static,
+        F: FnOnce(Option<WxLogin>) -> Fut + Send + 'static,
+        Fut: Future<Output = Attempt> + Send + 'static,
     {
         let id = seal::code_id(code);
         let mut rx = {
@@ -178,18 +219,22 @@ impl CodeFlights {
     /// the exchange, or waiting for the instance that holds the claim.
     async fn shared<F, Fut>(&self, code: &str, id: &str, exchange: F) -> Outcome
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Outcome>,
+        F: FnOnce(Option<WxLogin>) -> Fut,
+        Fut: Future<Output = Attempt>,
     {
         let deadline = tokio::time::Instant::now() + self.claim_ttl;
         loop {
-            if let Some(sealed) = self.store.get_code_outcome(id).await? {
-                return open(code, &sealed);
-            }
+            let spent = match self.store.get_code_outcome(id).await? {
+                Some(sealed) => match open(code, &sealed)? {
+                    Ok(outcome) => return outcome,
+                    Err(wx) => Some(wx),
+                },
+                None => None,
+            };
             if self.store.claim_code(id, self.claim_ttl).await? {
-                let outcome = exchange().await;
-                self.publish(code, id, &outcome).await;
-                return outcome;
+                let attempt = exchange(spent).await;
+                self.publish(code, id, &attempt).await;
+                return attempt.outcome;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ApiError::WechatTimeout);
@@ -198,30 +243,41 @@ impl CodeFlights {
         }
     }
 
-    /// Share a definitive outcome, or release the claim so a retry asks again.
-    async fn publish(&self, code: &str, id: &str, outcome: &Outcome) {
-        let saved = match StoredOutcome::of(outcome) {
-            Some(stored) => match serde_json::to_vec(&stored) {
-                Ok(plain) => {
-                    self.store
-                        .put_code_outcome(id, &seal::seal(code, &plain), CODE_CACHE_TTL)
-                        .await
-                }
-                Err(_) => Ok(()),
-            },
-            None => self.store.release_code(id).await,
+    /// Share a definitive outcome, or what WeChat said for an unfinished
+    /// login; release the claim unless the login is done, so a retry tries.
+    async fn publish(&self, code: &str, id: &str, attempt: &Attempt) {
+        let stored = StoredOutcome::of(attempt);
+        let finished = matches!(
+            stored,
+            Some(
+                StoredOutcome::Ok(_)
+                    | StoredOutcome::InvalidCode(_)
+                    | StoredOutcome::CodeBlocked(_)
+            )
+        );
+        let mut saved = match stored.map(|s| serde_json::to_vec(&s)) {
+            Some(Ok(plain)) => {
+                self.store
+                    .put_code_outcome(id, &seal::seal(code, &plain), CODE_CACHE_TTL)
+                    .await
+            }
+            Some(Err(_)) | None => Ok(()),
         };
+        if !finished {
+            saved = saved.and(self.store.release_code(id).await);
+        }
         if let Err(e) = saved {
             tracing::warn!(error = %chain(&e), "cannot share a login outcome; a repeated code may fail");
         }
     }
 }
 
-fn open(code: &str, sealed: &str) -> Outcome {
-    seal::open(code, sealed)
+/// A stored outcome: definitive, or (`Ok(Err)`) a login WeChat accepted but that did not finish.
+fn open(code: &str, sealed: &str) -> Result<Result<Outcome, WxLogin>, ApiError> {
+    Ok(seal::open(code, sealed)
         .and_then(|plain| serde_json::from_slice::<StoredOutcome>(&plain).ok())
         .ok_or(ApiError::Internal)?
-        .into_outcome()
+        .into_outcome())
 }
 
 /// Ends a flight when its task ends, even by panic.

@@ -193,3 +193,51 @@ async fn decrypt_needs_the_stored_session() {
         ApiError::InvalidEncryptedData
     );
 }
+
+#[tokio::test]
+async fn a_login_that_fails_after_wechat_resumes_without_spending_the_code_again() {
+    let store: Arc<dyn Store> = Arc::new(crate::store::memory::MemoryStore::default());
+    let flights = Arc::new(CodeFlights::new(store, Duration::from_secs(1)));
+    let wx = WxLogin {
+        openid: "o-1".into(),
+        unionid: None,
+        session_key: crate::secret::Secret::from("a2V5a2V5a2V5a2V5a2V5aw=="),
+    };
+    // First attempt: WeChat accepted the code, then the hook did not answer.
+    let given = wx.clone();
+    let first = flights
+        .once("code-1", move |spent| async move {
+            assert!(spent.is_none(), "a new code starts with nothing");
+            Attempt {
+                outcome: Err(ApiError::HookUnavailable { timed_out: false }),
+                spent: Some(given),
+            }
+        })
+        .await;
+    assert_eq!(
+        first.unwrap_err(),
+        ApiError::HookUnavailable { timed_out: false }
+    );
+    // The retry is handed what WeChat said, and its failure is not final.
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let record = seen.clone();
+    let second = flights
+        .once("code-1", move |spent| async move {
+            *record.lock().unwrap() = spent.map(|w| w.openid);
+            Attempt::from(Err(ApiError::StoreUnavailable))
+        })
+        .await;
+    assert_eq!(second.unwrap_err(), ApiError::StoreUnavailable);
+    assert_eq!(seen.lock().unwrap().as_deref(), Some("o-1"));
+    // What WeChat said stays stored until a login finishes: a third attempt gets it too.
+    let third = flights
+        .once("code-1", |spent| async move {
+            Attempt::from(Err(if spent.is_some() {
+                ApiError::Internal
+            } else {
+                ApiError::WechatTimeout
+            }))
+        })
+        .await;
+    assert_eq!(third.unwrap_err(), ApiError::Internal);
+}

@@ -28,12 +28,13 @@ pub(crate) enum Op {
     PutRefresh,
     TakeRefresh,
     CompleteRefresh,
+    ReleaseRefresh,
     Count,
     Ping,
 }
 
 impl Op {
-    const ALL: [Op; 15] = [
+    const ALL: [Op; 16] = [
         Op::PutSession,
         Op::GetSession,
         Op::ClaimCode,
@@ -47,6 +48,7 @@ impl Op {
         Op::PutRefresh,
         Op::TakeRefresh,
         Op::CompleteRefresh,
+        Op::ReleaseRefresh,
         Op::Count,
         Op::Ping,
     ];
@@ -66,6 +68,7 @@ impl Op {
             Op::PutRefresh => "put_refresh",
             Op::TakeRefresh => "take_refresh",
             Op::CompleteRefresh => "complete_refresh",
+            Op::ReleaseRefresh => "release_refresh",
             Op::Count => "count",
             Op::Ping => "ping",
         }
@@ -242,6 +245,11 @@ impl Store for MeteredStore {
 
     async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError> {
         self.time(Op::CompleteRefresh, self.inner.complete_refresh(hash, ttl))
+            .await
+    }
+
+    async fn release_refresh(&self, hash: &str) -> Result<(), StoreError> {
+        self.time(Op::ReleaseRefresh, self.inner.release_refresh(hash))
             .await
     }
 

@@ -5,6 +5,14 @@
 use super::*;
 use crate::testing::LoginHarness;
 
+/// A new token pair for `openid`, nothing from a login hook.
+async fn pair(h: &LoginHarness, openid: &str) -> Grant {
+    h.sessions
+        .issue_pair(openid, None, None, None, &UserClaims::default())
+        .await
+        .unwrap()
+}
+
 fn identity(s: &Sessions, token: &str) -> Identity {
     s.tokens().verify(token).unwrap()
 }
@@ -14,7 +22,7 @@ async fn refresh_rotates_within_the_family() {
     let h = LoginHarness::new("");
     let first = h
         .sessions
-        .issue_pair("o1", Some("u1"), None, None)
+        .issue_pair("o1", Some("u1"), None, None, &UserClaims::default())
         .await
         .unwrap();
     let second = h.sessions.refresh(&first.refresh_token).await.unwrap();
@@ -36,7 +44,7 @@ async fn refresh_rotates_within_the_family() {
 #[tokio::test]
 async fn reusing_a_spent_refresh_token_revokes_the_family() {
     let h = LoginHarness::new("");
-    let first = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    let first = pair(&h, "o1").await;
     let second = h.sessions.refresh(&first.refresh_token).await.unwrap();
     assert_eq!(
         h.sessions.refresh(&first.refresh_token).await.unwrap_err(),
@@ -55,7 +63,7 @@ async fn reusing_a_spent_refresh_token_revokes_the_family() {
         ApiError::RefreshTokenInvalid
     );
     // Another login of the same user is another family.
-    let other = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    let other = pair(&h, "o1").await;
     h.sessions
         .check_revocation(&identity(&h.sessions, &other.token))
         .await
@@ -77,8 +85,8 @@ async fn unknown_or_malformed_refresh_tokens_are_invalid() {
 #[tokio::test]
 async fn logout_ends_that_session_only() {
     let h = LoginHarness::new("");
-    let a = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
-    let b = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    let a = pair(&h, "o1").await;
+    let b = pair(&h, "o1").await;
     let id_a = identity(&h.sessions, &a.token);
     h.sessions.logout(&id_a, false).await.unwrap();
     assert_eq!(
@@ -101,7 +109,7 @@ async fn logout_ends_that_session_only() {
 #[tokio::test]
 async fn logout_after_a_refresh_ends_the_whole_family() {
     let h = LoginHarness::new("");
-    let first = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
+    let first = pair(&h, "o1").await;
     let second = h.sessions.refresh(&first.refresh_token).await.unwrap();
     // Logging out with the older access token ends the rotated pair too.
     h.sessions
@@ -134,6 +142,7 @@ async fn logout_of_a_token_claiming_the_end_of_time_does_not_overflow() {
             exp,
             iat: None,
             issued_ms: 0,
+            user: UserClaims::default(),
         };
         h.sessions.logout(&id, false).await.unwrap();
         assert_eq!(
@@ -163,9 +172,9 @@ fn a_token_revocation_outlives_the_token_and_is_bounded() {
 #[tokio::test]
 async fn logout_all_revokes_every_token_and_refresh_token_of_the_user() {
     let h = LoginHarness::new("");
-    let a = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
-    let b = h.sessions.issue_pair("o1", None, None, None).await.unwrap();
-    let other_user = h.sessions.issue_pair("o2", None, None, None).await.unwrap();
+    let a = pair(&h, "o1").await;
+    let b = pair(&h, "o1").await;
+    let other_user = pair(&h, "o2").await;
     h.sessions
         .logout(&identity(&h.sessions, &a.token), true)
         .await

@@ -223,6 +223,15 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn release_refresh(&self, hash: &str) -> Result<(), StoreError> {
+        self.refresh.modify(hash, |entry| {
+            if let Rotation::Pending(_) = entry.rotation {
+                entry.rotation = Rotation::Unused;
+            }
+        });
+        Ok(())
+    }
+
     async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {
         dropped(
             self.counters

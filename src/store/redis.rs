@@ -141,6 +141,15 @@ fn is_connection_failure(e: &redis::RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
+/// Drop a refresh token's pending mark, and nothing else (`release_refresh`).
+static RELEASE_PENDING: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local v = redis.call('GET', KEYS[1]) \
+         if v and string.sub(v, 1, 8) == 'pending:' then redis.call('DEL', KEYS[1]) end \
+         return 1",
+    )
+});
+
 /// Whether a presentation may rotate: it marked the token itself, or the
 /// rotation it found pending was abandoned (older than one store timeout: the
 /// call that started it has failed by now, e.g. a take that timed out and was
@@ -330,6 +339,18 @@ impl Store for RedisStore {
         let mut c = self.conn.clone();
         self.call(c.set_ex::<_, _, ()>(self.key("refresh-used", hash), "spent", secs(ttl)))
             .await
+    }
+
+    async fn release_refresh(&self, hash: &str) -> Result<(), StoreError> {
+        // Only a pending mark goes: a token spent meanwhile stays spent.
+        let mut c = self.conn.clone();
+        self.call(
+            RELEASE_PENDING
+                .key(self.key("refresh-used", hash))
+                .invoke_async::<i64>(&mut c),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError> {

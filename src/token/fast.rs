@@ -12,6 +12,7 @@
 //! and bad tokens).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -19,7 +20,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{Identity, TokenError, MAX_TTL};
+use super::{Identity, TokenError, UserClaims, MAX_TTL};
 
 /// Base64url (unpadded) length of an HMAC-SHA256 signature.
 const SIGNATURE_CHARS: usize = 43;
@@ -44,6 +45,11 @@ struct Claims<'a> {
     fam: Option<String>,
     appid: Option<String>,
     unionid: Option<String>,
+    uid: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    ext: BTreeMap<String, String>,
 }
 
 fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -161,6 +167,11 @@ impl FastVerifier {
                 .iat_ms
                 .or_else(|| c.iat.map(|s| s.saturating_mul(1000)))
                 .unwrap_or(0),
+            user: UserClaims {
+                uid: c.uid,
+                roles: c.roles,
+                ext: c.ext,
+            },
         }))
     }
 }

@@ -407,14 +407,19 @@ proptest! {
         appid in prop::option::of("wx[0-9a-f]{16}|[!-~]{1,20}"),
         family in prop::option::of("[A-Za-z0-9_-]{1,22}"),
         ttl in prop::option::of(1u64..=MAX_TTL.as_secs()),
+        uid in prop::option::of("[!-~]{1,40}"),
+        roles in prop::collection::vec("[A-Za-z0-9_.:-]{1,16}", 0..4),
+        ext in prop::collection::btree_map("[a-z_]{1,8}", "[ -~]{0,24}", 0..3),
     ) {
         let keys = keys();
+        let user = UserClaims { uid, roles, ext };
         let new = NewToken {
             openid: &openid,
             unionid: unionid.as_deref(),
             appid: appid.as_deref(),
             family: family.as_deref(),
             ttl: ttl.map(Duration::from_secs),
+            user: Some(&user),
         };
         let (token, claims) = keys.issue(&new).unwrap();
         let id = keys.verify(&token).unwrap();
@@ -425,6 +430,7 @@ proptest! {
         prop_assert_eq!(id.exp, claims.exp);
         prop_assert_eq!(id.jti.as_deref(), Some(claims.jti.as_str()));
         prop_assert_eq!(id.issued_ms, claims.iat_ms);
+        prop_assert_eq!(&id.user, &user);
     }
 
     /// Any non-empty text round-trips: the token is JSON, not a header.

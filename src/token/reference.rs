@@ -3,10 +3,12 @@
 //! wxgate's own; this path decides every other one, and is the oracle the
 //! fast path is tested against.
 
+use std::collections::BTreeMap;
+
 use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
-use super::{unix_now, Identity, TokenError, TokenKeys, MAX_TTL};
+use super::{unix_now, Identity, TokenError, TokenKeys, UserClaims, MAX_TTL};
 
 /// The claims as read before validation. `sub` and `exp` are optional here so
 /// that a missing one is reported by the validation step, by name.
@@ -31,6 +33,12 @@ struct RawIdentity {
     iat: Option<u64>,
     #[serde(default)]
     iat_ms: Option<u64>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    ext: BTreeMap<String, String>,
 }
 
 impl TokenKeys {
@@ -93,6 +101,11 @@ impl TokenKeys {
                 .iat_ms
                 .or_else(|| raw.iat.map(|s| s.saturating_mul(1000)))
                 .unwrap_or(0),
+            user: UserClaims {
+                uid: raw.uid,
+                roles: raw.roles,
+                ext: raw.ext,
+            },
         })
     }
 }

@@ -834,6 +834,7 @@ fn issued_token_round_trips_with_unionid_and_appid() {
             unionid: Some("u-1"),
             appid: Some("wx-app"),
             ttl: None,
+            user: None,
         })
         .unwrap();
     let id = k.verify(&token).unwrap();
@@ -960,6 +961,7 @@ fn issued_claims_with_ids_have_exactly_the_expected_keys() {
             unionid: Some("u"),
             appid: Some("a"),
             ttl: None,
+            user: None,
         })
         .unwrap();
     let m = claims_json(&token);

@@ -232,6 +232,14 @@ pub fn parse_reply(body: &[u8]) -> Result<Code2Session, WechatError> {
     })
 }
 
+/// reqwest is built with `rustls-no-provider`: install ring once per process
+/// before building a client.
+pub(crate) fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// Turn a reqwest error into ours, dropping the URL (it holds the secret).
 fn transport_error(e: reqwest::Error) -> WechatError {
     if e.is_timeout() {
@@ -281,10 +289,7 @@ impl WechatClient {
             .ok_or_else(|| WechatError::Setup("the app secret is not UTF-8".into()))?;
         // A malformed base is refused now rather than on the first login.
         let base_url = base_url(api_base, appid, secret)?;
-        // reqwest is built with `rustls-no-provider`: install ring once per process.
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))

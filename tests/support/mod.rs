@@ -184,6 +184,7 @@ impl Gateway {
             unionid,
             appid,
             ttl: None,
+            user: None,
         };
         self.running()
             .state()

@@ -28,6 +28,7 @@ fn record(family: &str) -> RefreshRecord {
         unionid: None,
         appid: None,
         family: family.into(),
+        user: Default::default(),
         issued_ms: 1,
         expires_at: 2,
     }

@@ -1,0 +1,147 @@
+//! `[login.hook]`, route roles, and the identity headers the hook's claims
+//! travel in.
+
+use super::super::model::{ClaimHeader, HookConfig, IdentityHeaderName, RouteConfig};
+use super::super::resolve::Sourced;
+use super::super::schema::RawHook;
+use super::super::ConfigError;
+use super::Validator;
+use crate::headers::HeadersConfig;
+use crate::hook::{is_role_name, MAX_TIMEOUT};
+use crate::route::AuthMode;
+
+/// Longest extra claim name.
+const MAX_CLAIM_NAME: usize = 32;
+
+impl Validator<'_> {
+    pub(super) fn hook(
+        &self,
+        raw: RawHook,
+        secret: Option<Sourced>,
+    ) -> Result<HookConfig, ConfigError> {
+        let url = raw.url.unwrap_or_default();
+        let parsed = reqwest::Url::parse(&url).ok();
+        if !parsed
+            .as_ref()
+            .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        {
+            return Err(self.err(
+                "login.hook.url",
+                "required: the backend's http(s) endpoint, like \"http://127.0.0.1:5000/internal/wxgate\"",
+            ));
+        }
+        let timeout = self.positive_duration("login.hook.timeout", raw.timeout, "2s")?;
+        if timeout > MAX_TIMEOUT {
+            return Err(self.err("login.hook.timeout", "must be at most 30s"));
+        }
+        let Some(Sourced {
+            value: secret,
+            source: secret_source,
+        }) = secret
+        else {
+            return Err(self.err(
+                "login.hook.secret_env",
+                "a secret is required: set secret_env or secret_file",
+            ));
+        };
+        if secret.expose().len() < 16 {
+            return Err(self.err(
+                "login.hook.secret_env",
+                "the hook secret must be at least 16 bytes",
+            ));
+        }
+        let mut claims = Vec::new();
+        for (claim, header) in raw.claims.unwrap_or_default() {
+            let key = format!("login.hook.claims.{claim}");
+            if claim.is_empty()
+                || claim.len() > MAX_CLAIM_NAME
+                || !claim
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(self.err(key, "a claim name is 1-32 of A-Z a-z 0-9 _"));
+            }
+            let header = self.header_name(&key, Some(header), "")?;
+            claims.push(ClaimHeader { claim, header });
+        }
+        let max_claims_bytes = raw.max_claims_bytes.unwrap_or(1024);
+        if !(1..=4096).contains(&max_claims_bytes) {
+            return Err(self.err("login.hook.max_claims_bytes", "must be between 1 and 4096"));
+        }
+        Ok(HookConfig {
+            url,
+            timeout,
+            secret,
+            secret_source,
+            on_refresh: raw.on_refresh.unwrap_or(false),
+            claims,
+            max_claims_bytes: max_claims_bytes as usize,
+        })
+    }
+
+    /// Every header wxgate injects is a different header (compared as
+    /// wxgate strips them: lower-case, `_` read as `-`).
+    pub(super) fn distinct_identity_headers(&self, h: &HeadersConfig) -> Result<(), ConfigError> {
+        let mut seen: Vec<(String, &IdentityHeaderName)> = Vec::new();
+        let named = [&h.openid, &h.unionid, &h.appid, &h.user_id, &h.user_roles]
+            .into_iter()
+            .chain(h.claims.iter().map(|c| &c.header));
+        for name in named {
+            let norm = name.name.as_str().replace('_', "-");
+            if let Some((_, other)) = seen.iter().find(|(n, _)| *n == norm) {
+                return Err(self.err(
+                    "headers",
+                    format!(
+                        "{:?} and {:?} are the same header: every identity header (openid, unionid, appid, user_id, user_roles, [login.hook] claims) must be its own",
+                        other.spelling, name.spelling
+                    ),
+                ));
+            }
+            seen.push((norm, name));
+        }
+        Ok(())
+    }
+
+    /// `[[routes]] roles`: role names, on routes that require a token.
+    pub(super) fn route_roles(
+        &self,
+        i: usize,
+        roles: Option<Vec<String>>,
+        auth: AuthMode,
+    ) -> Result<Vec<String>, ConfigError> {
+        let key = format!("routes[{i}].roles");
+        let Some(roles) = roles else {
+            return Ok(Vec::new());
+        };
+        if roles.is_empty() {
+            return Err(self.err(
+                key,
+                "an empty list lets no one in; leave `roles` out instead",
+            ));
+        }
+        if auth != AuthMode::Required {
+            return Err(self.err(key, "roles need auth = \"required\""));
+        }
+        if let Some(bad) = roles.iter().find(|r| !is_role_name(r)) {
+            return Err(self.err(
+                key,
+                format!("{bad:?} is not a role name (1-64 of A-Z a-z 0-9 _ . : -)"),
+            ));
+        }
+        Ok(roles)
+    }
+
+    /// Roles only come from the login hook: warn when routes need some and
+    /// no hook can hand them out.
+    pub(super) fn warn_roles_without_hook(&mut self, routes: &[RouteConfig], hook: bool) {
+        if hook {
+            return;
+        }
+        if let Some(i) = routes.iter().position(|r| !r.roles.is_empty()) {
+            self.warnings.push(format!(
+                "{}: routes[{i}] requires roles but there is no [login.hook] to grant them; only tokens from `wxgate token issue --role` can pass",
+                self.file
+            ));
+        }
+    }
+}
