@@ -1,11 +1,31 @@
 // A backend behind wxgate: it trusts X-OpenID because only wxgate can reach it.
+const crypto = require('crypto');
 const express = require('express');
 const app = express();
+const HOOK_SECRET = process.env.WXGATE_HOOK_SECRET || ''; // [login.hook] secret
 
 app.get('/api/me', (req, res) => {
   const openid = req.get('X-OpenID');
   if (!openid) return res.status(401).end(); // a public or optional route without a token
-  res.json({ openid, unionid: req.get('X-UnionID') || null });
+  res.json({ openid, unionid: req.get('X-UnionID') || null,
+             uid: req.get('X-User-ID') || null, roles: req.get('X-User-Roles') || null });
+});
+
+function signedByWxgate(req) { // req.body is the raw body (express.raw)
+  const ts = req.get('X-WXGate-Timestamp') || '';
+  const mac = crypto.createHmac('sha256', HOOK_SECRET).update(ts + '.').update(req.body).digest('hex');
+  const got = Buffer.from(req.get('X-WXGate-Signature') || ''), want = Buffer.from('sha256=' + mac);
+  const fresh = /^\d+$/.test(ts) && Math.abs(Date.now() / 1000 - Number(ts)) < 300;
+  return fresh && got.length === want.length && crypto.timingSafeEqual(got, want);
+}
+
+// The [login.hook] url: wxgate calls it before issuing a token.
+app.post('/internal/wxgate', express.raw({ type: '*/*' }), (req, res) => {
+  if (!HOOK_SECRET || !signedByWxgate(req)) return res.status(401).end();
+  const event = JSON.parse(req.body); // {event: 'login' | 'refresh' | 'phone', appid, openid, unionid}
+  if (event.event === 'phone') return res.json({}); // save event.phone.phoneNumber for event.openid
+  // Find or create your user here; answer 403 {message: '...'} to refuse a login.
+  res.json({ uid: 'u-' + event.openid.slice(-8), roles: ['user'] });
 });
 
 // Reachable only by wxgate: localhost, or a private network (HOST=0.0.0.0 in a container).

@@ -1,9 +1,13 @@
 """A backend behind wxgate: it trusts X-OpenID because only wxgate can reach it."""
+import hashlib
+import hmac
 import os
+import time
 
 from flask import Flask, abort, request
 
 app = Flask(__name__)
+HOOK_SECRET = os.environ.get("WXGATE_HOOK_SECRET", "").encode()  # [login.hook] secret
 
 
 @app.get("/api/me")
@@ -11,7 +15,26 @@ def me():
     openid = request.headers.get("X-OpenID")
     if not openid:  # a public or optional route without a token
         abort(401)
-    return {"openid": openid, "unionid": request.headers.get("X-UnionID")}
+    return {"openid": openid, "unionid": request.headers.get("X-UnionID"),
+            "uid": request.headers.get("X-User-ID"), "roles": request.headers.get("X-User-Roles")}
+
+
+def signed_by_wxgate(req):
+    ts = req.headers.get("X-WXGate-Timestamp", "")
+    mac = hmac.new(HOOK_SECRET, ts.encode() + b"." + req.get_data(), hashlib.sha256).hexdigest()
+    fresh = ts.isdigit() and abs(time.time() - int(ts)) < 300
+    return fresh and hmac.compare_digest(req.headers.get("X-WXGate-Signature", ""), "sha256=" + mac)
+
+
+@app.post("/internal/wxgate")  # the [login.hook] url: wxgate calls it before issuing a token
+def login_hook():
+    if not HOOK_SECRET or not signed_by_wxgate(request):
+        abort(401)
+    event = request.get_json()  # {"event": "login" | "refresh" | "phone", "appid", "openid", "unionid"}
+    if event["event"] == "phone":
+        return {}  # save event["phone"]["phoneNumber"] for event["openid"]
+    # Find or create your user here; answer 403 {"message": "..."} to refuse a login.
+    return {"uid": "u-" + event["openid"][-8:], "roles": ["user"]}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 //! The backends of the README, run for real behind the gateway: a mini
-//! program logs in through the mock WeChat, calls the backend through wxgate
-//! with a spoofed `X-OpenID`, and the backend reads the verified one.
+//! program logs in through the mock WeChat (the backend's login hook, which
+//! checks wxgate's signature, hands out its uid and roles), calls the backend
+//! through wxgate with spoofed identity headers, and the backend reads the
+//! verified ones. A call to the hook that wxgate did not sign is refused.
 //!
 //! Flask comes from Debian's `python3-flask` (or pip), Express from npm
 //! (`npm install --prefix examples express@4`); `.ci/run` installs both and
@@ -18,6 +20,7 @@ use serde_json::json;
 use wxgate::dev::mock_wechat::MockWechat;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+const HOOK_SECRET: &str = "backends-hook-secret-0123456789";
 
 /// Kills the backend when the test ends.
 struct Backend(Child);
@@ -59,6 +62,7 @@ async fn start_backend(program: &str, script: &str) -> (Backend, SocketAddr) {
         .current_dir(EXAMPLES)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
+        .env("WXGATE_HOOK_SECRET", HOOK_SECRET)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -93,6 +97,10 @@ audience = "backends-test"
 appid = "wxbackendstest001"
 secret_env = "BACKENDS_WECHAT"
 
+[login.hook]
+url = "http://{backend}/internal/wxgate"
+secret_env = "BACKENDS_HOOK"
+
 [[routes]]
 prefix = "/api/"
 upstreams = ["{backend}"]
@@ -102,6 +110,7 @@ upstreams = ["{backend}"]
     let env = wxgate::dev::start("127.0.0.1:0".parse().unwrap(), Some(&path), &|n| match n {
         "BACKENDS_JWT" => Some(support::JWT_SECRET.to_string()),
         "BACKENDS_WECHAT" => Some("backends wechat secret".to_string()),
+        "BACKENDS_HOOK" => Some(HOOK_SECRET.to_string()),
         _ => None,
     })
     .await
@@ -124,10 +133,14 @@ upstreams = ["{backend}"]
             "{name}: {}",
             String::from_utf8_lossy(&login.body)
         );
+        let openid = MockWechat::openid_for(code);
+        let uid = format!("u-{}", &openid[openid.len() - 8..]);
+        assert_eq!(login.json()["uid"], uid, "{name}: the hook's answer");
+        assert_eq!(login.json()["roles"], json!(["user"]), "{name}");
         let token = login.json()["token"].as_str().unwrap().to_string();
         let req = format!(
             "GET /api/me HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
-             X-OpenID: o-spoofed\r\nX-UnionID: u-spoofed\r\n\r\n"
+             X-OpenID: o-spoofed\r\nX-UnionID: u-spoofed\r\nX-User-ID: u-spoofed\r\nX_User_Roles: admin\r\n\r\n"
         );
         let r = support::raw_request(gw, req.as_bytes()).await;
         assert_eq!(
@@ -142,7 +155,59 @@ upstreams = ["{backend}"]
             Some(u) => assert_eq!(v["unionid"], u, "{name}: {v}"),
             None => assert!(v["unionid"].is_null(), "{name}: {v}"),
         }
+        assert_eq!(v["uid"], uid, "{name}: {v}");
+        assert_eq!(v["roles"], "user", "{name}: {v}");
     }
+    // The hook itself refuses a call wxgate did not sign, and a stale or forged one.
+    let call = json!({"event": "login", "appid": "wxbackendstest001", "openid": "o-forged", "unionid": null})
+        .to_string();
+    let now = wxgate::token::unix_now();
+    let stale = now - 600;
+    for headers in [
+        vec![],
+        vec![
+            format!("X-WXGate-Timestamp: {now}"),
+            "X-WXGate-Signature: sha256=00".to_string(),
+        ],
+        vec![
+            format!("X-WXGate-Timestamp: {stale}"),
+            format!(
+                "X-WXGate-Signature: {}",
+                wxgate::hook::sign(HOOK_SECRET.as_bytes(), stale, call.as_bytes())
+            ),
+        ],
+    ] {
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let r = support::post(
+            backend,
+            "/internal/wxgate",
+            Some("application/json"),
+            call.as_bytes(),
+            &headers,
+        )
+        .await;
+        assert_eq!(r.status, 401, "{name}: {headers:?}");
+    }
+    // A correctly signed call is answered (the same check wxgate's calls pass).
+    let signed = format!(
+        "X-WXGate-Signature: {}",
+        wxgate::hook::sign(HOOK_SECRET.as_bytes(), now, call.as_bytes())
+    );
+    let ts = format!("X-WXGate-Timestamp: {now}");
+    let r = support::post(
+        backend,
+        "/internal/wxgate",
+        Some("application/json"),
+        call.as_bytes(),
+        &[&ts, &signed],
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        200,
+        "{name}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     // No token: wxgate answers; the backend never sees the spoofed header.
     let r = support::raw_request(
         gw,

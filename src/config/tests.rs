@@ -286,6 +286,36 @@ fn config_toml_example_parses() {
 }
 
 #[test]
+fn config_toml_example_hook_parses_once_uncommented() {
+    let example = include_str!("../../config.toml.example");
+    let mut text = String::new();
+    let mut in_hook = false;
+    for line in example.lines() {
+        in_hook = (in_hook && line.starts_with('#')) || line == "# [login.hook]";
+        let line = match line.strip_prefix("# ") {
+            Some(rest) if in_hook && !rest.starts_with('#') => rest,
+            _ if in_hook => "",
+            _ => line,
+        };
+        text.push_str(line);
+        text.push('\n');
+    }
+    let c = Config::parse(&text, FILE, &|n| match n {
+        "WXGATE_JWT_SECRET" => Some("x".repeat(32)),
+        "WXGATE_WECHAT_SECRET" => Some("wechat-secret".into()),
+        "WXGATE_HOOK_SECRET" => Some("hook-secret-0123456789".into()),
+        _ => None,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let h = c.login.hook.as_ref().expect("the example's [login.hook]");
+    assert_eq!(h.url, "http://127.0.0.1:9000/internal/wxgate");
+    assert_eq!(h.timeout, Duration::from_secs(2));
+    assert_eq!(h.claims.len(), 1);
+    assert_eq!(h.max_claims_bytes, 1024);
+    assert!(!h.on_refresh);
+}
+
+#[test]
 fn config_toml_example_needs_its_secret() {
     let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.example"));
     let err = Config::load(path, &|_| None).unwrap_err().to_string();
