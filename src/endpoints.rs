@@ -11,6 +11,7 @@ pub mod decrypt;
 pub mod health;
 pub mod login;
 pub mod logout;
+pub mod phone;
 pub mod refresh;
 
 use bytes::Bytes;
@@ -34,7 +35,11 @@ pub async fn answer(state: &GatewayState, session: &mut Session, ep: Endpoint) -
     let result = match ep {
         Endpoint::Healthz => Ok(health::healthz()),
         Endpoint::Readyz => Ok(health::readyz(state).await),
-        Endpoint::Login | Endpoint::Decrypt | Endpoint::Logout | Endpoint::Refresh => {
+        Endpoint::Login
+        | Endpoint::Decrypt
+        | Endpoint::Logout
+        | Endpoint::Refresh
+        | Endpoint::Phone => {
             let result = wx(state, session, ep).await;
             state.metrics().endpoint(ep, result.as_ref().map(|_| ()));
             result
@@ -64,9 +69,9 @@ async fn wx(
     if session.req_header().method != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
-    // Decrypt and logout need a valid token before any body is read.
+    // Decrypt, logout and phone need a valid token before any body is read.
     let caller = match ep {
-        Endpoint::Decrypt | Endpoint::Logout => {
+        Endpoint::Decrypt | Endpoint::Logout | Endpoint::Phone => {
             Some(authenticate(state.sessions(), &session.req_header().headers).await?)
         }
         _ => None,
@@ -82,6 +87,9 @@ async fn wx(
         }
         (Endpoint::Logout, Some(caller)) => {
             json(&logout::handle(state.sessions(), &caller, body.parse_or_default()?).await?)
+        }
+        (Endpoint::Phone, Some(caller)) => {
+            json(&phone::handle(login, &caller, body.parse()?).await?)
         }
         (Endpoint::Refresh, _) => json(&refresh::handle(state.sessions(), body.parse()?).await?),
         _ => Err(ApiError::Internal),

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// WeChat refused the login code (40029 invalid, 40163 already used).
     #[error("the login code is invalid or was already used")]
     InvalidCode { wechat_errcode: i64 },
+    /// WeChat refused the `getPhoneNumber` code (40029 invalid, 40163 used).
+    #[error("the phone number code is invalid or was already used")]
+    InvalidPhoneCode { wechat_errcode: i64 },
     /// WeChat blocked the user as high-risk (40226).
     #[error("WeChat blocked this login as high-risk")]
     CodeBlocked { wechat_errcode: i64 },
@@ -142,6 +145,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::InvalidCode { .. } => "invalid_code",
             ApiError::CodeBlocked { .. } => "code_blocked",
+            ApiError::InvalidPhoneCode { .. } => "invalid_phone_code",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::WechatUnavailable { .. } => "wechat_unavailable",
             ApiError::WechatError { .. } => "wechat_error",
@@ -168,7 +172,8 @@ impl ApiError {
             ApiError::InvalidPath
             | ApiError::InvalidRequest(_)
             | ApiError::InvalidEncryptedData
-            | ApiError::InvalidSignature => 400,
+            | ApiError::InvalidSignature
+            | ApiError::InvalidPhoneCode { .. } => 400,
             ApiError::TokenMissing
             | ApiError::TokenExpired
             | ApiError::TokenInvalid
@@ -199,9 +204,9 @@ impl ApiError {
 
     fn wechat_errcode(&self) -> Option<i64> {
         match self {
-            ApiError::InvalidCode { wechat_errcode } | ApiError::CodeBlocked { wechat_errcode } => {
-                Some(*wechat_errcode)
-            }
+            ApiError::InvalidCode { wechat_errcode }
+            | ApiError::CodeBlocked { wechat_errcode }
+            | ApiError::InvalidPhoneCode { wechat_errcode } => Some(*wechat_errcode),
             ApiError::RateLimited { wechat_errcode, .. }
             | ApiError::WechatUnavailable { wechat_errcode }
             | ApiError::WechatError { wechat_errcode } => *wechat_errcode,

@@ -16,6 +16,7 @@
 
 pub mod flight;
 pub mod limits;
+mod phone;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::sessions::{Grant, Sessions};
 use crate::store::{Store, WxSession};
 use crate::token::{unix_now, UserClaims};
+use crate::wechat::access_token::AccessTokens;
 use crate::wechat::client::{code_fingerprint, WechatClient, WechatError};
 use crate::wechat::{crypto, WechatApi};
 
@@ -69,6 +71,8 @@ pub struct LoginService {
     limits: LoginLimits,
     flights: Arc<CodeFlights>,
     hook: Option<Arc<LoginHook>>,
+    /// The app's WeChat access token, shared by every instance.
+    access_tokens: Arc<AccessTokens>,
 }
 
 impl LoginService {
@@ -108,6 +112,12 @@ impl LoginService {
     ) -> Self {
         let store = sessions.store().clone();
         Self {
+            access_tokens: Arc::new(AccessTokens::new(
+                wechat.clone(),
+                store.clone(),
+                appid,
+                wechat_timeout,
+            )),
             wechat,
             appid: appid.to_string(),
             session_ttl: login.session_ttl,
@@ -132,6 +142,11 @@ impl LoginService {
     /// The login hook, when configured.
     pub fn hook(&self) -> Option<&Arc<LoginHook>> {
         self.hook.as_ref()
+    }
+
+    /// The app's WeChat access token.
+    pub fn access_tokens(&self) -> &Arc<AccessTokens> {
+        &self.access_tokens
     }
 
     /// The mini program's AppID.

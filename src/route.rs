@@ -342,17 +342,20 @@ pub enum Endpoint {
     Logout,
     /// `POST {login.path_prefix}/refresh`.
     Refresh,
+    /// `POST {login.path_prefix}/phone` (Bearer token required).
+    Phone,
 }
 
 impl Endpoint {
     /// Every endpoint, in a fixed order ([`Endpoint::index`]).
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Healthz,
         Endpoint::Readyz,
         Endpoint::Login,
         Endpoint::Decrypt,
         Endpoint::Logout,
         Endpoint::Refresh,
+        Endpoint::Phone,
     ];
 
     /// The endpoint's short name, in metrics.
@@ -364,6 +367,7 @@ impl Endpoint {
             Endpoint::Decrypt => "decrypt",
             Endpoint::Logout => "logout",
             Endpoint::Refresh => "refresh",
+            Endpoint::Phone => "phone",
         }
     }
 
@@ -376,6 +380,7 @@ impl Endpoint {
             Endpoint::Decrypt => 3,
             Endpoint::Logout => 4,
             Endpoint::Refresh => 5,
+            Endpoint::Phone => 6,
         }
     }
 }
@@ -402,6 +407,7 @@ impl Endpoints {
                         ("decrypt", Endpoint::Decrypt),
                         ("logout", Endpoint::Logout),
                         ("refresh", Endpoint::Refresh),
+                        ("phone", Endpoint::Phone),
                     ]
                     .into_iter()
                     .map(|(name, ep)| (format!("{p}/{name}"), ep))

@@ -125,6 +125,8 @@ pub struct GatewayState {
     access_log: bool,
     /// Stands for a user in log lines.
     user_hasher: UserHasher,
+    /// `[metrics] access_token_secret`.
+    access_token_secret: Option<crate::secret::Secret>,
 }
 
 impl GatewayState {
@@ -215,6 +217,7 @@ impl GatewayState {
             endpoint_paths,
             access_log: config.log.access,
             user_hasher: UserHasher::new(config.jwt.secret.expose()),
+            access_token_secret: config.metrics.access_token_secret.clone(),
         })
     }
 
@@ -231,6 +234,11 @@ impl GatewayState {
     /// The login service, when `[wechat]` is configured.
     pub fn login(&self) -> Option<&Arc<LoginService>> {
         self.login.as_ref()
+    }
+
+    /// The Bearer secret of the access token endpoint, when it is served.
+    pub fn access_token_secret(&self) -> Option<&crate::secret::Secret> {
+        self.access_token_secret.as_ref()
     }
 
     /// The roles a route requires (one of them; empty: none), by route index.

@@ -68,6 +68,17 @@ pub struct RefreshRecord {
     pub expires_at: u64,
 }
 
+/// An app's WeChat access token, shared by every instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenRecord {
+    #[serde(with = "secret_serde")]
+    pub token: Secret,
+    /// When WeChat says it expires, Unix milliseconds.
+    pub expires_at_ms: u64,
+    /// When instances should get a new one, Unix milliseconds.
+    pub refresh_at_ms: u64,
+}
+
 /// What presenting a refresh token found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshTake {
@@ -247,6 +258,25 @@ pub trait Store: Send + Sync + 'static {
     /// issued (the login hook could not answer): the token may be presented
     /// again as if it never had been. A spent token stays spent.
     async fn release_refresh(&self, hash: &str) -> Result<(), StoreError>;
+
+    /// The shared WeChat access token of `appid`, if one is stored.
+    async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError>;
+
+    /// Save the WeChat access token of `appid` for `ttl`.
+    async fn put_access_token(
+        &self,
+        appid: &str,
+        record: &AccessTokenRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Take the lease `name` for `holder` for `ttl`, unless another holder
+    /// has it: `true` if taken. One instance at a time does what it guards.
+    async fn take_lease(&self, name: &str, holder: &str, ttl: Duration)
+        -> Result<bool, StoreError>;
+
+    /// Give the lease `name` back, if `holder` still holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
     /// Add one to the counter `key` and return its value; a new counter
     /// expires `ttl` after its first hit (rate-limit windows).

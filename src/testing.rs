@@ -19,6 +19,7 @@ use crate::store::memory::MemoryStore;
 use crate::store::Store;
 use crate::token::TokenKeys;
 use crate::wechat::client::{Code2Session, WechatError};
+use crate::wechat::server_api::{AccessToken, PhoneNumber};
 use crate::wechat::WechatApi;
 
 /// The appid of every test config.
@@ -41,9 +42,24 @@ pub fn config(extra: &str, routes: &[(&str, &str)]) -> Config {
 /// A WeChat that answers `jscode2session` from the code alone: code `c`
 /// belongs to openid `o-c`; codes `invalid`, `blocked`, `busy` and `timeout`
 /// fail as WeChat would. It counts calls per code.
+///
+/// `stable_token` behaves like WeChat's: the same token until `force_refresh`
+/// (tokens `AT-1`, `AT-2`, ...), valid for [`FakeWechat::set_expires_in`]
+/// seconds (7200 by default). `getuserphonenumber` answers 40001 to any
+/// token but the current one, 40029 to the code `invalid`, and a number
+/// derived from the code otherwise.
 #[derive(Default)]
 pub struct FakeWechat {
     calls: Mutex<HashMap<String, usize>>,
+    tokens: Mutex<FakeTokens>,
+}
+
+#[derive(Default)]
+struct FakeTokens {
+    issued: usize,
+    forced: usize,
+    current: Option<String>,
+    expires_in: Option<u64>,
 }
 
 impl FakeWechat {
@@ -64,6 +80,23 @@ impl FakeWechat {
             .get(code)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// `stable_token` calls so far, and how many of them forced a refresh.
+    pub fn token_calls(&self) -> (usize, usize) {
+        let t = self.tokens.lock().unwrap();
+        (t.issued, t.forced)
+    }
+
+    /// Lifetime of the tokens handed out from now on.
+    pub fn set_expires_in(&self, secs: u64) {
+        self.tokens.lock().unwrap().expires_in = Some(secs);
+    }
+
+    /// Someone else forces a refresh: the token wxgate holds stops working.
+    pub fn rotate_elsewhere(&self) {
+        let mut t = self.tokens.lock().unwrap();
+        t.current = Some(format!("AT-elsewhere-{}", t.issued));
     }
 }
 
@@ -93,6 +126,53 @@ impl WechatApi for FakeWechat {
                 unionid: Some(format!("u-{code}")),
             }),
         }
+    }
+
+    async fn stable_token(&self, force_refresh: bool) -> Result<AccessToken, WechatError> {
+        let token = {
+            let mut t = self.tokens.lock().unwrap();
+            t.issued += 1;
+            if force_refresh {
+                t.forced += 1;
+            }
+            if force_refresh || t.current.is_none() {
+                let n = t.issued;
+                t.current = Some(format!("AT-{n}"));
+            }
+            (
+                t.current.clone().unwrap_or_default(),
+                t.expires_in.unwrap_or(7200),
+            )
+        };
+        tokio::task::yield_now().await;
+        Ok(AccessToken {
+            token: Secret::from(token.0),
+            expires_in: token.1,
+        })
+    }
+
+    async fn phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+        _openid: &str,
+    ) -> Result<PhoneNumber, WechatError> {
+        let current = self.tokens.lock().unwrap().current.clone();
+        let api = |errcode| WechatError::Api {
+            errcode,
+            errmsg: "fake".into(),
+        };
+        if current.as_deref() != Some(access_token) {
+            return Err(api(40001));
+        }
+        if code == "invalid" {
+            return Err(api(40029));
+        }
+        Ok(PhoneNumber {
+            phone_number: format!("138{:08}", code.len()),
+            pure_phone_number: format!("138{:08}", code.len()),
+            country_code: "86".into(),
+        })
     }
 }
 

@@ -1,26 +1,55 @@
-//! WeChat's server APIs: `jscode2session` over HTTP and the WXBizDataCrypt rules.
+//! WeChat's server APIs: `jscode2session`, `stable_token` (held once for all
+//! instances by [`access_token`]), `getuserphonenumber`, and the
+//! WXBizDataCrypt rules.
 //!
 //! The login service talks to WeChat through [`WechatApi`], so its unit
 //! tests can stand in a fake WeChat without a socket; [`client::WechatClient`]
 //! is the real one.
 
+pub mod access_token;
 pub mod client;
 pub mod crypto;
+pub mod server_api;
 
 use async_trait::async_trait;
 
 use self::client::{Code2Session, WechatError};
+use self::server_api::{AccessToken, PhoneNumber};
 
 /// The WeChat calls wxgate makes.
 #[async_trait]
 pub trait WechatApi: Send + Sync + 'static {
     /// Exchange a `wx.login` code for the user's openid and `session_key`.
     async fn code2session(&self, code: &str) -> Result<Code2Session, WechatError>;
+
+    /// The app's access token (`stable_token`).
+    async fn stable_token(&self, force_refresh: bool) -> Result<AccessToken, WechatError>;
+
+    /// The phone number behind a `getPhoneNumber` code of `openid`.
+    async fn phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+        openid: &str,
+    ) -> Result<PhoneNumber, WechatError>;
 }
 
 #[async_trait]
 impl WechatApi for client::WechatClient {
     async fn code2session(&self, code: &str) -> Result<Code2Session, WechatError> {
         client::WechatClient::code2session(self, code).await
+    }
+
+    async fn stable_token(&self, force_refresh: bool) -> Result<AccessToken, WechatError> {
+        client::WechatClient::stable_token(self, force_refresh).await
+    }
+
+    async fn phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+        openid: &str,
+    ) -> Result<PhoneNumber, WechatError> {
+        client::WechatClient::phone_number(self, access_token, code, openid).await
     }
 }

@@ -20,7 +20,8 @@ use wxgate::secret::Secret;
 use wxgate::store::memory::MemoryStore;
 use wxgate::store::redis::RedisStore;
 use wxgate::store::{
-    Eviction, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
+    AccessTokenRecord, Eviction, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError,
+    WxSession,
 };
 use wxgate::token::UserClaims;
 
@@ -65,6 +66,8 @@ macro_rules! suite {
 }
 
 suite!(
+    leases_have_one_holder_until_given_back,
+    access_tokens_are_kept_per_app_until_their_ttl,
     released_refresh_is_fresh_again_but_spent_stays_spent,
     sessions_put_get_replace,
     sessions_expire,
@@ -508,6 +511,52 @@ async fn concurrent_claim_code_has_one_winner(store: Arc<dyn Store>) {
 // ---------------------------------------------------------------------------
 
 /// One call of every store method, timed; `ok` says whether it succeeded.
+async fn leases_have_one_holder_until_given_back(store: Arc<dyn Store>) {
+    assert!(store.take_lease("l", "a", LONG).await.unwrap());
+    assert!(!store.take_lease("l", "b", LONG).await.unwrap());
+    assert!(
+        !store.take_lease("l", "a", LONG).await.unwrap(),
+        "not re-entrant"
+    );
+    // Only the holder gives it back.
+    store.release_lease("l", "b").await.unwrap();
+    assert!(!store.take_lease("l", "b", LONG).await.unwrap());
+    store.release_lease("l", "a").await.unwrap();
+    assert!(store.take_lease("l", "b", LONG).await.unwrap());
+    // Another name is another lease; a lease ends with its ttl.
+    assert!(store
+        .take_lease("short", "a", Duration::from_millis(100))
+        .await
+        .unwrap());
+    let freed = support::eventually(Duration::from_secs(3), || {
+        let store = store.clone();
+        async move { store.take_lease("short", "c", LONG).await.unwrap() }
+    })
+    .await;
+    assert!(freed, "a lease ends with its ttl");
+}
+
+async fn access_tokens_are_kept_per_app_until_their_ttl(store: Arc<dyn Store>) {
+    let record = AccessTokenRecord {
+        token: Secret::from("AT-store-test"),
+        expires_at_ms: 1_700_000_720_000,
+        refresh_at_ms: 1_700_000_690_000,
+    };
+    assert_eq!(store.get_access_token("wxa").await.unwrap(), None);
+    store
+        .put_access_token("wxa", &record, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(store.get_access_token("wxa").await.unwrap(), Some(record));
+    assert_eq!(store.get_access_token("wxb").await.unwrap(), None);
+    let gone = support::eventually(Duration::from_secs(3), || {
+        let store = store.clone();
+        async move { store.get_access_token("wxa").await.unwrap().is_none() }
+    })
+    .await;
+    assert!(gone, "an access token leaves with its ttl");
+}
+
 async fn released_refresh_is_fresh_again_but_spent_stays_spent(store: Arc<dyn Store>) {
     let rec = record("o-1", "f-1");
     store.put_refresh("h-1", &rec, LONG).await.unwrap();
@@ -564,6 +613,9 @@ async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration,
     );
     timed!("take_refresh", store.take_refresh("h", LONG));
     timed!("release_refresh", store.release_refresh("h"));
+    timed!("get_access_token", store.get_access_token("a"));
+    timed!("take_lease", store.take_lease("l", "h", LONG));
+    timed!("release_lease", store.release_lease("l", "h"));
     timed!("count", store.count("k", Duration::from_secs(60)));
     timed!("ping", store.ping());
     out

@@ -55,6 +55,13 @@ pub struct MetricsConfig {
         serialize_with = "ser_opt_display"
     )]
     pub listen: Option<SocketAddr>,
+    /// The Bearer secret of `GET /internal/wechat/access_token` on this
+    /// listener; `None`: that path is not served.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_secret_opt"
+    )]
+    pub access_token_secret: Option<Secret>,
 }
 
 /// `[server]`
@@ -359,4 +366,11 @@ pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S
 
 fn ser_secret<S: serde::Serializer>(_: &Secret, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("***")
+}
+
+fn ser_secret_opt<S: serde::Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("***"),
+        None => s.serialize_none(),
+    }
 }

@@ -25,6 +25,8 @@ pub(super) struct Resolved {
     pub jwt_secret: Option<Sourced>,
     /// `[wechat]`'s app secret, when the section is present.
     pub wechat_secret: Option<Sourced>,
+    /// `[metrics] access_token_secret`, when set.
+    pub access_token_secret: Option<Sourced>,
     /// `[login.hook]`'s signing secret, when the section is present.
     pub hook_secret: Option<Sourced>,
     /// `[store]`'s URL, when `kind = "redis"`; already checked to parse.
@@ -76,6 +78,17 @@ pub(super) fn resolve(
         Some(h) => Some(r.secret("login.hook", &h.secret, &h.secret_env, &h.secret_file)?),
         None => None,
     };
+    let m = &raw.metrics;
+    let access_token_secret = match (
+        &m.access_token_secret,
+        &m.access_token_secret_env,
+        &m.access_token_secret_file,
+    ) {
+        (None, None, None) => None,
+        (inline, env, file) => {
+            Some(r.secret_keyed("metrics.access_token_secret", inline, env, file)?)
+        }
+    };
     let redis_url = match raw.store.kind.as_deref() {
         Some("redis") => Some(r.redis_url(&raw.store.url, &raw.store.url_env)?),
         _ => None,
@@ -84,6 +97,7 @@ pub(super) fn resolve(
         jwt_secret,
         wechat_secret,
         hook_secret,
+        access_token_secret,
         redis_url,
         upstreams,
         warnings: r.warnings,
@@ -124,10 +138,22 @@ impl Resolver<'_> {
         env_name: &Option<String>,
         file: &Option<PathBuf>,
     ) -> Result<Sourced, ConfigError> {
+        self.secret_keyed(&format!("{section}.secret"), inline, env_name, file)
+    }
+
+    /// A secret from exactly one of the keys `base`, `{base}_env`, `{base}_file`.
+    fn secret_keyed(
+        &mut self,
+        base: &str,
+        inline: &Option<String>,
+        env_name: &Option<String>,
+        file: &Option<PathBuf>,
+    ) -> Result<Sourced, ConfigError> {
+        let leaf = base.rsplit('.').next().unwrap_or(base);
         match (inline, env_name, file) {
             (Some(s), None, None) => {
                 self.warnings.push(format!(
-                    "{}: `{section}.secret` is written inline; prefer secret_env or secret_file",
+                    "{}: `{base}` is written inline; prefer {leaf}_env or {leaf}_file",
                     self.file
                 ));
                 Ok(Sourced {
@@ -136,11 +162,11 @@ impl Resolver<'_> {
                 })
             }
             (None, Some(name), None) => Ok(Sourced {
-                value: Secret::from(self.env_var(&format!("{section}.secret_env"), name)?),
+                value: Secret::from(self.env_var(&format!("{base}_env"), name)?),
                 source: format!("env {name}"),
             }),
             (None, None, Some(path)) => {
-                let key = format!("{section}.secret_file");
+                let key = format!("{base}_file");
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| self.err(&key, format!("cannot read {}: {e}", path.display())))?;
                 // A trailing newline from `echo ... > file` is not part of the secret.
@@ -154,12 +180,12 @@ impl Resolver<'_> {
                 })
             }
             (None, None, None) => Err(self.err(
-                format!("{section}.secret_env"),
-                "a secret is required: set secret_env or secret_file",
+                format!("{base}_env"),
+                format!("a secret is required: set {leaf}_env or {leaf}_file"),
             )),
             _ => Err(self.err(
-                format!("{section}.secret_env"),
-                "set only one of secret, secret_env, secret_file",
+                format!("{base}_env"),
+                format!("set only one of {leaf}, {leaf}_env, {leaf}_file"),
             )),
         }
     }

@@ -47,6 +47,9 @@ pub(super) struct RawLog {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub listen: Option<String>,
+    pub access_token_secret: Option<String>,
+    pub access_token_secret_env: Option<String>,
+    pub access_token_secret_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

@@ -129,7 +129,28 @@ impl Validator<'_> {
                 ));
             }
         }
-        let metrics = self.metrics(raw.metrics, &server)?;
+        let mut metrics = self.metrics(raw.metrics, &server)?;
+        if let Some(secret) = resolved.access_token_secret {
+            if metrics.listen.is_none() {
+                return Err(self.err(
+                    "metrics.access_token_secret_env",
+                    "the access token is served on the metrics listener: set [metrics] listen",
+                ));
+            }
+            if wechat.is_none() {
+                return Err(self.err(
+                    "metrics.access_token_secret_env",
+                    "the access token is WeChat's: it needs [wechat]",
+                ));
+            }
+            if secret.value.len() < 16 {
+                return Err(self.err(
+                    "metrics.access_token_secret_env",
+                    "must be at least 16 bytes",
+                ));
+            }
+            metrics.access_token_secret = Some(secret.value);
+        }
         Ok(Config {
             server,
             jwt,
@@ -234,7 +255,10 @@ impl Validator<'_> {
                 ));
             }
         }
-        Ok(MetricsConfig { listen: Some(addr) })
+        Ok(MetricsConfig {
+            listen: Some(addr),
+            access_token_secret: None,
+        })
     }
 
     fn socket_addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

@@ -33,6 +33,13 @@
 //! `grant_type` other than `authorization_code` → 40002, empty `js_code` →
 //! 41008; such a refused call does not use up its code. Any other path is a
 //! 404, any other method on the path a 405.
+//!
+//! It also serves `POST /cgi-bin/stable_token` and
+//! `POST /wxa/business/getuserphonenumber` ([`token_api`]): one current
+//! access token, as WeChat's normal mode returns it, and phone numbers for
+//! `getPhoneNumber` codes, with magic codes for the failures.
+
+mod token_api;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -61,6 +68,7 @@ struct Inner {
     secret: String,
     calls: AtomicUsize,
     codes: Mutex<Codes>,
+    tokens: Mutex<token_api::Tokens>,
 }
 
 /// Per-code bookkeeping.
@@ -116,6 +124,7 @@ impl MockWechat {
                 secret: secret.to_owned(),
                 calls: AtomicUsize::new(0),
                 codes: Mutex::new(Codes::default()),
+                tokens: Mutex::new(token_api::Tokens::default()),
             }),
         }
     }
@@ -190,8 +199,11 @@ impl MockWechat {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        if req.uri().path() != "/sns/jscode2session" {
-            return response(404, "text/plain", "not found");
+        match req.uri().path() {
+            "/sns/jscode2session" => {}
+            "/cgi-bin/stable_token" => return self.stable_token(req).await,
+            "/wxa/business/getuserphonenumber" => return self.phone_number(req).await,
+            _ => return response(404, "text/plain", "not found"),
         }
         if req.method() != Method::GET {
             return response(405, "text/plain", "method not allowed");

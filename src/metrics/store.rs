@@ -9,7 +9,8 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Regi
 
 use super::{store_error_label, MetricsError, BUCKETS};
 use crate::store::{
-    Eviction, MapStats, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
+    AccessTokenRecord, Eviction, MapStats, RefreshRecord, RefreshTake, RevocationCheck, Store,
+    StoreError, WxSession,
 };
 
 /// Store operations, by name (the `op` label).
@@ -29,12 +30,16 @@ pub(crate) enum Op {
     TakeRefresh,
     CompleteRefresh,
     ReleaseRefresh,
+    GetAccessToken,
+    PutAccessToken,
+    TakeLease,
+    ReleaseLease,
     Count,
     Ping,
 }
 
 impl Op {
-    const ALL: [Op; 16] = [
+    const ALL: [Op; 20] = [
         Op::PutSession,
         Op::GetSession,
         Op::ClaimCode,
@@ -49,6 +54,10 @@ impl Op {
         Op::TakeRefresh,
         Op::CompleteRefresh,
         Op::ReleaseRefresh,
+        Op::GetAccessToken,
+        Op::PutAccessToken,
+        Op::TakeLease,
+        Op::ReleaseLease,
         Op::Count,
         Op::Ping,
     ];
@@ -69,6 +78,10 @@ impl Op {
             Op::TakeRefresh => "take_refresh",
             Op::CompleteRefresh => "complete_refresh",
             Op::ReleaseRefresh => "release_refresh",
+            Op::GetAccessToken => "get_access_token",
+            Op::PutAccessToken => "put_access_token",
+            Op::TakeLease => "take_lease",
+            Op::ReleaseLease => "release_lease",
             Op::Count => "count",
             Op::Ping => "ping",
         }
@@ -250,6 +263,39 @@ impl Store for MeteredStore {
 
     async fn release_refresh(&self, hash: &str) -> Result<(), StoreError> {
         self.time(Op::ReleaseRefresh, self.inner.release_refresh(hash))
+            .await
+    }
+
+    async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
+        self.time(Op::GetAccessToken, self.inner.get_access_token(appid))
+            .await
+    }
+
+    async fn put_access_token(
+        &self,
+        appid: &str,
+        record: &AccessTokenRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.time(
+            Op::PutAccessToken,
+            self.inner.put_access_token(appid, record, ttl),
+        )
+        .await
+    }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.time(Op::TakeLease, self.inner.take_lease(name, holder, ttl))
+            .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.time(Op::ReleaseLease, self.inner.release_lease(name, holder))
             .await
     }
 

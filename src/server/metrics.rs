@@ -1,14 +1,25 @@
 //! The metrics listener: `GET /metrics` in Prometheus' text format, on an
-//! address of its own (`[metrics] listen`), never on a public listener.
+//! address of its own (`[metrics] listen`), never on a public listener; and,
+//! with `[metrics] access_token_secret`, `GET /internal/wechat/access_token`:
+//! the app's WeChat access token for the backends, so that wxgate is the
+//! one place that calls `stable_token` (README, "access_token").
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hyper::{Method, Request};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
+use crate::error::ApiError;
 use crate::http1::{response, serve_http1};
 use crate::state::GatewayState;
+use crate::token::unix_now_ms;
+
+/// Where the backends get the WeChat access token.
+pub const ACCESS_TOKEN_PATH: &str = "/internal/wechat/access_token";
 
 /// The content type of Prometheus' text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -23,6 +34,10 @@ pub(super) async fn serve(listener: TcpListener, state: Arc<ArcSwap<GatewayState
                     response(200, TEXT_FORMAT, state.load().render_metrics())
                 }
                 (_, "/metrics") => response(405, "text/plain", "GET only\n"),
+                (&Method::GET, ACCESS_TOKEN_PATH) => {
+                    let state = state.load_full();
+                    access_token(&state, &req).await
+                }
                 _ => response(404, "text/plain", "metrics are at /metrics\n"),
             }
         }
@@ -31,4 +46,57 @@ pub(super) async fn serve(listener: TcpListener, state: Arc<ArcSwap<GatewayState
     if let Err(e) = result {
         tracing::error!(error = %e, "the metrics listener stopped");
     }
+}
+
+/// `GET /internal/wechat/access_token` with `Authorization: Bearer <secret>`:
+/// `{"access_token", "expires_in"}`, never cached by anyone on the way.
+async fn access_token(
+    state: &GatewayState,
+    req: &Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let (Some(secret), Some(login)) = (state.access_token_secret(), state.login()) else {
+        return response(404, "text/plain", "metrics are at /metrics\n");
+    };
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !secret.ct_eq(presented.as_bytes()) {
+        let mut r = error_response(&ApiError::TokenInvalid);
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="wxgate-internal""#),
+        );
+        return r;
+    }
+    let wanted = req
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .find(|(k, _)| k == "appid")
+        .map(|(_, v)| v.into_owned());
+    if wanted.is_some_and(|a| a != login.appid()) {
+        return error_response(&ApiError::InvalidRequest("unknown appid"));
+    }
+    let mut r = match login.access_tokens().get().await {
+        Ok(t) => {
+            let body = serde_json::json!({
+                "access_token": t.token.expose_str().unwrap_or_default(),
+                "expires_in": t.expires_at_ms.saturating_sub(unix_now_ms()) / 1000,
+            });
+            response(200, "application/json", body.to_string())
+        }
+        Err(e) => error_response(&e),
+    };
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+    let rendered = e.to_response();
+    response(rendered.status, "application/json", rendered.body)
 }

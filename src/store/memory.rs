@@ -26,9 +26,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use bounded::{BoundedMap, Full, WhenFull};
 
 use super::{
-    revoked_by, MapStats, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError, WxSession,
+    revoked_by, AccessTokenRecord, MapStats, RefreshRecord, RefreshTake, RevocationCheck, Store,
+    StoreError, WxSession,
 };
 use crate::config::MemoryLimits;
+
+/// Access tokens and leases kept: a few per mini program.
+const MAX_APPS: usize = 1024;
 
 /// A refresh rotation pending this long was abandoned (its request failed).
 const ABANDONED_ROTATION: Duration = Duration::from_secs(1);
@@ -61,6 +65,8 @@ pub struct MemoryStore {
     revoked_family: BoundedMap<()>,
     refresh: BoundedMap<RefreshEntry>,
     counters: BoundedMap<u64>,
+    access_tokens: BoundedMap<AccessTokenRecord>,
+    leases: BoundedMap<String>,
     /// Whether anything was ever revoked: lets the per-request check skip the maps.
     any_revoked: AtomicBool,
 }
@@ -78,6 +84,9 @@ impl MemoryStore {
             revoked_family: BoundedMap::new("revoked_families", limits.max_revocations, Refuse),
             refresh: BoundedMap::new("refresh_tokens", limits.max_refresh_tokens, DropLeastRecent),
             counters: BoundedMap::new("rate_limit_counters", limits.max_counters, DropLeastRecent),
+            // One per mini program; a handful.
+            access_tokens: BoundedMap::new("access_tokens", MAX_APPS, DropLeastRecent),
+            leases: BoundedMap::new("leases", MAX_APPS.saturating_mul(4), DropLeastRecent),
             any_revoked: AtomicBool::new(false),
         }
     }
@@ -229,6 +238,41 @@ impl Store for MemoryStore {
                 entry.rotation = Rotation::Unused;
             }
         });
+        Ok(())
+    }
+
+    async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
+        Ok(self.access_tokens.get(appid))
+    }
+
+    async fn put_access_token(
+        &self,
+        appid: &str,
+        record: &AccessTokenRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        dropped(
+            self.access_tokens.insert(appid, record.clone(), ttl),
+            "access_tokens",
+        )
+    }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        dropped(
+            self.leases.insert_new(name, holder.to_string(), ttl),
+            "leases",
+        )
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        if self.leases.get(name).is_some_and(|h| h == holder) {
+            self.leases.remove(name);
+        }
         Ok(())
     }
 

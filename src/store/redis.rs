@@ -21,8 +21,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use super::{
-    clamp_ttl, revoked_by, Eviction, RedisFault, RefreshRecord, RefreshTake, RevocationCheck,
-    Store, StoreError, WxSession,
+    clamp_ttl, revoked_by, AccessTokenRecord, Eviction, RedisFault, RefreshRecord, RefreshTake,
+    RevocationCheck, Store, StoreError, WxSession,
 };
 
 /// How long calls fail fast after a failure.
@@ -142,6 +142,14 @@ fn is_connection_failure(e: &redis::RedisError) -> bool {
 }
 
 /// Drop a refresh token's pending mark, and nothing else (`release_refresh`).
+/// Delete a lease only if its holder gives it back (`release_lease`).
+static RELEASE_LEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end \
+         return 1",
+    )
+});
+
 static RELEASE_PENDING: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         "local v = redis.call('GET', KEYS[1]) \
@@ -347,6 +355,57 @@ impl Store for RedisStore {
         self.call(
             RELEASE_PENDING
                 .key(self.key("refresh-used", hash))
+                .invoke_async::<i64>(&mut c),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
+        let mut c = self.conn.clone();
+        let raw: Option<String> = self.call(c.get(self.key("access-token", appid))).await?;
+        raw.map(|r| parse(&r)).transpose()
+    }
+
+    async fn put_access_token(
+        &self,
+        appid: &str,
+        record: &AccessTokenRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let value = json(record)?;
+        let mut c = self.conn.clone();
+        self.call(c.pset_ex::<_, _, ()>(self.key("access-token", appid), value, millis(ttl)))
+            .await
+    }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let ok: Option<String> = self
+            .call(
+                redis::cmd("SET")
+                    .arg(self.key("lease", name))
+                    .arg(holder)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .query_async(&mut c),
+            )
+            .await?;
+        Ok(ok.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        self.call(
+            RELEASE_LEASE
+                .key(self.key("lease", name))
+                .arg(holder)
                 .invoke_async::<i64>(&mut c),
         )
         .await

@@ -30,6 +30,8 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 
+use super::server_api::{parse_phone, parse_stable_token, AccessToken, PhoneNumber};
+
 /// Pause before the single retry of a `-1` (system busy) answer.
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 /// The retry is skipped unless this much of the deadline remains after the back-off.
@@ -172,10 +174,6 @@ fn url_for(base: &reqwest::Url, code: &str) -> reqwest::Url {
 #[derive(Deserialize)]
 struct Reply {
     #[serde(default)]
-    errcode: Option<i64>,
-    #[serde(default)]
-    errmsg: Option<String>,
-    #[serde(default)]
     openid: Option<String>,
     #[serde(default)]
     session_key: Option<String>,
@@ -194,22 +192,38 @@ pub fn is_plausible_id(id: &str) -> bool {
     (1..=MAX_ID_BYTES).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Parse a `jscode2session` reply body, whatever its content type.
-pub fn parse_reply(body: &[u8]) -> Result<Code2Session, WechatError> {
-    let reply: Reply =
+#[derive(Deserialize)]
+struct Status {
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    errmsg: Option<String>,
+}
+
+/// The error a WeChat reply carries, if any: a body that is not a JSON
+/// object, or a non-zero `errcode` (a missing one is success).
+pub(crate) fn errcode_of(body: &[u8]) -> Result<(), WechatError> {
+    let status: Status =
         serde_json::from_slice(body).map_err(|_| WechatError::BadReply("not a JSON object"))?;
-    match reply.errcode {
-        None | Some(0) => {}
-        Some(errcode) => {
-            let errmsg = reply
+    match status.errcode {
+        None | Some(0) => Ok(()),
+        Some(errcode) => Err(WechatError::Api {
+            errcode,
+            errmsg: status
                 .errmsg
                 .unwrap_or_default()
                 .chars()
                 .take(MAX_ERRMSG_CHARS)
-                .collect();
-            return Err(WechatError::Api { errcode, errmsg });
-        }
+                .collect(),
+        }),
     }
+}
+
+/// Parse a `jscode2session` reply body, whatever its content type.
+pub fn parse_reply(body: &[u8]) -> Result<Code2Session, WechatError> {
+    errcode_of(body)?;
+    let reply: Reply =
+        serde_json::from_slice(body).map_err(|_| WechatError::BadReply("not a JSON object"))?;
     let openid = reply
         .openid
         .filter(|s| !s.is_empty())
@@ -261,6 +275,12 @@ pub struct WechatClient {
     http: reqwest::Client,
     /// The URL with `appid` and `secret` (never logged: see `Debug`).
     base_url: reqwest::Url,
+    /// `{api_base}/cgi-bin/stable_token`.
+    stable_token_url: reqwest::Url,
+    /// `{api_base}/wxa/business/getuserphonenumber`.
+    phone_url: reqwest::Url,
+    appid: String,
+    secret: Secret,
     timeout: Duration,
     /// Where each call is counted and timed.
     metrics: Option<Arc<Metrics>>,
@@ -284,11 +304,23 @@ impl WechatClient {
         secret: Secret,
         timeout: Duration,
     ) -> Result<Self, WechatError> {
-        let secret = secret
+        let secret_text = secret
             .expose_str()
             .ok_or_else(|| WechatError::Setup("the app secret is not UTF-8".into()))?;
         // A malformed base is refused now rather than on the first login.
-        let base_url = base_url(api_base, appid, secret)?;
+        let base_url = base_url(api_base, appid, secret_text)?;
+        let api_url = |path: &str| {
+            let mut url = base_url.clone();
+            url.set_path(path);
+            url.set_query(None);
+            url
+        };
+        let base_path = base_url
+            .path()
+            .trim_end_matches("/sns/jscode2session")
+            .to_string();
+        let stable_token_url = api_url(&format!("{base_path}/cgi-bin/stable_token"));
+        let phone_url = api_url(&format!("{base_path}/wxa/business/getuserphonenumber"));
         install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -300,6 +332,10 @@ impl WechatClient {
         Ok(Self {
             http,
             base_url,
+            stable_token_url,
+            phone_url,
+            appid: appid.to_string(),
+            secret,
             timeout,
             metrics: None,
         })
@@ -371,10 +407,73 @@ impl WechatClient {
         result
     }
 
+    /// `stable_token`: the app's access token. `force_refresh` asks for a new
+    /// one even if the current one is still valid (WeChat limits this).
+    pub async fn stable_token(&self, force_refresh: bool) -> Result<AccessToken, WechatError> {
+        let body = serde_json::json!({
+            "grant_type": "client_credential",
+            "appid": self.appid,
+            "secret": self.secret.expose_str().unwrap_or_default(),
+            "force_refresh": force_refresh,
+        });
+        let request = self.http.post(self.stable_token_url.clone()).json(&body);
+        self.call("stable_token", request, parse_stable_token).await
+    }
+
+    /// `getuserphonenumber`: the phone number behind a `getPhoneNumber` code,
+    /// which WeChat checks belongs to `openid`.
+    pub async fn phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+        openid: &str,
+    ) -> Result<PhoneNumber, WechatError> {
+        let mut url = self.phone_url.clone();
+        url.query_pairs_mut()
+            .append_pair("access_token", access_token);
+        let request = self
+            .http
+            .post(url)
+            .json(&serde_json::json!({ "code": code, "openid": openid }));
+        let appid = self.appid.as_str();
+        self.call("getuserphonenumber", request, |b| parse_phone(b, appid))
+            .await
+    }
+
+    /// Send `request` (no retry), read the reply and parse it; counted as `api`.
+    async fn call<T>(
+        &self,
+        api: &str,
+        request: reqwest::RequestBuilder,
+        parse: impl FnOnce(&[u8]) -> Result<T, WechatError>,
+    ) -> Result<T, WechatError> {
+        let start = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, self.read(request)).await {
+            Ok(body) => body.and_then(|b| parse(&b)),
+            Err(_) => Err(WechatError::Timeout),
+        };
+        if let Some(m) = &self.metrics {
+            let (outcome, errcode) = match &result {
+                Ok(_) => ("ok", None),
+                Err(e) => (e.outcome(), e.errcode()),
+            };
+            m.wechat_call(api, outcome, errcode, start.elapsed());
+        }
+        if let Err(e) = &result {
+            tracing::warn!(api, error = %e, "WeChat call failed");
+        }
+        result
+    }
+
     /// GET the URL for `code` and read at most [`MAX_REPLY_BYTES`] of a 2xx body.
     async fn fetch(&self, code: &str) -> Result<Vec<u8>, WechatError> {
         let url = url_for(&self.base_url, code);
-        let mut response = self.http.get(url).send().await.map_err(transport_error)?;
+        self.read(self.http.get(url)).await
+    }
+
+    /// Send a request and read at most [`MAX_REPLY_BYTES`] of a 2xx body.
+    async fn read(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, WechatError> {
+        let mut response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         if !status.is_success() {
             return Err(WechatError::HttpStatus(status.as_u16()));

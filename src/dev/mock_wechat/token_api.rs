@@ -1,0 +1,167 @@
+//! The mock's `stable_token` and `getuserphonenumber`.
+//!
+//! `stable_token` (POST JSON `{grant_type, appid, secret, force_refresh}`):
+//! wrong appid 40013, wrong secret 40125, another grant type 40002. Normal
+//! mode returns the current token until its last five minutes (the last
+//! half of a token living less than ten) and a new one in them, as WeChat
+//! does; `force_refresh` always a new one; tokens are `mock-at-1`,
+//! `mock-at-2`, ... and live [`MockWechat::set_token_lifetime`] seconds
+//! (7200 by default). Only the current token is accepted by the phone API.
+//!
+//! `getuserphonenumber` (POST `?access_token=`, JSON `{code, openid}`): a
+//! token that is not the current one gets 40001 (42001 once it expired);
+//! codes: `phone-invalid` 40029, `phone-limit` 45011, any code a second time
+//! 40163; any other code the number [`MockWechat::phone_for`] of its openid.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+
+use super::{errcode, sha256, MockWechat};
+use crate::http1::response;
+
+/// The token state of the mock.
+#[derive(Default)]
+pub(super) struct Tokens {
+    /// `stable_token` calls answered with a token, forced ones included.
+    issued: usize,
+    forced: usize,
+    current: Option<(String, Instant)>,
+    lifetime: Option<Duration>,
+    phone_codes: HashSet<String>,
+}
+
+async fn json_body(req: Request<Incoming>) -> Option<serde_json::Value> {
+    let body = Limited::new(req.into_body(), 16 * 1024)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    serde_json::from_slice(&body).ok()
+}
+
+impl MockWechat {
+    fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
+        self.inner
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `stable_token` calls that returned a token, and how many forced a refresh.
+    pub fn token_calls(&self) -> (usize, usize) {
+        let t = self.tokens();
+        (t.issued, t.forced)
+    }
+
+    /// Lifetime (`expires_in`) of tokens issued from now on.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.tokens().lifetime = Some(lifetime);
+    }
+
+    /// Someone else forced a refresh: the current token stops working.
+    pub fn rotate_token_elsewhere(&self) {
+        let mut t = self.tokens();
+        let n = t.issued;
+        let life = t.lifetime.unwrap_or(Duration::from_secs(7200));
+        t.current = Some((format!("mock-at-elsewhere-{n}"), Instant::now() + life));
+    }
+
+    /// The phone number the mock gives `openid`: `138` and 8 digits.
+    pub fn phone_for(openid: &str) -> String {
+        let h = sha256("phone:", openid);
+        let n = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % 100_000_000;
+        format!("138{n:08}")
+    }
+
+    pub(super) async fn stable_token(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::POST {
+            return response(405, "text/plain", "method not allowed");
+        }
+        let Some(body) = json_body(req).await else {
+            return errcode(47001, "data format error");
+        };
+        if body["appid"] != self.inner.appid.as_str() {
+            return errcode(40013, "invalid appid");
+        }
+        if body["secret"] != self.inner.secret.as_str() {
+            return errcode(40125, "invalid appsecret");
+        }
+        if body["grant_type"] != "client_credential" {
+            return errcode(40002, "invalid grant_type");
+        }
+        let force = body["force_refresh"] == true;
+        let mut t = self.tokens();
+        t.issued += 1;
+        if force {
+            t.forced += 1;
+        }
+        let now = Instant::now();
+        let life = t.lifetime.unwrap_or(Duration::from_secs(7200));
+        // WeChat's last five minutes, scaled down for short-lived test tokens.
+        let margin = Duration::from_secs(300).min(life / 2);
+        let fresh = t
+            .current
+            .as_ref()
+            .is_some_and(|(_, exp)| exp.saturating_duration_since(now) > margin);
+        if force || !fresh {
+            let n = t.issued;
+            t.current = Some((format!("mock-at-{n}"), now + life));
+        }
+        let (token, exp) = t.current.clone().unwrap_or((String::new(), now));
+        let expires_in = exp.saturating_duration_since(now).as_secs().max(1);
+        let body = serde_json::json!({ "access_token": token, "expires_in": expires_in });
+        response(200, "application/json", body.to_string())
+    }
+
+    pub(super) async fn phone_number(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::POST {
+            return response(405, "text/plain", "method not allowed");
+        }
+        let token = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        {
+            let t = self.tokens();
+            match &t.current {
+                Some((current, exp)) if *current == token => {
+                    if *exp <= Instant::now() {
+                        return errcode(42001, "access_token expired");
+                    }
+                }
+                _ => return errcode(40001, "invalid credential, access_token is invalid"),
+            }
+        }
+        let Some(body) = json_body(req).await else {
+            return errcode(47001, "data format error");
+        };
+        let code = body["code"].as_str().unwrap_or_default().to_string();
+        let openid = body["openid"].as_str().unwrap_or_default().to_string();
+        match code.as_str() {
+            "" => return errcode(41008, "missing code"),
+            "phone-invalid" => return errcode(40029, "invalid code"),
+            "phone-limit" => return errcode(45011, "api minute-quota reach limit"),
+            _ => {}
+        }
+        if !self.tokens().phone_codes.insert(code) {
+            return errcode(40163, "code been used");
+        }
+        let number = Self::phone_for(&openid);
+        let body = serde_json::json!({
+            "errcode": 0,
+            "errmsg": "ok",
+            "phone_info": {
+                "phoneNumber": number,
+                "purePhoneNumber": number,
+                "countryCode": 86,
+                "watermark": { "timestamp": crate::token::unix_now(), "appid": self.inner.appid },
+            },
+        });
+        response(200, "application/json", body.to_string())
+    }
+}

@@ -1,0 +1,214 @@
+//! The app's WeChat access token, held once for all instances.
+//!
+//! Every server API but login needs an access token, and a new token from
+//! `/cgi-bin/token` invalidates the previous one: instances fetching their
+//! own would knock each other out (40001 loops). So wxgate uses
+//! `stable_token` and shares one token per app through the store:
+//!
+//! * each process keeps the token it last saw until its refresh time, a
+//!   safety margin ([`REFRESH_MARGIN`]) before WeChat's expiry;
+//! * past it, one task per process looks in the store; if the store has no
+//!   usable token either, the instance that takes the store's lease for the
+//!   app fetches one and stores it, and the others poll the store for it:
+//!   **one `stable_token` call per expiry** across all instances;
+//! * when an API answers 40001/42001/40014 with a token, [`AccessTokens::replace`]
+//!   gets another one: the same path, except that the fetch uses
+//!   `force_refresh` (WeChat limits it: at most once per
+//!   [`FORCE_INTERVAL`] per app, across instances, through a second lease)
+//!   and a token equal to the refused one is never handed out again.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::error::ApiError;
+use crate::secret::Secret;
+use crate::store::{AccessTokenRecord, Store};
+use crate::token::{random_id, unix_now_ms};
+use crate::wechat::server_api::AccessToken;
+use crate::wechat::WechatApi;
+
+/// A token is replaced this long before WeChat's expiry. `stable_token`
+/// returns the current token until its last five minutes and a new one in
+/// them, so refreshing inside that window never invalidates the old token
+/// early.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// `force_refresh` at most this often per app (WeChat: 30 s apart, 20 a day).
+pub const FORCE_INTERVAL: Duration = Duration::from_secs(30);
+/// How often an instance looks for the token another instance is fetching.
+const POLL: Duration = Duration::from_millis(25);
+
+/// The access token of one mini program.
+pub struct AccessTokens {
+    wechat: Arc<dyn WechatApi>,
+    store: Arc<dyn Store>,
+    appid: String,
+    /// This process's copy, until its refresh time.
+    cached: Mutex<Option<AccessTokenRecord>>,
+    /// One look at the store (and at WeChat) at a time in this process.
+    fetching: tokio::sync::Mutex<()>,
+    /// How long the fetching instance holds the lease (a fetch's budget).
+    lease_ttl: Duration,
+    /// This process, as the lease's holder.
+    holder: String,
+    lease: String,
+    force_lease: String,
+}
+
+impl std::fmt::Debug for AccessTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokens")
+            .field("appid", &self.appid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When a token WeChat gave for `expires_in` seconds should be replaced:
+/// [`REFRESH_MARGIN`] before its expiry, or half-way for a short-lived one.
+pub fn usable_for(expires_in: u64) -> u64 {
+    let margin = REFRESH_MARGIN.as_secs();
+    if expires_in > margin.saturating_mul(2) {
+        expires_in.saturating_sub(margin)
+    } else {
+        expires_in / 2
+    }
+}
+
+impl AccessTokens {
+    /// The token of `appid`, fetched through `wechat` (a call takes at most
+    /// `wechat_timeout`) and shared through `store`.
+    pub fn new(
+        wechat: Arc<dyn WechatApi>,
+        store: Arc<dyn Store>,
+        appid: &str,
+        wechat_timeout: Duration,
+    ) -> Self {
+        Self {
+            wechat,
+            store,
+            appid: appid.to_string(),
+            cached: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+            lease_ttl: wechat_timeout
+                .saturating_mul(2)
+                .saturating_add(Duration::from_secs(1)),
+            holder: random_id(),
+            lease: format!("access-token:{appid}"),
+            force_lease: format!("access-token-force:{appid}"),
+        }
+    }
+
+    /// A usable token.
+    pub async fn get(&self) -> Result<AccessTokenRecord, ApiError> {
+        self.current(None).await
+    }
+
+    /// A token other than `refused`, which WeChat just called invalid.
+    pub async fn replace(&self, refused: &Secret) -> Result<AccessTokenRecord, ApiError> {
+        self.current(Some(refused)).await
+    }
+
+    async fn current(&self, refused: Option<&Secret>) -> Result<AccessTokenRecord, ApiError> {
+        if let Some(r) = self.cached(refused) {
+            return Ok(r);
+        }
+        let _one = self.fetching.lock().await;
+        if let Some(r) = self.cached(refused) {
+            return Ok(r);
+        }
+        let deadline = tokio::time::Instant::now() + self.lease_ttl;
+        loop {
+            if let Some(r) = self.stored(refused).await? {
+                return Ok(r);
+            }
+            if self
+                .store
+                .take_lease(&self.lease, &self.holder, self.lease_ttl)
+                .await?
+            {
+                let fetched = self.fetch(refused).await;
+                if let Err(e) = self.store.release_lease(&self.lease, &self.holder).await {
+                    tracing::warn!(error = %crate::error::chain(&e), "cannot release the access token lease");
+                }
+                return fetched;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::WechatTimeout);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<AccessTokenRecord>> {
+        self.cached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// This process's copy, if usable.
+    fn cached(&self, refused: Option<&Secret>) -> Option<AccessTokenRecord> {
+        let now = unix_now_ms();
+        self.lock()
+            .as_ref()
+            .filter(|r| usable(r, now, refused))
+            .cloned()
+    }
+
+    /// The store's token, if usable; kept as this process's copy.
+    async fn stored(
+        &self,
+        refused: Option<&Secret>,
+    ) -> Result<Option<AccessTokenRecord>, ApiError> {
+        let found = self.store.get_access_token(&self.appid).await?;
+        let now = unix_now_ms();
+        Ok(found.filter(|r| usable(r, now, refused)).inspect(|r| {
+            *self.lock() = Some(r.clone());
+        }))
+    }
+
+    /// Under the lease: the store once more (another instance may have just
+    /// stored one), then WeChat.
+    async fn fetch(&self, refused: Option<&Secret>) -> Result<AccessTokenRecord, ApiError> {
+        if let Some(r) = self.stored(refused).await? {
+            return Ok(r);
+        }
+        let force = match refused {
+            Some(_) => {
+                self.store
+                    .take_lease(&self.force_lease, &self.holder, FORCE_INTERVAL)
+                    .await?
+            }
+            None => false,
+        };
+        let AccessToken { token, expires_in } = self.wechat.stable_token(force).await?;
+        if refused.is_some_and(|bad| *bad == token) {
+            // Without force_refresh (used up), WeChat hands out the refused token again.
+            tracing::warn!(
+                appid = %self.appid,
+                "WeChat refused the access token and force_refresh is rate-limited; try again in 30 s"
+            );
+            return Err(ApiError::WechatUnavailable {
+                wechat_errcode: Some(40001),
+            });
+        }
+        let now = unix_now_ms();
+        let record = AccessTokenRecord {
+            token,
+            expires_at_ms: now.saturating_add(expires_in.saturating_mul(1000)),
+            refresh_at_ms: now.saturating_add(usable_for(expires_in).saturating_mul(1000)),
+        };
+        let ttl = Duration::from_millis(record.refresh_at_ms.saturating_sub(now));
+        if let Err(e) = self.store.put_access_token(&self.appid, &record, ttl).await {
+            // This process still has it; other instances will fetch their own.
+            tracing::warn!(error = %crate::error::chain(&e), "cannot share the access token");
+        }
+        tracing::info!(appid = %self.appid, force, expires_in, "new WeChat access token");
+        *self.lock() = Some(record.clone());
+        Ok(record)
+    }
+}
+
+/// Whether `r` may be handed out at `now` (not due for refresh, not refused).
+fn usable(r: &AccessTokenRecord, now: u64, refused: Option<&Secret>) -> bool {
+    now < r.refresh_at_ms && refused.is_none_or(|bad| *bad != r.token)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! WeChat's server APIs through the real gateway: `/wx/phone` against the
+//! mock WeChat over HTTP (errcodes, a token refused and replaced, the hook
+//! told of the number and a retry after the hook failed), and the shared
+//! access token: three instances on one Redis (spawned by the test) serve
+//! `/internal/wechat/access_token` under concurrent demand with exactly one
+//! `stable_token` call per expiry.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use support::redis::RedisServer;
+use support::{Response, Upstream};
+use wxgate::config::Config;
+use wxgate::dev::example_hook::Mode;
+use wxgate::dev::mock_wechat::MockWechat;
+use wxgate::dev::DevEnv;
+use wxgate::server::{Deps, Running};
+
+const INTERNAL_SECRET: &str = "internal-secret-0123456789";
+
+async fn dev() -> DevEnv {
+    wxgate::dev::start("127.0.0.1:0".parse().unwrap(), None, &|_| None)
+        .await
+        .expect("dev environment starts")
+}
+
+fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+async fn login(gw: SocketAddr, code: &str) -> String {
+    let r = support::post(
+        gw,
+        "/wx/login",
+        Some("application/json"),
+        json!({ "code": code }).to_string().as_bytes(),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    r.json()["token"].as_str().unwrap().to_string()
+}
+
+async fn phone(gw: SocketAddr, token: &str, code: &str) -> Response {
+    let auth = format!("Authorization: Bearer {token}");
+    support::post(
+        gw,
+        "/wx/phone",
+        Some("application/json"),
+        json!({ "code": code }).to_string().as_bytes(),
+        &[&auth],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_number_reaches_the_mini_program_and_the_backend() {
+    let env = dev().await;
+    let gw = env.gateway.addr();
+    let token = login(gw, "pat.1").await;
+    let openid = MockWechat::openid_for("pat.1");
+    let number = MockWechat::phone_for(&openid);
+
+    let r = phone(gw, &token, "p-1").await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(
+        r.json(),
+        json!({ "phoneNumber": number, "purePhoneNumber": number, "countryCode": "86" })
+    );
+    assert_eq!(env.mock.token_calls(), (1, 0));
+    let phones = env.hook.phones();
+    assert_eq!(phones.len(), 1);
+    assert_eq!(phones[0]["openid"], openid);
+    assert_eq!(phones[0]["phone"]["phoneNumber"], number);
+
+    // Errcodes, each with its stable code.
+    let r = phone(gw, &token, "p-1").await;
+    assert_eq!((r.status, r.error()), (400, "invalid_phone_code".into()));
+    assert_eq!(r.json()["wechat_errcode"], 40163);
+    let r = phone(gw, &token, "phone-invalid").await;
+    assert_eq!((r.status, r.error()), (400, "invalid_phone_code".into()));
+    assert_eq!(r.json()["wechat_errcode"], 40029);
+    let r = phone(gw, &token, "phone-limit").await;
+    assert_eq!((r.status, r.error()), (429, "rate_limited".into()));
+    let r = phone(gw, &token, "").await;
+    assert_eq!((r.status, r.error()), (400, "invalid_request".into()));
+
+    // A token is required before anything else.
+    let r = support::post(gw, "/wx/phone", None, br#"{"code":"p-2"}"#, &[]).await;
+    assert_eq!((r.status, r.error()), (401, "token_missing".into()));
+    // One access token served every call.
+    assert_eq!(env.mock.token_calls(), (1, 0));
+    env.gateway.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_access_token_is_replaced_and_the_call_made_again() {
+    let env = dev().await;
+    let gw = env.gateway.addr();
+    let token = login(gw, "quinn.1").await;
+    assert_eq!(phone(gw, &token, "q-1").await.status, 200);
+    // Someone else forced a refresh: WeChat answers 40001 to wxgate's token.
+    env.mock.rotate_token_elsewhere();
+    let r = phone(gw, &token, "q-2").await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(env.mock.token_calls(), (2, 1), "one forced refresh");
+    env.gateway.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_number_the_hook_missed_is_kept_for_a_retry() {
+    let env = dev().await;
+    let gw = env.gateway.addr();
+    let token = login(gw, "rae.1").await;
+    env.hook.set_mode(Mode::Down);
+    let r = phone(gw, &token, "r-1").await;
+    assert_eq!((r.status, r.error()), (502, "hook_unavailable".into()));
+    env.hook.set_mode(Mode::Normal);
+    let r = phone(gw, &token, "r-1").await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(
+        env.hook.phones().len(),
+        2,
+        "told twice, the second time answered"
+    );
+    // Another user cannot pick up the kept number with the same code.
+    let other = login(gw, "sam.1").await;
+    env.hook.set_mode(Mode::Down);
+    let _ = phone(gw, &token, "r-2").await;
+    env.hook.set_mode(Mode::Normal);
+    let r = phone(gw, &other, "r-2").await;
+    assert_eq!((r.status, r.error()), (400, "invalid_phone_code".into()));
+    env.gateway.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Three gateways on one Redis, each with a metrics listener serving the access token.
+struct Cluster {
+    mock: MockWechat,
+    _mock_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _upstream: Upstream,
+    _redis: RedisServer,
+    gateways: Vec<Running>,
+}
+
+impl Cluster {
+    async fn start(lifetime: Duration) -> Self {
+        let mock = MockWechat::new("wxtokentest000001", "token test secret");
+        mock.set_token_lifetime(lifetime);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mock_addr = listener.local_addr().unwrap();
+        let mock_task = tokio::spawn(mock.clone().serve(listener));
+        let upstream = Upstream::start("tokens").await;
+        let redis = RedisServer::start();
+        let mut gateways = Vec::new();
+        for _ in 0..3 {
+            let text = format!(
+                r#"
+[server]
+listen = "127.0.0.1:0"
+grace_period = "1s"
+
+[jwt]
+secret_env = "J"
+audience = "token-test"
+
+[wechat]
+appid = "wxtokentest000001"
+secret_env = "W"
+api_base = "http://{mock_addr}"
+timeout = "2s"
+
+[store]
+kind = "redis"
+url_env = "R"
+
+[metrics]
+listen = "127.0.0.1:0"
+access_token_secret_env = "S"
+
+[[routes]]
+prefix = "/"
+upstreams = ["{}"]
+"#,
+                upstream.addr
+            );
+            let url = redis.url();
+            let config = Config::parse(&text, "tokens.toml", &|n| match n {
+                "J" => Some(support::JWT_SECRET.to_string()),
+                "W" => Some("token test secret".to_string()),
+                "R" => Some(url.clone()),
+                "S" => Some(INTERNAL_SECRET.to_string()),
+                _ => None,
+            })
+            .unwrap();
+            let deps = Deps::with_store(wxgate::store::build(&config.store).unwrap());
+            gateways.push(wxgate::server::start_with(&config, deps).await.unwrap());
+        }
+        Self {
+            mock,
+            _mock_task: mock_task,
+            _upstream: upstream,
+            _redis: redis,
+            gateways,
+        }
+    }
+
+    fn internal(&self, i: usize) -> SocketAddr {
+        self.gateways[i].metrics_addr().expect("metrics listener")
+    }
+
+    async fn stop(self) {
+        for g in self.gateways {
+            g.shutdown(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+async fn get_token(addr: SocketAddr, secret: &str) -> Response {
+    let req = format!(
+        "GET /internal/wechat/access_token HTTP/1.1\r\nHost: internal\r\nConnection: close\r\n\
+         Authorization: Bearer {secret}\r\n\r\n"
+    );
+    support::raw_request(addr, req.as_bytes()).await
+}
+
+/// Every instance asks `per_instance` times at once; the tokens handed out.
+async fn burst(cluster: &Cluster, per_instance: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for _ in 0..per_instance {
+        for i in 0..3 {
+            let addr = cluster.internal(i);
+            tasks.push(tokio::spawn(async move {
+                get_token(addr, INTERNAL_SECRET).await
+            }));
+        }
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", text(&r));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        tokens.push(r.json()["access_token"].as_str().unwrap().to_string());
+    }
+    tokens
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_make_one_stable_token_call() {
+    let cluster = Cluster::start(Duration::from_secs(7200)).await;
+    let tokens = burst(&cluster, 10).await;
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    assert_eq!(cluster.mock.token_calls(), (1, 0));
+    let r = get_token(cluster.internal(0), INTERNAL_SECRET).await;
+    let expires_in = r.json()["expires_in"].as_u64().unwrap();
+    assert!((7100..=7200).contains(&expires_in), "{expires_in}");
+
+    // Only with the secret.
+    for secret in ["", "wrong-secret-0123456789"] {
+        let r = get_token(cluster.internal(1), secret).await;
+        assert_eq!(r.status, 401, "{secret:?}");
+        assert!(!text(&r).contains(&tokens[0]));
+    }
+    // Never on the public listener.
+    let r = get_token(cluster.gateways[2].addr(), INTERNAL_SECRET).await;
+    assert_ne!(r.status, 200);
+    assert!(!text(&r).contains(&tokens[0]));
+    assert_eq!(cluster.mock.token_calls(), (1, 0));
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stable_token_call_per_expiry_under_load() {
+    // Tokens live 2 s and are replaced after 1 s: several expiries in 3.5 s.
+    let cluster = Cluster::start(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let mut seen = HashSet::new();
+    while started.elapsed() < Duration::from_millis(3500) {
+        seen.extend(burst(&cluster, 4).await);
+    }
+    let (calls, forced) = cluster.mock.token_calls();
+    assert_eq!(forced, 0);
+    assert!(seen.len() >= 3, "expected several expiries, saw {seen:?}");
+    // Every call gave a new token: no instance fetched what another had.
+    assert_eq!(calls, seen.len(), "tokens seen: {seen:?}");
+    cluster.stop().await;
+}
