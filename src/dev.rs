@@ -166,10 +166,12 @@ pub async fn start(
         }
     };
     wechat.api_base = format!("http://{mock_addr}");
-    let mock = MockWechat::new(
-        &wechat.appid,
-        wechat.secret.expose_str().unwrap_or_default(),
-    );
+    let apps: Vec<(&str, &str)> = wechat
+        .apps
+        .iter()
+        .map(|a| (a.appid.as_str(), a.secret.expose_str().unwrap_or_default()))
+        .collect();
+    let mock = MockWechat::with_apps(&apps);
     let echo = EchoUpstream::new("echo");
     let hook = ExampleHook::new(hook_secret.as_bytes());
     let tasks = AbortOnDrop(vec![

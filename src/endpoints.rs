@@ -83,13 +83,15 @@ async fn wx(
             json(&login::handle(login, body.parse()?, ip).await?)
         }
         (Endpoint::Decrypt, Some(caller)) => {
-            json(&decrypt::handle(login, &caller, body.parse()?).await?)
+            let app = login.get(caller.appid.as_deref())?;
+            json(&decrypt::handle(app, &caller, body.parse()?).await?)
         }
         (Endpoint::Logout, Some(caller)) => {
             json(&logout::handle(state.sessions(), &caller, body.parse_or_default()?).await?)
         }
         (Endpoint::Phone, Some(caller)) => {
-            json(&phone::handle(login, &caller, body.parse()?).await?)
+            let app = login.get(caller.appid.as_deref())?;
+            json(&phone::handle(app, &caller, body.parse()?).await?)
         }
         (Endpoint::Refresh, _) => json(&refresh::handle(state.sessions(), body.parse()?).await?),
         _ => Err(ApiError::Internal),

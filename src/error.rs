@@ -45,6 +45,9 @@ pub enum ApiError {
     /// WeChat refused the login code (40029 invalid, 40163 already used).
     #[error("the login code is invalid or was already used")]
     InvalidCode { wechat_errcode: i64 },
+    /// The request or the token names a mini program this gateway does not serve.
+    #[error("this gateway serves no mini program with that appid")]
+    UnknownApp,
     /// WeChat refused the `getPhoneNumber` code (40029 invalid, 40163 used).
     #[error("the phone number code is invalid or was already used")]
     InvalidPhoneCode { wechat_errcode: i64 },
@@ -146,6 +149,7 @@ impl ApiError {
             ApiError::InvalidCode { .. } => "invalid_code",
             ApiError::CodeBlocked { .. } => "code_blocked",
             ApiError::InvalidPhoneCode { .. } => "invalid_phone_code",
+            ApiError::UnknownApp => "unknown_app",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::WechatUnavailable { .. } => "wechat_unavailable",
             ApiError::WechatError { .. } => "wechat_error",
@@ -173,7 +177,8 @@ impl ApiError {
             | ApiError::InvalidRequest(_)
             | ApiError::InvalidEncryptedData
             | ApiError::InvalidSignature
-            | ApiError::InvalidPhoneCode { .. } => 400,
+            | ApiError::InvalidPhoneCode { .. }
+            | ApiError::UnknownApp => 400,
             ApiError::TokenMissing
             | ApiError::TokenExpired
             | ApiError::TokenInvalid

@@ -14,6 +14,7 @@
 //! `session_key` is saved in the [`Store`] under the openid and never leaves
 //! the gateway. [`LoginService::decrypt`] uses it again for `/wx/decrypt`.
 
+pub mod apps;
 pub mod flight;
 pub mod limits;
 mod phone;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::config::{LoginConfig, WechatConfig};
+use crate::config::{LoginConfig, WechatApp, WechatConfig};
 use crate::error::ApiError;
 use crate::hook::{Call, Event, LoginHook};
 use crate::metrics::Metrics;
@@ -76,9 +77,11 @@ pub struct LoginService {
 }
 
 impl LoginService {
-    /// Build the service with a WeChat client (and its connection pool) made here, once.
+    /// Build the service of the mini program `app` with a WeChat client
+    /// (and its connection pool) made here, once.
     pub fn new(
         wechat: &WechatConfig,
+        app: &WechatApp,
         login: &LoginConfig,
         sessions: Arc<Sessions>,
         clock: Arc<dyn Clock>,
@@ -86,14 +89,14 @@ impl LoginService {
     ) -> Result<Self, WechatError> {
         let client = WechatClient::new(
             &wechat.api_base,
-            &wechat.appid,
-            wechat.secret.clone(),
+            &app.appid,
+            app.secret.clone(),
             wechat.timeout,
         )?
         .with_metrics(metrics);
         Ok(Self::with_wechat(
             Arc::new(client),
-            &wechat.appid,
+            &app.appid,
             wechat.timeout,
             login,
             sessions,
@@ -124,10 +127,11 @@ impl LoginService {
             limits: LoginLimits::new(
                 store.clone(),
                 clock,
+                appid,
                 login.rate_limit_per_ip,
                 login.rate_limit_global,
             ),
-            flights: Arc::new(CodeFlights::new(store, wechat_timeout)),
+            flights: Arc::new(CodeFlights::new(store, appid, wechat_timeout)),
             sessions,
             hook: None,
         }
@@ -206,6 +210,7 @@ impl LoginService {
             .store()
             .get_session(openid)
             .await?
+            .filter(|s| s.appid == self.appid)
             .ok_or(ApiError::SessionExpired)?;
         let key = session.session_key.expose_str().unwrap_or_default();
         Ok(crypto::decrypt_user_data(key, data, iv, &self.appid)?)

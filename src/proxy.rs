@@ -72,6 +72,10 @@ pub async fn admit(
             if !roles.is_empty() && !id.user.has_any_role(roles) {
                 return Err(ApiError::Forbidden);
             }
+            let apps = state.route_apps(routed.route);
+            if !apps.is_empty() && !id.appid.as_ref().is_some_and(|a| apps.contains(a)) {
+                return Err(ApiError::Forbidden);
+            }
             let values = state.headers.identity_values(&id)?;
             Some(Verified { id, values })
         }

@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConnLimits};
 use crate::headers::{client_ip, HeaderPolicy, X_FORWARDED_FOR};
 use crate::hook::{HookError, LoginHook};
+use crate::login::apps::Apps;
 use crate::login::LoginService;
 use crate::metrics::{MeteredStore, Metrics, MetricsError, RequestDone, RouteCounters, RouteLabel};
 use crate::route::{Endpoint, Endpoints, RouteSpec, RouteTable};
@@ -106,7 +107,7 @@ pub struct GatewayState {
     /// Read deadlines and connection limits (`[server]`).
     pub limits: ConnLimits,
     sessions: Arc<Sessions>,
-    login: Option<Arc<LoginService>>,
+    login: Option<Arc<Apps>>,
     max_body_bytes: usize,
     trusted_proxies: Vec<ipnet::IpNet>,
     /// Set once the listeners are bound; cleared when shutting down.
@@ -119,6 +120,8 @@ pub struct GatewayState {
     route_prefixes: Vec<String>,
     /// The roles each route requires (one of), by route index.
     route_roles: Vec<Vec<String>>,
+    /// The apps each route admits (empty: any), by route index.
+    route_apps: Vec<Vec<String>>,
     /// Each endpoint's path, by [`Endpoint::index`] (its name if not served).
     endpoint_paths: Vec<String>,
     /// `[log] access`.
@@ -182,16 +185,22 @@ impl GatewayState {
             .with_hook(hook.clone()),
         );
         let login = match &config.wechat {
-            Some(wechat) => Some(Arc::new(
-                LoginService::new(
-                    wechat,
-                    &config.login,
-                    sessions.clone(),
-                    deps.clock,
-                    metrics.clone(),
-                )?
-                .with_hook(hook),
-            )),
+            Some(wechat) => {
+                let mut apps = Vec::with_capacity(wechat.apps.len());
+                for app in &wechat.apps {
+                    let service = LoginService::new(
+                        wechat,
+                        app,
+                        &config.login,
+                        sessions.clone(),
+                        deps.clock.clone(),
+                        metrics.clone(),
+                    )?
+                    .with_hook(hook.clone());
+                    apps.push(Arc::new(service));
+                }
+                Some(Arc::new(Apps::new(apps)))
+            }
             None => None,
         };
         let routes = RouteTable::new(config.routes.iter().map(|r| RouteSpec {
@@ -214,6 +223,7 @@ impl GatewayState {
             counters,
             route_prefixes: config.routes.iter().map(|r| r.prefix.clone()).collect(),
             route_roles: config.routes.iter().map(|r| r.roles.clone()).collect(),
+            route_apps: config.routes.iter().map(|r| r.apps.clone()).collect(),
             endpoint_paths,
             access_log: config.log.access,
             user_hasher: UserHasher::new(config.jwt.secret.expose()),
@@ -231,8 +241,8 @@ impl GatewayState {
         self.sessions.tokens()
     }
 
-    /// The login service, when `[wechat]` is configured.
-    pub fn login(&self) -> Option<&Arc<LoginService>> {
+    /// The mini programs' login services, when `[wechat]` is configured.
+    pub fn login(&self) -> Option<&Arc<Apps>> {
         self.login.as_ref()
     }
 
@@ -244,6 +254,11 @@ impl GatewayState {
     /// The roles a route requires (one of them; empty: none), by route index.
     pub fn route_roles(&self, route: usize) -> &[String] {
         self.route_roles.get(route).map_or(&[], Vec::as_slice)
+    }
+
+    /// The apps a route admits (empty: any), by route index.
+    pub fn route_apps(&self, route: usize) -> &[String] {
+        self.route_apps.get(route).map_or(&[], Vec::as_slice)
     }
 
     /// Largest body the `/wx/*` endpoints read.

@@ -185,7 +185,9 @@ fn form_value_with_raw_plus(b64: &str) -> String {
 
 /// Consume `code` at the mock directly, as an earlier exchange would have.
 async fn consume_at_mock(env: &DevEnv, code: &str) {
-    let secret = env.config.wechat.as_ref().unwrap().secret.expose_str();
+    let secret = env.config.wechat.as_ref().unwrap().apps[0]
+        .secret
+        .expose_str();
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("appid", DEV_APPID)
         .append_pair("secret", secret.unwrap())

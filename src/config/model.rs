@@ -152,17 +152,27 @@ pub struct JwtConfig {
     pub max_token_bytes: usize,
 }
 
-/// `[wechat]`: the mini program's credentials and WeChat's API.
+/// `[wechat]`: the mini programs' credentials and WeChat's API.
 #[derive(Debug, Clone, Serialize)]
 pub struct WechatConfig {
-    pub appid: String,
-    #[serde(serialize_with = "ser_secret")]
-    pub secret: Secret,
-    pub secret_source: String,
+    /// One per mini program (the single form `appid` + secret is one app).
+    pub apps: Vec<WechatApp>,
     /// Without a trailing `/`.
     pub api_base: String,
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
+}
+
+/// One mini program: `[wechat] appid` and its secret, or a `[[wechat.apps]]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct WechatApp {
+    pub appid: String,
+    /// A name for logs and `wxgate check`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(serialize_with = "ser_secret")]
+    pub secret: Secret,
+    pub secret_source: String,
 }
 
 /// `[login]`: the gateway's own endpoints.
@@ -330,6 +340,9 @@ pub struct RouteConfig {
     /// The token must carry at least one of these roles (empty: any token).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// The token's `appid` must be one of these (empty: any app).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<String>,
 }
 
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {

@@ -23,8 +23,9 @@ pub(super) struct Sourced {
 pub(super) struct Resolved {
     /// `[jwt]`'s key, when the section is present.
     pub jwt_secret: Option<Sourced>,
-    /// `[wechat]`'s app secret, when the section is present.
-    pub wechat_secret: Option<Sourced>,
+    /// The app secret of each mini program of `[wechat]` (one for the single
+    /// form, one per `[[wechat.apps]]` entry), when the section is present.
+    pub wechat_secrets: Vec<Sourced>,
     /// `[metrics] access_token_secret`, when set.
     pub access_token_secret: Option<Sourced>,
     /// `[login.hook]`'s signing secret, when the section is present.
@@ -70,10 +71,32 @@ pub(super) fn resolve(
         }
         upstreams.push(addrs);
     }
-    let wechat_secret = match &raw.wechat {
-        Some(w) => Some(r.secret("wechat", &w.secret, &w.secret_env, &w.secret_file)?),
-        None => None,
-    };
+    let mut wechat_secrets = Vec::new();
+    match &raw.wechat {
+        Some(w) => match &w.apps {
+            // Validation refuses the mix of the two forms, by name.
+            Some(apps)
+                if w.appid.is_none()
+                    && w.secret.is_none()
+                    && w.secret_env.is_none()
+                    && w.secret_file.is_none() =>
+            {
+                for (i, app) in apps.iter().enumerate() {
+                    wechat_secrets.push(r.secret(
+                        &format!("wechat.apps[{i}]"),
+                        &app.secret,
+                        &app.secret_env,
+                        &app.secret_file,
+                    )?);
+                }
+            }
+            Some(_) => {}
+            None => {
+                wechat_secrets.push(r.secret("wechat", &w.secret, &w.secret_env, &w.secret_file)?)
+            }
+        },
+        None => {}
+    }
     let hook_secret = match &raw.login.hook {
         Some(h) => Some(r.secret("login.hook", &h.secret, &h.secret_env, &h.secret_file)?),
         None => None,
@@ -95,7 +118,7 @@ pub(super) fn resolve(
     };
     Ok(Resolved {
         jwt_secret,
-        wechat_secret,
+        wechat_secrets,
         hook_secret,
         access_token_secret,
         redis_url,

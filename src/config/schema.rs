@@ -61,6 +61,19 @@ pub(super) struct RawWechat {
     pub secret_file: Option<PathBuf>,
     pub api_base: Option<String>,
     pub timeout: Option<String>,
+    /// `[[wechat.apps]]`: several mini programs (instead of `appid` and a secret).
+    pub apps: Option<Vec<RawWechatApp>>,
+}
+
+/// One `[[wechat.apps]]` entry.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWechatApp {
+    pub appid: Option<String>,
+    pub name: Option<String>,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -166,4 +179,5 @@ pub(super) struct RawRoute {
     pub health_check_interval: Option<String>,
     pub allow_path_params: Option<bool>,
     pub roles: Option<Vec<String>>,
+    pub apps: Option<Vec<String>>,
 }

@@ -265,7 +265,8 @@ fn config_toml_example_parses() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let w = c.wechat.as_ref().expect("[wechat] in the example");
-    assert_eq!(w.appid, "wx4f4bc4dec97d474b");
+    assert_eq!(w.apps.len(), 1);
+    assert_eq!(w.apps[0].appid, "wx4f4bc4dec97d474b");
     assert_eq!(c.login.path_prefix, "/wx");
     assert_eq!(c.login.refresh_ttl, Duration::from_secs(30 * 86400));
     assert!(matches!(
@@ -1468,4 +1469,103 @@ fn route_roles_are_checked() {
         "{:?}",
         c.warnings
     );
+}
+
+// --- [[wechat.apps]], route apps ---
+
+fn with_apps(apps: &str, routes: &str) -> String {
+    format!("{JWT}\n[wechat]\ntimeout = \"2s\"\n{apps}\n{routes}")
+}
+
+const TWO_APPS: &str = r#"
+[[wechat.apps]]
+appid = "wxaaaaaaaaaaaaaaaa"
+name = "shop"
+secret = "secret-a"
+
+[[wechat.apps]]
+appid = "wxbbbbbbbbbbbbbbbb"
+secret = "secret-b"
+"#;
+
+#[test]
+fn several_mini_programs_parse() {
+    let c = parse_ok(&with_apps(TWO_APPS, ROUTE));
+    let w = c.wechat.as_ref().unwrap();
+    let ids: Vec<&str> = w.apps.iter().map(|a| a.appid.as_str()).collect();
+    assert_eq!(ids, ["wxaaaaaaaaaaaaaaaa", "wxbbbbbbbbbbbbbbbb"]);
+    assert_eq!(w.apps[0].name.as_deref(), Some("shop"));
+    assert_eq!(w.apps[1].secret.expose_str(), Some("secret-b"));
+    assert_eq!(w.timeout, Duration::from_secs(2));
+    let shown = c.render();
+    assert!(
+        !shown.contains("secret-a") && !shown.contains("secret-b"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn the_single_form_is_one_app() {
+    let c = parse_ok(&format!(
+        "{JWT}\n[wechat]\nappid = \"wx0123456789abcdef\"\nsecret = \"s\"\n{ROUTE}"
+    ));
+    let w = c.wechat.as_ref().unwrap();
+    assert_eq!(w.apps.len(), 1);
+    assert_eq!(w.apps[0].appid, "wx0123456789abcdef");
+}
+
+#[test]
+fn bad_app_lists_are_refused_by_key() {
+    let mixed = format!("{JWT}\n[wechat]\nappid = \"wx0123456789abcdef\"\nsecret = \"s\"\n[[wechat.apps]]\nappid = \"wxb\"\nsecret = \"s\"\n{ROUTE}");
+    let m = invalid_key(&mixed, "wechat.apps");
+    assert!(m.contains("not both"), "{m}");
+    let twice = with_apps(
+        "[[wechat.apps]]\nappid = \"wxa\"\nsecret = \"s\"\n[[wechat.apps]]\nappid = \"wxa\"\nsecret = \"t\"",
+        ROUTE,
+    );
+    invalid_key(&twice, "wechat.apps[1].appid");
+    let no_secret = with_apps(
+        "[[wechat.apps]]\nappid = \"wxa\"\nsecret = \"s\"\n[[wechat.apps]]\nappid = \"wxb\"",
+        ROUTE,
+    );
+    invalid_key(&no_secret, "wechat.apps[1].secret_env");
+    let no_appid = with_apps("[[wechat.apps]]\nsecret = \"s\"", ROUTE);
+    invalid_key(&no_appid, "wechat.apps[0].appid");
+    invalid_key(
+        &format!("{JWT}\n[wechat]\napps = []\n{ROUTE}"),
+        "wechat.apps",
+    );
+    parse_error(&with_apps(
+        "[[wechat.apps]]\nappid = \"wxa\"\nsecret = \"s\"\nsurprise = 1",
+        ROUTE,
+    ));
+}
+
+#[test]
+fn route_apps_are_checked() {
+    let route = |extra: &str| {
+        format!(
+            "[[routes]]\nprefix = \"/shop/\"\nupstreams = [\"127.0.0.1:9000\"]\n{extra}\n{ROUTE}"
+        )
+    };
+    let c = parse_ok(&with_apps(
+        TWO_APPS,
+        &route("apps = [\"wxaaaaaaaaaaaaaaaa\"]"),
+    ));
+    assert_eq!(c.routes[0].apps, ["wxaaaaaaaaaaaaaaaa"]);
+    let m = invalid_key(
+        &with_apps(TWO_APPS, &route("apps = [\"wxcccccccccccccccc\"]")),
+        "routes[0].apps",
+    );
+    assert!(m.contains("wxcccccccccccccccc"), "{m}");
+    invalid_key(&with_apps(TWO_APPS, &route("apps = []")), "routes[0].apps");
+    invalid_key(
+        &with_apps(
+            TWO_APPS,
+            &route("apps = [\"wxaaaaaaaaaaaaaaaa\"]\nauth = \"public\""),
+        ),
+        "routes[0].apps",
+    );
+    // Without [wechat] (tokens minted elsewhere), any appid may be named.
+    parse_ok(&with_routes(&route("apps = [\"wxanything\"]")));
 }

@@ -80,10 +80,11 @@ impl Validator<'_> {
             }
             routes.push(route);
         }
-        let wechat = match (raw.wechat, resolved.wechat_secret) {
-            (Some(w), Some(secret)) => Some(self.wechat(w, secret)?),
-            _ => None,
+        let wechat = match raw.wechat {
+            Some(w) => Some(self.wechat(w, resolved.wechat_secrets)?),
+            None => None,
         };
+        self.route_apps(&routes, wechat.as_ref())?;
         let mut raw_login = raw.login;
         let hook = match (raw_login.hook.take(), resolved.hook_secret) {
             (Some(_), _) if wechat.is_none() => {
@@ -320,22 +321,47 @@ impl Validator<'_> {
         })
     }
 
-    fn wechat(&self, raw: RawWechat, secret: Sourced) -> Result<WechatConfig, ConfigError> {
-        let appid = raw.appid.unwrap_or_default();
-        if appid.is_empty()
-            || !appid
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            return Err(self.err(
-                "wechat.appid",
-                "required: the mini program's AppID, like \"wx4f4bc4dec97d474b\"",
-            ));
+    fn wechat(&self, raw: RawWechat, secrets: Vec<Sourced>) -> Result<WechatConfig, ConfigError> {
+        let single = raw.appid.is_some()
+            || raw.secret.is_some()
+            || raw.secret_env.is_some()
+            || raw.secret_file.is_some();
+        let apps = match raw.apps {
+            Some(_) if single => {
+                return Err(self.err(
+                    "wechat.apps",
+                    "use either appid and a secret in [wechat] or [[wechat.apps]], not both",
+                ))
+            }
+            Some(list) if list.is_empty() => {
+                return Err(self.err(
+                    "wechat.apps",
+                    "at least one [[wechat.apps]] entry is required",
+                ))
+            }
+            Some(list) => list
+                .into_iter()
+                .zip(secrets)
+                .enumerate()
+                .map(|(i, (app, secret))| {
+                    self.wechat_app(&format!("wechat.apps[{i}]"), app.appid, app.name, secret)
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => {
+                let Some(secret) = secrets.into_iter().next() else {
+                    return Err(self.err("wechat.secret_env", "a secret is required"));
+                };
+                vec![self.wechat_app("wechat", raw.appid, None, secret)?]
+            }
+        };
+        for (i, app) in apps.iter().enumerate() {
+            if apps[..i].iter().any(|a| a.appid == app.appid) {
+                return Err(self.err(
+                    format!("wechat.apps[{i}].appid"),
+                    format!("{:?} is listed twice", app.appid),
+                ));
+            }
         }
-        let Sourced {
-            value: secret,
-            source: secret_source,
-        } = secret;
         let api_base = raw
             .api_base
             .unwrap_or_else(|| "https://api.weixin.qq.com".into())
@@ -351,11 +377,46 @@ impl Validator<'_> {
         }
         let timeout = self.positive_duration("wechat.timeout", raw.timeout, "3s")?;
         Ok(WechatConfig {
-            appid,
-            secret,
-            secret_source,
+            apps,
             api_base,
             timeout,
+        })
+    }
+
+    /// One mini program; `section` names it in errors (`wechat`, `wechat.apps[1]`).
+    fn wechat_app(
+        &self,
+        section: &str,
+        appid: Option<String>,
+        name: Option<String>,
+        secret: Sourced,
+    ) -> Result<WechatApp, ConfigError> {
+        let appid = appid.unwrap_or_default();
+        if appid.is_empty()
+            || appid.len() > 64
+            || !appid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(self.err(
+                format!("{section}.appid"),
+                "required: the mini program's AppID, like \"wx4f4bc4dec97d474b\"",
+            ));
+        }
+        if name
+            .as_deref()
+            .is_some_and(|n| n.is_empty() || n.len() > 64 || n.chars().any(char::is_control))
+        {
+            return Err(self.err(
+                format!("{section}.name"),
+                "a name is 1-64 characters without control characters",
+            ));
+        }
+        Ok(WechatApp {
+            appid,
+            name,
+            secret: secret.value,
+            secret_source: secret.source,
         })
     }
 
@@ -470,6 +531,7 @@ impl Validator<'_> {
         let auth = raw.auth.unwrap_or(AuthMode::Required);
         Ok(RouteConfig {
             roles: self.route_roles(i, raw.roles, auth)?,
+            apps: self.route_app_list(i, raw.apps, auth)?,
             prefix,
             upstreams,
             upstream_addrs,

@@ -64,8 +64,8 @@ const SLOW_DELAY: Duration = Duration::from_secs(60);
 const OPENID_LEN: usize = 28;
 
 struct Inner {
-    appid: String,
-    secret: String,
+    /// The apps it accepts: appid and secret, in order.
+    apps: Vec<(String, String)>,
     calls: AtomicUsize,
     codes: Mutex<Codes>,
     tokens: Mutex<token_api::Tokens>,
@@ -89,7 +89,7 @@ pub struct MockWechat {
 impl std::fmt::Debug for MockWechat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MockWechat")
-            .field("appid", &self.inner.appid)
+            .field("appid", &self.appid())
             .field("calls", &self.calls())
             .finish_non_exhaustive()
     }
@@ -118,10 +118,17 @@ fn errcode(code: i64, msg: &str) -> Response<Full<Bytes>> {
 impl MockWechat {
     /// A mock that accepts only this appid and secret.
     pub fn new(appid: &str, secret: &str) -> Self {
+        Self::with_apps(&[(appid, secret)])
+    }
+
+    /// A mock that accepts these mini programs (appid, secret).
+    pub fn with_apps(apps: &[(&str, &str)]) -> Self {
         Self {
             inner: Arc::new(Inner {
-                appid: appid.to_owned(),
-                secret: secret.to_owned(),
+                apps: apps
+                    .iter()
+                    .map(|(a, s)| ((*a).to_owned(), (*s).to_owned()))
+                    .collect(),
                 calls: AtomicUsize::new(0),
                 codes: Mutex::new(Codes::default()),
                 tokens: Mutex::new(token_api::Tokens::default()),
@@ -139,9 +146,18 @@ impl MockWechat {
         .await
     }
 
-    /// The appid this mock accepts.
+    /// The (first) appid this mock accepts.
     pub fn appid(&self) -> &str {
-        &self.inner.appid
+        self.inner.apps.first().map_or("", |(a, _)| a.as_str())
+    }
+
+    /// The secret of `appid`, if the mock knows that app.
+    fn secret_of(&self, appid: &str) -> Option<&str> {
+        self.inner
+            .apps
+            .iter()
+            .find(|(a, _)| a == appid)
+            .map(|(_, s)| s.as_str())
     }
 
     /// Total `jscode2session` calls received, valid or not.
@@ -193,9 +209,9 @@ impl MockWechat {
         *self.codes().calls.entry(code.to_owned()).or_insert(0) += 1;
     }
 
-    /// Mark `code` used; false if it already was.
-    fn redeem(&self, code: &str) -> bool {
-        self.codes().used.insert(code.to_owned())
+    /// Mark `code` of `appid` used; false if it already was (codes are per app).
+    fn redeem(&self, appid: &str, code: &str) -> bool {
+        self.codes().used.insert(format!("{appid}\0{code}"))
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -218,10 +234,10 @@ impl MockWechat {
         let code = param("js_code");
         self.count(&code);
 
-        if param("appid") != self.inner.appid {
+        let Some(secret) = self.secret_of(&param("appid")) else {
             return errcode(40013, "invalid appid");
-        }
-        if param("secret") != self.inner.secret {
+        };
+        if param("secret") != secret {
             return errcode(40125, "invalid appsecret");
         }
         if param("grant_type") != "authorization_code" {
@@ -248,7 +264,7 @@ impl MockWechat {
             "badid-union" => return bad_identity("o-fine", Some("u-evil\n")),
             _ => {}
         }
-        if !self.redeem(&code) {
+        if !self.redeem(&param("appid"), &code) {
             return errcode(40163, "code been used");
         }
         let mut body = serde_json::json!({

@@ -6,20 +6,23 @@
 //! [`LoginService::login`].
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::body::pair;
 use super::TokenResponse;
 use crate::error::ApiError;
-use crate::login::{LoginService, ValidLogin, MAX_CODE_BYTES};
+use crate::login::apps::Apps;
+use crate::login::{ValidLogin, MAX_CODE_BYTES};
 
 /// The fields of a login request (JSON or form-encoded).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 pub struct LoginRequest {
     #[serde(default, alias = "jsCode", alias = "js_code")]
     pub code: Option<String>,
+    /// Which mini program (required when the gateway serves several).
+    #[serde(default, alias = "appId")]
+    pub appid: Option<String>,
     #[serde(default, rename = "encryptedData")]
     pub encrypted_data: Option<String>,
     #[serde(default)]
@@ -73,12 +76,14 @@ impl LoginRequest {
     }
 }
 
-/// Log in the client at `client_ip`.
+/// Log in the client at `client_ip` to the app the request names.
 pub async fn handle(
-    login: &Arc<LoginService>,
-    req: LoginRequest,
+    apps: &Apps,
+    mut req: LoginRequest,
     client_ip: Option<IpAddr>,
 ) -> Result<LoginResponse, ApiError> {
+    let appid = req.appid.take().filter(|a| !a.is_empty());
+    let login = apps.get(appid.as_deref())?;
     let done = login.login(req.validate()?, client_ip).await?;
     Ok(LoginResponse {
         tokens: TokenResponse::from(done.grant),

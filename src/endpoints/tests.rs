@@ -99,6 +99,7 @@ fn parse_json_all_fields() {
             iv: Some("i".into()),
             raw_data: Some(r#"{"a":1}"#.into()),
             signature: Some("s".into()),
+            appid: None,
         }
     );
 }
@@ -245,6 +246,7 @@ fn validate_all_present() {
         iv: Some("i".into()),
         raw_data: Some("r".into()),
         signature: Some("s".into()),
+        appid: None,
     };
     assert_eq!(
         r.validate().unwrap(),
@@ -329,8 +331,10 @@ async fn login_response_never_carries_the_session_key() {
         iv: Some(iv),
         raw_data: Some(raw.into()),
         signature: Some(signature),
+        appid: Some(APPID.into()),
     };
-    let resp = login::handle(&h.service, req, None).await.unwrap();
+    let apps = crate::login::apps::Apps::new(vec![h.service.clone()]);
+    let resp = login::handle(&apps, req, None).await.unwrap();
     let wire = serde_json::to_string(&resp).unwrap();
     assert_eq!(resp.user.as_ref().unwrap()["nickName"], "n", "{wire}");
     assert_eq!(resp.tokens.openid, "o-c1");

@@ -151,6 +151,8 @@ type Flights = HashMap<String, watch::Receiver<Option<Outcome>>>;
 /// Exchanges in flight, in this process and (through the store) across instances.
 pub struct CodeFlights {
     store: Arc<dyn Store>,
+    /// The mini program: codes of different apps never meet.
+    appid: String,
     /// How long a claim is held, and how long others wait for its outcome.
     claim_ttl: Duration,
     /// Exchanges in flight in this process, by code id.
@@ -158,10 +160,12 @@ pub struct CodeFlights {
 }
 
 impl CodeFlights {
-    /// Flights over `store`; an exchange takes at most `wechat_timeout` per call.
-    pub fn new(store: Arc<dyn Store>, wechat_timeout: Duration) -> Self {
+    /// Flights of `appid`'s codes over `store`; an exchange takes at most
+    /// `wechat_timeout` per call.
+    pub fn new(store: Arc<dyn Store>, appid: &str, wechat_timeout: Duration) -> Self {
         Self {
             store,
+            appid: appid.to_string(),
             claim_ttl: wechat_timeout
                 .saturating_mul(2)
                 .saturating_add(Duration::from_secs(1)),
@@ -178,7 +182,7 @@ impl CodeFlights {
         F: FnOnce(Option<WxLogin>) -> Fut + Send + 'static,
         Fut: Future<Output = Attempt> + Send + 'static,
     {
-        let id = seal::code_id(code);
+        let id = seal::code_id(&format!("{}\0{code}", self.appid));
         let mut rx = {
             let mut flights = self.lock();
             match flights.get(&id) {

@@ -1,4 +1,5 @@
-//! Login rate limits: per client IP and global, in fixed windows of the wall clock.
+//! Login rate limits of one mini program: per client IP and global, in fixed
+//! windows of the wall clock.
 //!
 //! A window is `[k·w, (k+1)·w)` in Unix time for a window length `w`, so every
 //! instance counts in the same window; the counter lives in the store under
@@ -18,21 +19,25 @@ use crate::store::Store;
 pub struct LoginLimits {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// The app's counters: `login-ip:{appid}:{ip}`, `login-global:{appid}`.
+    appid: String,
     per_ip: Option<Rate>,
     global: Option<Rate>,
 }
 
 impl LoginLimits {
-    /// Limits counted in `store`, on `clock`'s time.
+    /// Limits of `appid` counted in `store`, on `clock`'s time.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
+        appid: &str,
         per_ip: Option<Rate>,
         global: Option<Rate>,
     ) -> Self {
         Self {
             store,
             clock,
+            appid: appid.to_string(),
             per_ip,
             global,
         }
@@ -40,9 +45,13 @@ impl LoginLimits {
 
     /// Count one login from `client_ip`; 429 `rate_limited` over a limit.
     pub async fn check(&self, client_ip: Option<IpAddr>) -> Result<(), ApiError> {
+        let appid = &self.appid;
         let limits = [
-            (self.per_ip, client_ip.map(|ip| format!("login-ip:{ip}"))),
-            (self.global, Some("login-global".to_string())),
+            (
+                self.per_ip,
+                client_ip.map(|ip| format!("login-ip:{appid}:{ip}")),
+            ),
+            (self.global, Some(format!("login-global:{appid}"))),
         ];
         for (rate, key) in limits {
             let (Some(rate), Some(key)) = (rate, key) else {

@@ -30,7 +30,7 @@ struct Kept {
 impl LoginService {
     /// The phone number behind `code`, for the caller (a verified token).
     pub async fn phone(&self, caller: &Identity, code: &str) -> Result<PhoneNumber, ApiError> {
-        let key = format!("phone\0{code}");
+        let key = format!("phone\0{}\0{code}", self.appid);
         let id = seal::code_id(&key);
         let kept = match self.store().get_code_outcome(&id).await? {
             Some(sealed) => seal::open(&key, &sealed)

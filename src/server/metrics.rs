@@ -78,10 +78,11 @@ async fn access_token(
         .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
         .find(|(k, _)| k == "appid")
         .map(|(_, v)| v.into_owned());
-    if wanted.is_some_and(|a| a != login.appid()) {
-        return error_response(&ApiError::InvalidRequest("unknown appid"));
-    }
-    let mut r = match login.access_tokens().get().await {
+    let app = match login.get(wanted.as_deref()) {
+        Ok(app) => app,
+        Err(e) => return error_response(&e),
+    };
+    let mut r = match app.access_tokens().get().await {
         Ok(t) => {
             let body = serde_json::json!({
                 "access_token": t.token.expose_str().unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! `[login.hook]`, route roles, and the identity headers the hook's claims
 //! travel in.
 
-use super::super::model::{ClaimHeader, HookConfig, IdentityHeaderName, RouteConfig};
+use super::super::model::{ClaimHeader, HookConfig, IdentityHeaderName, RouteConfig, WechatConfig};
 use super::super::resolve::Sourced;
 use super::super::schema::RawHook;
 use super::super::ConfigError;
@@ -129,6 +129,53 @@ impl Validator<'_> {
             ));
         }
         Ok(roles)
+    }
+
+    /// `[[routes]] apps`: AppIDs, on routes that require a token.
+    pub(super) fn route_app_list(
+        &self,
+        i: usize,
+        apps: Option<Vec<String>>,
+        auth: AuthMode,
+    ) -> Result<Vec<String>, ConfigError> {
+        let key = format!("routes[{i}].apps");
+        let Some(apps) = apps else {
+            return Ok(Vec::new());
+        };
+        if apps.is_empty() {
+            return Err(self.err(
+                key,
+                "an empty list lets no one in; leave `apps` out instead",
+            ));
+        }
+        if auth != AuthMode::Required {
+            return Err(self.err(key, "apps need auth = \"required\""));
+        }
+        Ok(apps)
+    }
+
+    /// With `[wechat]`, the apps a route names must be configured ones.
+    pub(super) fn route_apps(
+        &self,
+        routes: &[RouteConfig],
+        wechat: Option<&WechatConfig>,
+    ) -> Result<(), ConfigError> {
+        let Some(w) = wechat else {
+            return Ok(());
+        };
+        for (i, r) in routes.iter().enumerate() {
+            if let Some(unknown) = r
+                .apps
+                .iter()
+                .find(|a| !w.apps.iter().any(|x| x.appid == **a))
+            {
+                return Err(self.err(
+                    format!("routes[{i}].apps"),
+                    format!("{unknown:?} is not one of [wechat]'s apps"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Roles only come from the login hook: warn when routes need some and

@@ -30,7 +30,8 @@ pub(super) struct Tokens {
     /// `stable_token` calls answered with a token, forced ones included.
     issued: usize,
     forced: usize,
-    current: Option<(String, Instant)>,
+    /// Each app's current token and its expiry.
+    current: std::collections::HashMap<String, (String, Instant)>,
     lifetime: Option<Duration>,
     phone_codes: HashSet<String>,
 }
@@ -63,12 +64,17 @@ impl MockWechat {
         self.tokens().lifetime = Some(lifetime);
     }
 
-    /// Someone else forced a refresh: the current token stops working.
+    /// Someone else forced a refresh: every app's current token stops working.
     pub fn rotate_token_elsewhere(&self) {
         let mut t = self.tokens();
         let n = t.issued;
         let life = t.lifetime.unwrap_or(Duration::from_secs(7200));
-        t.current = Some((format!("mock-at-elsewhere-{n}"), Instant::now() + life));
+        for (appid, current) in t.current.iter_mut() {
+            *current = (
+                format!("mock-at-elsewhere-{appid}-{n}"),
+                Instant::now() + life,
+            );
+        }
     }
 
     /// The phone number the mock gives `openid`: `138` and 8 digits.
@@ -85,10 +91,11 @@ impl MockWechat {
         let Some(body) = json_body(req).await else {
             return errcode(47001, "data format error");
         };
-        if body["appid"] != self.inner.appid.as_str() {
+        let appid = body["appid"].as_str().unwrap_or_default().to_string();
+        let Some(secret) = self.secret_of(&appid) else {
             return errcode(40013, "invalid appid");
-        }
-        if body["secret"] != self.inner.secret.as_str() {
+        };
+        if body["secret"] != secret {
             return errcode(40125, "invalid appsecret");
         }
         if body["grant_type"] != "client_credential" {
@@ -106,13 +113,18 @@ impl MockWechat {
         let margin = Duration::from_secs(300).min(life / 2);
         let fresh = t
             .current
-            .as_ref()
+            .get(&appid)
             .is_some_and(|(_, exp)| exp.saturating_duration_since(now) > margin);
         if force || !fresh {
             let n = t.issued;
-            t.current = Some((format!("mock-at-{n}"), now + life));
+            t.current
+                .insert(appid.clone(), (format!("mock-at-{n}"), now + life));
         }
-        let (token, exp) = t.current.clone().unwrap_or((String::new(), now));
+        let (token, exp) = t
+            .current
+            .get(&appid)
+            .cloned()
+            .unwrap_or((String::new(), now));
         let expires_in = exp.saturating_duration_since(now).as_secs().max(1);
         let body = serde_json::json!({ "access_token": token, "expires_in": expires_in });
         response(200, "application/json", body.to_string())
@@ -126,17 +138,19 @@ impl MockWechat {
             .find(|(k, _)| k == "access_token")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
-        {
+        // The app whose current token this is.
+        let appid = {
             let t = self.tokens();
-            match &t.current {
-                Some((current, exp)) if *current == token => {
+            match t.current.iter().find(|(_, (current, _))| *current == token) {
+                Some((appid, (_, exp))) => {
                     if *exp <= Instant::now() {
                         return errcode(42001, "access_token expired");
                     }
+                    appid.clone()
                 }
-                _ => return errcode(40001, "invalid credential, access_token is invalid"),
+                None => return errcode(40001, "invalid credential, access_token is invalid"),
             }
-        }
+        };
         let Some(body) = json_body(req).await else {
             return errcode(47001, "data format error");
         };
@@ -159,7 +173,7 @@ impl MockWechat {
                 "phoneNumber": number,
                 "purePhoneNumber": number,
                 "countryCode": 86,
-                "watermark": { "timestamp": crate::token::unix_now(), "appid": self.inner.appid },
+                "watermark": { "timestamp": crate::token::unix_now(), "appid": appid },
             },
         });
         response(200, "application/json", body.to_string())
