@@ -72,15 +72,15 @@ pub(super) fn resolve(
         upstreams.push(addrs);
     }
     let mut wechat_secrets = Vec::new();
-    match &raw.wechat {
-        Some(w) => match &w.apps {
+    if let Some(w) = &raw.wechat {
+        let single = w.appid.is_some()
+            || w.secret.is_some()
+            || w.secret_env.is_some()
+            || w.secret_file.is_some();
+        match &w.apps {
             // Validation refuses the mix of the two forms, by name.
-            Some(apps)
-                if w.appid.is_none()
-                    && w.secret.is_none()
-                    && w.secret_env.is_none()
-                    && w.secret_file.is_none() =>
-            {
+            Some(_) if single => {}
+            Some(apps) => {
                 for (i, app) in apps.iter().enumerate() {
                     wechat_secrets.push(r.secret(
                         &format!("wechat.apps[{i}]"),
@@ -90,12 +90,10 @@ pub(super) fn resolve(
                     )?);
                 }
             }
-            Some(_) => {}
             None => {
                 wechat_secrets.push(r.secret("wechat", &w.secret, &w.secret_env, &w.secret_file)?)
             }
-        },
-        None => {}
+        }
     }
     let hook_secret = match &raw.login.hook {
         Some(h) => Some(r.secret("login.hook", &h.secret, &h.secret_env, &h.secret_file)?),
