@@ -71,6 +71,23 @@ impl RedisStore {
         })
     }
 
+    /// `SET key value NX PX ttl`: `true` if the key was new and is now set.
+    async fn set_new(&self, key: String, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let ok: Option<String> = self
+            .call(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .query_async(&mut c),
+            )
+            .await?;
+        Ok(ok.is_some())
+    }
+
     fn key(&self, kind: &str, id: &str) -> String {
         let mut k = String::with_capacity(self.prefix.len() + kind.len() + id.len() + 1);
         k.push_str(&self.prefix);
@@ -216,20 +233,8 @@ impl Store for RedisStore {
     }
 
     async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
-        let key = self.key("code-claim", code_hash);
-        let ok: Option<String> = self
-            .call(
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis(ttl))
-                    .query_async(&mut c),
-            )
-            .await?;
-        Ok(ok.is_some())
+        self.set_new(self.key("code-claim", code_hash), "1", ttl)
+            .await
     }
 
     async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
@@ -385,19 +390,7 @@ impl Store for RedisStore {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
-        let ok: Option<String> = self
-            .call(
-                redis::cmd("SET")
-                    .arg(self.key("lease", name))
-                    .arg(holder)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis(ttl))
-                    .query_async(&mut c),
-            )
-            .await?;
-        Ok(ok.is_some())
+        self.set_new(self.key("lease", name), holder, ttl).await
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
