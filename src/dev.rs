@@ -235,6 +235,11 @@ routes:
 
    curl -s http://{gw}/api/hello -H "Authorization: Bearer $TOKEN" -H 'X-OpenID: someone-else'
 {hook}
+Phone number, as after <button open-type="getPhoneNumber"> (the mock gives
+any code a number once):
+
+   curl -s -X POST http://{gw}{prefix}/phone -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"code":"phone-code-1"}}'
+
 Stop with Ctrl-C.
 "#,
             mock = self.mock_addr,
@@ -266,7 +271,7 @@ Stop with Ctrl-C.
    hook grants to the user "admin" (codes admin.1, admin.2, ...); the user
    "banned" (codes banned.1, ...) is refused with 403 login_refused:
 
-   ADMIN=$(curl -s -X POST http://{gw}{prefix}/login -d '{{"code":"admin.1"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+   ADMIN=$(curl -s -X POST http://{gw}{prefix}/login -H 'Content-Type: application/json' -d '{{"code":"admin.1"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
    curl -s http://{gw}/admin/panel -H "Authorization: Bearer $ADMIN"
    curl -s http://{gw}/admin/panel -H "Authorization: Bearer $TOKEN"    # 403 forbidden
 "#,
