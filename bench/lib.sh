@@ -118,6 +118,11 @@ http {
         location / { return 200 "ok\n"; }
         # For the correctness checks: what identity did the upstream receive?
         location = /whoami { return 200 "openid=\$http_x_openid\n"; }
+        # The backend's login hook (scenario login-wxgate-hook): a fixed answer.
+        location = /hook {
+            default_type application/json;
+            return 200 '{"uid":"u-bench","roles":["user"],"claims":{"plan":"free"}}';
+        }
     }
     # Mock WeChat: every jscode2session call answers at once, each with its own
     # openid (the request id).
@@ -212,6 +217,24 @@ if [[ " $SCENARIOS " == *redis* ]]; then
     PIDS+=($!)
     WXR_PID=$!
     wait_http "http://127.0.0.1:$WXR_PORT/healthz" wxgate-redis "$WXR_PID"
+fi
+
+# A wxgate with a login hook (nginx answers it at once), for the hook's
+# added cost on /wx/login (scenario login-wxgate-hook).
+WXH_PID=
+if [[ " $SCENARIOS " == *" login-wxgate-hook "* ]]; then
+    WXH_PORT=$(free_port)
+    WXGATE_HOOK_SECRET=bench-hook-secret-0123456789
+    export WXGATE_HOOK_SECRET
+    sed "s/^listen = .*/listen = \"127.0.0.1:$WXH_PORT\"/" "$TMP/wxgate.toml" >"$TMP/wxgate-hook.toml"
+    printf '\n[login.hook]\nurl = "http://127.0.0.1:%s/hook"\nsecret_env = "WXGATE_HOOK_SECRET"\nclaims = { plan = "X-User-Plan" }\n' \
+        "$UP_PORT" >>"$TMP/wxgate-hook.toml"
+    "$WXGATE" check -c "$TMP/wxgate-hook.toml" >/dev/null
+    RUST_LOG=warn taskset -c "$PROXY_CPU" "$WXGATE" run -c "$TMP/wxgate-hook.toml" \
+        >"$TMP/wxgate-hook.log" 2>&1 &
+    PIDS+=($!)
+    WXH_PID=$!
+    wait_http "http://127.0.0.1:$WXH_PORT/healthz" wxgate-hook "$WXH_PID"
 fi
 
 # The hand-written Flask login (bench/flask_login.py), one gunicorn worker.
@@ -367,6 +390,7 @@ log "correctness: the proxies answer 200 with the token, 401 without it or with"
 # the mock WeChat gave, and refuses a request without a code.
 logins=("wxgate $WX_PORT")
 [[ -n $WXR_PID ]] && logins+=("wxgate-redis $WXR_PORT")
+[[ -n $WXH_PID ]] && logins+=("wxgate-hook $WXH_PORT")
 [[ -n $WXB_PID ]] && logins+=("wxgate-b $WXB_PORT")
 [[ -n $FLASK_PID ]] && logins+=("flask $FLASK_PORT")
 for p in "${logins[@]}"; do
@@ -377,6 +401,9 @@ for p in "${logins[@]}"; do
         die "$name login: no token in $body"
     who=$(curl -s "http://127.0.0.1:$WX_PORT/whoami" -H "Authorization: Bearer $login_token")
     [[ $who =~ ^openid=o[0-9a-f]{32}$ ]] || die "$name login: the token gives $who"
+    if [[ $name == wxgate-hook ]]; then
+        [[ $body == *'"uid":"u-bench"'* ]] || die "$name login: no uid from the hook in $body"
+    fi
     expect 400 "$name login without a code" "$(status "http://127.0.0.1:$port/wx/login" -X POST \
         -H 'Content-Type: application/json' -d '{}')"
 done
@@ -399,6 +426,7 @@ scenario() {
     wxgate-redis) echo "http://127.0.0.1:$WXR_PORT/ Authorization: Bearer $TOKEN" ;;
     login-wxgate) echo "http://127.0.0.1:$WX_PORT/wx/login" ;;
     login-wxgate-redis) echo "http://127.0.0.1:$WXR_PORT/wx/login" ;;
+    login-wxgate-hook) echo "http://127.0.0.1:$WXH_PORT/wx/login" ;;
     login-wxgate-b) echo "http://127.0.0.1:$WXB_PORT/wx/login" ;;
     login-flask) echo "http://127.0.0.1:$FLASK_PORT/wx/login" ;;
     *) die "unknown scenario $1" ;;
@@ -408,6 +436,7 @@ proxy_pid() {
     case $1 in
     wxgate-b* | login-wxgate-b) echo "$WXB_PID" ;;
     wxgate-redis | login-wxgate-redis) echo "$WXR_PID" ;;
+    login-wxgate-hook) echo "$WXH_PID" ;;
     wxgate* | login-wxgate) echo "$WX_PID" ;;
     login-flask) echo "$FLASK_PID" ;;
     haproxy*) echo "$HA_PID" ;;

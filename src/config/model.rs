@@ -219,6 +219,7 @@ pub struct HookConfig {
     /// Ask the hook again on every refresh (a banned user stops refreshing).
     pub on_refresh: bool,
     /// The extra claims the hook may set, and the headers they travel in.
+    #[serde(serialize_with = "ser_claims")]
     pub claims: Vec<ClaimHeader>,
     /// The most the extra claims (names and values) may take, in bytes.
     pub max_claims_bytes: usize,
@@ -379,6 +380,11 @@ pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S
 
 fn ser_secret<S: serde::Serializer>(_: &Secret, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("***")
+}
+
+/// `claims` as written: a table of claim name to header.
+fn ser_claims<S: serde::Serializer>(v: &[ClaimHeader], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(v.iter().map(|c| (&c.claim, &c.header.spelling)))
 }
 
 fn ser_secret_opt<S: serde::Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {

@@ -1358,6 +1358,9 @@ fn hook_claims_become_identity_headers() {
         .collect();
     assert_eq!(names, [("plan", "X-User-Plan"), ("tenant_id", "X-Tenant")]);
     assert!(c.login.hook.as_ref().is_some_and(|h| h.on_refresh));
+    // `wxgate check` shows them as written.
+    let shown = c.render();
+    assert!(shown.contains("plan = \"X-User-Plan\""), "{shown}");
 }
 
 #[test]

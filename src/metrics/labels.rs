@@ -40,18 +40,21 @@ pub enum AuthOutcome {
     Revoked,
     /// A public route: no check.
     Public,
+    /// A valid token without a role or app the route requires.
+    Forbidden,
     /// The revocation check could not be made (store down, fail-closed).
     Error,
 }
 
 impl AuthOutcome {
-    pub(super) const ALL: [AuthOutcome; 7] = [
+    pub(super) const ALL: [AuthOutcome; 8] = [
         AuthOutcome::Ok,
         AuthOutcome::Missing,
         AuthOutcome::Expired,
         AuthOutcome::Invalid,
         AuthOutcome::Revoked,
         AuthOutcome::Public,
+        AuthOutcome::Forbidden,
         AuthOutcome::Error,
     ];
 
@@ -64,6 +67,7 @@ impl AuthOutcome {
             AuthOutcome::Invalid => "invalid",
             AuthOutcome::Revoked => "revoked",
             AuthOutcome::Public => "public",
+            AuthOutcome::Forbidden => "forbidden",
             AuthOutcome::Error => "error",
         }
     }
@@ -75,6 +79,7 @@ impl AuthOutcome {
             ApiError::TokenExpired => AuthOutcome::Expired,
             ApiError::TokenRevoked => AuthOutcome::Revoked,
             ApiError::TokenInvalid => AuthOutcome::Invalid,
+            ApiError::Forbidden => AuthOutcome::Forbidden,
             _ => AuthOutcome::Error,
         }
     }
