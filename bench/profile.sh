@@ -59,7 +59,10 @@ perf)
 callgrind)
     command -v valgrind >/dev/null || die "valgrind is not installed"
     VG_PORT=$(free_port)
-    sed "s/^listen = .*/listen = \"127.0.0.1:$VG_PORT\"/" "$TMP/wxgate.toml" >"$TMP/wxgate-vg.toml"
+    # The config of the instance the scenario measures (the hook scenario has its own).
+    vg_config=$TMP/wxgate.toml
+    [[ $SCENARIO == login-wxgate-hook ]] && vg_config=$TMP/wxgate-hook.toml
+    sed "s/^listen = .*/listen = \"127.0.0.1:$VG_PORT\"/" "$vg_config" >"$TMP/wxgate-vg.toml"
     RUST_LOG=warn taskset -c "$PROXY_CPU" valgrind --tool=callgrind --instr-atstart=no \
         --callgrind-out-file="$OUTDIR/callgrind.out.%p" \
         "$WXGATE" run -c "$TMP/wxgate-vg.toml" >"$TMP/valgrind.log" 2>&1 &
@@ -72,12 +75,15 @@ callgrind)
     done
     rm -f "$OUTDIR"/callgrind.out.*
     read -r url header <<<"$(scenario "$SCENARIO")"
-    [[ $url == "http://127.0.0.1:$WX_PORT/"* ]] || die "$SCENARIO is not a wxgate scenario"
-    vg_url="http://127.0.0.1:$VG_PORT/${url#http://127.0.0.1:"$WX_PORT"/}"
+    port=$(sed -E 's|^http://127\.0\.0\.1:([0-9]+)/.*|\1|' <<<"$url")
+    [[ $port == "$WX_PORT" || $port == "${WXH_PORT:-}" ]] || die "$SCENARIO is not a wxgate scenario"
+    vg_url="http://127.0.0.1:$VG_PORT/${url#http://127.0.0.1:"$port"/}"
     vg_wrk() { # vg_wrk DURATION OUTFILE
         local args=(-t1 -c10 "-d$1" --latency --timeout 10s)
         [[ -n $header ]] && args+=(-H "$header")
-        taskset -c "$LOAD_CPU" wrk "${args[@]}" "$vg_url" >"$2"
+        # Logins post a code never used before, as in run.sh.
+        [[ $SCENARIO == login-* ]] && args+=(-s "$ROOT/bench/login.lua")
+        CODE_PREFIX="vg-$(date +%s%N)" taskset -c "$LOAD_CPU" wrk "${args[@]}" "$vg_url" >"$2"
     }
     log "warm-up (not instrumented) on $vg_url"
     vg_wrk 3s /dev/null

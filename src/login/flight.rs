@@ -49,7 +49,7 @@ pub struct Exchanged {
     pub token: String,
     pub exp: u64,
     pub refresh_token: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "UserClaims::is_empty")]
     pub user: UserClaims,
 }
 

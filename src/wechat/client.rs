@@ -174,6 +174,10 @@ fn url_for(base: &reqwest::Url, code: &str) -> reqwest::Url {
 #[derive(Deserialize)]
 struct Reply {
     #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    errmsg: Option<String>,
+    #[serde(default)]
     openid: Option<String>,
     #[serde(default)]
     session_key: Option<String>,
@@ -205,12 +209,16 @@ struct Status {
 pub(crate) fn errcode_of(body: &[u8]) -> Result<(), WechatError> {
     let status: Status =
         serde_json::from_slice(body).map_err(|_| WechatError::BadReply("not a JSON object"))?;
-    match status.errcode {
+    status_error(status.errcode, status.errmsg)
+}
+
+/// A non-zero `errcode` as an error (a missing one is success).
+fn status_error(errcode: Option<i64>, errmsg: Option<String>) -> Result<(), WechatError> {
+    match errcode {
         None | Some(0) => Ok(()),
         Some(errcode) => Err(WechatError::Api {
             errcode,
-            errmsg: status
-                .errmsg
+            errmsg: errmsg
                 .unwrap_or_default()
                 .chars()
                 .take(MAX_ERRMSG_CHARS)
@@ -221,9 +229,9 @@ pub(crate) fn errcode_of(body: &[u8]) -> Result<(), WechatError> {
 
 /// Parse a `jscode2session` reply body, whatever its content type.
 pub fn parse_reply(body: &[u8]) -> Result<Code2Session, WechatError> {
-    errcode_of(body)?;
     let reply: Reply =
         serde_json::from_slice(body).map_err(|_| WechatError::BadReply("not a JSON object"))?;
+    status_error(reply.errcode, reply.errmsg)?;
     let openid = reply
         .openid
         .filter(|s| !s.is_empty())
