@@ -93,7 +93,7 @@ enum TokenCommand {
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
         /// The backend's user id (`uid`, as the login hook would set it).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_uid)]
         uid: Option<String>,
         /// A role (as the login hook would grant it); repeat for several.
         #[arg(long = "role", value_parser = parse_role)]
@@ -106,6 +106,16 @@ enum TokenCommand {
         /// The token (without "Bearer ").
         token: String,
     },
+}
+
+fn parse_uid(text: &str) -> Result<String, String> {
+    if (1..=wxgate::hook::MAX_UID_BYTES).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_graphic())
+    {
+        Ok(text.to_string())
+    } else {
+        Err("a uid is 1-128 visible ASCII characters".into())
+    }
 }
 
 fn parse_role(text: &str) -> Result<String, String> {
@@ -268,6 +278,9 @@ fn token(cmd: TokenCommand) -> ExitCode {
                         "jti": id.jti,
                         "iat": id.iat,
                         "exp": id.exp,
+                        "uid": id.user.uid,
+                        "roles": id.user.roles,
+                        "ext": id.user.ext,
                     });
                     println!("{v:#}");
                     ExitCode::SUCCESS

@@ -345,6 +345,38 @@ fn verify(config: &Path, token: &str) -> Out {
 }
 
 #[test]
+fn token_issue_takes_the_hooks_uid_and_roles() {
+    let dir = TempDir::new("cli");
+    let f = dir.write("c.toml", &small_config());
+    let token = issue(
+        &f,
+        SECRET,
+        &[
+            "--openid", "o1", "--uid", "u-7", "--role", "admin", "--role", "ops",
+        ],
+    );
+    let out = verify(&f, &token);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: Value = serde_json::from_str(&out.stdout).expect("verify prints JSON");
+    assert_eq!(v["uid"], "u-7", "{v}");
+    assert_eq!(v["roles"], serde_json::json!(["admin", "ops"]), "{v}");
+    // A role that could not travel in X-User-Roles is refused before anything is issued.
+    let out = output(wxgate().env("WXGATE_JWT_SECRET", SECRET).args([
+        "token",
+        "issue",
+        "--config",
+        f.to_str().unwrap(),
+        "--openid",
+        "o1",
+        "--role",
+        "a,b",
+    ]));
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("role"), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
 fn token_issue_then_verify_roundtrip() {
     let dir = TempDir::new("cli");
     let f = dir.write("c.toml", &small_config());
