@@ -105,8 +105,9 @@ pub enum ApiError {
     /// answer in time: no token without its answer.
     #[error("the backend's login hook is unavailable; retry with the same code")]
     HookUnavailable { timed_out: bool },
-    /// The token is valid but carries none of the roles the route requires.
-    #[error("the token does not carry a role this route requires")]
+    /// The token is valid but not for this route: none of the roles it
+    /// requires, or another mini program than it admits.
+    #[error("this token is not allowed on this route (role or mini program)")]
     Forbidden,
     /// A bug or an unexpected state inside wxgate.
     #[error("internal error")]

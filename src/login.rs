@@ -71,6 +71,8 @@ pub struct LoginService {
     session_ttl: Duration,
     limits: LoginLimits,
     flights: Arc<CodeFlights>,
+    /// One `jscode2session` call's budget (the flights' claims outlast it).
+    wechat_timeout: Duration,
     hook: Option<Arc<LoginHook>>,
     /// The app's WeChat access token, shared by every instance.
     access_tokens: Arc<AccessTokens>,
@@ -131,14 +133,29 @@ impl LoginService {
                 login.rate_limit_per_ip,
                 login.rate_limit_global,
             ),
-            flights: Arc::new(CodeFlights::new(store, appid, wechat_timeout)),
+            flights: Arc::new(CodeFlights::new(
+                store,
+                appid,
+                wechat_timeout,
+                Duration::ZERO,
+            )),
+            wechat_timeout,
             sessions,
             hook: None,
         }
     }
 
-    /// Ask `hook` before issuing tokens.
+    /// Ask `hook` before issuing tokens. An exchange then takes the hook's
+    /// time too, and a code's claim must outlast it.
     pub fn with_hook(mut self, hook: Option<Arc<LoginHook>>) -> Self {
+        if let Some(h) = &hook {
+            self.flights = Arc::new(CodeFlights::new(
+                self.store().clone(),
+                &self.appid,
+                self.wechat_timeout,
+                h.timeout(),
+            ));
+        }
         self.hook = hook;
         self
     }

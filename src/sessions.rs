@@ -24,7 +24,9 @@ use crate::config::{OnError, MAX_TOKEN_TTL};
 use crate::error::{chain, ApiError};
 use crate::hook::{Call, Event, HookError, LoginHook};
 use crate::store::{RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError};
-use crate::token::{random_id, unix_now, unix_now_ms, Identity, NewToken, TokenKeys, UserClaims};
+use crate::token::{
+    random_id, unix_now, unix_now_ms, Identity, NewToken, TokenError, TokenKeys, UserClaims,
+};
 
 /// What a client is handed after a login or a refresh: an access token, a
 /// refresh token of the same family, and whose they are.
@@ -116,7 +118,13 @@ impl Sessions {
                 ttl: None,
                 user: Some(user),
             })
-            .map_err(|_| ApiError::Internal)?;
+            .map_err(|e| match e {
+                TokenError::TooLong(max) => {
+                    tracing::warn!(max_token_bytes = max, "the login hook's answer makes a token longer than [jwt] max_token_bytes: raise it, or have the hook send fewer roles or claims");
+                    ApiError::HookUnavailable { timed_out: false }
+                }
+                _ => ApiError::Internal,
+            })?;
         let refresh_token = new_refresh_token();
         let now = unix_now();
         let record = RefreshRecord {
@@ -147,6 +155,14 @@ impl Sessions {
             return Err(ApiError::RefreshTokenInvalid);
         }
         let hash = refresh_hash(refresh_token);
+        // The hook is asked before the token is taken: its answer may take
+        // seconds, and a token marked for rotation that long would look
+        // abandoned, weakening reuse detection. Without an answer nothing
+        // was taken, and the token stays as it was.
+        let asked = match &self.refresh_hook {
+            Some(hook) => Some(self.ask_hook(hook, &hash).await?),
+            None => None,
+        };
         let record = match self.store.take_refresh(&hash, self.refresh_ttl).await? {
             RefreshTake::Unknown => return Err(ApiError::RefreshTokenInvalid),
             RefreshTake::Reused(record) => {
@@ -161,23 +177,8 @@ impl Sessions {
             }
             RefreshTake::Fresh(record) => record,
         };
-        let now = unix_now();
-        if record.expires_at <= now {
-            return Err(ApiError::RefreshTokenInvalid);
-        }
-        let check = RevocationCheck {
-            jti: None,
-            openid: &record.openid,
-            family: Some(&record.family),
-            issued_ms: record.issued_ms,
-        };
-        if self.store.is_revoked(&check).await? {
-            return Err(ApiError::RefreshTokenInvalid);
-        }
-        let user = match &self.refresh_hook {
-            Some(hook) => self.ask_hook(hook, &hash, &record).await?,
-            None => record.user.clone(),
-        };
+        self.check_live(&record).await?;
+        let user = asked.unwrap_or_else(|| record.user.clone());
         let grant = self
             .issue_pair(
                 &record.openid,
@@ -196,15 +197,34 @@ impl Sessions {
         Ok(grant)
     }
 
-    /// What the hook says on a refresh. A refusal ends the session (the
-    /// family is revoked: its access token stops working too); no answer
-    /// leaves the refresh token as it was, to be presented again.
-    async fn ask_hook(
-        &self,
-        hook: &LoginHook,
-        hash: &str,
-        record: &RefreshRecord,
-    ) -> Result<UserClaims, ApiError> {
+    /// A refresh token's record that has not expired and whose session was
+    /// not revoked.
+    async fn check_live(&self, record: &RefreshRecord) -> Result<(), ApiError> {
+        if record.expires_at <= unix_now() {
+            return Err(ApiError::RefreshTokenInvalid);
+        }
+        let check = RevocationCheck {
+            jti: None,
+            openid: &record.openid,
+            family: Some(&record.family),
+            issued_ms: record.issued_ms,
+        };
+        if self.store.is_revoked(&check).await? {
+            return Err(ApiError::RefreshTokenInvalid);
+        }
+        Ok(())
+    }
+
+    /// What the hook says on a refresh of the token stored under `hash`
+    /// (looked at, not taken). A refusal ends the session: the family is
+    /// revoked, its access token with it.
+    async fn ask_hook(&self, hook: &LoginHook, hash: &str) -> Result<UserClaims, ApiError> {
+        let record = self
+            .store
+            .get_refresh(hash)
+            .await?
+            .ok_or(ApiError::RefreshTokenInvalid)?;
+        self.check_live(&record).await?;
         let call = Call {
             event: Event::Refresh,
             appid: record.appid.as_deref().unwrap_or_default(),
@@ -221,12 +241,7 @@ impl Sessions {
                     .await?;
                 Err(e.into())
             }
-            Err(e) => {
-                if let Err(release) = self.store.release_refresh(hash).await {
-                    tracing::warn!(error = %chain(&release), "cannot release a refresh token after the hook failed");
-                }
-                Err(e.into())
-            }
+            Err(e) => Err(e.into()),
         }
     }
 

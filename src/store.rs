@@ -254,10 +254,9 @@ pub trait Store: Send + Sync + 'static {
     /// The rotation of a refresh token succeeded: any later presentation is reuse.
     async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError>;
 
-    /// The rotation of a refresh token was given up before anything was
-    /// issued (the login hook could not answer): the token may be presented
-    /// again as if it never had been. A spent token stays spent.
-    async fn release_refresh(&self, hash: &str) -> Result<(), StoreError>;
+    /// A refresh token's record, looked at without presenting the token
+    /// (nothing is marked): the login hook is asked before a rotation.
+    async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError>;
 
     /// The shared WeChat access token of `appid`, if one is stored.
     async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError>;

@@ -244,6 +244,10 @@ impl TokenKeys {
         let header = Header::new(Algorithm::HS256);
         let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|_| TokenError::Malformed)?;
+        if token.len() > self.max_token_bytes {
+            // One it would refuse itself (the login hook's claims can make it large).
+            return Err(TokenError::TooLong(self.max_token_bytes));
+        }
         Ok((token, claims))
     }
 

@@ -305,3 +305,43 @@ async fn a_hook_that_cannot_be_reached_fails_the_login() {
     assert_eq!(r.error(), "hook_unavailable");
     env.gateway.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_token_presented_again_while_the_hook_is_slow_is_still_reuse() {
+    let (env, hook, _up) = custom("on_refresh = true\ntimeout = \"5s\"").await;
+    let first = login(&env, "fay.1").await;
+    let refresh = first.json()["refresh_token"].as_str().unwrap().to_string();
+    hook.set_mode(Mode::Slow(Duration::from_millis(2500)));
+    let body = json!({ "refresh_token": refresh });
+    let one = {
+        let addr = addr(&env);
+        let body = body.clone();
+        tokio::spawn(async move {
+            support::post(
+                addr,
+                "/wx/refresh",
+                Some("application/json"),
+                body.to_string().as_bytes(),
+                &[],
+            )
+            .await
+        })
+    };
+    // The second presentation comes while the first one's hook call is
+    // still under way, later than a store would take a rotation for
+    // abandoned (1 s in memory): it must not rotate the token a second time.
+    let asked = support::eventually(Duration::from_secs(5), || async {
+        hook.calls_for("refresh") == 1
+    })
+    .await;
+    assert!(asked);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let two = post_json(&env, "/wx/refresh", &body).await;
+    let one = one.await.unwrap();
+    let mut statuses = [one.status, two.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401], "{} / {}", text(&one), text(&two));
+    let refused = if one.status == 401 { &one } else { &two };
+    assert_eq!(refused.error(), "refresh_token_reused");
+    env.gateway.shutdown(Duration::from_secs(1)).await;
+}

@@ -68,7 +68,7 @@ macro_rules! suite {
 suite!(
     leases_have_one_holder_until_given_back,
     access_tokens_are_kept_per_app_until_their_ttl,
-    released_refresh_is_fresh_again_but_spent_stays_spent,
+    get_refresh_looks_without_taking,
     sessions_put_get_replace,
     sessions_expire,
     claim_code_once_until_released,
@@ -557,29 +557,23 @@ async fn access_tokens_are_kept_per_app_until_their_ttl(store: Arc<dyn Store>) {
     assert!(gone, "an access token leaves with its ttl");
 }
 
-async fn released_refresh_is_fresh_again_but_spent_stays_spent(store: Arc<dyn Store>) {
+async fn get_refresh_looks_without_taking(store: Arc<dyn Store>) {
     let rec = record("o-1", "f-1");
+    assert_eq!(store.get_refresh("h-1").await.unwrap(), None);
     store.put_refresh("h-1", &rec, LONG).await.unwrap();
+    assert_eq!(store.get_refresh("h-1").await.unwrap(), Some(rec.clone()));
+    // Looking marks nothing: the first presentation is still fresh.
     assert_eq!(
         store.take_refresh("h-1", LONG).await.unwrap(),
         RefreshTake::Fresh(rec.clone())
     );
-    // The rotation was given up (the login hook did not answer).
-    store.release_refresh("h-1").await.unwrap();
-    assert_eq!(
-        store.take_refresh("h-1", LONG).await.unwrap(),
-        RefreshTake::Fresh(rec.clone()),
-        "a released token may be presented again"
-    );
     store.complete_refresh("h-1", LONG).await.unwrap();
-    // Releasing a spent token changes nothing: its reuse is still caught.
-    store.release_refresh("h-1").await.unwrap();
+    // A spent token's record can still be looked at (its reuse is caught on taking).
+    assert_eq!(store.get_refresh("h-1").await.unwrap(), Some(rec.clone()));
     assert_eq!(
         store.take_refresh("h-1", LONG).await.unwrap(),
-        RefreshTake::Reused(rec.clone())
+        RefreshTake::Reused(rec)
     );
-    // An unknown token: nothing to release, no error.
-    store.release_refresh("h-unknown").await.unwrap();
 }
 
 async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration, bool)> {
@@ -612,7 +606,7 @@ async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration,
         store.put_refresh("h", &record("o", "f"), LONG)
     );
     timed!("take_refresh", store.take_refresh("h", LONG));
-    timed!("release_refresh", store.release_refresh("h"));
+    timed!("get_refresh", store.get_refresh("h"));
     timed!("get_access_token", store.get_access_token("a"));
     timed!("take_lease", store.take_lease("l", "h", LONG));
     timed!("release_lease", store.release_lease("l", "h"));

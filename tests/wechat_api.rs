@@ -223,8 +223,12 @@ upstreams = ["{}"]
 }
 
 async fn get_token(addr: SocketAddr, secret: &str) -> Response {
+    get_token_at(addr, secret, "/internal/wechat/access_token").await
+}
+
+async fn get_token_at(addr: SocketAddr, secret: &str, target: &str) -> Response {
     let req = format!(
-        "GET /internal/wechat/access_token HTTP/1.1\r\nHost: internal\r\nConnection: close\r\n\
+        "GET {target} HTTP/1.1\r\nHost: internal\r\nConnection: close\r\n\
          Authorization: Bearer {secret}\r\n\r\n"
     );
     support::raw_request(addr, req.as_bytes()).await
@@ -289,5 +293,28 @@ async fn one_stable_token_call_per_expiry_under_load() {
     assert!(seen.len() >= 3, "expected several expiries, saw {seen:?}");
     // Every call gave a new token: no instance fetched what another had.
     assert_eq!(calls, seen.len(), "tokens seen: {seen:?}");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_a_backend_reports_refused_is_replaced_for_every_instance() {
+    let cluster = Cluster::start(Duration::from_secs(7200)).await;
+    let first = burst(&cluster, 2).await[0].clone();
+    // A backend got 40001 with it and says so to instance 0.
+    let target = format!("/internal/wechat/access_token?refused={first}");
+    let r = get_token_at(cluster.internal(0), INTERNAL_SECRET, &target).await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let second = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    assert_eq!(cluster.mock.token_calls(), (2, 1), "one forced refresh");
+    // Every other instance hands out the new one at once, and a second
+    // report of the same old token changes nothing.
+    for i in [1, 2] {
+        let r = get_token(cluster.internal(i), INTERNAL_SECRET).await;
+        assert_eq!(r.json()["access_token"], second.as_str(), "instance {i}");
+    }
+    let r = get_token_at(cluster.internal(2), INTERNAL_SECRET, &target).await;
+    assert_eq!(r.json()["access_token"], second.as_str());
+    assert_eq!(cluster.mock.token_calls(), (2, 1));
     cluster.stop().await;
 }

@@ -2,6 +2,8 @@
 //! `<button open-type="getPhoneNumber">` (Bearer token required). The work
 //! is [`LoginService::phone`].
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -18,7 +20,7 @@ pub struct PhoneRequest {
 
 /// The phone number behind the caller's code.
 pub async fn handle(
-    login: &LoginService,
+    login: &Arc<LoginService>,
     caller: &Identity,
     req: PhoneRequest,
 ) -> Result<PhoneNumber, ApiError> {

@@ -161,13 +161,20 @@ pub struct CodeFlights {
 
 impl CodeFlights {
     /// Flights of `appid`'s codes over `store`; an exchange takes at most
-    /// `wechat_timeout` per call.
-    pub fn new(store: Arc<dyn Store>, appid: &str, wechat_timeout: Duration) -> Self {
+    /// `wechat_timeout` per WeChat call (two with the retry of a busy answer)
+    /// and `hook_timeout` for the login hook, plus a second for the store.
+    pub fn new(
+        store: Arc<dyn Store>,
+        appid: &str,
+        wechat_timeout: Duration,
+        hook_timeout: Duration,
+    ) -> Self {
         Self {
             store,
             appid: appid.to_string(),
             claim_ttl: wechat_timeout
                 .saturating_mul(2)
+                .saturating_add(hook_timeout)
                 .saturating_add(Duration::from_secs(1)),
             local: Mutex::new(HashMap::new()),
         }

@@ -9,6 +9,8 @@
 //! with the same code (sealed under it, like a login outcome), so the code
 //! is not spent at WeChat for nothing.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::flight::CODE_CACHE_TTL;
@@ -29,7 +31,23 @@ struct Kept {
 
 impl LoginService {
     /// The phone number behind `code`, for the caller (a verified token).
-    pub async fn phone(&self, caller: &Identity, code: &str) -> Result<PhoneNumber, ApiError> {
+    ///
+    /// Runs in a task of its own: a client that hangs up once WeChat has
+    /// spent the code does not keep the backend from hearing of the number.
+    pub async fn phone(
+        self: &Arc<Self>,
+        caller: &Identity,
+        code: &str,
+    ) -> Result<PhoneNumber, ApiError> {
+        let this = Arc::clone(self);
+        let caller = caller.clone();
+        let code = code.to_string();
+        tokio::spawn(async move { this.phone_now(&caller, &code).await })
+            .await
+            .map_err(|_| ApiError::Internal)?
+    }
+
+    async fn phone_now(&self, caller: &Identity, code: &str) -> Result<PhoneNumber, ApiError> {
         let key = format!("phone\0{}\0{code}", self.appid);
         let id = seal::code_id(&key);
         let kept = match self.store().get_code_outcome(&id).await? {

@@ -197,7 +197,12 @@ async fn decrypt_needs_the_stored_session() {
 #[tokio::test]
 async fn a_login_that_fails_after_wechat_resumes_without_spending_the_code_again() {
     let store: Arc<dyn Store> = Arc::new(crate::store::memory::MemoryStore::default());
-    let flights = Arc::new(CodeFlights::new(store, "wxapp", Duration::from_secs(1)));
+    let flights = Arc::new(CodeFlights::new(
+        store,
+        "wxapp",
+        Duration::from_secs(1),
+        Duration::ZERO,
+    ));
     let wx = WxLogin {
         openid: "o-1".into(),
         unionid: None,

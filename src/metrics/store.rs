@@ -29,7 +29,7 @@ pub(crate) enum Op {
     PutRefresh,
     TakeRefresh,
     CompleteRefresh,
-    ReleaseRefresh,
+    GetRefresh,
     GetAccessToken,
     PutAccessToken,
     TakeLease,
@@ -53,7 +53,7 @@ impl Op {
         Op::PutRefresh,
         Op::TakeRefresh,
         Op::CompleteRefresh,
-        Op::ReleaseRefresh,
+        Op::GetRefresh,
         Op::GetAccessToken,
         Op::PutAccessToken,
         Op::TakeLease,
@@ -77,7 +77,7 @@ impl Op {
             Op::PutRefresh => "put_refresh",
             Op::TakeRefresh => "take_refresh",
             Op::CompleteRefresh => "complete_refresh",
-            Op::ReleaseRefresh => "release_refresh",
+            Op::GetRefresh => "get_refresh",
             Op::GetAccessToken => "get_access_token",
             Op::PutAccessToken => "put_access_token",
             Op::TakeLease => "take_lease",
@@ -261,8 +261,8 @@ impl Store for MeteredStore {
             .await
     }
 
-    async fn release_refresh(&self, hash: &str) -> Result<(), StoreError> {
-        self.time(Op::ReleaseRefresh, self.inner.release_refresh(hash))
+    async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
+        self.time(Op::GetRefresh, self.inner.get_refresh(hash))
             .await
     }
 

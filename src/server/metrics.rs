@@ -2,7 +2,8 @@
 //! address of its own (`[metrics] listen`), never on a public listener; and,
 //! with `[metrics] access_token_secret`, `GET /internal/wechat/access_token`:
 //! the app's WeChat access token for the backends, so that wxgate is the
-//! one place that calls `stable_token` (README, "access_token").
+//! one place that calls `stable_token` (README, "Phone numbers and the
+//! access token"); `?refused=<token>` reports a token WeChat refused.
 
 use std::sync::Arc;
 
@@ -71,18 +72,26 @@ async fn access_token(
         );
         return r;
     }
-    let wanted = req
-        .uri()
-        .query()
-        .into_iter()
-        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
-        .find(|(k, _)| k == "appid")
-        .map(|(_, v)| v.into_owned());
-    let app = match login.get(wanted.as_deref()) {
+    let param = |name: &str| {
+        req.uri()
+            .query()
+            .into_iter()
+            .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let app = match login.get(param("appid").as_deref()) {
         Ok(app) => app,
         Err(e) => return error_response(&e),
     };
-    let mut r = match app.access_tokens().get().await {
+    // `refused=<token>`: WeChat just answered 40001/42001 to the backend
+    // with that token; if it is still the current one, it is replaced.
+    let tokens = app.access_tokens();
+    let answer = match param("refused") {
+        Some(refused) => tokens.replace(&refused.into()).await,
+        None => tokens.shared().await,
+    };
+    let mut r = match answer {
         Ok(t) => {
             let body = serde_json::json!({
                 "access_token": t.token.expose_str().unwrap_or_default(),

@@ -195,3 +195,39 @@ async fn logout_all_revokes_every_token_and_refresh_token_of_the_user() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_hook_answer_too_large_for_a_token_issues_nothing() {
+    let h = LoginHarness::new("");
+    // Within every limit of the hook's answer, yet over [jwt] max_token_bytes (4096).
+    let user = UserClaims {
+        uid: Some("u".repeat(128)),
+        roles: (0..32).map(|i| format!("{i:0>64}")).collect(),
+        ext: [("plan".to_string(), "p".repeat(1000))].into(),
+    };
+    let err = h
+        .sessions
+        .issue_pair("o1", None, None, None, &user)
+        .await
+        .unwrap_err();
+    assert_eq!(err, ApiError::HookUnavailable { timed_out: false });
+    // Nothing was stored for it: the harness store has no refresh token.
+    assert!(h
+        .store
+        .map_stats()
+        .iter()
+        .all(|m| m.kind != "refresh_tokens" || m.entries == 0));
+    // A smaller answer is issued, and verifies.
+    let small = UserClaims {
+        uid: Some("u-1".into()),
+        roles: vec!["admin".into()],
+        ext: Default::default(),
+    };
+    let grant = h
+        .sessions
+        .issue_pair("o1", None, None, None, &small)
+        .await
+        .unwrap();
+    let id = h.sessions.tokens().verify(&grant.token).unwrap();
+    assert_eq!(id.user, small);
+}

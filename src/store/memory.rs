@@ -232,13 +232,8 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn release_refresh(&self, hash: &str) -> Result<(), StoreError> {
-        self.refresh.modify(hash, |entry| {
-            if let Rotation::Pending(_) = entry.rotation {
-                entry.rotation = Rotation::Unused;
-            }
-        });
-        Ok(())
+    async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
+        Ok(self.refresh.get(hash).map(|entry| entry.record))
     }
 
     async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError> {

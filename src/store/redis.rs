@@ -158,19 +158,10 @@ fn is_connection_failure(e: &redis::RedisError) -> bool {
         || e.is_unrecoverable_error()
 }
 
-/// Drop a refresh token's pending mark, and nothing else (`release_refresh`).
 /// Delete a lease only if its holder gives it back (`release_lease`).
 static RELEASE_LEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end \
-         return 1",
-    )
-});
-
-static RELEASE_PENDING: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        "local v = redis.call('GET', KEYS[1]) \
-         if v and string.sub(v, 1, 8) == 'pending:' then redis.call('DEL', KEYS[1]) end \
          return 1",
     )
 });
@@ -354,16 +345,10 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn release_refresh(&self, hash: &str) -> Result<(), StoreError> {
-        // Only a pending mark goes: a token spent meanwhile stays spent.
+    async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
         let mut c = self.conn.clone();
-        self.call(
-            RELEASE_PENDING
-                .key(self.key("refresh-used", hash))
-                .invoke_async::<i64>(&mut c),
-        )
-        .await
-        .map(|_| ())
+        let raw: Option<String> = self.call(c.get(self.key("refresh", hash))).await?;
+        raw.map(|r| parse(&r)).transpose()
     }
 
     async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError> {

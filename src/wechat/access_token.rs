@@ -6,7 +6,9 @@
 //! `stable_token` and shares one token per app through the store:
 //!
 //! * each process keeps the token it last saw until its refresh time, a
-//!   safety margin ([`REFRESH_MARGIN`]) before WeChat's expiry;
+//!   safety margin ([`REFRESH_MARGIN`]) before WeChat's expiry, but looks at
+//!   the store again after [`LOCAL_TTL`]: a token another instance replaced
+//!   is not handed out for long;
 //! * past it, one task per process looks in the store; if the store has no
 //!   usable token either, the instance that takes the store's lease for the
 //!   app fetches one and stores it, and the others poll the store for it:
@@ -18,7 +20,7 @@
 //!   and a token equal to the refused one is never handed out again.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::ApiError;
 use crate::secret::Secret;
@@ -36,14 +38,16 @@ pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 pub const FORCE_INTERVAL: Duration = Duration::from_secs(30);
 /// How often an instance looks for the token another instance is fetching.
 const POLL: Duration = Duration::from_millis(25);
+/// How long this process trusts its own copy before looking at the store again.
+pub const LOCAL_TTL: Duration = Duration::from_secs(10);
 
 /// The access token of one mini program.
 pub struct AccessTokens {
     wechat: Arc<dyn WechatApi>,
     store: Arc<dyn Store>,
     appid: String,
-    /// This process's copy, until its refresh time.
-    cached: Mutex<Option<AccessTokenRecord>>,
+    /// This process's copy, and when it was read or fetched.
+    cached: Mutex<Option<(AccessTokenRecord, Instant)>>,
     /// One look at the store (and at WeChat) at a time in this process.
     fetching: tokio::sync::Mutex<()>,
     /// How long the fetching instance holds the lease (a fetch's budget).
@@ -98,16 +102,33 @@ impl AccessTokens {
     }
 
     /// A usable token.
-    pub async fn get(&self) -> Result<AccessTokenRecord, ApiError> {
+    pub async fn get(self: &Arc<Self>) -> Result<AccessTokenRecord, ApiError> {
         self.current(None).await
     }
 
+    /// A usable token as the store holds it now (for the backends, which
+    /// cannot tell this process that a token was replaced elsewhere): one
+    /// store read, then [`Self::get`] if the store has none.
+    pub async fn shared(self: &Arc<Self>) -> Result<AccessTokenRecord, ApiError> {
+        match self.stored(None).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => self.get().await,
+            Err(e) => self.cached_any(None).ok_or(e),
+        }
+    }
+
     /// A token other than `refused`, which WeChat just called invalid.
-    pub async fn replace(&self, refused: &Secret) -> Result<AccessTokenRecord, ApiError> {
+    pub async fn replace(
+        self: &Arc<Self>,
+        refused: &Secret,
+    ) -> Result<AccessTokenRecord, ApiError> {
         self.current(Some(refused)).await
     }
 
-    async fn current(&self, refused: Option<&Secret>) -> Result<AccessTokenRecord, ApiError> {
+    async fn current(
+        self: &Arc<Self>,
+        refused: Option<&Secret>,
+    ) -> Result<AccessTokenRecord, ApiError> {
         if let Some(r) = self.cached(refused) {
             return Ok(r);
         }
@@ -117,19 +138,31 @@ impl AccessTokens {
         }
         let deadline = tokio::time::Instant::now() + self.lease_ttl;
         loop {
-            if let Some(r) = self.stored(refused).await? {
-                return Ok(r);
+            match self.stored(refused).await {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                // The store is down: this process's copy, however old, is
+                // better than nothing while it lasts.
+                Err(e) => return self.cached_any(refused).ok_or(e),
             }
             if self
                 .store
                 .take_lease(&self.lease, &self.holder, self.lease_ttl)
                 .await?
             {
-                let fetched = self.fetch(refused).await;
-                if let Err(e) = self.store.release_lease(&self.lease, &self.holder).await {
-                    tracing::warn!(error = %crate::error::chain(&e), "cannot release the access token lease");
-                }
-                return fetched;
+                // In a task of its own: a caller that gives up (a client
+                // hanging up) does not leave the lease held and a token
+                // WeChat already issued unstored.
+                let this = Arc::clone(self);
+                let refused = refused.cloned();
+                let fetch = tokio::spawn(async move {
+                    let fetched = this.fetch(refused.as_ref()).await;
+                    if let Err(e) = this.store.release_lease(&this.lease, &this.holder).await {
+                        tracing::warn!(error = %crate::error::chain(&e), "cannot release the access token lease");
+                    }
+                    fetched
+                });
+                return fetch.await.map_err(|_| ApiError::Internal)?;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ApiError::WechatTimeout);
@@ -138,17 +171,30 @@ impl AccessTokens {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<AccessTokenRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(AccessTokenRecord, Instant)>> {
         self.cached.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// This process's copy, if usable.
+    /// This process's copy, if usable and recent.
     fn cached(&self, refused: Option<&Secret>) -> Option<AccessTokenRecord> {
         let now = unix_now_ms();
         self.lock()
             .as_ref()
-            .filter(|r| usable(r, now, refused))
-            .cloned()
+            .filter(|(r, seen)| seen.elapsed() < LOCAL_TTL && usable(r, now, refused))
+            .map(|(r, _)| r.clone())
+    }
+
+    /// This process's copy, if usable, however long ago it was read.
+    fn cached_any(&self, refused: Option<&Secret>) -> Option<AccessTokenRecord> {
+        let now = unix_now_ms();
+        self.lock()
+            .as_ref()
+            .filter(|(r, _)| usable(r, now, refused))
+            .map(|(r, _)| r.clone())
+    }
+
+    fn keep(&self, record: &AccessTokenRecord) {
+        *self.lock() = Some((record.clone(), Instant::now()));
     }
 
     /// The store's token, if usable; kept as this process's copy.
@@ -158,9 +204,9 @@ impl AccessTokens {
     ) -> Result<Option<AccessTokenRecord>, ApiError> {
         let found = self.store.get_access_token(&self.appid).await?;
         let now = unix_now_ms();
-        Ok(found.filter(|r| usable(r, now, refused)).inspect(|r| {
-            *self.lock() = Some(r.clone());
-        }))
+        Ok(found
+            .filter(|r| usable(r, now, refused))
+            .inspect(|r| self.keep(r)))
     }
 
     /// Under the lease: the store once more (another instance may have just
@@ -200,7 +246,7 @@ impl AccessTokens {
             tracing::warn!(error = %crate::error::chain(&e), "cannot share the access token");
         }
         tracing::info!(appid = %self.appid, force, expires_in, "new WeChat access token");
-        *self.lock() = Some(record.clone());
+        self.keep(&record);
         Ok(record)
     }
 }
