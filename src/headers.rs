@@ -392,7 +392,7 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A WebSocket handshake: `GET`, `Upgrade: websocket`, `Connection: upgrade`.
-fn is_websocket_upgrade(req: &RequestHeader) -> bool {
+pub fn is_websocket_upgrade(req: &RequestHeader) -> bool {
     req.method == Method::GET
         && req
             .headers

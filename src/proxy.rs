@@ -32,7 +32,7 @@ use crate::access::{kept_request_id, loggable_path, new_request_id, X_REQUEST_ID
 use crate::auth::authenticate_for;
 use crate::endpoints;
 use crate::error::ApiError;
-use crate::headers::{ClientInfo, IdentityValues};
+use crate::headers::{is_websocket_upgrade, ClientInfo, IdentityValues};
 use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::respond::respond_error;
 use crate::route::{canonicalize, AuthMode, Endpoint};
@@ -205,7 +205,11 @@ impl ProxyHttp for Gateway {
         }
         let limits = &ctx.state.limits;
         session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
-        session.set_read_timeout(Some(limits.body_timeout));
+        // A WebSocket may stay quiet for as long as its ends like once it is
+        // upgraded: no per-read timeout on it (its handshake has no body).
+        let read_timeout =
+            (!is_websocket_upgrade(session.req_header())).then_some(limits.body_timeout);
+        session.set_read_timeout(read_timeout);
         session.set_pipelining_enabled(true);
         let phase = if expects_body(session.req_header()) {
             Phase::Body
@@ -268,7 +272,7 @@ impl ProxyHttp for Gateway {
     /// Pick a healthy upstream of the route, skipping any that already failed.
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         if ctx.upstream_at.is_none() {
@@ -280,7 +284,11 @@ impl ProxyHttp for Gateway {
         };
         let picked = ctx.state.upstreams[route].pick(&ctx.failed);
         match picked {
-            Some(peer) => {
+            Some(mut peer) => {
+                if is_websocket_upgrade(session.req_header()) {
+                    // The upstream end of a WebSocket may be quiet for long too.
+                    peer.options.read_timeout = None;
+                }
                 ctx.peer = peer._address.as_inet().copied();
                 Ok(peer)
             }
