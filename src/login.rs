@@ -160,11 +160,6 @@ impl LoginService {
         self
     }
 
-    /// The login hook, when configured.
-    pub fn hook(&self) -> Option<&Arc<LoginHook>> {
-        self.hook.as_ref()
-    }
-
     /// The app's WeChat access token.
     pub fn access_tokens(&self) -> &Arc<AccessTokens> {
         &self.access_tokens

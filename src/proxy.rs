@@ -148,6 +148,8 @@ pub struct RequestCtx {
     failed: Vec<SocketAddr>,
     /// A failure decided by wxgate (rather than reported by Pingora).
     failure: Option<ApiError>,
+    /// A WebSocket handshake: no read deadline once it is upgraded.
+    websocket: bool,
 }
 
 /// The `ProxyHttp` implementation: one per listener (plain or TLS).
@@ -180,6 +182,7 @@ impl ProxyHttp for Gateway {
             peer: None,
             failed: Vec::new(),
             failure: None,
+            websocket: false,
         }
     }
 
@@ -207,9 +210,8 @@ impl ProxyHttp for Gateway {
         session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
         // A WebSocket may stay quiet for as long as its ends like once it is
         // upgraded: no per-read timeout on it (its handshake has no body).
-        let read_timeout =
-            (!is_websocket_upgrade(session.req_header())).then_some(limits.body_timeout);
-        session.set_read_timeout(read_timeout);
+        ctx.websocket = is_websocket_upgrade(session.req_header());
+        session.set_read_timeout((!ctx.websocket).then_some(limits.body_timeout));
         session.set_pipelining_enabled(true);
         let phase = if expects_body(session.req_header()) {
             Phase::Body
@@ -272,7 +274,7 @@ impl ProxyHttp for Gateway {
     /// Pick a healthy upstream of the route, skipping any that already failed.
     async fn upstream_peer(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         if ctx.upstream_at.is_none() {
@@ -285,7 +287,7 @@ impl ProxyHttp for Gateway {
         let picked = ctx.state.upstreams[route].pick(&ctx.failed);
         match picked {
             Some(mut peer) => {
-                if is_websocket_upgrade(session.req_header()) {
+                if ctx.websocket {
                     // The upstream end of a WebSocket may be quiet for long too.
                     peer.options.read_timeout = None;
                 }

@@ -37,9 +37,4 @@ impl Apps {
             },
         }
     }
-
-    /// Every app, in config order.
-    pub fn all(&self) -> &[Arc<LoginService>] {
-        &self.apps
-    }
 }

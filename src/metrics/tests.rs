@@ -165,6 +165,11 @@ fn refused_tokens_map_to_their_outcome() {
         AuthOutcome::of_error(&ApiError::StoreUnavailable),
         AuthOutcome::Error
     );
+    assert_eq!(
+        AuthOutcome::of_error(&ApiError::Forbidden),
+        AuthOutcome::Forbidden
+    );
+    assert_eq!(AuthOutcome::Forbidden.label(), "forbidden");
 }
 
 #[test]
