@@ -73,4 +73,5 @@ pub mod store;
 pub(crate) mod testing;
 pub mod token;
 pub mod upstream;
+pub mod websocket;
 pub mod wechat;

@@ -8,6 +8,7 @@
 //! fail_to_connect         retry another upstream when a connect fails
 //! fail_to_proxy           map the failure to a JSON error (502/504/...)
 //! request_body_filter     body complete: no more read deadline
+//! response_filter         request id; a 101 on a route that closes sockets with their token: watch it
 //! logging                 the connection waits for its next request
 //! ```
 //!
@@ -37,8 +38,9 @@ use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::respond::respond_error;
 use crate::route::{canonicalize, AuthMode, Endpoint};
 use crate::server::deadline::{Deadlined, Phase};
+use crate::server::token_watch::{RevocationCheck, TokenWatch};
 use crate::state::GatewayState;
-use crate::token::Identity;
+use crate::token::{unix_now_ms, Identity};
 
 /// Steps 1 and 2 of the pipeline: where a request goes, by its canonical path.
 pub fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decision, ApiError> {
@@ -403,15 +405,20 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    /// The response goes back with the request's id.
+    /// The response goes back with the request's id. A WebSocket accepted
+    /// on a route that closes sockets with their token is watched from its
+    /// 101 on.
     async fn response_filter(
         &self,
         session: &mut Session,
         upstream_response: &mut pingora_http::ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(id) = session.req_header().headers.get(X_REQUEST_ID) {
             upstream_response.insert_header(X_REQUEST_ID, id.clone())?;
+        }
+        if ctx.websocket && upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            watch_socket(session, ctx);
         }
         Ok(())
     }
@@ -466,6 +473,36 @@ fn access_line(state: &GatewayState, session: &Session, ctx: &RequestCtx, status
         upstream_ms = ctx.upstream_took.map(|(u, _)| ms(u)),
         user = user.as_deref(),
     );
+}
+
+/// Close the socket being upgraded when its token expires or is revoked, if
+/// its route says so and it was opened with a token.
+fn watch_socket(session: &Session, ctx: &RequestCtx) {
+    let Some(forward) = &ctx.forward else { return };
+    let Some(verified) = &forward.identity else {
+        return;
+    };
+    let Some(every) = ctx.state.route_socket_check(forward.route) else {
+        return;
+    };
+    let Some(stream) = session.stream().and_then(Deadlined::of) else {
+        return;
+    };
+    let sessions = ctx.state.sessions();
+    let ends_ms = verified
+        .id
+        .exp
+        .saturating_add(sessions.leeway().as_secs())
+        .saturating_mul(1000);
+    let expires_in = Duration::from_millis(ends_ms.saturating_sub(unix_now_ms()));
+    stream.watch_token(TokenWatch::new(
+        expires_in,
+        Some(RevocationCheck {
+            sessions: Arc::clone(sessions),
+            identity: verified.id.clone(),
+            every,
+        }),
+    ));
 }
 
 /// Tell the connection's read deadlines where the request stands (HTTP/1;

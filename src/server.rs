@@ -44,6 +44,7 @@ mod buffered;
 pub mod deadline;
 mod metrics;
 mod serve;
+pub mod token_watch;
 
 type App = HttpProxy<Gateway>;
 

@@ -77,6 +77,11 @@ impl Sessions {
         }
     }
 
+    /// How long past its `exp` a token is still accepted.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
     /// Ask `hook` on every refresh, if its `on_refresh` is set.
     pub fn with_hook(mut self, hook: Option<Arc<LoginHook>>) -> Self {
         self.refresh_hook = hook.filter(|h| h.on_refresh());

@@ -8,6 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pingora_proxy::Session;
 
@@ -122,6 +123,9 @@ pub struct GatewayState {
     route_roles: Vec<Vec<String>>,
     /// The apps each route admits (empty: any), by route index.
     route_apps: Vec<Vec<String>>,
+    /// Per route: how often an open WebSocket's token is checked against
+    /// revocations, for routes whose sockets close with their token.
+    route_socket_checks: Vec<Option<Duration>>,
     /// Each endpoint's path, by [`Endpoint::index`] (its name if not served).
     endpoint_paths: Vec<String>,
     /// `[log] access`.
@@ -224,6 +228,7 @@ impl GatewayState {
             route_prefixes: config.routes.iter().map(|r| r.prefix.clone()).collect(),
             route_roles: config.routes.iter().map(|r| r.roles.clone()).collect(),
             route_apps: config.routes.iter().map(|r| r.apps.clone()).collect(),
+            route_socket_checks: config.routes.iter().map(|r| r.revocation_check).collect(),
             endpoint_paths,
             access_log: config.log.access,
             user_hasher: UserHasher::new(config.jwt.secret.expose()),
@@ -259,6 +264,12 @@ impl GatewayState {
     /// The apps a route admits (empty: any), by route index.
     pub fn route_apps(&self, route: usize) -> &[String] {
         self.route_apps.get(route).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether an upgraded socket on a route closes when its token ends,
+    /// and if so how often its token is checked against revocations.
+    pub fn route_socket_check(&self, route: usize) -> Option<Duration> {
+        self.route_socket_checks.get(route).copied().flatten()
     }
 
     /// Largest body the `/wx/*` endpoints read.

@@ -25,25 +25,31 @@ use tokio_tungstenite::WebSocketStream;
 use support::Gateway;
 
 type Seen = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+/// The close frames the echo server received: code and reason.
+type Closes = Arc<Mutex<Vec<(u16, String)>>>;
 
 /// The echo server's first message on every socket.
 const GREETING: &str = "welcome";
 
 /// A WebSocket echo server that keeps the headers of every handshake.
 async fn echo_server() -> (SocketAddr, Seen) {
-    echo_server_pushing(None).await
+    let (addr, seen, _) = echo_server_pushing(None).await;
+    (addr, seen)
 }
 
 /// [`echo_server`]; with `push`, it also sends `"later"` that long after its
 /// greeting, before echoing anything.
-async fn echo_server_pushing(push: Option<Duration>) -> (SocketAddr, Seen) {
+async fn echo_server_pushing(push: Option<Duration>) -> (SocketAddr, Seen, Closes) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
+    let closes: Closes = Arc::default();
     let keep = seen.clone();
+    let closed = closes.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let keep = keep.clone();
+            let closed = closed.clone();
             tokio::spawn(async move {
                 let callback = |req: &Request, res: Response| {
                     let headers = req
@@ -70,6 +76,15 @@ async fn echo_server_pushing(push: Option<Duration>) -> (SocketAddr, Seen) {
                     }
                 }
                 while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Close(frame) = &msg {
+                        let frame = frame
+                            .as_ref()
+                            .map(|f| (u16::from(f.code), f.reason.to_string()));
+                        closed
+                            .lock()
+                            .unwrap()
+                            .push(frame.unwrap_or((0, String::new())));
+                    }
                     if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                         return;
                     }
@@ -77,7 +92,7 @@ async fn echo_server_pushing(push: Option<Duration>) -> (SocketAddr, Seen) {
             });
         }
     });
-    (addr, seen)
+    (addr, seen, closes)
 }
 
 fn values(headers: &[(String, String)], name: &str) -> Vec<String> {
@@ -176,7 +191,7 @@ async fn a_websocket_handshake_without_a_valid_token_is_refused() {
 async fn an_idle_websocket_is_not_cut_by_the_request_deadlines() {
     // The upstream pushes a message 2.5 s after its greeting; nothing else
     // moves on the socket meanwhile, in either direction.
-    let (upstream, _seen) = echo_server_pushing(Some(Duration::from_millis(2500))).await;
+    let (upstream, _seen, _) = echo_server_pushing(Some(Duration::from_millis(2500))).await;
     // Short request deadlines: a WebSocket is not a request body being read,
     // nor an upstream answer awaited.
     let text = support::standard_config(upstream)
@@ -316,5 +331,142 @@ async fn an_upstream_answering_at_once_keeps_the_socket_open() {
             .unwrap_or_else(|e| panic!("socket {i}: {e}"));
         assert_eq!(back, msg);
     }
+    gw.stop().await;
+}
+
+/// [`support::standard_config`] with no JWT leeway, and sockets on the `/`
+/// route closed with their token, checked for revocation every 200 ms.
+fn closing_config(upstream: SocketAddr) -> String {
+    let text = support::standard_config(upstream)
+        .replace(
+            "audience = \"test-app\"",
+            "audience = \"test-app\"\nleeway = \"0s\"",
+        )
+        .replace(
+            "prefix = \"/\"\nupstreams",
+            "prefix = \"/\"\nclose_on_token_expiry = true\nrevocation_check = \"200ms\"\nupstreams",
+        );
+    assert!(
+        text.contains("close_on_token_expiry") && text.contains("leeway"),
+        "{text}"
+    );
+    // Login, for `/wx/logout`: WeChat itself is never called here.
+    text + "\n[wechat]\nappid = \"wx1234567890abcdef\"\nsecret = \"0123456789abcdef0123456789abcdef\"\napi_base = \"http://127.0.0.1:9\"\n"
+}
+
+/// The next message on `ws`, which must be the gateway's close frame.
+async fn close_frame_of(ws: &mut Ws, within: Duration) -> (u16, String) {
+    loop {
+        let msg = tokio::time::timeout(within, ws.next())
+            .await
+            .expect("the close frame in time")
+            .expect("the socket is open")
+            .expect("a frame");
+        match msg {
+            Message::Close(Some(f)) => return (u16::from(f.code), f.reason.to_string()),
+            Message::Close(None) => panic!("a close frame without a code"),
+            _ => {} // echoes still on their way
+        }
+    }
+}
+
+/// Wait until the upstream saw `n` close frames.
+async fn upstream_closes(closes: &Closes, n: usize) -> Vec<(u16, String)> {
+    for _ in 0..500 {
+        let got = closes.lock().unwrap().clone();
+        if got.len() >= n {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the upstream saw {:?}", closes.lock().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_closes_when_its_token_expires() {
+    let (upstream, _seen, closes) = echo_server_pushing(None).await;
+    let gw = Gateway::start(&closing_config(upstream)).await;
+    let token = gw.token_for("o-expiring", Duration::from_secs(2));
+    let auth = format!("Bearer {token}");
+    let mut ws = connect(gw.addr, &[("Authorization", &auth)]).await.unwrap();
+    // Traffic before the expiry goes both ways as usual.
+    ws.send(Message::text("still valid")).await.unwrap();
+    let (code, reason) = close_frame_of(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!((code, reason.as_str()), (4001, "token_expired"));
+    assert_eq!(
+        upstream_closes(&closes, 1).await,
+        [(4001, "token_expired".to_string())]
+    );
+    // Then the connection ends.
+    let end = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("the end");
+    assert!(matches!(end, None | Some(Err(_))), "{end:?}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_closes_when_its_token_is_revoked() {
+    let (upstream, _seen, closes) = echo_server_pushing(None).await;
+    let gw = Gateway::start(&closing_config(upstream)).await;
+    let token = gw.token("o-revoked", None, None);
+    let auth = format!("Bearer {token}");
+    let mut ws = connect(gw.addr, &[("Authorization", &auth)]).await.unwrap();
+    // A second socket of someone else stays open.
+    let other = format!("Bearer {}", gw.token("o-other", None, None));
+    let mut bystander = connect(gw.addr, &[("Authorization", &other)])
+        .await
+        .unwrap();
+
+    let header = format!("Authorization: {auth}");
+    let r = support::post(
+        gw.addr,
+        "/wx/logout",
+        Some("application/json"),
+        br#"{"all": true}"#,
+        &[&header],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let (code, reason) = close_frame_of(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!((code, reason.as_str()), (4001, "token_revoked"));
+    assert_eq!(
+        upstream_closes(&closes, 1).await,
+        [(4001, "token_revoked".to_string())]
+    );
+
+    bystander.send(Message::text("still here")).await.unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(5), bystander.next())
+        .await
+        .expect("the echo in time")
+        .expect("the socket is open")
+        .expect("a message");
+    assert_eq!(back, Message::text("still here"));
+    gw.stop().await;
+}
+
+/// Without `close_on_token_expiry`, an open socket outlives its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elsewhere_a_socket_outlives_its_token() {
+    let (upstream, _seen, closes) = echo_server_pushing(None).await;
+    let text = closing_config(upstream).replace(
+        "close_on_token_expiry = true\nrevocation_check = \"200ms\"\n",
+        "",
+    );
+    let gw = Gateway::start(&text).await;
+    let auth = format!(
+        "Bearer {}",
+        gw.token_for("o-lasting", Duration::from_secs(1))
+    );
+    let mut ws = connect(gw.addr, &[("Authorization", &auth)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await; // past the token's end, on purpose
+    ws.send(Message::text("after")).await.unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("the echo in time")
+        .expect("the socket is open")
+        .expect("a message");
+    assert_eq!(back, Message::text("after"));
+    assert!(closes.lock().unwrap().is_empty());
     gw.stop().await;
 }

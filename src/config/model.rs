@@ -344,6 +344,24 @@ pub struct RouteConfig {
     /// The token's `appid` must be one of these (empty: any app).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<String>,
+    /// A WebSocket opened with a token closes when the token expires or is
+    /// revoked (otherwise it may outlive its token).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub close_on_token_expiry: bool,
+    /// How often an open socket's token is checked against revocations;
+    /// set exactly when `close_on_token_expiry` is.
+    #[serde(
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub revocation_check: Option<Duration>,
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {

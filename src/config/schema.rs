@@ -180,4 +180,6 @@ pub(super) struct RawRoute {
     pub allow_path_params: Option<bool>,
     pub roles: Option<Vec<String>>,
     pub apps: Option<Vec<String>>,
+    pub close_on_token_expiry: Option<bool>,
+    pub revocation_check: Option<String>,
 }

@@ -1217,6 +1217,40 @@ fn path_params_are_off_unless_allowed() {
 }
 
 #[test]
+fn sockets_close_with_their_token_only_where_asked() {
+    let c = parse_ok(&format!("{JWT}{ROUTE}"));
+    assert!(!c.routes[0].close_on_token_expiry);
+    assert_eq!(c.routes[0].revocation_check, None);
+    let c = parse_ok(&format!("{JWT}{ROUTE}close_on_token_expiry = true\n"));
+    assert!(c.routes[0].close_on_token_expiry);
+    assert_eq!(c.routes[0].revocation_check, Some(Duration::from_secs(10)));
+    let c = parse_ok(&format!(
+        "{JWT}{ROUTE}close_on_token_expiry = true\nrevocation_check = \"500ms\"\nauth = \"optional\"\n"
+    ));
+    assert_eq!(
+        c.routes[0].revocation_check,
+        Some(Duration::from_millis(500))
+    );
+
+    let m = invalid_key(
+        &format!("{JWT}{ROUTE}revocation_check = \"5s\"\n"),
+        "routes[0].revocation_check",
+    );
+    assert!(m.contains("close_on_token_expiry = true"), "{m}");
+    let m = invalid_key(
+        &format!("{JWT}{ROUTE}close_on_token_expiry = true\nauth = \"public\"\n"),
+        "routes[0].close_on_token_expiry",
+    );
+    assert!(m.contains("without a token"), "{m}");
+    for bad in ["0s", "2h"] {
+        invalid_key(
+            &format!("{JWT}{ROUTE}close_on_token_expiry = true\nrevocation_check = \"{bad}\"\n"),
+            "routes[0].revocation_check",
+        );
+    }
+}
+
+#[test]
 fn metrics_are_off_unless_a_listener_of_their_own_is_given() {
     assert_eq!(parse_ok(&minimal()).metrics.listen, None);
     let on = parse_ok(&format!(

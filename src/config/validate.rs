@@ -450,7 +450,49 @@ impl Validator<'_> {
                 "5s",
             )?,
             allow_path_params: raw.allow_path_params.unwrap_or(false),
+            revocation_check: self.socket_close(
+                i,
+                raw.close_on_token_expiry,
+                raw.revocation_check,
+                auth,
+            )?,
+            close_on_token_expiry: raw.close_on_token_expiry == Some(true),
         })
+    }
+
+    /// `close_on_token_expiry` and its `revocation_check` (the returned
+    /// interval, `None` when sockets are not closed): only where a socket
+    /// can carry a token.
+    fn socket_close(
+        &self,
+        i: usize,
+        close: Option<bool>,
+        check: Option<String>,
+        auth: AuthMode,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        if close != Some(true) {
+            if check.is_some() {
+                return Err(self.err(
+                    key("revocation_check"),
+                    "only used with close_on_token_expiry = true",
+                ));
+            }
+            return Ok(None);
+        }
+        if auth == AuthMode::Public {
+            return Err(self.err(
+                key("close_on_token_expiry"),
+                "a public route admits sockets without a token: it needs auth = \"required\" or \"optional\"",
+            ));
+        }
+        let every = self.bounded_duration(
+            &key("revocation_check"),
+            check,
+            "10s",
+            (Duration::from_secs(3600), "1h"),
+        )?;
+        Ok(Some(every))
     }
 }
 

@@ -24,7 +24,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -38,6 +38,7 @@ use pingora_core::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::token_watch::TokenWatch;
 use crate::config::ConnLimits;
 
 /// Where a request on the connection stands; set by the proxy hooks.
@@ -85,6 +86,9 @@ pub struct Deadlined {
     peeked: Vec<u8>,
     /// An HTTP/2 connection: deadlines no longer apply.
     h2: bool,
+    /// An upgraded socket that closes when its token ends; set through
+    /// `&self` by the proxy hooks, used through `&mut self` (no locking).
+    watch: Mutex<Option<Box<TokenWatch>>>,
 }
 
 impl std::fmt::Debug for Deadlined {
@@ -109,7 +113,21 @@ impl Deadlined {
             fresh: true,
             peeked: Vec::new(),
             h2: false,
+            watch: Mutex::new(None),
         }
+    }
+
+    /// Close this connection's upgraded socket when its token ends (set
+    /// before the 101 is written).
+    pub fn watch_token(&self, watch: TokenWatch) {
+        *self.watch.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(watch));
+    }
+
+    fn watch_mut(&mut self) -> Option<&mut TokenWatch> {
+        self.watch
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref_mut()
     }
 
     /// The deadline wrapper under a Pingora stream, if it is one of ours.
@@ -211,6 +229,22 @@ impl AsyncRead for Deadlined {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let watch = this
+            .watch
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_deref_mut();
+        if let Some(watch) = watch {
+            if let Some(closing) = watch.poll_closing(&mut this.inner, cx, buf) {
+                return closing;
+            }
+            let before = buf.filled().len();
+            let polled = this.poll_read_deadlined(cx, buf);
+            if let Some(watch) = this.watch_mut() {
+                watch.read_from_client(&buf.filled()[before..]);
+            }
+            return polled;
+        }
         if !this.peeked.is_empty() {
             let n = this.peeked.len().min(buf.remaining());
             buf.put_slice(&this.peeked[..n]);
@@ -227,19 +261,49 @@ impl AsyncRead for Deadlined {
 
 impl AsyncWrite for Deadlined {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        match this.watch_mut() {
+            None => Pin::new(&mut this.inner).poll_write(cx, buf),
+            // After its close frame, the client hears nothing more.
+            Some(w) if w.closing() => Poll::Ready(Ok(buf.len())),
+            Some(_) => {
+                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+                if let Some(w) = this.watch_mut() {
+                    w.wrote_to_client(buf.get(..n).unwrap_or(buf));
+                }
+                Poll::Ready(Ok(n))
+            }
+        }
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        match this.watch_mut() {
+            None => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+            Some(w) if w.closing() => Poll::Ready(Ok(bufs
+                .iter()
+                .fold(0usize, |n, b| n.saturating_add(b.len())))),
+            Some(_) => {
+                let written = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+                if let Some(w) = this.watch_mut() {
+                    let mut left = written;
+                    for b in bufs {
+                        let part = b.get(..left.min(b.len())).unwrap_or(&[]);
+                        w.wrote_to_client(part);
+                        left = left.saturating_sub(part.len());
+                    }
+                }
+                Poll::Ready(Ok(written))
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -194,6 +194,24 @@ impl Gateway {
             .0
     }
 
+    /// [`Gateway::token`] for `openid` alone, valid for `ttl`.
+    pub fn token_for(&self, openid: &str, ttl: Duration) -> String {
+        let new = NewToken {
+            family: None,
+            openid,
+            unionid: None,
+            appid: None,
+            ttl: Some(ttl),
+            user: None,
+        };
+        self.running()
+            .state()
+            .tokens()
+            .issue(&new)
+            .expect("issue token")
+            .0
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown(Duration::from_secs(1)).await;
