@@ -9,6 +9,7 @@
 pub mod body;
 pub mod decrypt;
 pub mod health;
+pub mod jwks;
 pub mod login;
 pub mod logout;
 pub mod phone;
@@ -35,6 +36,12 @@ pub async fn answer(state: &GatewayState, session: &mut Session, ep: Endpoint) -
     let result = match ep {
         Endpoint::Healthz => Ok(health::healthz()),
         Endpoint::Readyz => Ok(health::readyz(state).await),
+        Endpoint::Jwks => {
+            return match jwks::handle(state, &session.req_header().method) {
+                Ok(body) => respond(session, 200, &jwks::headers(), body).await,
+                Err(e) => respond_error(session, &e).await,
+            };
+        }
         Endpoint::Login
         | Endpoint::Decrypt
         | Endpoint::Logout

@@ -58,6 +58,7 @@ pub mod error;
 pub mod headers;
 pub mod hook;
 pub mod http1;
+pub mod keygen;
 pub mod login;
 pub mod metrics;
 pub mod proxy;

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use wxgate::config::{parse_duration, Config};
 use wxgate::error::chain;
-use wxgate::token::{NewToken, TokenKeys, UserClaims};
+use wxgate::keygen::{keygen, NewKey};
+use wxgate::token::{Algorithm, NewToken, TokenKeys, UserClaims};
 
 /// mimalloc instead of the system allocator: the request path allocates and
 /// frees many small buffers (headers, bytes, futures), and glibc's malloc
@@ -61,8 +61,17 @@ enum Command {
     /// Issue or verify tokens with the configured key.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Print a fresh random 32-byte secret, base64-encoded.
-    Keygen,
+    /// Make a token key: a random 32-byte HS256 secret (printed, base64), or
+    /// an EdDSA or ES256 key pair (PEM files; its kid is printed).
+    Keygen {
+        /// HS256, EdDSA or ES256.
+        #[arg(long, default_value = "HS256", value_parser = parse_algorithm)]
+        alg: Algorithm,
+        /// EdDSA and ES256: the private key's file (written with mode 0600,
+        /// never overwritten); the public key goes beside it as NAME.pub.pem.
+        #[arg(long, value_name = "FILE.pem", default_value = "wxgate-jwt.pem")]
+        out: PathBuf,
+    },
     /// Run the gateway with an embedded mock WeChat and echo upstream (no account needed).
     Dev {
         /// Address of the gateway (with the embedded config).
@@ -118,6 +127,10 @@ fn parse_uid(text: &str) -> Result<String, String> {
     }
 }
 
+fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
+    Algorithm::parse(text).ok_or_else(|| "HS256, EdDSA or ES256".into())
+}
+
 fn parse_role(text: &str) -> Result<String, String> {
     if wxgate::hook::is_role_name(text) {
         Ok(text.to_string())
@@ -137,11 +150,31 @@ fn main() -> ExitCode {
         Command::Check(c) => check(&c.config),
         Command::Token(t) => token(t),
         Command::Dev { listen, config } => dev(listen, config.as_deref()),
-        Command::Keygen => {
-            let key: [u8; 32] = rand::random();
-            println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
-            ExitCode::SUCCESS
-        }
+        Command::Keygen { alg, out } => match keygen(alg, &out) {
+            Ok(NewKey::Secret(secret)) => {
+                println!("{secret}");
+                ExitCode::SUCCESS
+            }
+            Ok(NewKey::Pair {
+                kid,
+                private,
+                public,
+            }) => {
+                // stdout: the kid alone, for scripts; the rest for people.
+                println!("{kid}");
+                eprintln!(
+                    "wrote {} (private key: keep it secret) and {} (public key)\n\n[jwt]\nalgorithm = \"{alg}\"\nprivate_key_file = \"{}\"\n# kid = \"{kid}\" (the default for this key)",
+                    private.display(),
+                    public.display(),
+                    private.display(),
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("wxgate keygen: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

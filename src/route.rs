@@ -344,11 +344,13 @@ pub enum Endpoint {
     Refresh,
     /// `POST {login.path_prefix}/phone` (Bearer token required).
     Phone,
+    /// `GET /.well-known/jwks.json`: the public token keys.
+    Jwks,
 }
 
 impl Endpoint {
     /// Every endpoint, in a fixed order ([`Endpoint::index`]).
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::Healthz,
         Endpoint::Readyz,
         Endpoint::Login,
@@ -356,6 +358,7 @@ impl Endpoint {
         Endpoint::Logout,
         Endpoint::Refresh,
         Endpoint::Phone,
+        Endpoint::Jwks,
     ];
 
     /// The endpoint's short name, in metrics.
@@ -368,6 +371,7 @@ impl Endpoint {
             Endpoint::Logout => "logout",
             Endpoint::Refresh => "refresh",
             Endpoint::Phone => "phone",
+            Endpoint::Jwks => "jwks",
         }
     }
 
@@ -381,9 +385,13 @@ impl Endpoint {
             Endpoint::Logout => 4,
             Endpoint::Refresh => 5,
             Endpoint::Phone => 6,
+            Endpoint::Jwks => 7,
         }
     }
 }
+
+/// Where the public token keys are served (RFC 8615, as OpenID providers do).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// The paths of the gateway's own endpoints, fixed at start-up.
 #[derive(Debug, Clone)]
@@ -425,6 +433,9 @@ impl Endpoints {
         if path == self.readyz {
             return Some(Endpoint::Readyz);
         }
+        if path == JWKS_PATH {
+            return Some(Endpoint::Jwks);
+        }
         self.wx.iter().find(|(p, _)| p == path).map(|(_, ep)| *ep)
     }
 
@@ -433,6 +444,7 @@ impl Endpoints {
         [
             (Endpoint::Healthz, self.healthz.clone()),
             (Endpoint::Readyz, self.readyz.clone()),
+            (Endpoint::Jwks, JWKS_PATH.to_string()),
         ]
         .into_iter()
         .chain(self.wx.iter().map(|(p, ep)| (*ep, p.clone())))

@@ -231,7 +231,7 @@ impl GatewayState {
             route_socket_checks: config.routes.iter().map(|r| r.revocation_check).collect(),
             endpoint_paths,
             access_log: config.log.access,
-            user_hasher: UserHasher::new(config.jwt.secret.expose()),
+            user_hasher: UserHasher::new(&config.jwt.key.hash_secret("access log user")),
             access_token_secret: config.metrics.access_token_secret.clone(),
         })
     }

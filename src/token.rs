@@ -1,10 +1,15 @@
 //! JWTs: issuing and verifying the gateway's access tokens.
 //!
-//! Tokens are HS256 only. The algorithm is pinned: `alg: none`, HS384/HS512
-//! (even with the right key), asymmetric algorithms and any token whose header
-//! carries `crit`, `jku`, `x5u`, `jwk` or `x5c` are refused. `exp`, `iss`,
-//! `aud` and `sub` are required; `nbf` is checked when present. Everything
-//! needed to verify (key, validation rules) is built once in [`TokenKeys::new`].
+//! Tokens are signed with one key (`[jwt]`: HS256, EdDSA or ES256) and
+//! checked with it or with a previous one (`[[jwt.previous_keys]]`). A token
+//! is checked only with the key its `kid` names, with that key's algorithm
+//! and nothing else ([`keys`]); a token without `kid` only with an HS256
+//! signing key (the tokens of a gateway without key ids). `alg: none`, any
+//! other algorithm, an unknown `kid` and any header carrying `crit`, `jku`,
+//! `x5u`, `jwk` or `x5c` are refused. `exp`, `iss`, `aud` and `sub` are
+//! required; `nbf` is checked when present. Everything needed to verify
+//! (keys, encoded headers, validation rules, the JWKS) is built once in
+//! [`TokenKeys::new`].
 //!
 //! A refusal tells the client only *expired* or *invalid*; the precise reason
 //! is a [`TokenError`] for logs and `wxgate token verify`.
@@ -12,16 +17,20 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::JwtConfig;
 pub use crate::config::MAX_TOKEN_TTL as MAX_TTL;
+use crate::config::{JwtConfig, JwtKey, KeyMaterial};
 use crate::error::ApiError;
 use fast::FastVerifier;
+pub use keys::{Algorithm, KeyError, PrivateKey, PublicKey};
+use keys::{SignatureCheck, Signer};
 
 mod fast;
+pub mod keys;
 mod reference;
 
 /// Claims wxgate puts in its tokens.
@@ -118,8 +127,12 @@ pub enum TokenError {
     Expired,
     #[error("token is not valid yet (nbf)")]
     NotYetValid,
-    #[error("algorithm not allowed (only HS256)")]
+    #[error("algorithm not allowed (not the one of the key the token names)")]
     Algorithm,
+    #[error("the kid names no key of this gateway")]
+    UnknownKey,
+    #[error("no kid, and the signing key is not HS256")]
+    MissingKid,
     #[error("signature does not match")]
     Signature,
     #[error("header carries a forbidden parameter ({0})")]
@@ -148,11 +161,18 @@ impl From<&TokenError> for ApiError {
 
 /// Signing and verification keys plus the validation rules, built once.
 pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    /// The hot path; `None` only if the key could not be set up for it.
-    fast: Option<FastVerifier>,
+    /// Signs new tokens.
+    signer: Signer,
+    /// The encoded header of the tokens it signs.
+    header: String,
+    /// Every key tokens are checked with, the signing key first.
+    keys: Vec<VerifyKey>,
+    /// Encoded headers decided on the fast path, with the index of their key.
+    fast_headers: Vec<(String, usize)>,
+    /// The hot path's claims rules.
+    fast: FastVerifier,
+    /// `/.well-known/jwks.json`: the public keys, serialised once.
+    jwks: bytes::Bytes,
     issuer: String,
     audience: String,
     ttl: Duration,
@@ -183,28 +203,52 @@ pub struct NewToken<'a> {
     pub user: Option<&'a UserClaims>,
 }
 
+/// One key tokens are checked with.
+struct VerifyKey {
+    kid: Option<String>,
+    alg: Algorithm,
+    check: SignatureCheck,
+    /// The reference path's key and rules (jsonwebtoken).
+    decoding: DecodingKey,
+    validation: Validation,
+    /// Tokens without a `kid` are checked with this key (an HS256 signing key).
+    takes_kidless: bool,
+}
+
 impl TokenKeys {
     /// Build keys and rules from the validated `[jwt]` config.
     pub fn new(cfg: &JwtConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        validation.set_issuer(&[&cfg.issuer]);
-        validation.set_audience(&[&cfg.audience]);
-        validation.leeway = cfg.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
+        let signing = &cfg.key;
+        let keys: Vec<VerifyKey> = std::iter::once((signing, true))
+            .chain(cfg.previous_keys.iter().map(|k| (k, false)))
+            .map(|(k, is_signing)| VerifyKey::new(cfg, k, is_signing))
+            .collect();
+        let mut fast_headers = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            fast_headers.push((encoded_header(key.alg, key.kid.as_deref()), i));
+            if key.takes_kidless {
+                // Kid-less HS256 headers as other libraries write them.
+                for h in [r#"{"alg":"HS256","typ":"JWT"}"#, r#"{"alg":"HS256"}"#] {
+                    fast_headers.push((URL_SAFE_NO_PAD.encode(h), i));
+                }
+                fast_headers.push((encoded_header(key.alg, None), i));
+            }
+        }
+        fast_headers.dedup();
+        let signer = match &signing.material {
+            KeyMaterial::Secret(s) => Signer::Hmac(keys::hmac(s.expose())),
+            KeyMaterial::Private(k) => Signer::Private(k.clone()),
+            // Validation gives the signing key a secret or a private key.
+            KeyMaterial::Public(_) => Signer::Hmac(keys::hmac(&rand::random::<[u8; 32]>())),
+        };
+        let jwks = jwks(std::iter::once(signing).chain(&cfg.previous_keys));
         Self {
-            encoding: EncodingKey::from_secret(cfg.secret.expose()),
-            decoding: DecodingKey::from_secret(cfg.secret.expose()),
-            validation,
-            fast: FastVerifier::new(
-                cfg.secret.expose(),
-                &cfg.issuer,
-                &cfg.audience,
-                cfg.leeway.as_secs(),
-            ),
+            signer,
+            header: encoded_header(signing.algorithm, signing.kid.as_deref()),
+            keys,
+            fast_headers,
+            fast: FastVerifier::new(&cfg.issuer, &cfg.audience, cfg.leeway.as_secs()),
+            jwks: bytes::Bytes::from(jwks),
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             ttl: cfg.ttl,
@@ -216,6 +260,12 @@ impl TokenKeys {
     /// The configured token lifetime.
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// `{"keys": [...]}`: the public keys tokens may be checked with (none
+    /// for HS256), for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> bytes::Bytes {
+        self.jwks.clone()
     }
 
     /// Issue a signed token. Returns the token and its claims.
@@ -241,9 +291,19 @@ impl TokenKeys {
             roles: new.user.map(|u| u.roles.clone()).unwrap_or_default(),
             ext: new.user.map(|u| u.ext.clone()).unwrap_or_default(),
         };
-        let header = Header::new(Algorithm::HS256);
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
-            .map_err(|_| TokenError::Malformed)?;
+        let payload = serde_json::to_vec(&claims).map_err(|_| TokenError::Malformed)?;
+        let mut token = String::with_capacity(
+            self.header
+                .len()
+                .saturating_add(payload.len().saturating_mul(4) / 3)
+                .saturating_add(92),
+        );
+        token.push_str(&self.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = self.signer.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         if token.len() > self.max_token_bytes {
             // One it would refuse itself (the login hook's claims can make it large).
             return Err(TokenError::TooLong(self.max_token_bytes));
@@ -259,11 +319,24 @@ impl TokenKeys {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLong(self.max_token_bytes));
         }
-        let fast = self.fast.as_ref();
-        match fast.and_then(|f| f.verify(token, unix_now())) {
+        match self.verify_fast(token, unix_now()) {
             Some(decided) => decided,
             None => self.verify_reference(token),
         }
+    }
+
+    /// The fast path: a token whose header is exactly one a key of ours
+    /// writes, checked with that key; `None` for anything else.
+    fn verify_fast(&self, token: &str, now: u64) -> Option<Result<Identity, TokenError>> {
+        // The header as jsonwebtoken splits it: before the claims, which are
+        // before the last dot.
+        let header = token
+            .rsplit_once('.')
+            .and_then(|(message, _)| message.rsplit_once('.'))
+            .map_or("", |(h, _)| h);
+        let (_, i) = self.fast_headers.iter().find(|(h, _)| h == header)?;
+        let key = self.keys.get(*i)?;
+        self.fast.verify(&key.check, key.alg, token, now)
     }
 
     /// Verify the token from the `Authorization` header values of a request.
@@ -284,6 +357,66 @@ impl TokenKeys {
         let token = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
         self.verify(token)
     }
+}
+
+impl VerifyKey {
+    fn new(cfg: &JwtConfig, key: &JwtKey, is_signing: bool) -> Self {
+        let (check, decoding) = match &key.material {
+            KeyMaterial::Secret(s) => (
+                SignatureCheck::Hmac(keys::hmac(s.expose())),
+                DecodingKey::from_secret(s.expose()),
+            ),
+            KeyMaterial::Private(k) => {
+                let public = k.public();
+                let decoding = public.decoding_key();
+                (SignatureCheck::Public(public), decoding)
+            }
+            KeyMaterial::Public(public) => (
+                SignatureCheck::Public(public.clone()),
+                public.decoding_key(),
+            ),
+        };
+        let mut validation = Validation::new(key.algorithm.jsonwebtoken());
+        validation.algorithms = vec![key.algorithm.jsonwebtoken()];
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.set_issuer(&[&cfg.issuer]);
+        validation.set_audience(&[&cfg.audience]);
+        validation.leeway = cfg.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        Self {
+            kid: key.kid.clone(),
+            alg: key.algorithm,
+            check,
+            decoding,
+            validation,
+            takes_kidless: is_signing && key.algorithm == Algorithm::HS256,
+        }
+    }
+}
+
+/// `base64url(header)` of the tokens a key signs: `{"typ":"JWT","alg":..}`
+/// and the `kid` when it has one (jsonwebtoken's field order).
+fn encoded_header(alg: Algorithm, kid: Option<&str>) -> String {
+    let mut header = Header::new(alg.jsonwebtoken());
+    header.kid = kid.map(str::to_owned);
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default())
+}
+
+/// `{"keys": [...]}` with the public JWK of each asymmetric key.
+fn jwks<'a>(keys: impl Iterator<Item = &'a JwtKey>) -> String {
+    let listed: Vec<serde_json::Value> = keys
+        .filter_map(|k| {
+            let public = match &k.material {
+                KeyMaterial::Private(p) => p.public(),
+                KeyMaterial::Public(p) => p.clone(),
+                KeyMaterial::Secret(_) => return None,
+            };
+            Some(public.jwk(k.kid.as_deref().unwrap_or_default()))
+        })
+        .collect();
+    serde_json::json!({ "keys": listed }).to_string()
 }
 
 /// Extract the token from `Bearer <token>` (scheme case-insensitive).
@@ -337,3 +470,6 @@ mod tests;
 
 #[cfg(test)]
 mod proptests;
+
+#[cfg(test)]
+mod rotation_tests;

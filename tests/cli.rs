@@ -111,7 +111,10 @@ fn help_on_every_command_exits_0_and_lists_its_options() {
             &["token", "verify", "--help"],
             &["--config", "<TOKEN>", "Bearer"],
         ),
-        (&["keygen", "--help"], &["Usage: wxgate keygen", "32-byte"]),
+        (
+            &["keygen", "--help"],
+            &["Usage: wxgate keygen", "32-byte", "--alg", "--out", "EdDSA"],
+        ),
     ];
     for (args, words) in cases {
         let out = run(args);
@@ -150,6 +153,61 @@ fn keygen_prints_a_fresh_32_byte_base64_key() {
     let a = decode(&run(&["keygen"]));
     let b = decode(&run(&["keygen"]));
     assert_ne!(a, b, "two keygen runs must differ");
+}
+
+#[test]
+fn keygen_writes_a_key_pair_that_signs_and_verifies_tokens() {
+    let dir = TempDir::new("cli-keygen");
+    for alg in ["EdDSA", "ES256"] {
+        let key = format!("{}/jwt-{alg}.pem", dir.path().display());
+        let out = run(&["keygen", "--alg", alg, "--out", &key]);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        let kid = out.stdout.trim().to_string();
+        assert_eq!(kid.len(), 43, "the kid is a thumbprint: {out:?}");
+        assert!(out.stderr.contains("private_key_file"), "{}", out.stderr);
+        let private = std::fs::read_to_string(&key).unwrap();
+        assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(!out.stdout.contains("PRIVATE") && !out.stderr.contains(&private[30..60]));
+        let public = format!("{}/jwt-{alg}.pub.pem", dir.path().display());
+        assert!(std::fs::read_to_string(&public)
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----"));
+        // Never overwritten.
+        let again = run(&["keygen", "--alg", alg, "--out", &key]);
+        assert_eq!(again.code, Some(1), "{again:?}");
+        assert!(again.stderr.contains("already exists"), "{again:?}");
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), private);
+
+        // A config on that key: check, issue, verify.
+        let config = dir.write(
+            &format!("{alg}.toml"),
+            &format!(
+                "[jwt]\nalgorithm = \"{alg}\"\nprivate_key_file = \"{key}\"\naudience = \"cli\"\n\n[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9\"]\n"
+            ),
+        );
+        let checked = run(&["check", "--config", config.to_str().unwrap()]);
+        assert_eq!(checked.code, Some(0), "{checked:?}");
+        assert!(checked.stdout.contains(&kid), "{}", checked.stdout);
+        assert!(
+            checked.stdout.contains("private_key = \"***\""),
+            "{}",
+            checked.stdout
+        );
+        let token = issue(&config, "unused", &["--openid", "o-cli"]);
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["alg"], alg);
+        assert_eq!(header["kid"], kid.as_str());
+        let out = verify(&config, &token);
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert!(out.stdout.contains("o-cli"), "{}", out.stdout);
+    }
+    let out = run(&["keygen", "--alg", "RS256"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
 }
 
 // ---------------------------------------------------------------------------

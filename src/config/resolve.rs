@@ -9,7 +9,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-use super::schema::RawConfig;
+use super::schema::{RawConfig, RawJwtKey};
 use super::ConfigError;
 use crate::secret::Secret;
 
@@ -19,10 +19,30 @@ pub(super) struct Sourced {
     pub source: String,
 }
 
+/// What a token key is given as, read but not parsed yet.
+pub(super) enum KeyText {
+    /// An HS256 secret.
+    Secret(Sourced),
+    /// A PEM private key.
+    Private(Sourced),
+    /// A PEM public key.
+    Public(Sourced),
+}
+
+impl KeyText {
+    pub fn sourced(&self) -> &Sourced {
+        match self {
+            Self::Secret(s) | Self::Private(s) | Self::Public(s) => s,
+        }
+    }
+}
+
 /// What the file points to, read.
 pub(super) struct Resolved {
     /// `[jwt]`'s key, when the section is present.
-    pub jwt_secret: Option<Sourced>,
+    pub jwt_key: Option<KeyText>,
+    /// Each `[[jwt.previous_keys]]` entry's key.
+    pub jwt_previous: Vec<KeyText>,
     /// The app secret of each mini program of `[wechat]` (one for the single
     /// form, one per `[[wechat.apps]]` entry), when the section is present.
     pub wechat_secrets: Vec<Sourced>,
@@ -54,8 +74,23 @@ pub(super) fn resolve(
         r.pem_file("server.tls_cert", cert)?;
         r.pem_file("server.tls_key", key)?;
     }
-    let jwt_secret = match &raw.jwt {
-        Some(j) => Some(r.secret("jwt", &j.secret, &j.secret_env, &j.secret_file)?),
+    let mut jwt_previous = Vec::new();
+    let jwt_key = match &raw.jwt {
+        Some(j) => {
+            let signing = RawJwtKey {
+                algorithm: j.algorithm.clone(),
+                secret: j.secret.clone(),
+                secret_env: j.secret_env.clone(),
+                secret_file: j.secret_file.clone(),
+                private_key_file: j.private_key_file.clone(),
+                private_key_env: j.private_key_env.clone(),
+                ..RawJwtKey::default()
+            };
+            for (i, k) in j.previous_keys.iter().flatten().enumerate() {
+                jwt_previous.push(r.key_text(&format!("jwt.previous_keys[{i}]"), k)?);
+            }
+            Some(r.key_text("jwt", &signing)?)
+        }
         None => None,
     };
     let mut upstreams = Vec::with_capacity(raw.routes.len());
@@ -115,7 +150,8 @@ pub(super) fn resolve(
         _ => None,
     };
     Ok(Resolved {
-        jwt_secret,
+        jwt_key,
+        jwt_previous,
         wechat_secrets,
         hook_secret,
         access_token_secret,
@@ -209,6 +245,80 @@ impl Resolver<'_> {
                 format!("set only one of {leaf}, {leaf}_env, {leaf}_file"),
             )),
         }
+    }
+
+    /// The key of `[jwt]` (`base` = "jwt") or of a previous key: exactly
+    /// one of a secret, a private key or a public key.
+    fn key_text(&mut self, base: &str, k: &RawJwtKey) -> Result<KeyText, ConfigError> {
+        let secret = k.secret.is_some() || k.secret_env.is_some() || k.secret_file.is_some();
+        let private = k.private_key_file.is_some() || k.private_key_env.is_some();
+        let public = k.public_key_file.is_some() || k.public_key_env.is_some();
+        let asymmetric = matches!(k.algorithm.as_deref(), Some("EdDSA" | "ES256"));
+        match (secret, private, public) {
+            (false, false, false) if asymmetric => Err(self.err(
+                format!("{base}.private_key_file"),
+                if base == "jwt" {
+                    "a key is required: set private_key_file or private_key_env (make one with `wxgate keygen --alg EdDSA`)"
+                } else {
+                    "a key is required: set public_key_file or public_key_env (or the private key's file)"
+                },
+            )),
+            (_, false, false) => Ok(KeyText::Secret(self.secret_keyed(
+                &format!("{base}.secret"),
+                &k.secret,
+                &k.secret_env,
+                &k.secret_file,
+            )?)),
+            (false, true, false) => Ok(KeyText::Private(self.pem_text(
+                &format!("{base}.private_key"),
+                &k.private_key_file,
+                &k.private_key_env,
+            )?)),
+            (false, false, true) => Ok(KeyText::Public(self.pem_text(
+                &format!("{base}.public_key"),
+                &k.public_key_file,
+                &k.public_key_env,
+            )?)),
+            _ => Err(self.err(
+                base,
+                "set only one key: a secret (HS256), a private key or a public key",
+            )),
+        }
+    }
+
+    /// PEM text from exactly one of `{base}_file` and `{base}_env`.
+    fn pem_text(
+        &self,
+        base: &str,
+        file: &Option<PathBuf>,
+        env_name: &Option<String>,
+    ) -> Result<Sourced, ConfigError> {
+        let (key, text, source) = match (file, env_name) {
+            (Some(path), None) => {
+                let key = format!("{base}_file");
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| self.err(&key, format!("cannot read {}: {e}", path.display())))?;
+                (key, text, format!("file {}", path.display()))
+            }
+            (None, Some(name)) => {
+                let key = format!("{base}_env");
+                let text = self.env_var(&key, name)?;
+                (key, text, format!("env {name}"))
+            }
+            _ => {
+                return Err(self.err(
+                    format!("{base}_file"),
+                    format!("set only one of {base}_file, {base}_env"),
+                ))
+            }
+        };
+        if !text.contains("-----BEGIN ") {
+            return Err(self.err(key, format!("{source} is not PEM (\"-----BEGIN ...\")")));
+        }
+        Ok(Sourced {
+            value: Secret::from(text),
+            source,
+        })
     }
 
     /// A readable file that holds PEM data.

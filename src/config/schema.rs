@@ -146,14 +146,34 @@ pub(super) struct RawServer {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawJwt {
+    pub algorithm: Option<String>,
+    pub kid: Option<String>,
     pub secret: Option<String>,
     pub secret_env: Option<String>,
     pub secret_file: Option<PathBuf>,
+    pub private_key_file: Option<PathBuf>,
+    pub private_key_env: Option<String>,
+    pub previous_keys: Option<Vec<RawJwtKey>>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub ttl: Option<String>,
     pub leeway: Option<String>,
     pub max_token_bytes: Option<i64>,
+}
+
+/// A `[[jwt.previous_keys]]` entry: a verify-only key.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwtKey {
+    pub algorithm: Option<String>,
+    pub kid: Option<String>,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub public_key_file: Option<PathBuf>,
+    pub public_key_env: Option<String>,
+    pub private_key_file: Option<PathBuf>,
+    pub private_key_env: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

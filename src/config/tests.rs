@@ -193,8 +193,8 @@ fn full_config_parses() {
     assert_eq!(c.server.grace_period, Duration::from_secs(15));
     assert_eq!(c.server.health_path_prefix, "/_wxgate");
 
-    assert_eq!(c.jwt.secret.expose(), SECRET.as_bytes());
-    assert_eq!(c.jwt.secret_source, "env WXGATE_JWT_SECRET");
+    assert_eq!(c.jwt.key.secret().unwrap().expose(), SECRET.as_bytes());
+    assert_eq!(c.jwt.key.source, "env WXGATE_JWT_SECRET");
     assert_eq!(c.jwt.issuer, "my-gate");
     assert_eq!(c.jwt.audience, "my-miniprogram");
     assert_eq!(c.jwt.ttl, Duration::from_secs(5400));
@@ -275,7 +275,10 @@ fn config_toml_example_parses() {
     ));
     assert_eq!(c.store.on_error, crate::config::OnError::FailClosed);
     assert_eq!(c.store.timeout, Duration::from_millis(200));
-    assert_eq!(c.jwt.secret.expose(), "x".repeat(32).as_bytes());
+    assert_eq!(
+        c.jwt.key.secret().unwrap().expose(),
+        "x".repeat(32).as_bytes()
+    );
     assert_eq!(c.jwt.audience, "my-miniprogram");
     assert_eq!(c.routes.len(), 2);
     assert_eq!(c.routes[0].prefix, "/public/");
@@ -384,9 +387,9 @@ fn unknown_key_in_server_is_refused() {
 #[test]
 fn unknown_key_in_jwt_is_refused() {
     let m = parse_error(&with_jwt(
-        "secret_env = \"WXGATE_JWT_SECRET\"\nalgorithm = \"HS512\"",
+        "secret_env = \"WXGATE_JWT_SECRET\"\nalgorithms = [\"HS512\"]",
     ));
-    assert_mentions(&m, &["algorithm"]);
+    assert_mentions(&m, &["algorithms"]);
 }
 
 #[test]
@@ -713,7 +716,7 @@ fn short_secret_from_env_is_refused() {
 #[test]
 fn secret_of_exactly_32_bytes_is_accepted() {
     let c = parse_ok(&with_jwt(&format!("secret = \"{}\"", "s".repeat(32))));
-    assert_eq!(c.jwt.secret.len(), 32);
+    assert_eq!(c.jwt.key.secret().unwrap().len(), 32);
 }
 
 #[test]
@@ -767,8 +770,8 @@ fn no_secret_is_refused() {
 #[test]
 fn inline_secret_is_accepted_with_a_warning() {
     let c = parse_ok(&with_jwt(&format!("secret = \"{SECRET}\"")));
-    assert_eq!(c.jwt.secret.expose(), SECRET.as_bytes());
-    assert_eq!(c.jwt.secret_source, "inline");
+    assert_eq!(c.jwt.key.secret().unwrap().expose(), SECRET.as_bytes());
+    assert_eq!(c.jwt.key.source, "inline");
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert!(c.warnings[0].contains(FILE), "{}", c.warnings[0]);
     assert!(c.warnings[0].contains("jwt.secret"), "{}", c.warnings[0]);
@@ -779,8 +782,8 @@ fn inline_secret_is_accepted_with_a_warning() {
 fn secret_file_is_read_without_its_trailing_newline() {
     let file = TempFile::new("secret", &format!("{SECRET}\n"));
     let c = parse_ok(&with_jwt(&format!("secret_file = '{}'", file.path())));
-    assert_eq!(c.jwt.secret.expose(), SECRET.as_bytes());
-    assert_eq!(c.jwt.secret_source, format!("file {}", file.path()));
+    assert_eq!(c.jwt.key.secret().unwrap().expose(), SECRET.as_bytes());
+    assert_eq!(c.jwt.key.source, format!("file {}", file.path()));
     assert!(c.warnings.is_empty());
 }
 
@@ -788,7 +791,7 @@ fn secret_file_is_read_without_its_trailing_newline() {
 fn secret_file_crlf_is_stripped() {
     let file = TempFile::new("secret-crlf", &format!("{SECRET}\r\n"));
     let c = parse_ok(&with_jwt(&format!("secret_file = '{}'", file.path())));
-    assert_eq!(c.jwt.secret.expose(), SECRET.as_bytes());
+    assert_eq!(c.jwt.key.secret().unwrap().expose(), SECRET.as_bytes());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::model::*;
-use super::resolve::{Resolved, Sourced};
+use super::resolve::Resolved;
 use super::schema::*;
 use super::ConfigError;
 use crate::headers::{is_framing, is_reserved, DEFAULT_STRIP};
@@ -18,6 +18,7 @@ use crate::route::is_canonical_prefix;
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 mod hook;
+mod jwt;
 mod server;
 mod store;
 mod wechat;
@@ -48,7 +49,7 @@ impl Validator<'_> {
 
     fn config(mut self, raw: RawConfig, resolved: Resolved) -> Result<Config, ConfigError> {
         let server = self.server(raw.server)?;
-        let jwt = self.jwt(raw.jwt, resolved.jwt_secret)?;
+        let jwt = self.jwt(raw.jwt, resolved.jwt_key, resolved.jwt_previous)?;
         let mut headers = self.headers(raw.headers)?;
         if raw.routes.is_empty() {
             return Err(self.err("routes", "at least one [[routes]] entry is required"));
@@ -269,56 +270,6 @@ impl Validator<'_> {
                 key,
                 format!("{value:?} is not an IP address with a port, like \"0.0.0.0:8080\""),
             )
-        })
-    }
-
-    fn jwt(&self, raw: Option<RawJwt>, secret: Option<Sourced>) -> Result<JwtConfig, ConfigError> {
-        let (
-            Some(raw),
-            Some(Sourced {
-                value: secret,
-                source: secret_source,
-            }),
-        ) = (raw, secret)
-        else {
-            return Err(self.err("jwt", "the [jwt] section is required"));
-        };
-        if secret.len() < MIN_JWT_SECRET_BYTES {
-            return Err(self.err(
-                "jwt.secret",
-                format!(
-                    "the key ({secret_source}) is {} bytes; HS256 needs at least {MIN_JWT_SECRET_BYTES} (generate one with `wxgate keygen`)",
-                    secret.len()
-                ),
-            ));
-        }
-        let issuer = raw.issuer.unwrap_or_else(|| "wxgate".into());
-        if issuer.is_empty() {
-            return Err(self.err("jwt.issuer", "must not be empty"));
-        }
-        let Some(audience) = raw.audience.filter(|a| !a.is_empty()) else {
-            return Err(self.err(
-                "jwt.audience",
-                "required: name the mini program the tokens are for, like \"my-miniprogram\"",
-            ));
-        };
-        let ttl = self.bounded_duration("jwt.ttl", raw.ttl, "2h", (MAX_TOKEN_TTL, "30d"))?;
-        let leeway = self.duration("jwt.leeway", raw.leeway, "30s")?;
-        if leeway > Duration::from_secs(300) {
-            return Err(self.err("jwt.leeway", "must be at most 5m"));
-        }
-        let max_token_bytes = raw.max_token_bytes.unwrap_or(4096);
-        if !(256..=65536).contains(&max_token_bytes) {
-            return Err(self.err("jwt.max_token_bytes", "must be between 256 and 65536"));
-        }
-        Ok(JwtConfig {
-            secret,
-            secret_source,
-            issuer,
-            audience,
-            ttl,
-            leeway,
-            max_token_bytes: max_token_bytes as usize,
         })
     }
 

@@ -1,29 +1,35 @@
 //! The verification hot path: tokens shaped like the ones wxgate issues.
 //!
 //! Almost every token a gateway sees was issued by itself: one of a few
-//! header encodings, an HS256 signature, string `sub`/`iss`/`aud` and a whole
+//! header encodings (each tied to one key by [`super::TokenKeys`]), a
+//! signature of the key's length, string `sub`/`iss`/`aud` and a whole
 //! number `exp`. For those, [`FastVerifier::verify`] does what the reference
-//! path ([`super::reference`], `jsonwebtoken`) does, with the HMAC state keyed
-//! once at start-up, the header compared as bytes instead of parsed, and one
-//! parse of the claims instead of two. Anything else — another header,
-//! another signature length, claims of an unusual shape — is not decided
-//! here: the caller hands it to the reference path, so both give the same
-//! answer for every token (`super::proptests` checks it over generated good
-//! and bad tokens).
+//! path ([`super::reference`], `jsonwebtoken`) does, with the keys (the HMAC
+//! state, the public keys) built once at start-up, the header compared as
+//! bytes instead of parsed, and one parse of the claims instead of two.
+//! Anything else — another header, another signature length, claims of an
+//! unusual shape — is not decided here: the caller hands it to the reference
+//! path, so both give the same answer for every token (`super::proptests`
+//! checks it over generated good and bad tokens).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha2::Sha256;
 
+use super::keys::{Algorithm, SignatureCheck};
 use super::{Identity, TokenError, UserClaims, MAX_TTL};
 
-/// Base64url (unpadded) length of an HMAC-SHA256 signature.
-const SIGNATURE_CHARS: usize = 43;
+/// Base64url (unpadded) length of a signature of `alg`: 32 bytes for
+/// HMAC-SHA256, 64 for Ed25519 and for ES256's `r||s`.
+fn signature_chars(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::HS256 => 43,
+        Algorithm::EdDSA | Algorithm::ES256 => 86,
+    }
+}
 
 /// Claims as this path reads them: every field typed as wxgate issues it, so
 /// anything else fails to parse and goes to the reference path.
@@ -56,67 +62,49 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D
     u64::deserialize(d).map(Some)
 }
 
-/// The verification state built once from `[jwt]`.
+/// The claims rules of `[jwt]`, built once.
 #[derive(Clone)]
 pub(super) struct FastVerifier {
-    /// HMAC-SHA256 with the key already absorbed: cloned per token.
-    mac: Hmac<Sha256>,
-    /// Encoded headers decided here (HS256, nothing else of note).
-    headers: Vec<String>,
     issuer: String,
     audience: String,
     leeway: u64,
 }
 
 impl FastVerifier {
-    /// `None` if the secret cannot key an HMAC (it always can: HMAC takes
-    /// keys of any length), in which case every token goes the reference way.
-    pub(super) fn new(secret: &[u8], issuer: &str, audience: &str, leeway: u64) -> Option<Self> {
-        let mac = Hmac::<Sha256>::new_from_slice(secret).ok()?;
-        let ours =
-            serde_json::to_vec(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)).ok()?;
-        let headers = [
-            ours.as_slice(),
-            br#"{"alg":"HS256","typ":"JWT"}"#,
-            br#"{"alg":"HS256"}"#,
-        ]
-        .iter()
-        .map(|h| URL_SAFE_NO_PAD.encode(h))
-        .collect();
-        Some(Self {
-            mac,
-            headers,
+    pub(super) fn new(issuer: &str, audience: &str, leeway: u64) -> Self {
+        Self {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway,
-        })
+        }
     }
 
-    /// Verify `token` at `now` (Unix seconds), or `None`: not a shape this
-    /// path decides.
-    pub(super) fn verify(&self, token: &str, now: u64) -> Option<Result<Identity, TokenError>> {
+    /// Verify `token` at `now` (Unix seconds) with `key`, the key its
+    /// header names, of algorithm `alg`; or `None`: not a shape this path
+    /// decides.
+    pub(super) fn verify(
+        &self,
+        key: &SignatureCheck,
+        alg: Algorithm,
+        token: &str,
+        now: u64,
+    ) -> Option<Result<Identity, TokenError>> {
         // Split as jsonwebtoken does: the signature after the last dot, the
         // claims after the dot before it.
         let (message, signature) = token.rsplit_once('.')?;
-        let (header, payload) = message.rsplit_once('.')?;
-        if signature.len() != SIGNATURE_CHARS || !self.headers.iter().any(|h| h == header) {
+        let (_, payload) = message.rsplit_once('.')?;
+        if signature.len() != signature_chars(alg) {
             return None;
         }
-        let mut sig = [0u8; 36];
+        let mut sig = [0u8; 66];
         let Ok(n) = URL_SAFE_NO_PAD.decode_slice(signature, &mut sig) else {
             return Some(Err(TokenError::Malformed));
         };
-        if self
-            .mac
-            .clone()
-            .chain_update(message.as_bytes())
-            .verify_slice(sig.get(..n)?)
-            .is_err()
-        {
+        if !key.verify(message.as_bytes(), sig.get(..n)?) {
             return Some(Err(TokenError::Signature));
         }
         // Signed with our key from here on: whatever is unusual below was
-        // signed by us (or by someone holding the secret), and is rare.
+        // signed by us (or by someone holding the key), and is rare.
         let mut buf = [0u8; 3072];
         let n = URL_SAFE_NO_PAD.decode_slice(payload, &mut buf).ok()?;
         let claims: Claims<'_> = serde_json::from_slice(buf.get(..n)?).ok()?;

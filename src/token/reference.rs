@@ -1,14 +1,17 @@
-//! The reference verification: `jsonwebtoken` with a strict `Validation`,
-//! then wxgate's own rules. [`super::fast`] decides the tokens shaped like
-//! wxgate's own; this path decides every other one, and is the oracle the
-//! fast path is tested against.
+//! The reference verification: the key the header names, a strict
+//! signature check, `jsonwebtoken` with a strict `Validation`, then wxgate's
+//! own rules. [`super::fast`] decides the tokens shaped like wxgate's own;
+//! this path decides every other one, and is the oracle the fast path is
+//! tested against.
 
 use std::collections::BTreeMap;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
-use super::{unix_now, Identity, TokenError, TokenKeys, UserClaims, MAX_TTL};
+use super::{unix_now, Identity, TokenError, TokenKeys, UserClaims, VerifyKey, MAX_TTL};
 
 /// The claims as read before validation. `sub` and `exp` are optional here so
 /// that a missing one is reported by the validation step, by name.
@@ -44,16 +47,12 @@ struct RawIdentity {
 impl TokenKeys {
     /// Verify a bare token the reference way (length already checked).
     pub(super) fn verify_reference(&self, token: &str) -> Result<Identity, TokenError> {
-        let data = jsonwebtoken::decode::<RawIdentity>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                // An unreadable header (e.g. `alg: none`, which jsonwebtoken
-                // has no name for) is an algorithm refusal, not a claims problem.
-                ErrorKind::Json(_) if jsonwebtoken::decode_header(token).is_err() => {
-                    TokenError::Algorithm
-                }
-                kind => map_jwt_error(kind),
-            })?;
-        let h = &data.header;
+        let h = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            // An unreadable header (e.g. `alg: none`, which jsonwebtoken
+            // has no name for) is an algorithm refusal, not a claims problem.
+            ErrorKind::Json(_) => TokenError::Algorithm,
+            kind => map_jwt_error(kind),
+        })?;
         let forbidden = [
             ("crit", h.crit.is_some()),
             ("jku", h.jku.is_some()),
@@ -64,6 +63,22 @@ impl TokenKeys {
         if let Some((name, _)) = forbidden.iter().find(|(_, present)| *present) {
             return Err(TokenError::ForbiddenHeader(name));
         }
+        // The one key the token names, with its algorithm and no other.
+        let key = self.key_for(h.kid.as_deref())?;
+        if h.alg != key.alg.jsonwebtoken() {
+            return Err(TokenError::Algorithm);
+        }
+        // The strict check (ES256: r||s with a low S; Ed25519: strict), then
+        // jsonwebtoken's own with the claims rules.
+        let (message, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenError::Malformed)?;
+        if !key.check.verify(message.as_bytes(), &signature) {
+            return Err(TokenError::Signature);
+        }
+        let data = jsonwebtoken::decode::<RawIdentity>(token, &key.decoding, &key.validation)
+            .map_err(|e| map_jwt_error(e.kind()))?;
         let raw = data.claims;
         // RFC 7519: `iss` is one StringOrURI. jsonwebtoken also takes a list
         // containing the configured issuer, as it does for `aud`.
@@ -107,6 +122,24 @@ impl TokenKeys {
                 ext: raw.ext,
             },
         })
+    }
+}
+
+impl TokenKeys {
+    /// The key a token's `kid` names; without one, an HS256 signing key.
+    fn key_for(&self, kid: Option<&str>) -> Result<&VerifyKey, TokenError> {
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .ok_or(TokenError::UnknownKey),
+            None => self
+                .keys
+                .first()
+                .filter(|k| k.takes_kidless)
+                .ok_or(TokenError::MissingKid),
+        }
     }
 }
 

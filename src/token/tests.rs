@@ -14,8 +14,8 @@ const OTHER_SECRET: &str = "fedcba9876543210fedcba9876543210";
 
 fn config() -> JwtConfig {
     JwtConfig {
-        secret: Secret::from(SECRET),
-        secret_source: "test".into(),
+        key: JwtKey::hs256(Secret::from(SECRET), "test"),
+        previous_keys: Vec::new(),
         issuer: "wxgate".into(),
         audience: "test-app".into(),
         ttl: Duration::from_secs(2 * 3600),
@@ -278,7 +278,7 @@ fn token_signed_with_another_key_is_refused() {
 #[test]
 fn token_issued_by_other_keys_is_refused() {
     let mut other = config();
-    other.secret = Secret::from(OTHER_SECRET);
+    other.key = JwtKey::hs256(Secret::from(OTHER_SECRET), "test");
     let (token, _) = TokenKeys::new(&other)
         .issue(&NewToken {
             family: None,
