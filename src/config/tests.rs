@@ -1609,3 +1609,145 @@ fn route_apps_are_checked() {
     // Without [wechat] (tokens minted elsewhere), any appid may be named.
     parse_ok(&with_routes(&route("apps = [\"wxanything\"]")));
 }
+
+// ---------------------------------------------------------------------------
+// [jwt] algorithm, kid, previous keys
+// ---------------------------------------------------------------------------
+
+/// A fresh private key of `alg`, in a PEM file.
+fn pem_key(alg: crate::token::Algorithm) -> (TempFile, crate::token::PrivateKey) {
+    let key = crate::token::PrivateKey::generate(alg).unwrap();
+    (TempFile::new("key.pem", &key.to_pem().unwrap()), key)
+}
+
+#[test]
+fn an_asymmetric_signing_key_comes_from_a_pem_file_and_gets_its_thumbprint_as_kid() {
+    use crate::token::Algorithm;
+    for alg in [Algorithm::EdDSA, Algorithm::ES256] {
+        let (file, key) = pem_key(alg);
+        let c = parse_ok(&with_jwt(&format!(
+            "algorithm = \"{alg}\"\nprivate_key_file = '{}'",
+            file.path()
+        )));
+        assert_eq!(c.jwt.key.algorithm, alg);
+        assert_eq!(
+            c.jwt.key.kid.as_deref(),
+            Some(key.public().thumbprint().as_str())
+        );
+        assert!(matches!(c.jwt.key.material, KeyMaterial::Private(_)));
+        let text = c.render();
+        assert!(text.contains("private_key = \"***\""), "{text}");
+        assert!(!text.contains("BEGIN"), "{text}");
+        // A kid of one's own.
+        let c = parse_ok(&with_jwt(&format!(
+            "algorithm = \"{alg}\"\nprivate_key_file = '{}'\nkid = \"2026-11\"",
+            file.path()
+        )));
+        assert_eq!(c.jwt.key.kid.as_deref(), Some("2026-11"));
+    }
+}
+
+#[test]
+fn a_key_of_the_wrong_kind_is_refused_naming_it() {
+    let (ed, _) = pem_key(crate::token::Algorithm::EdDSA);
+    // A PEM key without its algorithm: HS256 wants a secret.
+    let m = invalid_key(
+        &with_jwt(&format!("private_key_file = '{}'", ed.path())),
+        "jwt.algorithm",
+    );
+    assert!(m.contains("EdDSA"), "{m}");
+    // A secret for EdDSA.
+    let m = invalid_key(
+        &with_jwt("algorithm = \"EdDSA\"\nsecret_env = \"WXGATE_JWT_SECRET\""),
+        "jwt.algorithm",
+    );
+    assert!(m.contains("PEM"), "{m}");
+    // An Ed25519 key read as ES256.
+    let m = invalid_key(
+        &with_jwt(&format!(
+            "algorithm = \"ES256\"\nprivate_key_file = '{}'",
+            ed.path()
+        )),
+        "jwt.private_key",
+    );
+    assert!(m.contains("P-256"), "{m}");
+    // No key at all.
+    let m = invalid_key(&with_jwt("algorithm = \"EdDSA\""), "jwt.private_key_file");
+    assert!(m.contains("keygen"), "{m}");
+    // Not PEM.
+    let junk = TempFile::new("junk.pem", "not a key");
+    let m = invalid_key(
+        &with_jwt(&format!(
+            "algorithm = \"EdDSA\"\nprivate_key_file = '{}'",
+            junk.path()
+        )),
+        "jwt.private_key_file",
+    );
+    assert!(m.contains("not PEM"), "{m}");
+    for bad in ["HS512", "RS256", "none", "eddsa"] {
+        let m = invalid_key(
+            &with_jwt(&format!(
+                "algorithm = \"{bad}\"\nsecret_env = \"WXGATE_JWT_SECRET\""
+            )),
+            "jwt.algorithm",
+        );
+        assert!(m.contains("HS256"), "{m}");
+    }
+    let m = invalid_key(
+        &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\nkid = \"../../etc\""),
+        "jwt.kid",
+    );
+    assert!(m.contains("A-Z"), "{m}");
+}
+
+#[test]
+fn previous_keys_pin_their_algorithm_and_need_distinct_kids() {
+    use crate::token::Algorithm;
+    let (ed, ed_key) = pem_key(Algorithm::EdDSA);
+    let (ec, ec_key) = pem_key(Algorithm::ES256);
+    let public = TempFile::new("pub.pem", &ec_key.public().to_pem().unwrap());
+    let text = with_jwt(&format!(
+        "algorithm = \"EdDSA\"\nprivate_key_file = '{}'\n\n\
+         [[jwt.previous_keys]]\nalgorithm = \"ES256\"\npublic_key_file = '{}'\n\n\
+         [[jwt.previous_keys]]\nalgorithm = \"ES256\"\nkid = \"old-ec\"\nprivate_key_file = '{}'\n\n\
+         [[jwt.previous_keys]]\nalgorithm = \"HS256\"\nkid = \"hs-2025\"\nsecret_env = \"WXGATE_JWT_SECRET\"",
+        ed.path(),
+        public.path(),
+        ec.path()
+    ));
+    // `with_jwt` puts the route after the previous keys: still one route.
+    let c = parse_ok(&text);
+    assert_eq!(c.jwt.key.kid, Some(ed_key.public().thumbprint()));
+    let p = &c.jwt.previous_keys;
+    assert_eq!(p.len(), 3);
+    assert_eq!(p[0].kid, Some(ec_key.public().thumbprint()));
+    assert!(
+        matches!(&p[1].material, KeyMaterial::Public(k) if *k == ec_key.public()),
+        "only the public half is kept"
+    );
+    assert_eq!(p[2].kid.as_deref(), Some("hs-2025"));
+    let rendered = c.render();
+    assert!(!rendered.contains(SECRET), "{rendered}");
+
+    let m = invalid_key(
+        &with_jwt(&format!(
+            "secret_env = \"WXGATE_JWT_SECRET\"\n\n[[jwt.previous_keys]]\npublic_key_file = '{}'",
+            public.path()
+        )),
+        "jwt.previous_keys[0].algorithm",
+    );
+    assert!(m.contains("required"), "{m}");
+    let m = invalid_key(
+        &with_jwt("secret_env = \"WXGATE_JWT_SECRET\"\n\n[[jwt.previous_keys]]\nalgorithm = \"HS256\"\nsecret_env = \"WXGATE_JWT_SECRET\""),
+        "jwt.previous_keys[0].kid",
+    );
+    assert!(m.contains("required"), "{m}");
+    let m = invalid_key(
+        &with_jwt(&format!(
+            "secret_env = \"WXGATE_JWT_SECRET\"\nkid = \"k\"\n\n[[jwt.previous_keys]]\nalgorithm = \"ES256\"\nkid = \"k\"\npublic_key_file = '{}'",
+            public.path()
+        )),
+        "jwt.previous_keys[0].kid",
+    );
+    assert!(m.contains("another key"), "{m}");
+}
