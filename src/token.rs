@@ -32,6 +32,7 @@ use keys::{SignatureCheck, Signer};
 mod fast;
 pub mod keys;
 mod reference;
+mod verified;
 
 /// Claims wxgate puts in its tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +162,9 @@ impl From<&TokenError> for ApiError {
 
 /// Signing and verification keys plus the validation rules, built once.
 pub struct TokenKeys {
+    /// Tells this set of keys from the one before a reload (the verified
+    /// tokens cache, [`verified`], is per set).
+    id: u64,
     /// Signs new tokens.
     signer: Signer,
     /// The encoded header of the tokens it signs.
@@ -242,7 +246,9 @@ impl TokenKeys {
             KeyMaterial::Public(_) => Signer::Hmac(keys::hmac(&rand::random::<[u8; 32]>())),
         };
         let jwks = jwks(std::iter::once(signing).chain(&cfg.previous_keys));
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             signer,
             header: encoded_header(signing.algorithm, signing.kid.as_deref()),
             keys,
@@ -336,7 +342,22 @@ impl TokenKeys {
             .map_or("", |(h, _)| h);
         let (_, i) = self.fast_headers.iter().find(|(h, _)| h == header)?;
         let key = self.keys.get(*i)?;
-        self.fast.verify(&key.check, key.alg, token, now)
+        if !key.alg.is_asymmetric() {
+            return self.fast.verify(&key.check, key.alg, token, now);
+        }
+        if let Some(id) = verified::get(self.id, token) {
+            // Verified before: only time can have changed the answer.
+            return Some(if id.exp < now.saturating_sub(self.leeway) {
+                Err(TokenError::Expired)
+            } else {
+                Ok(id)
+            });
+        }
+        let decided = self.fast.verify(&key.check, key.alg, token, now);
+        if let Some(Ok(id)) = &decided {
+            verified::put(self.id, token, id);
+        }
+        decided
     }
 
     /// Verify the token from the `Authorization` header values of a request.

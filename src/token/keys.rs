@@ -16,7 +16,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::Verifier as _;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Signer as _;
@@ -236,11 +235,18 @@ impl PublicKey {
             Self::P256(k) => {
                 // Exactly r||s (a DER signature is longer), with a low S: a
                 // signature and its high-S twin must not both pass.
-                if signature.len() != 64 {
-                    return false;
-                }
-                p256::ecdsa::Signature::from_slice(signature)
-                    .is_ok_and(|sig| sig.normalize_s().is_none() && k.verify(message, &sig).is_ok())
+                let low_s = signature.len() == 64
+                    && p256::ecdsa::Signature::from_slice(signature)
+                        .is_ok_and(|sig| sig.normalize_s().is_none());
+                // The check itself by ring (the same math, in assembly).
+                let point = k.to_encoded_point(false);
+                low_s
+                    && ring::signature::UnparsedPublicKey::new(
+                        &ring::signature::ECDSA_P256_SHA256_FIXED,
+                        point.as_bytes(),
+                    )
+                    .verify(message, signature)
+                    .is_ok()
             }
         }
     }
@@ -374,6 +380,7 @@ pub fn is_valid_kid(kid: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use p256::ecdsa::signature::Verifier as _;
 
     #[test]
     fn generated_keys_round_trip_through_pem_and_sign_strictly() {

@@ -408,3 +408,35 @@ fn the_jwks_lists_public_keys_only() {
     let hs_only = keys_of(&TestKey::hs256(SECRET, None), &[]);
     assert_eq!(&hs_only.jwks()[..], br#"{"keys":[]}"#);
 }
+
+#[test]
+fn a_token_verified_with_a_public_key_is_kept_and_still_expires() {
+    for key in every_kind() {
+        let keys = keys_of(&key, &[]);
+        let t = issue(&keys);
+        let now = unix_now();
+        let first = keys.verify_fast(&t, now).unwrap().unwrap();
+        let kept = verified::len(keys.id);
+        if key.alg == Algorithm::HS256 {
+            assert_eq!(kept, 0, "HS256 tokens are not kept");
+            continue;
+        }
+        assert_eq!(kept, 1);
+        assert_eq!(keys.verify_fast(&t, now).unwrap().unwrap(), first);
+        // Past exp (no leeway here), a kept token is expired like any other.
+        assert_eq!(
+            keys.verify_fast(&t, first.exp + 1),
+            Some(Err(TokenError::Expired))
+        );
+        // One byte off is not the kept token: its signature is checked.
+        let mut other = t.clone();
+        let at = other.len() - 3;
+        let c = if &other[at..at + 1] == "A" { "B" } else { "A" };
+        other.replace_range(at..at + 1, c);
+        assert!(keys.verify(&other).is_err());
+        // Another set of keys (a reload) does not see it.
+        let reloaded = keys_of(&TestKey::pair(key.alg, "other"), &[]);
+        assert_eq!(reloaded.verify(&t), Err(TokenError::UnknownKey));
+        assert_eq!(verified::len(reloaded.id), 0);
+    }
+}

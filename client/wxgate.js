@@ -1,0 +1,321 @@
+// wxgate client for WeChat Mini Programs: logs in through the gateway, keeps
+// the token pair in storage, puts `Authorization: Bearer` on every request and
+// renews the token when the gateway says it is no longer good.
+//
+// Dependency-free, one file. Everything it touches of the platform goes
+// through the `wx` object given to `createClient`, so it runs unchanged in a
+// mini program and in Node tests with a fake `wx`.
+
+/** Close code the gateway uses on a WebSocket whose token expired or was revoked. */
+export const TOKEN_CLOSE_CODE = 4001;
+
+/** 401 codes that mean "this access token is not good": renew and replay once. */
+const TOKEN_ERRORS = ['token_expired', 'token_revoked', 'token_invalid', 'token_missing'];
+
+const JSON_HEADER = { 'content-type': 'application/json' };
+
+/** A gateway (or wx.login) failure: `.error` is the machine-readable code. */
+export class WxGateError extends Error {
+  constructor(error, message, statusCode, cause) {
+    super(message || error);
+    this.name = 'WxGateError';
+    this.error = error;
+    this.statusCode = statusCode;
+    if (cause !== undefined) this.cause = cause;
+  }
+}
+
+/**
+ * Create a client for one gateway. Create it once (in app.js) and share it:
+ * the single in-flight login and renewal are per client.
+ */
+export function createClient({
+  baseURL,
+  wx = platformWx(),
+  storageKey = 'wxgate',
+  appid,
+  pathPrefix = '/wx',
+} = {}) {
+  if (!baseURL) throw new TypeError('wxgate: createClient needs a baseURL');
+  if (!wx) throw new TypeError('wxgate: no wx object (pass options.wx outside a mini program)');
+
+  const base = trimTrailingSlashes(baseURL);
+  const prefix = String(pathPrefix).replace(/^\/+|\/+$/g, '');
+  const endpoint = (name) => [base, prefix, name].filter(Boolean).join('/');
+  const session = sessionStore(wx, storageKey);
+
+  // The one login and the one renewal under way, shared by every caller
+  // that needs them at the same time (so 20 requests finding an expired
+  // token cost one refresh, not 20 refresh tokens racing each other).
+  let loginInFlight = null;
+  let renewalInFlight = null;
+
+  function login() {
+    if (!loginInFlight) {
+      loginInFlight = loginOnce().finally(() => {
+        loginInFlight = null;
+      });
+    }
+    return loginInFlight;
+  }
+
+  async function loginOnce() {
+    const code = await wxLoginCode(wx);
+    const body = appid ? { code, appid } : { code };
+    const res = await callRequest(wx, jsonPost(endpoint('login'), body));
+    return acceptGrant(res);
+  }
+
+  async function refresh(refreshToken) {
+    const res = await callRequest(wx, jsonPost(endpoint('refresh'), { refresh_token: refreshToken }));
+    return acceptGrant(res);
+  }
+
+  /** Store a login/refresh answer, or turn a refusal into an error. */
+  function acceptGrant(res) {
+    const grant = parseJSON(res.data);
+    if (res.statusCode !== 200 || !grant || typeof grant.token !== 'string') {
+      throw errorFromResponse(res);
+    }
+    session.save(grant);
+    return grant;
+  }
+
+  /** A new access token: refresh if we can, log in again if that fails. */
+  function renew() {
+    if (!renewalInFlight) {
+      renewalInFlight = refreshOrLogin().finally(() => {
+        renewalInFlight = null;
+      });
+    }
+    return renewalInFlight;
+  }
+
+  async function refreshOrLogin() {
+    const tokenBefore = session.token();
+    const refreshToken = session.refreshToken();
+    if (refreshToken) {
+      try {
+        return (await refresh(refreshToken)).token;
+      } catch (_) {
+        // Reused, revoked, expired or unreachable: whatever the reason, a new
+        // login is the way back (wx.login is silent, the user sees nothing).
+      }
+    }
+    // A login() of another caller may have finished while the refresh was out.
+    const current = session.token();
+    if (current && current !== tokenBefore) return current;
+    return (await login()).token;
+  }
+
+  /** The token to send now: waits for a renewal under way, logs in if there is none. */
+  async function usableToken() {
+    if (renewalInFlight) return renewalInFlight;
+    const token = session.token();
+    if (!token) return (await login()).token;
+    // Known to be expired: renewing first saves a 401 round trip, and a
+    // WebSocket handshake refused with 401 cannot be told apart from other failures.
+    if (session.isExpired()) return renew();
+    return token;
+  }
+
+  /** After a token rejection: the token to replay with. */
+  function tokenAfterRejection(rejected) {
+    const current = session.token();
+    // Someone renewed while this request was out: its token is the answer.
+    // Renewing again would rotate the refresh token a second time for nothing.
+    if (current && current !== rejected) return current;
+    return renew();
+  }
+
+  function send(options, token) {
+    // The caller's callbacks are dropped: the answer comes through the Promise,
+    // and a first answer that gets replayed must not reach them.
+    const { url, header, success, fail, complete, ...rest } = options;
+    return callRequest(wx, { ...rest, url: httpURL(url), header: withBearer(header, token) });
+  }
+
+  /** Send with the token; on a token rejection renew once and replay once. */
+  async function request(options) {
+    const sentWith = await usableToken();
+    const first = await send(options, sentWith);
+    if (!isTokenRejection(first)) return first;
+    return send(options, await tokenAfterRejection(sentWith));
+  }
+
+  async function logout({ all = false } = {}) {
+    // Nothing to revoke: do not log in just to log out.
+    if (!session.token()) {
+      session.clear();
+      return null;
+    }
+    try {
+      return await request({
+        url: endpoint('logout'),
+        method: 'POST',
+        header: JSON_HEADER,
+        data: all ? { all: true } : {},
+      });
+    } finally {
+      session.clear();
+    }
+  }
+
+  async function phoneNumber(code) {
+    const res = await request({
+      url: endpoint('phone'),
+      method: 'POST',
+      header: JSON_HEADER,
+      data: { code },
+    });
+    if (res.statusCode !== 200) throw errorFromResponse(res);
+    return parseJSON(res.data);
+  }
+
+  async function connectSocket(options) {
+    const token = await usableToken();
+    return wx.connectSocket({
+      ...options,
+      url: socketURL(options.url),
+      header: withBearer(options.header, token),
+    });
+  }
+
+  function httpURL(url) {
+    if (/^https?:\/\//i.test(url)) return url;
+    return `${base}/${String(url).replace(/^\/+/, '')}`;
+  }
+
+  function socketURL(url) {
+    if (/^wss?:\/\//i.test(url)) return url;
+    return httpURL(url).replace(/^http(s?):\/\//i, 'ws$1://');
+  }
+
+  return Object.freeze({
+    login,
+    request,
+    logout,
+    phoneNumber,
+    connectSocket,
+    token: () => session.token(),
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Storage
+
+/**
+ * The token pair under `<storageKey>.token`, `.refresh_token`, `.expires_at`.
+ * Read from storage every time rather than cached, so that clearing the
+ * storage (e.g. wx.clearStorageSync) logs the client out as expected.
+ */
+function sessionStore(wx, storageKey) {
+  const keys = {
+    token: `${storageKey}.token`,
+    refreshToken: `${storageKey}.refresh_token`,
+    expiresAt: `${storageKey}.expires_at`,
+  };
+  // getStorageSync answers '' for a missing key.
+  const read = (key) => wx.getStorageSync(key) || null;
+
+  return {
+    token: () => read(keys.token),
+    refreshToken: () => read(keys.refreshToken),
+    isExpired() {
+      const expiresAt = read(keys.expiresAt);
+      return typeof expiresAt === 'number' && Date.now() >= expiresAt;
+    },
+    save(grant) {
+      wx.setStorageSync(keys.token, grant.token);
+      wx.setStorageSync(keys.refreshToken, grant.refresh_token);
+      // expires_in is relative, so this does not depend on the device clock
+      // being right, only on it not jumping.
+      if (typeof grant.expires_in === 'number') {
+        wx.setStorageSync(keys.expiresAt, Date.now() + grant.expires_in * 1000);
+      } else {
+        wx.removeStorageSync(keys.expiresAt);
+      }
+    },
+    clear() {
+      Object.values(keys).forEach((key) => wx.removeStorageSync(key));
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// wx plumbing
+
+function platformWx() {
+  // `wx` is a global in mini programs; old base libraries lack globalThis.
+  if (typeof wx !== 'undefined') return wx; // eslint-disable-line no-undef
+  return typeof globalThis !== 'undefined' ? globalThis.wx : undefined;
+}
+
+/** wx.request as a Promise: resolves with any HTTP answer, rejects on `fail`. */
+function callRequest(wx, options) {
+  return new Promise((resolve, reject) => {
+    wx.request({ ...options, success: resolve, fail: reject });
+  });
+}
+
+function wxLoginCode(wx) {
+  return new Promise((resolve, reject) => {
+    const failed = (cause) => {
+      const message = (cause && cause.errMsg) || 'wx.login failed';
+      reject(new WxGateError('wx_login_failed', message, 0, cause));
+    };
+    wx.login({
+      success: (res) => (res && res.code ? resolve(res.code) : failed(res)),
+      fail: failed,
+    });
+  });
+}
+
+function jsonPost(url, data) {
+  return { url, method: 'POST', header: JSON_HEADER, data };
+}
+
+function withBearer(header, token) {
+  const merged = {};
+  Object.keys(header || {}).forEach((name) => {
+    // Drop any authorization header of the caller, whatever its case.
+    if (name.toLowerCase() !== 'authorization') merged[name] = header[name];
+  });
+  merged.Authorization = `Bearer ${token}`;
+  return merged;
+}
+
+function isTokenRejection(res) {
+  if (res.statusCode !== 401) return false;
+  const body = parseJSON(res.data);
+  return Boolean(body) && TOKEN_ERRORS.includes(body.error);
+}
+
+function errorFromResponse(res) {
+  const body = parseJSON(res.data) || {};
+  const message = typeof body.message === 'string' ? body.message : `gateway answered ${res.statusCode}`;
+  return new WxGateError(errorCode(res.statusCode, body), message, res.statusCode);
+}
+
+function errorCode(statusCode, body) {
+  if (typeof body.error === 'string') return body.error;
+  // A 200 that is not what was expected (e.g. a proxy's HTML page).
+  if (statusCode === 200) return 'invalid_response';
+  return `http_${statusCode}`;
+}
+
+/** The body as an object: wx.request parses JSON unless told otherwise. */
+function parseJSON(data) {
+  if (data && typeof data === 'object') return data;
+  if (typeof data !== 'string') return null;
+  try {
+    const parsed = JSON.parse(data);
+    return parsed && typeof parsed === 'object' ? parsed : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+function trimTrailingSlashes(s) {
+  return String(s).replace(/\/+$/, '');
+}
