@@ -20,12 +20,13 @@ export declare class WxGateError extends Error {
    * Machine-readable code: the gateway's `error` field (`invalid_code`,
    * `rate_limited`, `invalid_phone_code`, ...), `wx_login_failed` when
    * `wx.login` failed, `invalid_response` for a 200 without the expected body,
-   * or `http_<status>` for an error answer without a JSON body.
+   * `logged_out` for a login or renewal that `logout()` overtook (nothing was
+   * stored), or `http_<status>` for an error answer without a JSON body.
    */
   readonly error: string;
   /** The gateway's `message`, or `wx.login`'s `errMsg`. */
   readonly message: string;
-  /** HTTP status of the answer; 0 when there was none (`wx.login` failed). */
+  /** HTTP status of the answer; 0 when there was none (`wx.login` failed, `logged_out`). */
   readonly statusCode: number;
   /** For `wx_login_failed`: what `wx.login` passed to `fail`. */
   readonly cause?: unknown;
@@ -153,14 +154,17 @@ export interface WxGateClient {
    * there is no token.
    *
    * Renewal: when the stored expiry has passed, or the gateway answers 401
-   * with `token_expired`, `token_revoked`, `token_invalid` or `token_missing`,
-   * the client renews once (`POST /wx/refresh`, and a new login if the refresh
-   * fails) and replays the request once. Concurrent requests share a single
+   * with `token_expired`, `token_revoked` or `token_invalid`, the client
+   * renews once (`POST /wx/refresh`, and a new login if the refresh fails)
+   * and replays the request once. A refresh token the gateway refused is
+   * removed from storage. A 401 that comes back after `logout()` was called
+   * is returned as is: no renewal, no new login. Concurrent requests share a single
    * renewal; a request that was sent with a token someone else already
    * replaced replays with the new one without renewing again. A replay that
    * is refused again resolves with that answer.
    *
-   * Resolves with every HTTP answer, errors included (like `wx.request`).
+   * Resolves with every HTTP answer, errors included (like `wx.request`;
+   * with `responseType: 'arraybuffer'` the gateway's 401 is still read).
    * Rejects with the {@link WxFailError} on a network failure, or with the
    * login's error when logging in (first, or as the renewal's fallback) fails.
    */
@@ -168,8 +172,11 @@ export interface WxGateClient {
 
   /**
    * `POST /wx/logout` (with `{ all: true }`: revoke every session of the
-   * user), through the same renewal as {@link request}, then remove the stored
-   * tokens whatever happened.
+   * user). A login or renewal under way finishes first, so that what it
+   * stored is revoked; one begun later stores nothing (`logged_out`). The
+   * stored tokens are removed before the request, whatever happens. A token
+   * that ran out is replaced with the refresh token, only to revoke its
+   * session: logout never logs in.
    *
    * Resolves with the answer, whatever its status (`data` is
    * `{ revoked: 'token' | 'all' }` on 200), or with `null` without a request
@@ -182,7 +189,8 @@ export interface WxGateClient {
   /**
    * `POST /wx/phone` with the code of `<button open-type="getPhoneNumber">`,
    * authenticated and renewed like {@link request}. Rejects with a
-   * {@link WxGateError} on any answer but 200 (e.g. `invalid_phone_code`).
+   * {@link WxGateError} on any answer but 200 (e.g. `invalid_phone_code`),
+   * and with `invalid_response` for a 200 that is not a phone number.
    */
   phoneNumber(code: string): Promise<PhoneNumber>;
 

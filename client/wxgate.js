@@ -9,8 +9,15 @@
 /** Close code the gateway uses on a WebSocket whose token expired or was revoked. */
 export const TOKEN_CLOSE_CODE = 4001;
 
-/** 401 codes that mean "this access token is not good": renew and replay once. */
-const TOKEN_ERRORS = ['token_expired', 'token_revoked', 'token_invalid', 'token_missing'];
+/**
+ * 401 codes that mean "this access token is not good": renew and replay once.
+ * Not `token_missing`: the client always sends a token, so that one means
+ * something on the way dropped the header, which a new token does not fix.
+ */
+const TOKEN_ERRORS = ['token_expired', 'token_revoked', 'token_invalid'];
+
+/** The largest binary (`responseType: 'arraybuffer'`) body read for an error code. */
+const MAX_BINARY_ERROR_BODY = 4096;
 
 const JSON_HEADER = { 'content-type': 'application/json' };
 
@@ -49,10 +56,13 @@ export function createClient({
   // token cost one refresh, not 20 refresh tokens racing each other).
   let loginInFlight = null;
   let renewalInFlight = null;
+  // Bumped by logout(): a login or renewal begun before it stores nothing,
+  // and a request sent before it is not renewed and replayed after it.
+  let generation = 0;
 
   function login() {
     if (!loginInFlight) {
-      loginInFlight = loginOnce().finally(() => {
+      loginInFlight = settled(loginOnce(), () => {
         loginInFlight = null;
       });
     }
@@ -60,22 +70,30 @@ export function createClient({
   }
 
   async function loginOnce() {
+    const started = generation;
     const code = await wxLoginCode(wx);
     const body = appid ? { code, appid } : { code };
     const res = await callRequest(wx, jsonPost(endpoint('login'), body));
-    return acceptGrant(res);
+    return acceptGrant(res, started);
   }
 
   async function refresh(refreshToken) {
+    const started = generation;
     const res = await callRequest(wx, jsonPost(endpoint('refresh'), { refresh_token: refreshToken }));
-    return acceptGrant(res);
+    // Refused (reused, revoked, expired, unknown): never present it again.
+    // A network failure or a 5xx leaves it for the next try.
+    if (res.statusCode === 401 && session.refreshToken() === refreshToken) {
+      session.dropRefreshToken();
+    }
+    return acceptGrant(res, started);
   }
 
   /** Store a login/refresh answer, or turn a refusal into an error. */
-  function acceptGrant(res) {
-    const grant = parseJSON(res.data);
-    if (res.statusCode !== 200 || !grant || typeof grant.token !== 'string') {
-      throw errorFromResponse(res);
+  function acceptGrant(res, started) {
+    const grant = grantOf(res);
+    if (!grant) throw errorFromResponse(res);
+    if (generation !== started) {
+      throw new WxGateError('logged_out', 'logout() was called while this login was under way', 0);
     }
     session.save(grant);
     return grant;
@@ -84,7 +102,7 @@ export function createClient({
   /** A new access token: refresh if we can, log in again if that fails. */
   function renew() {
     if (!renewalInFlight) {
-      renewalInFlight = refreshOrLogin().finally(() => {
+      renewalInFlight = settled(refreshOrLogin(), () => {
         renewalInFlight = null;
       });
     }
@@ -137,28 +155,37 @@ export function createClient({
 
   /** Send with the token; on a token rejection renew once and replay once. */
   async function request(options) {
+    const started = generation;
     const sentWith = await usableToken();
     const first = await send(options, sentWith);
-    if (!isTokenRejection(first)) return first;
+    // After a logout, a rejection is the logout's doing: no new login for it.
+    if (!isTokenRejection(first) || generation !== started) return first;
     return send(options, await tokenAfterRejection(sentWith));
   }
 
   async function logout({ all = false } = {}) {
+    // A login or renewal under way finishes first, so that what it stores
+    // is what gets revoked; anything begun after this point stores nothing.
+    await Promise.all([loginInFlight, renewalInFlight].map((p) => p && p.catch(ignore)));
+    generation += 1;
+    const token = session.token();
+    const refreshToken = session.refreshToken();
+    session.clear();
     // Nothing to revoke: do not log in just to log out.
-    if (!session.token()) {
-      session.clear();
-      return null;
-    }
-    try {
-      return await request({
-        url: endpoint('logout'),
-        method: 'POST',
-        header: JSON_HEADER,
-        data: all ? { all: true } : {},
-      });
-    } finally {
-      session.clear();
-    }
+    if (!token) return null;
+
+    const options = {
+      url: endpoint('logout'),
+      method: 'POST',
+      header: JSON_HEADER,
+      data: all ? { all: true } : {},
+    };
+    const first = await send(options, token);
+    if (!isTokenRejection(first) || !refreshToken) return first;
+    // The token ran out, but its session lives on in the refresh token:
+    // revoke it with a refreshed token (never with a new login).
+    const renewed = grantOf(await callRequest(wx, jsonPost(endpoint('refresh'), { refresh_token: refreshToken })));
+    return renewed ? send(options, renewed.token) : first;
   }
 
   async function phoneNumber(code) {
@@ -168,8 +195,9 @@ export function createClient({
       header: JSON_HEADER,
       data: { code },
     });
-    if (res.statusCode !== 200) throw errorFromResponse(res);
-    return parseJSON(res.data);
+    const number = res.statusCode === 200 ? parseJSON(res.data) : null;
+    if (!number || typeof number.purePhoneNumber !== 'string') throw errorFromResponse(res);
+    return number;
   }
 
   async function connectSocket(options) {
@@ -236,6 +264,9 @@ function sessionStore(wx, storageKey) {
         wx.removeStorageSync(keys.expiresAt);
       }
     },
+    dropRefreshToken() {
+      wx.removeStorageSync(keys.refreshToken);
+    },
     clear() {
       Object.values(keys).forEach((key) => wx.removeStorageSync(key));
     },
@@ -269,6 +300,28 @@ function wxLoginCode(wx) {
       fail: failed,
     });
   });
+}
+
+/** `promise`, with `done` run once it settles either way (no Promise#finally on old base libraries). */
+function settled(promise, done) {
+  return promise.then(
+    (value) => {
+      done();
+      return value;
+    },
+    (err) => {
+      done();
+      throw err;
+    },
+  );
+}
+
+function ignore() {}
+
+/** A login or refresh answer's body, or null when it is not one. */
+function grantOf(res) {
+  const grant = res.statusCode === 200 ? parseJSON(res.data) : null;
+  return grant && typeof grant.token === 'string' ? grant : null;
 }
 
 function jsonPost(url, data) {
@@ -306,6 +359,7 @@ function errorCode(statusCode, body) {
 
 /** The body as an object: wx.request parses JSON unless told otherwise. */
 function parseJSON(data) {
+  if (isArrayBuffer(data)) return parseJSON(asciiText(data));
   if (data && typeof data === 'object') return data;
   if (typeof data !== 'string') return null;
   try {
@@ -314,6 +368,22 @@ function parseJSON(data) {
   } catch (_) {
     return null;
   }
+}
+
+function isArrayBuffer(data) {
+  return typeof ArrayBuffer !== 'undefined' && data instanceof ArrayBuffer;
+}
+
+/**
+ * A small binary body as text, byte for byte (the gateway's error bodies are
+ * ASCII JSON; TextDecoder is missing on old base libraries).
+ */
+function asciiText(buffer) {
+  if (buffer.byteLength > MAX_BINARY_ERROR_BODY) return null;
+  const bytes = new Uint8Array(buffer);
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 1) text += String.fromCharCode(bytes[i]);
+  return text;
 }
 
 function trimTrailingSlashes(s) {

@@ -44,7 +44,7 @@ fn the_client_unit_tests_pass() {
         return;
     }
     let out = Command::new("node")
-        .args(["--test", "client/test/"])
+        .args(["--test", "--test-reporter=tap", "client/test/"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("WXGATE_URL")
         .output()
@@ -83,6 +83,9 @@ appid = "wxc11e47000000001"
 secret_env = "CLIENT_WECHAT"
 timeout = "2s"
 
+[metrics]
+listen = "127.0.0.1:0"
+
 [[routes]]
 prefix = "/api/"
 upstreams = ["{}"]
@@ -101,7 +104,7 @@ upstreams = ["{}"]
 
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .args(["--test", "client/test/e2e.test.js"])
+            .args(["--test", "--test-reporter=tap", "client/test/e2e.test.js"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("WXGATE_URL", url)
             .env("WXGATE_TOKEN_TTL_MS", TTL_MS.to_string())
@@ -116,5 +119,29 @@ upstreams = ["{}"]
     // Both e2e tests ran (none skipped) and passed.
     assert!(stdout.contains("# pass 2"), "{stdout}");
     assert!(stdout.contains("# skipped 0"), "{stdout}");
+
+    // What the gateway itself counted, not only what the client sent: one
+    // refresh per burst (two tests), three logins (one after the logout),
+    // no refresh token presented twice.
+    let metrics = env.gateway.metrics_addr().expect("metrics listener");
+    let scrape = support::raw_request(
+        metrics,
+        b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8(scrape.body).unwrap();
+    let outcome = |endpoint: &str, outcome: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("wxgate_endpoint_outcomes_total{"))
+            .filter(|l| l.contains(&format!(r#"endpoint="{endpoint}""#)))
+            .filter(|l| l.contains(&format!(r#"outcome="{outcome}""#)))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(outcome("refresh", "rotated"), 2.0, "{text}");
+    assert_eq!(outcome("refresh", "reused"), 0.0, "{text}");
+    assert_eq!(outcome("refresh", "invalid"), 0.0, "{text}");
+    assert_eq!(outcome("login", "ok"), 3.0, "{text}");
+    assert_eq!(outcome("logout", "ok"), 1.0, "{text}");
     env.gateway.shutdown(Duration::from_secs(1)).await;
 }

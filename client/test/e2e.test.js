@@ -3,7 +3,7 @@
 // Environment:
 //   WXGATE_URL           the gateway, e.g. http://127.0.0.1:12345 (unset: the tests skip)
 //   WXGATE_TOKEN_TTL_MS  access token lifetime the gateway was given (default 2000),
-//                        with zero leeway, so waiting ttl + 1.2 s expires a token
+//                        with zero leeway; the tests poll until a token has expired
 //   WXGATE_APPID         optional: sent with the login when the gateway serves several apps
 //   WXGATE_PATH_PREFIX   optional: the gateway's [login] path_prefix (default /wx)
 //
@@ -93,7 +93,28 @@ function setup() {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const waitForExpiry = () => sleep(TTL_MS + 1200);
+
+/**
+ * Polls until the gateway refuses the client's token as expired and the
+ * client's stored expiry has passed too (the token's exp is whole seconds).
+ * Straight to the gateway, past the client and its counters.
+ */
+async function waitForExpiry(client, wx) {
+  const token = client.token();
+  const deadline = Date.now() + TTL_MS + 10000;
+  for (;;) {
+    const res = await fetch(`${GATEWAY}/api/hello`, { headers: { Authorization: `Bearer ${token}` } });
+    const body = await res.text();
+    if (res.status === 401) {
+      assert.equal(JSON.parse(body).error, 'token_expired');
+      if (Date.now() >= wx.getStorageSync('wxgate.expires_at')) return;
+    } else {
+      assert.equal(res.status, 200, body);
+    }
+    assert.ok(Date.now() < deadline, 'the token never expired');
+    await sleep(50);
+  }
+}
 
 function burst(client) {
   return Promise.all(Array.from({ length: BURST }, () => client.request({ url: '/api/hello' })));
@@ -118,7 +139,7 @@ test('e2e: login, shared refresh after the gateway says token_expired, logout', 
   assert.equal(hello.statusCode, 200);
   assert.ok(JSON.stringify(hello.data).includes(answer.openid), 'the upstream saw the openid');
 
-  await waitForExpiry();
+  await waitForExpiry(client, wx);
   // Hide the expiry from the client so that it sends the expired token and the
   // renewal is driven by the gateway's 401 token_expired answers.
   wx.setStorageSync('wxgate.expires_at', Date.now() + 3600 * 1000);
@@ -151,10 +172,10 @@ test('e2e: a token known to be expired is renewed once before a burst', async (t
     t.skip(SKIP_REASON);
     return;
   }
-  const { counts, client } = setup();
+  const { wx, counts, client } = setup();
   await client.login();
 
-  await waitForExpiry();
+  await waitForExpiry(client, wx);
   const answers = await burst(client);
 
   assert.deepEqual(answers.map((r) => r.statusCode), Array(BURST).fill(200));

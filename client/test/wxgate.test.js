@@ -24,6 +24,7 @@ function fakeGateway() {
     networkDown: false,
     rejectAlways: null, // a token error code every protected path answers with
     hold: () => null, // (call) => a promise to wait for before answering it
+    override: () => null, // (call) => an answer that replaces the usual one
 
     count(path, method = 'POST') {
       return gw.calls.filter((c) => c.path === path && (method === '*' || c.method === method)).length;
@@ -56,7 +57,7 @@ function fakeGateway() {
         .then(nextTick)
         .then(() => {
           if (gw.networkDown) options.fail({ errMsg: 'request:fail timeout' });
-          else options.success(withHeader(gw.answer(call)));
+          else options.success(withHeader(encoded(gw.override(call) || gw.answer(call), options)));
         });
     },
 
@@ -134,6 +135,13 @@ function fakeGateway() {
 
 function reply(statusCode, data) {
   return { statusCode, data };
+}
+
+/** The body as wx.request gives it for `responseType: 'arraybuffer'`. */
+function encoded(res, options) {
+  if (options.responseType !== 'arraybuffer') return res;
+  const text = typeof res.data === 'string' ? res.data : JSON.stringify(res.data);
+  return { ...res, data: new TextEncoder().encode(text).buffer };
 }
 
 function withHeader(res) {
@@ -652,4 +660,191 @@ test('pathPrefix moves the gateway endpoints', async () => {
   await client.phoneNumber('phone-ok');
   await client.logout();
   assert.deepEqual(paths, ['/auth/login', '/auth/phone', '/auth/refresh', '/auth/phone', '/auth/logout']);
+});
+
+// ---------------------------------------------------------------------------
+// Logout racing other work, refused refresh tokens, odd bodies
+
+test('a logout during a login revokes what the login stored and leaves nothing behind', async () => {
+  const { gw, wx, client } = setup();
+  const gate = deferred();
+  gw.hold = (call) => (call.path === '/wx/login' ? gate.promise : null);
+
+  const login = client.login();
+  const logout = client.logout();
+  await nextTick();
+  gate.resolve();
+
+  assert.equal((await login).token, 'access-1');
+  const res = await logout;
+  assert.equal(res.statusCode, 200);
+  assert.deepEqual(gw.callsTo('/wx/logout').map(bearerOf), ['Bearer access-1']);
+  assert.equal(wx.storage.size, 0);
+  assert.equal(client.token(), null);
+});
+
+test('a logout waits for a renewal under way, then revokes what it stored', async () => {
+  const { gw, wx, client } = setup();
+  await client.login();
+  gw.expireAll();
+  const gate = deferred();
+  gw.hold = (call) => (call.path === '/wx/refresh' ? gate.promise : null);
+
+  const pending = client.request({ url: '/api/a' });
+  while (gw.count('/wx/refresh') === 0) await nextTick();
+  const logout = client.logout();
+  await nextTick();
+  gate.resolve();
+
+  assert.equal((await pending).statusCode, 200);
+  assert.equal((await logout).statusCode, 200);
+  assert.deepEqual(gw.callsTo('/wx/logout').map(bearerOf), ['Bearer access-2']);
+  assert.equal(wx.storage.size, 0);
+});
+
+test('a login begun while a logout waits stores nothing', async () => {
+  const { gw, wx, client } = setup();
+  await client.login();
+  gw.expireAll();
+  const refreshGate = deferred();
+  const loginGate = deferred();
+  gw.hold = (call) => {
+    if (call.path === '/wx/refresh') return refreshGate.promise;
+    if (call.path === '/wx/login' && gw.count('/wx/login') === 2) return loginGate.promise;
+    return null;
+  };
+
+  const pending = client.request({ url: '/api/a' });
+  while (gw.count('/wx/refresh') === 0) await nextTick();
+  const logout = client.logout(); // waits for the refresh
+  const late = client.login(); // begun before the logout is through
+  while (gw.count('/wx/login') < 2) await nextTick();
+  refreshGate.resolve();
+  assert.equal((await logout).statusCode, 200);
+  loginGate.resolve();
+
+  await assert.rejects(late, { error: 'logged_out', statusCode: 0 });
+  assert.equal((await pending).statusCode, 200);
+  assert.equal(wx.storage.size, 0);
+  assert.equal(client.token(), null);
+});
+
+test('a request rejected after a logout is not renewed', async () => {
+  const { gw, wx, client } = setup();
+  await client.login();
+  const gate = deferred();
+  gw.hold = (call) => (call.path === '/api/slow' ? gate.promise : null);
+
+  const slow = client.request({ url: '/api/slow' });
+  await nextTick();
+  await client.logout();
+  gate.resolve();
+
+  const res = await slow;
+  assert.equal(res.statusCode, 401);
+  assert.equal(res.data.error, 'token_revoked');
+  assert.equal(gw.count('/wx/refresh'), 0);
+  assert.equal(gw.count('/wx/login'), 1);
+  assert.equal(gw.count('/api/slow', 'GET'), 1);
+  assert.equal(wx.storage.size, 0);
+});
+
+test('logout with an expired token and a refused refresh token does not log in', async () => {
+  const { gw, wx, client } = setup();
+  await client.login();
+  gw.expireAll();
+  gw.burnRefreshTokens();
+
+  const res = await client.logout();
+
+  assert.equal(res.statusCode, 401);
+  assert.equal(res.data.error, 'token_expired');
+  assert.equal(gw.count('/wx/refresh'), 1);
+  assert.equal(gw.count('/wx/login'), 1);
+  assert.equal(wx.loginCalls, 1);
+  assert.equal(wx.storage.size, 0);
+});
+
+test('a refresh token the gateway refused is never presented again', async () => {
+  const { gw, wx, client } = setup();
+  await client.login();
+  gw.expireAll();
+  gw.burnRefreshTokens();
+  wx.loginFails = true;
+
+  await assert.rejects(client.request({ url: '/api/a' }), { error: 'wx_login_failed' });
+  assert.equal(wx.storage.has('wxgate.refresh_token'), false);
+  await assert.rejects(client.request({ url: '/api/a' }), { error: 'wx_login_failed' });
+  assert.deepEqual(gw.callsTo('/wx/refresh').map((c) => c.data.refresh_token), ['refresh-1']);
+
+  wx.loginFails = false;
+  const res = await client.request({ url: '/api/a' });
+  assert.equal(res.statusCode, 200);
+  assert.equal(client.token(), 'access-2');
+});
+
+test('a refresh that fails on the network keeps the refresh token for the next try', async () => {
+  const { gw, wx, client } = setup();
+  await client.login();
+  gw.expireAll();
+  const serve = gw.serve;
+  gw.serve = (options) => {
+    if (options.url.endsWith('/wx/refresh') && gw.count('/wx/refresh') === 0) {
+      gw.calls.push({ path: '/wx/refresh', method: 'POST', header: {}, data: options.data });
+      setTimeout(() => options.fail({ errMsg: 'request:fail timeout' }), 0);
+      return;
+    }
+    serve(options);
+  };
+  wx.loginFails = true;
+
+  await assert.rejects(client.request({ url: '/api/a' }), { error: 'wx_login_failed' });
+  assert.equal(wx.storage.get('wxgate.refresh_token'), 'refresh-1');
+  const res = await client.request({ url: '/api/a' });
+  assert.equal(res.statusCode, 200);
+  assert.equal(gw.count('/wx/refresh'), 2);
+  assert.equal(client.token(), 'access-2');
+});
+
+test('token_missing is passed through, not renewed', async () => {
+  const { gw, client } = setup();
+  await client.login();
+  gw.rejectAlways = 'token_missing';
+  const res = await client.request({ url: '/api/a' });
+  assert.equal(res.statusCode, 401);
+  assert.equal(res.data.error, 'token_missing');
+  assert.equal(gw.count('/wx/refresh'), 0);
+  assert.equal(gw.count('/api/a', 'GET'), 1);
+});
+
+test('a token rejection is recognised in an arraybuffer answer', async () => {
+  const { gw, client } = setup();
+  await client.login();
+  gw.expireAll();
+
+  const res = await client.request({ url: '/api/a', responseType: 'arraybuffer' });
+
+  assert.equal(res.statusCode, 200);
+  assert.ok(res.data instanceof ArrayBuffer);
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(res.data)), { path: '/api/a', openid: 'openid-code-1' });
+  assert.equal(gw.count('/wx/refresh'), 1);
+  assert.deepEqual(gw.callsTo('/api/a').map(bearerOf), ['Bearer access-1', 'Bearer access-2']);
+});
+
+test('phoneNumber rejects a 200 that is not a phone number', async () => {
+  const { gw, client } = setup();
+  gw.override = (call) => (call.path === '/wx/phone' ? reply(200, '<html>captive portal</html>') : null);
+  await assert.rejects(client.phoneNumber('phone-ok'), (err) => {
+    assert.ok(err instanceof WxGateError);
+    assert.equal(err.error, 'invalid_response');
+    assert.equal(err.statusCode, 200);
+    return true;
+  });
+});
+
+test('a login answered 200 with something else rejects with invalid_response and stores nothing', async () => {
+  const { gw, wx, client } = setup();
+  gw.override = (call) => (call.path === '/wx/login' ? reply(200, '<html>captive portal</html>') : null);
+  await assert.rejects(client.login(), { error: 'invalid_response', statusCode: 200 });
+  assert.equal(wx.storage.size, 0);
 });
