@@ -288,11 +288,10 @@ impl ProxyHttp for Gateway {
         };
         let picked = ctx.state.upstreams[route].pick(&ctx.failed);
         match picked {
-            Some(mut peer) => {
-                if ctx.websocket {
-                    // The upstream end of a WebSocket may be quiet for long too.
-                    peer.options.read_timeout = None;
-                }
+            Some(peer) => {
+                // A WebSocket's upstream end may be quiet for long: the
+                // route's read_timeout bounds the wait for its 101 only
+                // (vendor/pingora-proxy, PATCHED.md).
                 ctx.peer = peer._address.as_inet().copied();
                 Ok(peer)
             }

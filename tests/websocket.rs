@@ -188,6 +188,70 @@ async fn a_websocket_handshake_without_a_valid_token_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_handshake_without_the_routes_role_is_forbidden() {
+    let (upstream, seen) = echo_server().await;
+    let text = support::standard_config(upstream).replace(
+        "auth = \"required\"",
+        "auth = \"required\"\nroles = [\"admin\"]",
+    );
+    assert!(text.contains("roles = [\"admin\"]"), "{text}");
+    let gw = Gateway::start(&text).await;
+    let auth = format!("Bearer {}", gw.token("o-no-role", None, None));
+    match open(gw.addr, &[("Authorization", &auth)]).await {
+        Err(WsError::Http(res)) => {
+            assert_eq!(res.status(), 403);
+            let body = res.body().clone().unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"], "forbidden", "{v}");
+        }
+        other => panic!("expected a 403, got {:?}", other.map(|_| "a socket")),
+    }
+    assert!(seen.lock().unwrap().is_empty(), "the upstream never saw it");
+    gw.stop().await;
+}
+
+/// An upstream that takes the handshake and never answers: the route's
+/// `read_timeout` bounds the wait for the 101 (it no longer applies after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upstream_that_never_answers_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            held.push(stream); // open, silent
+        }
+    });
+    let text = support::standard_config(upstream).replace(
+        "auth = \"required\"",
+        "auth = \"required\"\nread_timeout = \"1s\"",
+    );
+    assert!(text.contains("read_timeout = \"1s\""), "{text}");
+    let gw = Gateway::start(&text).await;
+    let auth = format!("Bearer {}", gw.token("o-silent", None, None));
+    let started = std::time::Instant::now();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        open(gw.addr, &[("Authorization", &auth)]),
+    )
+    .await
+    .expect("an answer, not a hang");
+    match refused {
+        Err(WsError::Http(res)) => {
+            assert_eq!(res.status(), 504);
+            let body = res.body().clone().unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"], "upstream_timeout", "{v}");
+        }
+        other => panic!("expected a 504, got {:?}", other.map(|_| "a socket")),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_websocket_is_not_cut_by_the_request_deadlines() {
     // The upstream pushes a message 2.5 s after its greeting; nothing else
     // moves on the socket meanwhile, in either direction.
@@ -372,25 +436,35 @@ async fn close_frame_of(ws: &mut Ws, within: Duration) -> (u16, String) {
 
 /// Wait until the upstream saw `n` close frames.
 async fn upstream_closes(closes: &Closes, n: usize) -> Vec<(u16, String)> {
-    for _ in 0..500 {
-        let got = closes.lock().unwrap().clone();
-        if got.len() >= n {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the upstream saw {:?}", closes.lock().unwrap());
+    let seen = support::eventually(Duration::from_secs(5), || async {
+        closes.lock().unwrap().len() >= n
+    })
+    .await;
+    let got = closes.lock().unwrap().clone();
+    assert!(seen, "the upstream saw {got:?}");
+    got
+}
+
+/// The next message on `ws`, within 5 s.
+async fn next_message(ws: &mut Ws) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a message in time")
+        .expect("the socket is open")
+        .expect("a message")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_closes_when_its_token_expires() {
     let (upstream, _seen, closes) = echo_server_pushing(None).await;
     let gw = Gateway::start(&closing_config(upstream)).await;
-    let token = gw.token_for("o-expiring", Duration::from_secs(2));
+    // 3 s: `exp` is in whole seconds, so at least 2 s for the handshake and an echo.
+    let token = gw.token_for("o-expiring", Duration::from_secs(3));
     let auth = format!("Bearer {token}");
     let mut ws = connect(gw.addr, &[("Authorization", &auth)]).await.unwrap();
     // Traffic before the expiry goes both ways as usual.
     ws.send(Message::text("still valid")).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, Message::text("still valid"));
     let (code, reason) = close_frame_of(&mut ws, Duration::from_secs(5)).await;
     assert_eq!((code, reason.as_str()), (4001, "token_expired"));
     assert_eq!(
@@ -436,12 +510,10 @@ async fn a_socket_closes_when_its_token_is_revoked() {
     );
 
     bystander.send(Message::text("still here")).await.unwrap();
-    let back = tokio::time::timeout(Duration::from_secs(5), bystander.next())
-        .await
-        .expect("the echo in time")
-        .expect("the socket is open")
-        .expect("a message");
-    assert_eq!(back, Message::text("still here"));
+    assert_eq!(
+        next_message(&mut bystander).await,
+        Message::text("still here")
+    );
     gw.stop().await;
 }
 
@@ -459,14 +531,16 @@ async fn elsewhere_a_socket_outlives_its_token() {
         gw.token_for("o-lasting", Duration::from_secs(1))
     );
     let mut ws = connect(gw.addr, &[("Authorization", &auth)]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2200)).await; // past the token's end, on purpose
+    // Until the gateway refuses the token: the socket is then older than it.
+    let token = auth.trim_start_matches("Bearer ");
+    let state = gw.running().state();
+    let ended = support::eventually(Duration::from_secs(5), || async {
+        state.tokens().verify(token).is_err()
+    })
+    .await;
+    assert!(ended, "the token expired");
     ws.send(Message::text("after")).await.unwrap();
-    let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("the echo in time")
-        .expect("the socket is open")
-        .expect("a message");
-    assert_eq!(back, Message::text("after"));
+    assert_eq!(next_message(&mut ws).await, Message::text("after"));
     assert!(closes.lock().unwrap().is_empty());
     gw.stop().await;
 }

@@ -17,6 +17,9 @@ use crate::route::is_canonical_prefix;
 /// Minimum length of the JWT signing key, in bytes (HS256 wants 256 bits).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
+/// The shortest `[[routes]] revocation_check`.
+const MIN_REVOCATION_CHECK: Duration = Duration::from_millis(100);
+
 mod hook;
 mod jwt;
 mod server;
@@ -443,6 +446,11 @@ impl Validator<'_> {
             "10s",
             (Duration::from_secs(3600), "1h"),
         )?;
+        // One store read per socket each time: a floor keeps a typo ("1ms")
+        // from turning 10,000 sockets into 10 million reads a second.
+        if every < MIN_REVOCATION_CHECK {
+            return Err(self.err(key("revocation_check"), "must be at least 100ms"));
+        }
         Ok(Some(every))
     }
 }

@@ -238,14 +238,11 @@ impl AsyncRead for Deadlined {
             if let Some(closing) = watch.poll_closing(&mut this.inner, cx, buf) {
                 return closing;
             }
-            let before = buf.filled().len();
-            let polled = this.poll_read_deadlined(cx, buf);
-            if let Some(watch) = this.watch_mut() {
-                watch.read_from_client(&buf.filled()[before..]);
-            }
-            return polled;
         }
-        if !this.peeked.is_empty() {
+        let before = buf.filled().len();
+        let polled = if this.peeked.is_empty() {
+            this.poll_read_deadlined(cx, buf)
+        } else {
             let n = this.peeked.len().min(buf.remaining());
             buf.put_slice(&this.peeked[..n]);
             this.peeked.drain(..n);
@@ -253,9 +250,13 @@ impl AsyncRead for Deadlined {
                 // An idle connection keeps no read-ahead buffer.
                 this.peeked = Vec::new();
             }
-            return Poll::Ready(Ok(()));
+            Poll::Ready(Ok(()))
+        };
+        // A watch sees every client byte, read-ahead ones included.
+        if let Some(watch) = this.watch_mut() {
+            watch.read_from_client(&buf.filled()[before..]);
         }
-        this.poll_read_deadlined(cx, buf)
+        polled
     }
 }
 

@@ -3,9 +3,10 @@
 //!
 //! A [`TokenWatch`] rides on the client connection's stream
 //! ([`super::deadline::Deadlined`]). It sees every byte both ways, so it
-//! knows where frames end ([`FrameCursor`]), and Pingora keeps a read
-//! pending on that stream for as long as the tunnel lives, so the watch can
-//! end the tunnel at any time:
+//! knows where frames end ([`FrameCursor`]), and Pingora reads that stream
+//! for as long as the tunnel lives (whenever its pipe to the upstream has
+//! room; a stalled upstream delays the close up to its `write_timeout`), so
+//! the watch can end the tunnel at any time:
 //!
 //! 1. at the token's `exp` plus the leeway, or as soon as the revocation
 //!    check (a small task per socket, every `revocation_check`) finds the

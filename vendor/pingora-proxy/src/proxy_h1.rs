@@ -272,6 +272,9 @@ where
                             if !upgraded && client_session.was_upgraded() {
                                 // upgrade can only happen once
                                 upgraded = true;
+                                // wxgate patch: the peer's read timeout bounds the wait
+                                // for the 101, not the silences of the upgraded tunnel.
+                                client_session.read_timeout = None;
                                 if send_error.is_none() {
                                     // continue receiving from downstream after body mode change
                                     request_done = false;
