@@ -10,7 +10,8 @@
 //! Anything else — another header, another signature length, claims of an
 //! unusual shape — is not decided here: the caller hands it to the reference
 //! path, so both give the same answer for every token (`super::proptests`
-//! checks it over generated good and bad tokens).
+//! checks it over generated good and bad tokens of each algorithm, the
+//! public-key ones also through the verified-token cache).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

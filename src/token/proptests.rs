@@ -487,6 +487,49 @@ proptest! {
     }
 }
 
+/// `keys()` with a key pair of `alg` (kid `pk-1`) signing instead.
+fn public_key_keys(alg: Algorithm) -> (TokenKeys, std::sync::Arc<super::keys::PrivateKey>) {
+    let private = std::sync::Arc::new(super::keys::PrivateKey::generate(alg).unwrap());
+    let cfg = JwtConfig {
+        key: JwtKey {
+            algorithm: alg,
+            kid: Some("pk-1".into()),
+            source: "test".into(),
+            material: crate::config::KeyMaterial::Private(std::sync::Arc::clone(&private)),
+        },
+        ..jwt_config()
+    };
+    (TokenKeys::new(&cfg), private)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The same differential for EdDSA and ES256 tokens under the header
+    /// the gateway issues, asked twice: the second answer may come from the
+    /// thread's verified-token cache and must not differ either.
+    #[test]
+    fn the_fast_path_and_its_cache_decide_as_the_reference_does_for_public_keys(
+        claims in claims(unix_now()),
+        es256 in any::<bool>(),
+    ) {
+        let alg = if es256 { Algorithm::ES256 } else { Algorithm::EdDSA };
+        let (keys, private) = public_key_keys(alg);
+        let message = format!(
+            "{}.{}",
+            encoded_header(alg, Some("pk-1")),
+            b64(&serde_json::to_vec(&claims).unwrap())
+        );
+        let token = format!("{message}.{}", b64(&private.sign(message.as_bytes())));
+        let reference = keys.verify_reference(&token);
+        for _ in 0..2 {
+            if let Some(decided) = keys.verify_fast(&token, unix_now()) {
+                prop_assert_eq!(&decided, &reference);
+            }
+        }
+    }
+}
+
 /// The differential test above means something only if the fast path
 /// decides a fair share of the generated tokens, accepting some and refusing
 /// others.
