@@ -117,6 +117,19 @@ async fn connect(gw: SocketAddr, headers: &[(&str, &str)]) -> Result<Ws, WsError
     Ok(ws)
 }
 
+/// The status and JSON body of a handshake the gateway refused.
+fn refusal(handshake: Result<Ws, WsError>) -> (u16, serde_json::Value) {
+    match handshake {
+        Err(WsError::Http(res)) => {
+            let body = res.body().clone().unwrap_or_default();
+            let v = serde_json::from_slice(&body).expect("a JSON body");
+            (res.status().as_u16(), v)
+        }
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("expected an HTTP refusal, got a socket"),
+    }
+}
+
 /// The handshake only.
 async fn open(gw: SocketAddr, headers: &[(&str, &str)]) -> Result<Ws, WsError> {
     let mut req = format!("ws://{gw}/chat").into_client_request().unwrap();
@@ -169,16 +182,9 @@ async fn a_websocket_handshake_without_a_valid_token_is_refused() {
     let (upstream, seen) = echo_server().await;
     let gw = Gateway::start(&support::standard_config(upstream)).await;
     for headers in [vec![], vec![("Authorization", "Bearer not.a.token")]] {
-        let err = connect(gw.addr, &headers).await.expect_err("refused");
-        match err {
-            tokio_tungstenite::tungstenite::Error::Http(res) => {
-                assert_eq!(res.status(), 401);
-                let body = res.body().clone().unwrap_or_default();
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                assert!(v["error"].as_str().unwrap().starts_with("token_"), "{v}");
-            }
-            other => panic!("expected an HTTP refusal, got {other}"),
-        }
+        let (status, v) = refusal(connect(gw.addr, &headers).await);
+        assert_eq!(status, 401);
+        assert!(v["error"].as_str().unwrap().starts_with("token_"), "{v}");
     }
     assert!(
         seen.lock().unwrap().is_empty(),
@@ -197,15 +203,9 @@ async fn a_websocket_handshake_without_the_routes_role_is_forbidden() {
     assert!(text.contains("roles = [\"admin\"]"), "{text}");
     let gw = Gateway::start(&text).await;
     let auth = format!("Bearer {}", gw.token("o-no-role", None, None));
-    match open(gw.addr, &[("Authorization", &auth)]).await {
-        Err(WsError::Http(res)) => {
-            assert_eq!(res.status(), 403);
-            let body = res.body().clone().unwrap_or_default();
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(v["error"], "forbidden", "{v}");
-        }
-        other => panic!("expected a 403, got {:?}", other.map(|_| "a socket")),
-    }
+    let (status, v) = refusal(open(gw.addr, &[("Authorization", &auth)]).await);
+    assert_eq!(status, 403);
+    assert_eq!(v["error"], "forbidden", "{v}");
     assert!(seen.lock().unwrap().is_empty(), "the upstream never saw it");
     gw.stop().await;
 }
@@ -238,15 +238,9 @@ async fn a_websocket_upstream_that_never_answers_times_out() {
     )
     .await
     .expect("an answer, not a hang");
-    match refused {
-        Err(WsError::Http(res)) => {
-            assert_eq!(res.status(), 504);
-            let body = res.body().clone().unwrap_or_default();
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(v["error"], "upstream_timeout", "{v}");
-        }
-        other => panic!("expected a 504, got {:?}", other.map(|_| "a socket")),
-    }
+    let (status, v) = refusal(refused);
+    assert_eq!(status, 504);
+    assert_eq!(v["error"], "upstream_timeout", "{v}");
     assert!(started.elapsed() >= Duration::from_millis(900));
     gw.stop().await;
 }
