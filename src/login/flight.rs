@@ -201,11 +201,15 @@ impl CodeFlights {
                     let code = code.to_string();
                     tokio::spawn(async move {
                         // Whatever happens, the flight is over when this task ends.
-                        let _guard = FlightGuard {
+                        let guard = FlightGuard {
                             flights: &this,
                             id: id.clone(),
                         };
                         let outcome = this.shared(&code, &id, exchange).await;
+                        // Over before its outcome is out: a retry that outcome
+                        // prompts starts afresh (from the store), never joins
+                        // this finished flight and gets its answer again.
+                        drop(guard);
                         let _ = tx.send(Some(outcome));
                     });
                     rx

@@ -246,3 +246,40 @@ async fn a_login_that_fails_after_wechat_resumes_without_spending_the_code_again
         .await;
     assert_eq!(third.unwrap_err(), ApiError::Internal);
 }
+
+/// A retry prompted by a failed flight's answer starts a new flight: it is
+/// never handed the answer it is retrying. (The flight used to end just
+/// after its answer was out, and a quick retry on another thread could join
+/// it; several rounds give that window many chances.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_right_after_a_failure_is_a_new_attempt() {
+    let store: Arc<dyn Store> = Arc::new(crate::store::memory::MemoryStore::default());
+    let flights = Arc::new(CodeFlights::new(
+        store,
+        "wxapp",
+        Duration::from_secs(1),
+        Duration::ZERO,
+    ));
+    for round in 0..300 {
+        let code = format!("code-{round}");
+        let first = flights
+            .once(&code, |_| async {
+                Attempt::from(Err(ApiError::HookUnavailable { timed_out: false }))
+            })
+            .await;
+        assert_eq!(
+            first.unwrap_err(),
+            ApiError::HookUnavailable { timed_out: false }
+        );
+        let retry = flights
+            .once(&code, |_| async {
+                Attempt::from(Err(ApiError::StoreUnavailable))
+            })
+            .await;
+        assert_eq!(
+            retry.unwrap_err(),
+            ApiError::StoreUnavailable,
+            "round {round}"
+        );
+    }
+}
