@@ -117,6 +117,17 @@ async fn connect(gw: SocketAddr, headers: &[(&str, &str)]) -> Result<Ws, WsError
     Ok(ws)
 }
 
+/// [`support::standard_config`] with `line` added to the `/` route (the
+/// one sockets open on).
+fn root_route_with(upstream: SocketAddr, line: &str) -> String {
+    let text = support::standard_config(upstream).replace(
+        "auth = \"required\"",
+        &format!("auth = \"required\"\n{line}"),
+    );
+    assert!(text.contains(line), "{text}");
+    text
+}
+
 /// The status and JSON body of a handshake the gateway refused.
 fn refusal(handshake: Result<Ws, WsError>) -> (u16, serde_json::Value) {
     match handshake {
@@ -196,12 +207,7 @@ async fn a_websocket_handshake_without_a_valid_token_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_handshake_without_the_routes_role_is_forbidden() {
     let (upstream, seen) = echo_server().await;
-    let text = support::standard_config(upstream).replace(
-        "auth = \"required\"",
-        "auth = \"required\"\nroles = [\"admin\"]",
-    );
-    assert!(text.contains("roles = [\"admin\"]"), "{text}");
-    let gw = Gateway::start(&text).await;
+    let gw = Gateway::start(&root_route_with(upstream, "roles = [\"admin\"]")).await;
     let auth = format!("Bearer {}", gw.token("o-no-role", None, None));
     let (status, v) = refusal(open(gw.addr, &[("Authorization", &auth)]).await);
     assert_eq!(status, 403);
@@ -224,12 +230,7 @@ async fn a_websocket_upstream_that_never_answers_times_out() {
             held.push(stream); // open, silent
         }
     });
-    let text = support::standard_config(upstream).replace(
-        "auth = \"required\"",
-        "auth = \"required\"\nread_timeout = \"1s\"",
-    );
-    assert!(text.contains("read_timeout = \"1s\""), "{text}");
-    let gw = Gateway::start(&text).await;
+    let gw = Gateway::start(&root_route_with(upstream, "read_timeout = \"1s\"")).await;
     let auth = format!("Bearer {}", gw.token("o-silent", None, None));
     let started = std::time::Instant::now();
     let refused = tokio::time::timeout(
@@ -252,16 +253,11 @@ async fn an_idle_websocket_is_not_cut_by_the_request_deadlines() {
     let (upstream, _seen, _) = echo_server_pushing(Some(Duration::from_millis(2500))).await;
     // Short request deadlines: a WebSocket is not a request body being read,
     // nor an upstream answer awaited.
-    let text = support::standard_config(upstream)
-        .replace(
-            "grace_period = \"1s\"",
-            "grace_period = \"1s\"\nbody_timeout = \"1s\"\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"",
-        )
-        .replace(
-            "auth = \"required\"",
-            "auth = \"required\"\nread_timeout = \"1s\"",
-        );
-    assert!(text.contains("read_timeout = \"1s\""), "{text}");
+    let text = root_route_with(upstream, "read_timeout = \"1s\"").replace(
+        "grace_period = \"1s\"",
+        "grace_period = \"1s\"\nbody_timeout = \"1s\"\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"",
+    );
+    assert!(text.contains("body_timeout = \"1s\""), "{text}");
     let gw = Gateway::start(&text).await;
     let auth = format!("Bearer {}", gw.token("o-idle", None, None));
     let mut ws = connect(gw.addr, &[("Authorization", &auth)]).await.unwrap();

@@ -194,15 +194,20 @@ async fn decrypt_needs_the_stored_session() {
     );
 }
 
-#[tokio::test]
-async fn a_login_that_fails_after_wechat_resumes_without_spending_the_code_again() {
+/// Code flights of the app `wxapp` over a memory store.
+fn memory_flights() -> Arc<CodeFlights> {
     let store: Arc<dyn Store> = Arc::new(crate::store::memory::MemoryStore::default());
-    let flights = Arc::new(CodeFlights::new(
+    Arc::new(CodeFlights::new(
         store,
         "wxapp",
         Duration::from_secs(1),
         Duration::ZERO,
-    ));
+    ))
+}
+
+#[tokio::test]
+async fn a_login_that_fails_after_wechat_resumes_without_spending_the_code_again() {
+    let flights = memory_flights();
     let wx = WxLogin {
         openid: "o-1".into(),
         unionid: None,
@@ -253,13 +258,7 @@ async fn a_login_that_fails_after_wechat_resumes_without_spending_the_code_again
 /// it; several rounds give that window many chances.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_right_after_a_failure_is_a_new_attempt() {
-    let store: Arc<dyn Store> = Arc::new(crate::store::memory::MemoryStore::default());
-    let flights = Arc::new(CodeFlights::new(
-        store,
-        "wxapp",
-        Duration::from_secs(1),
-        Duration::ZERO,
-    ));
+    let flights = memory_flights();
     for round in 0..300 {
         let code = format!("code-{round}");
         let first = flights
