@@ -1,4 +1,8 @@
-//! Wall-clock time, injected where a decision depends on it.
+//! Wall-clock time, injected where a decision depends on it, and random ids.
+//!
+//! [`unix_now`] and [`unix_now_ms`] are the only reads of the system clock
+//! (`clippy.toml` refuses `SystemTime::now` elsewhere); [`random_id`] names
+//! tokens, refresh families and leases.
 //!
 //! Login rate limits count in fixed windows of the wall clock. Reading the
 //! time through [`Clock`] lets a test put the clock where it wants (say, at
@@ -6,6 +10,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
 
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + 'static {
@@ -19,10 +25,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        unix_now_ms()
     }
 }
 
@@ -56,4 +59,29 @@ impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
+}
+
+/// The time since the Unix epoch: the one place wxgate reads the wall
+/// clock (`clippy.toml` refuses `SystemTime::now` anywhere else).
+#[allow(clippy::disallowed_methods)]
+fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    since_epoch().as_secs()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_now_ms() -> u64 {
+    u64::try_from(since_epoch().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A random 128-bit id, base64url without padding.
+pub fn random_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

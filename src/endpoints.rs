@@ -22,12 +22,12 @@ use pingora_proxy::Session;
 use serde::Serialize;
 
 use crate::auth::authenticate;
+use crate::clock::unix_now;
 use crate::error::ApiError;
 use crate::respond::{respond, respond_error};
 use crate::route::Endpoint;
 use crate::sessions::Grant;
 use crate::state::GatewayState;
-use crate::token::unix_now;
 
 use self::body::Body;
 

@@ -107,7 +107,7 @@ pub struct HeadersConfig {
     pub strip: Vec<IdentityHeaderName>,
     /// The login hook's extra claims and their headers (from `[login.hook] claims`).
     #[serde(skip)]
-    pub claims: Vec<crate::config::ClaimHeader>,
+    pub claims: Vec<ClaimHeader>,
 }
 
 /// A header name as configured: the lookup name and the spelling sent upstream.
@@ -410,3 +410,10 @@ mod tests;
 
 #[cfg(test)]
 mod proptests;
+
+/// An extra claim the login hook may set, and the header it is injected as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimHeader {
+    pub claim: String,
+    pub header: IdentityHeaderName,
+}

@@ -18,6 +18,10 @@
 //!
 //! [`parse_answer`] and [`sign`] are plain functions, tested without a socket.
 
+mod config;
+
+pub use config::HookConfig;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,11 +30,11 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::config::HookConfig;
+use crate::clock::unix_now;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::token::{unix_now, UserClaims};
+use crate::token::UserClaims;
 
 /// The header with the Unix time of the call.
 pub const TIMESTAMP_HEADER: &str = "X-WXGate-Timestamp";

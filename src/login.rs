@@ -15,6 +15,7 @@
 //! the gateway. [`LoginService::decrypt`] uses it again for `/wx/decrypt`.
 
 pub mod apps;
+mod config;
 pub mod flight;
 pub mod limits;
 mod phone;
@@ -23,18 +24,19 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::unix_now;
 use crate::clock::Clock;
-use crate::config::{LoginConfig, WechatApp, WechatConfig};
 use crate::error::ApiError;
 use crate::hook::{Call, Event, LoginHook};
 use crate::metrics::Metrics;
 use crate::sessions::{Grant, Sessions};
 use crate::store::{Store, WxSession};
-use crate::token::{unix_now, UserClaims};
+use crate::token::UserClaims;
 use crate::wechat::access_token::AccessTokens;
 use crate::wechat::client::{code_fingerprint, WechatClient, WechatError};
-use crate::wechat::{crypto, WechatApi};
+use crate::wechat::{crypto, WechatApi, WechatApp, WechatConfig};
 
+pub use self::config::{LoginConfig, Rate, MAX_STATE_TTL};
 use self::flight::{Attempt, CodeFlights, Exchanged, WxLogin};
 use self::limits::LoginLimits;
 

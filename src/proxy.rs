@@ -1,7 +1,7 @@
 //! The Pingora glue: the request pipeline, and nothing else.
 //!
 //! ```text
-//! early_request_filter    keep-alive, pipelining, read deadline of the body (server::deadline)
+//! early_request_filter    keep-alive, pipelining, read deadline of the body (conn::deadline)
 //! request_filter          canonical path ─▶ gateway endpoint? ─▶ route ─▶ auth
 //! upstream_peer           round-robin over healthy upstreams (skip ones that failed)
 //! upstream_request_filter sanitize headers ─▶ inject identity ─▶ set decided path
@@ -31,16 +31,17 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::access::{kept_request_id, loggable_path, new_request_id, X_REQUEST_ID};
 use crate::auth::authenticate_for;
+use crate::clock::unix_now_ms;
+use crate::conn::deadline::{Deadlined, Phase};
+use crate::conn::token_watch::{RevocationCheck, TokenWatch};
 use crate::endpoints;
 use crate::error::ApiError;
 use crate::headers::{is_websocket_upgrade, ClientInfo, IdentityValues};
 use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::respond::respond_error;
 use crate::route::{canonicalize, AuthMode, Endpoint};
-use crate::server::deadline::{Deadlined, Phase};
-use crate::server::token_watch::{RevocationCheck, TokenWatch};
 use crate::state::GatewayState;
-use crate::token::{unix_now_ms, Identity};
+use crate::token::Identity;
 
 /// Steps 1 and 2 of the pipeline: where a request goes, by its canonical path.
 pub fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decision, ApiError> {
@@ -190,7 +191,7 @@ impl ProxyHttp for Gateway {
 
     /// Before anything else, per request: keep-alive and body read limits,
     /// pipelining (requests sent back to back are answered in order), and
-    /// the read deadline of what comes next (see `server::deadline`).
+    /// the read deadline of what comes next (see `conn::deadline`).
     async fn early_request_filter(
         &self,
         session: &mut Session,

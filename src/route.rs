@@ -30,6 +30,10 @@
 //! Percent-escapes of unreserved characters are decoded first, so `/%41PI/x`
 //! is `/API/x` for all of the above.
 
+mod config;
+
+pub use config::RouteConfig;
+
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};

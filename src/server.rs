@@ -31,20 +31,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use self::admission::Connections;
-use self::buffered::Buffered;
-use self::deadline::Deadlined;
-use crate::config::{Config, ConnLimits, OnError, TlsConfig};
+use crate::config::{Config, TlsConfig};
+use crate::conn::buffered::Buffered;
+use crate::conn::deadline::Deadlined;
+use crate::conn::ConnLimits;
 use crate::proxy::Gateway;
 use crate::state::GatewayState;
 pub use crate::state::{Deps, StartError, TlsError};
-use crate::store::Eviction;
+use crate::store::{Eviction, OnError};
 
 pub mod admission;
-mod buffered;
-pub mod deadline;
-mod metrics;
+mod internal;
 mod serve;
-pub mod token_watch;
 
 type App = HttpProxy<Gateway>;
 
@@ -282,7 +280,7 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
                 addr: listen,
                 source,
             })?;
-            tasks.push(tokio::spawn(metrics::serve(listener, state.clone())));
+            tasks.push(tokio::spawn(internal::serve(listener, state.clone())));
             Some(addr)
         }
         None => None,

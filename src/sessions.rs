@@ -20,13 +20,11 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{OnError, MAX_TOKEN_TTL};
+use crate::clock::{random_id, unix_now, unix_now_ms};
 use crate::error::{chain, ApiError};
 use crate::hook::{Call, Event, HookError, LoginHook};
-use crate::store::{RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError};
-use crate::token::{
-    random_id, unix_now, unix_now_ms, Identity, NewToken, TokenError, TokenKeys, UserClaims,
-};
+use crate::store::{OnError, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError};
+use crate::token::{Identity, NewToken, TokenError, TokenKeys, UserClaims, MAX_TTL};
 
 /// What a client is handed after a login or a refresh: an access token, a
 /// refresh token of the same family, and whose they are.
@@ -274,7 +272,7 @@ impl Sessions {
 
     async fn revoke_subject(&self, openid: &str) -> Result<(), StoreError> {
         // Any token of this openid may be out there, `wxgate token issue` ones included.
-        let ttl = self.refresh_ttl.max(MAX_TOKEN_TTL) + self.leeway + Duration::from_secs(1);
+        let ttl = self.refresh_ttl.max(MAX_TTL) + self.leeway + Duration::from_secs(1);
         self.store.revoke_subject(openid, unix_now_ms(), ttl).await
     }
 
@@ -325,7 +323,7 @@ impl Sessions {
     /// token, but is clamped all the same: no arithmetic on it can overflow.
     fn token_revocation_ttl(&self, exp: u64) -> Duration {
         Duration::from_secs(exp.saturating_sub(unix_now()))
-            .min(MAX_TOKEN_TTL)
+            .min(MAX_TTL)
             .saturating_add(self.leeway)
             .saturating_add(Duration::from_secs(1))
     }

@@ -14,7 +14,8 @@ use pingora_proxy::Session;
 
 use crate::access::UserHasher;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConnLimits};
+use crate::config::Config;
+use crate::conn::ConnLimits;
 use crate::headers::{client_ip, HeaderPolicy, X_FORWARDED_FOR};
 use crate::hook::{HookError, LoginHook};
 use crate::login::apps::Apps;

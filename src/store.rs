@@ -15,8 +15,11 @@
 //! [`redis::RedisStore`] lets several instances share it all. Both pass the
 //! same test suite (`tests/store.rs`). Every entry has a time to live.
 
+mod config;
 pub mod memory;
 pub mod redis;
+
+pub use config::{MemoryLimits, OnError, StoreConfig, StoreKind};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +27,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{StoreConfig, StoreKind};
 use crate::error::ApiError;
 use crate::secret::Secret;
 use crate::token::UserClaims;

@@ -15,20 +15,21 @@
 //! is a [`TokenError`] for logs and `wxgate token verify`.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-pub use crate::config::MAX_TOKEN_TTL as MAX_TTL;
-use crate::config::{JwtConfig, JwtKey, KeyMaterial};
+use crate::clock::{random_id, unix_now, unix_now_ms};
 use crate::error::ApiError;
+pub use config::{JwtConfig, JwtKey, KeyMaterial, MAX_TTL};
 use fast::FastVerifier;
 pub use keys::{Algorithm, KeyError, PrivateKey, PublicKey};
 use keys::{SignatureCheck, Signer};
 
+mod config;
 mod fast;
 pub mod keys;
 mod reference;
@@ -462,28 +463,6 @@ fn bearer_token(value: &[u8]) -> Result<&[u8], TokenError> {
         return Err(TokenError::Malformed);
     }
     Ok(token)
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// A random 128-bit id, base64url without padding.
-pub fn random_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::LoadBalancer;
 
-use crate::config::RouteConfig;
+use crate::route::RouteConfig;
 
 /// The upstream group of one route.
 pub struct Upstream {

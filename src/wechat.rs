@@ -8,12 +8,14 @@
 
 pub mod access_token;
 pub mod client;
+mod config;
 pub mod crypto;
 pub mod server_api;
 
 use async_trait::async_trait;
 
 use self::client::{Code2Session, WechatError};
+pub use self::config::{WechatApp, WechatConfig};
 use self::server_api::{AccessToken, PhoneNumber};
 
 /// The WeChat calls wxgate makes.

@@ -161,7 +161,7 @@ upstreams = ["{backend}"]
     // The hook itself refuses a call wxgate did not sign, and a stale or forged one.
     let call = json!({"event": "login", "appid": "wxbackendstest001", "openid": "o-forged", "unionid": null})
         .to_string();
-    let now = wxgate::token::unix_now();
+    let now = wxgate::clock::unix_now();
     let stale = now - 600;
     for headers in [
         vec![],

@@ -231,7 +231,7 @@ async fn refused_tokens_get_401_and_never_reach_upstream() {
 async fn expired_token_is_token_expired() {
     let (_up, gw) = setup().await;
     // Signed with the right key, expired an hour ago (beyond the 30 s leeway).
-    let now = wxgate::token::unix_now();
+    let now = wxgate::clock::unix_now();
     let claims = serde_json::json!({
         "sub": "o-old", "iss": "wxgate", "aud": "test-app",
         "iat": now - 7200, "exp": now - 3600, "jti": "j1"

@@ -26,9 +26,9 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use super::mock_wechat::MockWechat;
+use crate::clock::unix_now;
 use crate::hook::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::http1::{response, serve_http1};
-use crate::token::unix_now;
 
 /// How far a call's timestamp may be from now.
 pub const MAX_SKEW_SECS: u64 = 300;

@@ -7,10 +7,10 @@
 
 use bytes::Bytes;
 
-use crate::config::OnError;
 use crate::error::chain;
 use crate::state::GatewayState;
 use crate::store::Eviction;
+use crate::store::OnError;
 
 /// `/readyz` reason: the gateway is not (or no longer) accepting requests.
 pub const REASON_SHUTTING_DOWN: &str = "shutting_down";

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::config::Rate;
 use crate::clock::Clock;
-use crate::config::Rate;
 use crate::error::ApiError;
 use crate::store::Store;
 

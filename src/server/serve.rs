@@ -16,8 +16,8 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 
-use super::deadline::H2_PREFACE;
 use super::App;
+use crate::conn::deadline::H2_PREFACE;
 
 /// Serve `stream` until the client leaves, a deadline passes or the gateway shuts down.
 pub(super) async fn serve(app: &Arc<App>, mut stream: Stream, shutdown: &ShutdownWatch) {

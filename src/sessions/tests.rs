@@ -161,7 +161,7 @@ fn a_token_revocation_outlives_the_token_and_is_bounded() {
     assert!(ttl >= Duration::from_secs(100) + leeway);
     assert_eq!(
         h.sessions.token_revocation_ttl(u64::MAX),
-        MAX_TOKEN_TTL + leeway + Duration::from_secs(1)
+        MAX_TTL + leeway + Duration::from_secs(1)
     );
     assert_eq!(
         h.sessions.token_revocation_ttl(0),

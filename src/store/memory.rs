@@ -25,11 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use bounded::{BoundedMap, Full, WhenFull};
 
+use super::config::MemoryLimits;
 use super::{
     revoked_by, AccessTokenRecord, MapStats, RefreshRecord, RefreshTake, RevocationCheck, Store,
     StoreError, WxSession,
 };
-use crate::config::MemoryLimits;
 
 /// Access tokens and leases kept: a few per mini program.
 const MAX_APPS: usize = 1024;

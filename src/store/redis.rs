@@ -305,7 +305,7 @@ impl Store for RedisStore {
 
     async fn take_refresh(&self, hash: &str, ttl: Duration) -> Result<RefreshTake, StoreError> {
         let used = self.key("refresh-used", hash);
-        let now = crate::token::unix_now_ms();
+        let now = crate::clock::unix_now_ms();
         // Unique per presentation: two takes in the same millisecond must not
         // both recognise the mark as their own.
         let mine = format!("pending:{now}:{:016x}", rand::random::<u64>());

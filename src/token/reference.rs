@@ -11,7 +11,8 @@ use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
-use super::{unix_now, Identity, TokenError, TokenKeys, UserClaims, VerifyKey, MAX_TTL};
+use super::{Identity, TokenError, TokenKeys, UserClaims, VerifyKey, MAX_TTL};
+use crate::clock::unix_now;
 
 /// The claims as read before validation. `sub` and `exp` are optional here so
 /// that a missing one is reported by the validation step, by name.

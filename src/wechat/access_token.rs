@@ -22,10 +22,10 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::clock::{random_id, unix_now_ms};
 use crate::error::ApiError;
 use crate::secret::Secret;
 use crate::store::{AccessTokenRecord, Store};
-use crate::token::{random_id, unix_now_ms};
 use crate::wechat::server_api::AccessToken;
 use crate::wechat::WechatApi;
 

@@ -122,10 +122,7 @@ impl TempDir {
     /// A new, empty directory; `tag` shows in its name.
     pub fn new(tag: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos = wxgate::clock::unix_now_ms() % 1000;
         let path = std::env::temp_dir().join(format!(
             "wxgate-{tag}-{}-{}-{nanos}",
             std::process::id(),

@@ -173,7 +173,7 @@ impl MockWechat {
                 "phoneNumber": number,
                 "purePhoneNumber": number,
                 "countryCode": 86,
-                "watermark": { "timestamp": crate::token::unix_now(), "appid": appid },
+                "watermark": { "timestamp": crate::clock::unix_now(), "appid": appid },
             },
         });
         response(200, "application/json", body.to_string())

@@ -32,9 +32,9 @@ use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
 
+use super::websocket::{close_frame, CloseReason, FrameCursor, CLOSE_CODE};
 use crate::sessions::Sessions;
 use crate::token::Identity;
-use crate::websocket::{close_frame, CloseReason, FrameCursor, CLOSE_CODE};
 
 /// Closes an upgraded socket when its token expires or is revoked.
 pub struct TokenWatch {

@@ -38,8 +38,8 @@ use pingora_core::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::limits::ConnLimits;
 use super::token_watch::TokenWatch;
-use crate::config::ConnLimits;
 
 /// Where a request on the connection stands; set by the proxy hooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,7 +220,7 @@ const H2_PREFACE_START: &[u8] = b"PRI ";
 const PEEK_CHUNK: usize = 2048;
 
 /// The whole HTTP/2 connection preface.
-pub(super) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 impl AsyncRead for Deadlined {
     fn poll_read(

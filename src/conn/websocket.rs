@@ -7,7 +7,7 @@
 //! and a frame may only start where the last one ended. [`FrameCursor`]
 //! follows where frames end in one direction as the bytes go by (a few
 //! header bytes per frame, payloads skipped whole); [`close_frame`] builds
-//! the frames; [`crate::server::token_watch`] decides when.
+//! the frames; [`super::token_watch`] decides when.
 
 /// The close code sent when a socket's token ends (application range, RFC
 /// 6455 §7.4.2); the reason says which end.

@@ -14,10 +14,10 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE}
 use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
+use crate::clock::unix_now_ms;
 use crate::error::ApiError;
 use crate::http1::{response, serve_http1};
 use crate::state::GatewayState;
-use crate::token::unix_now_ms;
 
 /// Where the backends get the WeChat access token.
 pub const ACCESS_TOKEN_PATH: &str = "/internal/wechat/access_token";

@@ -1,0 +1,18 @@
+//! A client connection below the request pipeline: the stream wrappers both
+//! the listeners ([`crate::server`]) and the pipeline ([`crate::proxy`]) use.
+//!
+//! | module | what it knows |
+//! |---|---|
+//! | [`limits`] | [`ConnLimits`]: deadlines and caps of a connection (`[server]`) |
+//! | [`deadline`] | idle, header and body read deadlines on the stream ([`deadline::Deadlined`]) |
+//! | [`buffered`] | the write buffer in front of each accepted socket |
+//! | [`token_watch`] | closing an upgraded socket when its token ends |
+//! | [`websocket`] | just enough RFC 6455 for that: the frame cursor and close frames |
+
+pub(crate) mod buffered;
+pub mod deadline;
+mod limits;
+pub mod token_watch;
+pub mod websocket;
+
+pub use limits::ConnLimits;
