@@ -15,6 +15,8 @@ pub mod logout;
 pub mod phone;
 pub mod refresh;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::Method;
 use pingora_error::Result;
@@ -32,7 +34,12 @@ use crate::state::GatewayState;
 use self::body::Body;
 
 /// Answer an endpoint request completely.
-pub async fn answer(state: &GatewayState, session: &mut Session, ep: Endpoint) -> Result<()> {
+pub async fn answer(
+    state: &GatewayState,
+    session: &mut Session,
+    ep: Endpoint,
+    client_ip: Option<IpAddr>,
+) -> Result<()> {
     let result = match ep {
         Endpoint::Healthz => Ok(health::healthz()),
         Endpoint::Readyz => Ok(health::readyz(state).await),
@@ -47,7 +54,7 @@ pub async fn answer(state: &GatewayState, session: &mut Session, ep: Endpoint) -
         | Endpoint::Logout
         | Endpoint::Refresh
         | Endpoint::Phone => {
-            let result = wx(state, session, ep).await;
+            let result = wx(state, session, ep, client_ip).await;
             state.metrics().endpoint(ep, result.as_ref().map(|_| ()));
             result
         }
@@ -69,6 +76,7 @@ async fn wx(
     state: &GatewayState,
     session: &mut Session,
     ep: Endpoint,
+    client_ip: Option<IpAddr>,
 ) -> Result<(u16, Bytes), ApiError> {
     let Some(login) = state.login() else {
         return Err(ApiError::NoRoute);
@@ -85,10 +93,7 @@ async fn wx(
     };
     let body = Body::read(session, state.max_body_bytes()).await?;
     match (ep, caller) {
-        (Endpoint::Login, _) => {
-            let ip = state.client_ip(session);
-            json(&login::handle(login, body.parse()?, ip).await?)
-        }
+        (Endpoint::Login, _) => json(&login::handle(login, body.parse()?, client_ip).await?),
         (Endpoint::Decrypt, Some(caller)) => {
             let app = login.get(caller.appid.as_deref())?;
             json(&decrypt::handle(app, &caller, body.parse()?).await?)

@@ -354,6 +354,30 @@ pub struct IdentityValues {
     pub claims: Vec<(usize, HeaderValue)>,
 }
 
+/// Who sent a request: worked out once per request, from the TCP peer and
+/// what trusted proxies say in `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Client {
+    /// The client address (see [`client_ip`]).
+    pub ip: Option<IpAddr>,
+    /// Whether the TCP peer is one of `[server] trusted_proxies`.
+    pub peer_trusted: bool,
+}
+
+impl Client {
+    /// The client behind `peer`, given the request's `X-Forwarded-For` values.
+    pub fn of<'a>(
+        peer: Option<IpAddr>,
+        xff: impl Iterator<Item = &'a [u8]>,
+        trusted: &[ipnet::IpNet],
+    ) -> Self {
+        Self {
+            ip: client_ip(peer, xff, trusted),
+            peer_trusted: peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip))),
+        }
+    }
+}
+
 /// The client address: the peer, unless the peer is a trusted proxy, in which
 /// case the right-most `X-Forwarded-For` address that is not itself trusted.
 pub fn client_ip<'a>(

@@ -36,10 +36,10 @@ use crate::conn::deadline::{Deadlined, Phase};
 use crate::conn::token_watch::{RevocationCheck, TokenWatch};
 use crate::endpoints;
 use crate::error::ApiError;
-use crate::headers::{is_websocket_upgrade, ClientInfo, IdentityValues};
+use crate::headers::{is_websocket_upgrade, Client, ClientInfo, IdentityValues, X_FORWARDED_FOR};
 use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::respond::respond_error;
-use crate::route::{canonicalize, AuthMode, Endpoint};
+use crate::route::{canonicalize, AuthMode, Endpoint, Route};
 use crate::state::GatewayState;
 use crate::token::Identity;
 
@@ -54,8 +54,7 @@ pub fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decision, Api
         .route(canonical.path())?
         .ok_or(ApiError::NoRoute)?;
     Ok(Decision::Route(Routed {
-        route: route.index,
-        auth: route.auth,
+        route: Arc::clone(route),
         target: canonical
             .is_rewritten()
             .then(|| canonical.target().to_vec()),
@@ -69,14 +68,10 @@ pub async fn admit(
     req: &RequestHeader,
     routed: Routed,
 ) -> Result<Forward, ApiError> {
-    let identity = match authenticate_for(routed.auth, state.sessions(), &req.headers).await? {
+    let route = routed.route;
+    let identity = match authenticate_for(route.auth, state.sessions(), &req.headers).await? {
         Some(id) => {
-            let roles = state.route_roles(routed.route);
-            if !roles.is_empty() && !id.user.has_any_role(roles) {
-                return Err(ApiError::Forbidden);
-            }
-            let apps = state.route_apps(routed.route);
-            if !apps.is_empty() && !id.appid.as_ref().is_some_and(|a| apps.contains(a)) {
+            if !route.admits(&id) {
                 return Err(ApiError::Forbidden);
             }
             let values = state.headers.identity_values(&id)?;
@@ -85,7 +80,7 @@ pub async fn admit(
         None => None,
     };
     Ok(Forward {
-        route: routed.route,
+        route,
         identity,
         target: routed.target,
     })
@@ -103,10 +98,8 @@ pub enum Decision {
 /// A request matched to a route, not yet authenticated.
 #[derive(Debug)]
 pub struct Routed {
-    /// Index of the route (and of its upstream group).
-    pub route: usize,
-    /// The route's token policy.
-    pub auth: AuthMode,
+    /// The route: its policy and upstream group.
+    pub route: Arc<Route>,
     /// The canonical target, when it differs from what the client sent.
     pub target: Option<Vec<u8>>,
 }
@@ -114,8 +107,8 @@ pub struct Routed {
 /// A request on its way upstream.
 #[derive(Debug)]
 pub struct Forward {
-    /// Index of the route (and of its upstream group).
-    pub route: usize,
+    /// The route: its policy and upstream group.
+    pub route: Arc<Route>,
     /// The verified token (`None` on public routes and anonymous optional ones).
     pub identity: Option<Verified>,
     /// The canonical target, when it differs from what the client sent.
@@ -135,6 +128,8 @@ pub struct RequestCtx {
     /// of it does not change its route, upstreams or keys.
     state: Arc<GatewayState>,
     forward: Option<Forward>,
+    /// Who sent the request (worked out once, in `early_request_filter`).
+    client: Client,
     /// When the request header was read.
     started: Option<Instant>,
     /// What the request matched, for metrics.
@@ -177,6 +172,7 @@ impl ProxyHttp for Gateway {
         RequestCtx {
             state: self.state.load_full(),
             forward: None,
+            client: Client::default(),
             started: None,
             label: RouteLabel::None,
             auth: None,
@@ -198,12 +194,16 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.started = Some(Instant::now());
+        ctx.client = client_of(session, &ctx.state.trusted_proxies);
         // One request id per request, set on the request itself: it goes
         // upstream with it, and every response echoes it (`respond`,
         // `response_filter`).
-        let trusted = ctx.state.peer_is_trusted(session);
         let req = session.req_header();
-        let kept = kept_request_id(req.headers.get_all(X_REQUEST_ID).iter(), trusted).is_some();
+        let kept = kept_request_id(
+            req.headers.get_all(X_REQUEST_ID).iter(),
+            ctx.client.peer_trusted,
+        )
+        .is_some();
         if !kept {
             session
                 .req_header_mut()
@@ -244,8 +244,8 @@ impl ProxyHttp for Gateway {
         let state = Arc::clone(&ctx.state);
         let decided = match decide(&state, session.req_header()) {
             Ok(Decision::Route(routed)) => {
-                ctx.label = RouteLabel::Route(routed.route);
-                let public = routed.auth == AuthMode::Public;
+                ctx.label = RouteLabel::Route(routed.route.index);
+                let public = routed.route.auth == AuthMode::Public;
                 let admitted = admit(&state, session.req_header(), routed).await;
                 ctx.auth = Some(match &admitted {
                     _ if public => AuthOutcome::Public,
@@ -257,7 +257,7 @@ impl ProxyHttp for Gateway {
             }
             Ok(Decision::Endpoint(ep)) => {
                 ctx.label = RouteLabel::Endpoint(ep);
-                endpoints::answer(&state, session, ep).await?;
+                endpoints::answer(&state, session, ep, ctx.client.ip).await?;
                 return Ok(true);
             }
             Err(e) => Err(e),
@@ -283,11 +283,11 @@ impl ProxyHttp for Gateway {
         if ctx.upstream_at.is_none() {
             ctx.upstream_at = Some(Instant::now());
         }
-        let Some(route) = ctx.forward.as_ref().map(|f| f.route) else {
+        let Some(forward) = &ctx.forward else {
             ctx.failure = Some(ApiError::Internal);
             return Err(Error::explain(ErrorType::InternalError, "no route decided"));
         };
-        let picked = ctx.state.upstreams[route].pick(&ctx.failed);
+        let picked = forward.route.upstream.pick(&ctx.failed);
         match picked {
             Some(peer) => {
                 // A WebSocket's upstream end may be quiet for long: the
@@ -309,12 +309,12 @@ impl ProxyHttp for Gateway {
     /// Sanitize headers, inject identity, set the decided path.
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let client = ClientInfo {
-            ip: ctx.state.client_ip(session),
+            ip: ctx.client.ip,
             https: self.tls,
         };
         ctx.state.headers.sanitize(upstream_request, client);
@@ -342,10 +342,7 @@ impl ProxyHttp for Gateway {
             ctx.failed.push(*addr);
             ctx.state.metrics().connect_failed(&addr.to_string());
         }
-        let count = ctx
-            .forward
-            .as_ref()
-            .map_or(0, |f| ctx.state.upstreams[f.route].count);
+        let count = ctx.forward.as_ref().map_or(0, |f| f.route.upstream.count);
         e.set_retry(ctx.failed.len() < count);
         e
     }
@@ -482,7 +479,7 @@ fn watch_socket(session: &Session, ctx: &RequestCtx) {
     let Some(verified) = &forward.identity else {
         return;
     };
-    let Some(every) = ctx.state.route_socket_check(forward.route) else {
+    let Some(every) = forward.route.socket_check else {
         return;
     };
     let Some(stream) = session.stream().and_then(Deadlined::of) else {
@@ -503,6 +500,22 @@ fn watch_socket(session: &Session, ctx: &RequestCtx) {
             every,
         }),
     ));
+}
+
+/// Who sent the request: the TCP peer, and the client it stands for when it
+/// is a trusted proxy (`X-Forwarded-For`). Worked out once per request.
+fn client_of(session: &Session, trusted_proxies: &[ipnet::IpNet]) -> Client {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let xff = session
+        .req_header()
+        .headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .map(|v| v.as_bytes());
+    Client::of(peer, xff, trusted_proxies)
 }
 
 /// Tell the connection's read deadlines where the request stands (HTTP/1;

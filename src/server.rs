@@ -88,10 +88,10 @@ fn start_health_checks(
     stop: &watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     state
-        .upstreams
+        .routes
         .iter()
-        .map(|up| {
-            let lb = up.lb.clone();
+        .map(|route| {
+            let lb = route.upstream.lb.clone();
             let rx = stop.clone();
             tokio::spawn(async move { lb.start(rx).await })
         })

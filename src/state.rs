@@ -5,28 +5,24 @@
 //! between instances or set the time). Nothing in it is parsed, resolved or
 //! allocated again per request.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-use pingora_proxy::Session;
 
 use crate::access::UserHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::conn::ConnLimits;
-use crate::headers::{client_ip, HeaderPolicy, X_FORWARDED_FOR};
+use crate::headers::HeaderPolicy;
 use crate::hook::{HookError, LoginHook};
 use crate::login::apps::Apps;
 use crate::login::LoginService;
 use crate::metrics::{MeteredStore, Metrics, MetricsError, RequestDone, RouteCounters, RouteLabel};
-use crate::route::{Endpoint, Endpoints, RouteSpec, RouteTable};
+use crate::route::{Endpoint, Endpoints, RouteTable};
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::StoreError;
 use crate::token::TokenKeys;
-use crate::upstream::Upstream;
 use crate::wechat::client::WechatError;
 
 /// Why the gateway could not start.
@@ -100,10 +96,8 @@ impl Deps {
 pub struct GatewayState {
     /// The gateway's own paths (health, `/wx/*`).
     pub endpoints: Endpoints,
-    /// The configured routes, longest prefix first.
+    /// The configured routes, each one value with its policy and upstreams.
     pub routes: RouteTable,
-    /// One upstream group per route, by route index.
-    pub upstreams: Vec<Upstream>,
     /// Header hygiene and identity injection.
     pub headers: HeaderPolicy,
     /// Read deadlines and connection limits (`[server]`).
@@ -111,22 +105,14 @@ pub struct GatewayState {
     sessions: Arc<Sessions>,
     login: Option<Arc<Apps>>,
     max_body_bytes: usize,
-    trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[server] trusted_proxies`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Set once the listeners are bound; cleared when shutting down.
     ready: AtomicBool,
     /// What `/metrics` reports.
     metrics: Arc<Metrics>,
     /// This config's request counters.
     counters: RouteCounters,
-    /// Each route's prefix, by route index (metric labels).
-    route_prefixes: Vec<String>,
-    /// The roles each route requires (one of), by route index.
-    route_roles: Vec<Vec<String>>,
-    /// The apps each route admits (empty: any), by route index.
-    route_apps: Vec<Vec<String>>,
-    /// Per route: how often an open WebSocket's token is checked against
-    /// revocations, for routes whose sockets close with their token.
-    route_socket_checks: Vec<Option<Duration>>,
     /// Each endpoint's path, by [`Endpoint::index`] (its name if not served).
     endpoint_paths: Vec<String>,
     /// `[log] access`.
@@ -149,12 +135,7 @@ impl GatewayState {
         deps: Deps,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StartError> {
-        let upstreams = config
-            .routes
-            .iter()
-            .map(Upstream::new)
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(StartError::Upstreams)?;
+        let routes = RouteTable::from_config(&config.routes).map_err(StartError::Upstreams)?;
         let endpoints = Endpoints::new(
             &config.server.health_path_prefix,
             config
@@ -208,15 +189,9 @@ impl GatewayState {
             }
             None => None,
         };
-        let routes = RouteTable::new(config.routes.iter().map(|r| RouteSpec {
-            prefix: &r.prefix,
-            auth: r.auth,
-            path_params: r.allow_path_params,
-        }));
         Ok(Self {
             endpoints,
             routes,
-            upstreams,
             headers: HeaderPolicy::new(&config.headers),
             limits: config.server.limits,
             sessions,
@@ -226,10 +201,6 @@ impl GatewayState {
             ready: AtomicBool::new(false),
             metrics,
             counters,
-            route_prefixes: config.routes.iter().map(|r| r.prefix.clone()).collect(),
-            route_roles: config.routes.iter().map(|r| r.roles.clone()).collect(),
-            route_apps: config.routes.iter().map(|r| r.apps.clone()).collect(),
-            route_socket_checks: config.routes.iter().map(|r| r.revocation_check).collect(),
             endpoint_paths,
             access_log: config.log.access,
             user_hasher: UserHasher::new(&config.jwt.key.hash_secret("access log user")),
@@ -257,22 +228,6 @@ impl GatewayState {
         self.access_token_secret.as_ref()
     }
 
-    /// The roles a route requires (one of them; empty: none), by route index.
-    pub fn route_roles(&self, route: usize) -> &[String] {
-        self.route_roles.get(route).map_or(&[], Vec::as_slice)
-    }
-
-    /// The apps a route admits (empty: any), by route index.
-    pub fn route_apps(&self, route: usize) -> &[String] {
-        self.route_apps.get(route).map_or(&[], Vec::as_slice)
-    }
-
-    /// Whether an upgraded socket on a route closes when its token ends,
-    /// and if so how often its token is checked against revocations.
-    pub fn route_socket_check(&self, route: usize) -> Option<Duration> {
-        self.route_socket_checks.get(route).copied().flatten()
-    }
-
     /// Largest body the `/wx/*` endpoints read.
     pub fn max_body_bytes(&self) -> usize {
         self.max_body_bytes
@@ -281,21 +236,6 @@ impl GatewayState {
     /// How many revocation checks `fail_open` has skipped so far.
     pub fn fail_open_count(&self) -> u64 {
         self.sessions.fail_open_count()
-    }
-
-    /// The client address: the peer, or what trusted proxies say in `X-Forwarded-For`.
-    pub fn client_ip(&self, session: &Session) -> Option<IpAddr> {
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let xff = session
-            .req_header()
-            .headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .map(|v| v.as_bytes());
-        client_ip(peer, xff, &self.trusted_proxies)
     }
 
     /// The gateway's metrics.
@@ -319,9 +259,9 @@ impl GatewayState {
             for m in self.sessions.store().map_stats() {
                 g.store_map(m.kind, m.entries, m.capacity, m.dropped, m.refused);
             }
-            for (route, upstream) in self.route_prefixes.iter().zip(&self.upstreams) {
-                for (peer, up) in upstream.health() {
-                    g.upstream(route, &peer, up);
+            for route in self.routes.iter() {
+                for (peer, up) in route.upstream.health() {
+                    g.upstream(&route.prefix, &peer, up);
                 }
             }
             g.fail_open(self.fail_open_count());
@@ -331,7 +271,7 @@ impl GatewayState {
     /// What a request matched, as logs and metrics name it.
     pub fn route_name(&self, label: RouteLabel) -> &str {
         match label {
-            RouteLabel::Route(i) => self.route_prefixes.get(i).map_or("none", String::as_str),
+            RouteLabel::Route(i) => self.routes.get(i).map_or("none", |r| r.prefix.as_str()),
             RouteLabel::Endpoint(ep) => self
                 .endpoint_paths
                 .get(ep.index())
@@ -348,17 +288,6 @@ impl GatewayState {
     /// The keyed hash standing for `openid` in log lines.
     pub fn user_hash(&self, openid: &str) -> String {
         self.user_hasher.hash(openid)
-    }
-
-    /// Whether the peer of `session` is one of `[server] trusted_proxies`.
-    pub fn peer_is_trusted(&self, session: &Session) -> bool {
-        if self.trusted_proxies.is_empty() {
-            return false;
-        }
-        session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .is_some_and(|a| self.trusted_proxies.iter().any(|n| n.contains(&a.ip())))
     }
 
     /// Whether `/readyz` should say ready.

@@ -9,8 +9,6 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::LoadBalancer;
 
-use crate::route::RouteConfig;
-
 /// The upstream group of one route.
 pub struct Upstream {
     /// Round-robin selection with health checks.
@@ -22,24 +20,29 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Build the group for a route; health checks run once `lb` is started.
-    pub fn new(route: &RouteConfig) -> std::io::Result<Self> {
-        let mut lb =
-            LoadBalancer::<RoundRobin>::try_from_iter(route.upstream_addrs.iter().copied())?;
+    /// Build the group of a route's upstream addresses; health checks run
+    /// once `lb` is started.
+    pub fn new(
+        addrs: &[SocketAddr],
+        connect_timeout: Duration,
+        read_timeout: Duration,
+        health_check_interval: Duration,
+    ) -> std::io::Result<Self> {
+        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter().copied())?;
         let mut hc = pingora_load_balancing::health_check::TcpHealthCheck::new();
-        hc.peer_template.options.connection_timeout = Some(route.connect_timeout);
+        hc.peer_template.options.connection_timeout = Some(connect_timeout);
         // One failed probe takes an upstream out; one success puts it back.
         hc.consecutive_failure = 1;
         hc.consecutive_success = 1;
         hc.health_changed_callback = Some(Box::new(HealthLog));
         lb.set_health_check(hc);
-        lb.health_check_frequency = Some(route.health_check_interval);
+        lb.health_check_frequency = Some(health_check_interval);
         lb.parallel_health_check = true;
         Ok(Self {
             lb: Arc::new(lb),
-            connect_timeout: route.connect_timeout,
-            read_timeout: route.read_timeout,
-            count: route.upstream_addrs.len(),
+            connect_timeout,
+            read_timeout,
+            count: addrs.len(),
         })
     }
 }

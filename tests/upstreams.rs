@@ -81,7 +81,15 @@ async fn health_check_takes_a_dead_upstream_out_and_puts_it_back() {
     b.stop().await;
     // Once the health check has noticed, requests go to `a` without a failed
     // connect first; all of them succeed in any case.
-    let lb = gw.running().state().upstreams[0].lb.clone();
+    let lb = gw
+        .running()
+        .state()
+        .routes
+        .get(0)
+        .expect("route")
+        .upstream
+        .lb
+        .clone();
     let backend = pingora_load_balancing::Backend::new(&b_addr.to_string()).expect("backend");
     assert!(
         support::eventually(Duration::from_secs(5), || {

@@ -70,7 +70,7 @@ async fn protected_route_yields_identity_and_route() {
     let f = forward(&s, &req(b"/api/x", Some(&format!("Bearer {t}"))))
         .await
         .unwrap();
-    assert_eq!(f.route, 2);
+    assert_eq!(f.route.index, 2);
     let v = f.identity.unwrap();
     assert_eq!(v.id.openid, "o1");
     assert_eq!(v.values.openid, "o1");
@@ -101,7 +101,7 @@ async fn public_and_optional_routes() {
     let f = forward(&s, &req(b"/pub/x", Some("Bearer junk")))
         .await
         .unwrap();
-    assert_eq!(f.route, 0);
+    assert_eq!(f.route.index, 0);
     assert!(f.identity.is_none());
     let f = forward(&s, &req(b"/opt/x", None)).await.unwrap();
     assert!(f.identity.is_none());
@@ -117,7 +117,7 @@ async fn public_and_optional_routes() {
 async fn rewritten_target_is_carried_to_the_upstream_step() {
     let s = state();
     let f = forward(&s, &req(b"/%70ub//x?q=%2F", None)).await.unwrap();
-    assert_eq!(f.route, 0);
+    assert_eq!(f.route.index, 0);
     assert_eq!(f.target.as_deref(), Some(&b"/pub/x?q=%2F"[..]));
 }
 

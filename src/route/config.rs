@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::AuthMode;
+use super::table::AuthMode;
 use crate::ser::{ser_duration, ser_opt_duration};
 
 /// One `[[routes]]` entry.

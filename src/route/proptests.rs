@@ -10,7 +10,9 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
+use super::path::{is_plain, is_unreserved};
 use super::*;
+use crate::error::ApiError;
 
 fn config() -> ProptestConfig {
     crate::testing::proptest_config()
