@@ -259,13 +259,7 @@ impl LoginHook {
     pub fn new(cfg: &HookConfig) -> Result<Self, HookError> {
         let url = reqwest::Url::parse(&cfg.url)
             .map_err(|_| HookError::Unavailable("the hook URL does not parse".into()))?;
-        crate::wechat::client::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = crate::outbound::client(cfg.timeout, cfg.timeout)
             .map_err(|e| HookError::Unavailable(e.without_url().to_string()))?;
         Ok(Self {
             http,

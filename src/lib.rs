@@ -62,6 +62,7 @@ pub mod http1;
 pub mod keygen;
 pub mod login;
 pub mod metrics;
+mod outbound;
 pub mod proxy;
 pub mod respond;
 pub mod route;

@@ -33,7 +33,8 @@ use crate::sessions::{Grant, Sessions};
 use crate::store::{Store, WxSession};
 use crate::token::UserClaims;
 use crate::wechat::access_token::AccessTokens;
-use crate::wechat::client::{code_fingerprint, WechatClient, WechatError};
+use crate::wechat::client::{code_fingerprint, WechatClient};
+use crate::wechat::reply::WechatError;
 use crate::wechat::{crypto, WechatApi, WechatApp, WechatConfig};
 
 pub use self::config::{LoginConfig, Rate, MAX_STATE_TTL};

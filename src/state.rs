@@ -23,7 +23,7 @@ use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::store::StoreError;
 use crate::token::TokenKeys;
-use crate::wechat::client::WechatError;
+use crate::wechat::reply::WechatError;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]

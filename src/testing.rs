@@ -18,8 +18,7 @@ use crate::sessions::Sessions;
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
 use crate::token::TokenKeys;
-use crate::wechat::client::{Code2Session, WechatError};
-use crate::wechat::server_api::{AccessToken, PhoneNumber};
+use crate::wechat::reply::{AccessToken, Code2Session, PhoneNumber, WechatError};
 use crate::wechat::WechatApi;
 
 /// The appid of every test config.

@@ -10,13 +10,12 @@ pub mod access_token;
 pub mod client;
 mod config;
 pub mod crypto;
-pub mod server_api;
+pub mod reply;
 
 use async_trait::async_trait;
 
-use self::client::{Code2Session, WechatError};
 pub use self::config::{WechatApp, WechatConfig};
-use self::server_api::{AccessToken, PhoneNumber};
+use self::reply::{AccessToken, Code2Session, PhoneNumber, WechatError};
 
 /// The WeChat calls wxgate makes.
 #[async_trait]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::error::ApiError;
 use crate::login::{LoginService, MAX_CODE_BYTES};
 use crate::token::Identity;
-use crate::wechat::server_api::PhoneNumber;
+use crate::wechat::reply::PhoneNumber;
 
 /// The body of `/wx/phone`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]

@@ -19,8 +19,7 @@ use crate::error::ApiError;
 use crate::hook::{Call, Event};
 use crate::seal;
 use crate::token::Identity;
-use crate::wechat::client::WechatError;
-use crate::wechat::server_api::{PhoneNumber, TOKEN_ERRCODES};
+use crate::wechat::reply::{PhoneNumber, WechatError, TOKEN_ERRCODES};
 
 /// A phone number WeChat gave for a code, kept while the hook has not heard of it.
 #[derive(Serialize, Deserialize)]

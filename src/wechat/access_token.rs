@@ -22,11 +22,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::reply::AccessToken;
 use crate::clock::{random_id, unix_now_ms};
 use crate::error::ApiError;
 use crate::secret::Secret;
 use crate::store::{AccessTokenRecord, Store};
-use crate::wechat::server_api::AccessToken;
 use crate::wechat::WechatApi;
 
 /// A token is replaced this long before WeChat's expiry. `stable_token`

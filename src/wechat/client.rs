@@ -3,9 +3,9 @@
 //! One pooled [`reqwest::Client`] is built at start-up; the request URL up to
 //! the code (including the URL-encoded app secret) is built once as well.
 //!
-//! WeChat's quirks handled here: replies may come as `text/plain`, so the body
-//! is parsed as JSON whatever its content type; a missing `errcode` or `0`
-//! means success; errcode `-1` (system busy) is retried exactly once. Nothing
+//! This file is the transport; what WeChat answers (errcodes, errors, reply
+//! parsing) is [`super::reply`]. WeChat's quirk handled here: errcode `-1`
+//! (system busy) is retried exactly once. Nothing
 //! else is retried: a login code is single-use, and a request that timed out
 //! or broke mid-way may already have consumed it (WeChat would then answer
 //! 40163 to a retry, hiding the real cause).
@@ -22,15 +22,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 
-use super::server_api::{parse_phone, parse_stable_token, AccessToken, PhoneNumber};
+use super::reply::{
+    parse_phone, parse_reply, parse_stable_token, AccessToken, Code2Session, PhoneNumber,
+    WechatError, ERRCODE_BUSY,
+};
 
 /// Pause before the single retry of a `-1` (system busy) answer.
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(200);
@@ -38,106 +39,6 @@ pub const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 pub const RETRY_MIN_BUDGET: Duration = Duration::from_millis(300);
 /// Largest reply body read from WeChat; a real reply is a few hundred bytes.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
-/// Longest `errmsg` kept (WeChat appends a request id; the rest is noise).
-const MAX_ERRMSG_CHARS: usize = 200;
-
-/// WeChat errcode: system busy, retry later.
-const ERRCODE_BUSY: i64 = -1;
-
-/// What `jscode2session` returns on success.
-#[derive(Debug, Clone)]
-pub struct Code2Session {
-    /// The user's id within this mini program.
-    pub openid: String,
-    /// The key for WXBizDataCrypt and `rawData` signatures; never sent to clients.
-    pub session_key: Secret,
-    /// The user's id across the Open Platform account, when the app is bound to one.
-    pub unionid: Option<String>,
-}
-
-/// Why a `jscode2session` call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WechatError {
-    /// WeChat answered with a non-zero `errcode`.
-    #[error("WeChat errcode {errcode}: {errmsg}")]
-    Api { errcode: i64, errmsg: String },
-    /// No complete answer within the timeout.
-    #[error("WeChat did not answer in time")]
-    Timeout,
-    /// Connecting, sending or reading failed (the message has no URL in it).
-    #[error("could not talk to WeChat: {0}")]
-    Transport(String),
-    /// WeChat answered with a non-2xx HTTP status.
-    #[error("WeChat answered with HTTP status {0}")]
-    HttpStatus(u16),
-    /// The body is not the JSON object expected.
-    #[error("WeChat sent an unreadable reply: {0}")]
-    BadReply(&'static str),
-    /// The client could not be built (bad `api_base`, TLS set-up).
-    #[error("the WeChat client cannot be set up: {0}")]
-    Setup(String),
-}
-
-impl WechatError {
-    /// How a call ended, as the `outcome` label of its metric.
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            WechatError::Api { .. } => "errcode",
-            WechatError::Timeout => "timeout",
-            WechatError::Transport(_) => "transport",
-            WechatError::HttpStatus(_) => "http_status",
-            WechatError::BadReply(_) => "bad_reply",
-            WechatError::Setup(_) => "setup",
-        }
-    }
-
-    /// WeChat's `errcode`, when it sent one.
-    pub fn errcode(&self) -> Option<i64> {
-        match self {
-            WechatError::Api { errcode, .. } => Some(*errcode),
-            _ => None,
-        }
-    }
-}
-
-impl From<&WechatError> for ApiError {
-    fn from(e: &WechatError) -> Self {
-        match e {
-            WechatError::Api { errcode, .. } => match *errcode {
-                40029 | 40163 => ApiError::InvalidCode {
-                    wechat_errcode: *errcode,
-                },
-                40226 => ApiError::CodeBlocked {
-                    wechat_errcode: 40226,
-                },
-                45011 => ApiError::RateLimited {
-                    retry_after_secs: 60,
-                    wechat_errcode: Some(45011),
-                },
-                ERRCODE_BUSY => ApiError::WechatUnavailable {
-                    wechat_errcode: Some(ERRCODE_BUSY),
-                },
-                other => ApiError::WechatError {
-                    wechat_errcode: Some(other),
-                },
-            },
-            WechatError::Timeout => ApiError::WechatTimeout,
-            WechatError::Transport(_) | WechatError::HttpStatus(_) | WechatError::BadReply(_) => {
-                ApiError::WechatError {
-                    wechat_errcode: None,
-                }
-            }
-            WechatError::Setup(_) => ApiError::Internal,
-        }
-    }
-}
-
-impl From<WechatError> for ApiError {
-    fn from(e: WechatError) -> Self {
-        ApiError::from(&e)
-    }
-}
-
 /// A short, non-reversible tag for a login code, for log lines.
 pub fn code_fingerprint(code: &str) -> String {
     let digest = Sha256::digest(code.as_bytes());
@@ -169,97 +70,6 @@ fn url_for(base: &reqwest::Url, code: &str) -> reqwest::Url {
         .append_pair("js_code", code)
         .append_pair("grant_type", "authorization_code");
     url
-}
-
-#[derive(Deserialize)]
-struct Reply {
-    #[serde(default)]
-    errcode: Option<i64>,
-    #[serde(default)]
-    errmsg: Option<String>,
-    #[serde(default)]
-    openid: Option<String>,
-    #[serde(default)]
-    session_key: Option<String>,
-    #[serde(default)]
-    unionid: Option<String>,
-}
-
-/// Longest openid or unionid accepted (WeChat's are 28 or 29 characters).
-pub const MAX_ID_BYTES: usize = 64;
-
-/// Whether an openid or unionid can become a token claim and a header
-/// value: 1 to [`MAX_ID_BYTES`] visible ASCII characters (WeChat's use
-/// letters, digits, `-` and `_`). Anything else would give a token that can
-/// never be forwarded, or a header that splits.
-pub fn is_plausible_id(id: &str) -> bool {
-    (1..=MAX_ID_BYTES).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
-}
-
-#[derive(Deserialize)]
-struct Status {
-    #[serde(default)]
-    errcode: Option<i64>,
-    #[serde(default)]
-    errmsg: Option<String>,
-}
-
-/// The error a WeChat reply carries, if any: a body that is not a JSON
-/// object, or a non-zero `errcode` (a missing one is success).
-pub(crate) fn errcode_of(body: &[u8]) -> Result<(), WechatError> {
-    let status: Status =
-        serde_json::from_slice(body).map_err(|_| WechatError::BadReply("not a JSON object"))?;
-    status_error(status.errcode, status.errmsg)
-}
-
-/// A non-zero `errcode` as an error (a missing one is success).
-fn status_error(errcode: Option<i64>, errmsg: Option<String>) -> Result<(), WechatError> {
-    match errcode {
-        None | Some(0) => Ok(()),
-        Some(errcode) => Err(WechatError::Api {
-            errcode,
-            errmsg: errmsg
-                .unwrap_or_default()
-                .chars()
-                .take(MAX_ERRMSG_CHARS)
-                .collect(),
-        }),
-    }
-}
-
-/// Parse a `jscode2session` reply body, whatever its content type.
-pub fn parse_reply(body: &[u8]) -> Result<Code2Session, WechatError> {
-    let reply: Reply =
-        serde_json::from_slice(body).map_err(|_| WechatError::BadReply("not a JSON object"))?;
-    status_error(reply.errcode, reply.errmsg)?;
-    let openid = reply
-        .openid
-        .filter(|s| !s.is_empty())
-        .ok_or(WechatError::BadReply("openid missing"))?;
-    if !is_plausible_id(&openid) {
-        return Err(WechatError::BadReply("openid is not a plausible id"));
-    }
-    let session_key = reply
-        .session_key
-        .filter(|s| !s.is_empty())
-        .ok_or(WechatError::BadReply("session_key missing"))?;
-    let unionid = reply.unionid.filter(|s| !s.is_empty());
-    if unionid.as_deref().is_some_and(|u| !is_plausible_id(u)) {
-        return Err(WechatError::BadReply("unionid is not a plausible id"));
-    }
-    Ok(Code2Session {
-        openid,
-        session_key: Secret::from(session_key),
-        unionid,
-    })
-}
-
-/// reqwest is built with `rustls-no-provider`: install ring once per process
-/// before building a client.
-pub(crate) fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
 }
 
 /// Turn a reqwest error into ours, dropping the URL (it holds the secret).
@@ -329,13 +139,7 @@ impl WechatClient {
             .to_string();
         let stable_token_url = api_url(&format!("{base_path}/cgi-bin/stable_token"));
         let phone_url = api_url(&format!("{base_path}/wxa/business/getuserphonenumber"));
-        install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let http = crate::outbound::client(timeout, timeout.min(Duration::from_secs(3)))
             .map_err(|e| WechatError::Setup(e.without_url().to_string()))?;
         Ok(Self {
             http,

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use crate::error::ApiError;
 use crate::secret::Secret;
-use crate::wechat::client::{WechatClient, WechatError};
+use crate::wechat::client::WechatClient;
+use crate::wechat::reply::WechatError;
 
 const APPID: &str = "wxmock0000000001";
 const SECRET: &str = "mock secret+&=";
