@@ -12,6 +12,7 @@
 //! inline is allowed only under the key `secret`, and `wxgate check` warns
 //! about it.
 
+mod error;
 mod model;
 mod resolve;
 mod schema;
@@ -19,26 +20,9 @@ mod validate;
 
 use std::path::Path;
 
+pub use error::ConfigError;
 pub use model::*;
 pub use validate::{parse_duration, parse_rate, MIN_JWT_SECRET_BYTES};
-
-/// A configuration error. Its message names the file and the key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{file}: cannot read the file: {error}")]
-    Read { file: String, error: std::io::Error },
-    /// The file is not valid TOML or does not match the schema (unknown key, wrong type).
-    #[error("{file}: {message}")]
-    Parse { file: String, message: String },
-    /// A key has a value that is not acceptable.
-    #[error("{file}: `{key}`: {message}")]
-    Invalid {
-        file: String,
-        key: String,
-        message: String,
-    },
-}
 
 impl Config {
     /// Read and validate a config file; environment variables come from `env`.

@@ -15,6 +15,8 @@ pub mod logout;
 pub mod phone;
 pub mod refresh;
 
+pub use refresh::TokenResponse;
+
 use std::net::IpAddr;
 
 use bytes::Bytes;
@@ -24,11 +26,9 @@ use pingora_proxy::Session;
 use serde::Serialize;
 
 use crate::auth::authenticate;
-use crate::clock::unix_now;
 use crate::error::ApiError;
 use crate::respond::{respond, respond_error};
 use crate::route::Endpoint;
-use crate::sessions::Grant;
 use crate::state::GatewayState;
 
 use self::body::Body;
@@ -115,41 +115,6 @@ fn json<T: Serialize>(value: &T) -> Result<(u16, Bytes), ApiError> {
     serde_json::to_vec(value)
         .map(|v| (200, Bytes::from(v)))
         .map_err(|_| ApiError::Internal)
-}
-
-/// The tokens a login or a refresh hands out (`/wx/refresh`'s whole answer;
-/// `/wx/login` adds `user`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TokenResponse {
-    pub token: String,
-    /// Always `Bearer`.
-    pub token_type: &'static str,
-    /// Seconds until `token` expires.
-    pub expires_in: u64,
-    pub refresh_token: String,
-    pub openid: String,
-    pub unionid: Option<String>,
-    /// The backend's user id, from the login hook.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
-    /// The backend's roles for the user, from the login hook.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
-}
-
-impl From<Grant> for TokenResponse {
-    fn from(g: Grant) -> Self {
-        Self {
-            token: g.token,
-            token_type: "Bearer",
-            expires_in: g.exp.saturating_sub(unix_now()),
-            refresh_token: g.refresh_token,
-            openid: g.openid,
-            unionid: g.unionid,
-            uid: g.user.uid,
-            roles: g.user.roles,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -36,12 +36,12 @@ mod endpoints;
 mod path;
 mod table;
 
-pub use config::RouteConfig;
+pub use config::{AuthMode, RouteConfig};
 pub use endpoints::{Endpoint, Endpoints, JWKS_PATH};
 pub use path::{canonicalize, is_canonical_prefix, Canonical};
 #[cfg(test)]
 pub use table::RouteSpec;
-pub use table::{AuthMode, Route, RouteTable};
+pub use table::{Route, RouteTable};
 
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,6 @@ use pingora_core::protocols::tls::server::handshake;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::services::background::BackgroundService;
-use pingora_proxy::HttpProxy;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -44,7 +43,7 @@ pub mod admission;
 mod internal;
 mod serve;
 
-type App = HttpProxy<Gateway>;
+use serve::App;
 
 /// A running gateway. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use super::schema::{RawConfig, RawJwtKey};
-use super::ConfigError;
+use super::error::ConfigError;
 use crate::secret::Secret;
 
 /// A secret and where it came from (`env NAME`, `file PATH`, `inline`), for `wxgate check`.

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::body::pair;
-use super::TokenResponse;
+use super::refresh::TokenResponse;
 use crate::error::ApiError;
 use crate::login::apps::Apps;
 use crate::login::{ValidLogin, MAX_CODE_BYTES};

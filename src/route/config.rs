@@ -3,9 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::table::AuthMode;
 use crate::ser::{ser_duration, ser_opt_duration};
 
 /// One `[[routes]]` entry.
@@ -43,4 +42,16 @@ pub struct RouteConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub revocation_check: Option<Duration>,
+}
+
+/// How a route treats the Bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// A valid token is required (the default).
+    Required,
+    /// A valid token adds identity; no token is fine; an invalid one is refused.
+    Optional,
+    /// No token needed, no identity injected.
+    Public,
 }

@@ -6,25 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use super::config::RouteConfig;
+use super::config::{AuthMode, RouteConfig};
 use super::path::{prefix_matches, prefix_matches_ignoring_case};
 use crate::error::ApiError;
 use crate::token::Identity;
 use crate::upstream::Upstream;
-
-/// How a route treats the Bearer token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMode {
-    /// A valid token is required (the default).
-    Required,
-    /// A valid token adds identity; no token is fine; an invalid one is refused.
-    Optional,
-    /// No token needed, no identity injected.
-    Public,
-}
 
 /// One `[[routes]]` entry: everything a request on it needs.
 pub struct Route {

@@ -16,8 +16,13 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 
-use super::App;
+use pingora_proxy::HttpProxy;
+
 use crate::conn::deadline::H2_PREFACE;
+use crate::proxy::Gateway;
+
+/// The proxy every public connection is served by.
+pub(super) type App = HttpProxy<Gateway>;
 
 /// Serve `stream` until the client leaves, a deadline passes or the gateway shuts down.
 pub(super) async fn serve(app: &Arc<App>, mut stream: Stream, shutdown: &ShutdownWatch) {

@@ -4,7 +4,7 @@
 use super::super::model::{ClaimHeader, HookConfig, IdentityHeaderName, RouteConfig, WechatConfig};
 use super::super::resolve::Sourced;
 use super::super::schema::RawHook;
-use super::super::ConfigError;
+use super::super::error::ConfigError;
 use super::Validator;
 use crate::headers::HeadersConfig;
 use crate::hook::{is_role_name, MAX_TIMEOUT};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::super::model::{JwtConfig, JwtKey, KeyMaterial, MAX_TOKEN_TTL};
 use super::super::resolve::KeyText;
 use super::super::schema::RawJwt;
-use super::super::ConfigError;
+use super::super::error::ConfigError;
 use super::{Validator, MIN_JWT_SECRET_BYTES};
 use crate::token::keys::is_valid_kid;
 use crate::token::{Algorithm, PrivateKey, PublicKey};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::super::model::{ConnLimits, ServerConfig, TlsConfig};
 use super::super::schema::RawServer;
-use super::super::ConfigError;
+use super::super::error::ConfigError;
 use super::Validator;
 use crate::route::is_canonical_prefix;
 

@@ -4,7 +4,7 @@
 use super::super::model::{MemoryLimits, OnError, StoreConfig, StoreKind};
 use super::super::resolve::Sourced;
 use super::super::schema::{RawMemoryLimits, RawStore};
-use super::super::ConfigError;
+use super::super::error::ConfigError;
 use super::Validator;
 
 impl Validator<'_> {

@@ -4,7 +4,7 @@
 use super::super::model::{WechatApp, WechatConfig};
 use super::super::resolve::Sourced;
 use super::super::schema::RawWechat;
-use super::super::ConfigError;
+use super::super::error::ConfigError;
 use super::Validator;
 
 impl Validator<'_> {
