@@ -10,31 +10,27 @@
 //! The exposition format is the `prometheus` crate's; the listener is
 //! [`crate::server::metrics`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, Registry, TextEncoder};
 
 use crate::error::ApiError;
 use crate::route::Endpoint;
-use crate::store::StoreError;
 
 mod gauges;
 mod labels;
+mod register;
 mod store;
 
 pub use gauges::Gauges;
+use gauges::StateGauges;
 use labels::{method_index, status_index, METHODS, STATUSES};
 pub use labels::{AuthOutcome, RouteLabel};
+pub use register::MetricsError;
+use register::{counter_vec, gauge_vec, histogram, histogram_vec};
 pub use store::MeteredStore;
-
-/// Latency buckets, in seconds: 50 µs to 10 s.
-const BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0,
-];
+use store::StoreMetrics;
 
 /// A row of request counters, by method and status class.
 type Row = [[IntCounter; STATUSES.len()]; METHODS.len()];
@@ -68,19 +64,15 @@ pub struct Metrics {
     added: Histogram,
     upstream: Histogram,
     connect_failures: IntCounterVec,
-    upstream_up: IntGaugeVec,
     wechat: IntCounterVec,
     wechat_duration: HistogramVec,
     hook: IntCounterVec,
     hook_duration: HistogramVec,
     endpoint_outcomes: IntCounterVec,
     rate_limited: IntCounterVec,
-    pub(crate) store: store::StoreMetrics,
-    store_entries: IntGaugeVec,
-    store_capacity: IntGaugeVec,
-    store_dropped: IntCounterVec,
-    store_refused: IntCounterVec,
-    fail_open: IntCounter,
+    store: Arc<StoreMetrics>,
+    /// What `/metrics` reads of state when scraped.
+    state: StateGauges,
     /// Scrapes bring counters kept elsewhere up to date one at a time.
     scrape: std::sync::Mutex<()>,
 }
@@ -89,53 +81,6 @@ impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
-}
-
-/// A metric could not be registered (a programming error: names collide).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot register metric: {0}")]
-pub struct MetricsError(#[from] prometheus::Error);
-
-fn counter_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, MetricsError> {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-    r.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
-fn gauge_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntGaugeVec, MetricsError> {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    r.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-fn histogram(r: &Registry, name: &str, help: &str) -> Result<Histogram, MetricsError> {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))?;
-    r.register(Box::new(h.clone()))?;
-    Ok(h)
-}
-
-fn histogram_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<HistogramVec, MetricsError> {
-    let h = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
-        labels,
-    )?;
-    r.register(Box::new(h.clone()))?;
-    Ok(h)
 }
 
 impl Metrics {
@@ -231,12 +176,6 @@ impl Metrics {
                 "Connections to an upstream that failed, by upstream address.",
                 &["peer"],
             )?,
-            upstream_up: gauge_vec(
-                &r,
-                "wxgate_upstream_up",
-                "1 if the upstream passes its health check, by route and upstream address.",
-                &["route", "peer"],
-            )?,
             wechat: counter_vec(
                 &r,
                 "wxgate_wechat_requests_total",
@@ -273,39 +212,8 @@ impl Metrics {
                 "Requests refused by wxgate's own rate limits, by endpoint.",
                 &["endpoint"],
             )?,
-            store: store::StoreMetrics::new(&r)?,
-            store_entries: gauge_vec(
-                &r,
-                "wxgate_store_entries",
-                "Memory store: entries held, by kind.",
-                &["kind"],
-            )?,
-            store_capacity: gauge_vec(
-                &r,
-                "wxgate_store_capacity",
-                "Memory store: the configured bound, by kind.",
-                &["kind"],
-            )?,
-            store_dropped: counter_vec(
-                &r,
-                "wxgate_store_dropped_total",
-                "Memory store: live entries dropped to make room, by kind (never revocations).",
-                &["kind"],
-            )?,
-            store_refused: counter_vec(
-                &r,
-                "wxgate_store_refused_total",
-                "Memory store: new entries refused for want of room, by kind (revocations).",
-                &["kind"],
-            )?,
-            fail_open: {
-                let g = IntCounter::new(
-                    "wxgate_fail_open_total",
-                    "Revocation checks skipped because the store was down and on_error = fail_open.",
-                )?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
+            store: Arc::new(StoreMetrics::new(&r)?),
+            state: StateGauges::new(&r)?,
             scrape: std::sync::Mutex::new(()),
             registry: r,
         })
@@ -376,12 +284,17 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// The store operations' series, for [`MeteredStore::wrap`].
+    pub(crate) fn store_metrics(&self) -> Arc<StoreMetrics> {
+        Arc::clone(&self.store)
+    }
+
     /// The text exposition of every metric, after `refresh` has set the gauges
     /// that describe current state.
     pub fn render(&self, refresh: impl FnOnce(&Gauges<'_>)) -> String {
         {
             let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
-            refresh(&Gauges(self));
+            refresh(&Gauges(&self.state));
         }
         let mut out = String::new();
         if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
@@ -406,16 +319,6 @@ pub struct RequestDone<'a> {
     pub upstream: Option<Duration>,
     /// Proxied: from the request header read to the upstream's response header.
     pub to_header: Option<Duration>,
-}
-
-/// The outcome label of a store error.
-pub(crate) fn store_error_label(e: &StoreError) -> &'static str {
-    match e {
-        StoreError::Full { .. } => "full",
-        StoreError::Timeout(_) => "timeout",
-        StoreError::FailingFast => "failing_fast",
-        _ => "error",
-    }
 }
 
 #[cfg(test)]

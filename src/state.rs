@@ -162,7 +162,7 @@ impl GatewayState {
         };
         let sessions = Arc::new(
             Sessions::new(
-                MeteredStore::wrap(deps.store, metrics.clone()),
+                MeteredStore::wrap(deps.store, metrics.store_metrics()),
                 tokens,
                 config.login.refresh_ttl,
                 config.jwt.leeway,

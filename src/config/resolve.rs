@@ -9,8 +9,8 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-use super::schema::{RawConfig, RawJwtKey};
 use super::error::ConfigError;
+use super::schema::{RawConfig, RawJwtKey};
 use crate::secret::Secret;
 
 /// A secret and where it came from (`env NAME`, `file PATH`, `inline`), for `wxgate check`.

@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::error::ConfigError;
 use super::model::*;
 use super::resolve::Resolved;
 use super::schema::*;
-use super::error::ConfigError;
 use crate::headers::{is_framing, is_reserved, DEFAULT_STRIP};
 use crate::route::is_canonical_prefix;
 

@@ -41,6 +41,8 @@
 
 mod token_api;
 
+use token_api::{errcode, sha256, TokenApi};
+
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,7 +55,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use crate::http1::{response, serve_http1};
@@ -68,7 +69,7 @@ struct Inner {
     apps: Vec<(String, String)>,
     calls: AtomicUsize,
     codes: Mutex<Codes>,
-    tokens: Mutex<token_api::Tokens>,
+    token_api: TokenApi,
 }
 
 /// Per-code bookkeeping.
@@ -95,24 +96,9 @@ impl std::fmt::Debug for MockWechat {
     }
 }
 
-fn sha256(label: &str, input: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(label.as_bytes());
-    h.update(input.as_bytes());
-    h.finalize().into()
-}
-
 /// The part of a code that names the user (before the first `.`).
 fn user_part(code: &str) -> &str {
     code.split('.').next().unwrap_or(code)
-}
-
-fn errcode(code: i64, msg: &str) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({
-        "errcode": code,
-        "errmsg": format!("{msg}, rid: 6553f1a2-mock"),
-    });
-    response(200, "text/plain", body.to_string())
 }
 
 impl MockWechat {
@@ -131,7 +117,11 @@ impl MockWechat {
                     .collect(),
                 calls: AtomicUsize::new(0),
                 codes: Mutex::new(Codes::default()),
-                tokens: Mutex::new(token_api::Tokens::default()),
+                token_api: TokenApi::new(
+                    apps.iter()
+                        .map(|(a, s)| ((*a).to_owned(), (*s).to_owned()))
+                        .collect(),
+                ),
             }),
         }
     }
@@ -158,6 +148,26 @@ impl MockWechat {
             .iter()
             .find(|(a, _)| a == appid)
             .map(|(_, s)| s.as_str())
+    }
+
+    /// `stable_token` calls that returned a token, and how many forced a refresh.
+    pub fn token_calls(&self) -> (usize, usize) {
+        self.inner.token_api.token_calls()
+    }
+
+    /// Lifetime (`expires_in`) of tokens issued from now on.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.inner.token_api.set_token_lifetime(lifetime);
+    }
+
+    /// Someone else forced a refresh: every app's current token stops working.
+    pub fn rotate_token_elsewhere(&self) {
+        self.inner.token_api.rotate_token_elsewhere();
+    }
+
+    /// The phone number the mock gives `openid`: `138` and 8 digits.
+    pub fn phone_for(openid: &str) -> String {
+        TokenApi::phone_for(openid)
     }
 
     /// Total `jscode2session` calls received, valid or not.
@@ -217,8 +227,10 @@ impl MockWechat {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         match req.uri().path() {
             "/sns/jscode2session" => {}
-            "/cgi-bin/stable_token" => return self.stable_token(req).await,
-            "/wxa/business/getuserphonenumber" => return self.phone_number(req).await,
+            "/cgi-bin/stable_token" => return self.inner.token_api.stable_token(req).await,
+            "/wxa/business/getuserphonenumber" => {
+                return self.inner.token_api.phone_number(req).await
+            }
             _ => return response(404, "text/plain", "not found"),
         }
         if req.method() != Method::GET {

@@ -1,11 +1,67 @@
 //! Gauges and mirrored counters that describe state, set when `/metrics` is scraped.
 
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Registry};
 
-use super::Metrics;
+use super::register::{counter_vec, gauge_vec, MetricsError};
+
+/// The series that mirror state kept elsewhere: upstream health, the memory
+/// store's fill, revocation checks skipped.
+pub(super) struct StateGauges {
+    upstream_up: IntGaugeVec,
+    store_entries: IntGaugeVec,
+    store_capacity: IntGaugeVec,
+    store_dropped: IntCounterVec,
+    store_refused: IntCounterVec,
+    fail_open: IntCounter,
+}
+
+impl StateGauges {
+    pub(super) fn new(r: &Registry) -> Result<Self, MetricsError> {
+        Ok(Self {
+            upstream_up: gauge_vec(
+                r,
+                "wxgate_upstream_up",
+                "1 if the upstream passes its health check, by route and upstream address.",
+                &["route", "peer"],
+            )?,
+            store_entries: gauge_vec(
+                r,
+                "wxgate_store_entries",
+                "Memory store: entries held, by kind.",
+                &["kind"],
+            )?,
+            store_capacity: gauge_vec(
+                r,
+                "wxgate_store_capacity",
+                "Memory store: the configured bound, by kind.",
+                &["kind"],
+            )?,
+            store_dropped: counter_vec(
+                r,
+                "wxgate_store_dropped_total",
+                "Memory store: live entries dropped to make room, by kind (never revocations).",
+                &["kind"],
+            )?,
+            store_refused: counter_vec(
+                r,
+                "wxgate_store_refused_total",
+                "Memory store: new entries refused for want of room, by kind (revocations).",
+                &["kind"],
+            )?,
+            fail_open: {
+                let g = IntCounter::new(
+                    "wxgate_fail_open_total",
+                    "Revocation checks skipped because the store was down and on_error = fail_open.",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+        })
+    }
+}
 
 /// Setters for the gauges that describe state, used at scrape time.
-pub struct Gauges<'a>(pub(super) &'a Metrics);
+pub struct Gauges<'a>(pub(super) &'a StateGauges);
 
 impl Gauges<'_> {
     /// A memory-store map: entries, bound, drops and refusals so far.

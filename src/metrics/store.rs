@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
-use super::{store_error_label, MetricsError, BUCKETS};
+use super::register::{MetricsError, BUCKETS};
 use crate::store::{
     AccessTokenRecord, Eviction, MapStats, RefreshRecord, RefreshTake, RevocationCheck, Store,
     StoreError, WxSession,
@@ -145,15 +145,25 @@ impl StoreMetrics {
     }
 }
 
+/// The outcome label of a store error.
+fn store_error_label(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Full { .. } => "full",
+        StoreError::Timeout(_) => "timeout",
+        StoreError::FailingFast => "failing_fast",
+        _ => "error",
+    }
+}
+
 /// The configured store, with every operation counted and timed.
 pub struct MeteredStore {
     inner: Arc<dyn Store>,
-    metrics: Arc<super::Metrics>,
+    metrics: Arc<StoreMetrics>,
 }
 
 impl MeteredStore {
     /// Wrap `inner`, recording into `metrics`.
-    pub fn wrap(inner: Arc<dyn Store>, metrics: Arc<super::Metrics>) -> Arc<dyn Store> {
+    pub(crate) fn wrap(inner: Arc<dyn Store>, metrics: Arc<StoreMetrics>) -> Arc<dyn Store> {
         Arc::new(Self { inner, metrics })
     }
 
@@ -164,7 +174,7 @@ impl MeteredStore {
     ) -> Result<T, StoreError> {
         let start = Instant::now();
         let result = f.await;
-        self.metrics.store.record(op, &result, start.elapsed());
+        self.metrics.record(op, &result, start.elapsed());
         result
     }
 }

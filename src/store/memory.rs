@@ -26,9 +26,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use bounded::{BoundedMap, Full, WhenFull};
 
 use super::config::MemoryLimits;
-use super::{
-    revoked_by, AccessTokenRecord, MapStats, RefreshRecord, RefreshTake, RevocationCheck, Store,
-    StoreError, WxSession,
+use super::error::StoreError;
+use super::interface::{MapStats, Store};
+use super::records::{
+    revoked_by, AccessTokenRecord, RefreshRecord, RefreshTake, RevocationCheck, WxSession,
 };
 
 /// Access tokens and leases kept: a few per mini program.

@@ -20,9 +20,11 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use super::{
-    clamp_ttl, revoked_by, AccessTokenRecord, Eviction, RedisFault, RefreshRecord, RefreshTake,
-    RevocationCheck, Store, StoreError, WxSession,
+use super::error::{Eviction, RedisFault, StoreError};
+use super::interface::Store;
+use super::records::{
+    clamp_ttl, revoked_by, AccessTokenRecord, RefreshRecord, RefreshTake, RevocationCheck,
+    WxSession,
 };
 
 /// How long calls fail fast after a failure.

@@ -20,8 +20,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
 
+use super::claims::{Identity, TokenError, UserClaims};
+use super::config::MAX_TTL;
 use super::keys::{Algorithm, SignatureCheck};
-use super::{Identity, TokenError, UserClaims, MAX_TTL};
 
 /// Base64url (unpadded) length of a signature of `alg`: 32 bytes for
 /// HMAC-SHA256, 64 for Ed25519 and for ES256's `r||s`.

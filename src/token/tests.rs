@@ -7,6 +7,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
+use crate::error::ApiError;
 use crate::secret::Secret;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";

@@ -14,7 +14,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::Identity;
+use super::claims::Identity;
 
 /// Most tokens a thread keeps: about 1.5 MB with tokens of a few hundred
 /// bytes; the largest tokens the fast path takes (a login hook's claims up

@@ -1,10 +1,10 @@
 //! `[login.hook]`, route roles, and the identity headers the hook's claims
 //! travel in.
 
+use super::super::error::ConfigError;
 use super::super::model::{ClaimHeader, HookConfig, IdentityHeaderName, RouteConfig, WechatConfig};
 use super::super::resolve::Sourced;
 use super::super::schema::RawHook;
-use super::super::error::ConfigError;
 use super::Validator;
 use crate::headers::HeadersConfig;
 use crate::hook::{is_role_name, MAX_TIMEOUT};

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::super::error::ConfigError;
 use super::super::model::{JwtConfig, JwtKey, KeyMaterial, MAX_TOKEN_TTL};
 use super::super::resolve::KeyText;
 use super::super::schema::RawJwt;
-use super::super::error::ConfigError;
 use super::{Validator, MIN_JWT_SECRET_BYTES};
 use crate::token::keys::is_valid_kid;
 use crate::token::{Algorithm, PrivateKey, PublicKey};

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use super::super::error::ConfigError;
 use super::super::model::{ConnLimits, ServerConfig, TlsConfig};
 use super::super::schema::RawServer;
-use super::super::error::ConfigError;
 use super::Validator;
 use crate::route::is_canonical_prefix;
 

@@ -1,10 +1,10 @@
 //! `[store]`: which store, its key prefix, timeout and failure mode, and
 //! the memory store's bounds per kind of entry.
 
+use super::super::error::ConfigError;
 use super::super::model::{MemoryLimits, OnError, StoreConfig, StoreKind};
 use super::super::resolve::Sourced;
 use super::super::schema::{RawMemoryLimits, RawStore};
-use super::super::error::ConfigError;
 use super::Validator;
 
 impl Validator<'_> {

@@ -1,10 +1,10 @@
 //! `[wechat]`: one mini program (`appid` and a secret) or several
 //! (`[[wechat.apps]]`), and WeChat's API address and timeout.
 
+use super::super::error::ConfigError;
 use super::super::model::{WechatApp, WechatConfig};
 use super::super::resolve::Sourced;
 use super::super::schema::RawWechat;
-use super::super::error::ConfigError;
 use super::Validator;
 
 impl Validator<'_> {

@@ -14,6 +14,7 @@
 //! 40163; any other code the number [`MockWechat::phone_for`] of its openid.
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,12 +22,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
-use super::{errcode, sha256, MockWechat};
+use sha2::{Digest, Sha256};
+
 use crate::http1::response;
 
 /// The token state of the mock.
 #[derive(Default)]
-pub(super) struct Tokens {
+struct Tokens {
     /// `stable_token` calls answered with a token, forced ones included.
     issued: usize,
     forced: usize,
@@ -45,27 +47,49 @@ async fn json_body(req: Request<Incoming>) -> Option<serde_json::Value> {
     serde_json::from_slice(&body).ok()
 }
 
-impl MockWechat {
+/// The mock's access-token and phone-number APIs, with their own state.
+pub(super) struct TokenApi {
+    /// The apps it accepts: appid and secret.
+    apps: Vec<(String, String)>,
+    tokens: Mutex<Tokens>,
+}
+
+impl TokenApi {
+    /// The APIs of a mock that accepts these apps (appid, secret).
+    pub(super) fn new(apps: Vec<(String, String)>) -> Self {
+        Self {
+            apps,
+            tokens: Mutex::new(Tokens::default()),
+        }
+    }
+
+    /// The secret of `appid`, if the mock knows that app.
+    fn secret_of(&self, appid: &str) -> Option<&str> {
+        self.apps
+            .iter()
+            .find(|(a, _)| a == appid)
+            .map(|(_, s)| s.as_str())
+    }
+
     fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
-        self.inner
-            .tokens
+        self.tokens
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `stable_token` calls that returned a token, and how many forced a refresh.
-    pub fn token_calls(&self) -> (usize, usize) {
+    pub(super) fn token_calls(&self) -> (usize, usize) {
         let t = self.tokens();
         (t.issued, t.forced)
     }
 
     /// Lifetime (`expires_in`) of tokens issued from now on.
-    pub fn set_token_lifetime(&self, lifetime: Duration) {
+    pub(super) fn set_token_lifetime(&self, lifetime: Duration) {
         self.tokens().lifetime = Some(lifetime);
     }
 
     /// Someone else forced a refresh: every app's current token stops working.
-    pub fn rotate_token_elsewhere(&self) {
+    pub(super) fn rotate_token_elsewhere(&self) {
         let mut t = self.tokens();
         let n = t.issued;
         let life = t.lifetime.unwrap_or(Duration::from_secs(7200));
@@ -78,7 +102,7 @@ impl MockWechat {
     }
 
     /// The phone number the mock gives `openid`: `138` and 8 digits.
-    pub fn phone_for(openid: &str) -> String {
+    pub(super) fn phone_for(openid: &str) -> String {
         let h = sha256("phone:", openid);
         let n = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % 100_000_000;
         format!("138{n:08}")
@@ -178,4 +202,21 @@ impl MockWechat {
         });
         response(200, "application/json", body.to_string())
     }
+}
+
+/// A keyed hash of `input` (a phone number, an openid) under `label`.
+pub(super) fn sha256(label: &str, input: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(label.as_bytes());
+    h.update(input.as_bytes());
+    h.finalize().into()
+}
+
+/// A WeChat error answer, as WeChat words it.
+pub(super) fn errcode(code: i64, msg: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "errcode": code,
+        "errmsg": format!("{msg}, rid: 6553f1a2-mock"),
+    });
+    response(200, "text/plain", body.to_string())
 }

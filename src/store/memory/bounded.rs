@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use hashlink::LinkedHashMap;
 
-use crate::store::clamp_ttl;
+use crate::store::records::clamp_ttl;
 
 /// Most shards a map has; a small map has fewer (one per [`SHARD_MIN`]
 /// entries of capacity), so its least-recently-used order stays exact.

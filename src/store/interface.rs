@@ -1,0 +1,130 @@
+//! [`Store`]: the one interface for everything wxgate remembers, which the
+//! memory and Redis stores implement.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::error::{Eviction, StoreError};
+use super::records::{AccessTokenRecord, RefreshRecord, RefreshTake, RevocationCheck, WxSession};
+
+/// Where wxgate's state lives. Keys are plain strings; implementations add their prefix.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Save the session of `openid`, replacing the previous one.
+    async fn put_session(
+        &self,
+        openid: &str,
+        session: &WxSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// The current session of `openid`, if it has not expired.
+    async fn get_session(&self, openid: &str) -> Result<Option<WxSession>, StoreError>;
+
+    /// Claim the exchange of a login code (by hash). `true`: the caller does it.
+    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Give up a claim without an outcome (a transient failure: let a retry try).
+    async fn release_code(&self, code_hash: &str) -> Result<(), StoreError>;
+
+    /// Save the (sealed) outcome of a code exchange.
+    async fn put_code_outcome(
+        &self,
+        code_hash: &str,
+        sealed: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// The (sealed) outcome of a code exchange, if one was saved.
+    async fn get_code_outcome(&self, code_hash: &str) -> Result<Option<String>, StoreError>;
+
+    /// Revoke one token id for `ttl` (until its `exp`).
+    async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Revoke every token and refresh token of `openid` issued at or before
+    /// `before` (unix milliseconds).
+    async fn revoke_subject(
+        &self,
+        openid: &str,
+        before: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Revoke a refresh-token family and the access tokens issued from it.
+    async fn revoke_family(&self, family: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Whether a token is revoked. One round trip.
+    async fn is_revoked(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError>;
+
+    /// Save a refresh token's record under its hash.
+    async fn put_refresh(
+        &self,
+        hash: &str,
+        record: &RefreshRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Present a refresh token, atomically: the first presentation (or one
+    /// after a rotation that never completed) is `Fresh` and marks it pending;
+    /// a presentation after [`Store::complete_refresh`] is `Reused`.
+    async fn take_refresh(&self, hash: &str, ttl: Duration) -> Result<RefreshTake, StoreError>;
+
+    /// The rotation of a refresh token succeeded: any later presentation is reuse.
+    async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// A refresh token's record, looked at without presenting the token
+    /// (nothing is marked): the login hook is asked before a rotation.
+    async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError>;
+
+    /// The shared WeChat access token of `appid`, if one is stored.
+    async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError>;
+
+    /// Save the WeChat access token of `appid` for `ttl`.
+    async fn put_access_token(
+        &self,
+        appid: &str,
+        record: &AccessTokenRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Take the lease `name` for `holder` for `ttl`, unless another holder
+    /// has it: `true` if taken. One instance at a time does what it guards.
+    async fn take_lease(&self, name: &str, holder: &str, ttl: Duration)
+        -> Result<bool, StoreError>;
+
+    /// Give the lease `name` back, if `holder` still holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Add one to the counter `key` and return its value; a new counter
+    /// expires `ttl` after its first hit (rate-limit windows).
+    async fn count(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether the store may drop entries on its own (see [`Eviction`]).
+    async fn eviction(&self) -> Result<Eviction, StoreError> {
+        Ok(Eviction::Never)
+    }
+
+    /// The fill of each bounded map, for metrics (the memory store; Redis has none).
+    fn map_stats(&self) -> Vec<MapStats> {
+        Vec::new()
+    }
+}
+
+/// How full one bounded map of the memory store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapStats {
+    /// What the map holds, as in log lines (`sessions`, `revoked_tokens`, ...).
+    pub kind: &'static str,
+    /// Entries held, expired ones included until swept.
+    pub entries: usize,
+    /// The configured bound.
+    pub capacity: usize,
+    /// Live entries dropped to make room so far.
+    pub dropped: u64,
+    /// New entries refused for want of room so far.
+    pub refused: u64,
+}

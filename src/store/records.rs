@@ -1,0 +1,103 @@
+//! What the store keeps: the records and the facts a revocation is checked
+//! against, and the longest time anything is kept.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+use crate::token::UserClaims;
+
+/// The longest an entry is kept. Longer times to live are clamped to it, so
+/// no caller can make a store compute a deadline that overflows; it exceeds
+/// every lifetime the config allows.
+pub const MAX_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// `ttl`, at most [`MAX_TTL`].
+pub(crate) fn clamp_ttl(ttl: Duration) -> Duration {
+    ttl.min(MAX_TTL)
+}
+
+/// What wxgate keeps per openid after a login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WxSession {
+    /// WeChat's `session_key` (base64), never sent to a client or upstream.
+    #[serde(with = "secret_serde")]
+    pub session_key: Secret,
+    pub unionid: Option<String>,
+    pub appid: String,
+    /// Unix seconds of the login.
+    pub login_at: u64,
+}
+
+/// A refresh token's record, stored under the token's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub appid: Option<String>,
+    /// Every token descending from one login shares a family id.
+    pub family: String,
+    /// What the login hook said, carried into the tokens of each rotation.
+    #[serde(default, skip_serializing_if = "UserClaims::is_empty")]
+    pub user: UserClaims,
+    /// Unix milliseconds.
+    pub issued_ms: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// An app's WeChat access token, shared by every instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenRecord {
+    #[serde(with = "secret_serde")]
+    pub token: Secret,
+    /// When WeChat says it expires, Unix milliseconds.
+    pub expires_at_ms: u64,
+    /// When instances should get a new one, Unix milliseconds.
+    pub refresh_at_ms: u64,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshTake {
+    /// Unknown or expired.
+    Unknown,
+    /// First use: the caller may rotate it.
+    Fresh(RefreshRecord),
+    /// Used before: reuse, the family must be revoked.
+    Reused(RefreshRecord),
+}
+
+/// The facts of a token that revocation is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct RevocationCheck<'a> {
+    pub jti: Option<&'a str>,
+    pub openid: &'a str,
+    pub family: Option<&'a str>,
+    /// Issued-at, unix milliseconds.
+    pub issued_ms: u64,
+}
+
+pub(crate) mod secret_serde {
+    use crate::secret::Secret;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.expose_str().unwrap_or_default())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Secret, D::Error> {
+        String::deserialize(de).map(Secret::from)
+    }
+}
+
+/// Is a token revoked, given what was found under its three keys?
+pub(crate) fn revoked_by(
+    check: &RevocationCheck<'_>,
+    jti_revoked: bool,
+    subject_before: Option<u64>,
+    family_revoked: bool,
+) -> bool {
+    jti_revoked || family_revoked || subject_before.is_some_and(|before| check.issued_ms <= before)
+}
