@@ -29,98 +29,21 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+mod decide;
+
+pub use decide::{admit, decide, Decision, Forward, Routed, Verified};
+
 use crate::access::{kept_request_id, loggable_path, new_request_id, X_REQUEST_ID};
-use crate::auth::authenticate_for;
 use crate::clock::unix_now_ms;
 use crate::conn::deadline::{Deadlined, Phase};
 use crate::conn::token_watch::{RevocationCheck, TokenWatch};
 use crate::endpoints;
 use crate::error::ApiError;
-use crate::headers::{is_websocket_upgrade, Client, ClientInfo, IdentityValues, X_FORWARDED_FOR};
+use crate::headers::{is_websocket_upgrade, Client, ClientInfo, X_FORWARDED_FOR};
 use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::respond::respond_error;
-use crate::route::{canonicalize, AuthMode, Endpoint, Route};
+use crate::route::AuthMode;
 use crate::state::GatewayState;
-use crate::token::Identity;
-
-/// Steps 1 and 2 of the pipeline: where a request goes, by its canonical path.
-pub fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decision, ApiError> {
-    let canonical = canonicalize(req.raw_path())?;
-    if let Some(ep) = state.endpoints.find(canonical.path()) {
-        return Ok(Decision::Endpoint(ep));
-    }
-    let route = state
-        .routes
-        .route(canonical.path())?
-        .ok_or(ApiError::NoRoute)?;
-    Ok(Decision::Route(Routed {
-        route: Arc::clone(route),
-        target: canonical
-            .is_rewritten()
-            .then(|| canonical.target().to_vec()),
-    }))
-}
-
-/// Step 3: the caller's identity, as the route's auth mode asks, and the
-/// header values it yields.
-pub async fn admit(
-    state: &GatewayState,
-    req: &RequestHeader,
-    routed: Routed,
-) -> Result<Forward, ApiError> {
-    let route = routed.route;
-    let identity = match authenticate_for(route.auth, state.sessions(), &req.headers).await? {
-        Some(id) => {
-            if !route.admits(&id) {
-                return Err(ApiError::Forbidden);
-            }
-            let values = state.headers.identity_values(&id)?;
-            Some(Verified { id, values })
-        }
-        None => None,
-    };
-    Ok(Forward {
-        route,
-        identity,
-        target: routed.target,
-    })
-}
-
-/// What the pipeline decided for a request.
-#[derive(Debug)]
-pub enum Decision {
-    /// Answer it here.
-    Endpoint(Endpoint),
-    /// Forward it on this route, once admitted.
-    Route(Routed),
-}
-
-/// A request matched to a route, not yet authenticated.
-#[derive(Debug)]
-pub struct Routed {
-    /// The route: its policy and upstream group.
-    pub route: Arc<Route>,
-    /// The canonical target, when it differs from what the client sent.
-    pub target: Option<Vec<u8>>,
-}
-
-/// A request on its way upstream.
-#[derive(Debug)]
-pub struct Forward {
-    /// The route: its policy and upstream group.
-    pub route: Arc<Route>,
-    /// The verified token (`None` on public routes and anonymous optional ones).
-    pub identity: Option<Verified>,
-    /// The canonical target, when it differs from what the client sent.
-    pub target: Option<Vec<u8>>,
-}
-
-/// A verified token and the header values it yields.
-#[derive(Debug)]
-pub struct Verified {
-    pub id: Identity,
-    pub values: IdentityValues,
-}
 
 /// Per-request state.
 pub struct RequestCtx {

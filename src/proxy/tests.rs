@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use super::*;
+use crate::route::Endpoint;
 use crate::state::Deps;
 use crate::store::memory::MemoryStore;
 use crate::testing;
