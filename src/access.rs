@@ -17,17 +17,17 @@ use sha2::Sha256;
 use siphasher::sip::SipHasher24;
 
 /// The request id header.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest incoming request id kept.
-pub const MAX_REQUEST_ID: usize = 128;
+pub(crate) const MAX_REQUEST_ID: usize = 128;
 
 /// Longest path written to a log line (the rest is cut, marked `...`).
 const MAX_LOGGED_PATH: usize = 256;
 
 /// Whether an incoming request id is worth keeping: 1 to [`MAX_REQUEST_ID`]
 /// characters from a set that needs no escaping anywhere.
-pub fn is_sane_request_id(v: &[u8]) -> bool {
+pub(crate) fn is_sane_request_id(v: &[u8]) -> bool {
     !v.is_empty()
         && v.len() <= MAX_REQUEST_ID
         && v.iter().all(|&b| {
@@ -36,7 +36,7 @@ pub fn is_sane_request_id(v: &[u8]) -> bool {
 }
 
 /// A fresh request id: 128 random bits as 32 hex digits.
-pub fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     let id: [u8; 16] = rand::random();
     let mut text = [0u8; 32];
     // The lengths match and hex digits are always a valid header value:
@@ -49,7 +49,7 @@ pub fn new_request_id() -> HeaderValue {
 
 /// The request id to use: the incoming one when the peer is trusted, exactly
 /// one was sent and it is sane; `None` means "generate one".
-pub fn kept_request_id<'a>(
+pub(crate) fn kept_request_id<'a>(
     mut incoming: impl Iterator<Item = &'a HeaderValue>,
     peer_trusted: bool,
 ) -> Option<&'a HeaderValue> {
@@ -64,7 +64,7 @@ pub fn kept_request_id<'a>(
 /// made for short inputs, a few hundred instructions per line) under a
 /// 128-bit key derived from the JWT key with HMAC-SHA256.
 #[derive(Clone)]
-pub struct UserHasher(SipHasher24);
+pub(crate) struct UserHasher(SipHasher24);
 
 impl std::fmt::Debug for UserHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,7 +74,7 @@ impl std::fmt::Debug for UserHasher {
 
 impl UserHasher {
     /// A hasher whose key is derived from `secret` (the JWT key).
-    pub fn new(secret: &[u8]) -> Self {
+    pub(crate) fn new(secret: &[u8]) -> Self {
         // HMAC takes keys of any length: the fallback is never taken.
         let derived = Hmac::<Sha256>::new_from_slice(secret)
             .map(|m| {
@@ -89,13 +89,13 @@ impl UserHasher {
     }
 
     /// 16 hex digits (64 bits) of the keyed hash of `openid`.
-    pub fn hash(&self, openid: &str) -> String {
+    pub(crate) fn hash(&self, openid: &str) -> String {
         format!("{:016x}", self.0.hash(openid.as_bytes()))
     }
 }
 
 /// `path` cut to [`MAX_LOGGED_PATH`] bytes at a character boundary.
-pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     if path.len() <= MAX_LOGGED_PATH {
         return path.into();
     }

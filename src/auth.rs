@@ -14,7 +14,7 @@ use crate::sessions::Sessions;
 use crate::token::{Identity, TokenError};
 
 /// The identity behind a request that must carry a valid, unrevoked token.
-pub async fn authenticate(sessions: &Sessions, headers: &HeaderMap) -> Result<Identity, ApiError> {
+pub(crate) async fn authenticate(sessions: &Sessions, headers: &HeaderMap) -> Result<Identity, ApiError> {
     let authorization = headers
         .get_all(header::AUTHORIZATION)
         .iter()
@@ -34,7 +34,7 @@ pub async fn authenticate(sessions: &Sessions, headers: &HeaderMap) -> Result<Id
 
 /// [`authenticate`] as a route's auth mode asks: `public` routes take no
 /// identity, `optional` ones none when no token is sent (a bad one is refused).
-pub async fn authenticate_for(
+pub(crate) async fn authenticate_for(
     mode: AuthMode,
     sessions: &Sessions,
     headers: &HeaderMap,

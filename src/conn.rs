@@ -10,9 +10,9 @@
 //! | [`websocket`] | just enough RFC 6455 for that: the frame cursor and close frames |
 
 pub(crate) mod buffered;
-pub mod deadline;
+pub(crate) mod deadline;
 mod limits;
-pub mod token_watch;
-pub mod websocket;
+pub(crate) mod token_watch;
+pub(crate) mod websocket;
 
 pub use limits::ConnLimits;

@@ -6,16 +6,15 @@
 //! with a typed request and writes its typed response, or the [`ApiError`].
 //! Each endpoint lives in its own file with its request and response types.
 
-pub mod body;
-pub mod decrypt;
-pub mod health;
-pub mod jwks;
-pub mod login;
-pub mod logout;
-pub mod phone;
-pub mod refresh;
+pub(crate) mod body;
+pub(crate) mod decrypt;
+pub(crate) mod health;
+pub(crate) mod jwks;
+pub(crate) mod login;
+pub(crate) mod logout;
+pub(crate) mod phone;
+pub(crate) mod refresh;
 
-pub use refresh::TokenResponse;
 
 use std::net::IpAddr;
 
@@ -34,7 +33,7 @@ use crate::state::GatewayState;
 use self::body::Body;
 
 /// Answer an endpoint request completely.
-pub async fn answer(
+pub(crate) async fn answer(
     state: &GatewayState,
     session: &mut Session,
     ep: Endpoint,

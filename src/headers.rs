@@ -25,14 +25,14 @@ use crate::error::ApiError;
 use crate::token::Identity;
 
 /// `X-Forwarded-For`.
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// `X-Real-IP`: set to the client address wxgate believes.
-pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The headers wxgate sets itself: client copies of them (in any spelling)
 /// never reach the upstream.
@@ -46,7 +46,7 @@ const SET_BY_WXGATE: [HeaderName; 5] = [
 
 /// `[headers] strip` by default: headers that name the client's address or
 /// rewrite the URL for the backend, which a client could forge.
-pub const DEFAULT_STRIP: [&str; 5] = [
+pub(crate) const DEFAULT_STRIP: [&str; 5] = [
     "True-Client-IP",
     "X-Client-IP",
     "CF-Connecting-IP",
@@ -74,7 +74,7 @@ const FRAMING: [HeaderName; 3] = [
 ];
 
 /// Whether a header name cannot be configured as an identity header.
-pub fn is_reserved(name: &HeaderName) -> bool {
+pub(crate) fn is_reserved(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
         || FRAMING.contains(name)
         || [
@@ -88,7 +88,7 @@ pub fn is_reserved(name: &HeaderName) -> bool {
 }
 
 /// Whether a header may not be stripped: it frames or routes the message.
-pub fn is_framing(name: &HeaderName) -> bool {
+pub(crate) fn is_framing(name: &HeaderName) -> bool {
     FRAMING.contains(name)
 }
 
@@ -357,7 +357,7 @@ pub struct IdentityValues {
 /// Who sent a request: worked out once per request, from the TCP peer and
 /// what trusted proxies say in `X-Forwarded-For`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Client {
+pub(crate) struct Client {
     /// The client address (see [`client_ip`]).
     pub ip: Option<IpAddr>,
     /// Whether the TCP peer is one of `[server] trusted_proxies`.
@@ -366,7 +366,7 @@ pub struct Client {
 
 impl Client {
     /// The client behind `peer`, given the request's `X-Forwarded-For` values.
-    pub fn of<'a>(
+    pub(crate) fn of<'a>(
         peer: Option<IpAddr>,
         xff: impl Iterator<Item = &'a [u8]>,
         trusted: &[ipnet::IpNet],
@@ -380,7 +380,7 @@ impl Client {
 
 /// The client address: the peer, unless the peer is a trusted proxy, in which
 /// case the right-most `X-Forwarded-For` address that is not itself trusted.
-pub fn client_ip<'a>(
+pub(crate) fn client_ip<'a>(
     peer: Option<IpAddr>,
     xff: impl Iterator<Item = &'a [u8]>,
     trusted: &[ipnet::IpNet],
@@ -416,7 +416,7 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A WebSocket handshake: `GET`, `Upgrade: websocket`, `Connection: upgrade`.
-pub fn is_websocket_upgrade(req: &RequestHeader) -> bool {
+pub(crate) fn is_websocket_upgrade(req: &RequestHeader) -> bool {
     req.method == Method::GET
         && req
             .headers

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 /// with it, pooled keep-alive connections included — a test that drops a
 /// server really has no server any more. Returns `Err` only for an accept
 /// error that is not about a single connection (e.g. out of descriptors).
-pub async fn serve_http1<H, F>(listener: TcpListener, handler: H) -> io::Result<()>
+pub(crate) async fn serve_http1<H, F>(listener: TcpListener, handler: H) -> io::Result<()>
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
@@ -66,7 +66,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 /// A response with a fixed status, content type and body.
-pub fn response(
+pub(crate) fn response(
     status: u16,
     content_type: &'static str,
     body: impl Into<Bytes>,

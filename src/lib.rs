@@ -48,29 +48,29 @@
 
 #![forbid(unsafe_code)]
 
-pub mod access;
-pub mod auth;
+pub(crate) mod access;
+pub(crate) mod auth;
 pub mod clock;
 pub mod config;
-pub mod conn;
+pub(crate) mod conn;
 pub mod dev;
-pub mod endpoints;
+pub(crate) mod endpoints;
 pub mod error;
-pub mod headers;
+pub(crate) mod headers;
 pub mod hook;
-pub mod http1;
+pub(crate) mod http1;
 pub mod keygen;
-pub mod login;
-pub mod metrics;
+pub(crate) mod login;
+pub(crate) mod metrics;
 mod outbound;
-pub mod proxy;
-pub mod respond;
+pub(crate) mod proxy;
+pub(crate) mod respond;
 pub mod route;
-pub mod seal;
+pub(crate) mod seal;
 pub mod secret;
 mod ser;
 pub mod server;
-pub mod sessions;
+pub(crate) mod sessions;
 pub mod state;
 pub mod store;
 #[cfg(test)]

@@ -14,10 +14,10 @@
 //! `session_key` is saved in the [`Store`] under the openid and never leaves
 //! the gateway. [`LoginService::decrypt`] uses it again for `/wx/decrypt`.
 
-pub mod apps;
+pub(crate) mod apps;
 mod config;
-pub mod flight;
-pub mod limits;
+pub(crate) mod flight;
+pub(crate) mod limits;
 mod phone;
 
 use std::net::IpAddr;
@@ -45,7 +45,7 @@ use self::limits::LoginLimits;
 const CODE_USED: i64 = 40163;
 
 /// Longest accepted login code (WeChat's are 32 characters).
-pub const MAX_CODE_BYTES: usize = 128;
+pub(crate) const MAX_CODE_BYTES: usize = 128;
 
 /// A login request with its fields checked (see `endpoints::login`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,13 +23,13 @@ mod labels;
 mod register;
 mod store;
 
-pub use gauges::Gauges;
+pub(crate) use gauges::Gauges;
 use gauges::StateGauges;
 use labels::{method_index, status_index, METHODS, STATUSES};
-pub use labels::{AuthOutcome, RouteLabel};
-pub use register::MetricsError;
+pub(crate) use labels::{AuthOutcome, RouteLabel};
+pub(crate) use register::MetricsError;
 use register::{counter_vec, gauge_vec, histogram, histogram_vec};
-pub use store::MeteredStore;
+pub(crate) use store::MeteredStore;
 use store::StoreMetrics;
 
 /// A row of request counters, by method and status class.
@@ -220,7 +220,7 @@ impl Metrics {
     }
 
     /// Count one answered request (in `counters`, its config's) and its durations.
-    pub fn request(&self, counters: &RouteCounters, done: &RequestDone) {
+    pub fn request(&self, counters: &RouteCounters, done: &RequestDone<'_>) {
         if let Some(row) = counters.row(done.route) {
             row[method_index(done.method)][status_index(done.status)].inc();
         }

@@ -31,7 +31,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 mod decide;
 
-pub use decide::{admit, decide, Decision, Forward, Routed, Verified};
+pub(crate) use decide::{admit, decide, Decision, Forward};
 
 use crate::access::{kept_request_id, loggable_path, new_request_id, X_REQUEST_ID};
 use crate::clock::unix_now_ms;
@@ -46,7 +46,7 @@ use crate::route::AuthMode;
 use crate::state::GatewayState;
 
 /// Per-request state.
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     /// The gateway's state when the request arrived: a reload in the middle
     /// of it does not change its route, upstreams or keys.
     state: Arc<GatewayState>,
@@ -74,7 +74,7 @@ pub struct RequestCtx {
 }
 
 /// The `ProxyHttp` implementation: one per listener (plain or TLS).
-pub struct Gateway {
+pub(crate) struct Gateway {
     /// The current state; a reload swaps it (see `server::Running::reload`).
     state: Arc<ArcSwap<GatewayState>>,
     tls: bool,
@@ -82,7 +82,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway for a listener; `tls` tells upstreams the client used HTTPS.
-    pub fn new(state: Arc<ArcSwap<GatewayState>>, tls: bool) -> Self {
+    pub(crate) fn new(state: Arc<ArcSwap<GatewayState>>, tls: bool) -> Self {
         Self { state, tls }
     }
 }

@@ -16,7 +16,7 @@ use crate::access::X_REQUEST_ID;
 use crate::error::ApiError;
 
 /// Write a complete JSON response.
-pub async fn respond(
+pub(crate) async fn respond(
     session: &mut Session,
     status: u16,
     headers: &[(&'static str, String)],
@@ -37,7 +37,7 @@ pub async fn respond(
 }
 
 /// Write an [`ApiError`] as its JSON response.
-pub async fn respond_error(session: &mut Session, e: &ApiError) -> Result<()> {
+pub(crate) async fn respond_error(session: &mut Session, e: &ApiError) -> Result<()> {
     let r = e.to_response();
     respond(session, r.status, &r.headers, r.body).await
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 type HmacSha256 = Hmac<Sha256>;
 
 /// The store key for a code: a hash that cannot be turned back into the code.
-pub fn code_id(code: &str) -> String {
+pub(crate) fn code_id(code: &str) -> String {
     let digest = Sha256::digest([b"wxgate code id\0".as_slice(), code.as_bytes()].concat());
     hex::encode(digest)
 }
@@ -33,7 +33,7 @@ fn keys(code: &str) -> ([u8; 16], [u8; 32]) {
 }
 
 /// Encrypt and authenticate `plaintext` under `code`'s keys: base64(iv | ct | tag).
-pub fn seal(code: &str, plaintext: &[u8]) -> String {
+pub(crate) fn seal(code: &str, plaintext: &[u8]) -> String {
     let (enc, mac_key) = keys(code);
     let iv: [u8; 16] = rand::random();
     // Key and IV have the lengths the cipher needs, so this cannot fail.
@@ -53,7 +53,7 @@ pub fn seal(code: &str, plaintext: &[u8]) -> String {
 }
 
 /// Open what [`seal`] made with the same code; `None` if anything is off.
-pub fn open(code: &str, sealed: &str) -> Option<Vec<u8>> {
+pub(crate) fn open(code: &str, sealed: &str) -> Option<Vec<u8>> {
     let (enc, mac_key) = keys(code);
     let raw = STANDARD.decode(sealed).ok()?;
     if raw.len() < 16 + 16 + 32 {

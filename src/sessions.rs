@@ -335,7 +335,7 @@ fn new_refresh_token() -> String {
 }
 
 /// The store key of a refresh token.
-pub fn refresh_hash(token: &str) -> String {
+pub(crate) fn refresh_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

@@ -30,7 +30,7 @@ pub(super) enum KeyText {
 }
 
 impl KeyText {
-    pub fn sourced(&self) -> &Sourced {
+    pub(super) fn sourced(&self) -> &Sourced {
         match self {
             Self::Secret(s) | Self::Private(s) | Self::Public(s) => s,
         }

@@ -36,7 +36,7 @@ const CAPACITY: usize = DEFAULT_L4_WRITE_BUFFER_SIZE;
 /// `S` with a write buffer of up to [`CAPACITY`] bytes, allocated only while
 /// there is something to send.
 #[derive(Debug)]
-pub struct Buffered<S: AsyncWrite + Unpin> {
+pub(crate) struct Buffered<S: AsyncWrite + Unpin> {
     inner: S,
     /// Bytes waiting for a flush; no allocation when empty.
     buf: Vec<u8>,
@@ -86,7 +86,7 @@ impl<S: AsyncWrite + Unpin> Buffered<S> {
 }
 
 impl<S: IO> Buffered<S> {
-    pub fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         Self {
             inner,
             buf: Vec::new(),

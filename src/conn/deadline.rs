@@ -44,7 +44,7 @@ use super::token_watch::TokenWatch;
 /// Where a request on the connection stands; set by the proxy hooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Between requests: idle until a byte arrives, then reading headers.
     AwaitRequest = 0,
     /// The headers are in; the body is being read.
@@ -73,7 +73,7 @@ enum Armed {
 }
 
 /// A client stream whose reads fail once the current phase's deadline passes.
-pub struct Deadlined {
+pub(crate) struct Deadlined {
     inner: Stream,
     limits: ConnLimits,
     /// Set by the hooks (through `&self`), read by `poll_read`.
@@ -103,7 +103,7 @@ impl std::fmt::Debug for Deadlined {
 impl Deadlined {
     /// Wrap a freshly accepted (and, for TLS, handshaken) stream: the idle
     /// deadline runs from now.
-    pub fn new(inner: Stream, limits: ConnLimits) -> Self {
+    pub(crate) fn new(inner: Stream, limits: ConnLimits) -> Self {
         Self {
             inner,
             limits,
@@ -119,7 +119,7 @@ impl Deadlined {
 
     /// Close this connection's upgraded socket when its token ends (set
     /// before the 101 is written).
-    pub fn watch_token(&self, watch: TokenWatch) {
+    pub(crate) fn watch_token(&self, watch: TokenWatch) {
         *self.watch.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(watch));
     }
 
@@ -131,12 +131,12 @@ impl Deadlined {
     }
 
     /// The deadline wrapper under a Pingora stream, if it is one of ours.
-    pub fn of(stream: &Stream) -> Option<&Self> {
+    pub(crate) fn of(stream: &Stream) -> Option<&Self> {
         (**stream).as_any().downcast_ref::<Self>()
     }
 
     /// Move the connection to `phase` (takes effect at the next read).
-    pub fn enter(&self, phase: Phase) {
+    pub(crate) fn enter(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Release);
     }
 

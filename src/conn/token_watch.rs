@@ -37,7 +37,7 @@ use crate::sessions::Sessions;
 use crate::token::Identity;
 
 /// Closes an upgraded socket when its token expires or is revoked.
-pub struct TokenWatch {
+pub(crate) struct TokenWatch {
     expiry: Pin<Box<Sleep>>,
     revoked: Arc<RevokedFlag>,
     /// The revocation check task, stopped when the socket ends.
@@ -108,7 +108,7 @@ struct Closing {
 }
 
 /// How an open socket's token is checked against revocations.
-pub struct RevocationCheck {
+pub(crate) struct RevocationCheck {
     pub sessions: Arc<Sessions>,
     pub identity: Identity,
     pub every: Duration,
@@ -117,7 +117,7 @@ pub struct RevocationCheck {
 impl TokenWatch {
     /// Watch a socket whose 101 is about to be sent: it closes in
     /// `expires_in`, or once `check` finds the token revoked.
-    pub fn new(expires_in: Duration, check: Option<RevocationCheck>) -> Self {
+    pub(crate) fn new(expires_in: Duration, check: Option<RevocationCheck>) -> Self {
         let revoked = Arc::new(RevokedFlag::default());
         let check = check.map(|c| {
             let flag = Arc::clone(&revoked);
@@ -135,17 +135,17 @@ impl TokenWatch {
 
     /// Whether the socket is being closed: what is written to the client
     /// from now on is dropped.
-    pub fn closing(&self) -> bool {
+    pub(crate) fn closing(&self) -> bool {
         self.closing.is_some()
     }
 
     /// `bytes` went to the client.
-    pub fn wrote_to_client(&mut self, bytes: &[u8]) {
+    pub(crate) fn wrote_to_client(&mut self, bytes: &[u8]) {
         self.to_client.advance(bytes);
     }
 
     /// `bytes` came from the client.
-    pub fn read_from_client(&mut self, bytes: &[u8]) {
+    pub(crate) fn read_from_client(&mut self, bytes: &[u8]) {
         self.from_client.advance(bytes);
     }
 
@@ -153,7 +153,7 @@ impl TokenWatch {
     /// `Some`: the socket is closing and this is the read's answer (the
     /// close frame for the upstream, then the end of the stream); `None`:
     /// read the client as usual.
-    pub fn poll_closing<S: AsyncWrite + Unpin>(
+    pub(crate) fn poll_closing<S: AsyncWrite + Unpin>(
         &mut self,
         client: &mut S,
         cx: &mut Context<'_>,

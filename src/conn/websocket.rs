@@ -11,11 +11,11 @@
 
 /// The close code sent when a socket's token ends (application range, RFC
 /// 6455 §7.4.2); the reason says which end.
-pub const CLOSE_CODE: u16 = 4001;
+pub(crate) const CLOSE_CODE: u16 = 4001;
 
 /// Why a socket is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
+pub(crate) enum CloseReason {
     /// The token's `exp` (plus the configured leeway) passed.
     Expired,
     /// The token, its family or its subject was revoked.
@@ -25,7 +25,7 @@ pub enum CloseReason {
 impl CloseReason {
     /// The close frame's reason text: the error code a request with that
     /// token gets.
-    pub fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         match self {
             Self::Expired => "token_expired",
             Self::Revoked => "token_revoked",
@@ -35,7 +35,7 @@ impl CloseReason {
 
 /// A close frame with `code` and `reason` (at most 123 bytes, cut beyond).
 /// With `mask`, masked as a client's frame must be; unmasked as a server's.
-pub fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
+pub(crate) fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
     let reason = &reason.as_bytes()[..reason.len().min(123)];
     let mut payload = Vec::with_capacity(reason.len().saturating_add(2));
     payload.extend_from_slice(&code.to_be_bytes());
@@ -64,7 +64,7 @@ const MAX_HEADER: usize = 14;
 /// Where frames end in one direction of a WebSocket, fed every byte that
 /// goes that way.
 #[derive(Debug, Clone)]
-pub struct FrameCursor {
+pub(crate) struct FrameCursor {
     /// How much of the `\r\n\r\n` ending the HTTP head has gone by, while
     /// the head (the 101 response) is still passing; `None` once frames start.
     head: Option<u8>,
@@ -79,7 +79,7 @@ const HEAD_END: &[u8; 4] = b"\r\n\r\n";
 
 impl FrameCursor {
     /// A stream that starts with a frame.
-    pub fn frames() -> Self {
+    pub(crate) fn frames() -> Self {
         Self {
             head: None,
             header: [0; MAX_HEADER],
@@ -89,7 +89,7 @@ impl FrameCursor {
     }
 
     /// A stream that starts with an HTTP head (the 101 response), then frames.
-    pub fn after_http_head() -> Self {
+    pub(crate) fn after_http_head() -> Self {
         Self {
             head: Some(0),
             ..Self::frames()
@@ -97,12 +97,12 @@ impl FrameCursor {
     }
 
     /// Whether the bytes so far end exactly between two frames.
-    pub fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&self) -> bool {
         self.head.is_none() && self.have == 0 && self.payload_left == 0
     }
 
     /// Follow `bytes`, the next ones of the stream.
-    pub fn advance(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn advance(&mut self, mut bytes: &[u8]) {
         while let Some((&first, rest)) = bytes.split_first() {
             if let Some(matched) = self.head {
                 let m = usize::from(matched);

@@ -15,21 +15,21 @@ use crate::error::ApiError;
 
 /// How a request body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyKind {
+pub(crate) enum BodyKind {
     Json,
     Form,
 }
 
 /// A request body, read and bounded, with its encoding.
 #[derive(Debug, Clone)]
-pub struct Body {
+pub(crate) struct Body {
     kind: BodyKind,
     bytes: Bytes,
 }
 
 impl Body {
     /// Check the content type, then read the body (at most `max` bytes).
-    pub async fn read(session: &mut Session, max: usize) -> Result<Self, ApiError> {
+    pub(crate) async fn read(session: &mut Session, max: usize) -> Result<Self, ApiError> {
         let kind = body_kind(
             session
                 .req_header()
@@ -42,12 +42,12 @@ impl Body {
     }
 
     /// Decode into `T`.
-    pub fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ApiError> {
+    pub(crate) fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ApiError> {
         parse_body(self.kind, &self.bytes)
     }
 
     /// Decode into `T`; an empty (or all-blank) body is `T::default()`.
-    pub fn parse_or_default<T: for<'de> Deserialize<'de> + Default>(&self) -> Result<T, ApiError> {
+    pub(crate) fn parse_or_default<T: for<'de> Deserialize<'de> + Default>(&self) -> Result<T, ApiError> {
         if self.bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(T::default());
         }
@@ -56,7 +56,7 @@ impl Body {
 }
 
 /// Decide the body encoding from `Content-Type` (missing: JSON, what `wx.request` sends).
-pub fn body_kind(content_type: Option<&[u8]>) -> Result<BodyKind, ApiError> {
+pub(crate) fn body_kind(content_type: Option<&[u8]>) -> Result<BodyKind, ApiError> {
     let Some(ct) = content_type else {
         return Ok(BodyKind::Json);
     };
@@ -76,7 +76,7 @@ pub fn body_kind(content_type: Option<&[u8]>) -> Result<BodyKind, ApiError> {
 }
 
 /// Parse a JSON or form body into `T` (all fields optional strings).
-pub fn parse_body<T: for<'de> Deserialize<'de>>(
+pub(crate) fn parse_body<T: for<'de> Deserialize<'de>>(
     kind: BodyKind,
     body: &[u8],
 ) -> Result<T, ApiError> {
@@ -103,7 +103,7 @@ pub fn parse_body<T: for<'de> Deserialize<'de>>(
 }
 
 /// Two fields that come together or not at all (empty counts as absent).
-pub fn pair(
+pub(crate) fn pair(
     a: Option<String>,
     b: Option<String>,
     message: &'static str,

@@ -10,7 +10,7 @@ use crate::token::Identity;
 
 /// The body of `/wx/decrypt`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
-pub struct DecryptRequest {
+pub(crate) struct DecryptRequest {
     #[serde(default, rename = "encryptedData")]
     pub encrypted_data: Option<String>,
     #[serde(default)]
@@ -19,12 +19,12 @@ pub struct DecryptRequest {
 
 /// The decrypted object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DecryptResponse {
+pub(crate) struct DecryptResponse {
     pub data: serde_json::Value,
 }
 
 /// Decrypt for the caller, whose token was checked.
-pub async fn handle(
+pub(crate) async fn handle(
     login: &LoginService,
     caller: &Identity,
     req: DecryptRequest,

@@ -13,20 +13,20 @@ use crate::store::Eviction;
 use crate::store::OnError;
 
 /// `/readyz` reason: the gateway is not (or no longer) accepting requests.
-pub const REASON_SHUTTING_DOWN: &str = "shutting_down";
+pub(crate) const REASON_SHUTTING_DOWN: &str = "shutting_down";
 /// `/readyz` reason: the store did not answer.
-pub const REASON_STORE_UNAVAILABLE: &str = "store_unavailable";
+pub(crate) const REASON_STORE_UNAVAILABLE: &str = "store_unavailable";
 
 /// `/readyz` reason: Redis may evict keys (its `maxmemory-policy` is not `noeviction`).
-pub const REASON_STORE_EVICTS: &str = "store_evicts";
+pub(crate) const REASON_STORE_EVICTS: &str = "store_evicts";
 
 /// `/healthz`: the process is alive.
-pub fn healthz() -> (u16, Bytes) {
+pub(crate) fn healthz() -> (u16, Bytes) {
     (200, Bytes::from_static(br#"{"status":"ok"}"#))
 }
 
 /// `/readyz`: listeners bound and, unless `fail_open`, the store answering.
-pub async fn readyz(state: &GatewayState) -> (u16, Bytes) {
+pub(crate) async fn readyz(state: &GatewayState) -> (u16, Bytes) {
     if !state.is_ready() {
         let body = serde_json::json!({"status": "not_ready", "reason": REASON_SHUTTING_DOWN});
         return (503, Bytes::from(body.to_string()));

@@ -13,10 +13,10 @@ use crate::state::GatewayState;
 
 /// How long a client may keep the key set: a rotation publishes a new key
 /// as a previous key for at least this long before it signs (README).
-pub const MAX_AGE_SECS: u32 = 300;
+pub(crate) const MAX_AGE_SECS: u32 = 300;
 
 /// The key set, for GET and HEAD.
-pub fn handle(state: &GatewayState, method: &Method) -> Result<Bytes, ApiError> {
+pub(crate) fn handle(state: &GatewayState, method: &Method) -> Result<Bytes, ApiError> {
     if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::MethodNotAllowed);
     }
@@ -24,6 +24,6 @@ pub fn handle(state: &GatewayState, method: &Method) -> Result<Bytes, ApiError> 
 }
 
 /// Cacheable, unlike every other answer of the gateway.
-pub fn headers() -> [(&'static str, String); 1] {
+pub(crate) fn headers() -> [(&'static str, String); 1] {
     [("cache-control", format!("public, max-age={MAX_AGE_SECS}"))]
 }

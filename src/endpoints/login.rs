@@ -17,7 +17,7 @@ use crate::login::{ValidLogin, MAX_CODE_BYTES};
 
 /// The fields of a login request (JSON or form-encoded).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
-pub struct LoginRequest {
+pub(crate) struct LoginRequest {
     #[serde(default, alias = "jsCode", alias = "js_code")]
     pub code: Option<String>,
     /// Which mini program (required when the gateway serves several).
@@ -36,7 +36,7 @@ pub struct LoginRequest {
 /// The body of a successful login: the tokens, and the decrypted
 /// `encryptedData` when the request carried it. Never `session_key`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LoginResponse {
+pub(crate) struct LoginResponse {
     #[serde(flatten)]
     pub tokens: TokenResponse,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,7 +45,7 @@ pub struct LoginResponse {
 
 impl LoginRequest {
     /// Check the fields before anything reaches WeChat (a bad request must not consume a code).
-    pub fn validate(self) -> Result<ValidLogin, ApiError> {
+    pub(crate) fn validate(self) -> Result<ValidLogin, ApiError> {
         let code = self.code.unwrap_or_default();
         if code.is_empty() {
             return Err(ApiError::InvalidRequest("`code` is required"));
@@ -77,7 +77,7 @@ impl LoginRequest {
 }
 
 /// Log in the client at `client_ip` to the app the request names.
-pub async fn handle(
+pub(crate) async fn handle(
     apps: &Apps,
     mut req: LoginRequest,
     client_ip: Option<IpAddr>,

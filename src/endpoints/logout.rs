@@ -9,19 +9,19 @@ use crate::token::Identity;
 
 /// The body of `/wx/logout`.
 #[derive(Debug, Deserialize, Default)]
-pub struct LogoutRequest {
+pub(crate) struct LogoutRequest {
     #[serde(default)]
     pub all: bool,
 }
 
 /// What was revoked: `"token"` or `"all"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LogoutResponse {
+pub(crate) struct LogoutResponse {
     pub revoked: &'static str,
 }
 
 /// Revoke for the caller, whose token was checked.
-pub async fn handle(
+pub(crate) async fn handle(
     sessions: &Sessions,
     caller: &Identity,
     req: LogoutRequest,

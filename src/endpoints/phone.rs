@@ -13,13 +13,13 @@ use crate::wechat::reply::PhoneNumber;
 
 /// The body of `/wx/phone`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
-pub struct PhoneRequest {
+pub(crate) struct PhoneRequest {
     #[serde(default)]
     pub code: Option<String>,
 }
 
 /// The phone number behind the caller's code.
-pub async fn handle(
+pub(crate) async fn handle(
     login: &Arc<LoginService>,
     caller: &Identity,
     req: PhoneRequest,

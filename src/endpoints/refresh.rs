@@ -8,13 +8,13 @@ use crate::sessions::{Grant, Sessions};
 
 /// The body of `/wx/refresh`.
 #[derive(Debug, Deserialize, Default)]
-pub struct RefreshRequest {
+pub(crate) struct RefreshRequest {
     #[serde(default)]
     pub refresh_token: Option<String>,
 }
 
 /// Rotate the presented refresh token (see [`Sessions::refresh`]).
-pub async fn handle(sessions: &Sessions, req: RefreshRequest) -> Result<TokenResponse, ApiError> {
+pub(crate) async fn handle(sessions: &Sessions, req: RefreshRequest) -> Result<TokenResponse, ApiError> {
     let token = req
         .refresh_token
         .ok_or(ApiError::InvalidRequest("`refresh_token` is required"))?;
@@ -24,7 +24,7 @@ pub async fn handle(sessions: &Sessions, req: RefreshRequest) -> Result<TokenRes
 /// The tokens a login or a refresh hands out (`/wx/refresh`'s whole answer;
 /// `/wx/login` adds `user`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     pub token: String,
     /// Always `Bearer`.
     pub token_type: &'static str,

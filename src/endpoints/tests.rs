@@ -3,7 +3,7 @@
 use super::body::{body_kind, parse_body, BodyKind};
 use super::decrypt::DecryptRequest;
 use super::login::{self, LoginRequest, LoginResponse};
-use super::TokenResponse;
+use super::refresh::TokenResponse;
 use crate::error::ApiError;
 use crate::login::{ValidLogin, MAX_CODE_BYTES};
 use crate::testing::{FakeWechat, LoginHarness, APPID};

@@ -35,13 +35,13 @@ use crate::store::Store;
 use crate::token::UserClaims;
 
 /// How long the result of a code exchange is shared with repeated requests.
-pub const CODE_CACHE_TTL: Duration = Duration::from_secs(300);
+pub(crate) const CODE_CACHE_TTL: Duration = Duration::from_secs(300);
 /// How often an instance looks for the outcome of a code another instance is exchanging.
 const CLAIM_POLL: Duration = Duration::from_millis(50);
 
 /// The outcome of one `jscode2session` exchange, shared by every request with that code.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Exchanged {
+pub(crate) struct Exchanged {
     pub openid: String,
     pub unionid: Option<String>,
     #[serde(with = "crate::store::secret_serde")]
@@ -55,7 +55,7 @@ pub struct Exchanged {
 
 impl Exchanged {
     /// The outcome of an exchange that issued `grant` with `session_key`.
-    pub fn new(grant: Grant, session_key: Secret) -> Self {
+    pub(crate) fn new(grant: Grant, session_key: Secret) -> Self {
         Self {
             openid: grant.openid,
             unionid: grant.unionid,
@@ -68,7 +68,7 @@ impl Exchanged {
     }
 
     /// The tokens and identity handed to the client.
-    pub fn grant(&self) -> Grant {
+    pub(crate) fn grant(&self) -> Grant {
         Grant {
             token: self.token.clone(),
             exp: self.exp,
@@ -81,12 +81,12 @@ impl Exchanged {
 }
 
 /// What an exchange gives every request that carries its code.
-pub type Outcome = Result<Arc<Exchanged>, ApiError>;
+pub(crate) type Outcome = Result<Arc<Exchanged>, ApiError>;
 
 /// What `jscode2session` said for a code: kept when the rest of the login
 /// failed, so that a retry finishes it without asking WeChat again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WxLogin {
+pub(crate) struct WxLogin {
     pub openid: String,
     pub unionid: Option<String>,
     #[serde(with = "crate::store::secret_serde")]
@@ -95,7 +95,7 @@ pub struct WxLogin {
 
 /// One run of an exchange: its outcome, and on failure what WeChat had
 /// already said, if it had.
-pub struct Attempt {
+pub(crate) struct Attempt {
     pub outcome: Outcome,
     pub spent: Option<WxLogin>,
 }
@@ -149,7 +149,7 @@ impl StoredOutcome {
 type Flights = HashMap<String, watch::Receiver<Option<Outcome>>>;
 
 /// Exchanges in flight, in this process and (through the store) across instances.
-pub struct CodeFlights {
+pub(crate) struct CodeFlights {
     store: Arc<dyn Store>,
     /// The mini program: codes of different apps never meet.
     appid: String,
@@ -163,7 +163,7 @@ impl CodeFlights {
     /// Flights of `appid`'s codes over `store`; an exchange takes at most
     /// `wechat_timeout` per WeChat call (two with the retry of a busy answer)
     /// and `hook_timeout` for the login hook, plus a second for the store.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         appid: &str,
         wechat_timeout: Duration,
@@ -184,7 +184,7 @@ impl CodeFlights {
     /// time, here or on another instance, and not again once it succeeded,
     /// while [`CODE_CACHE_TTL`] lasts. It is handed what WeChat said for the
     /// code when an earlier run got that far but failed after.
-    pub async fn once<F, Fut>(self: &Arc<Self>, code: &str, exchange: F) -> Outcome
+    pub(crate) async fn once<F, Fut>(self: &Arc<Self>, code: &str, exchange: F) -> Outcome
     where
         F: FnOnce(Option<WxLogin>) -> Fut + Send + 'static,
         Fut: Future<Output = Attempt> + Send + 'static,

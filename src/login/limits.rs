@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::store::Store;
 
 /// The configured login limits.
-pub struct LoginLimits {
+pub(crate) struct LoginLimits {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     /// The app's counters: `login-ip:{appid}:{ip}`, `login-global:{appid}`.
@@ -27,7 +27,7 @@ pub struct LoginLimits {
 
 impl LoginLimits {
     /// Limits of `appid` counted in `store`, on `clock`'s time.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         appid: &str,
@@ -44,7 +44,7 @@ impl LoginLimits {
     }
 
     /// Count one login from `client_ip`; 429 `rate_limited` over a limit.
-    pub async fn check(&self, client_ip: Option<IpAddr>) -> Result<(), ApiError> {
+    pub(crate) async fn check(&self, client_ip: Option<IpAddr>) -> Result<(), ApiError> {
         let appid = &self.appid;
         let limits = [
             (
@@ -75,7 +75,7 @@ impl LoginLimits {
 
 /// The number of the fixed window of length `window` that `now_ms` falls in,
 /// and the time until it ends.
-pub fn window_of(now_ms: u64, window: Duration) -> (u64, Duration) {
+pub(crate) fn window_of(now_ms: u64, window: Duration) -> (u64, Duration) {
     let w = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
     (now_ms / w, Duration::from_millis(w - now_ms % w))
 }

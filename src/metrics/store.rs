@@ -156,7 +156,7 @@ fn store_error_label(e: &StoreError) -> &'static str {
 }
 
 /// The configured store, with every operation counted and timed.
-pub struct MeteredStore {
+pub(crate) struct MeteredStore {
     inner: Arc<dyn Store>,
     metrics: Arc<StoreMetrics>,
 }

@@ -14,7 +14,7 @@ use crate::state::GatewayState;
 use crate::token::Identity;
 
 /// Steps 1 and 2 of the pipeline: where a request goes, by its canonical path.
-pub fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decision, ApiError> {
+pub(crate) fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decision, ApiError> {
     let canonical = canonicalize(req.raw_path())?;
     if let Some(ep) = state.endpoints.find(canonical.path()) {
         return Ok(Decision::Endpoint(ep));
@@ -33,7 +33,7 @@ pub fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decision, Api
 
 /// Step 3: the caller's identity, as the route's auth mode asks, and the
 /// header values it yields.
-pub async fn admit(
+pub(crate) async fn admit(
     state: &GatewayState,
     req: &RequestHeader,
     routed: Routed,
@@ -58,7 +58,7 @@ pub async fn admit(
 
 /// What the pipeline decided for a request.
 #[derive(Debug)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Answer it here.
     Endpoint(Endpoint),
     /// Forward it on this route, once admitted.
@@ -67,7 +67,7 @@ pub enum Decision {
 
 /// A request matched to a route, not yet authenticated.
 #[derive(Debug)]
-pub struct Routed {
+pub(crate) struct Routed {
     /// The route: its policy and upstream group.
     pub route: Arc<Route>,
     /// The canonical target, when it differs from what the client sent.
@@ -76,7 +76,7 @@ pub struct Routed {
 
 /// A request on its way upstream.
 #[derive(Debug)]
-pub struct Forward {
+pub(crate) struct Forward {
     /// The route: its policy and upstream group.
     pub route: Arc<Route>,
     /// The verified token (`None` on public routes and anonymous optional ones).
@@ -87,7 +87,7 @@ pub struct Forward {
 
 /// A verified token and the header values it yields.
 #[derive(Debug)]
-pub struct Verified {
+pub(crate) struct Verified {
     pub id: Identity,
     pub values: IdentityValues,
 }

@@ -436,7 +436,7 @@ fn no_match_is_none() {
     let t = table(&["/api/", "/public/"]);
     assert!(t.find("/other").is_none());
     assert!(t.find("/").is_none());
-    assert!(RouteTable::new::<RouteSpec>([]).find("/").is_none());
+    assert!(RouteTable::new::<RouteSpec<'_>>([]).find("/").is_none());
 }
 
 #[test]

@@ -20,7 +20,7 @@ use crate::http1::{response, serve_http1};
 use crate::state::GatewayState;
 
 /// Where the backends get the WeChat access token.
-pub const ACCESS_TOKEN_PATH: &str = "/internal/wechat/access_token";
+pub(super) const ACCESS_TOKEN_PATH: &str = "/internal/wechat/access_token";
 
 /// The content type of Prometheus' text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
