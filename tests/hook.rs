@@ -192,24 +192,12 @@ async fn refresh_asks_the_hook_when_on_refresh_is_set() {
 
     // The hook is down: the refresh fails, and the refresh token stays usable.
     hook.set_mode(Mode::Down);
-    let r = support::post_json(
-        env.gateway.addr(),
-        "/wx/refresh",
-        &json!({ "refresh_token": refresh }),
-        &[],
-    )
-    .await;
+    let r = support::refresh(env.gateway.addr(), &refresh).await;
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.error(), "hook_unavailable");
 
     hook.set_mode(Mode::Normal);
-    let r = support::post_json(
-        env.gateway.addr(),
-        "/wx/refresh",
-        &json!({ "refresh_token": refresh }),
-        &[],
-    )
-    .await;
+    let r = support::refresh(env.gateway.addr(), &refresh).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["roles"], json!(["user"]));
     let refresh = r.json()["refresh_token"].as_str().unwrap().to_string();
@@ -217,13 +205,7 @@ async fn refresh_asks_the_hook_when_on_refresh_is_set() {
 
     // The backend bans the user: the refresh is refused and the session ends.
     hook.set_mode(Mode::Refuse);
-    let r = support::post_json(
-        env.gateway.addr(),
-        "/wx/refresh",
-        &json!({ "refresh_token": refresh }),
-        &[],
-    )
-    .await;
+    let r = support::refresh(env.gateway.addr(), &refresh).await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.error(), "login_refused");
     let r = support::get_auth(env.gateway.addr(), "/api/x", &access, &[]).await;
@@ -238,13 +220,7 @@ async fn without_on_refresh_a_refresh_keeps_the_logins_answer() {
     let first = support::login(env.gateway.addr(), "admin.7").await;
     let refresh = first.json()["refresh_token"].as_str().unwrap().to_string();
     hook.set_mode(Mode::Down);
-    let r = support::post_json(
-        env.gateway.addr(),
-        "/wx/refresh",
-        &json!({ "refresh_token": refresh }),
-        &[],
-    )
-    .await;
+    let r = support::refresh(env.gateway.addr(), &refresh).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["roles"], json!(["admin", "user"]));
     assert_eq!(hook.calls_for("refresh"), 0);
@@ -274,11 +250,10 @@ async fn a_refresh_token_presented_again_while_the_hook_is_slow_is_still_reuse()
     let first = support::login(env.gateway.addr(), "fay.1").await;
     let refresh = first.json()["refresh_token"].as_str().unwrap().to_string();
     hook.set_mode(Mode::Slow(Duration::from_millis(2500)));
-    let body = json!({ "refresh_token": refresh });
     let one = {
         let addr = env.gateway.addr();
-        let body = body.clone();
-        tokio::spawn(async move { support::post_json(addr, "/wx/refresh", &body, &[]).await })
+        let refresh = refresh.clone();
+        tokio::spawn(async move { support::refresh(addr, &refresh).await })
     };
     // The second presentation comes while the first one's hook call is
     // still under way, later than a store would take a rotation for
@@ -289,7 +264,7 @@ async fn a_refresh_token_presented_again_while_the_hook_is_slow_is_still_reuse()
     .await;
     assert!(asked);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let two = support::post_json(env.gateway.addr(), "/wx/refresh", &body, &[]).await;
+    let two = support::refresh(env.gateway.addr(), &refresh).await;
     let one = one.await.unwrap();
     let mut statuses = [one.status, two.status];
     statuses.sort_unstable();

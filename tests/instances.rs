@@ -161,14 +161,9 @@ async fn logout(gw: &Gateway, token: &str, body: &str) -> Response {
     support::post(gw.addr, "/wx/logout", JSON, body.as_bytes(), &[&auth]).await
 }
 
-async fn refresh_raw(gw: &Gateway, refresh_token: &str) -> Response {
-    let body = json!({ "refresh_token": refresh_token }).to_string();
-    support::post(gw.addr, "/wx/refresh", JSON, body.as_bytes(), &[]).await
-}
-
 /// A successful refresh: (token, refresh token).
 async fn refresh(gw: &Gateway, refresh_token: &str) -> (String, String) {
-    let r = refresh_raw(gw, refresh_token).await;
+    let r = support::refresh(gw.addr, refresh_token).await;
     assert_eq!(r.status, 200, "refresh: {}", r.text());
     let v = r.json();
     (
@@ -261,7 +256,11 @@ async fn logout_on_one_instance_is_honoured_by_the_other() {
         assert_accepted(gw, &bob, &MockWechat::openid_for("bob.1")).await;
     }
     for (gw, r) in [(&b, &r1), (&a, &r2)] {
-        assert_error(&refresh_raw(gw, r).await, 401, "refresh_token_invalid");
+        assert_error(
+            &support::refresh(gw.addr, r).await,
+            401,
+            "refresh_token_invalid",
+        );
     }
     stop([a, b]).await;
 }
@@ -279,7 +278,7 @@ async fn login_right_after_logout_all_is_accepted() {
     // The user logs in again at once (the usual "log out everywhere, log in here").
     let (t2, r2, _) = login(&b, "alice.2").await;
     assert_accepted(&a, &t2, &alice).await;
-    let r = refresh_raw(&b, &r2).await;
+    let r = support::refresh(b.addr, &r2).await;
     assert_eq!(r.status, 200, "{}", r.text());
     stop([a, b]).await;
 }
@@ -303,7 +302,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family_everywhere() {
     assert_eq!(body["openid"], alice.as_str());
 
     // Rotation on A; the new token works on B.
-    let r = refresh_raw(&a, &r1).await;
+    let r = support::refresh(a.addr, &r1).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["token_type"], "Bearer");
@@ -319,9 +318,10 @@ async fn refresh_rotates_and_reuse_revokes_the_family_everywhere() {
     let (other, other_refresh, _) = login(&b, "alice.2").await;
 
     // The old refresh token again, on B: reuse.
-    assert_error(&refresh_raw(&b, &r1).await, 401, "refresh_token_reused");
+    let reused = support::refresh(b.addr, &r1).await;
+    assert_error(&reused, 401, "refresh_token_reused");
     // The family is revoked: the newest refresh token and every access token of it.
-    let r = refresh_raw(&a, &r2).await;
+    let r = support::refresh(a.addr, &r2).await;
     assert_eq!(r.status, 401, "{}", r.text());
     assert!(r.error().starts_with("refresh_token_"), "{}", r.text());
     for gw in [&a, &b] {
@@ -344,7 +344,11 @@ async fn refresh_that_timed_out_can_be_retried() {
     let (_, r1, _) = login(&a, "alice.1").await;
 
     env.redis.pause();
-    assert_error(&refresh_raw(&a, &r1).await, 503, "store_unavailable");
+    assert_error(
+        &support::refresh(a.addr, &r1).await,
+        503,
+        "store_unavailable",
+    );
     env.redis.resume();
     let ready = support::eventually(RECOVERY, || async {
         a.get("/readyz", &[]).await.status == 200
@@ -353,7 +357,7 @@ async fn refresh_that_timed_out_can_be_retried() {
     assert!(ready, "not ready after the resume");
 
     // The client was told the refresh did not happen: it tries again.
-    let r = refresh_raw(&a, &r1).await;
+    let r = support::refresh(a.addr, &r1).await;
     assert_eq!(r.status, 200, "{}", r.text());
     a.stop().await;
 }
@@ -488,7 +492,7 @@ async fn a_memory_store_full_of_revocations_refuses_logout_and_forgets_none() {
     assert_error(&logout(&gw, &token, "").await, 503, "store_full");
     for (token, refresh_token) in &ended {
         assert_error(&protected(&gw, token).await, 401, "token_revoked");
-        assert_eq!(refresh_raw(&gw, refresh_token).await.status, 401);
+        assert_eq!(support::refresh(gw.addr, refresh_token).await.status, 401);
     }
     // Nobody else is hurt; the refused logout can be retried later.
     assert_accepted(&gw, &bystander, &MockWechat::openid_for("bystander.1")).await;
@@ -589,7 +593,7 @@ async fn redis_down_fail_closed_and_fail_open_then_recover() {
     );
     assert_eq!(env.mock.calls_for("carol.1"), 0, "the code was spent");
     assert_error(
-        &refresh_raw(&closed, &refresh_token).await,
+        &support::refresh(closed.addr, &refresh_token).await,
         503,
         "store_unavailable",
     );
@@ -674,7 +678,11 @@ async fn logout_ends_the_session_its_refresh_token_and_its_login_code() {
         assert_revoked_soon(&gw, &t).await;
         // The refresh token of that session is dead too: a thief holding
         // both tokens does not outlive the user's logout.
-        assert_error(&refresh_raw(&gw, &r).await, 401, "refresh_token_invalid");
+        assert_error(
+            &support::refresh(gw.addr, &r).await,
+            401,
+            "refresh_token_invalid",
+        );
         // Replaying the login code does not bring the session back.
         let replay = support::login(gw.addr, &code).await;
         assert_error(&replay, 401, "invalid_code");
@@ -737,8 +745,9 @@ async fn memory_store_logout_and_refresh() {
     let (t2, r2) = refresh(&gw, &r1).await;
     assert!(t2 != t1 && r2 != r1);
     assert_accepted(&gw, &t2, &alice).await;
-    assert_error(&refresh_raw(&gw, &r1).await, 401, "refresh_token_reused");
-    let r = refresh_raw(&gw, &r2).await;
+    let reused = support::refresh(gw.addr, &r1).await;
+    assert_error(&reused, 401, "refresh_token_reused");
+    let r = support::refresh(gw.addr, &r2).await;
     assert_eq!(r.status, 401, "{}", r.text());
     assert_revoked_soon(&gw, &t1).await;
     assert_revoked_soon(&gw, &t2).await;
@@ -750,7 +759,11 @@ async fn memory_store_logout_and_refresh() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_revoked_soon(&gw, &t3).await;
     assert_accepted(&gw, &t4, &alice).await;
-    assert_error(&refresh_raw(&gw, "x").await, 401, "refresh_token_invalid");
+    assert_error(
+        &support::refresh(gw.addr, "x").await,
+        401,
+        "refresh_token_invalid",
+    );
     gw.stop().await;
 }
 

@@ -531,6 +531,12 @@ pub async fn login_with(addr: SocketAddr, code: &str, headers: &[&str]) -> Respo
     post_json(addr, "/wx/login", &json!({ "code": code }), headers).await
 }
 
+/// `POST /wx/refresh` with `{"refresh_token": refresh_token}`.
+pub async fn refresh(addr: SocketAddr, refresh_token: &str) -> Response {
+    let body = json!({ "refresh_token": refresh_token });
+    post_json(addr, "/wx/refresh", &body, &[]).await
+}
+
 /// `GET path` with `Connection: close` and these header lines (each "Name: value").
 pub async fn get(addr: SocketAddr, path: &str, headers: &[&str]) -> Response {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n");
