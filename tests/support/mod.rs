@@ -258,36 +258,29 @@ impl Gateway {
 
     /// A token for `openid` signed with the gateway's key.
     pub fn token(&self, openid: &str, unionid: Option<&str>, appid: Option<&str>) -> String {
-        let new = NewToken {
-            family: None,
+        self.issue(&NewToken {
             openid,
             unionid,
             appid,
-            ttl: None,
-            user: None,
-        };
-        self.running()
-            .state()
-            .tokens()
-            .issue(&new)
-            .expect("issue token")
-            .0
+            ..Default::default()
+        })
     }
 
     /// [`Gateway::token`] for `openid` alone, valid for `ttl`.
     pub fn token_for(&self, openid: &str, ttl: Duration) -> String {
-        let new = NewToken {
-            family: None,
+        self.issue(&NewToken {
             openid,
-            unionid: None,
-            appid: None,
             ttl: Some(ttl),
-            user: None,
-        };
+            ..Default::default()
+        })
+    }
+
+    /// The token `new` describes, signed with the gateway's key.
+    pub fn issue(&self, new: &NewToken) -> String {
         self.running()
             .state()
             .tokens()
-            .issue(&new)
+            .issue(new)
             .expect("issue token")
             .0
     }
