@@ -7,12 +7,9 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use serde_json::json;
 
-use serde_json::{json, Value};
-
-use support::{Response, Upstream};
+use support::{dev, Preamble, Upstream};
 use wxgate::dev::mock_wechat::MockWechat;
 use wxgate::dev::DevEnv;
 
@@ -21,17 +18,9 @@ const CLUB: &str = "wxclub00000000002";
 
 async fn two_apps() -> (DevEnv, Upstream) {
     let up = Upstream::start("apps").await;
-    let dir = support::TempDir::new("apps");
+    let preamble = Preamble::new("apps-test");
     let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-grace_period = "1s"
-
-[jwt]
-secret_env = "APPS_JWT"
-audience = "apps-test"
-
+        r#"{preamble}
 [wechat]
 timeout = "2s"
 
@@ -58,40 +47,12 @@ upstreams = ["{up}"]
 "#,
         up = up.addr
     );
-    let path = dir.write("wxgate.toml", &text);
-    let env = wxgate::dev::start("127.0.0.1:0".parse().unwrap(), Some(&path), &|n| match n {
-        "APPS_JWT" => Some(support::JWT_SECRET.to_string()),
-        "APPS_SHOP" => Some("shop secret".to_string()),
-        "APPS_CLUB" => Some("club secret".to_string()),
-        _ => None,
-    })
-    .await
-    .expect("gateway with two apps starts");
-    (env, up)
-}
-
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
-async fn post(gw: SocketAddr, path: &str, body: &Value, token: Option<&str>) -> Response {
-    let auth = token.map(|t| format!("Authorization: Bearer {t}"));
-    let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
-    support::post(
-        gw,
-        path,
-        Some("application/json"),
-        body.to_string().as_bytes(),
-        &headers,
+    let env = dev::with_config(
+        &text,
+        &[("APPS_SHOP", "shop secret"), ("APPS_CLUB", "club secret")],
     )
-    .await
-}
-
-async fn get(gw: SocketAddr, path: &str, token: &str) -> Response {
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
-    );
-    support::raw_request(gw, req.as_bytes()).await
+    .await;
+    (env, up)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,78 +61,68 @@ async fn each_app_logs_in_its_own_users() {
     let gw = env.gateway.addr();
 
     // Which app? Required here, and checked before WeChat hears of the code.
-    let r = post(gw, "/wx/login", &json!({ "code": "c1" }), None).await;
+    let r = support::login(gw, "c1").await;
     assert_eq!(
         (r.status, r.error()),
         (400, "invalid_request".into()),
         "{}",
-        text(&r)
+        r.text()
     );
-    let r = post(
+    let r = support::post_json(
         gw,
         "/wx/login",
         &json!({ "code": "c1", "appid": "wxnope" }),
-        None,
+        &[],
     )
     .await;
     assert_eq!((r.status, r.error()), (400, "unknown_app".into()));
     assert_eq!(env.mock.calls(), 0);
 
     // The same code string in two apps is two codes (`appId` is an alias).
-    let shop = post(
+    let shop = support::post_json(
         gw,
         "/wx/login",
         &json!({ "code": "c1", "appid": SHOP }),
-        None,
+        &[],
     )
     .await;
-    assert_eq!(shop.status, 200, "{}", text(&shop));
-    let club = post(
+    assert_eq!(shop.status, 200, "{}", shop.text());
+    let club = support::post_json(
         gw,
         "/wx/login",
         &json!({ "code": "c1", "appId": CLUB }),
-        None,
+        &[],
     )
     .await;
-    assert_eq!(club.status, 200, "{}", text(&club));
+    assert_eq!(club.status, 200, "{}", club.text());
     assert_eq!(env.mock.calls_for("c1"), 2);
     let shop_token = shop.json()["token"].as_str().unwrap().to_string();
     let club_token = club.json()["token"].as_str().unwrap().to_string();
 
     // The token says which app, and so does the header upstream.
-    let r = get(gw, "/api/x", &club_token).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::get_auth(gw, "/api/x", &club_token, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.upstream_values("x-wx-appid"), [CLUB]);
-    let r = get(gw, "/shop/cart", &shop_token).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::get_auth(gw, "/shop/cart", &shop_token, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.upstream_values("x-wx-appid"), [SHOP]);
     // A route for one app only.
-    let r = get(gw, "/shop/cart", &club_token).await;
+    let r = support::get_auth(gw, "/shop/cart", &club_token, &[]).await;
     assert_eq!((r.status, r.error()), (403, "forbidden".into()));
 
     // /wx/phone goes to the token's app: its own access token, its watermark.
-    let r = post(
-        gw,
-        "/wx/phone",
-        &json!({ "code": "p-shop" }),
-        Some(&shop_token),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", text(&r));
-    let r = post(
-        gw,
-        "/wx/phone",
-        &json!({ "code": "p-club" }),
-        Some(&club_token),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let shop_auth = format!("Authorization: Bearer {shop_token}");
+    let r = support::post_json(gw, "/wx/phone", &json!({ "code": "p-shop" }), &[&shop_auth]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let club_auth = format!("Authorization: Bearer {club_token}");
+    let r = support::post_json(gw, "/wx/phone", &json!({ "code": "p-club" }), &[&club_auth]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.json()["phoneNumber"],
         MockWechat::phone_for(&MockWechat::openid_for("c1"))
     );
     assert_eq!(env.mock.token_calls(), (2, 0), "one access token per app");
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,31 +130,26 @@ async fn rate_limits_are_per_app() {
     let (env, _up) = two_apps().await;
     let gw = env.gateway.addr();
     for i in 0..3 {
-        let r = post(
-            gw,
-            "/wx/login",
-            &json!({ "code": format!("s{i}"), "appid": SHOP }),
-            None,
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", text(&r));
+        let body = json!({ "code": format!("s{i}"), "appid": SHOP });
+        let r = support::post_json(gw, "/wx/login", &body, &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
     }
-    let r = post(
+    let r = support::post_json(
         gw,
         "/wx/login",
         &json!({ "code": "s3", "appid": SHOP }),
-        None,
+        &[],
     )
     .await;
     assert_eq!((r.status, r.error()), (429, "rate_limited".into()));
     // The other app has its own budget.
-    let r = post(
+    let r = support::post_json(
         gw,
         "/wx/login",
         &json!({ "code": "k0", "appid": CLUB }),
-        None,
+        &[],
     )
     .await;
-    assert_eq!(r.status, 200, "{}", text(&r));
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    dev::stop(env).await;
 }

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
+use support::{dev, Preamble};
 use wxgate::dev::mock_wechat::MockWechat;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
@@ -82,17 +83,9 @@ async fn start_backend(program: &str, script: &str) -> (Backend, SocketAddr) {
 }
 
 async fn through_the_gateway(backend: SocketAddr, name: &str) {
-    let dir = support::TempDir::new("backends");
+    let preamble = Preamble::new("backends-test");
     let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-grace_period = "1s"
-
-[jwt]
-secret_env = "BACKENDS_JWT"
-audience = "backends-test"
-
+        r#"{preamble}
 [wechat]
 appid = "wxbackendstest001"
 secret_env = "BACKENDS_WECHAT"
@@ -106,33 +99,20 @@ prefix = "/api/"
 upstreams = ["{backend}"]
 "#
     );
-    let path = dir.write("wxgate.toml", &text);
-    let env = wxgate::dev::start("127.0.0.1:0".parse().unwrap(), Some(&path), &|n| match n {
-        "BACKENDS_JWT" => Some(support::JWT_SECRET.to_string()),
-        "BACKENDS_WECHAT" => Some("backends wechat secret".to_string()),
-        "BACKENDS_HOOK" => Some(HOOK_SECRET.to_string()),
-        _ => None,
-    })
-    .await
-    .expect("gateway starts");
+    let env = dev::with_config(
+        &text,
+        &[
+            ("BACKENDS_WECHAT", "backends wechat secret"),
+            ("BACKENDS_HOOK", HOOK_SECRET),
+        ],
+    )
+    .await;
     let gw = env.gateway.addr();
 
     // A mock user with a unionid, and one without.
     for code in ["code-1", "nounion-1"] {
-        let login = support::post(
-            gw,
-            "/wx/login",
-            Some("application/json"),
-            json!({ "code": code }).to_string().as_bytes(),
-            &[],
-        )
-        .await;
-        assert_eq!(
-            login.status,
-            200,
-            "{name}: {}",
-            String::from_utf8_lossy(&login.body)
-        );
+        let login = support::login(gw, code).await;
+        assert_eq!(login.status, 200, "{name}: {}", login.text());
         let openid = MockWechat::openid_for(code);
         let uid = format!("u-{}", &openid[openid.len() - 8..]);
         assert_eq!(login.json()["uid"], uid, "{name}: the hook's answer");
@@ -143,12 +123,7 @@ upstreams = ["{backend}"]
              X-OpenID: o-spoofed\r\nX-UnionID: u-spoofed\r\nX-User-ID: u-spoofed\r\nX_User_Roles: admin\r\n\r\n"
         );
         let r = support::raw_request(gw, req.as_bytes()).await;
-        assert_eq!(
-            r.status,
-            200,
-            "{name}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
         let v = r.json();
         assert_eq!(v["openid"], MockWechat::openid_for(code), "{name}: {v}");
         match MockWechat::unionid_for(code) {
@@ -202,12 +177,7 @@ upstreams = ["{backend}"]
         &[&ts, &signed],
     )
     .await;
-    assert_eq!(
-        r.status,
-        200,
-        "{name}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
+    assert_eq!(r.status, 200, "{name}: {}", r.text());
     // No token: wxgate answers; the backend never sees the spoofed header.
     let r = support::raw_request(
         gw,
@@ -216,7 +186,7 @@ upstreams = ["{backend}"]
     .await;
     assert_eq!(r.status, 401);
     assert_eq!(r.error(), "token_missing");
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 #[test]

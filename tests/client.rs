@@ -12,9 +12,8 @@
 mod support;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use support::Upstream;
+use support::{dev, Preamble, Upstream};
 
 /// The access token lifetime the e2e test is told about.
 const TTL_MS: u64 = 2000;
@@ -65,19 +64,10 @@ async fn the_mini_program_client_drives_the_real_gateway() {
         return;
     }
     let up = Upstream::start("client").await;
-    let dir = support::TempDir::new("client");
+    let jwt = format!("ttl = \"{TTL_MS}ms\"\nleeway = \"0s\"");
+    let preamble = Preamble::new("client-test").jwt(&jwt);
     let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-grace_period = "1s"
-
-[jwt]
-secret_env = "CLIENT_JWT"
-audience = "client-test"
-ttl = "{}ms"
-leeway = "0s"
-
+        r#"{preamble}
 [wechat]
 appid = "wxc11e47000000001"
 secret_env = "CLIENT_WECHAT"
@@ -90,16 +80,9 @@ listen = "127.0.0.1:0"
 prefix = "/api/"
 upstreams = ["{}"]
 "#,
-        TTL_MS, up.addr
+        up.addr
     );
-    let path = dir.write("wxgate.toml", &text);
-    let env = wxgate::dev::start("127.0.0.1:0".parse().unwrap(), Some(&path), &|n| match n {
-        "CLIENT_JWT" => Some(support::JWT_SECRET.to_string()),
-        "CLIENT_WECHAT" => Some("client test app secret".to_string()),
-        _ => None,
-    })
-    .await
-    .expect("gateway starts");
+    let env = dev::with_config(&text, &[("CLIENT_WECHAT", "client test app secret")]).await;
     let url = format!("http://{}", env.gateway.addr());
 
     let out = tokio::task::spawn_blocking(move || {
@@ -143,5 +126,5 @@ upstreams = ["{}"]
     assert_eq!(outcome("refresh", "invalid"), 0.0, "{text}");
     assert_eq!(outcome("login", "ok"), 3.0, "{text}");
     assert_eq!(outcome("logout", "ok"), 1.0, "{text}");
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }

@@ -14,15 +14,14 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::{Gateway, Upstream};
+use support::{Gateway, Preamble, Upstream};
 use wxgate::server::admission::Refused;
 
 /// A gateway with a public `/public/` route and these `[server]` lines.
 async fn gateway(server: &str) -> (Upstream, Gateway) {
     let up = Upstream::start("conn").await;
-    let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ngrace_period = \"1s\"\n{server}\n\n[jwt]\nsecret_env = \"WXGATE_JWT_SECRET\"\naudience = \"test-app\"\n"
-    ) + &support::routes_toml(&[("/public/", "public"), ("/", "required")], up.addr);
+    let text = Preamble::new("test-app").server(server).to_string()
+        + &support::routes_toml(&[("/public/", "public"), ("/", "required")], up.addr);
     let gw = Gateway::start(&text).await;
     (up, gw)
 }
@@ -303,7 +302,8 @@ async fn slow_upstream(delay: Duration) -> std::net::SocketAddr {
 #[tokio::test]
 async fn deadlines_do_not_cut_off_a_slow_upstream_answer() {
     let slow = slow_upstream(Duration::from_millis(1000)).await;
-    let text = "[server]\nlisten = \"127.0.0.1:0\"\ngrace_period = \"1s\"\nheader_timeout = \"300ms\"\nbody_timeout = \"300ms\"\nidle_timeout = \"300ms\"\n\n[jwt]\nsecret_env = \"WXGATE_JWT_SECRET\"\naudience = \"test-app\"\n".to_string()
+    let server = "header_timeout = \"300ms\"\nbody_timeout = \"300ms\"\nidle_timeout = \"300ms\"";
+    let text = Preamble::new("test-app").server(server).to_string()
         + &support::routes_toml(&[("/", "public")], slow);
     let gw = Gateway::start(&text).await;
     let mut s = connect(&gw).await;

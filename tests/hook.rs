@@ -9,25 +9,17 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::net::TcpListener;
 
-use support::{Response, Upstream};
+use support::{dev, Preamble, Upstream};
 use wxgate::dev::example_hook::{uid_for, ExampleHook, Mode};
 use wxgate::dev::mock_wechat::MockWechat;
 use wxgate::dev::{DevEnv, DEV_APPID};
 
 const HOOK_SECRET: &str = "hook-test-secret-0123456789";
-
-/// The dev environment with its embedded config (and its example hook).
-async fn dev() -> DevEnv {
-    wxgate::dev::start("127.0.0.1:0".parse().unwrap(), None, &|_| None)
-        .await
-        .expect("dev environment starts")
-}
 
 /// A gateway whose `[login.hook]` (with `hook_lines` added) calls a hook of
 /// the test's own; returns the environment, that hook and the upstream.
@@ -43,17 +35,9 @@ async fn custom(hook_lines: &str) -> (DevEnv, ExampleHook, Upstream) {
 /// A gateway whose `[login.hook]` calls `url`.
 async fn with_hook_url(url: &str, hook_lines: &str) -> (DevEnv, Upstream) {
     let up = Upstream::start("hooked").await;
-    let dir = support::TempDir::new("hook");
+    let preamble = Preamble::new("hook-test");
     let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-grace_period = "1s"
-
-[jwt]
-secret_env = "HOOK_TEST_JWT"
-audience = "hook-test"
-
+        r#"{preamble}
 [wechat]
 appid = "wxhooktest0000001"
 secret_env = "HOOK_TEST_WECHAT"
@@ -70,73 +54,27 @@ upstreams = ["{}"]
 "#,
         up.addr
     );
-    let path = dir.write("wxgate.toml", &text);
-    let env = wxgate::dev::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Some(&path),
-        &|name| match name {
-            "HOOK_TEST_JWT" => Some(support::JWT_SECRET.to_string()),
-            "HOOK_TEST_WECHAT" => Some("wechat-secret".to_string()),
-            "HOOK_TEST_SECRET" => Some(HOOK_SECRET.to_string()),
-            _ => None,
-        },
+    let env = dev::with_config(
+        &text,
+        &[
+            ("HOOK_TEST_WECHAT", "wechat-secret"),
+            ("HOOK_TEST_SECRET", HOOK_SECRET),
+        ],
     )
-    .await
-    .expect("gateway starts with a hook");
+    .await;
     (env, up)
-}
-
-fn addr(env: &DevEnv) -> SocketAddr {
-    env.gateway.addr()
-}
-
-async fn post_json(env: &DevEnv, path: &str, body: &Value) -> Response {
-    support::post(
-        addr(env),
-        path,
-        Some("application/json"),
-        body.to_string().as_bytes(),
-        &[],
-    )
-    .await
-}
-
-async fn login(env: &DevEnv, code: &str) -> Response {
-    post_json(env, "/wx/login", &json!({ "code": code })).await
-}
-
-async fn get(env: &DevEnv, path: &str, token: &str, extra: &[&str]) -> Response {
-    let auth = format!("Authorization: Bearer {token}");
-    let mut headers = vec![auth.as_str()];
-    headers.extend_from_slice(extra);
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    support::raw_request(addr(env), req.as_bytes()).await
-}
-
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
-fn token(r: &Response) -> String {
-    assert_eq!(r.status, 200, "{}", text(r));
-    r.json()["token"].as_str().expect("token").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hooks_answer_is_in_the_token_and_reaches_the_upstream() {
-    let env = dev().await;
-    let r = login(&env, "alice.1").await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let env = dev::embedded().await;
+    let r = support::login(env.gateway.addr(), "alice.1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     let openid = MockWechat::openid_for("alice.1");
     assert_eq!(v["uid"], uid_for(&openid));
     assert_eq!(v["roles"], json!(["user"]));
-    assert!(!text(&r).contains("session_key"));
+    assert!(!r.text().contains("session_key"));
 
     // The hook heard of the login, signed, without session_key.
     let calls = env.hook.calls();
@@ -153,9 +91,9 @@ async fn the_hooks_answer_is_in_the_token_and_reaches_the_upstream() {
     assert_eq!(env.hook.bad_signatures(), 0);
 
     // Upstream: the hook's values, never the client's.
-    let t = token(&r);
-    let up = get(
-        &env,
+    let t = r.token();
+    let up = support::get_auth(
+        env.gateway.addr(),
         "/api/me",
         &t,
         &[
@@ -165,23 +103,23 @@ async fn the_hooks_answer_is_in_the_token_and_reaches_the_upstream() {
         ],
     )
     .await;
-    assert_eq!(up.status, 200, "{}", text(&up));
+    assert_eq!(up.status, 200, "{}", up.text());
     assert_eq!(up.upstream_values("x-user-id"), [uid_for(&openid)]);
     assert_eq!(up.upstream_values("x-user-roles"), ["user"]);
     assert_eq!(up.upstream_values("x-user-plan"), ["free"]);
     assert!(up.upstream_values("x_user_roles").is_empty());
-    assert!(!text(&up).contains("spoof"));
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    assert!(!up.text().contains("spoof"));
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_with_roles_lets_only_those_roles_in() {
-    let env = dev().await;
-    let user = token(&login(&env, "bob.1").await);
-    let admin = token(&login(&env, "admin.1").await);
+    let env = dev::embedded().await;
+    let user = support::login(env.gateway.addr(), "bob.1").await.token();
+    let admin = support::login(env.gateway.addr(), "admin.1").await.token();
 
-    let r = get(&env, "/admin/panel", &user, &[]).await;
-    assert_eq!(r.status, 403, "{}", text(&r));
+    let r = support::get_auth(env.gateway.addr(), "/admin/panel", &user, &[]).await;
+    assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.error(), "forbidden");
     assert_eq!(
         env.echo.requests(),
@@ -189,30 +127,30 @@ async fn a_route_with_roles_lets_only_those_roles_in() {
         "a refused request never reaches the upstream"
     );
 
-    let r = get(&env, "/admin/panel", &admin, &[]).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::get_auth(env.gateway.addr(), "/admin/panel", &admin, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.upstream_values("x-user-roles"), ["admin,user"]);
     assert_eq!(r.upstream_values("x-user-plan"), ["pro"]);
 
     // No token at all is still a 401, not a 403.
     let r = support::raw_request(
-        addr(&env),
+        env.gateway.addr(),
         b"GET /admin/panel HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(r.status, 401);
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_user_gets_no_token() {
-    let env = dev().await;
-    let r = login(&env, "banned.1").await;
-    assert_eq!(r.status, 403, "{}", text(&r));
+    let env = dev::embedded().await;
+    let r = support::login(env.gateway.addr(), "banned.1").await;
+    assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.error(), "login_refused");
     assert_eq!(r.json()["message"], "this account is suspended");
     assert!(r.json().get("token").is_none());
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,106 +164,96 @@ async fn a_failing_hook_fails_the_login_and_a_retry_does_not_spend_the_code_agai
         hook.set_mode(mode);
         let code =
             format!("carol-{status}-{:?}", mode).replace(|c: char| !c.is_ascii_alphanumeric(), "");
-        let r = login(&env, &code).await;
-        assert_eq!(r.status, status, "{mode:?}: {}", text(&r));
+        let r = support::login(env.gateway.addr(), &code).await;
+        assert_eq!(r.status, status, "{mode:?}: {}", r.text());
         assert_eq!(r.error(), "hook_unavailable", "{mode:?}");
         assert!(r.json().get("token").is_none());
 
         // The backend is back: the same code logs in, WeChat asked once.
         hook.set_mode(Mode::Normal);
-        let r = login(&env, &code).await;
-        assert_eq!(r.status, 200, "{mode:?} retry: {}", text(&r));
+        let r = support::login(env.gateway.addr(), &code).await;
+        assert_eq!(r.status, 200, "{mode:?} retry: {}", r.text());
         assert_eq!(r.json()["roles"], json!(["user"]));
         assert_eq!(env.mock.calls_for(&code), 1, "{mode:?}");
         // And a double tap after that gets the same tokens.
-        let again = login(&env, &code).await;
+        let again = support::login(env.gateway.addr(), &code).await;
         assert_eq!(again.json()["token"], r.json()["token"]);
     }
     assert_eq!(hook.bad_signatures(), 0);
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_asks_the_hook_when_on_refresh_is_set() {
     let (env, hook, _up) = custom("on_refresh = true").await;
-    let first = login(&env, "dave.1").await;
-    let access = token(&first);
+    let first = support::login(env.gateway.addr(), "dave.1").await;
+    let access = first.token();
     let refresh = first.json()["refresh_token"].as_str().unwrap().to_string();
 
     // The hook is down: the refresh fails, and the refresh token stays usable.
     hook.set_mode(Mode::Down);
-    let r = post_json(&env, "/wx/refresh", &json!({ "refresh_token": refresh })).await;
-    assert_eq!(r.status, 502, "{}", text(&r));
+    let r = support::refresh(env.gateway.addr(), &refresh).await;
+    assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.error(), "hook_unavailable");
 
     hook.set_mode(Mode::Normal);
-    let r = post_json(&env, "/wx/refresh", &json!({ "refresh_token": refresh })).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::refresh(env.gateway.addr(), &refresh).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["roles"], json!(["user"]));
     let refresh = r.json()["refresh_token"].as_str().unwrap().to_string();
     assert_eq!(hook.calls_for("refresh"), 2);
 
     // The backend bans the user: the refresh is refused and the session ends.
     hook.set_mode(Mode::Refuse);
-    let r = post_json(&env, "/wx/refresh", &json!({ "refresh_token": refresh })).await;
-    assert_eq!(r.status, 403, "{}", text(&r));
+    let r = support::refresh(env.gateway.addr(), &refresh).await;
+    assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.error(), "login_refused");
-    let r = get(&env, "/api/x", &access, &[]).await;
-    assert_eq!(r.status, 401, "{}", text(&r));
+    let r = support::get_auth(env.gateway.addr(), "/api/x", &access, &[]).await;
+    assert_eq!(r.status, 401, "{}", r.text());
     assert_eq!(r.error(), "token_revoked");
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_on_refresh_a_refresh_keeps_the_logins_answer() {
     let (env, hook, _up) = custom("").await;
-    let first = login(&env, "admin.7").await;
+    let first = support::login(env.gateway.addr(), "admin.7").await;
     let refresh = first.json()["refresh_token"].as_str().unwrap().to_string();
     hook.set_mode(Mode::Down);
-    let r = post_json(&env, "/wx/refresh", &json!({ "refresh_token": refresh })).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::refresh(env.gateway.addr(), &refresh).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["roles"], json!(["admin", "user"]));
     assert_eq!(hook.calls_for("refresh"), 0);
-    let up = get(&env, "/api/x", &token(&r), &[]).await;
-    assert_eq!(up.status, 200, "{}", text(&up));
+    let up = support::get_auth(env.gateway.addr(), "/api/x", &r.token(), &[]).await;
+    assert_eq!(up.status, 200, "{}", up.text());
     assert_eq!(up.upstream_values("x-plan"), ["pro"]);
     assert_eq!(
         up.upstream_values("x-user-id"),
         [uid_for(&MockWechat::openid_for("admin"))]
     );
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hook_that_cannot_be_reached_fails_the_login() {
     let dead = support::dead_addr().await;
     let (env, _up) = with_hook_url(&format!("http://{dead}/hook"), "timeout = \"1s\"").await;
-    let r = login(&env, "erin.1").await;
-    assert_eq!(r.status, 502, "{}", text(&r));
+    let r = support::login(env.gateway.addr(), "erin.1").await;
+    assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.error(), "hook_unavailable");
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_token_presented_again_while_the_hook_is_slow_is_still_reuse() {
     let (env, hook, _up) = custom("on_refresh = true\ntimeout = \"5s\"").await;
-    let first = login(&env, "fay.1").await;
+    let first = support::login(env.gateway.addr(), "fay.1").await;
     let refresh = first.json()["refresh_token"].as_str().unwrap().to_string();
     hook.set_mode(Mode::Slow(Duration::from_millis(2500)));
-    let body = json!({ "refresh_token": refresh });
     let one = {
-        let addr = addr(&env);
-        let body = body.clone();
-        tokio::spawn(async move {
-            support::post(
-                addr,
-                "/wx/refresh",
-                Some("application/json"),
-                body.to_string().as_bytes(),
-                &[],
-            )
-            .await
-        })
+        let addr = env.gateway.addr();
+        let refresh = refresh.clone();
+        tokio::spawn(async move { support::refresh(addr, &refresh).await })
     };
     // The second presentation comes while the first one's hook call is
     // still under way, later than a store would take a rotation for
@@ -336,12 +264,12 @@ async fn a_refresh_token_presented_again_while_the_hook_is_slow_is_still_reuse()
     .await;
     assert!(asked);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let two = post_json(&env, "/wx/refresh", &body).await;
+    let two = support::refresh(env.gateway.addr(), &refresh).await;
     let one = one.await.unwrap();
     let mut statuses = [one.status, two.status];
     statuses.sort_unstable();
-    assert_eq!(statuses, [200, 401], "{} / {}", text(&one), text(&two));
+    assert_eq!(statuses, [200, 401], "{} / {}", one.text(), two.text());
     let refused = if one.status == 401 { &one } else { &two };
     assert_eq!(refused.error(), "refresh_token_reused");
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }

@@ -23,9 +23,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use support::redis::RedisServer;
-use support::{Gateway, Response, Upstream};
+use support::{Gateway, Preamble, Response, Upstream};
 use wxgate::clock::ManualClock;
-use wxgate::config::Config;
 use wxgate::dev::mock_wechat::MockWechat;
 use wxgate::server::Deps;
 
@@ -71,18 +70,9 @@ impl Env {
 
     /// A gateway config: `server`, `login` and `store` are extra lines of those sections.
     fn toml(&self, server: &str, login: &str, store: &str) -> String {
+        let preamble = Preamble::new("instances-test").server(server);
         format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-grace_period = "1s"
-{server}
-
-[jwt]
-secret_env = "WXGATE_JWT_SECRET"
-issuer = "wxgate"
-audience = "instances-test"
-
+            r#"{preamble}
 [wechat]
 appid = "{APPID}"
 secret_env = "WXGATE_TEST_WECHAT"
@@ -119,13 +109,13 @@ upstreams = ["{upstream}"]
 
     async fn try_gateway(&self, text: &str) -> Result<Gateway, wxgate::server::StartError> {
         let url = self.redis.url();
-        let config = Config::parse(text, "instances.toml", &|name| match name {
-            "WXGATE_JWT_SECRET" => Some(support::JWT_SECRET.to_string()),
-            "WXGATE_TEST_WECHAT" => Some(WECHAT_SECRET.to_string()),
-            "WXGATE_TEST_REDIS" => Some(url.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|e| panic!("test config: {e}"));
+        let config = support::config_with(
+            text,
+            &[
+                ("WXGATE_TEST_WECHAT", WECHAT_SECRET),
+                ("WXGATE_TEST_REDIS", &url),
+            ],
+        );
         let deps = Deps {
             store: wxgate::store::build(&config.store).expect("store"),
             clock: self.clock.clone(),
@@ -153,20 +143,10 @@ impl Drop for Env {
     }
 }
 
-/// `POST /wx/login {"code": code}` with extra header lines.
-async fn login_with(gw: &Gateway, code: &str, headers: &[&str]) -> Response {
-    let body = json!({ "code": code }).to_string();
-    support::post(gw.addr, "/wx/login", JSON, body.as_bytes(), headers).await
-}
-
-async fn login_raw(gw: &Gateway, code: &str) -> Response {
-    login_with(gw, code, &[]).await
-}
-
 /// A successful login: (token, refresh token, whole body).
 async fn login(gw: &Gateway, code: &str) -> (String, String, Value) {
-    let r = login_raw(gw, code).await;
-    assert_eq!(r.status, 200, "login {code}: {}", text(&r));
+    let r = support::login(gw.addr, code).await;
+    assert_eq!(r.status, 200, "login {code}: {}", r.text());
     let v = r.json();
     let token = v["token"].as_str().expect("token").to_string();
     let refresh = v["refresh_token"]
@@ -181,15 +161,10 @@ async fn logout(gw: &Gateway, token: &str, body: &str) -> Response {
     support::post(gw.addr, "/wx/logout", JSON, body.as_bytes(), &[&auth]).await
 }
 
-async fn refresh_raw(gw: &Gateway, refresh_token: &str) -> Response {
-    let body = json!({ "refresh_token": refresh_token }).to_string();
-    support::post(gw.addr, "/wx/refresh", JSON, body.as_bytes(), &[]).await
-}
-
 /// A successful refresh: (token, refresh token).
 async fn refresh(gw: &Gateway, refresh_token: &str) -> (String, String) {
-    let r = refresh_raw(gw, refresh_token).await;
-    assert_eq!(r.status, 200, "refresh: {}", text(&r));
+    let r = support::refresh(gw.addr, refresh_token).await;
+    assert_eq!(r.status, 200, "refresh: {}", r.text());
     let v = r.json();
     (
         v["token"].as_str().expect("token").to_string(),
@@ -207,7 +182,7 @@ async fn protected(gw: &Gateway, token: &str) -> Response {
 /// The token is accepted and the upstream saw `openid`.
 async fn assert_accepted(gw: &Gateway, token: &str, openid: &str) {
     let r = protected(gw, token).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.upstream_values("x-openid"), vec![openid.to_string()]);
 }
 
@@ -225,7 +200,7 @@ async fn assert_revoked_soon(gw: &Gateway, token: &str) {
         "not refused within {PROPAGATION:?} ({:?}); now {} {}",
         started.elapsed(),
         last.status,
-        text(&last)
+        last.text()
     );
 }
 
@@ -234,12 +209,8 @@ fn assert_error(r: &Response, status: u16, code: &str) {
         (r.status, r.error().as_str()),
         (status, code),
         "{}",
-        text(r)
+        r.text()
     );
-}
-
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).to_string()
 }
 
 async fn stop(gateways: impl IntoIterator<Item = Gateway>) {
@@ -265,7 +236,7 @@ async fn logout_on_one_instance_is_honoured_by_the_other() {
 
     // Logout of one token on B: A refuses it, the other token lives on.
     let r = logout(&b, &t1, "").await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["revoked"], "token");
     assert_revoked_soon(&a, &t1).await;
     assert_revoked_soon(&b, &t1).await;
@@ -277,7 +248,7 @@ async fn logout_on_one_instance_is_honoured_by_the_other() {
 
     // Logout of everything, on A: every token and refresh token of alice, on both.
     let r = logout(&a, &t2, r#"{"all": true}"#).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["revoked"], "all");
     for gw in [&a, &b] {
         assert_revoked_soon(gw, &t1).await;
@@ -285,7 +256,11 @@ async fn logout_on_one_instance_is_honoured_by_the_other() {
         assert_accepted(gw, &bob, &MockWechat::openid_for("bob.1")).await;
     }
     for (gw, r) in [(&b, &r1), (&a, &r2)] {
-        assert_error(&refresh_raw(gw, r).await, 401, "refresh_token_invalid");
+        assert_error(
+            &support::refresh(gw.addr, r).await,
+            401,
+            "refresh_token_invalid",
+        );
     }
     stop([a, b]).await;
 }
@@ -299,12 +274,12 @@ async fn login_right_after_logout_all_is_accepted() {
     let alice = MockWechat::openid_for("alice.1");
     let (t1, _, _) = login(&a, "alice.1").await;
     let r = logout(&a, &t1, r#"{"all": true}"#).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     // The user logs in again at once (the usual "log out everywhere, log in here").
     let (t2, r2, _) = login(&b, "alice.2").await;
     assert_accepted(&a, &t2, &alice).await;
-    let r = refresh_raw(&b, &r2).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::refresh(b.addr, &r2).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     stop([a, b]).await;
 }
 
@@ -327,8 +302,8 @@ async fn refresh_rotates_and_reuse_revokes_the_family_everywhere() {
     assert_eq!(body["openid"], alice.as_str());
 
     // Rotation on A; the new token works on B.
-    let r = refresh_raw(&a, &r1).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::refresh(a.addr, &r1).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["token_type"], "Bearer");
     assert_eq!(v["openid"], alice.as_str());
@@ -343,11 +318,12 @@ async fn refresh_rotates_and_reuse_revokes_the_family_everywhere() {
     let (other, other_refresh, _) = login(&b, "alice.2").await;
 
     // The old refresh token again, on B: reuse.
-    assert_error(&refresh_raw(&b, &r1).await, 401, "refresh_token_reused");
+    let reused = support::refresh(b.addr, &r1).await;
+    assert_error(&reused, 401, "refresh_token_reused");
     // The family is revoked: the newest refresh token and every access token of it.
-    let r = refresh_raw(&a, &r2).await;
-    assert_eq!(r.status, 401, "{}", text(&r));
-    assert!(r.error().starts_with("refresh_token_"), "{}", text(&r));
+    let r = support::refresh(a.addr, &r2).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.error().starts_with("refresh_token_"), "{}", r.text());
     for gw in [&a, &b] {
         assert_revoked_soon(gw, &t1).await;
         assert_revoked_soon(gw, &t2).await;
@@ -368,7 +344,11 @@ async fn refresh_that_timed_out_can_be_retried() {
     let (_, r1, _) = login(&a, "alice.1").await;
 
     env.redis.pause();
-    assert_error(&refresh_raw(&a, &r1).await, 503, "store_unavailable");
+    assert_error(
+        &support::refresh(a.addr, &r1).await,
+        503,
+        "store_unavailable",
+    );
     env.redis.resume();
     let ready = support::eventually(RECOVERY, || async {
         a.get("/readyz", &[]).await.status == 200
@@ -377,8 +357,8 @@ async fn refresh_that_timed_out_can_be_retried() {
     assert!(ready, "not ready after the resume");
 
     // The client was told the refresh did not happen: it tries again.
-    let r = refresh_raw(&a, &r1).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::refresh(a.addr, &r1).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     a.stop().await;
 }
 
@@ -392,15 +372,15 @@ async fn same_code_on_both_instances_makes_one_wechat_call() {
     let (a, b) = env.pair("", "").await;
     for i in 0..5 {
         let code = format!("twin{i}.code");
-        let (ra, rb) = tokio::join!(login_raw(&a, &code), login_raw(&b, &code));
-        assert_eq!(ra.status, 200, "A: {}", text(&ra));
-        assert_eq!(rb.status, 200, "B: {}", text(&rb));
+        let (ra, rb) = tokio::join!(support::login(a.addr, &code), support::login(b.addr, &code));
+        assert_eq!(ra.status, 200, "A: {}", ra.text());
+        assert_eq!(rb.status, 200, "B: {}", rb.text());
         let (va, vb) = (ra.json(), rb.json());
         assert_eq!(va["token"], vb["token"], "{code}: the same token");
         assert_eq!(va["refresh_token"], vb["refresh_token"]);
         assert_eq!(env.mock.calls_for(&code), 1, "{code}: one jscode2session");
         // Once more, later, on the other instance: the shared outcome again.
-        let again = login_raw(&b, &code).await;
+        let again = support::login(b.addr, &code).await;
         assert_eq!(again.json()["token"], va["token"]);
         assert_eq!(env.mock.calls_for(&code), 1);
     }
@@ -429,10 +409,14 @@ async fn per_ip_rate_limit_holds_across_instances() {
     let mut statuses = Vec::new();
     for (i, gw) in [&a, &b, &a].into_iter().enumerate() {
         let xff = format!("X-Forwarded-For: 203.0.113.{i}");
-        statuses.push(login_with(gw, &format!("u{i}.rate"), &[&xff]).await.status);
+        statuses.push(
+            support::login_with(gw.addr, &format!("u{i}.rate"), &[&xff])
+                .await
+                .status,
+        );
     }
     assert_eq!(statuses, [200, 200, 200]);
-    let fourth = login_with(&b, "u3.rate", &["X-Forwarded-For: 203.0.113.9"]).await;
+    let fourth = support::login_with(b.addr, "u3.rate", &["X-Forwarded-For: 203.0.113.9"]).await;
     assert_rate_limited(&fourth);
     assert_eq!(
         env.mock.calls_for("u3.rate"),
@@ -440,7 +424,7 @@ async fn per_ip_rate_limit_holds_across_instances() {
         "a refused login reached WeChat"
     );
     // And on A too.
-    assert_rate_limited(&login_raw(&a, "u4.rate").await);
+    assert_rate_limited(&support::login(a.addr, "u4.rate").await);
     stop([a, b]).await;
 }
 
@@ -456,10 +440,10 @@ async fn global_rate_limit_holds_across_instances_and_clients() {
     // Four different clients (behind a trusted proxy), two instances.
     for (i, gw) in [&a, &b, &a].into_iter().enumerate() {
         let xff = format!("X-Forwarded-For: 198.51.100.{}", i + 1);
-        let r = login_with(gw, &format!("g{i}.rate"), &[&xff]).await;
-        assert_eq!(r.status, 200, "{}", text(&r));
+        let r = support::login_with(gw.addr, &format!("g{i}.rate"), &[&xff]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
     }
-    let fourth = login_with(&b, "g3.rate", &["X-Forwarded-For: 198.51.100.4"]).await;
+    let fourth = support::login_with(b.addr, "g3.rate", &["X-Forwarded-For: 198.51.100.4"]).await;
     assert_rate_limited(&fourth);
     stop([a, b]).await;
 }
@@ -476,14 +460,14 @@ async fn trusted_proxy_clients_are_limited_separately() {
     for client in ["198.51.100.7", "198.51.100.8"] {
         let xff = format!("X-Forwarded-For: {client}");
         for (i, gw) in [&a, &b, &a].into_iter().enumerate() {
-            let r = login_with(gw, &format!("{client}.{i}"), &[&xff]).await;
-            assert_eq!(r.status, 200, "{client} login {i}: {}", text(&r));
+            let r = support::login_with(gw.addr, &format!("{client}.{i}"), &[&xff]).await;
+            assert_eq!(r.status, 200, "{client} login {i}: {}", r.text());
         }
-        assert_rate_limited(&login_with(&b, &format!("{client}.3"), &[&xff]).await);
+        assert_rate_limited(&support::login_with(b.addr, &format!("{client}.3"), &[&xff]).await);
     }
     // The proxy itself (no X-Forwarded-For) is a client of its own.
-    let r = login_raw(&a, "proxy.1").await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::login(a.addr, "proxy.1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
     stop([a, b]).await;
 }
 
@@ -508,7 +492,7 @@ async fn a_memory_store_full_of_revocations_refuses_logout_and_forgets_none() {
     assert_error(&logout(&gw, &token, "").await, 503, "store_full");
     for (token, refresh_token) in &ended {
         assert_error(&protected(&gw, token).await, 401, "token_revoked");
-        assert_eq!(refresh_raw(&gw, refresh_token).await.status, 401);
+        assert_eq!(support::refresh(gw.addr, refresh_token).await.status, 401);
     }
     // Nobody else is hurt; the refused logout can be retried later.
     assert_accepted(&gw, &bystander, &MockWechat::openid_for("bystander.1")).await;
@@ -596,20 +580,20 @@ async fn redis_down_fail_closed_and_fail_open_then_recover() {
     // fail_closed: everything that needs the store is 503, health is fine.
     assert_error(&protected(&closed, &token).await, 503, "store_unavailable");
     let r = closed.get("/readyz", &[]).await;
-    assert_eq!(r.status, 503, "{}", text(&r));
+    assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(
         r.json(),
         json!({"status": "not_ready", "reason": "store_unavailable"}),
         "the body is a stable code, not the store's error text"
     );
     assert_error(
-        &login_raw(&closed, "carol.1").await,
+        &support::login(closed.addr, "carol.1").await,
         503,
         "store_unavailable",
     );
     assert_eq!(env.mock.calls_for("carol.1"), 0, "the code was spent");
     assert_error(
-        &refresh_raw(&closed, &refresh_token).await,
+        &support::refresh(closed.addr, &refresh_token).await,
         503,
         "store_unavailable",
     );
@@ -621,17 +605,21 @@ async fn redis_down_fail_closed_and_fail_open_then_recover() {
     assert_accepted(&open, &token, &alice).await;
     assert!(open.running().state().fail_open_count() > skipped);
     let r = open.get("/readyz", &[]).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.json(),
         json!({"status": "ready", "store": "store_unavailable"}),
         "{}",
-        text(&r)
+        r.text()
     );
     // A bad token is still refused.
     assert_eq!(protected(&open, "not-a-token").await.status, 401);
     // Login always needs the store.
-    assert_error(&login_raw(&open, "dave.1").await, 503, "store_unavailable");
+    assert_error(
+        &support::login(open.addr, "dave.1").await,
+        503,
+        "store_unavailable",
+    );
 
     env.redis.restart();
 
@@ -658,7 +646,7 @@ async fn redis_down_fail_closed_and_fail_open_then_recover() {
     assert_accepted(&open, &carol, &MockWechat::openid_for("carol.1")).await;
     // Revocation works again, on both.
     let r = logout(&open, &token, "").await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_revoked_soon(&closed, &token).await;
     assert_revoked_soon(&open, &token).await;
     stop([closed, open]).await;
@@ -686,13 +674,17 @@ async fn logout_ends_the_session_its_refresh_token_and_its_login_code() {
         let (t_other, r_other, _) = login(&gw, &format!("dave-{store}.2")).await;
 
         let resp = logout(&gw, &t, "").await;
-        assert_eq!(resp.status, 200, "{store}: {}", text(&resp));
+        assert_eq!(resp.status, 200, "{store}: {}", resp.text());
         assert_revoked_soon(&gw, &t).await;
         // The refresh token of that session is dead too: a thief holding
         // both tokens does not outlive the user's logout.
-        assert_error(&refresh_raw(&gw, &r).await, 401, "refresh_token_invalid");
+        assert_error(
+            &support::refresh(gw.addr, &r).await,
+            401,
+            "refresh_token_invalid",
+        );
         // Replaying the login code does not bring the session back.
-        let replay = login_raw(&gw, &code).await;
+        let replay = support::login(gw.addr, &code).await;
         assert_error(&replay, 401, "invalid_code");
         assert_eq!(replay.json()["wechat_errcode"], 40163, "{store}");
         assert_eq!(env.mock.calls_for(&code), 1, "{store}");
@@ -753,9 +745,10 @@ async fn memory_store_logout_and_refresh() {
     let (t2, r2) = refresh(&gw, &r1).await;
     assert!(t2 != t1 && r2 != r1);
     assert_accepted(&gw, &t2, &alice).await;
-    assert_error(&refresh_raw(&gw, &r1).await, 401, "refresh_token_reused");
-    let r = refresh_raw(&gw, &r2).await;
-    assert_eq!(r.status, 401, "{}", text(&r));
+    let reused = support::refresh(gw.addr, &r1).await;
+    assert_error(&reused, 401, "refresh_token_reused");
+    let r = support::refresh(gw.addr, &r2).await;
+    assert_eq!(r.status, 401, "{}", r.text());
     assert_revoked_soon(&gw, &t1).await;
     assert_revoked_soon(&gw, &t2).await;
 
@@ -763,10 +756,14 @@ async fn memory_store_logout_and_refresh() {
     assert_accepted(&gw, &t3, &alice).await;
     let (t4, _, _) = login(&gw, "alice.3").await;
     let r = logout(&gw, &t3, "").await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_revoked_soon(&gw, &t3).await;
     assert_accepted(&gw, &t4, &alice).await;
-    assert_error(&refresh_raw(&gw, "x").await, 401, "refresh_token_invalid");
+    assert_error(
+        &support::refresh(gw.addr, "x").await,
+        401,
+        "refresh_token_invalid",
+    );
     gw.stop().await;
 }
 
@@ -785,7 +782,7 @@ async fn per_request(addr: SocketAddr, token: &str, n: usize) -> Duration {
     for _ in 0..n {
         s.write_all(req.as_bytes()).await.unwrap();
         let r = support::read_response(&mut s, Duration::from_secs(5)).await;
-        assert_eq!(r.status, 200, "{}", text(&r));
+        assert_eq!(r.status, 200, "{}", r.text());
     }
     started.elapsed() / n as u32
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
-use support::{Gateway, TempDir, Upstream};
+use support::{Gateway, Preamble, TempDir, Upstream};
 use wxgate::token::{Algorithm, NewToken, PrivateKey, TokenKeys};
 
 /// The system Python, where apt installs python3-jwt (as tests/backends.rs does for Flask).
@@ -83,11 +83,11 @@ fn key_files(dir: &TempDir, name: &str, alg: Algorithm) -> (PathBuf, PathBuf, Pr
 
 /// A gateway config: `jwt` is the lines of `[jwt]` that name the key(s).
 fn config(jwt: &str, upstream: std::net::SocketAddr) -> String {
-    // `audience` before `jwt`, which may end with [[jwt.previous_keys]].
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ngrace_period = \"1s\"\n\n[jwt]\naudience = \"keys-test\"\n{jwt}\n{}",
-        support::routes_toml(&[("/", "required")], upstream)
-    )
+    Preamble::new("keys-test")
+        .key_env(None)
+        .jwt(jwt)
+        .to_string()
+        + &support::routes_toml(&[("/", "required")], upstream)
 }
 
 fn issue(keys: &TokenKeys, openid: &str) -> String {

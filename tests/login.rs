@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -15,20 +14,13 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use support::{Response, Upstream};
+use support::{dev, Preamble, Response, Upstream};
 use wxgate::dev::mock_wechat::MockWechat;
 use wxgate::dev::{DevEnv, DEV_APPID};
 use wxgate::wechat::crypto::{encrypt_user_data, sign_raw_data};
 
 const JSON: Option<&str> = Some("application/json");
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
-
-/// The dev environment with its embedded config (WeChat timeout 2 s, 16 KiB bodies).
-async fn dev() -> DevEnv {
-    wxgate::dev::start("127.0.0.1:0".parse().unwrap(), None, &|_| None)
-        .await
-        .expect("dev environment starts")
-}
 
 /// The appid and secret of configs written by [`custom`].
 const CUSTOM_APPID: &str = "wxlogintest000001";
@@ -38,18 +30,9 @@ const CUSTOM_SECRET: &str = "custom wechat secret+&=/";
 /// `max_body_bytes`. The upstream is returned to keep it alive.
 async fn custom(timeout: &str, max_body_bytes: usize) -> (DevEnv, Upstream) {
     let up = Upstream::start("custom").await;
-    let dir = support::TempDir::new("login");
+    let preamble = Preamble::new("login-test");
     let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-grace_period = "1s"
-
-[jwt]
-secret_env = "LOGIN_TEST_JWT"
-issuer = "wxgate"
-audience = "login-test"
-
+        r#"{preamble}
 [wechat]
 appid = "{CUSTOM_APPID}"
 secret_env = "LOGIN_TEST_WECHAT"
@@ -65,55 +48,19 @@ upstreams = ["{}"]
 "#,
         up.addr
     );
-    let path = dir.write("wxgate.toml", &text);
-    let env = wxgate::dev::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Some(&path),
-        &|name| match name {
-            "LOGIN_TEST_JWT" => Some(support::JWT_SECRET.to_string()),
-            "LOGIN_TEST_WECHAT" => Some(CUSTOM_SECRET.to_string()),
-            _ => None,
-        },
-    )
-    .await
-    .expect("dev environment starts with a config file");
+    let env = dev::with_config(&text, &[("LOGIN_TEST_WECHAT", CUSTOM_SECRET)]).await;
     assert_eq!(env.mock.appid(), CUSTOM_APPID);
     (env, up)
 }
 
-fn addr(env: &DevEnv) -> SocketAddr {
-    env.gateway.addr()
-}
-
-async fn stop(env: DevEnv) {
-    let DevEnv { gateway, .. } = env;
-    gateway.shutdown(Duration::from_secs(1)).await;
-}
-
 /// `POST /wx/login` with a JSON body.
 async fn login_json(env: &DevEnv, body: &Value) -> Response {
-    support::post(
-        addr(env),
-        "/wx/login",
-        JSON,
-        body.to_string().as_bytes(),
-        &[],
-    )
-    .await
-}
-
-/// `POST /wx/login` with `{"code": code}`.
-async fn login(env: &DevEnv, code: &str) -> Response {
-    login_json(env, &json!({ "code": code })).await
-}
-
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
+    support::post_json(env.gateway.addr(), "/wx/login", body, &[]).await
 }
 
 /// Assert a 200 login for `code` and return its body.
 fn assert_logged_in(r: &Response, code: &str) -> Value {
-    assert_eq!(r.status, 200, "{}", text(r));
+    assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert!(
         v["token"]
@@ -132,7 +79,7 @@ fn assert_logged_in(r: &Response, code: &str) -> Value {
             "{v}"
         ),
     }
-    let body = text(r);
+    let body = r.text();
     assert!(!body.contains("session_key"), "{body}");
     assert!(!body.contains(&MockWechat::session_key_for(code)), "{body}");
     v
@@ -140,7 +87,7 @@ fn assert_logged_in(r: &Response, code: &str) -> Value {
 
 /// Assert a wxgate error with this status, code and `wechat_errcode`.
 fn assert_error(r: &Response, status: u16, code: &str, wechat_errcode: Option<i64>) {
-    assert_eq!(r.status, status, "{}", text(r));
+    assert_eq!(r.status, status, "{}", r.text());
     let v = r.json();
     assert_eq!(v["error"], code, "{v}");
     assert!(v["message"].is_string(), "{v}");
@@ -203,7 +150,7 @@ async fn consume_at_mock(env: &DevEnv, code: &str) {
         r.json()["openid"],
         MockWechat::openid_for(code),
         "{}",
-        text(&r)
+        r.text()
     );
 }
 
@@ -211,9 +158,9 @@ async fn consume_at_mock(env: &DevEnv, code: &str) {
 
 #[tokio::test]
 async fn login_token_reaches_upstream_with_identity() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let code = "alice.login-1";
-    let r = login(&env, code).await;
+    let r = support::login(env.gateway.addr(), code).await;
     let v = assert_logged_in(&r, code);
     let openid = MockWechat::openid_for(code);
     let unionid = MockWechat::unionid_for(code).unwrap();
@@ -237,8 +184,8 @@ async fn login_token_reaches_upstream_with_identity() {
     let req = format!(
         "GET /api/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {tok}\r\nConnection: close\r\n\r\n"
     );
-    let up = support::raw_request(addr(&env), req.as_bytes()).await;
-    assert_eq!(up.status, 200, "{}", text(&up));
+    let up = support::raw_request(env.gateway.addr(), req.as_bytes()).await;
+    assert_eq!(up.status, 200, "{}", up.text());
     assert_eq!(up.upstream_path(), "/api/x");
     assert_eq!(up.upstream_values("x-openid"), vec![openid]);
     assert_eq!(up.upstream_values("x-unionid"), vec![unionid]);
@@ -254,21 +201,21 @@ async fn login_token_reaches_upstream_with_identity() {
         "{headers:?}"
     );
     assert_eq!(env.echo.requests(), 1);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn user_without_unionid() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let code = "nounion-bob.1";
-    let v = assert_logged_in(&login(&env, code).await, code);
+    let v = assert_logged_in(&support::login(env.gateway.addr(), code).await, code);
     assert!(v["unionid"].is_null(), "{v}");
     let req = format!(
         "GET /api/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
         token(&v)
     );
-    let up = support::raw_request(addr(&env), req.as_bytes()).await;
-    assert_eq!(up.status, 200, "{}", text(&up));
+    let up = support::raw_request(env.gateway.addr(), req.as_bytes()).await;
+    assert_eq!(up.status, 200, "{}", up.text());
     assert_eq!(
         up.upstream_values("x-openid"),
         vec![MockWechat::openid_for(code)]
@@ -278,25 +225,39 @@ async fn user_without_unionid() {
         up.upstream_values("x-wx-appid"),
         vec![DEV_APPID.to_string()]
     );
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn form_body_and_code_aliases() {
-    let env = dev().await;
-    let r = support::post(addr(&env), "/wx/login", FORM, b"code=form-1", &[]).await;
+    let env = dev::embedded().await;
+    let r = support::post(env.gateway.addr(), "/wx/login", FORM, b"code=form-1", &[]).await;
     assert_logged_in(&r, "form-1");
-    let r = support::post(addr(&env), "/wx/login", FORM, b"js_code=form-2", &[]).await;
+    let r = support::post(
+        env.gateway.addr(),
+        "/wx/login",
+        FORM,
+        b"js_code=form-2",
+        &[],
+    )
+    .await;
     assert_logged_in(&r, "form-2");
     let r = login_json(&env, &json!({ "js_code": "json-3" })).await;
     assert_logged_in(&r, "json-3");
     let r = login_json(&env, &json!({ "jsCode": "json-4" })).await;
     assert_logged_in(&r, "json-4");
     // What `wx.request` sends by default: no Content-Type at all, JSON body.
-    let r = support::post(addr(&env), "/wx/login", None, br#"{"code":"bare-5"}"#, &[]).await;
+    let r = support::post(
+        env.gateway.addr(),
+        "/wx/login",
+        None,
+        br#"{"code":"bare-5"}"#,
+        &[],
+    )
+    .await;
     assert_logged_in(&r, "bare-5");
     let r = support::post(
-        addr(&env),
+        env.gateway.addr(),
         "/wx/login",
         Some("application/json; charset=utf-8"),
         br#"{"code":"utf8-6"}"#,
@@ -305,14 +266,14 @@ async fn form_body_and_code_aliases() {
     .await;
     assert_logged_in(&r, "utf8-6");
     assert_eq!(env.mock.calls(), 6);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn spoofed_identity_header_at_login_is_ignored() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let r = support::post(
-        addr(&env),
+        env.gateway.addr(),
         "/wx/login",
         JSON,
         br#"{"code":"carol.1"}"#,
@@ -325,55 +286,55 @@ async fn spoofed_identity_header_at_login_is_ignored() {
     .await;
     let v = assert_logged_in(&r, "carol.1");
     assert_ne!(v["openid"], "evil");
-    assert!(!text(&r).contains("evil"));
-    stop(env).await;
+    assert!(!r.text().contains("evil"));
+    dev::stop(env).await;
 }
 
 // --- WeChat error rows ---
 
 #[tokio::test]
 async fn invalid_code_is_401() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     assert_error(
-        &login(&env, "invalid").await,
+        &support::login(env.gateway.addr(), "invalid").await,
         401,
         "invalid_code",
         Some(40029),
     );
     assert_eq!(env.mock.calls_for("invalid"), 1);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn used_code_is_401() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     consume_at_mock(&env, "used.1").await;
     assert_error(
-        &login(&env, "used.1").await,
+        &support::login(env.gateway.addr(), "used.1").await,
         401,
         "invalid_code",
         Some(40163),
     );
     assert_eq!(env.mock.calls_for("used.1"), 2);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn blocked_is_403() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     assert_error(
-        &login(&env, "blocked").await,
+        &support::login(env.gateway.addr(), "blocked").await,
         403,
         "code_blocked",
         Some(40226),
     );
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn ratelimited_is_429_with_retry_after() {
-    let env = dev().await;
-    let r = login(&env, "ratelimited").await;
+    let env = dev::embedded().await;
+    let r = support::login(env.gateway.addr(), "ratelimited").await;
     assert_error(&r, 429, "rate_limited", Some(45011));
     let retry_after: u64 = r
         .header("Retry-After")
@@ -381,60 +342,65 @@ async fn ratelimited_is_429_with_retry_after() {
         .parse()
         .expect("Retry-After in seconds");
     assert!(retry_after >= 1, "{retry_after}");
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn busy_is_retried_once_then_502() {
-    let env = dev().await;
-    let r = login(&env, "busy").await;
+    let env = dev::embedded().await;
+    let r = support::login(env.gateway.addr(), "busy").await;
     assert_error(&r, 502, "wechat_unavailable", Some(-1));
     assert_eq!(env.mock.calls_for("busy"), 2);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn other_errcode_is_502_wechat_error() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     assert_error(
-        &login(&env, "error").await,
+        &support::login(env.gateway.addr(), "error").await,
         502,
         "wechat_error",
         Some(48001),
     );
     assert_eq!(env.mock.calls_for("error"), 1);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 /// An openid or unionid no header can carry would give a token that never
 /// works (or, worse, a header that splits): refused at login.
 #[tokio::test]
 async fn identities_that_cannot_be_header_values_are_502() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     for code in ["badid-crlf", "badid-long", "badid-union"] {
-        let r = login(&env, code).await;
+        let r = support::login(env.gateway.addr(), code).await;
         assert_error(&r, 502, "wechat_error", None);
-        assert!(r.json().get("token").is_none(), "{code}: {}", text(&r));
+        assert!(r.json().get("token").is_none(), "{code}: {}", r.text());
         assert_eq!(env.mock.calls_for(code), 1, "{code}");
     }
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn non_json_and_http_500_are_502_without_errcode() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     for code in ["notjson", "http500"] {
-        assert_error(&login(&env, code).await, 502, "wechat_error", None);
+        assert_error(
+            &support::login(env.gateway.addr(), code).await,
+            502,
+            "wechat_error",
+            None,
+        );
         assert_eq!(env.mock.calls_for(code), 1, "{code}");
     }
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn slow_wechat_is_504_within_timeout_and_not_retried() {
     let (env, _up) = custom("1s", 16384).await;
     let started = Instant::now();
-    let r = login(&env, "slow").await;
+    let r = support::login(env.gateway.addr(), "slow").await;
     let elapsed = started.elapsed();
     assert_error(&r, 504, "wechat_timeout", None);
     assert!(
@@ -442,7 +408,7 @@ async fn slow_wechat_is_504_within_timeout_and_not_retried() {
         "{elapsed:?}"
     );
     assert_eq!(env.mock.calls_for("slow"), 1);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
@@ -450,38 +416,41 @@ async fn config_file_appid_and_secret_reach_wechat() {
     // The secret has characters that must be URL-encoded in the query.
     let (env, _up) = custom("2s", 16384).await;
     let code = "dave+1/=&x";
-    let r = login(&env, code).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::login(env.gateway.addr(), code).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["openid"], MockWechat::openid_for(code));
     assert_eq!(env.mock.calls_for(code), 1);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 // --- single flight ---
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_submitted_code_makes_one_wechat_call() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let code = "erin.double";
-    let (a, b) = tokio::join!(login(&env, code), login(&env, code));
+    let (a, b) = tokio::join!(
+        support::login(env.gateway.addr(), code),
+        support::login(env.gateway.addr(), code)
+    );
     let a = assert_logged_in(&a, code);
     let b = assert_logged_in(&b, code);
     assert_eq!(a["token"], b["token"]);
     assert_eq!(a["openid"], b["openid"]);
     assert_eq!(env.mock.calls_for(code), 1);
-    let c = assert_logged_in(&login(&env, code).await, code);
+    let c = assert_logged_in(&support::login(env.gateway.addr(), code).await, code);
     assert_eq!(c["token"], a["token"]);
     assert_eq!(env.mock.calls_for(code), 1);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_logins_with_one_code_share_one_call() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let code = "frank.burst";
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let gw = addr(&env);
+        let gw = env.gateway.addr();
         tasks.spawn(async move {
             support::post(gw, "/wx/login", JSON, br#"{"code":"frank.burst"}"#, &[]).await
         });
@@ -493,14 +462,14 @@ async fn many_concurrent_logins_with_one_code_share_one_call() {
     tokens.dedup();
     assert_eq!(tokens.len(), 1, "{tokens:?}");
     assert_eq!(env.mock.calls_for(code), 1);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 // --- encryptedData ---
 
 #[tokio::test]
 async fn encrypted_data_is_decrypted_but_identity_comes_from_wechat() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let code = "grace.enc-1";
     let body = json!({
         "code": code,
@@ -514,12 +483,12 @@ async fn encrypted_data_is_decrypted_but_identity_comes_from_wechat() {
     assert_eq!(v["openid"], MockWechat::openid_for(code));
     assert_ne!(v["openid"], "attacker");
     assert_eq!(v["unionid"], MockWechat::unionid_for(code).unwrap());
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn encrypted_data_failures_are_identical() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let wrong_appid = login_json(
         &env,
         &json!({
@@ -564,12 +533,12 @@ async fn encrypted_data_failures_are_identical() {
     assert_eq!(wrong_appid.body, garbage.body);
     assert_eq!(wrong_appid.body, wrong_key.body);
     assert_eq!(wrong_appid.body, not_base64.body);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn form_encoded_encrypted_data_with_raw_plus_works() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let code = "ivan.form";
     // Find a nickname whose ciphertext has a `+` (most do).
     let data = (0..100)
@@ -582,7 +551,7 @@ async fn form_encoded_encrypted_data_with_raw_plus_works() {
         form_value_with_raw_plus(&iv_b64())
     );
     assert!(body.contains('+'));
-    let r = support::post(addr(&env), "/wx/login", FORM, body.as_bytes(), &[]).await;
+    let r = support::post(env.gateway.addr(), "/wx/login", FORM, body.as_bytes(), &[]).await;
     let v = assert_logged_in(&r, code);
     assert!(
         v["user"]["nickName"]
@@ -590,14 +559,14 @@ async fn form_encoded_encrypted_data_with_raw_plus_works() {
             .is_some_and(|n| n.starts_with('n')),
         "{v}"
     );
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 // --- rawData + signature ---
 
 #[tokio::test]
 async fn raw_data_signature_is_checked() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let raw = r#"{"nickName":"judy","avatarUrl":""}"#;
     let code = "judy.sig-1";
     let good = login_json(
@@ -635,7 +604,7 @@ async fn raw_data_signature_is_checked() {
     )
     .await;
     assert_error(&tampered, 400, "invalid_signature", None);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 // --- /wx/decrypt ---
@@ -643,14 +612,7 @@ async fn raw_data_signature_is_checked() {
 async fn decrypt(env: &DevEnv, bearer: Option<&str>, body: &Value) -> Response {
     let auth = bearer.map(|t| format!("Authorization: Bearer {t}"));
     let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
-    support::post(
-        addr(env),
-        "/wx/decrypt",
-        JSON,
-        body.to_string().as_bytes(),
-        &headers,
-    )
-    .await
+    support::post_json(env.gateway.addr(), "/wx/decrypt", body, &headers).await
 }
 
 fn decrypt_body(code: &str, nick: &str) -> Value {
@@ -659,16 +621,19 @@ fn decrypt_body(code: &str, nick: &str) -> Value {
 
 #[tokio::test]
 async fn decrypt_with_the_stored_session_key() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let code = "kim.1";
-    let tok = token(&assert_logged_in(&login(&env, code).await, code));
+    let tok = token(&assert_logged_in(
+        &support::login(env.gateway.addr(), code).await,
+        code,
+    ));
     let r = decrypt(&env, Some(&tok), &decrypt_body(code, "kim")).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["data"]["nickName"], "kim", "{v}");
     assert_eq!(v["data"]["watermark"]["appid"], DEV_APPID);
     assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
-    assert!(!text(&r).contains(&MockWechat::session_key_for(code)));
+    assert!(!r.text().contains(&MockWechat::session_key_for(code)));
     // Wrong appid in the watermark: the uniform error.
     let r = decrypt(
         &env,
@@ -681,23 +646,23 @@ async fn decrypt_with_the_stored_session_key() {
     let r = decrypt(&env, Some(&tok), &json!({ "encryptedData": "AAAA" })).await;
     assert_error(&r, 400, "invalid_request", None);
     assert_eq!(env.echo.requests(), 0);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn decrypt_requires_a_token() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let r = decrypt(&env, None, &decrypt_body("x", "n")).await;
     assert_error(&r, 401, "token_missing", None);
     let r = decrypt(&env, Some("not.a.token"), &decrypt_body("x", "n")).await;
     assert_error(&r, 401, "token_invalid", None);
     assert_eq!(env.mock.calls(), 0);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn decrypt_without_stored_session_is_409() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let (tok, _) = env
         .gateway
         .state()
@@ -710,14 +675,14 @@ async fn decrypt_without_stored_session_is_409() {
         .unwrap();
     let r = decrypt(&env, Some(&tok), &decrypt_body("x", "n")).await;
     assert_error(&r, 409, "session_expired", None);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn decrypt_uses_the_latest_session_key() {
-    let env = dev().await;
-    let first = assert_logged_in(&login(&env, "leo.1").await, "leo.1");
-    let second = assert_logged_in(&login(&env, "leo.2").await, "leo.2");
+    let env = dev::embedded().await;
+    let first = assert_logged_in(&support::login(env.gateway.addr(), "leo.1").await, "leo.1");
+    let second = assert_logged_in(&support::login(env.gateway.addr(), "leo.2").await, "leo.2");
     assert_eq!(first["openid"], second["openid"]);
     assert_ne!(
         MockWechat::session_key_for("leo.1"),
@@ -727,18 +692,18 @@ async fn decrypt_uses_the_latest_session_key() {
         let old = decrypt(&env, Some(&tok), &decrypt_body("leo.1", "old")).await;
         assert_error(&old, 400, "invalid_encrypted_data", None);
         let new = decrypt(&env, Some(&tok), &decrypt_body("leo.2", "new")).await;
-        assert_eq!(new.status, 200, "{}", text(&new));
+        assert_eq!(new.status, 200, "{}", new.text());
         assert_eq!(new.json()["data"]["nickName"], "new");
     }
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 // --- body limits and malformed requests ---
 
 #[tokio::test]
 async fn oversized_content_length_is_refused_before_the_body_arrives() {
-    let env = dev().await;
-    let mut s = TcpStream::connect(addr(&env)).await.unwrap();
+    let env = dev::embedded().await;
+    let mut s = TcpStream::connect(env.gateway.addr()).await.unwrap();
     s.write_all(
         b"POST /wx/login HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/json\r\nContent-Length: 16385\r\n\r\n{\"code\":",
     )
@@ -748,13 +713,13 @@ async fn oversized_content_length_is_refused_before_the_body_arrives() {
     let r = support::read_response(&mut s, Duration::from_secs(5)).await;
     assert_error(&r, 413, "payload_too_large", None);
     assert_eq!(env.mock.calls(), 0);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn oversized_chunked_body_is_413() {
-    let env = dev().await;
-    let mut s = TcpStream::connect(addr(&env)).await.unwrap();
+    let env = dev::embedded().await;
+    let mut s = TcpStream::connect(env.gateway.addr()).await.unwrap();
     let mut req = b"POST /wx/login HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     let chunk = format!("{{\"code\":\"big\",\"pad\":\"{}", "x".repeat(4000));
     for _ in 0..5 {
@@ -765,7 +730,7 @@ async fn oversized_chunked_body_is_413() {
     let r = support::read_response(&mut s, Duration::from_secs(5)).await;
     assert_error(&r, 413, "payload_too_large", None);
     assert_eq!(env.mock.calls(), 0);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
@@ -773,10 +738,10 @@ async fn body_of_exactly_the_limit_is_read() {
     let (env, _up) = custom("2s", 1024).await;
     let mut body = br#"{"code":"mia.fit"}"#.to_vec();
     body.resize(1024, b' ');
-    let r = support::post(addr(&env), "/wx/login", JSON, &body, &[]).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::post(env.gateway.addr(), "/wx/login", JSON, &body, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     body.push(b' ');
-    let r = support::post(addr(&env), "/wx/login", JSON, &body, &[]).await;
+    let r = support::post(env.gateway.addr(), "/wx/login", JSON, &body, &[]).await;
     assert_error(&r, 413, "payload_too_large", None);
     // Chunked, small chunks adding up past the limit.
     let mut req = b"POST /wx/login HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
@@ -786,18 +751,18 @@ async fn body_of_exactly_the_limit_is_read() {
         req.extend_from_slice(b"\r\n");
     }
     req.extend_from_slice(b"0\r\n\r\n");
-    let mut s = TcpStream::connect(addr(&env)).await.unwrap();
+    let mut s = TcpStream::connect(env.gateway.addr()).await.unwrap();
     s.write_all(&req).await.unwrap();
     let r = support::read_response(&mut s, Duration::from_secs(5)).await;
     assert_error(&r, 413, "payload_too_large", None);
     assert_eq!(env.mock.calls(), 1);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn malformed_requests_never_reach_wechat() {
-    let env = dev().await;
-    let gw = addr(&env);
+    let env = dev::embedded().await;
+    let gw = env.gateway.addr();
     let cases: Vec<(Option<&str>, Vec<u8>, u16, &str)> = vec![
         (JSON, br#"{"code":"abc""#.to_vec(), 400, "invalid_request"),
         (JSON, b"".to_vec(), 400, "invalid_request"),
@@ -850,7 +815,7 @@ async fn malformed_requests_never_reach_wechat() {
             (status, code),
             "{ct:?} {}: {}",
             String::from_utf8_lossy(&body),
-            text(&r)
+            r.text()
         );
     }
     let get = b"GET /wx/login HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n";
@@ -865,36 +830,52 @@ async fn malformed_requests_never_reach_wechat() {
     assert_error(&r, 405, "method_not_allowed", None);
     assert_eq!(r.header("Allow"), Some("POST"));
     // 128 bytes is still a code.
-    let r = login(&env, &"b".repeat(128)).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = support::login(env.gateway.addr(), &"b".repeat(128)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(env.mock.calls(), 1);
     assert_eq!(env.echo.requests(), 0);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn json_array_body_is_invalid_request() {
-    let env = dev().await;
-    let r = support::post(addr(&env), "/wx/login", JSON, br#"["array-code"]"#, &[]).await;
+    let env = dev::embedded().await;
+    let r = support::post(
+        env.gateway.addr(),
+        "/wx/login",
+        JSON,
+        br#"["array-code"]"#,
+        &[],
+    )
+    .await;
     assert_error(&r, 400, "invalid_request", None);
     assert_eq!(env.mock.calls(), 0);
-    stop(env).await;
+    dev::stop(env).await;
 }
 
 // --- login never forwards ---
 
 #[tokio::test]
 async fn login_never_reaches_the_upstream() {
-    let env = dev().await;
-    assert_logged_in(&login(&env, "nina.1").await, "nina.1");
-    assert_eq!(login(&env, "invalid").await.status, 401);
-    assert_eq!(login(&env, "error").await.status, 502);
+    let env = dev::embedded().await;
+    assert_logged_in(
+        &support::login(env.gateway.addr(), "nina.1").await,
+        "nina.1",
+    );
     assert_eq!(
-        support::post(addr(&env), "/wx/login", JSON, b"{", &[])
+        support::login(env.gateway.addr(), "invalid").await.status,
+        401
+    );
+    assert_eq!(
+        support::login(env.gateway.addr(), "error").await.status,
+        502
+    );
+    assert_eq!(
+        support::post(env.gateway.addr(), "/wx/login", JSON, b"{", &[])
             .await
             .status,
         400
     );
     assert_eq!(env.echo.requests(), 0);
-    stop(env).await;
+    dev::stop(env).await;
 }

@@ -9,26 +9,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::json;
-use support::Upstream;
+use support::{dev, Preamble, Upstream};
 use wxgate::dev::DevEnv;
 
-const JSON: Option<&str> = Some("application/json");
-
-async fn start() -> (DevEnv, Upstream, support::TempDir) {
+async fn start() -> (DevEnv, Upstream) {
     let up = Upstream::start("metrics").await;
-    let dir = support::TempDir::new("metrics");
+    let preamble = Preamble::new("metrics-test");
     let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-grace_period = "1s"
-
-[jwt]
-secret_env = "METRICS_TEST_JWT"
-issuer = "wxgate"
-audience = "metrics-test"
-
+        r#"{preamble}
 [wechat]
 appid = "wxmetricstest0001"
 secret_env = "METRICS_TEST_WECHAT"
@@ -47,19 +35,8 @@ upstreams = ["{up}"]
 "#,
         up = up.addr
     );
-    let path = dir.write("wxgate.toml", &text);
-    let env = wxgate::dev::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Some(&path),
-        &|name| match name {
-            "METRICS_TEST_JWT" => Some(support::JWT_SECRET.to_string()),
-            "METRICS_TEST_WECHAT" => Some("metrics wechat secret".to_string()),
-            _ => None,
-        },
-    )
-    .await
-    .expect("gateway starts");
-    (env, up, dir)
+    let env = dev::with_config(&text, &[("METRICS_TEST_WECHAT", "metrics wechat secret")]).await;
+    (env, up)
 }
 
 async fn scrape(addr: SocketAddr) -> String {
@@ -68,7 +45,7 @@ async fn scrape(addr: SocketAddr) -> String {
         b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert!(
         r.header("content-type")
             .unwrap_or_default()
@@ -96,29 +73,15 @@ fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &s
 
 #[tokio::test]
 async fn the_counters_move_by_exactly_the_requests_sent() {
-    let (env, up, _dir) = start().await;
+    let (env, up) = start().await;
     let gw = env.gateway.addr();
     let metrics = env.gateway.metrics_addr().expect("metrics listener");
     let before = samples(&scrape(metrics).await);
 
-    let login = support::post(
-        gw,
-        "/wx/login",
-        JSON,
-        json!({"code": "m-1"}).to_string().as_bytes(),
-        &[],
-    )
-    .await;
+    let login = support::login(gw, "m-1").await;
     assert_eq!(login.status, 200);
     let token = login.json()["token"].as_str().unwrap().to_string();
-    let bad = support::post(
-        gw,
-        "/wx/login",
-        JSON,
-        json!({"code": "invalid"}).to_string().as_bytes(),
-        &[],
-    )
-    .await;
+    let bad = support::login(gw, "invalid").await;
     assert_eq!(bad.status, 401, "{}", bad.error());
     let auth = format!("Authorization: Bearer {token}");
     let mut forged = token.clone();
@@ -126,16 +89,16 @@ async fn the_counters_move_by_exactly_the_requests_sent() {
     forged.push(if last == 'A' { 'B' } else { 'A' });
     let forged = format!("Authorization: Bearer {forged}");
     for _ in 0..5 {
-        assert_eq!(env_get(gw, "/api/x", &[&auth]).await, 200);
+        assert_eq!(support::get(gw, "/api/x", &[&auth]).await.status, 200);
     }
     for _ in 0..3 {
-        assert_eq!(env_get(gw, "/api/x", &[]).await, 401);
+        assert_eq!(support::get(gw, "/api/x", &[]).await.status, 401);
     }
     for _ in 0..2 {
-        assert_eq!(env_get(gw, "/api/x", &[&forged]).await, 401);
+        assert_eq!(support::get(gw, "/api/x", &[&forged]).await.status, 401);
     }
     for _ in 0..4 {
-        assert_eq!(env_get(gw, "/public/y", &[]).await, 200);
+        assert_eq!(support::get(gw, "/public/y", &[]).await.status, 200);
     }
 
     // Requests are counted once their response is out: poll for the last one.
@@ -273,22 +236,12 @@ async fn the_counters_move_by_exactly_the_requests_sent() {
 
     promtool_accepts(&last);
     up.stop().await;
-    env.gateway.shutdown(Duration::from_secs(1)).await;
-}
-
-async fn env_get(addr: SocketAddr, path: &str, headers: &[&str]) -> u16 {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    support::raw_request(addr, req.as_bytes()).await.status
+    dev::stop(env).await;
 }
 
 #[tokio::test]
 async fn metrics_are_never_served_on_the_public_listener() {
-    let (env, up, _dir) = start().await;
+    let (env, up) = start().await;
     let public = support::raw_request(
         env.gateway.addr(),
         b"GET /metrics HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
@@ -312,7 +265,7 @@ async fn metrics_are_never_served_on_the_public_listener() {
     .await;
     assert_eq!(post.status, 405);
     up.stop().await;
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 /// `promtool check metrics` (Debian package `prometheus`), when installed;

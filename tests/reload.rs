@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::Upstream;
+use support::{Preamble, Upstream};
 use wxgate::config::Config;
 
 const KEY_A: &str = "reload test key A, at least 32 bytes long";
@@ -29,10 +29,10 @@ fn config_text(
     routes: &[(&str, &str)],
     up: std::net::SocketAddr,
 ) -> String {
-    format!(
-        "[server]\nlisten = \"{listen}\"\ngrace_period = \"1s\"\n\n[jwt]\nsecret_env = \"{key_env}\"\naudience = \"reload-test\"\n{}",
-        support::routes_toml(routes, up)
-    )
+    let preamble = Preamble::new("reload-test")
+        .listen(listen)
+        .key_env(Some(key_env));
+    preamble.to_string() + &support::routes_toml(routes, up)
 }
 
 async fn get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> u16 {

@@ -16,60 +16,28 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use support::redis::RedisServer;
-use support::{Response, Upstream};
-use wxgate::config::Config;
+use support::{dev, Preamble, Response, Upstream};
 use wxgate::dev::example_hook::Mode;
 use wxgate::dev::mock_wechat::MockWechat;
-use wxgate::dev::DevEnv;
 use wxgate::server::{Deps, Running};
 
 const INTERNAL_SECRET: &str = "internal-secret-0123456789";
 
-async fn dev() -> DevEnv {
-    wxgate::dev::start("127.0.0.1:0".parse().unwrap(), None, &|_| None)
-        .await
-        .expect("dev environment starts")
-}
-
-fn text(r: &Response) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
-
-async fn login(gw: SocketAddr, code: &str) -> String {
-    let r = support::post(
-        gw,
-        "/wx/login",
-        Some("application/json"),
-        json!({ "code": code }).to_string().as_bytes(),
-        &[],
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", text(&r));
-    r.json()["token"].as_str().unwrap().to_string()
-}
-
 async fn phone(gw: SocketAddr, token: &str, code: &str) -> Response {
     let auth = format!("Authorization: Bearer {token}");
-    support::post(
-        gw,
-        "/wx/phone",
-        Some("application/json"),
-        json!({ "code": code }).to_string().as_bytes(),
-        &[&auth],
-    )
-    .await
+    support::post_json(gw, "/wx/phone", &json!({ "code": code }), &[&auth]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_phone_number_reaches_the_mini_program_and_the_backend() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let gw = env.gateway.addr();
-    let token = login(gw, "pat.1").await;
+    let token = support::login(gw, "pat.1").await.token();
     let openid = MockWechat::openid_for("pat.1");
     let number = MockWechat::phone_for(&openid);
 
     let r = phone(gw, &token, "p-1").await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.json(),
         json!({ "phoneNumber": number, "purePhoneNumber": number, "countryCode": "86" })
@@ -97,47 +65,47 @@ async fn the_phone_number_reaches_the_mini_program_and_the_backend() {
     assert_eq!((r.status, r.error()), (401, "token_missing".into()));
     // One access token served every call.
     assert_eq!(env.mock.token_calls(), (1, 0));
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_access_token_is_replaced_and_the_call_made_again() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let gw = env.gateway.addr();
-    let token = login(gw, "quinn.1").await;
+    let token = support::login(gw, "quinn.1").await.token();
     assert_eq!(phone(gw, &token, "q-1").await.status, 200);
     // Someone else forced a refresh: WeChat answers 40001 to wxgate's token.
     env.mock.rotate_token_elsewhere();
     let r = phone(gw, &token, "q-2").await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(env.mock.token_calls(), (2, 1), "one forced refresh");
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_number_the_hook_missed_is_kept_for_a_retry() {
-    let env = dev().await;
+    let env = dev::embedded().await;
     let gw = env.gateway.addr();
-    let token = login(gw, "rae.1").await;
+    let token = support::login(gw, "rae.1").await.token();
     env.hook.set_mode(Mode::Down);
     let r = phone(gw, &token, "r-1").await;
     assert_eq!((r.status, r.error()), (502, "hook_unavailable".into()));
     env.hook.set_mode(Mode::Normal);
     let r = phone(gw, &token, "r-1").await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         env.hook.phones().len(),
         2,
         "told twice, the second time answered"
     );
     // Another user cannot pick up the kept number with the same code.
-    let other = login(gw, "sam.1").await;
+    let other = support::login(gw, "sam.1").await.token();
     env.hook.set_mode(Mode::Down);
     let _ = phone(gw, &token, "r-2").await;
     env.hook.set_mode(Mode::Normal);
     let r = phone(gw, &other, "r-2").await;
     assert_eq!((r.status, r.error()), (400, "invalid_phone_code".into()));
-    env.gateway.shutdown(Duration::from_secs(1)).await;
+    dev::stop(env).await;
 }
 
 /// Three gateways on one Redis, each with a metrics listener serving the access token.
@@ -160,16 +128,9 @@ impl Cluster {
         let redis = RedisServer::start();
         let mut gateways = Vec::new();
         for _ in 0..3 {
+            let preamble = Preamble::new("token-test");
             let text = format!(
-                r#"
-[server]
-listen = "127.0.0.1:0"
-grace_period = "1s"
-
-[jwt]
-secret_env = "J"
-audience = "token-test"
-
+                r#"{preamble}
 [wechat]
 appid = "wxtokentest000001"
 secret_env = "W"
@@ -191,14 +152,14 @@ upstreams = ["{}"]
                 upstream.addr
             );
             let url = redis.url();
-            let config = Config::parse(&text, "tokens.toml", &|n| match n {
-                "J" => Some(support::JWT_SECRET.to_string()),
-                "W" => Some("token test secret".to_string()),
-                "R" => Some(url.clone()),
-                "S" => Some(INTERNAL_SECRET.to_string()),
-                _ => None,
-            })
-            .unwrap();
+            let config = support::config_with(
+                &text,
+                &[
+                    ("W", "token test secret"),
+                    ("R", &url),
+                    ("S", INTERNAL_SECRET),
+                ],
+            );
             let deps = Deps::with_store(wxgate::store::build(&config.store).unwrap());
             gateways.push(wxgate::server::start_with(&config, deps).await.unwrap());
         }
@@ -248,7 +209,7 @@ async fn burst(cluster: &Cluster, per_instance: usize) -> Vec<String> {
     let mut tokens = Vec::new();
     for t in tasks {
         let r = t.await.unwrap();
-        assert_eq!(r.status, 200, "{}", text(&r));
+        assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.header("cache-control"), Some("no-store"));
         tokens.push(r.json()["access_token"].as_str().unwrap().to_string());
     }
@@ -269,12 +230,12 @@ async fn three_instances_make_one_stable_token_call() {
     for secret in ["", "wrong-secret-0123456789"] {
         let r = get_token(cluster.internal(1), secret).await;
         assert_eq!(r.status, 401, "{secret:?}");
-        assert!(!text(&r).contains(&tokens[0]));
+        assert!(!r.text().contains(&tokens[0]));
     }
     // Never on the public listener.
     let r = get_token(cluster.gateways[2].addr(), INTERNAL_SECRET).await;
     assert_ne!(r.status, 200);
-    assert!(!text(&r).contains(&tokens[0]));
+    assert!(!r.text().contains(&tokens[0]));
     assert_eq!(cluster.mock.token_calls(), (1, 0));
     cluster.stop().await;
 }
@@ -303,7 +264,7 @@ async fn a_token_a_backend_reports_refused_is_replaced_for_every_instance() {
     // A backend got 40001 with it and says so to instance 0.
     let target = format!("/internal/wechat/access_token?refused={first}");
     let r = get_token_at(cluster.internal(0), INTERNAL_SECRET, &target).await;
-    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", r.text());
     let second = r.json()["access_token"].as_str().unwrap().to_string();
     assert_ne!(second, first);
     assert_eq!(cluster.mock.token_calls(), (2, 1), "one forced refresh");

@@ -1,16 +1,19 @@
 //! Test harness: the real gateway in-process on `127.0.0.1:0`, echo upstreams,
 //! a raw HTTP/1.1 client that sends exactly the bytes a test writes, and a
-//! real `redis-server` per test ([`redis::RedisServer`]).
+//! real `redis-server` per test ([`redis::RedisServer`]), and the dev
+//! environment of `wxgate dev` ([`dev`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dev;
 pub mod redis;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -62,10 +65,101 @@ pub async fn dead_addr() -> SocketAddr {
 
 /// Parse a config written for a test; `WXGATE_JWT_SECRET` resolves to [`JWT_SECRET`].
 pub fn config(toml: &str) -> Config {
-    Config::parse(toml, "test.toml", &|name| {
-        (name == "WXGATE_JWT_SECRET").then(|| JWT_SECRET.to_string())
-    })
-    .unwrap_or_else(|e| panic!("test config: {e}"))
+    config_with(toml, &[])
+}
+
+/// [`config`] with more variables: each `(name, value)` of `extra`.
+pub fn config_with(toml: &str, extra: &[(&str, &str)]) -> Config {
+    Config::parse(toml, "test.toml", &vars(extra)).unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
+/// The environment a test config is read with: `WXGATE_JWT_SECRET` is
+/// [`JWT_SECRET`], and each `(name, value)` of `extra` is set; nothing else is.
+pub fn vars<'a>(extra: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        if name == "WXGATE_JWT_SECRET" {
+            return Some(JWT_SECRET.to_string());
+        }
+        extra
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+/// The `[server]` and `[jwt]` sections a test config starts with: the plain
+/// listener on `127.0.0.1:0` with a 1 s grace period, and tokens for one
+/// audience signed with the key in `WXGATE_JWT_SECRET` (which [`config`] and
+/// [`dev::with_config`] resolve to [`JWT_SECRET`]). Each setter changes one part;
+/// the sections are the value's `Display`.
+#[derive(Debug, Clone, Copy)]
+pub struct Preamble<'a> {
+    audience: &'a str,
+    listen: &'a str,
+    server: &'a str,
+    key_env: Option<&'a str>,
+    jwt: &'a str,
+}
+
+impl<'a> Preamble<'a> {
+    /// Tokens for `audience`, everything else as described above.
+    pub fn new(audience: &'a str) -> Self {
+        Self {
+            audience,
+            listen: "127.0.0.1:0",
+            server: "",
+            key_env: Some("WXGATE_JWT_SECRET"),
+            jwt: "",
+        }
+    }
+
+    /// The plain listener on `listen`.
+    pub fn listen(self, listen: &'a str) -> Self {
+        Self { listen, ..self }
+    }
+
+    /// More `[server]` lines.
+    pub fn server(self, lines: &'a str) -> Self {
+        Self {
+            server: lines,
+            ..self
+        }
+    }
+
+    /// The HMAC key from the variable `name`; `None`: the [`Self::jwt`]
+    /// lines name the key(s).
+    pub fn key_env(self, name: Option<&'a str>) -> Self {
+        Self {
+            key_env: name,
+            ..self
+        }
+    }
+
+    /// More `[jwt]` lines, after `audience` (so they may end with a table
+    /// such as `[[jwt.previous_keys]]`).
+    pub fn jwt(self, lines: &'a str) -> Self {
+        Self { jwt: lines, ..self }
+    }
+}
+
+impl fmt::Display for Preamble<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            audience,
+            listen,
+            server,
+            key_env,
+            jwt,
+        } = self;
+        write!(
+            f,
+            "\n[server]\nlisten = \"{listen}\"\ngrace_period = \"1s\"\n{server}\n\n[jwt]\n"
+        )?;
+        if let Some(name) = key_env {
+            writeln!(f, "secret_env = \"{name}\"")?;
+        }
+        writeln!(f, "audience = \"{audience}\"\n{jwt}")
+    }
 }
 
 /// The `[server]` and `[jwt]` sections most tests share.
@@ -75,18 +169,7 @@ pub fn base_config() -> String {
 
 /// [`base_config`] with the plain listener on `listen`.
 pub fn base_config_on(listen: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "{listen}"
-grace_period = "1s"
-
-[jwt]
-secret_env = "WXGATE_JWT_SECRET"
-issuer = "wxgate"
-audience = "test-app"
-"#
-    )
+    Preamble::new("test-app").listen(listen).to_string()
 }
 
 /// A gateway with a public `/public/` route, an optional `/opt/` route and a
@@ -175,36 +258,29 @@ impl Gateway {
 
     /// A token for `openid` signed with the gateway's key.
     pub fn token(&self, openid: &str, unionid: Option<&str>, appid: Option<&str>) -> String {
-        let new = NewToken {
-            family: None,
+        self.issue(&NewToken {
             openid,
             unionid,
             appid,
-            ttl: None,
-            user: None,
-        };
-        self.running()
-            .state()
-            .tokens()
-            .issue(&new)
-            .expect("issue token")
-            .0
+            ..Default::default()
+        })
     }
 
     /// [`Gateway::token`] for `openid` alone, valid for `ttl`.
     pub fn token_for(&self, openid: &str, ttl: Duration) -> String {
-        let new = NewToken {
-            family: None,
+        self.issue(&NewToken {
             openid,
-            unionid: None,
-            appid: None,
             ttl: Some(ttl),
-            user: None,
-        };
+            ..Default::default()
+        })
+    }
+
+    /// The token `new` describes, signed with the gateway's key.
+    pub fn issue(&self, new: &NewToken) -> String {
         self.running()
             .state()
             .tokens()
-            .issue(&new)
+            .issue(new)
             .expect("issue token")
             .0
     }
@@ -220,23 +296,14 @@ impl Gateway {
         raw_request(self.addr, request).await
     }
 
-    /// `GET path` with extra header lines (each "Name: value").
+    /// [`get`] from this gateway.
     pub async fn get(&self, path: &str, headers: &[&str]) -> Response {
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n");
-        for h in headers {
-            req.push_str(h);
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
-        self.raw(req.as_bytes()).await
+        get(self.addr, path, headers).await
     }
 
-    /// `GET path` with a Bearer token.
+    /// [`get_auth`] from this gateway.
     pub async fn get_auth(&self, path: &str, token: &str, headers: &[&str]) -> Response {
-        let auth = format!("Authorization: Bearer {token}");
-        let mut all = vec![auth.as_str()];
-        all.extend_from_slice(headers);
-        self.get(path, &all).await
+        get_auth(self.addr, path, token, headers).await
     }
 }
 
@@ -263,6 +330,18 @@ impl Response {
                 String::from_utf8_lossy(&self.body)
             )
         })
+    }
+
+    /// The body as text, for assertion messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `token` of a successful login or refresh; anything but a 200
+    /// fails the test, showing the body.
+    pub fn token(&self) -> String {
+        assert_eq!(self.status, 200, "{}", self.text());
+        self.json()["token"].as_str().expect("token").to_string()
     }
 
     /// The `error` code of a wxgate error body.
@@ -420,6 +499,54 @@ pub async fn post(
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(body);
     raw_request(addr, &bytes).await
+}
+
+/// `POST path` with `body` as JSON and these header lines.
+pub async fn post_json(addr: SocketAddr, path: &str, body: &Value, headers: &[&str]) -> Response {
+    let body = body.to_string();
+    post(
+        addr,
+        path,
+        Some("application/json"),
+        body.as_bytes(),
+        headers,
+    )
+    .await
+}
+
+/// `POST /wx/login` with `{"code": code}`.
+pub async fn login(addr: SocketAddr, code: &str) -> Response {
+    login_with(addr, code, &[]).await
+}
+
+/// [`login`] with these header lines.
+pub async fn login_with(addr: SocketAddr, code: &str, headers: &[&str]) -> Response {
+    post_json(addr, "/wx/login", &json!({ "code": code }), headers).await
+}
+
+/// `POST /wx/refresh` with `{"refresh_token": refresh_token}`.
+pub async fn refresh(addr: SocketAddr, refresh_token: &str) -> Response {
+    let body = json!({ "refresh_token": refresh_token });
+    post_json(addr, "/wx/refresh", &body, &[]).await
+}
+
+/// `GET path` with `Connection: close` and these header lines (each "Name: value").
+pub async fn get(addr: SocketAddr, path: &str, headers: &[&str]) -> Response {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    raw_request(addr, req.as_bytes()).await
+}
+
+/// [`get`] with a Bearer token (its header first).
+pub async fn get_auth(addr: SocketAddr, path: &str, token: &str, headers: &[&str]) -> Response {
+    let auth = format!("Authorization: Bearer {token}");
+    let mut all = vec![auth.as_str()];
+    all.extend_from_slice(headers);
+    get(addr, path, &all).await
 }
 
 /// Read one response from `stream` within `limit`, without needing the
