@@ -2,7 +2,9 @@
 //! a raw HTTP/1.1 client that sends exactly the bytes a test writes, and a
 //! real `redis-server` per test ([`redis::RedisServer`]), and the dev
 //! environment of `wxgate dev` ([`dev`]).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+// Each test file compiles this module into a crate of its own: nothing here is
+// an API, and not every file uses every helper.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod dev;
 pub mod redis;
