@@ -14,7 +14,10 @@ use crate::sessions::Sessions;
 use crate::token::{Identity, TokenError};
 
 /// The identity behind a request that must carry a valid, unrevoked token.
-pub(crate) async fn authenticate(sessions: &Sessions, headers: &HeaderMap) -> Result<Identity, ApiError> {
+pub(crate) async fn authenticate(
+    sessions: &Sessions,
+    headers: &HeaderMap,
+) -> Result<Identity, ApiError> {
     let authorization = headers
         .get_all(header::AUTHORIZATION)
         .iter()

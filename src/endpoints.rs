@@ -15,7 +15,6 @@ pub(crate) mod logout;
 pub(crate) mod phone;
 pub(crate) mod refresh;
 
-
 use std::net::IpAddr;
 
 use bytes::Bytes;

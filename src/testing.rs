@@ -22,13 +22,13 @@ use crate::wechat::reply::{AccessToken, Code2Session, PhoneNumber, WechatError};
 use crate::wechat::WechatApi;
 
 /// The appid of every test config.
-pub const APPID: &str = "wxtestapp0000001";
+pub(crate) const APPID: &str = "wxtestapp0000001";
 /// The JWT key of every test config.
-pub const JWT_SECRET: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const JWT_SECRET: &str = "0123456789abcdef0123456789abcdef";
 
 /// A config with `[jwt]` (key [`JWT_SECRET`]), the `extra` sections and one
 /// route per `(prefix, auth)` to a port nothing listens on.
-pub fn config(extra: &str, routes: &[(&str, &str)]) -> Config {
+pub(crate) fn config(extra: &str, routes: &[(&str, &str)]) -> Config {
     let mut text = format!("[jwt]\nsecret_env = \"JWT\"\naudience = \"test-app\"\n{extra}\n");
     for (prefix, auth) in routes {
         text.push_str(&format!(
@@ -48,7 +48,7 @@ pub fn config(extra: &str, routes: &[(&str, &str)]) -> Config {
 /// token but the current one, 40029 to the code `invalid`, and a number
 /// derived from the code otherwise.
 #[derive(Default)]
-pub struct FakeWechat {
+pub(crate) struct FakeWechat {
     calls: Mutex<HashMap<String, usize>>,
     tokens: Mutex<FakeTokens>,
 }
@@ -63,7 +63,7 @@ struct FakeTokens {
 
 impl FakeWechat {
     /// The `session_key` WeChat gives for `code` (base64 of 16 bytes).
-    pub fn session_key(code: &str) -> String {
+    pub(crate) fn session_key(code: &str) -> String {
         let mut key = [b'k'; 16];
         for (k, b) in key.iter_mut().zip(code.bytes()) {
             *k = b;
@@ -72,7 +72,7 @@ impl FakeWechat {
     }
 
     /// How many times `code` reached WeChat.
-    pub fn calls(&self, code: &str) -> usize {
+    pub(crate) fn calls(&self, code: &str) -> usize {
         self.calls
             .lock()
             .unwrap()
@@ -82,18 +82,18 @@ impl FakeWechat {
     }
 
     /// `stable_token` calls so far, and how many of them forced a refresh.
-    pub fn token_calls(&self) -> (usize, usize) {
+    pub(crate) fn token_calls(&self) -> (usize, usize) {
         let t = self.tokens.lock().unwrap();
         (t.issued, t.forced)
     }
 
     /// Lifetime of the tokens handed out from now on.
-    pub fn set_expires_in(&self, secs: u64) {
+    pub(crate) fn set_expires_in(&self, secs: u64) {
         self.tokens.lock().unwrap().expires_in = Some(secs);
     }
 
     /// Someone else forces a refresh: the token wxgate holds stops working.
-    pub fn rotate_elsewhere(&self) {
+    pub(crate) fn rotate_elsewhere(&self) {
         let mut t = self.tokens.lock().unwrap();
         t.current = Some(format!("AT-elsewhere-{}", t.issued));
     }
@@ -177,7 +177,7 @@ impl WechatApi for FakeWechat {
 
 /// A login service, its sessions, store and clock, as configured by the
 /// `[login]` lines in `login` (and `on_error` for the sessions).
-pub struct LoginHarness {
+pub(crate) struct LoginHarness {
     pub wechat: Arc<FakeWechat>,
     pub service: Arc<LoginService>,
     pub sessions: Arc<Sessions>,
@@ -186,11 +186,11 @@ pub struct LoginHarness {
 }
 
 impl LoginHarness {
-    pub fn new(login: &str) -> Self {
+    pub(crate) fn new(login: &str) -> Self {
         Self::with_store(login, Arc::new(MemoryStore::default()))
     }
 
-    pub fn with_store(login: &str, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn with_store(login: &str, store: Arc<dyn Store>) -> Self {
         let wechat_and_login =
             format!("[wechat]\nappid = \"{APPID}\"\nsecret_env = \"WECHAT\"\n\n[login]\n{login}\n");
         let config = config(&wechat_and_login, &[("/", "required")]);
@@ -223,7 +223,7 @@ impl LoginHarness {
 
 /// The settings of every property test: a few hundred cases each, so the
 /// whole set runs in seconds in CI, and no failure files written.
-pub fn proptest_config() -> proptest::test_runner::Config {
+pub(crate) fn proptest_config() -> proptest::test_runner::Config {
     proptest::test_runner::Config {
         cases: 256,
         failure_persistence: None,

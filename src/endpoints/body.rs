@@ -47,7 +47,9 @@ impl Body {
     }
 
     /// Decode into `T`; an empty (or all-blank) body is `T::default()`.
-    pub(crate) fn parse_or_default<T: for<'de> Deserialize<'de> + Default>(&self) -> Result<T, ApiError> {
+    pub(crate) fn parse_or_default<T: for<'de> Deserialize<'de> + Default>(
+        &self,
+    ) -> Result<T, ApiError> {
         if self.bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(T::default());
         }

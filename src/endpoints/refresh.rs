@@ -14,7 +14,10 @@ pub(crate) struct RefreshRequest {
 }
 
 /// Rotate the presented refresh token (see [`Sessions::refresh`]).
-pub(crate) async fn handle(sessions: &Sessions, req: RefreshRequest) -> Result<TokenResponse, ApiError> {
+pub(crate) async fn handle(
+    sessions: &Sessions,
+    req: RefreshRequest,
+) -> Result<TokenResponse, ApiError> {
     let token = req
         .refresh_token
         .ok_or(ApiError::InvalidRequest("`refresh_token` is required"))?;

@@ -278,7 +278,7 @@ impl Gateway {
     }
 
     /// The token `new` describes, signed with the gateway's key.
-    pub fn issue(&self, new: &NewToken) -> String {
+    pub fn issue(&self, new: &NewToken<'_>) -> String {
         self.running()
             .state()
             .tokens()
