@@ -8,43 +8,56 @@
 //! # The request pipeline
 //!
 //! ```text
-//! server (admission, read deadlines) ─▶ proxy::early_request_filter (keep-alive, pipelining)
-//!        ─▶ proxy::request_filter
+//! server (admission) ─▶ conn (read deadlines, write buffer)
+//!        ─▶ proxy::early_request_filter   keep-alive, pipelining; the client (IP, trusted peer), once
+//!        ─▶ proxy::request_filter ─▶ proxy::decide
 //!             route::canonicalize ─▶ route::Endpoints::find ──▶ endpoints::answer
 //!             │                                                   method, auth::authenticate,
 //!             │                                                   endpoints::body, one file per
 //!             │                                                   endpoint ─▶ login / sessions
-//!             route::RouteTable::route ─▶ auth::authenticate_for (token + revocation)
-//!        ─▶ proxy::upstream_peer          upstream (round-robin, health checks)
+//!             route::RouteTable::route ─▶ Arc<Route>, kept in the request context
+//!        ─▶ proxy::admit                  auth::authenticate_for (token + revocation), Route::admits
+//!        ─▶ proxy::upstream_peer          the route's upstream group (round-robin, health checks)
 //!        ─▶ proxy::upstream_request_filter  headers::sanitize ─▶ headers::inject
 //!        ─▶ upstream; failures: proxy::fail_to_proxy ─▶ error::ApiError ─▶ respond
+//!        ─▶ a 101 on a route that closes sockets with their token: conn::token_watch
 //! ```
 //!
 //! # Where things live
 //!
+//! Each config section lives with the module that owns it (`[jwt]` in
+//! [`token`], `[store]` in [`store`], `[login]` in `login`, `[login.hook]` in
+//! [`hook`], `[wechat]` in [`wechat`], `[[routes]]` in [`route`], connection
+//! limits in `conn`); [`config`] reads the file and assembles them, and no
+//! domain module imports it. No file imports another that imports it back
+//! (`tests/layout.rs`).
+//!
 //! | module | what it knows |
 //! |---|---|
-//! | [`server`] | listeners, TLS, connections: caps ([`server::admission`]), read deadlines ([`server::deadline`]), reload, graceful shutdown |
+//! | [`server`] | listeners, TLS, connection caps ([`server::admission`]), the internal listener (metrics, access token), reload, graceful shutdown |
+//! | `conn` | a client connection below the pipeline: read deadlines, write buffer, token watch, WebSocket frames |
 //! | [`state`] | [`state::GatewayState`]: everything a request reads, built once; [`state::Deps`] |
-//! | [`proxy`] | the Pingora `ProxyHttp` glue: the pipeline above, nothing else |
-//! | [`route`] | canonical paths, the gateway's own endpoint paths, routes and auth modes |
-//! | [`auth`] | the one Bearer + revocation check |
-//! | [`headers`] | header hygiene, identity header names and injection, client IP |
-//! | [`endpoints`] | `/healthz`, `/readyz`, `/wx/*`: body decoding, typed requests and responses |
-//! | [`login`] | `jscode2session` once per code ([`login::flight`]), rate limits ([`login::limits`]) |
+//! | `proxy` | the Pingora `ProxyHttp` glue: the pipeline above; its decisions in `proxy::decide` |
+//! | [`route`] | canonical paths, the gateway's own endpoint paths, the route table: each route one [`route::Route`] |
+//! | `auth` | the one Bearer + revocation check |
+//! | `headers` | header hygiene, identity header names and injection, the client IP |
+//! | `endpoints` | `/healthz`, `/readyz`, `/wx/*`: body decoding, typed requests and responses |
+//! | `login` | `jscode2session` once per code, rate limits, phone numbers |
 //! | [`hook`] | the backend's login hook: signed calls, its answer as the token's `uid`, `roles`, `ext` |
-//! | [`sessions`] | token pairs, refresh rotation, logout, revocation checks |
-//! | [`token`] | JWT claims, issue and verify |
-//! | [`store`] | the state store interface; memory and Redis |
-//! | [`wechat`] | the WeChat API ([`wechat::WechatApi`]) and WXBizDataCrypt |
-//! | [`seal`] | sealing a login outcome under a key derived from its code |
-//! | [`config`] | schema → resolve → validate → model |
+//! | `sessions` | token pairs, refresh rotation, logout, revocation checks |
+//! | [`token`] | JWT claims, keys, issue and verify |
+//! | [`store`] | the state store interface and records; memory and Redis |
+//! | [`wechat`] | WeChat's API: what it answers ([`wechat::reply`]), the calls ([`wechat::client`]), the shared access token, WXBizDataCrypt |
+//! | `outbound` | the HTTP clients of the calls wxgate makes (WeChat, the hook) |
+//! | `seal` | sealing a login outcome under a key derived from its code |
+//! | [`config`] | schema → resolve → validate → model, assembled from the owners' sections |
 //! | [`error`] | [`error::ApiError`]: every refusal, its status and stable code |
-//! | [`respond`] | writing JSON responses and errors |
-//! | [`metrics`] | Prometheus series (one registry, kept across reloads), the metered store |
-//! | [`access`] | request ids, the access log's user hash and path |
-//! | [`http1`] | the small HTTP/1 server of the metrics listener and the dev servers |
-//! | [`upstream`], [`clock`], [`secret`], [`dev`] | upstream groups, time, masked secrets, `wxgate dev` |
+//! | `respond` | writing JSON responses and errors |
+//! | `metrics` | Prometheus series (one registry, kept across reloads), the metered store |
+//! | `access` | request ids, the access log's user hash and path |
+//! | `http1` | the small HTTP/1 server of the internal listener and the dev servers |
+//! | [`clock`] | the wall clock (read nowhere else) and random ids |
+//! | [`upstream`], [`secret`], [`keygen`], [`dev`] | upstream groups, masked secrets, `wxgate keygen`, `wxgate dev` |
 
 #![forbid(unsafe_code)]
 

@@ -1,5 +1,5 @@
-//! Where a request goes: its canonical path ([`path`]), the gateway's own
-//! endpoints ([`endpoints`]), and the route table ([`table`]): each route one
+//! Where a request goes: its canonical path (`path`), the gateway's own
+//! endpoints (`endpoints`), and the route table (`table`): each route one
 //! [`Route`] value with its auth mode, roles, apps and upstream group.
 //!
 //! Routing and forwarding must agree on what the path *is*: if wxgate routed

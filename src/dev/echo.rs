@@ -40,7 +40,7 @@ impl EchoUpstream {
         }
     }
 
-    /// Serve on an already-bound listener; see [`serve_http1`] for lifetime.
+    /// Serve on an already-bound listener; see `http1::serve_http1` for lifetime.
     pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
         serve_http1(listener, move |req| {
             let this = self.clone();

@@ -35,7 +35,7 @@
 //! 404, any other method on the path a 405.
 //!
 //! It also serves `POST /cgi-bin/stable_token` and
-//! `POST /wxa/business/getuserphonenumber` ([`token_api`]): one current
+//! `POST /wxa/business/getuserphonenumber` (`token_api`): one current
 //! access token, as WeChat's normal mode returns it, and phone numbers for
 //! `getPhoneNumber` codes, with magic codes for the failures.
 
