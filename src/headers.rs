@@ -46,13 +46,28 @@ const SET_BY_WXGATE: [HeaderName; 5] = [
 
 /// `[headers] strip` by default: headers that name the client's address or
 /// rewrite the URL for the backend, which a client could forge.
-pub(crate) const DEFAULT_STRIP: [&str; 5] = [
+pub(crate) const DEFAULT_STRIP: [&str; 6] = [
     "True-Client-IP",
     "X-Client-IP",
     "CF-Connecting-IP",
     "X-Original-URL",
     "X-Rewrite-URL",
+    "X-Original-Forwarded-For",
 ];
+
+/// Header namespaces wxgate owns: every client header in them is removed.
+/// `X-WX-` is also WeChat Cloud Run's (`X-WX-OPENID`, `X-WX-UNIONID`,
+/// `X-WX-SOURCE`, ...), which a backend written for Cloud Run trusts as ours
+/// trusts `X-OpenID`; `X-WXGate-` is the gateway's own.
+const OWNED_PREFIXES: [&[u8]; 2] = [b"x-wx-", b"x-wxgate-"];
+
+/// Whether a (lower-case) header name lies in a namespace wxgate owns, in
+/// any spelling with `_` or `-`.
+fn in_owned_namespace(name: &[u8]) -> bool {
+    OWNED_PREFIXES
+        .iter()
+        .any(|p| name.get(..p.len()).is_some_and(|head| same_name(head, p)))
+}
 
 /// Hop-by-hop headers, always removed (`Upgrade` survives a real WebSocket upgrade).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -204,14 +219,16 @@ impl HeaderPolicy {
     }
 
     /// A client header that could pass for one wxgate sets (an identity
-    /// header, `X-Forwarded-*`, `X-Real-IP`, `Forwarded`) or one of
-    /// `[headers] strip`, in any spelling with `_` or `-` (CGI/WSGI backends
+    /// header, `X-Forwarded-*`, `X-Real-IP`, `Forwarded`, anything in the
+    /// `X-WX-` and `X-WXGate-` namespaces) or one of `[headers] strip`, in any spelling with `_` or `-` (CGI/WSGI backends
     /// read `X_OpenID` and `X-OpenID` as the same variable).
     fn is_look_alike(&self, name: &HeaderName) -> bool {
         let n = name.as_str().as_bytes();
-        self.spoofable
-            .iter()
-            .any(|h| same_name(n, h.as_str().as_bytes()))
+        in_owned_namespace(n)
+            || self
+                .spoofable
+                .iter()
+                .any(|h| same_name(n, h.as_str().as_bytes()))
     }
 
     /// Remove spoofable and hop-by-hop headers and set `X-Forwarded-*`.

@@ -168,16 +168,7 @@ impl Sessions {
         };
         let record = match self.store.take_refresh(&hash, self.refresh_ttl).await? {
             RefreshTake::Unknown => return Err(ApiError::RefreshTokenInvalid),
-            RefreshTake::Reused(record) => {
-                tracing::warn!(
-                    family = %short(&record.family),
-                    "a used refresh token was presented again: revoking its family"
-                );
-                self.store
-                    .revoke_family(&record.family, self.family_revocation_ttl())
-                    .await?;
-                return Err(ApiError::RefreshTokenReused);
-            }
+            RefreshTake::Reused(record) => return Err(self.reused(&record).await),
             RefreshTake::Fresh(record) => record,
         };
         self.check_live(&record).await?;
@@ -200,6 +191,23 @@ impl Sessions {
         Ok(grant)
     }
 
+    /// A spent refresh token was presented again: its family is revoked
+    /// (every token of the session), and the answer is `refresh_token_reused`.
+    async fn reused(&self, record: &RefreshRecord) -> ApiError {
+        tracing::warn!(
+            family = %short(&record.family),
+            "a used refresh token was presented again: revoking its family"
+        );
+        match self
+            .store
+            .revoke_family(&record.family, self.family_revocation_ttl())
+            .await
+        {
+            Ok(()) => ApiError::RefreshTokenReused,
+            Err(e) => e.into(),
+        }
+    }
+
     /// A refresh token's record that has not expired and whose session was
     /// not revoked.
     async fn check_live(&self, record: &RefreshRecord) -> Result<(), ApiError> {
@@ -219,14 +227,16 @@ impl Sessions {
     }
 
     /// What the hook says on a refresh of the token stored under `hash`
-    /// (looked at, not taken). A refusal ends the session: the family is
-    /// revoked, its access token with it.
+    /// (looked at, not taken). A spent token is reuse, decided before the
+    /// hook hears of it (the backend never sees a replay as a refresh, and a
+    /// hook that is down cannot spare the family). A refusal ends the
+    /// session: the family is revoked, its access token with it.
     async fn ask_hook(&self, hook: &LoginHook, hash: &str) -> Result<UserClaims, ApiError> {
-        let record = self
-            .store
-            .get_refresh(hash)
-            .await?
-            .ok_or(ApiError::RefreshTokenInvalid)?;
+        let record = match self.store.get_refresh(hash).await? {
+            RefreshTake::Unknown => return Err(ApiError::RefreshTokenInvalid),
+            RefreshTake::Reused(record) => return Err(self.reused(&record).await),
+            RefreshTake::Fresh(record) => record,
+        };
         self.check_live(&record).await?;
         let call = Call {
             event: Event::Refresh,

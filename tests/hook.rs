@@ -215,6 +215,30 @@ async fn refresh_asks_the_hook_when_on_refresh_is_set() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_refresh_token_is_reuse_before_the_hook_is_asked() {
+    let (env, hook, _up) = custom("on_refresh = true").await;
+    let addr = env.gateway.addr();
+    let first = support::login(addr, "gus.1").await;
+    let spent = first.json()["refresh_token"].as_str().unwrap().to_string();
+    let rotated = support::refresh(addr, &spent).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let access = rotated.token();
+    assert_eq!(hook.calls_for("refresh"), 1);
+
+    // A replay of the spent token, while the backend is down: reuse all the
+    // same (the session ends), and the backend never hears of it.
+    hook.set_mode(Mode::Down);
+    let replay = support::refresh(addr, &spent).await;
+    assert_eq!(replay.status, 401, "{}", replay.text());
+    assert_eq!(replay.error(), "refresh_token_reused");
+    assert_eq!(hook.calls_for("refresh"), 1);
+    let r = support::get_auth(addr, "/api/x", &access, &[]).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.error(), "token_revoked");
+    dev::stop(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_on_refresh_a_refresh_keeps_the_logins_answer() {
     let (env, hook, _up) = custom("").await;
     let first = support::login(env.gateway.addr(), "admin.7").await;

@@ -462,6 +462,38 @@ async fn path_parameters_are_allowed_where_configured() {
 /// Client-IP and URL-rewrite headers are the client's word: stripped, and
 /// `X-Real-IP` is the address wxgate believes.
 #[tokio::test]
+async fn cloud_run_and_gateway_namespaces_never_arrive_from_clients() {
+    // WeChat Cloud Run's identity headers (a backend written for Cloud Run
+    // trusts X-WX-OPENID as ours trusts X-OpenID) and wxgate's own namespace.
+    let (_up, gw) = setup().await;
+    let token = gw.token("o-real", None, Some("wxappid"));
+    let spoofs = [
+        "X-WX-OPENID: evil-1",
+        "x_wx_unionid: evil-2",
+        "X-WX-SOURCE: evil-3",
+        "X-WX-FROM-OPENID: evil-4",
+        "X-WX-Risk-Rank: evil-5",
+        "X-WXGate-Assertion: evil-6",
+        "x_wxgate_signature: evil-7",
+        "X-Original-Forwarded-For: evil-8",
+        "X-WX-AppID: evil-9",
+    ];
+    for path in ["/x", "/public/x"] {
+        let r = gw.get_auth(path, &token, &spoofs).await;
+        assert_eq!(r.status, 200, "{path}");
+        let headers = r.upstream_headers();
+        assert!(
+            !headers.iter().any(|(_, v)| v.contains("evil")),
+            "{path}: {headers:?}"
+        );
+    }
+    // The one X-WX- header that arrives is the one wxgate sets.
+    let r = gw.get_auth("/x", &token, &spoofs).await;
+    assert_eq!(r.upstream_values("x-wx-appid"), vec!["wxappid"]);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn spoofable_client_ip_and_rewrite_headers_never_arrive() {
     let (_up, gw) = setup().await;
     let r = gw

@@ -559,17 +559,31 @@ async fn access_tokens_are_kept_per_app_until_their_ttl(store: Arc<dyn Store>) {
 
 async fn get_refresh_looks_without_taking(store: Arc<dyn Store>) {
     let rec = record("o-1", "f-1");
-    assert_eq!(store.get_refresh("h-1").await.unwrap(), None);
+    assert_eq!(
+        store.get_refresh("h-1").await.unwrap(),
+        RefreshTake::Unknown
+    );
     store.put_refresh("h-1", &rec, LONG).await.unwrap();
-    assert_eq!(store.get_refresh("h-1").await.unwrap(), Some(rec.clone()));
+    assert_eq!(
+        store.get_refresh("h-1").await.unwrap(),
+        RefreshTake::Fresh(rec.clone())
+    );
     // Looking marks nothing: the first presentation is still fresh.
     assert_eq!(
         store.take_refresh("h-1", LONG).await.unwrap(),
         RefreshTake::Fresh(rec.clone())
     );
+    // Pending a rotation, a look still says fresh (the take decides).
+    assert_eq!(
+        store.get_refresh("h-1").await.unwrap(),
+        RefreshTake::Fresh(rec.clone())
+    );
     store.complete_refresh("h-1", LONG).await.unwrap();
-    // A spent token's record can still be looked at (its reuse is caught on taking).
-    assert_eq!(store.get_refresh("h-1").await.unwrap(), Some(rec.clone()));
+    // A spent token is seen as reused by a look too (before the hook is asked).
+    assert_eq!(
+        store.get_refresh("h-1").await.unwrap(),
+        RefreshTake::Reused(rec.clone())
+    );
     assert_eq!(
         store.take_refresh("h-1", LONG).await.unwrap(),
         RefreshTake::Reused(rec)

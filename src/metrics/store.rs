@@ -271,7 +271,7 @@ impl Store for MeteredStore {
             .await
     }
 
-    async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
+    async fn get_refresh(&self, hash: &str) -> Result<RefreshTake, StoreError> {
         self.time(Op::GetRefresh, self.inner.get_refresh(hash))
             .await
     }

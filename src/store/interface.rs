@@ -74,8 +74,10 @@ pub trait Store: Send + Sync + 'static {
     async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError>;
 
     /// A refresh token's record, looked at without presenting the token
-    /// (nothing is marked): the login hook is asked before a rotation.
-    async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError>;
+    /// (nothing is marked): the login hook is asked before a rotation, and
+    /// only about a token that is not spent. `Reused`: a rotation of it
+    /// completed ([`Store::complete_refresh`]); `Fresh`: not (yet).
+    async fn get_refresh(&self, hash: &str) -> Result<RefreshTake, StoreError>;
 
     /// The shared WeChat access token of `appid`, if one is stored.
     async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError>;

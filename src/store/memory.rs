@@ -233,8 +233,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
-        Ok(self.refresh.get(hash).map(|entry| entry.record))
+    async fn get_refresh(&self, hash: &str) -> Result<RefreshTake, StoreError> {
+        Ok(match self.refresh.get(hash) {
+            None => RefreshTake::Unknown,
+            Some(entry) if matches!(entry.rotation, Rotation::Spent) => {
+                RefreshTake::Reused(entry.record)
+            }
+            Some(entry) => RefreshTake::Fresh(entry.record),
+        })
     }
 
     async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError> {

@@ -347,10 +347,25 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
+    async fn get_refresh(&self, hash: &str) -> Result<RefreshTake, StoreError> {
         let mut c = self.conn.clone();
-        let raw: Option<String> = self.call(c.get(self.key("refresh", hash))).await?;
-        raw.map(|r| parse(&r)).transpose()
+        let (raw, state): (Option<String>, Option<String>) = self
+            .call(
+                redis::pipe()
+                    .get(self.key("refresh", hash))
+                    .get(self.key("refresh-used", hash))
+                    .query_async(&mut c),
+            )
+            .await?;
+        let Some(raw) = raw else {
+            return Ok(RefreshTake::Unknown);
+        };
+        let record: RefreshRecord = parse(&raw)?;
+        Ok(if state.as_deref() == Some("spent") {
+            RefreshTake::Reused(record)
+        } else {
+            RefreshTake::Fresh(record)
+        })
     }
 
     async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
