@@ -879,3 +879,76 @@ async fn login_never_reaches_the_upstream() {
     assert_eq!(env.echo.requests(), 0);
     dev::stop(env).await;
 }
+
+#[tokio::test]
+async fn unknown_paths_under_the_login_prefix_are_the_gateways_not_the_backends() {
+    // A client written for a newer gateway (`GET /wx/sessions`, ...) must not
+    // reach a backend with the caller's identity by accident.
+    let env = dev::embedded().await;
+    let addr = env.gateway.addr();
+    let token = support::login(addr, "ursula.1").await.token();
+    let before = env.echo.requests();
+    for (method, path) in [
+        ("GET", "/wx/sessions"),
+        ("DELETE", "/wx/sessions/abc"),
+        ("POST", "/wx/anything"),
+        ("GET", "/wx"),
+        ("GET", "/WX/sessions"),
+        ("GET", "/Wx/Login/x"),
+    ] {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let r = support::raw_request(addr, request.as_bytes()).await;
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
+        assert_eq!(r.error(), "no_route", "{method} {path}");
+    }
+    assert_eq!(env.echo.requests(), before, "nothing reached the upstream");
+    // Paths next to the prefix still route.
+    let r = support::get_auth(addr, "/wxapi/x", &token, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    dev::stop(env).await;
+}
+
+#[tokio::test]
+async fn endpoints_that_end_or_change_something_refuse_fields_they_do_not_know() {
+    let env = dev::embedded().await;
+    let addr = env.gateway.addr();
+    let login = support::login(addr, "victor.1").await;
+    let token = login.token();
+    let refresh = login.json()["refresh_token"].as_str().unwrap().to_string();
+    let auth = format!("Authorization: Bearer {token}");
+
+    // `{"others": true}` (end every other session, a newer gateway's field)
+    // must not end this one instead.
+    let r = support::post_json(addr, "/wx/logout", &json!({"others": true}), &[&auth]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.error(), "invalid_request");
+    assert!(r.text().contains("does not know"), "{}", r.text());
+    let r = support::get_auth(addr, "/api/x", &token, &[]).await;
+    assert_eq!(r.status, 200, "the session goes on: {}", r.text());
+
+    let r = support::post_json(
+        addr,
+        "/wx/refresh",
+        &json!({"refresh_token": refresh, "device": "x"}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.error(), "invalid_request");
+    // Refused before anything was taken: the refresh token still rotates.
+    let r = support::post_json(addr, "/wx/refresh", &json!({"refresh_token": refresh}), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // The login body keeps ignoring what it does not know.
+    let r = support::post_json(
+        addr,
+        "/wx/login",
+        &json!({"code": "victor.2", "device": {"platform": "ios"}}),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    dev::stop(env).await;
+}

@@ -130,8 +130,8 @@ impl Validator<'_> {
                 .position(|r| r.prefix.starts_with(&owned) || r.prefix == login.path_prefix)
             {
                 self.warnings.push(format!(
-                    "{}: routes[{i}] lies under [login] path_prefix {:?}; its {}/login and {}/decrypt paths are answered by wxgate",
-                    self.file, login.path_prefix, login.path_prefix, login.path_prefix
+                    "{}: routes[{i}] lies under [login] path_prefix {:?}: every path there is answered by wxgate ({}/login, ...; 404 no_route for the others), so the route is never used there",
+                    self.file, login.path_prefix, login.path_prefix
                 ));
             }
         }

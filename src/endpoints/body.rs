@@ -90,17 +90,28 @@ pub(crate) fn parse_body<T: for<'de> Deserialize<'de>>(
                     "the body is not a JSON object with string fields",
                 ));
             }
-            serde_json::from_slice(body).map_err(|_| {
-                ApiError::InvalidRequest("the body is not a JSON object with string fields")
-            })
+            serde_json::from_slice(body)
+                .map_err(|e| refusal(&e, "the body is not a JSON object with string fields"))
         }
         BodyKind::Form => {
             let map: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(body)
                 .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
                 .collect();
             serde_json::from_value(serde_json::Value::Object(map))
-                .map_err(|_| ApiError::InvalidRequest("the form body is malformed"))
+                .map_err(|e| refusal(&e, "the form body is malformed"))
         }
+    }
+}
+
+/// Why a body was refused: a field the endpoint does not know (endpoints
+/// that end or change something refuse them, `deny_unknown_fields`), or
+/// `otherwise`.
+fn refusal(e: &serde_json::Error, otherwise: &'static str) -> ApiError {
+    // serde words it "unknown field `x`, expected ...".
+    if e.is_data() && e.to_string().starts_with("unknown field") {
+        ApiError::InvalidRequest("the body has a field this endpoint does not know")
+    } else {
+        ApiError::InvalidRequest(otherwise)
     }
 }
 

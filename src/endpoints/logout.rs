@@ -7,8 +7,11 @@ use crate::error::ApiError;
 use crate::sessions::Sessions;
 use crate::token::Identity;
 
-/// The body of `/wx/logout`.
+/// The body of `/wx/logout`. A field it does not know is refused, not
+/// ignored: `{"others": true}` from a client written for a newer gateway
+/// must not end the current session instead.
 #[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct LogoutRequest {
     #[serde(default)]
     pub all: bool,

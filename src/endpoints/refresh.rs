@@ -6,8 +6,9 @@ use crate::clock::unix_now;
 use crate::error::ApiError;
 use crate::sessions::{Grant, Sessions};
 
-/// The body of `/wx/refresh`.
+/// The body of `/wx/refresh`; a field it does not know is refused.
 #[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RefreshRequest {
     #[serde(default)]
     pub refresh_token: Option<String>,

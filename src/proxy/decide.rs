@@ -19,6 +19,9 @@ pub(crate) fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decisi
     if let Some(ep) = state.endpoints.find(canonical.path()) {
         return Ok(Decision::Endpoint(ep));
     }
+    if state.endpoints.owns(canonical.path()) {
+        return Err(ApiError::NoRoute);
+    }
     let route = state
         .routes
         .route(canonical.path())?

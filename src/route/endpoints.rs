@@ -1,5 +1,7 @@
 //! The gateway's own paths (health, JWKS, `/wx/*`), answered before any route.
 
+use super::path::{prefix_matches_ignoring_case, strip_path_params};
+
 /// A path wxgate answers itself, before any route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -73,6 +75,9 @@ pub struct Endpoints {
     readyz: String,
     /// Under `[login] path_prefix`, when `[wechat]` is configured.
     wx: Vec<(String, Endpoint)>,
+    /// `[login] path_prefix`, when `[wechat]` is configured: every path
+    /// under it is the gateway's.
+    wx_prefix: Option<String>,
 }
 
 impl Endpoints {
@@ -95,7 +100,22 @@ impl Endpoints {
                     .collect()
                 })
                 .unwrap_or_default(),
+            wx_prefix: login_prefix.map(str::to_string),
         }
+    }
+
+    /// Whether a canonical path lies under `[login] path_prefix`, read as
+    /// loosely as an upstream might (ASCII case ignored, `;params` cut):
+    /// such a path is the gateway's, answered 404 `no_route` when it is no
+    /// endpoint, never forwarded (a client written for a newer gateway must
+    /// not reach a backend by accident).
+    pub fn owns(&self, path: &str) -> bool {
+        let Some(prefix) = &self.wx_prefix else {
+            return false;
+        };
+        prefix_matches_ignoring_case(prefix, path)
+            || (path.contains(';')
+                && prefix_matches_ignoring_case(prefix, &strip_path_params(path)))
     }
 
     /// The endpoint at a canonical path, if any.

@@ -191,3 +191,16 @@ pub(super) fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
         _ => false,
     }
 }
+
+/// `path` with `;params` cut from every segment, as servlet containers read
+/// it, and the `//` an emptied segment leaves merged (`/;x/api` is `/api`).
+pub(super) fn strip_path_params(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 && !out.ends_with('/') {
+            out.push('/');
+        }
+        out.push_str(segment.split(';').next().unwrap_or(segment));
+    }
+    out
+}

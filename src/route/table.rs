@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::{AuthMode, RouteConfig};
-use super::path::{prefix_matches, prefix_matches_ignoring_case};
+use super::path::{prefix_matches, prefix_matches_ignoring_case, strip_path_params};
 use crate::error::ApiError;
 use crate::token::Identity;
 use crate::upstream::Upstream;
@@ -203,17 +203,4 @@ impl RouteTable {
             .iter()
             .find(|r| prefix_matches_ignoring_case(&r.prefix, path))
     }
-}
-
-/// `path` with `;params` cut from every segment, as servlet containers read
-/// it, and the `//` an emptied segment leaves merged (`/;x/api` is `/api`).
-fn strip_path_params(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for (i, segment) in path.split('/').enumerate() {
-        if i > 0 && !out.ends_with('/') {
-            out.push('/');
-        }
-        out.push_str(segment.split(';').next().unwrap_or(segment));
-    }
-    out
 }
