@@ -43,10 +43,8 @@ impl Config {
         file: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let raw: schema::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let raw: schema::RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::parse(file, text, &e))?;
         let resolved = resolve::resolve(&raw, file, env)?;
         validate::validate(raw, resolved, file)
     }

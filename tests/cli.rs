@@ -215,6 +215,51 @@ fn keygen_writes_a_key_pair_that_signs_and_verifies_tokens() {
 // ---------------------------------------------------------------------------
 
 #[test]
+fn a_config_that_does_not_parse_is_told_without_its_text() {
+    // A broken line may hold a secret: `check` and `run` name the key, line
+    // and column and what went wrong, never the line itself.
+    let dir = support::TempDir::new("cli-broken");
+    let secret = "S3cretRedisPassw0rd";
+    let broken = [
+        (
+            format!(
+                "{}\n[store]\nkind = \"redis\"\nurl = \"redis://:{secret}@127.0.0.1:6379/0\n",
+                small_config()
+            ),
+            "store.url",
+        ),
+        (
+            format!("{}\n[store]\nsecert = \"{secret}\"\n", small_config()),
+            "secert",
+        ),
+        (
+            format!("{}\n[store]\non_error = \"{secret}\"\n", small_config()),
+            "fail_closed",
+        ),
+        (
+            format!(
+                "{}\n[login]\nmax_body_bytes = \"{secret}\"\n",
+                small_config()
+            ),
+            "login.max_body_bytes",
+        ),
+    ];
+    for (i, (text, named)) in broken.iter().enumerate() {
+        let config = dir.write(&format!("broken-{i}.toml"), text);
+        for verb in ["check", "run"] {
+            let out = run_with_secret(&[verb, "--config", config.to_str().unwrap()]);
+            assert_ne!(out.code, Some(0), "{verb} {i}: {out:?}");
+            assert!(
+                !out.stderr.contains(secret) && !out.stdout.contains(secret),
+                "{verb} {i} quotes the secret: {out:?}"
+            );
+            assert!(out.stderr.contains(named), "{verb} {i}: {}", out.stderr);
+            assert!(out.stderr.contains("line "), "{verb} {i}: {}", out.stderr);
+        }
+    }
+}
+
+#[test]
 fn check_example_config_prints_effective_config_with_secret_masked() {
     let out = run_with_secret(&["check", "--config", EXAMPLE]);
     assert_eq!(out.code, Some(0), "{out:?}");

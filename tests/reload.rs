@@ -133,6 +133,17 @@ async fn routes_and_keys_change_under_load_and_no_request_fails() {
     assert!(refused.is_err());
     let message = refused.unwrap_err().to_string();
     assert!(message.contains("server.listen"), "{message}");
+    // A file that does not even parse is told without its text (what a
+    // refused reload logs): a broken line may hold a secret.
+    std::fs::write(
+        &path,
+        "[store]\nkind = \"redis\"\nurl = \"redis://:Reload-S3cret@x:6379\n",
+    )
+    .unwrap();
+    let refused = running.reload_file(&path, &env).await;
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("store.url"), "{message}");
+    assert!(!message.contains("Reload-S3cret"), "{message}");
     assert_eq!(get(addr, "/x", Some(&new_token)).await, 200);
     assert_eq!(get(addr, "/v2/y", None).await, 200);
 
@@ -170,7 +181,7 @@ async fn routes_and_keys_change_under_load_and_no_request_fails() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("wxgate_config_reloads_total{outcome=\"refused\"} 1"),
+        metrics.contains("wxgate_config_reloads_total{outcome=\"refused\"} 2"),
         "{metrics}"
     );
 

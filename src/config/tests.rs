@@ -423,7 +423,9 @@ fn bad_auth_mode_is_refused() {
     let m = parse_error(&with_routes(
         "[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9000\"]\nauth = \"maybe\"",
     ));
-    assert_mentions(&m, &["auth", "maybe"]);
+    // The allowed values, not the one written (it could be anything).
+    assert_mentions(&m, &["routes.auth", "required", "public"]);
+    assert!(!m.contains("maybe"), "{m}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1750,4 +1752,46 @@ fn previous_keys_pin_their_algorithm_and_need_distinct_kids() {
         "jwt.previous_keys[0].kid",
     );
     assert!(m.contains("another key"), "{m}");
+}
+
+#[test]
+fn a_broken_line_is_told_by_key_line_and_kind_never_by_its_text() {
+    let secret = "hunter2-Passw0rd";
+    let cases = [
+        (
+            format!(
+                "{}\n[store]\nkind = \"redis\"\nurl = \"redis://:{secret}@x:6379\n",
+                minimal()
+            ),
+            &["store.url", "not valid TOML"][..],
+        ),
+        (
+            format!("{}\n[store]\nsecert = \"{secret}\"\n", minimal()),
+            &["store.secert", "unknown field `secert`"][..],
+        ),
+        (
+            format!("{}\n[store]\non_error = \"{secret}\"\n", minimal()),
+            &[
+                "store.on_error",
+                "not one of the values allowed",
+                "fail_open",
+            ][..],
+        ),
+        (
+            format!("{}\n[login]\nmax_body_bytes = \"{secret}\"\n", minimal()),
+            &["login.max_body_bytes", "wrong type"][..],
+        ),
+        (
+            format!("{}\n[store]\nurl = {secret}\n", minimal()),
+            &["store.url"][..],
+        ),
+        (format!("{secret} \n{}", minimal()), &["line 1, column"][..]),
+    ];
+    for (text, named) in &cases {
+        let m = parse_error(text);
+        assert!(!m.contains(secret), "quotes the line: {m}");
+        assert!(!m.contains("Passw0rd"), "quotes the line: {m}");
+        assert_mentions(&m, named);
+        assert!(m.contains("line "), "{m}");
+    }
 }
