@@ -74,6 +74,7 @@ pub mod hook;
 pub(crate) mod http1;
 pub mod keygen;
 pub(crate) mod login;
+pub mod logs;
 pub(crate) mod metrics;
 mod outbound;
 pub(crate) mod proxy;

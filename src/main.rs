@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use wxgate::config::{parse_duration, Config};
 use wxgate::error::chain;
 use wxgate::keygen::{keygen, NewKey};
+use wxgate::logs::{LimitLayer, LogLimits};
 use wxgate::token::{Algorithm, NewToken, TokenKeys, UserClaims};
 
 /// mimalloc instead of the system allocator: the request path allocates and
@@ -212,11 +215,16 @@ fn init_logging(format: LogFormat) -> (tracing_appender::non_blocking::WorkerGua
             }) as SetLevel
         }};
     }
+    // Above the filter, whatever it says: third-party crates capped below
+    // the levels that print headers and bodies, warnings and errors
+    // rate-limited per call site (see `wxgate::logs`).
+    let limits = std::sync::Arc::new(LogLimits::default());
+    let guard_layer = LimitLayer(std::sync::Arc::clone(&limits));
     let set = match format {
         LogFormat::Text => {
             let builder = builder.with_env_filter(filter).with_filter_reloading();
             let handle = builder.reload_handle();
-            builder.init();
+            builder.finish().with(guard_layer).init();
             setter!(handle)
         }
         LogFormat::Json => {
@@ -225,11 +233,38 @@ fn init_logging(format: LogFormat) -> (tracing_appender::non_blocking::WorkerGua
                 .with_env_filter(filter)
                 .with_filter_reloading();
             let handle = builder.reload_handle();
-            builder.init();
+            builder.finish().with(guard_layer).init();
             setter!(handle)
         }
     };
+    report_suppressed(limits);
     (guard, set)
+}
+
+/// Once a minute, one line saying how many warnings and errors the rate
+/// limit kept out of the log, if any.
+fn report_suppressed(limits: std::sync::Arc<LogLimits>) {
+    let spawned = std::thread::Builder::new()
+        .name("log-limits".into())
+        .spawn(move || {
+            let mut reported = 0;
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+                let now = limits.suppressed();
+                if now > reported {
+                    tracing::warn!(
+                        suppressed = now.saturating_sub(reported),
+                        "warnings and errors left out of the log in the last minute (at most {} per call site every {:?})",
+                        wxgate::logs::BURST,
+                        wxgate::logs::PERIOD
+                    );
+                    reported = now;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the log rate limit's reporter");
+    }
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {

@@ -974,3 +974,244 @@ async fn sighup_reloads_routes_and_the_log_level() {
     );
     drop(child);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_trace_level_nothing_secret_is_logged() {
+    // The gateway at its most verbose (RUST_LOG=trace) through a login, a
+    // refresh, proxied requests, a phone number, a decrypt and a logout: no
+    // token, refresh token, code, session_key or secret in any line.
+    use wxgate::dev::mock_wechat::MockWechat;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    const APPID: &str = "wxtracetest00001";
+    const APP_SECRET: &str = "trace-app-secret-0123456789";
+    let mock = MockWechat::new(APPID, APP_SECRET);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mock_addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(mock.clone().serve(listener));
+    let up = Upstream::start("trace-up").await;
+    let dir = TempDir::new("cli-trace");
+    let config = dir.write(
+        "trace.toml",
+        &format!(
+            "{}\n[wechat]\nappid = \"{APPID}\"\nsecret_env = \"TRACE_APP_SECRET\"\napi_base = \"http://{mock_addr}\"\n",
+            support::standard_config(up.addr)
+        ),
+    );
+    let ready = dir.path().join("ready");
+    let stderr_path = dir.path().join("stderr.log");
+    let child = wxgate_with_secret()
+        .env("RUST_LOG", "trace")
+        .env("TRACE_APP_SECRET", APP_SECRET)
+        .args(["run", "--ready-file"])
+        .arg(&ready)
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn wxgate");
+    let mut child = ChildGuard(child);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let addr = wait_ready(&mut child, &ready, &stderr_path, &client).await;
+
+    let code = "trace-user.1";
+    let login = support::login(addr, code).await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    let token = login.token();
+    let refresh = login.json()["refresh_token"].as_str().unwrap().to_string();
+    let auth = format!("Authorization: Bearer {token}");
+    let r = support::get(addr, "/orders", &[&auth, "Cookie: sid=trace-cookie-value"]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let phone = support::post_json(
+        addr,
+        "/wx/phone",
+        &serde_json::json!({"code": "trace-phone-code"}),
+        &[&auth],
+    )
+    .await;
+    assert_eq!(phone.status, 200, "{}", phone.text());
+    let rotated = support::refresh(addr, &refresh).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let new_token = rotated.token();
+    let new_refresh = rotated.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = support::post_json(
+        addr,
+        "/wx/logout",
+        &serde_json::json!({}),
+        &[&format!("Authorization: Bearer {new_token}")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A graceful stop, so that every line is written out.
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.0.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "wxgate did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    served.abort();
+
+    let log = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(log.lines().count() > 10, "trace level logs: {log}");
+    let session_key = MockWechat::session_key_for(code);
+    let signature = |t: &str| t[t.rfind('.').unwrap() + 1..].to_string();
+    for (what, secret) in [
+        ("JWT secret", SECRET.to_string()),
+        ("app secret", APP_SECRET.to_string()),
+        ("login code", code.to_string()),
+        ("phone code", "trace-phone-code".to_string()),
+        ("session_key", session_key),
+        ("token", token.clone()),
+        ("token signature", signature(&token)),
+        ("rotated token signature", signature(&new_token)),
+        ("refresh token", refresh),
+        ("rotated refresh token", new_refresh),
+        ("cookie", "trace-cookie-value".to_string()),
+    ] {
+        assert!(!log.contains(&secret), "{what} in the trace log");
+    }
+}
+
+/// A TLS ClientHello naming `sni` as its host name (an IP address, as many
+/// clients send when given `https://1.2.3.4/`: rustls warns about it).
+fn client_hello_with_sni(sni: &[u8]) -> Vec<u8> {
+    let name_len = u16::try_from(sni.len()).unwrap();
+    let mut server_name = vec![0u8];
+    server_name.extend_from_slice(&name_len.to_be_bytes());
+    server_name.extend_from_slice(sni);
+    let mut list = u16::try_from(server_name.len())
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    list.extend_from_slice(&server_name);
+    let mut extensions = vec![0, 0];
+    extensions.extend_from_slice(&u16::try_from(list.len()).unwrap().to_be_bytes());
+    extensions.extend_from_slice(&list);
+    extensions.extend_from_slice(&[0x00, 0x2b, 0x00, 0x03, 0x02, 0x03, 0x04]);
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[7u8; 32]);
+    body.extend_from_slice(&[0x00, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+    body.extend_from_slice(&u16::try_from(extensions.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&extensions);
+    let mut handshake = vec![0x01, 0x00];
+    handshake.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&u16::try_from(handshake.len()).unwrap().to_be_bytes());
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_requests_leaves_a_bounded_log() {
+    // Lines a client can trigger at will: rustls' warning about an IP address
+    // as SNI, and the gateway's own about a replayed refresh token.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wxgate::dev::mock_wechat::MockWechat;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    const APPID: &str = "wxfloodtest00001";
+    let mock = MockWechat::new(APPID, "flood-app-secret");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mock_addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(mock.clone().serve(listener));
+    let up = Upstream::start("flood-up").await;
+    let dir = TempDir::new("cli-flood");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.write("cert.pem", &ck.cert.pem());
+    let key = dir.write("key.pem", &ck.signing_key.serialize_pem());
+    let config = support::standard_config(up.addr).replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        &format!(
+            "listen = \"127.0.0.1:0\"\ntls_listen = \"127.0.0.1:0\"\ntls_cert = '{}'\ntls_key = '{}'\n",
+            cert.display(),
+            key.display()
+        ),
+        1,
+    );
+    let config = dir.write(
+        "flood.toml",
+        &format!(
+            "{config}\n[wechat]\nappid = \"{APPID}\"\nsecret_env = \"FLOOD_APP_SECRET\"\napi_base = \"http://{mock_addr}\"\n"
+        ),
+    );
+    let ready = dir.path().join("ready");
+    let stderr_path = dir.path().join("stderr.log");
+    let child = wxgate_with_secret()
+        .env("FLOOD_APP_SECRET", "flood-app-secret")
+        .args(["run", "--ready-file"])
+        .arg(&ready)
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn wxgate");
+    let mut child = ChildGuard(child);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let addr = wait_ready(&mut child, &ready, &stderr_path, &client).await;
+    let text = std::fs::read_to_string(&ready).unwrap();
+    let tls: SocketAddr = text.lines().nth(1).expect("a TLS address").parse().unwrap();
+
+    let hello = client_hello_with_sni(b"1.2.3.4");
+    for _ in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(tls).await.unwrap();
+        s.write_all(&hello).await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+    }
+    let login = support::login(addr, "flood.1").await;
+    let spent = login.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(support::refresh(addr, &spent).await.status, 200);
+    for _ in 0..100 {
+        let r = support::refresh(addr, &spent).await;
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.0.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "wxgate did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    served.abort();
+
+    let log = std::fs::read_to_string(&stderr_path).unwrap();
+    let sni = log.lines().filter(|l| l.contains("Illegal SNI")).count();
+    assert!(sni >= 1, "the warning is still seen:\n{log}");
+    assert!(
+        sni <= wxgate::logs::BURST as usize,
+        "{sni} SNI warnings for 200 handshakes"
+    );
+    let reuse = log
+        .lines()
+        .filter(|l| l.contains("a used refresh token was presented again"))
+        .count();
+    assert!(
+        reuse >= 1 && reuse <= wxgate::logs::BURST as usize,
+        "{reuse} reuse warnings"
+    );
+    // One access line per request is the access log's business ([log]
+    // access); the warnings and errors stay few.
+    let loud = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count();
+    assert!(
+        loud <= 3 * wxgate::logs::BURST as usize,
+        "{loud} warnings:\n{log}"
+    );
+}
