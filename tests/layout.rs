@@ -6,6 +6,7 @@
 //! The check reads `use` paths and `crate::`/`super::`/`self::` paths as text
 //! (comments and `#[cfg(test)]` modules left out), and a parent's use of a
 //! child module by name; test-only files do not count.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
