@@ -1,8 +1,9 @@
 //! Request framing through the real gateway: a request whose length could be
 //! read two ways (by `Transfer-Encoding` or by `Content-Length`, or by one of
 //! several `Content-Length` values) is refused with 400 and its connection
-//! closed, so the bytes after it are never read as another request; and an
-//! HTTP/2 field value with whitespace around it is refused.
+//! closed, so the bytes after it are never read as another request; an
+//! HTTP/2 field value with whitespace around it is refused; and a broken
+//! HTTP/2 preface gets no answer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -238,5 +239,38 @@ async fn h2_field_values_with_whitespace_around_them_are_refused() {
         "{echo}"
     );
     assert_eq!(up.echo.requests(), 1);
+    gw.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// What the gateway answers by itself
+// ---------------------------------------------------------------------------
+
+/// A connection that opens with a broken HTTP/2 preface on the plain
+/// listener is closed without an answer (no HTTP/1.1 400 naming Pingora).
+#[tokio::test]
+async fn a_bad_h2c_preface_is_closed_without_an_answer() {
+    let (up, gw) = setup().await;
+    for preface in [
+        &b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"[..],
+        b"PRI * HTTP/2.0\r\n\r\n\r\n",
+        b"PRI * HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+        b"PRI / HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(preface).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(LIMIT, s.read_to_end(&mut got))
+            .await
+            .expect("closed in time")
+            .ok();
+        assert!(
+            got.is_empty(),
+            "{:?} was answered: {:?}",
+            String::from_utf8_lossy(preface),
+            String::from_utf8_lossy(&got)
+        );
+    }
+    assert_eq!(up.echo.requests(), 0);
     gw.stop().await;
 }
