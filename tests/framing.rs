@@ -2,8 +2,8 @@
 //! read two ways (by `Transfer-Encoding` or by `Content-Length`, or by one of
 //! several `Content-Length` values) is refused with 400 and its connection
 //! closed, so the bytes after it are never read as another request; an
-//! HTTP/2 field value with whitespace around it is refused; and a broken
-//! HTTP/2 preface gets no answer.
+//! HTTP/2 field value with whitespace around it is refused; and nothing the
+//! gateway or Pingora answers by itself names Pingora.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -150,6 +150,7 @@ async fn http10_framing_is_refused_or_ends_the_connection() {
         GET /public/smuggled HTTP/1.1\r\nHost: gw.test\r\n\r\n";
     let (first, rest) = exchange(&gw, te).await;
     assert_eq!(first.status, 400, "{}", first.text());
+    assert_eq!(first.header("server"), None, "{:?}", first.headers);
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
     assert_eq!(up.echo.requests(), 0);
 
@@ -270,6 +271,36 @@ async fn a_bad_h2c_preface_is_closed_without_an_answer() {
             String::from_utf8_lossy(preface),
             String::from_utf8_lossy(&got)
         );
+    }
+    assert_eq!(up.echo.requests(), 0);
+    gw.stop().await;
+}
+
+/// Pingora's own refusals (a request its parser cannot read, `CONNECT`)
+/// carry no `Server` header.
+#[tokio::test]
+async fn pingoras_own_refusals_do_not_name_it() {
+    let (up, gw) = setup().await;
+    for (request, status) in [
+        (
+            &b"GET /public/x HTTP/1.1\r\nHost: gw.test\r\nBad Header\r\n\r\n"[..],
+            400,
+        ),
+        (
+            b"GET http://other.test/public/x HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+            400,
+        ),
+        (b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (
+            b"CONNECT gw.test:443 HTTP/1.1\r\nHost: gw.test:443\r\n\r\n",
+            405,
+        ),
+    ] {
+        let r = gw.raw(request).await;
+        let what = String::from_utf8_lossy(request);
+        assert_eq!(r.status, status, "{what}");
+        assert_eq!(r.header("server"), None, "{what}: {:?}", r.headers);
+        assert!(r.body.is_empty(), "{what}: not Pingora's own: {}", r.text());
     }
     assert_eq!(up.echo.requests(), 0);
     gw.stop().await;
