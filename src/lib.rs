@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! server (admission) ─▶ conn (read deadlines, write buffer)
-//!        ─▶ proxy::early_request_filter   keep-alive, pipelining; the client (IP, trusted peer), once
+//!        ─▶ proxy::early_request_filter   framing::check (a length or field read two ways: 400, closed);
+//!                                         keep-alive, pipelining; the client (IP, trusted peer), once
 //!        ─▶ proxy::request_filter ─▶ proxy::decide
 //!             route::canonicalize ─▶ route::Endpoints::find ──▶ endpoints::answer
 //!             │                                                   method, auth::authenticate,
@@ -38,6 +39,7 @@
 //! | `conn` | a client connection below the pipeline: read deadlines, write buffer, token watch, WebSocket frames |
 //! | [`state`] | [`state::GatewayState`]: everything a request reads, built once; [`state::Deps`] |
 //! | `proxy` | the Pingora `ProxyHttp` glue: the pipeline above; its decisions in `proxy::decide` |
+//! | `framing` | request framing: a length (`Transfer-Encoding`, `Content-Length`) or an HTTP/2 field value that could be read two ways |
 //! | [`route`] | canonical paths, the gateway's own endpoint paths, the route table: each route one [`route::Route`] |
 //! | `auth` | the one Bearer + revocation check |
 //! | `headers` | header hygiene, identity header names and injection, the client IP |
@@ -69,6 +71,7 @@ pub(crate) mod conn;
 pub mod dev;
 pub(crate) mod endpoints;
 pub mod error;
+pub(crate) mod framing;
 pub(crate) mod headers;
 pub mod hook;
 pub(crate) mod http1;

@@ -1,7 +1,8 @@
 //! The Pingora glue: the request pipeline, and nothing else.
 //!
 //! ```text
-//! early_request_filter    keep-alive, pipelining, read deadline of the body (conn::deadline)
+//! early_request_filter    ambiguous framing refused (framing), keep-alive, pipelining,
+//!                         read deadline of the body (conn::deadline)
 //! request_filter          canonical path ─▶ gateway endpoint? ─▶ route ─▶ auth
 //! upstream_peer           round-robin over healthy upstreams (skip ones that failed)
 //! upstream_request_filter sanitize headers ─▶ inject identity ─▶ set decided path
@@ -39,6 +40,7 @@ use crate::conn::deadline::{Deadlined, Phase};
 use crate::conn::token_watch::{RevocationCheck, TokenWatch};
 use crate::endpoints;
 use crate::error::ApiError;
+use crate::framing::{self, expects_body};
 use crate::headers::{is_websocket_upgrade, Client, ClientInfo, X_FORWARDED_FOR};
 use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::respond::respond_error;
@@ -108,9 +110,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// Before anything else, per request: keep-alive and body read limits,
-    /// pipelining (requests sent back to back are answered in order), and
-    /// the read deadline of what comes next (see `conn::deadline`).
+    /// Before anything else, per request: a request whose length or fields
+    /// could be read two ways is refused and its connection closed (see
+    /// `framing`); keep-alive and body read limits, pipelining (requests
+    /// sent back to back are answered in order), and the read deadline of
+    /// what comes next (see `conn::deadline`).
     async fn early_request_filter(
         &self,
         session: &mut Session,
@@ -132,8 +136,19 @@ impl ProxyHttp for Gateway {
                 .req_header_mut()
                 .insert_header(X_REQUEST_ID, new_request_id())?;
         }
+        let raw_h1 = || Some(session.as_downstream().as_http1()?.get_headers_raw_bytes());
+        if let Err(refused) = framing::check(session.req_header(), raw_h1) {
+            // Nothing after this request is read as another one.
+            session.set_keepalive(None);
+            ctx.failure = Some(refused);
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "refused by framing::check");
+        }
         let limits = &ctx.state.limits;
-        session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
+        // Only a connection Pingora would keep (not HTTP/1.0 unless asked,
+        // nor after `Connection: close`) gets wxgate's idle timeout.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
+        }
         // A WebSocket may stay quiet for as long as its ends like once it is
         // upgraded: no per-read timeout on it (its handshake has no body).
         ctx.websocket = is_websocket_upgrade(session.req_header());
@@ -447,16 +462,6 @@ fn enter(session: &Session, phase: Phase) {
     if let Some(d) = session.stream().and_then(Deadlined::of) {
         d.enter(phase);
     }
-}
-
-/// Whether a request announces a body (`Transfer-Encoding`, or a
-/// `Content-Length` that is not zero; Pingora refuses a malformed one).
-fn expects_body(req: &RequestHeader) -> bool {
-    req.headers.contains_key(http::header::TRANSFER_ENCODING)
-        || req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes().iter().any(|&b| b != b'0'))
 }
 
 /// What the client should hear about a Pingora error; `None` when the client is gone.

@@ -215,7 +215,7 @@ impl Deadlined {
 }
 
 /// The HTTP/2 connection preface starts with these bytes; no HTTP/1 method does.
-const H2_PREFACE_START: &[u8] = b"PRI ";
+pub(crate) const H2_PREFACE_START: &[u8] = b"PRI ";
 /// Bytes a peek reads at once (a typical request header fits).
 const PEEK_CHUNK: usize = 2048;
 

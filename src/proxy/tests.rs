@@ -152,20 +152,3 @@ fn classify_maps_pingora_errors() {
     let internal = Error::new(ErrorType::ConnectTimedout);
     assert_eq!(classify(&internal), Some(ApiError::UpstreamTimeout));
 }
-
-#[test]
-fn a_body_is_expected_from_framing_headers() {
-    let with = |name: &str, value: &str| {
-        let mut r = RequestHeader::build("POST", b"/x", None).unwrap();
-        r.insert_header(name.to_string(), value).unwrap();
-        r
-    };
-    assert!(expects_body(&with("Content-Length", "12")));
-    assert!(expects_body(&with("Content-Length", "10")));
-    assert!(expects_body(&with("Transfer-Encoding", "chunked")));
-    assert!(!expects_body(&with("Content-Length", "0")));
-    assert!(!expects_body(&with("Content-Length", "00")));
-    assert!(!expects_body(
-        &RequestHeader::build("GET", b"/x", None).unwrap()
-    ));
-}

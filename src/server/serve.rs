@@ -6,7 +6,9 @@
 //! to arrive: ~25 KB held by every idle connection. This loop does for
 //! HTTP/1 what Pingora's does, but waits for the first bytes of the next
 //! request in a future of a few bytes and builds the session only then.
-//! HTTP/2 (ALPN `h2`, or the h2c preface) is handed to Pingora whole.
+//! HTTP/2 (ALPN `h2`, or the h2c preface) is handed to Pingora whole; a
+//! connection that opens like the preface but is not HTTP/2 is closed
+//! unanswered.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use pingora_core::server::ShutdownWatch;
 
 use pingora_proxy::HttpProxy;
 
-use crate::conn::deadline::H2_PREFACE;
+use crate::conn::deadline::{H2_PREFACE, H2_PREFACE_START};
 use crate::proxy::Gateway;
 
 /// The proxy every public connection is served by.
@@ -37,6 +39,12 @@ pub(super) async fn serve(app: &Arc<App>, mut stream: Stream, shutdown: &Shutdow
     } else {
         preface[..] == *H2_PREFACE
     };
+    if !h2 && preface.starts_with(H2_PREFACE_START) {
+        // `PRI` is no HTTP/1 method, only how the HTTP/2 preface reads to an
+        // HTTP/1 parser (RFC 9113 §3.4): a broken preface, or one over TLS
+        // without ALPN `h2`. Pingora would answer it with an HTTP/1.1 400.
+        return;
+    }
     if h2 {
         // Pingora peeks the preface again (the bytes are kept) and serves HTTP/2.
         let _ = app.process_new(stream, shutdown).await;

@@ -352,12 +352,7 @@ where
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
-                    downstream_session
-                        .respond_error(400)
-                        .await
-                        .unwrap_or_else(|e| {
-                            error!("failed to send error response to downstream: {e}");
-                        });
+                    respond_refusal(&mut downstream_session, 400).await;
                 } else {
                     // otherwise the connection must be broken, no need to send anything
                     error!(
@@ -385,12 +380,7 @@ where
             .is_some_and(|opts| opts.allow_connect_method_proxying)
             && downstream_session.req_header().method == Method::CONNECT
         {
-            downstream_session
-                .respond_error(405)
-                .await
-                .unwrap_or_else(|e| {
-                    error!("failed to send error response to downstream: {e}");
-                });
+            respond_refusal(&mut downstream_session, 405).await;
             downstream_session.shutdown().await;
             return None;
         }
@@ -1140,6 +1130,20 @@ static BAD_GATEWAY: Lazy<ResponseHeader> = Lazy::new(|| {
 
     resp
 });
+
+/// wxgate patch: Pingora's own refusal of a request it cannot read (400) or
+/// will not proxy (`CONNECT`, 405), as `respond_error` writes it but without
+/// `Server: Pingora`, which would tell a scanner what the gateway runs on.
+async fn respond_refusal(session: &mut HttpSession, code: u16) {
+    let mut resp = HttpSession::generate_error(code);
+    resp.remove_header(&header::SERVER);
+    session
+        .write_error_response(resp, Bytes::new())
+        .await
+        .unwrap_or_else(|e| {
+            error!("failed to send error response to downstream: {e}");
+        });
+}
 
 impl<SV, C> HttpProxy<SV, C>
 where
