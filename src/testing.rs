@@ -57,8 +57,12 @@ pub(crate) struct FakeWechat {
 struct FakeTokens {
     issued: usize,
     forced: usize,
+    /// Calls that hung and timed out.
+    failed: usize,
     current: Option<String>,
     expires_in: Option<u64>,
+    /// `stable_token` hangs this long, then times out.
+    hang: Option<Duration>,
 }
 
 impl FakeWechat {
@@ -87,9 +91,19 @@ impl FakeWechat {
         (t.issued, t.forced)
     }
 
+    /// `stable_token` calls that hung and timed out.
+    pub(crate) fn failed_token_calls(&self) -> usize {
+        self.tokens.lock().unwrap().failed
+    }
+
     /// Lifetime of the tokens handed out from now on.
     pub(crate) fn set_expires_in(&self, secs: u64) {
         self.tokens.lock().unwrap().expires_in = Some(secs);
+    }
+
+    /// `stable_token` hangs for `d` and then times out (`None`: answers).
+    pub(crate) fn hang_tokens(&self, d: Option<Duration>) {
+        self.tokens.lock().unwrap().hang = d;
     }
 
     /// Someone else forces a refresh: the token wxgate holds stops working.
@@ -128,6 +142,12 @@ impl WechatApi for FakeWechat {
     }
 
     async fn stable_token(&self, force_refresh: bool) -> Result<AccessToken, WechatError> {
+        let hang = self.tokens.lock().unwrap().hang;
+        if let Some(d) = hang {
+            self.tokens.lock().unwrap().failed += 1;
+            tokio::time::sleep(d).await;
+            return Err(WechatError::Timeout);
+        }
         let token = {
             let mut t = self.tokens.lock().unwrap();
             t.issued += 1;

@@ -17,7 +17,13 @@
 //!   gets another one: the same path, except that the fetch uses
 //!   `force_refresh` (WeChat limits it: at most once per
 //!   [`FORCE_INTERVAL`] per app, across instances, through a second lease)
-//!   and a token equal to the refused one is never handed out again.
+//!   and a token equal to the refused one is never handed out again;
+//! * in one process, callers wanting the token while it is being looked for
+//!   wait for that one flight and share its outcome, failure included: a
+//!   `stable_token` that hangs costs each of them at most one flight (about
+//!   one `[wechat] timeout`), not one each, one after another. A failed
+//!   flight is answered again to new callers for [`FAILURE_BACKOFF`]
+//!   instead of asking WeChat again per caller.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -40,6 +46,18 @@ pub const FORCE_INTERVAL: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(25);
 /// How long this process trusts its own copy before looking at the store again.
 pub const LOCAL_TTL: Duration = Duration::from_secs(10);
+/// How long a failed look for the token is answered again before the next.
+pub const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
+
+/// The outcome of one look for the token, shared by everyone waiting on it.
+type Outcome = Result<AccessTokenRecord, ApiError>;
+
+/// A look for the token under way in this process: for a token other than
+/// `refused` (or any), with its outcome once known.
+struct Flight {
+    refused: Option<Secret>,
+    done: tokio::sync::watch::Receiver<Option<Outcome>>,
+}
 
 /// The access token of one mini program.
 pub struct AccessTokens {
@@ -48,8 +66,12 @@ pub struct AccessTokens {
     appid: String,
     /// This process's copy, and when it was read or fetched.
     cached: Mutex<Option<(AccessTokenRecord, Instant)>>,
-    /// One look at the store (and at WeChat) at a time in this process.
-    fetching: tokio::sync::Mutex<()>,
+    /// The look at the store (and at WeChat) under way in this process.
+    flight: Mutex<Option<Flight>>,
+    /// The last flight's failure, answered again until its instant.
+    failed: Mutex<Option<(ApiError, Instant)>>,
+    /// [`FAILURE_BACKOFF`] (shorter in tests).
+    backoff: Duration,
     /// How long the fetching instance holds the lease (a fetch's budget).
     lease_ttl: Duration,
     /// This process, as the lease's holder.
@@ -91,7 +113,9 @@ impl AccessTokens {
             store,
             appid: appid.to_string(),
             cached: Mutex::new(None),
-            fetching: tokio::sync::Mutex::new(()),
+            flight: Mutex::new(None),
+            failed: Mutex::new(None),
+            backoff: FAILURE_BACKOFF,
             lease_ttl: wechat_timeout
                 .saturating_mul(2)
                 .saturating_add(Duration::from_secs(1)),
@@ -99,6 +123,13 @@ impl AccessTokens {
             lease: format!("access-token:{appid}"),
             force_lease: format!("access-token-force:{appid}"),
         }
+    }
+
+    /// The same, answering a failed look again for `backoff` (tests).
+    #[cfg(test)]
+    pub(crate) fn with_backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
     }
 
     /// A usable token.
@@ -132,7 +163,70 @@ impl AccessTokens {
         if let Some(r) = self.cached(refused) {
             return Ok(r);
         }
-        let _one = self.fetching.lock().await;
+        if let Some(e) = self.recent_failure() {
+            return Err(e);
+        }
+        let mut done = self.join_or_start(refused);
+        loop {
+            if let Some(outcome) = done.borrow_and_update().as_ref() {
+                return outcome.clone();
+            }
+            if done.changed().await.is_err() {
+                // The flight's task ended without an outcome (it panicked).
+                return Err(ApiError::Internal);
+            }
+        }
+    }
+
+    /// The failure of a flight that ended less than the back-off ago.
+    fn recent_failure(&self) -> Option<ApiError> {
+        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed
+            .as_ref()
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(e, _)| e.clone())
+    }
+
+    /// The outcome of the flight under way for the same question, or of a
+    /// new one, in a task of its own: a caller that gives up (a client
+    /// hanging up) neither stops it nor leaves a lease held and a token
+    /// WeChat already issued unstored.
+    fn join_or_start(
+        self: &Arc<Self>,
+        refused: Option<&Secret>,
+    ) -> tokio::sync::watch::Receiver<Option<Outcome>> {
+        let mut flight = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = flight.as_ref().filter(|f| f.refused.as_ref() == refused) {
+            return f.done.clone();
+        }
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        *flight = Some(Flight {
+            refused: refused.cloned(),
+            done: rx.clone(),
+        });
+        let this = Arc::clone(self);
+        let refused = refused.cloned();
+        let mine = rx.clone();
+        tokio::spawn(async move {
+            let outcome = this.look(refused.as_ref()).await;
+            if let Err(e) = &outcome {
+                *this.failed.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((e.clone(), Instant::now() + this.backoff));
+            }
+            {
+                let mut flight = this.flight.lock().unwrap_or_else(PoisonError::into_inner);
+                if flight.as_ref().is_some_and(|f| f.done.same_channel(&mine)) {
+                    *flight = None;
+                }
+            }
+            let _ = tx.send(Some(outcome));
+        });
+        rx
+    }
+
+    /// One look for a usable token: this process's copy, the store, the
+    /// lease and WeChat, or the instance holding the lease.
+    async fn look(&self, refused: Option<&Secret>) -> Outcome {
         if let Some(r) = self.cached(refused) {
             return Ok(r);
         }
@@ -150,19 +244,11 @@ impl AccessTokens {
                 .take_lease(&self.lease, &self.holder, self.lease_ttl)
                 .await?
             {
-                // In a task of its own: a caller that gives up (a client
-                // hanging up) does not leave the lease held and a token
-                // WeChat already issued unstored.
-                let this = Arc::clone(self);
-                let refused = refused.cloned();
-                let fetch = tokio::spawn(async move {
-                    let fetched = this.fetch(refused.as_ref()).await;
-                    if let Err(e) = this.store.release_lease(&this.lease, &this.holder).await {
-                        tracing::warn!(error = %crate::error::chain(&e), "cannot release the access token lease");
-                    }
-                    fetched
-                });
-                return fetch.await.map_err(|_| ApiError::Internal)?;
+                let fetched = self.fetch(refused).await;
+                if let Err(e) = self.store.release_lease(&self.lease, &self.holder).await {
+                    tracing::warn!(error = %crate::error::chain(&e), "cannot release the access token lease");
+                }
+                return fetched;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ApiError::WechatTimeout);

@@ -66,7 +66,11 @@ async fn an_expired_token_is_fetched_once_more() {
 async fn a_refused_token_is_replaced_with_force_refresh_at_most_every_30_s() {
     let wechat = Arc::new(FakeWechat::default());
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    let a = instance(&wechat, &store);
+    // No back-off after a failure here: each step asks again.
+    let a = Arc::new(
+        AccessTokens::new(wechat.clone(), store.clone(), APP, TIMEOUT)
+            .with_backoff(Duration::ZERO),
+    );
     let b = instance(&wechat, &store);
     let old = a.get().await.unwrap().token;
     let new = a.replace(&old).await.unwrap().token;
@@ -118,4 +122,37 @@ async fn a_lease_held_elsewhere_is_waited_for() {
     let got = waiting.await.unwrap().unwrap();
     assert_eq!(got.token.expose_str(), Some("AT-from-elsewhere"));
     assert_eq!(wechat.token_calls().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_share_one_hung_fetch_and_its_failure() {
+    // stable_token hangs, then times out: six callers wait for that one call
+    // (not six calls one after another), and hear its failure.
+    let wechat = Arc::new(FakeWechat::default());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let a = instance(&wechat, &store);
+    let hang = Duration::from_millis(400);
+    wechat.hang_tokens(Some(hang));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.get().await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap_err(), ApiError::WechatTimeout);
+    }
+    assert!(started.elapsed() < hang * 2, "{:?}", started.elapsed());
+    assert_eq!(wechat.failed_token_calls(), 1);
+    // Within the back-off, the failure is answered again without a call.
+    wechat.hang_tokens(None);
+    assert_eq!(a.get().await.unwrap_err(), ApiError::WechatTimeout);
+    assert_eq!(wechat.token_calls().0, 0);
+    // After it, WeChat is asked again.
+    let b = Arc::new(
+        AccessTokens::new(wechat.clone(), store.clone(), APP, TIMEOUT).with_backoff(Duration::ZERO),
+    );
+    assert!(b.get().await.is_ok());
+    assert_eq!(wechat.token_calls().0, 1);
 }
