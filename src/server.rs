@@ -29,6 +29,7 @@ use pingora_core::services::background::BackgroundService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use self::accept::Listener;
 use self::admission::Connections;
 use crate::config::{Config, TlsConfig};
 use crate::conn::buffered::Buffered;
@@ -39,7 +40,9 @@ use crate::state::GatewayState;
 pub use crate::state::{Deps, StartError, TlsError};
 use crate::store::{Eviction, OnError};
 
+mod accept;
 pub mod admission;
+mod descriptors;
 mod internal;
 mod serve;
 
@@ -249,10 +252,8 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
     let server_conf = Arc::new(ServerConf::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limits = config.server.limits;
-    let connections = Arc::new(Connections::new(
-        max_connections(limits.max_connections),
-        limits.max_connections_per_ip,
-    ));
+    let caps = descriptors::fit_to_open_file_limit(&descriptors::Wanted::of(config, &server_conf));
+    let connections = Arc::new(Connections::new(caps.public.total, caps.public.per_ip));
     let mut tasks = Vec::new();
 
     let plain = bind(config.server.listen).await?;
@@ -360,26 +361,6 @@ pub fn raise_fd_limit() -> Option<u64> {
     }
 }
 
-/// `max_connections`, lowered to half the open-file limit when it exceeds
-/// it: each proxied connection needs a second descriptor upstream, and a
-/// gateway out of descriptors can answer no one.
-fn max_connections(configured: usize) -> usize {
-    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
-        return configured;
-    };
-    let room = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(1);
-    if configured > room {
-        tracing::warn!(
-            max_connections = configured,
-            open_file_limit = soft,
-            lowered_to = room,
-            "max_connections exceeds half the open-file limit: lowered"
-        );
-        return room;
-    }
-    configured
-}
-
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -414,19 +395,11 @@ async fn accept_loop(
     connections: Arc<Connections>,
     limits: ConnLimits,
 ) {
+    let mut listener = Listener::new(listener);
     loop {
-        let accepted = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
         };
         let Ok(admitted) = connections.admit(peer.ip()) else {
             // Over a limit: closed at once, before anything is read.
@@ -481,18 +454,4 @@ async fn prepare(
         }
     };
     Some(Box::new(Deadlined::new(stream, limits)))
-}
-
-#[cfg(test)]
-mod limit_tests {
-    #![allow(clippy::unwrap_used)]
-    use super::max_connections;
-
-    #[test]
-    fn max_connections_fits_half_the_open_file_limit() {
-        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
-        let half = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(1);
-        assert_eq!(max_connections(usize::MAX), half);
-        assert_eq!(max_connections(1), 1);
-    }
 }
