@@ -9,6 +9,11 @@
 //! via ALPN) and is then handed to Pingora, which serves HTTP/1.1 and h2c on
 //! it with keep-alive.
 //!
+//! Every listener is bounded: connection caps in total and per client IP
+//! ([`admission`], the internal listener with caps of its own), fitted at
+//! start-up to the open-file limit (`descriptors`), and an accept loop that
+//! never stops, out of descriptors included (`accept`).
+//!
 //! Shutdown is graceful: stop accepting, mark `/readyz` not ready, let Pingora
 //! close idle keep-alive connections, wait up to the grace period for requests
 //! in flight, then drop the rest.
@@ -40,7 +45,7 @@ use crate::state::GatewayState;
 pub use crate::state::{Deps, StartError, TlsError};
 use crate::store::{Eviction, OnError};
 
-mod accept;
+pub(crate) mod accept;
 pub mod admission;
 mod descriptors;
 mod internal;
@@ -57,6 +62,8 @@ pub struct Running {
     state: Arc<ArcSwap<GatewayState>>,
     shutdown: watch::Sender<bool>,
     connections: Arc<Connections>,
+    /// The internal listener's connections, if it is configured.
+    internal_connections: Option<Arc<Connections>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// What a reload builds on; one reload at a time.
     reload: tokio::sync::Mutex<Reloadable>,
@@ -185,6 +192,12 @@ impl Running {
         &self.connections
     }
 
+    /// The internal listener's connections (metrics, the access token), if
+    /// it is configured: its own limits and refusals.
+    pub fn internal_connections(&self) -> Option<&Connections> {
+        self.internal_connections.as_deref()
+    }
+
     /// Stop accepting, wait up to `grace` for open requests, then stop.
     pub async fn shutdown(self, grace: Duration) {
         self.state.load().set_ready(false);
@@ -273,17 +286,26 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
         }
         None => None,
     };
-    let metrics_addr = match config.metrics.listen {
-        Some(listen) => {
+    let mut internal_connections = None;
+    // `caps.internal` is there exactly when `[metrics] listen` is.
+    let metrics_addr = match (config.metrics.listen, caps.internal) {
+        (Some(listen), Some(internal)) => {
             let listener = bind(listen).await?;
             let addr = listener.local_addr().map_err(|source| StartError::Bind {
                 addr: listen,
                 source,
             })?;
-            tasks.push(tokio::spawn(internal::serve(listener, state.clone())));
+            let admission = Arc::new(Connections::of("metrics", internal.total, internal.per_ip));
+            internal_connections = Some(admission.clone());
+            tasks.push(tokio::spawn(internal::serve(
+                listener,
+                state.clone(),
+                admission,
+                config.metrics.limits,
+            )));
             Some(addr)
         }
-        None => None,
+        _ => None,
     };
 
     // Config loaded, listeners bound: ready before the first connection is served.
@@ -323,6 +345,7 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
         state,
         shutdown: shutdown_tx,
         connections,
+        internal_connections,
         tasks,
         reload: tokio::sync::Mutex::new(Reloadable {
             deps,

@@ -1,7 +1,7 @@
 //! Out of file descriptors, the listeners keep accepting: a connection the
 //! process has no descriptor for is closed at once (not left waiting in the
-//! backlog), and once descriptors are free again the listener answers as
-//! before.
+//! backlog), and once descriptors are free again both the public and the
+//! internal listener answer as before.
 //!
 //! This file holds one test: it lowers the open-file limit of its process
 //! (and puts it back), which would starve any test running beside it.
@@ -54,8 +54,10 @@ async fn closed_at_once(s: &mut TcpStream, what: &str) {
 async fn out_of_descriptors_a_connection_is_closed_at_once_and_accepting_goes_on() {
     let up = Upstream::start("fds").await;
     let text = Preamble::new("test-app").to_string()
-        + &support::routes_toml(&[("/public/", "public")], up.addr);
+        + &support::routes_toml(&[("/public/", "public")], up.addr)
+        + "\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
     let gw = Gateway::start(&text).await;
+    let metrics = gw.running().metrics_addr().unwrap();
     assert_eq!(gw.get("/public/before", &[]).await.status, 200);
 
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
@@ -68,11 +70,21 @@ async fn out_of_descriptors_a_connection_is_closed_at_once_and_accepting_goes_on
     drop(held.pop());
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     closed_at_once(&mut s, "the public listener").await;
+    // Its descriptor is the one free now.
+    drop(s);
+    let mut s = TcpStream::connect(metrics).await.unwrap();
+    closed_at_once(&mut s, "the internal listener").await;
     drop(s);
 
-    // Descriptors free again: the listener answers.
+    // Descriptors free again: both listeners answer.
     drop(held);
     drop(restore);
     assert_eq!(gw.get("/public/after", &[]).await.status, 200);
+    let scrape = support::raw_request(
+        metrics,
+        b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(scrape.status, 200);
     gw.stop().await;
 }

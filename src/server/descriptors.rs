@@ -16,6 +16,8 @@
 //!         + Pingora's idle upstream connections (128 per public listener)
 //!         + 1 per upstream address (its health check)
 //!         + 4 with the Redis store
+//!         + the internal listener's max_connections ([metrics]; itself at
+//!           most an eighth of limit - 64)
 //! room    = (limit - reserve) / 2          two descriptors per client connection
 //! [server] max_connections        <= room
 //! [server] max_connections_per_ip <= room - room / 4
@@ -49,6 +51,8 @@ pub(crate) struct Caps {
 pub(crate) struct Wanted {
     /// `[server] max_connections` and `max_connections_per_ip`.
     pub(crate) public: Caps,
+    /// `[metrics]`' caps, when there is an internal listener.
+    pub(crate) internal: Option<Caps>,
     /// Idle upstream connections Pingora may keep, all public listeners together.
     pub(crate) upstream_pool: usize,
     /// Upstream addresses (each health-checked over a connection of its own).
@@ -68,6 +72,10 @@ impl Wanted {
                 total: limits.max_connections,
                 per_ip: limits.max_connections_per_ip,
             },
+            internal: config.metrics.listen.map(|_| Caps {
+                total: config.metrics.limits.max_connections,
+                per_ip: config.metrics.limits.max_connections_per_ip,
+            }),
             // Each public listener's proxy has a pool of its own.
             upstream_pool: conf
                 .upstream_keepalive_pool_size
@@ -83,6 +91,7 @@ impl Wanted {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fitted {
     pub(crate) public: Caps,
+    pub(crate) internal: Option<Caps>,
     /// Descriptors kept for everything else (0: the limit is unknown).
     pub(crate) reserve: u64,
 }
@@ -97,10 +106,20 @@ fn to_u64(n: usize) -> u64 {
 
 /// The caps `wanted` asks for, lowered to fit an open-file limit of `limit`.
 pub(crate) fn fit(limit: u64, wanted: &Wanted) -> Fitted {
+    let internal = wanted.internal.map(|c| {
+        let total = c
+            .total
+            .min(to_usize(limit.saturating_sub(FIXED) / 8).max(1));
+        Caps {
+            total,
+            per_ip: c.per_ip.min(total),
+        }
+    });
     let reserve = FIXED
         .saturating_add(to_u64(wanted.upstream_pool))
         .saturating_add(to_u64(wanted.upstreams))
-        .saturating_add(if wanted.redis { REDIS } else { 0 });
+        .saturating_add(if wanted.redis { REDIS } else { 0 })
+        .saturating_add(internal.map_or(0, |c| to_u64(c.total)));
     let room = to_usize(limit.saturating_sub(reserve) / 2);
     let per_ip_room = room - room / 4;
     Fitted {
@@ -108,6 +127,7 @@ pub(crate) fn fit(limit: u64, wanted: &Wanted) -> Fitted {
             total: wanted.public.total.min(room).max(1),
             per_ip: wanted.public.per_ip.min(per_ip_room).max(1),
         },
+        internal,
         reserve,
     }
 }
@@ -122,6 +142,7 @@ pub(crate) fn fit_to_open_file_limit(wanted: &Wanted) -> Fitted {
             tracing::warn!(error = %e, "cannot read the open-file limit: connection caps as configured");
             return Fitted {
                 public: wanted.public,
+                internal: wanted.internal,
                 reserve: 0,
             };
         }
@@ -139,7 +160,13 @@ pub(crate) fn fit_to_open_file_limit(wanted: &Wanted) -> Fitted {
             fitted.public.per_ip,
         ),
     ];
-    for (key, configured, lowered_to) in public {
+    let internal = wanted.internal.zip(fitted.internal).map(|(w, f)| {
+        [
+            ("metrics.max_connections", w.total, f.total),
+            ("metrics.max_connections_per_ip", w.per_ip, f.per_ip),
+        ]
+    });
+    for (key, configured, lowered_to) in public.into_iter().chain(internal.into_iter().flatten()) {
         if lowered_to < configured {
             tracing::warn!(
                 key,
@@ -166,6 +193,7 @@ mod tests {
     /// upstream, the memory store, Pingora's pool for one listener.
     const DEFAULTS: Wanted = Wanted {
         public: caps(16_384, 1_024),
+        internal: None,
         upstream_pool: 128,
         upstreams: 1,
         redis: false,
@@ -177,20 +205,23 @@ mod tests {
         assert_eq!(f.reserve, 64 + 128 + 1);
         // (1024 - 193) / 2 = 415 connections, 415 - 103 = 312 from one address.
         assert_eq!(f.public, caps(415, 312));
+        assert_eq!(f.internal, None);
     }
 
     #[test]
     fn everything_else_is_reserved_first() {
         let wanted = Wanted {
+            internal: Some(caps(64, 16)),
             upstream_pool: 256,
             upstreams: 10,
             redis: true,
             ..DEFAULTS
         };
         let f = fit(4096, &wanted);
-        assert_eq!(f.reserve, 64 + 256 + 10 + 4);
-        // (4096 - 334) / 2 = 1881; the per-IP cap as configured fits in 1411.
-        assert_eq!(f.public, caps(1881, 1024));
+        assert_eq!(f.reserve, 64 + 256 + 10 + 4 + 64);
+        // (4096 - 398) / 2 = 1849; the per-IP cap as configured fits in 1387.
+        assert_eq!(f.public, caps(1849, 1024));
+        assert_eq!(f.internal, Some(caps(64, 16)));
     }
 
     #[test]
@@ -199,6 +230,17 @@ mod tests {
         assert_eq!(f.public, DEFAULTS.public);
         let f = fit(u64::MAX, &DEFAULTS);
         assert_eq!(f.public, DEFAULTS.public);
+    }
+
+    #[test]
+    fn the_internal_listener_takes_at_most_an_eighth() {
+        let wanted = Wanted {
+            internal: Some(caps(10_000, 10_000)),
+            ..DEFAULTS
+        };
+        let f = fit(1024, &wanted);
+        assert_eq!(f.internal, Some(caps(120, 120)));
+        assert_eq!(f.reserve, 64 + 128 + 1 + 120);
     }
 
     #[test]
