@@ -3,7 +3,7 @@
 //!
 //! | module | what it knows |
 //! |---|---|
-//! | [`limits`] | [`ConnLimits`]: deadlines and caps of a connection (`[server]`) |
+//! | [`limits`] | [`ConnLimits`]: deadlines and caps of a connection (`[server]`); [`InternalLimits`] (`[metrics]`) |
 //! | [`deadline`] | idle, header and body read deadlines on the stream ([`deadline::Deadlined`]) |
 //! | [`buffered`] | the write buffer in front of each accepted socket |
 //! | [`token_watch`] | closing an upgraded socket when its token ends |
@@ -15,4 +15,4 @@ mod limits;
 pub(crate) mod token_watch;
 pub(crate) mod websocket;
 
-pub use limits::ConnLimits;
+pub use limits::{ConnLimits, InternalLimits};

@@ -35,7 +35,7 @@
 //!
 //! | module | what it knows |
 //! |---|---|
-//! | [`server`] | listeners, TLS, connection caps ([`server::admission`]), the internal listener (metrics, access token), reload, graceful shutdown |
+//! | [`server`] | listeners, TLS, connection caps ([`server::admission`]) fitted to the open-file limit, the internal listener (metrics, access token) and its own limits, reload, graceful shutdown |
 //! | `conn` | a client connection below the pipeline: read deadlines, write buffer, token watch, WebSocket frames |
 //! | [`state`] | [`state::GatewayState`]: everything a request reads, built once; [`state::Deps`] |
 //! | `proxy` | the Pingora `ProxyHttp` glue: the pipeline above; its decisions in `proxy::decide` |
@@ -57,7 +57,7 @@
 //! | `respond` | writing JSON responses and errors |
 //! | `metrics` | Prometheus series (one registry, kept across reloads), the metered store |
 //! | `access` | request ids, the access log's user hash and path |
-//! | `http1` | the small HTTP/1 server of the internal listener and the dev servers |
+//! | `http1` | the small HTTP/1 server of the internal listener (bounded: caps, deadlines) and the dev servers |
 //! | [`clock`] | the wall clock (read nowhere else) and random ids |
 //! | [`upstream`], [`secret`], [`keygen`], [`dev`] | upstream groups, masked secrets, `wxgate keygen`, `wxgate dev` |
 

@@ -9,6 +9,11 @@
 //! via ALPN) and is then handed to Pingora, which serves HTTP/1.1 and h2c on
 //! it with keep-alive.
 //!
+//! Every listener is bounded: connection caps in total and per client IP
+//! ([`admission`], the internal listener with caps of its own), fitted at
+//! start-up to the open-file limit (`descriptors`), and an accept loop that
+//! never stops, out of descriptors included (`accept`).
+//!
 //! Shutdown is graceful: stop accepting, mark `/readyz` not ready, let Pingora
 //! close idle keep-alive connections, wait up to the grace period for requests
 //! in flight, then drop the rest.
@@ -29,6 +34,7 @@ use pingora_core::services::background::BackgroundService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use self::accept::Listener;
 use self::admission::Connections;
 use crate::config::{Config, TlsConfig};
 use crate::conn::buffered::Buffered;
@@ -39,7 +45,9 @@ use crate::state::GatewayState;
 pub use crate::state::{Deps, StartError, TlsError};
 use crate::store::{Eviction, OnError};
 
+pub(crate) mod accept;
 pub mod admission;
+mod descriptors;
 mod internal;
 mod serve;
 
@@ -54,6 +62,8 @@ pub struct Running {
     state: Arc<ArcSwap<GatewayState>>,
     shutdown: watch::Sender<bool>,
     connections: Arc<Connections>,
+    /// The internal listener's connections, if it is configured.
+    internal_connections: Option<Arc<Connections>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// What a reload builds on; one reload at a time.
     reload: tokio::sync::Mutex<Reloadable>,
@@ -182,6 +192,12 @@ impl Running {
         &self.connections
     }
 
+    /// The internal listener's connections (metrics, the access token), if
+    /// it is configured: its own limits and refusals.
+    pub fn internal_connections(&self) -> Option<&Connections> {
+        self.internal_connections.as_deref()
+    }
+
     /// Stop accepting, wait up to `grace` for open requests, then stop.
     pub async fn shutdown(self, grace: Duration) {
         self.state.load().set_ready(false);
@@ -249,10 +265,8 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
     let server_conf = Arc::new(ServerConf::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let limits = config.server.limits;
-    let connections = Arc::new(Connections::new(
-        max_connections(limits.max_connections),
-        limits.max_connections_per_ip,
-    ));
+    let caps = descriptors::fit_to_open_file_limit(&descriptors::Wanted::of(config, &server_conf));
+    let connections = Arc::new(Connections::new(caps.public.total, caps.public.per_ip));
     let mut tasks = Vec::new();
 
     let plain = bind(config.server.listen).await?;
@@ -272,17 +286,26 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
         }
         None => None,
     };
-    let metrics_addr = match config.metrics.listen {
-        Some(listen) => {
+    let mut internal_connections = None;
+    // `caps.internal` is there exactly when `[metrics] listen` is.
+    let metrics_addr = match (config.metrics.listen, caps.internal) {
+        (Some(listen), Some(internal)) => {
             let listener = bind(listen).await?;
             let addr = listener.local_addr().map_err(|source| StartError::Bind {
                 addr: listen,
                 source,
             })?;
-            tasks.push(tokio::spawn(internal::serve(listener, state.clone())));
+            let admission = Arc::new(Connections::of("metrics", internal.total, internal.per_ip));
+            internal_connections = Some(admission.clone());
+            tasks.push(tokio::spawn(internal::serve(
+                listener,
+                state.clone(),
+                admission,
+                config.metrics.limits,
+            )));
             Some(addr)
         }
-        None => None,
+        _ => None,
     };
 
     // Config loaded, listeners bound: ready before the first connection is served.
@@ -322,6 +345,7 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
         state,
         shutdown: shutdown_tx,
         connections,
+        internal_connections,
         tasks,
         reload: tokio::sync::Mutex::new(Reloadable {
             deps,
@@ -360,26 +384,6 @@ pub fn raise_fd_limit() -> Option<u64> {
     }
 }
 
-/// `max_connections`, lowered to half the open-file limit when it exceeds
-/// it: each proxied connection needs a second descriptor upstream, and a
-/// gateway out of descriptors can answer no one.
-fn max_connections(configured: usize) -> usize {
-    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
-        return configured;
-    };
-    let room = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(1);
-    if configured > room {
-        tracing::warn!(
-            max_connections = configured,
-            open_file_limit = soft,
-            lowered_to = room,
-            "max_connections exceeds half the open-file limit: lowered"
-        );
-        return room;
-    }
-    configured
-}
-
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -414,19 +418,11 @@ async fn accept_loop(
     connections: Arc<Connections>,
     limits: ConnLimits,
 ) {
+    let mut listener = Listener::new(listener);
     loop {
-        let accepted = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
         };
         let Ok(admitted) = connections.admit(peer.ip()) else {
             // Over a limit: closed at once, before anything is read.
@@ -481,18 +477,4 @@ async fn prepare(
         }
     };
     Some(Box::new(Deadlined::new(stream, limits)))
-}
-
-#[cfg(test)]
-mod limit_tests {
-    #![allow(clippy::unwrap_used)]
-    use super::max_connections;
-
-    #[test]
-    fn max_connections_fits_half_the_open_file_limit() {
-        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
-        let half = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(1);
-        assert_eq!(max_connections(usize::MAX), half);
-        assert_eq!(max_connections(1), 1);
-    }
 }

@@ -378,3 +378,201 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     assert_eq!(raised, soft);
     assert!(soft == hard || soft >= 1 << 20, "soft {soft}, hard {hard}");
 }
+
+// ---------------------------------------------------------------------------
+// The internal listener (metrics, the access token)
+// ---------------------------------------------------------------------------
+
+/// A gateway with a metrics listener and these `[metrics]` lines; its
+/// metrics address.
+async fn internal(metrics: &str) -> (Upstream, Gateway, std::net::SocketAddr) {
+    let up = Upstream::start("internal").await;
+    let text = Preamble::new("test-app").to_string()
+        + &support::routes_toml(&[("/public/", "public")], up.addr)
+        + &format!("\n[metrics]\nlisten = \"127.0.0.1:0\"\n{metrics}\n");
+    let gw = Gateway::start(&text).await;
+    let addr = gw.running().metrics_addr().expect("metrics listener");
+    (up, gw, addr)
+}
+
+/// A connection to `addr` from the loopback address `from` (127.0.0.x:
+/// another client as far as the gateway can tell).
+async fn connect_from(from: [u8; 4], addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind((std::net::Ipv4Addr::from(from), 0).into())
+        .unwrap();
+    let s = socket.connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// `GET /metrics` on `s`, answered 200, the connection kept.
+async fn scrape_on(s: &mut TcpStream) {
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
+        .await
+        .unwrap();
+    let r = support::read_response(s, Duration::from_secs(5)).await;
+    assert_eq!(r.status, 200);
+}
+
+/// `n` connections to the internal listener from `from`, each proven
+/// admitted by one answered request and kept open.
+async fn internal_admitted(from: [u8; 4], addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut open = Vec::new();
+    for _ in 0..n {
+        let mut s = connect_from(from, addr).await;
+        scrape_on(&mut s).await;
+        open.push(s);
+    }
+    open
+}
+
+/// A connection over a limit is accepted and closed at once, before any request is read.
+async fn internal_turned_away(from: [u8; 4], addr: std::net::SocketAddr) {
+    let mut s = connect_from(from, addr).await;
+    let _ = s
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
+        .await;
+    let (buf, _) = read_until_closed(&mut s, Duration::from_secs(2)).await;
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+}
+
+/// With the defaults: request headers that never end are cut off after
+/// 5 s (they were still open after 30 s).
+#[tokio::test]
+async fn the_internal_listener_cuts_off_headers_that_never_end() {
+    let (_up, gw, metrics) = internal("").await;
+    let mut s = connect_from([127, 0, 0, 1], metrics).await;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m")
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    let waited = closed - sent;
+    assert!(
+        waited >= Duration::from_millis(4500),
+        "closed after {waited:?}"
+    );
+    gw.stop().await;
+}
+
+/// With the defaults: 16 connections from one address, 64 in all; over
+/// either, a new connection is closed at once, and other clients are
+/// still answered.
+#[tokio::test]
+async fn connections_to_the_internal_listener_are_capped_per_ip_and_in_total() {
+    let (_up, gw, metrics) = internal("").await;
+    let mut open = internal_admitted([127, 0, 0, 1], metrics, 16).await;
+    internal_turned_away([127, 0, 0, 1], metrics).await;
+    // Another address is still answered, up to the total.
+    for last in 2..=4 {
+        open.extend(internal_admitted([127, 0, 0, last], metrics, 16).await);
+    }
+    internal_turned_away([127, 0, 0, 5], metrics).await;
+    let conns = gw.running().internal_connections().unwrap();
+    assert_eq!(conns.caps(), (64, 16));
+    assert_eq!(conns.refused(Refused::PerIp), 1);
+    assert_eq!(conns.refused(Refused::Total), 1);
+    // A place that frees up can be taken again.
+    drop(open.pop());
+    assert!(support::eventually(Duration::from_secs(2), || async { conns.open() == 63 }).await);
+    let _again = internal_admitted([127, 0, 0, 5], metrics, 1).await;
+    // The public listener never noticed.
+    let mut s = connect(&gw).await;
+    one_request(&mut s, "/public/after").await;
+    assert_eq!(gw.running().connections().refused(Refused::Total), 0);
+    gw.stop().await;
+}
+
+/// `[metrics] max_connections` and `max_connections_per_ip` set the caps.
+#[tokio::test]
+async fn the_internal_listeners_caps_are_configured() {
+    let (_up, gw, metrics) = internal("max_connections = 3\nmax_connections_per_ip = 2").await;
+    let _a = internal_admitted([127, 0, 0, 1], metrics, 2).await;
+    internal_turned_away([127, 0, 0, 1], metrics).await;
+    let _b = internal_admitted([127, 0, 0, 2], metrics, 1).await;
+    internal_turned_away([127, 0, 0, 3], metrics).await;
+    let conns = gw.running().internal_connections().unwrap();
+    assert_eq!(
+        (conns.refused(Refused::PerIp), conns.refused(Refused::Total)),
+        (1, 1)
+    );
+    gw.stop().await;
+}
+
+/// A keep-alive connection to the internal listener is closed after
+/// `[metrics] idle_timeout`, and so is one that never sends a byte.
+#[tokio::test]
+async fn an_idle_connection_to_the_internal_listener_is_closed() {
+    let (_up, gw, metrics) = internal("idle_timeout = \"600ms\"\nheader_timeout = \"5s\"").await;
+    let started = Instant::now();
+    let mut silent = connect_from([127, 0, 0, 1], metrics).await;
+    let mut s = connect_from([127, 0, 0, 1], metrics).await;
+    scrape_on(&mut s).await;
+    let answered = Instant::now();
+    let (buf, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(buf.is_empty());
+    let idle = closed - answered;
+    assert!(idle >= Duration::from_millis(500), "closed after {idle:?}");
+    let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(5)).await;
+    let idle = closed - started;
+    assert!(idle >= Duration::from_millis(500), "closed after {idle:?}");
+    gw.stop().await;
+}
+
+/// One byte every 100 ms never makes a request: the header deadline runs
+/// from the first byte, and the idle deadline (long here) does not help.
+#[tokio::test]
+async fn headers_trickled_to_the_internal_listener_are_cut_off() {
+    let (_up, gw, metrics) = internal("header_timeout = \"700ms\"\nidle_timeout = \"30s\"").await;
+    let mut s = connect_from([127, 0, 0, 1], metrics).await;
+    // A first request is answered; the deadline applies to the next one too.
+    scrape_on(&mut s).await;
+    let request = b"GET /metrics HTTP/1.1\r\nHost: m\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let started = Instant::now();
+    let mut cut_after = None;
+    for b in request.iter() {
+        if s.write_all(&[*b]).await.is_err() {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if started.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    let cut = match cut_after {
+        Some(t) => t,
+        None => {
+            let (buf, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+            assert!(
+                !String::from_utf8_lossy(&buf).contains("200 OK"),
+                "answered"
+            );
+            closed - started
+        }
+    };
+    assert!(cut >= Duration::from_millis(600), "cut after {cut:?}");
+    assert!(cut < Duration::from_secs(3), "cut after {cut:?}");
+    gw.stop().await;
+}
+
+/// A request head over 16 KiB is refused (431), not buffered.
+#[tokio::test]
+async fn an_oversized_request_head_to_the_internal_listener_is_refused() {
+    let (_up, gw, metrics) = internal("").await;
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nHost: m\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let mut s = connect_from([127, 0, 0, 1], metrics).await;
+    let _ = s.write_all(big.as_bytes()).await;
+    let (buf, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(
+        buf.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    gw.stop().await;
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use crate::conn::ConnLimits;
+pub use crate::conn::{ConnLimits, InternalLimits};
 pub use crate::headers::{ClaimHeader, HeadersConfig, IdentityHeaderName};
 pub use crate::hook::HookConfig;
 pub use crate::login::{LoginConfig, Rate, MAX_STATE_TTL};
@@ -74,6 +74,9 @@ pub struct MetricsConfig {
         serialize_with = "ser_secret_opt"
     )]
     pub access_token_secret: Option<Secret>,
+    /// The listener's connection caps and deadlines.
+    #[serde(flatten)]
+    pub limits: InternalLimits,
 }
 
 /// `[server]`

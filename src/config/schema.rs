@@ -50,6 +50,10 @@ pub(super) struct RawMetrics {
     pub access_token_secret: Option<String>,
     pub access_token_secret_env: Option<String>,
     pub access_token_secret_file: Option<PathBuf>,
+    pub idle_timeout: Option<String>,
+    pub header_timeout: Option<String>,
+    pub max_connections: Option<i64>,
+    pub max_connections_per_ip: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1291,6 +1291,80 @@ fn metrics_are_off_unless_a_listener_of_their_own_is_given() {
 }
 
 #[test]
+fn the_internal_listener_has_limits_of_its_own() {
+    let metrics = |lines: &str| {
+        format!(
+            "{}\n[metrics]\nlisten = \"127.0.0.1:9091\"\n{lines}\n",
+            minimal()
+        )
+    };
+    let d = parse_ok(&metrics("")).metrics.limits;
+    assert_eq!(d, InternalLimits::default());
+    assert_eq!(
+        (d.max_connections, d.max_connections_per_ip),
+        (64, 16),
+        "smaller than [server]'s"
+    );
+    assert_eq!(
+        (d.header_timeout, d.idle_timeout),
+        (Duration::from_secs(5), Duration::from_secs(30))
+    );
+    let set = parse_ok(&metrics(
+        "max_connections = 8\nmax_connections_per_ip = 2\nidle_timeout = \"90s\"\nheader_timeout = \"2s\"",
+    ));
+    assert_eq!(
+        set.metrics.limits,
+        InternalLimits {
+            idle_timeout: Duration::from_secs(90),
+            header_timeout: Duration::from_secs(2),
+            max_connections: 8,
+            max_connections_per_ip: 2,
+        }
+    );
+    let shown = set.render();
+    for line in [
+        "max_connections = 8",
+        "max_connections_per_ip = 2",
+        "idle_timeout = \"1m 30s\"",
+        "header_timeout = \"2s\"",
+    ] {
+        assert!(shown.contains(line), "{line:?} not in:\n{shown}");
+    }
+
+    for (lines, key) in [
+        ("max_connections = 0", "metrics.max_connections"),
+        ("max_connections = -1", "metrics.max_connections"),
+        ("max_connections = 10001", "metrics.max_connections"),
+        (
+            "max_connections_per_ip = 0",
+            "metrics.max_connections_per_ip",
+        ),
+        ("idle_timeout = \"0s\"", "metrics.idle_timeout"),
+        ("idle_timeout = \"2h\"", "metrics.idle_timeout"),
+        ("header_timeout = \"0s\"", "metrics.header_timeout"),
+        ("header_timeout = \"soon\"", "metrics.header_timeout"),
+    ] {
+        invalid_key(&metrics(lines), key);
+    }
+    let msg = parse_err(&metrics("max_connections = \"64\""));
+    assert_mentions(&msg, &["max_connections"]);
+}
+
+#[test]
+fn internal_limits_without_the_internal_listener_are_a_warning() {
+    let c = parse_ok(&format!("{}\n[metrics]\nmax_connections = 8\n", minimal()));
+    assert_eq!(c.metrics.listen, None);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("max_connections") && w.contains("without [metrics] listen")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(parse_ok(&minimal()).warnings.is_empty());
+}
+
+#[test]
 fn the_access_log_is_on_unless_turned_off() {
     assert!(parse_ok(&minimal()).log.access);
     let off = parse_ok(&format!("{}\n[log]\naccess = false\n", minimal()));

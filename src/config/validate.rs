@@ -22,6 +22,7 @@ const MIN_REVOCATION_CHECK: Duration = Duration::from_millis(100);
 
 mod hook;
 mod jwt;
+mod metrics;
 mod server;
 mod store;
 mod wechat;
@@ -235,35 +236,6 @@ impl Validator<'_> {
         Ok(LogConfig {
             access: raw.access.unwrap_or(true),
             level,
-        })
-    }
-
-    /// `[metrics]`: a listener of its own, never one of the public ones.
-    fn metrics(
-        &self,
-        raw: RawMetrics,
-        server: &ServerConfig,
-    ) -> Result<MetricsConfig, ConfigError> {
-        let Some(listen) = raw.listen else {
-            return Ok(MetricsConfig::default());
-        };
-        let addr = self.socket_addr("metrics.listen", &listen)?;
-        let public = std::iter::once(server.listen).chain(server.tls.as_ref().map(|t| t.listen));
-        for p in public {
-            let same_ip =
-                p.ip() == addr.ip() || p.ip().is_unspecified() || addr.ip().is_unspecified();
-            if p.port() == addr.port() && p.port() != 0 && same_ip {
-                return Err(self.err(
-                    "metrics.listen",
-                    format!(
-                        "{addr} is a public listener ({p}); metrics need an address of their own"
-                    ),
-                ));
-            }
-        }
-        Ok(MetricsConfig {
-            listen: Some(addr),
-            access_token_secret: None,
         })
     }
 

@@ -1,4 +1,5 @@
-//! The limits of a client connection (`[server]`): deadlines and caps.
+//! The limits of a client connection (`[server]`, and `[metrics]` for the
+//! internal listener): deadlines and caps.
 
 use std::time::Duration;
 
@@ -33,6 +34,36 @@ impl Default for ConnLimits {
             body_timeout: Duration::from_secs(60),
             max_connections: 16_384,
             max_connections_per_ip: 1_024,
+        }
+    }
+}
+
+/// The limits of the internal listener (`[metrics]`: metrics and the
+/// access token), smaller than the public ones: its clients are Prometheus
+/// and the backends, a handful of hosts. It reads no request body, so it
+/// has no body deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct InternalLimits {
+    /// A keep-alive connection waiting for its next request is closed after
+    /// this; so is one whose client does not read an answer for this long.
+    #[serde(serialize_with = "ser_duration")]
+    pub idle_timeout: Duration,
+    /// Request headers must arrive whole within this, from their first byte.
+    #[serde(serialize_with = "ser_duration")]
+    pub header_timeout: Duration,
+    /// Open connections to the internal listener.
+    pub max_connections: usize,
+    /// Open connections to it from one IP address (the TCP peer).
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for InternalLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(5),
+            max_connections: 64,
+            max_connections_per_ip: 16,
         }
     }
 }

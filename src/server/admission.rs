@@ -8,6 +8,8 @@
 //! raise `max_connections_per_ip` there.
 //!
 //! The same count lets shutdown wait until the last connection has closed.
+//! The internal listener has a [`Connections`] of its own, with its own
+//! (smaller) caps: a flood there never takes a public listener's places.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,6 +30,8 @@ pub enum Refused {
 /// The open client connections and their limits.
 #[derive(Debug)]
 pub struct Connections {
+    /// The config section whose caps these are, for the log.
+    section: &'static str,
     max_total: usize,
     max_per_ip: usize,
     open: AtomicUsize,
@@ -45,9 +49,16 @@ pub struct Admitted {
 }
 
 impl Connections {
-    /// At most `max_total` connections, `max_per_ip` from one address.
+    /// At most `max_total` connections, `max_per_ip` from one address
+    /// (the caps of `[server]`).
     pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+        Self::of("server", max_total, max_per_ip)
+    }
+
+    /// [`Connections::new`] with the caps of config section `section`.
+    pub fn of(section: &'static str, max_total: usize, max_per_ip: usize) -> Self {
         Self {
+            section,
             max_total,
             max_per_ip,
             open: AtomicUsize::new(0),
@@ -94,9 +105,20 @@ impl Connections {
                 Refused::Total => "max_connections",
                 Refused::PerIp => "max_connections_per_ip",
             };
-            tracing::warn!(refused = n, limit, "connection refused: limit reached");
+            let section = self.section;
+            tracing::warn!(
+                refused = n,
+                section,
+                limit,
+                "connection refused: limit reached"
+            );
         }
         why
+    }
+
+    /// The caps: in total, and from one address.
+    pub fn caps(&self) -> (usize, usize) {
+        (self.max_total, self.max_per_ip)
     }
 
     /// Connections open now.

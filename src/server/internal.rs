@@ -4,6 +4,12 @@
 //! the app's WeChat access token for the backends, so that wxgate is the
 //! one place that calls `stable_token` (README, "Phone numbers and the
 //! access token"); `?refused=<token>` reports a token WeChat refused.
+//!
+//! Whoever reaches the listener gets no more than its own limits
+//! (`[metrics]`: [`InternalLimits`]): connections capped in total and per
+//! IP, closed at once over a cap, and deadlines for idling and for request
+//! headers (`http1::serve_bounded`). The caps are counted in the
+//! descriptors kept aside from the public listeners (`descriptors`).
 
 use std::sync::Arc;
 
@@ -14,9 +20,11 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE}
 use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
+use super::admission::Connections;
 use crate::clock::unix_now_ms;
+use crate::conn::InternalLimits;
 use crate::error::ApiError;
-use crate::http1::{response, serve_http1};
+use crate::http1::{response, serve_bounded, Deadlines};
 use crate::state::GatewayState;
 
 /// Where the backends get the WeChat access token.
@@ -25,9 +33,19 @@ pub(super) const ACCESS_TOKEN_PATH: &str = "/internal/wechat/access_token";
 /// The content type of Prometheus' text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Serve `/metrics` until the task is aborted.
-pub(super) async fn serve(listener: TcpListener, state: Arc<ArcSwap<GatewayState>>) {
-    let result = serve_http1(listener, move |req: Request<hyper::body::Incoming>| {
+/// Serve `/metrics` (and the access token) until the task is aborted,
+/// admitting connections through `connections` and under `limits`' deadlines.
+pub(super) async fn serve(
+    listener: TcpListener,
+    state: Arc<ArcSwap<GatewayState>>,
+    connections: Arc<Connections>,
+    limits: InternalLimits,
+) {
+    let deadlines = Deadlines {
+        idle: limits.idle_timeout,
+        header: limits.header_timeout,
+    };
+    let handler = move |req: Request<hyper::body::Incoming>| {
         let state = state.clone();
         async move {
             match (req.method(), req.uri().path()) {
@@ -42,11 +60,8 @@ pub(super) async fn serve(listener: TcpListener, state: Arc<ArcSwap<GatewayState
                 _ => response(404, "text/plain", "metrics are at /metrics\n"),
             }
         }
-    })
-    .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "the metrics listener stopped");
-    }
+    };
+    serve_bounded(listener, handler, connections, deadlines).await;
 }
 
 /// `GET /internal/wechat/access_token` with `Authorization: Bearer <secret>`:
