@@ -279,3 +279,43 @@ async fn a_token_a_backend_reports_refused_is_replaced_for_every_instance() {
     assert_eq!(cluster.mock.token_calls(), (2, 1));
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_stable_token_costs_each_caller_one_timeout_not_a_staircase() {
+    // WeChat's stable_token does not answer; [wechat] timeout = "1s". Six
+    // concurrent /wx/phone share one stable_token call and each hears 504
+    // within about one timeout (before: after 1, 2, ... 6 s, with 6 calls).
+    let env = dev::with_config(
+        &format!(
+            "{}\n[wechat]\nappid = \"{}\"\nsecret = \"unused\"\napi_base = \"http://127.0.0.1:9\"\ntimeout = \"1s\"\n\n[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9\"]\n",
+            Preamble::new("hung-token"),
+            wxgate::dev::DEV_APPID
+        ),
+        &[],
+    )
+    .await;
+    let gw = env.gateway.addr();
+    let token = support::login(gw, "hank.1").await.token();
+    env.mock.hang_tokens(Some(Duration::from_secs(30)));
+    let started = Instant::now();
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let token = token.clone();
+            tokio::spawn(async move {
+                let r = phone(gw, &token, &format!("p-hung-{i}")).await;
+                (r, started.elapsed())
+            })
+        })
+        .collect();
+    for call in calls {
+        let (r, took) = call.await.unwrap();
+        assert_eq!(r.status, 504, "{}", r.text());
+        assert_eq!(r.error(), "wechat_timeout");
+        assert!(
+            took < Duration::from_millis(2500),
+            "answered after {took:?}"
+        );
+    }
+    assert_eq!(env.mock.token_requests(), 1, "one stable_token call");
+    dev::stop(env).await;
+}

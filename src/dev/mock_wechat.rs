@@ -160,6 +160,17 @@ impl MockWechat {
         self.inner.token_api.set_token_lifetime(lifetime);
     }
 
+    /// `stable_token` requests received, answered or not.
+    pub fn token_requests(&self) -> usize {
+        self.inner.token_api.token_requests()
+    }
+
+    /// `stable_token` does not answer for `d` (`None`: at once), as when
+    /// WeChat hangs.
+    pub fn hang_tokens(&self, d: Option<Duration>) {
+        self.inner.token_api.hang_tokens(d);
+    }
+
     /// Someone else forced a refresh: every app's current token stops working.
     pub fn rotate_token_elsewhere(&self) {
         self.inner.token_api.rotate_token_elsewhere();

@@ -36,6 +36,10 @@ struct Tokens {
     current: std::collections::HashMap<String, (String, Instant)>,
     lifetime: Option<Duration>,
     phone_codes: HashSet<String>,
+    /// `stable_token` requests received, answered or not.
+    requests: usize,
+    /// `stable_token` does not answer for this long.
+    hang: Option<Duration>,
 }
 
 async fn json_body(req: Request<Incoming>) -> Option<serde_json::Value> {
@@ -83,6 +87,16 @@ impl TokenApi {
         (t.issued, t.forced)
     }
 
+    /// `stable_token` requests received, answered or not.
+    pub(super) fn token_requests(&self) -> usize {
+        self.tokens().requests
+    }
+
+    /// `stable_token` does not answer for `d` (`None`: at once).
+    pub(super) fn hang_tokens(&self, d: Option<Duration>) {
+        self.tokens().hang = d;
+    }
+
     /// Lifetime (`expires_in`) of tokens issued from now on.
     pub(super) fn set_token_lifetime(&self, lifetime: Duration) {
         self.tokens().lifetime = Some(lifetime);
@@ -111,6 +125,14 @@ impl TokenApi {
     pub(super) async fn stable_token(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() != Method::POST {
             return response(405, "text/plain", "method not allowed");
+        }
+        let hang = {
+            let mut t = self.tokens();
+            t.requests += 1;
+            t.hang
+        };
+        if let Some(d) = hang {
+            tokio::time::sleep(d).await;
         }
         let Some(body) = json_body(req).await else {
             return errcode(47001, "data format error");

@@ -68,8 +68,7 @@ async fn a_refused_token_is_replaced_with_force_refresh_at_most_every_30_s() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
     // No back-off after a failure here: each step asks again.
     let a = Arc::new(
-        AccessTokens::new(wechat.clone(), store.clone(), APP, TIMEOUT)
-            .with_backoff(Duration::ZERO),
+        AccessTokens::new(wechat.clone(), store.clone(), APP, TIMEOUT).with_backoff(Duration::ZERO),
     );
     let b = instance(&wechat, &store);
     let old = a.get().await.unwrap().token;
