@@ -39,7 +39,7 @@ use crate::wechat::{crypto, WechatApi, WechatApp, WechatConfig};
 
 pub use self::config::{LoginConfig, Rate, MAX_STATE_TTL};
 use self::flight::{Attempt, CodeFlights, Exchanged, WxLogin};
-use self::limits::LoginLimits;
+use self::limits::{LoginLimits, Rates};
 
 /// WeChat's errcode for a login code that was already used.
 const CODE_USED: i64 = 40163;
@@ -135,6 +135,16 @@ impl LoginService {
                 appid,
                 login.rate_limit_per_ip,
                 login.rate_limit_global,
+            )
+            .with_user_limits(
+                Rates {
+                    each: login.rate_limit_phone_per_user,
+                    global: login.rate_limit_phone_global,
+                },
+                Rates {
+                    each: login.rate_limit_decrypt_per_user,
+                    global: login.rate_limit_decrypt_global,
+                },
             ),
             flights: Arc::new(CodeFlights::new(
                 store,
@@ -221,6 +231,7 @@ impl LoginService {
         data: &str,
         iv: &str,
     ) -> Result<serde_json::Value, ApiError> {
+        self.limits.check_decrypt(openid).await?;
         let session = self
             .store()
             .get_session(openid)

@@ -319,3 +319,81 @@ async fn a_hung_stable_token_costs_each_caller_one_timeout_not_a_staircase() {
     assert_eq!(env.mock.token_requests(), 1, "one stable_token call");
     dev::stop(env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_and_decrypt_are_rate_limited_per_user_and_in_all() {
+    // Without limits any logged-in user could spend the app's
+    // getuserphonenumber quota with junk codes.
+    const APPID: &str = "wxlimitstest0001";
+    let mock = MockWechat::new(APPID, "limits secret");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mock_addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(mock.clone().serve(listener));
+    let upstream = Upstream::start("limits").await;
+    let text = format!(
+        "{}\n[wechat]\nappid = \"{APPID}\"\nsecret_env = \"W\"\napi_base = \"http://{mock_addr}\"\n\n\
+         [login]\nrate_limit_phone_per_user = \"3/min\"\nrate_limit_phone_global = \"5/min\"\n\
+         rate_limit_decrypt_per_user = \"2/min\"\n\n\
+         [[routes]]\nprefix = \"/\"\nupstreams = [\"{}\"]\n",
+        Preamble::new("limits-test"),
+        upstream.addr
+    );
+    let config = support::config_with(&text, &[("W", "limits secret")]);
+    // Counted in windows of the wall clock: the test sets the clock.
+    let clock = std::sync::Arc::new(wxgate::clock::ManualClock::new(29_000_000 * 60_000));
+    let deps = Deps {
+        store: wxgate::store::build(&config.store).unwrap(),
+        clock: clock.clone(),
+    };
+    let running: Running = wxgate::server::start_with(&config, deps).await.unwrap();
+    let gw = running.addr();
+    let ann = support::login(gw, "ann.1").await.token();
+    let bob = support::login(gw, "bob.1").await.token();
+
+    for i in 0..3 {
+        let r = phone(gw, &ann, &format!("ann-p-{i}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = phone(gw, &ann, "ann-p-3").await;
+    assert_eq!(
+        (r.status, r.error()),
+        (429, "rate_limited".into()),
+        "{}",
+        r.text()
+    );
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // The global limit: five in all.
+    for i in 0..2 {
+        let r = phone(gw, &bob, &format!("bob-p-{i}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = phone(gw, &bob, "bob-p-2").await;
+    assert_eq!(
+        (r.status, r.error()),
+        (429, "rate_limited".into()),
+        "{}",
+        r.text()
+    );
+    // Nothing refused reached WeChat; the next window opens them again.
+    clock.advance(Duration::from_secs(60));
+    let r = phone(gw, &ann, "ann-p-4").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // /wx/decrypt, per user.
+    let auth = format!("Authorization: Bearer {bob}");
+    let body = json!({"encryptedData": "AAAA", "iv": "AAAAAAAAAAAAAAAAAAAAAA=="});
+    for _ in 0..2 {
+        let r = support::post_json(gw, "/wx/decrypt", &body, &[&auth]).await;
+        assert_ne!(r.status, 429, "{}", r.text());
+    }
+    let r = support::post_json(gw, "/wx/decrypt", &body, &[&auth]).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (429, "rate_limited".into()),
+        "{}",
+        r.text()
+    );
+    running.shutdown(Duration::from_secs(1)).await;
+    served.abort();
+}

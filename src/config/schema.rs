@@ -89,6 +89,10 @@ pub(super) struct RawLogin {
     pub refresh_ttl: Option<String>,
     pub rate_limit_per_ip: Option<String>,
     pub rate_limit_global: Option<String>,
+    pub rate_limit_phone_per_user: Option<String>,
+    pub rate_limit_phone_global: Option<String>,
+    pub rate_limit_decrypt_per_user: Option<String>,
+    pub rate_limit_decrypt_global: Option<String>,
     pub hook: Option<RawHook>,
 }
 

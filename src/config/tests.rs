@@ -1869,3 +1869,30 @@ fn a_broken_line_is_told_by_key_line_and_kind_never_by_its_text() {
         assert!(m.contains("line "), "{m}");
     }
 }
+
+#[test]
+fn phone_and_decrypt_limits_are_on_per_user_by_default_and_can_be_set_or_turned_off() {
+    let c = parse_ok(&minimal());
+    let limit = |r: Option<Rate>| r.map(|r| (r.limit, r.window.as_secs()));
+    assert_eq!(limit(c.login.rate_limit_phone_per_user), Some((10, 60)));
+    assert_eq!(limit(c.login.rate_limit_decrypt_per_user), Some((60, 60)));
+    assert_eq!(c.login.rate_limit_phone_global, None);
+    assert_eq!(c.login.rate_limit_decrypt_global, None);
+    let text = format!(
+        "{}\n[login]\nrate_limit_phone_per_user = \"off\"\nrate_limit_phone_global = \"100/s\"\nrate_limit_decrypt_global = \"5/h\"\n",
+        minimal()
+    );
+    let c = parse_ok(&text);
+    assert_eq!(c.login.rate_limit_phone_per_user, None);
+    assert_eq!(limit(c.login.rate_limit_phone_global), Some((100, 1)));
+    assert_eq!(limit(c.login.rate_limit_decrypt_global), Some((5, 3600)));
+    for key in [
+        "rate_limit_phone_per_user",
+        "rate_limit_phone_global",
+        "rate_limit_decrypt_per_user",
+        "rate_limit_decrypt_global",
+    ] {
+        let text = format!("{}\n[login]\n{key} = \"lots\"\n", minimal());
+        invalid_key(&text, &format!("login.{key}"));
+    }
+}

@@ -271,6 +271,33 @@ impl Validator<'_> {
         };
         let rate_limit_per_ip = rate("login.rate_limit_per_ip", raw.rate_limit_per_ip)?;
         let rate_limit_global = rate("login.rate_limit_global", raw.rate_limit_global)?;
+        // On by default per user (each call may spend the app's WeChat
+        // quota or the gateway's work); "off" turns a limit off.
+        let user_rate =
+            |key: &str, v: Option<String>, default: Option<&str>| match v.as_deref().or(default) {
+                None | Some("off") => Ok(None),
+                Some(t) => parse_rate(t).map(Some).map_err(|m| self.err(key, m)),
+            };
+        let rate_limit_phone_per_user = user_rate(
+            "login.rate_limit_phone_per_user",
+            raw.rate_limit_phone_per_user,
+            Some("10/min"),
+        )?;
+        let rate_limit_phone_global = user_rate(
+            "login.rate_limit_phone_global",
+            raw.rate_limit_phone_global,
+            None,
+        )?;
+        let rate_limit_decrypt_per_user = user_rate(
+            "login.rate_limit_decrypt_per_user",
+            raw.rate_limit_decrypt_per_user,
+            Some("60/min"),
+        )?;
+        let rate_limit_decrypt_global = user_rate(
+            "login.rate_limit_decrypt_global",
+            raw.rate_limit_decrypt_global,
+            None,
+        )?;
         Ok(LoginConfig {
             path_prefix,
             max_body_bytes: max_body_bytes as usize,
@@ -278,6 +305,10 @@ impl Validator<'_> {
             refresh_ttl,
             rate_limit_per_ip,
             rate_limit_global,
+            rate_limit_phone_per_user,
+            rate_limit_phone_global,
+            rate_limit_decrypt_per_user,
+            rate_limit_decrypt_global,
             hook: None,
         })
     }

@@ -34,6 +34,30 @@ pub struct LoginConfig {
         serialize_with = "ser_opt_display"
     )]
     pub rate_limit_global: Option<Rate>,
+    /// `/wx/phone` calls per user (openid) per window (default 10/min).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_display"
+    )]
+    pub rate_limit_phone_per_user: Option<Rate>,
+    /// `/wx/phone` calls per window across all users and instances.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_display"
+    )]
+    pub rate_limit_phone_global: Option<Rate>,
+    /// `/wx/decrypt` calls per user per window (default 60/min).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_display"
+    )]
+    pub rate_limit_decrypt_per_user: Option<Rate>,
+    /// `/wx/decrypt` calls per window across all users and instances.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_display"
+    )]
+    pub rate_limit_decrypt_global: Option<Rate>,
     /// `[login.hook]`: the backend's say on each login.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hook: Option<HookConfig>,

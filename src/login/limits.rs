@@ -1,5 +1,7 @@
-//! Login rate limits of one mini program: per client IP and global, in fixed
-//! windows of the wall clock.
+//! Rate limits of one mini program, in fixed windows of the wall clock:
+//! logins per client IP and in all, and the calls that spend the app's WeChat
+//! quota or the gateway's work for a logged-in user (`/wx/phone`,
+//! `/wx/decrypt`) per user and in all.
 //!
 //! A window is `[k·w, (k+1)·w)` in Unix time for a window length `w`, so every
 //! instance counts in the same window; the counter lives in the store under
@@ -15,18 +17,28 @@ use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::store::Store;
 
-/// The configured login limits.
+/// The configured limits of one endpoint: per user (or client IP) and in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Rates {
+    pub(crate) each: Option<Rate>,
+    pub(crate) global: Option<Rate>,
+}
+
+/// The configured limits of one app.
 pub(crate) struct LoginLimits {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// The app's counters: `login-ip:{appid}:{ip}`, `login-global:{appid}`.
+    /// The app's counters: `login-ip:{appid}:{ip}`, `login-global:{appid}`,
+    /// `phone-user:{appid}:{openid}`, `phone-global:{appid}`, and the same
+    /// for `decrypt`.
     appid: String,
-    per_ip: Option<Rate>,
-    global: Option<Rate>,
+    login: Rates,
+    phone: Rates,
+    decrypt: Rates,
 }
 
 impl LoginLimits {
-    /// Limits of `appid` counted in `store`, on `clock`'s time.
+    /// Login limits of `appid` counted in `store`, on `clock`'s time.
     pub(crate) fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
@@ -38,21 +50,56 @@ impl LoginLimits {
             store,
             clock,
             appid: appid.to_string(),
-            per_ip,
-            global,
+            login: Rates {
+                each: per_ip,
+                global,
+            },
+            phone: Rates::default(),
+            decrypt: Rates::default(),
         }
+    }
+
+    /// With limits on `/wx/phone` and `/wx/decrypt`.
+    pub(crate) fn with_user_limits(mut self, phone: Rates, decrypt: Rates) -> Self {
+        self.phone = phone;
+        self.decrypt = decrypt;
+        self
     }
 
     /// Count one login from `client_ip`; 429 `rate_limited` over a limit.
     pub(crate) async fn check(&self, client_ip: Option<IpAddr>) -> Result<(), ApiError> {
         let appid = &self.appid;
-        let limits = [
+        self.count(&[
             (
-                self.per_ip,
+                self.login.each,
                 client_ip.map(|ip| format!("login-ip:{appid}:{ip}")),
             ),
-            (self.global, Some(format!("login-global:{appid}"))),
-        ];
+            (self.login.global, Some(format!("login-global:{appid}"))),
+        ])
+        .await
+    }
+
+    /// Count one `/wx/phone` call of `openid`; 429 `rate_limited` over a limit.
+    pub(crate) async fn check_phone(&self, openid: &str) -> Result<(), ApiError> {
+        self.check_user("phone", self.phone, openid).await
+    }
+
+    /// Count one `/wx/decrypt` call of `openid`; 429 `rate_limited` over a limit.
+    pub(crate) async fn check_decrypt(&self, openid: &str) -> Result<(), ApiError> {
+        self.check_user("decrypt", self.decrypt, openid).await
+    }
+
+    async fn check_user(&self, what: &str, rates: Rates, openid: &str) -> Result<(), ApiError> {
+        let appid = &self.appid;
+        self.count(&[
+            (rates.each, Some(format!("{what}-user:{appid}:{openid}"))),
+            (rates.global, Some(format!("{what}-global:{appid}"))),
+        ])
+        .await
+    }
+
+    /// Count one event against each limit; 429 over the first exceeded.
+    async fn count(&self, limits: &[(Option<Rate>, Option<String>)]) -> Result<(), ApiError> {
         for (rate, key) in limits {
             let (Some(rate), Some(key)) = (rate, key) else {
                 continue;

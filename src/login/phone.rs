@@ -38,6 +38,9 @@ impl LoginService {
         caller: &Identity,
         code: &str,
     ) -> Result<PhoneNumber, ApiError> {
+        // Each call may spend the app's getuserphonenumber quota: counted
+        // first, per user and in all.
+        self.limits.check_phone(&caller.openid).await?;
         let this = Arc::clone(self);
         let caller = caller.clone();
         let code = code.to_string();
