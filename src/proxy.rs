@@ -45,7 +45,9 @@ use crate::headers::{is_websocket_upgrade, Client, ClientInfo, X_FORWARDED_FOR};
 use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::respond::respond_error;
 use crate::route::AuthMode;
+use crate::secret::Secret;
 use crate::state::GatewayState;
+use crate::token::bearer_token;
 
 /// Per-request state.
 pub(crate) struct RequestCtx {
@@ -423,6 +425,17 @@ fn watch_socket(session: &Session, ctx: &RequestCtx) {
     let Some(stream) = session.stream().and_then(Deadlined::of) else {
         return;
     };
+    // The token that opened the socket, checked again after each reload.
+    let Some(token) = session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| bearer_token(v.as_bytes()).ok())
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .map(str::to_string)
+    else {
+        return;
+    };
     let sessions = ctx.state.sessions();
     let ends_ms = verified
         .id
@@ -435,6 +448,7 @@ fn watch_socket(session: &Session, ctx: &RequestCtx) {
         Some(RevocationCheck {
             sessions: Arc::clone(sessions),
             identity: verified.id.clone(),
+            token: Secret::from(token),
             every,
         }),
     ));

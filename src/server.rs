@@ -155,7 +155,10 @@ impl Running {
         let (health, stop) = watch::channel(false);
         let health_tasks = start_health_checks(&state, &stop);
         state.set_ready(old.is_ready());
+        let sessions = Arc::clone(state.sessions());
         self.state.store(state);
+        // Open sockets follow to the new keys (a removed key closes theirs).
+        old.sessions().succeeded_by(sessions);
         let _ = r.health.send(true);
         for t in r.health_tasks.drain(..) {
             t.abort();

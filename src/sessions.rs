@@ -52,6 +52,9 @@ pub struct Sessions {
     fail_open_count: AtomicU64,
     /// The login hook, asked again on each refresh when `on_refresh` is set.
     refresh_hook: Option<Arc<LoginHook>>,
+    /// The sessions of the config a reload put in place of this one: open
+    /// sockets follow it, so that their tokens meet the keys in force.
+    successor: tokio::sync::watch::Sender<Option<Arc<Sessions>>>,
 }
 
 impl Sessions {
@@ -72,7 +75,18 @@ impl Sessions {
             on_error,
             fail_open_count: AtomicU64::new(0),
             refresh_hook: None,
+            successor: tokio::sync::watch::channel(None).0,
         }
+    }
+
+    /// A reload put `next` in place of these sessions.
+    pub(crate) fn succeeded_by(&self, next: Arc<Sessions>) {
+        self.successor.send_replace(Some(next));
+    }
+
+    /// The sessions that replace these, once a reload has put them in place.
+    pub(crate) fn successor(&self) -> tokio::sync::watch::Receiver<Option<Arc<Sessions>>> {
+        self.successor.subscribe()
     }
 
     /// How long past its `exp` a token is still accepted.

@@ -315,7 +315,7 @@ fn jwks<'a>(keys: impl Iterator<Item = &'a JwtKey>) -> String {
 }
 
 /// Extract the token from `Bearer <token>` (scheme case-insensitive).
-fn bearer_token(value: &[u8]) -> Result<&[u8], TokenError> {
+pub(crate) fn bearer_token(value: &[u8]) -> Result<&[u8], TokenError> {
     let value = value.trim_ascii();
     if value.len() < 6 || !value[..6].eq_ignore_ascii_case(b"bearer") {
         return Err(TokenError::Missing);

@@ -534,3 +534,44 @@ async fn elsewhere_a_socket_outlives_its_token() {
     assert!(closes.lock().unwrap().is_empty());
     gw.stop().await;
 }
+
+/// Removing a key is how an operator answers a leaked one: a socket opened
+/// with a token of that key closes as soon as a reload puts the keys
+/// without it in force, like every request with that token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_closes_when_a_reload_removes_its_tokens_key() {
+    let (upstream, _seen, closes) = echo_server_pushing(None).await;
+    let text = closing_config(upstream);
+    let gw = Gateway::start(&text).await;
+    let token = gw.token("o-leaked-key", None, None);
+    let auth = format!("Bearer {token}");
+    let mut ws = connect(gw.addr, &[("Authorization", &auth)]).await.unwrap();
+
+    // A reload that keeps the key leaves the socket alone.
+    gw.running().reload(&support::config(&text)).await.unwrap();
+    ws.send(Message::text("after a reload")).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, Message::text("after a reload"));
+
+    // A reload that drops it closes the socket at once (not at `exp`).
+    let rekeyed = text.replace(
+        "secret_env = \"WXGATE_JWT_SECRET\"",
+        "secret_env = \"NEW_JWT_SECRET\"",
+    );
+    assert_ne!(rekeyed, text);
+    let config = support::config_with(
+        &rekeyed,
+        &[("NEW_JWT_SECRET", "a-new-secret-after-the-leak-0123456789")],
+    );
+    gw.running().reload(&config).await.unwrap();
+    let (code, reason) = close_frame_of(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!((code, reason.as_str()), (4001, "token_invalid"));
+    assert_eq!(
+        upstream_closes(&closes, 1).await,
+        [(4001, "token_invalid".to_string())]
+    );
+    // The same token on a request: refused as well.
+    let r = gw.get_auth("/x", &token, &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.error(), "token_invalid");
+    gw.stop().await;
+}

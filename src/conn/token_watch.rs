@@ -8,11 +8,13 @@
 //! room; a stalled upstream delays the close up to its `write_timeout`), so
 //! the watch can end the tunnel at any time:
 //!
-//! 1. at the token's `exp` plus the leeway, or as soon as the revocation
+//! 1. at the token's `exp` plus the leeway, as soon as the revocation
 //!    check (a small task per socket, every `revocation_check`) finds the
-//!    token revoked,
-//! 2. the client gets a close frame (code 4001, reason `token_expired` or
-//!    `token_revoked`), and nothing the upstream sends after it,
+//!    token revoked, or as soon as a reload puts in force keys that refuse
+//!    it (its key removed: how an operator answers a leaked key),
+//! 2. the client gets a close frame (code 4001, reason `token_expired`,
+//!    `token_revoked` or `token_invalid`), and nothing the upstream sends
+//!    after it,
 //! 3. Pingora reads a close frame with the same code and reason, as if the
 //!    client had sent it, passes it to the upstream, then reads the end of
 //!    the stream: it ends the tunnel and closes both connections.
@@ -23,7 +25,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -33,8 +35,9 @@ use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
 
 use super::websocket::{close_frame, CloseReason, FrameCursor, CLOSE_CODE};
+use crate::secret::Secret;
 use crate::sessions::Sessions;
-use crate::token::Identity;
+use crate::token::{Identity, TokenError};
 
 /// Closes an upgraded socket when its token expires or is revoked.
 pub(crate) struct TokenWatch {
@@ -57,17 +60,23 @@ impl std::fmt::Debug for TokenWatch {
     }
 }
 
-/// What the revocation check tells the stream.
+/// What the revocation check tells the stream: nothing yet, or why the
+/// token ended ([`CloseReason::Revoked`] or [`CloseReason::Invalid`]).
 #[derive(Default)]
 struct RevokedFlag {
-    revoked: AtomicBool,
+    /// 0: up to now the token holds; 1: revoked; 2: refused by the keys in force.
+    revoked: AtomicU8,
     /// The task reading the client stream, woken when the flag goes up.
     reader: Mutex<Option<Waker>>,
 }
 
 impl RevokedFlag {
-    fn raise(&self) {
-        self.revoked.store(true, Ordering::Release);
+    fn raise(&self, reason: CloseReason) {
+        let code = match reason {
+            CloseReason::Invalid => 2,
+            _ => 1,
+        };
+        self.revoked.store(code, Ordering::Release);
         let waker = self
             .reader
             .lock()
@@ -78,10 +87,10 @@ impl RevokedFlag {
         }
     }
 
-    /// Whether it is up; if not, `cx` is woken when it goes up.
-    fn poll(&self, cx: &Context<'_>) -> bool {
-        if self.revoked.load(Ordering::Acquire) {
-            return true;
+    /// Why the token ended, once it did; until then `cx` is woken when it does.
+    fn poll(&self, cx: &Context<'_>) -> Option<CloseReason> {
+        if let Some(reason) = self.reason() {
+            return Some(reason);
         }
         {
             let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
@@ -91,7 +100,15 @@ impl RevokedFlag {
             }
         }
         // Raised between the load and storing the waker: seen now.
-        self.revoked.load(Ordering::Acquire)
+        self.reason()
+    }
+
+    fn reason(&self) -> Option<CloseReason> {
+        match self.revoked.load(Ordering::Acquire) {
+            0 => None,
+            2 => Some(CloseReason::Invalid),
+            _ => Some(CloseReason::Revoked),
+        }
     }
 }
 
@@ -107,10 +124,14 @@ struct Closing {
     handed: usize,
 }
 
-/// How an open socket's token is checked against revocations.
+/// How an open socket's token is checked against revocations, and against
+/// the keys of each config a reload puts in force.
 pub(crate) struct RevocationCheck {
+    /// The sessions of the config the socket was opened under.
     pub sessions: Arc<Sessions>,
     pub identity: Identity,
+    /// The token itself, verified again with the keys of a new config.
+    pub token: Secret,
     pub every: Duration,
 }
 
@@ -160,8 +181,8 @@ impl TokenWatch {
         buf: &mut ReadBuf<'_>,
     ) -> Option<Poll<io::Result<()>>> {
         if self.closing.is_none() {
-            let reason = if self.revoked.poll(cx) {
-                CloseReason::Revoked
+            let reason = if let Some(reason) = self.revoked.poll(cx) {
+                reason
             } else if self.expiry.as_mut().poll(cx).is_ready() {
                 CloseReason::Expired
             } else {
@@ -225,23 +246,62 @@ impl Drop for TokenWatch {
     }
 }
 
-/// Ask the store every `every` whether the token was revoked; raise the
-/// flag when it was. A store that cannot answer leaves the socket open
-/// (the next check asks again).
+/// Ask the store every `every` whether the token was revoked, and verify it
+/// again with the keys of each config a reload puts in force; raise the flag
+/// when it was revoked or is refused. A store that cannot answer leaves the
+/// socket open (the next check asks again).
 async fn watch_revocation(check: RevocationCheck, flag: Arc<RevokedFlag>) {
-    let mut tick = tokio::time::interval_at(Instant::now() + check.every, check.every);
+    let RevocationCheck {
+        mut sessions,
+        identity,
+        token,
+        every,
+    } = check;
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next = sessions.successor();
     loop {
-        tick.tick().await;
-        match check.sessions.is_revoked(&check.identity).await {
-            Ok(true) => {
-                flag.raise();
+        // A reload before this task began is seen at once.
+        let replaced = next.borrow_and_update().clone();
+        if let Some(newer) = replaced {
+            if !still_accepted(&newer, &token) {
+                flag.raise(CloseReason::Invalid);
                 return;
             }
-            Ok(false) => {}
-            Err(e) => tracing::debug!(error = %e, "revocation check of an open WebSocket failed"),
+            sessions = newer;
+            next = sessions.successor();
+            continue;
+        }
+        tokio::select! {
+            _ = tick.tick() => match sessions.is_revoked(&identity).await {
+                Ok(true) => {
+                    flag.raise(CloseReason::Revoked);
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "revocation check of an open WebSocket failed"),
+            },
+            changed = next.changed() => {
+                if changed.is_err() {
+                    // These sessions are gone and none replaced them: keep
+                    // the last word (the expiry timer still runs).
+                    return;
+                }
+            }
         }
     }
+}
+
+/// Whether the keys of `sessions` still accept `token` (its expiry is the
+/// timer's business).
+fn still_accepted(sessions: &Sessions, token: &Secret) -> bool {
+    let Some(text) = token.expose_str() else {
+        return false;
+    };
+    matches!(
+        sessions.tokens().verify(text),
+        Ok(_) | Err(TokenError::Expired)
+    )
 }
 
 #[cfg(test)]
@@ -336,7 +396,7 @@ mod tests {
         let mut client = Sink::default();
         watch.wrote_to_client(HEAD);
         assert_eq!(read(&mut watch, &mut client).await, None);
-        watch.revoked.raise();
+        watch.revoked.raise(CloseReason::Revoked);
         let upstream = read(&mut watch, &mut client).await.unwrap();
         assert!(!upstream.is_empty());
         assert_eq!(client.0, close_frame(CLOSE_CODE, "token_revoked", None));

@@ -20,6 +20,8 @@ pub(crate) enum CloseReason {
     Expired,
     /// The token, its family or its subject was revoked.
     Revoked,
+    /// The config in force refuses the token (its key was removed).
+    Invalid,
 }
 
 impl CloseReason {
@@ -29,6 +31,7 @@ impl CloseReason {
         match self {
             Self::Expired => "token_expired",
             Self::Revoked => "token_revoked",
+            Self::Invalid => "token_invalid",
         }
     }
 }
