@@ -40,7 +40,11 @@ const SPOOFABLE: &[&str] = &[
     "cf-connecting-ip",
     "x-original-url",
     "x-rewrite-url",
+    "x-original-forwarded-for",
 ];
+
+/// Namespaces whose client headers never survive, in any spelling.
+const OWNED: &[&str] = &["x-wx-", "x-wxgate-"];
 
 const HOP_BY_HOP_NAMES: &[&str] = &[
     "connection",
@@ -94,6 +98,11 @@ const NAMES: &[&str] = &[
     "OpenID",
     "X-OpenIDs",
     "X-WX-App-ID",
+    "X-WX-OPENID",
+    "X-WXGate-Assertion",
+    "X-WXApp",
+    "X-WX",
+    "X-Original-Forwarded-For",
     "Sec-WebSocket-Key",
     "HTTP2-Settings",
 ];
@@ -258,6 +267,7 @@ fn expected(case: &Case) -> Headers {
     for (name, value) in &case.headers {
         let lname = name.to_ascii_lowercase();
         let dropped = SPOOFABLE.contains(&norm(name).as_str())
+            || OWNED.iter().any(|p| norm(name).starts_with(p))
             || named.contains(&lname)
             || (HOP_BY_HOP_NAMES.contains(&lname.as_str()) && !(websocket && lname == "upgrade"))
             || (lname == "authorization" && !case.forward_authorization);

@@ -158,13 +158,36 @@ fn similar_but_different_names_are_kept() {
         ("X-Open-ID", "2"),
         ("X-OpenID-Hint", "3"),
         ("OpenID", "4"),
-        ("X-WX-App-ID", "5"),
+        ("X-WXApp-ID", "5"),
+        ("X-WX", "6"),
     ]);
     assert_eq!(values(&req, "x-openids"), ["1"]);
     assert_eq!(values(&req, "x-open-id"), ["2"]);
     assert_eq!(values(&req, "x-openid-hint"), ["3"]);
     assert_eq!(values(&req, "openid"), ["4"]);
-    assert_eq!(values(&req, "x-wx-app-id"), ["5"]);
+    // Next to the X-WX- namespace, not in it.
+    assert_eq!(values(&req, "x-wxapp-id"), ["5"]);
+    assert_eq!(values(&req, "x-wx"), ["6"]);
+}
+
+#[test]
+fn the_x_wx_and_x_wxgate_namespaces_are_the_gateways() {
+    let req = sanitized(&[
+        ("X-WX-App-ID", "1"),
+        ("X-WX-OPENID", "2"),
+        ("x_wx_source", "3"),
+        ("X-WXGate-Assertion", "4"),
+        ("X-Original-Forwarded-For", "5"),
+    ]);
+    for name in [
+        "x-wx-app-id",
+        "x-wx-openid",
+        "x_wx_source",
+        "x-wxgate-assertion",
+        "x-original-forwarded-for",
+    ] {
+        assert!(values(&req, name).is_empty(), "{name}");
+    }
 }
 
 #[test]
