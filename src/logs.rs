@@ -20,7 +20,8 @@ use std::sync::Arc;
 use tracing::callsite::Identifier;
 use tracing::subscriber::Interest;
 use tracing::{Level, Metadata, Subscriber};
-use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Targets capped at `info` (a prefix: `pingora` covers `pingora_core`).
 pub const CAPPED_TARGETS: [&str; 5] = ["pingora", "hyper", "h2", "reqwest", "rustls"];
@@ -126,6 +127,95 @@ fn is_under(target: &str, crate_name: &str) -> bool {
     target
         .strip_prefix(crate_name)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with("::") || rest.starts_with('_'))
+}
+
+// --- The process's subscriber ---
+
+/// Sets the log filter of a running process (`[log] level`, on a reload too).
+pub type SetLevel = Box<dyn Fn(&str) + Send + Sync>;
+
+/// The process's logging (`wxgate run`, `dev`; `json`: one JSON object a
+/// line). Log lines go to stderr from a thread of their own, so that a request
+/// never waits on a write (one access log line per request). If stderr
+/// stalls long enough to fill the queue (128k lines), later lines are dropped
+/// rather than the gateway stopping.
+///
+/// The filter is `RUST_LOG` if set (and then stays), else `info` until the
+/// config's `[log] level` is applied through the returned setter.
+pub fn init(json: bool) -> (tracing_appender::non_blocking::WorkerGuard, SetLevel) {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_writer(writer);
+    macro_rules! setter {
+        ($handle:expr) => {{
+            let handle = $handle;
+            Box::new(move |level: &str| {
+                if pinned {
+                    return;
+                }
+                match tracing_subscriber::EnvFilter::builder().parse(level) {
+                    Ok(f) => {
+                        if let Err(e) = handle.reload(f) {
+                            tracing::warn!(error = %e, "cannot change the log level");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "not a log filter"),
+                }
+            }) as SetLevel
+        }};
+    }
+    // Above the filter, whatever it says: third-party crates capped below
+    // the levels that print headers and bodies, warnings and errors
+    // rate-limited per call site (see `wxgate::logs`).
+    let limits = Arc::new(LogLimits::default());
+    let guard_layer = LimitLayer(Arc::clone(&limits));
+    let set = match json {
+        false => {
+            let builder = builder.with_env_filter(filter).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.finish().with(guard_layer).init();
+            setter!(handle)
+        }
+        true => {
+            let builder = builder
+                .json()
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.finish().with(guard_layer).init();
+            setter!(handle)
+        }
+    };
+    report_suppressed(limits);
+    (guard, set)
+}
+
+/// Once a minute, one line saying how many warnings and errors the rate
+/// limit kept out of the log, if any.
+fn report_suppressed(limits: Arc<LogLimits>) {
+    let spawned = std::thread::Builder::new()
+        .name("log-limits".into())
+        .spawn(move || {
+            let mut reported = 0;
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+                let now = limits.suppressed();
+                if now > reported {
+                    tracing::warn!(
+                        suppressed = now.saturating_sub(reported),
+                        "warnings and errors left out of the log in the last minute (at most {} per call site every {:?})",
+                        BURST,
+                        PERIOD
+                    );
+                    reported = now;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the log rate limit's reporter");
+    }
 }
 
 #[cfg(test)]

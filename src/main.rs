@@ -8,12 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use wxgate::config::{parse_duration, Config};
 use wxgate::error::chain;
 use wxgate::keygen::{keygen, NewKey};
-use wxgate::logs::{LimitLayer, LogLimits};
 use wxgate::token::{Algorithm, NewToken, TokenKeys, UserClaims};
 
 /// mimalloc instead of the system allocator: the request path allocates and
@@ -145,7 +142,7 @@ fn parse_role(text: &str) -> Result<String, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Held to the end: dropping it flushes the log lines still queued.
-    let (_log_writer, set_level) = init_logging(cli.log_format);
+    let (_log_writer, set_level) = wxgate::logs::init(matches!(cli.log_format, LogFormat::Json));
     match cli.command {
         Command::Run { config, ready_file } => {
             run(&config.config, ready_file.as_deref(), &set_level)
@@ -178,92 +175,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-    }
-}
-
-/// Sets the log filter of a running process (`[log] level`, on a reload too).
-type SetLevel = Box<dyn Fn(&str) + Send + Sync>;
-
-/// Log lines go to stderr from a thread of their own, so that a request
-/// never waits on a write (one access log line per request). If stderr
-/// stalls long enough to fill the queue (128k lines), later lines are dropped
-/// rather than the gateway stopping.
-///
-/// The filter is `RUST_LOG` if set (and then stays), else `info` until the
-/// config's `[log] level` is applied through the returned setter.
-fn init_logging(format: LogFormat) -> (tracing_appender::non_blocking::WorkerGuard, SetLevel) {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
-    let pinned = from_env.is_some();
-    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_writer(writer);
-    macro_rules! setter {
-        ($handle:expr) => {{
-            let handle = $handle;
-            Box::new(move |level: &str| {
-                if pinned {
-                    return;
-                }
-                match tracing_subscriber::EnvFilter::builder().parse(level) {
-                    Ok(f) => {
-                        if let Err(e) = handle.reload(f) {
-                            tracing::warn!(error = %e, "cannot change the log level");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "not a log filter"),
-                }
-            }) as SetLevel
-        }};
-    }
-    // Above the filter, whatever it says: third-party crates capped below
-    // the levels that print headers and bodies, warnings and errors
-    // rate-limited per call site (see `wxgate::logs`).
-    let limits = std::sync::Arc::new(LogLimits::default());
-    let guard_layer = LimitLayer(std::sync::Arc::clone(&limits));
-    let set = match format {
-        LogFormat::Text => {
-            let builder = builder.with_env_filter(filter).with_filter_reloading();
-            let handle = builder.reload_handle();
-            builder.finish().with(guard_layer).init();
-            setter!(handle)
-        }
-        LogFormat::Json => {
-            let builder = builder
-                .json()
-                .with_env_filter(filter)
-                .with_filter_reloading();
-            let handle = builder.reload_handle();
-            builder.finish().with(guard_layer).init();
-            setter!(handle)
-        }
-    };
-    report_suppressed(limits);
-    (guard, set)
-}
-
-/// Once a minute, one line saying how many warnings and errors the rate
-/// limit kept out of the log, if any.
-fn report_suppressed(limits: std::sync::Arc<LogLimits>) {
-    let spawned = std::thread::Builder::new()
-        .name("log-limits".into())
-        .spawn(move || {
-            let mut reported = 0;
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(60));
-                let now = limits.suppressed();
-                if now > reported {
-                    tracing::warn!(
-                        suppressed = now.saturating_sub(reported),
-                        "warnings and errors left out of the log in the last minute (at most {} per call site every {:?})",
-                        wxgate::logs::BURST,
-                        wxgate::logs::PERIOD
-                    );
-                    reported = now;
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the log rate limit's reporter");
     }
 }
 
@@ -412,7 +323,7 @@ fn dev(listen: std::net::SocketAddr, config: Option<&std::path::Path>) -> ExitCo
 fn run(
     path: &std::path::Path,
     ready_file: Option<&std::path::Path>,
-    set_level: &SetLevel,
+    set_level: &wxgate::logs::SetLevel,
 ) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,

@@ -26,13 +26,15 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_error::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 mod decide;
+mod failure;
 
 pub(crate) use decide::{admit, decide, Decision, Forward};
+use failure::classify;
 
 use crate::access::{kept_request_id, loggable_path, new_request_id, X_REQUEST_ID};
 use crate::clock::unix_now_ms;
@@ -475,29 +477,6 @@ fn client_of(session: &Session, trusted_proxies: &[ipnet::IpNet]) -> Client {
 fn enter(session: &Session, phase: Phase) {
     if let Some(d) = session.stream().and_then(Deadlined::of) {
         d.enter(phase);
-    }
-}
-
-/// What the client should hear about a Pingora error; `None` when the client is gone.
-fn classify(e: &Error) -> Option<ApiError> {
-    use ErrorType::*;
-    match e.esource() {
-        ErrorSource::Upstream => Some(match e.etype() {
-            ConnectTimedout | ReadTimedout | WriteTimedout => ApiError::UpstreamTimeout,
-            _ => ApiError::UpstreamUnavailable,
-        }),
-        ErrorSource::Downstream => match e.etype() {
-            ReadError | WriteError | ConnectionClosed => None,
-            ReadTimedout | WriteTimedout => None,
-            _ => Some(ApiError::InvalidRequest("the request is malformed")),
-        },
-        ErrorSource::Internal | ErrorSource::Unset => match e.etype() {
-            ConnectTimedout => Some(ApiError::UpstreamTimeout),
-            ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure => {
-                Some(ApiError::UpstreamUnavailable)
-            }
-            _ => Some(ApiError::Internal),
-        },
     }
 }
 

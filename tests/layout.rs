@@ -36,14 +36,10 @@ fn modules(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<String>, String>) {
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect();
-            let module = if name == ["lib"] || name == ["main"] {
-                Vec::new()
-            } else {
-                name
-            };
-            if !module.is_empty() || rel == Path::new("lib.rs") {
-                out.insert(module, text);
-            }
+            // lib.rs is the crate root; main.rs, the binary's, counts as a
+            // file of its own (it imports the library by name, not crate::).
+            let module = if name == ["lib"] { Vec::new() } else { name };
+            out.insert(module, text);
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::route::Endpoint;
 use crate::state::Deps;
 use crate::store::memory::MemoryStore;
 use crate::testing;
+use pingora_error::ErrorSource;
 
 /// Public `/pub/`, optional `/opt/`, protected `/`; no `[wechat]`.
 fn state() -> GatewayState {
