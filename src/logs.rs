@@ -1,5 +1,6 @@
-//! What the process logs stays bounded and free of secrets, whatever the
-//! filter (`RUST_LOG`, `[log] level`) lets through:
+//! The process's logging ([`init`]: stderr from a thread of its own, the
+//! filter from `RUST_LOG` or `[log] level`), bounded and free of secrets
+//! whatever that filter lets through:
 //!
 //! * third-party crates that print request or response headers and bodies
 //!   at `debug` and `trace` (Pingora's request header, `Authorization`
