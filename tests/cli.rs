@@ -726,23 +726,7 @@ async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
         .expect("idle connection");
 
     // SIGTERM: exits successfully within grace period (1s) + 5s.
-    let pid = child.0.id();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(1 + 5);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "wxgate did not exit within 6s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = stop_gracefully(&mut child, Duration::from_secs(1 + 5)).await;
     assert!(status.success(), "exit status {status:?}");
     drop(idle);
     assert!(
@@ -981,13 +965,9 @@ async fn at_trace_level_nothing_secret_is_logged() {
     // refresh, proxied requests, a phone number, a decrypt and a logout: no
     // token, refresh token, code, session_key or secret in any line.
     use wxgate::dev::mock_wechat::MockWechat;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     const APPID: &str = "wxtracetest00001";
     const APP_SECRET: &str = "trace-app-secret-0123456789";
-    let mock = MockWechat::new(APPID, APP_SECRET);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mock_addr = listener.local_addr().unwrap();
-    let served = tokio::spawn(mock.clone().serve(listener));
+    let (mock_addr, served) = mock_wechat(APPID, APP_SECRET).await;
     let up = Upstream::start("trace-up").await;
     let dir = TempDir::new("cli-trace");
     let config = dir.write(
@@ -997,26 +977,12 @@ async fn at_trace_level_nothing_secret_is_logged() {
             support::standard_config(up.addr)
         ),
     );
-    let ready = dir.path().join("ready");
-    let stderr_path = dir.path().join("stderr.log");
-    let child = wxgate_with_secret()
-        .env("RUST_LOG", "trace")
-        .env("TRACE_APP_SECRET", APP_SECRET)
-        .args(["run", "--ready-file"])
-        .arg(&ready)
-        .arg("-c")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn wxgate");
-    let mut child = ChildGuard(child);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let addr = wait_ready(&mut child, &ready, &stderr_path, &client).await;
+    let (mut child, addr, _, stderr_path) = run_ready(
+        &dir,
+        &config,
+        &[("RUST_LOG", "trace"), ("TRACE_APP_SECRET", APP_SECRET)],
+    )
+    .await;
 
     let code = "trace-user.1";
     let login = support::login(addr, code).await;
@@ -1050,16 +1016,7 @@ async fn at_trace_level_nothing_secret_is_logged() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     // A graceful stop, so that every line is written out.
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.0.try_wait().expect("try_wait").is_none() {
-        assert!(Instant::now() < deadline, "wxgate did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stop_gracefully(&mut child, Duration::from_secs(10)).await;
     served.abort();
 
     let log = std::fs::read_to_string(&stderr_path).unwrap();
@@ -1118,13 +1075,8 @@ async fn a_flood_of_bad_requests_leaves_a_bounded_log() {
     // Lines a client can trigger at will: rustls' warning about an IP address
     // as SNI, and the gateway's own about a replayed refresh token.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use wxgate::dev::mock_wechat::MockWechat;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     const APPID: &str = "wxfloodtest00001";
-    let mock = MockWechat::new(APPID, "flood-app-secret");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mock_addr = listener.local_addr().unwrap();
-    let served = tokio::spawn(mock.clone().serve(listener));
+    let (mock_addr, served) = mock_wechat(APPID, "flood-app-secret").await;
     let up = Upstream::start("flood-up").await;
     let dir = TempDir::new("cli-flood");
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -1145,23 +1097,9 @@ async fn a_flood_of_bad_requests_leaves_a_bounded_log() {
             "{config}\n[wechat]\nappid = \"{APPID}\"\nsecret_env = \"FLOOD_APP_SECRET\"\napi_base = \"http://{mock_addr}\"\n"
         ),
     );
-    let ready = dir.path().join("ready");
-    let stderr_path = dir.path().join("stderr.log");
-    let child = wxgate_with_secret()
-        .env("FLOOD_APP_SECRET", "flood-app-secret")
-        .args(["run", "--ready-file"])
-        .arg(&ready)
-        .arg("-c")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
-        .spawn()
-        .expect("spawn wxgate");
-    let mut child = ChildGuard(child);
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let addr = wait_ready(&mut child, &ready, &stderr_path, &client).await;
-    let text = std::fs::read_to_string(&ready).unwrap();
-    let tls: SocketAddr = text.lines().nth(1).expect("a TLS address").parse().unwrap();
+    let (mut child, addr, tls, stderr_path) =
+        run_ready(&dir, &config, &[("FLOOD_APP_SECRET", "flood-app-secret")]).await;
+    let tls = tls.expect("a TLS address");
 
     let hello = client_hello_with_sni(b"1.2.3.4");
     for _ in 0..200 {
@@ -1177,16 +1115,7 @@ async fn a_flood_of_bad_requests_leaves_a_bounded_log() {
         let r = support::refresh(addr, &spent).await;
         assert_eq!(r.status, 401, "{}", r.text());
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.0.try_wait().expect("try_wait").is_none() {
-        assert!(Instant::now() < deadline, "wxgate did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stop_gracefully(&mut child, Duration::from_secs(10)).await;
     served.abort();
 
     let log = std::fs::read_to_string(&stderr_path).unwrap();
@@ -1214,4 +1143,78 @@ async fn a_flood_of_bad_requests_leaves_a_bounded_log() {
         loud <= 3 * wxgate::logs::BURST as usize,
         "{loud} warnings:\n{log}"
     );
+}
+
+/// The mock WeChat of one app, served on a free port until the handle is aborted.
+async fn mock_wechat(
+    appid: &str,
+    secret: &str,
+) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let mock = wxgate::dev::mock_wechat::MockWechat::new(appid, secret);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (addr, tokio::spawn(mock.serve(listener)))
+}
+
+/// `wxgate run -c config` with `env` (text logs into a file of `dir`),
+/// once ready: the process, its plain and TLS addresses, its log file.
+async fn run_ready(
+    dir: &TempDir,
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (
+    ChildGuard,
+    SocketAddr,
+    Option<SocketAddr>,
+    std::path::PathBuf,
+) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ready = dir.path().join("ready");
+    let stderr_path = dir.path().join("stderr.log");
+    let mut cmd = wxgate_with_secret();
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let child = cmd
+        .args(["run", "--ready-file"])
+        .arg(&ready)
+        .arg("-c")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn wxgate");
+    let mut child = ChildGuard(child);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let addr = wait_ready(&mut child, &ready, &stderr_path, &client).await;
+    let text = std::fs::read_to_string(&ready).unwrap();
+    let tls = text
+        .lines()
+        .nth(1)
+        .map(|l| l.parse().expect("a TLS address"));
+    (child, addr, tls, stderr_path)
+}
+
+/// SIGTERM, then wait for the exit (at most `within`).
+async fn stop_gracefully(child: &mut ChildGuard, within: Duration) -> std::process::ExitStatus {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wxgate did not exit within {within:?} of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
