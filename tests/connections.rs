@@ -166,17 +166,7 @@ async fn headers_trickled_byte_by_byte_are_cut_off() {
     let mut s = connect(&gw).await;
     let started = Instant::now();
     let request = b"GET /public/slow HTTP/1.1\r\nHost: gw.test\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    let mut cut_after = None;
-    for b in request.iter() {
-        if s.write_all(&[*b]).await.is_err() {
-            cut_after = Some(started.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if started.elapsed() > Duration::from_secs(5) {
-            break;
-        }
-    }
+    let cut_after = trickle(&mut s, request, started).await;
     let cut = match cut_after {
         Some(t) => t,
         None => {
@@ -531,17 +521,7 @@ async fn headers_trickled_to_the_internal_listener_are_cut_off() {
     scrape_on(&mut s).await;
     let request = b"GET /metrics HTTP/1.1\r\nHost: m\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let started = Instant::now();
-    let mut cut_after = None;
-    for b in request.iter() {
-        if s.write_all(&[*b]).await.is_err() {
-            cut_after = Some(started.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if started.elapsed() > Duration::from_secs(5) {
-            break;
-        }
-    }
+    let cut_after = trickle(&mut s, request, started).await;
     let cut = match cut_after {
         Some(t) => t,
         None => {
@@ -575,4 +555,19 @@ async fn an_oversized_request_head_to_the_internal_listener_is_refused() {
         String::from_utf8_lossy(&buf)
     );
     gw.stop().await;
+}
+
+/// Send `request` one byte every 100 ms (for at most 5 s): how long after
+/// `started` the gateway cut the connection off, if it did while writing.
+async fn trickle(s: &mut TcpStream, request: &[u8], started: Instant) -> Option<Duration> {
+    for b in request {
+        if s.write_all(&[*b]).await.is_err() {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if started.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    None
 }
