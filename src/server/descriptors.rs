@@ -12,7 +12,8 @@
 //! ```text
 //! reserve = 64        standard streams, the runtime, the listeners and their spare
 //!                     descriptors (server::accept), config and TLS files, DNS,
-//!                     idle connections to WeChat and the login hook
+//!                     idle connections to WeChat and the login hook (at most
+//!                     8 each per host, `outbound`)
 //!         + Pingora's idle upstream connections (128 per public listener)
 //!         + 1 per upstream address (its health check)
 //!         + 4 with the Redis store
