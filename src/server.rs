@@ -304,6 +304,7 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
                 listener,
                 state.clone(),
                 admission,
+                connections.clone(),
                 config.metrics.limits,
             )));
             Some(addr)

@@ -17,7 +17,9 @@ use crate::headers::HeaderPolicy;
 use crate::hook::{HookError, LoginHook};
 use crate::login::apps::Apps;
 use crate::login::LoginService;
-use crate::metrics::{MeteredStore, Metrics, MetricsError, RequestDone, RouteCounters, RouteLabel};
+use crate::metrics::{
+    Gauges, MeteredStore, Metrics, MetricsError, RequestDone, RouteCounters, RouteLabel,
+};
 use crate::route::{Endpoint, Endpoints, RouteTable};
 use crate::sessions::Sessions;
 use crate::store::Store;
@@ -255,7 +257,15 @@ impl GatewayState {
 
     /// The metrics text, with the state gauges (store fill, upstream health) read now.
     pub fn render_metrics(&self) -> String {
+        self.render_metrics_with(|_| {})
+    }
+
+    /// [`Self::render_metrics`], with what the process knows beside the
+    /// state (its listeners' refusals) set by `more`.
+    pub fn render_metrics_with(&self, more: impl FnOnce(&Gauges<'_>)) -> String {
         self.metrics.render(|g| {
+            more(g);
+            g.log_suppressed(crate::logs::suppressed_total());
             for m in self.sessions.store().map_stats() {
                 g.store_map(m.kind, m.entries, m.capacity, m.dropped, m.refused);
             }

@@ -467,7 +467,21 @@ async fn connections_to_the_internal_listener_are_capped_per_ip_and_in_total() {
     // A place that frees up can be taken again.
     drop(open.pop());
     assert!(support::eventually(Duration::from_secs(2), || async { conns.open() == 63 }).await);
-    let _again = internal_admitted([127, 0, 0, 5], metrics, 1).await;
+    let mut again = internal_admitted([127, 0, 0, 5], metrics, 1).await;
+    // The refusals are counted in /metrics, by listener and reason.
+    again[0]
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
+        .await
+        .unwrap();
+    let r = support::read_response(&mut again[0], Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    for line in [
+        r#"wxgate_connections_refused_total{listener="metrics",reason="per_ip"} 1"#,
+        r#"wxgate_connections_refused_total{listener="metrics",reason="total"} 1"#,
+        r#"wxgate_connections_refused_total{listener="public",reason="total"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
     // The public listener never noticed.
     let mut s = connect(&gw).await;
     one_request(&mut s, "/public/after").await;

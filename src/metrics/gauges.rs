@@ -13,6 +13,8 @@ pub(super) struct StateGauges {
     store_dropped: IntCounterVec,
     store_refused: IntCounterVec,
     fail_open: IntCounter,
+    connections_refused: IntCounterVec,
+    log_suppressed: IntCounter,
 }
 
 impl StateGauges {
@@ -48,6 +50,20 @@ impl StateGauges {
                 "Memory store: new entries refused for want of room, by kind (revocations).",
                 &["kind"],
             )?,
+            connections_refused: counter_vec(
+                r,
+                "wxgate_connections_refused_total",
+                "Client connections closed at once over a cap, by listener (public, metrics) and reason (total, per_ip).",
+                &["listener", "reason"],
+            )?,
+            log_suppressed: {
+                let g = IntCounter::new(
+                    "wxgate_log_lines_suppressed_total",
+                    "Warnings and errors left out of the log by its rate limit (at most 10 per call site every 10 s).",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             fail_open: {
                 let g = IntCounter::new(
                     "wxgate_fail_open_total",
@@ -91,6 +107,22 @@ impl Gauges<'_> {
             .upstream_up
             .with_label_values(&[route, peer])
             .set(i64::from(up));
+    }
+
+    /// Connections a listener closed at once over a cap, so far.
+    pub fn connections_refused(&self, listener: &str, reason: &str, count: u64) {
+        catch_up(
+            &self
+                .0
+                .connections_refused
+                .with_label_values(&[listener, reason]),
+            count,
+        );
+    }
+
+    /// Log lines the rate limit left out so far.
+    pub fn log_suppressed(&self, count: u64) {
+        catch_up(&self.0.log_suppressed, count);
     }
 
     /// Revocation checks skipped by `fail_open` so far.

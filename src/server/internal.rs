@@ -20,7 +20,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE}
 use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
-use super::admission::Connections;
+use super::admission::{Connections, Refused};
 use crate::clock::unix_now_ms;
 use crate::conn::InternalLimits;
 use crate::error::ApiError;
@@ -39,18 +39,27 @@ pub(super) async fn serve(
     listener: TcpListener,
     state: Arc<ArcSwap<GatewayState>>,
     connections: Arc<Connections>,
+    public: Arc<Connections>,
     limits: InternalLimits,
 ) {
+    let listeners = Arc::new([("public", public), ("metrics", Arc::clone(&connections))]);
     let deadlines = Deadlines {
         idle: limits.idle_timeout,
         header: limits.header_timeout,
     };
     let handler = move |req: Request<hyper::body::Incoming>| {
         let state = state.clone();
+        let listeners = Arc::clone(&listeners);
         async move {
             match (req.method(), req.uri().path()) {
                 (&Method::GET, "/metrics") => {
-                    response(200, TEXT_FORMAT, state.load().render_metrics())
+                    let text = state.load().render_metrics_with(|g| {
+                        for (name, c) in listeners.iter() {
+                            g.connections_refused(name, "total", c.refused(Refused::Total));
+                            g.connections_refused(name, "per_ip", c.refused(Refused::PerIp));
+                        }
+                    });
+                    response(200, TEXT_FORMAT, text)
                 }
                 (_, "/metrics") => response(405, "text/plain", "GET only\n"),
                 (&Method::GET, ACCESS_TOKEN_PATH) => {
