@@ -6,13 +6,13 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
 
-use support::{TempDir, Upstream};
+use support::{ChildGuard, TempDir, Upstream};
 
 /// The key the CLI tests give the child through `WXGATE_JWT_SECRET`.
 const SECRET: &str = "cli-test-secret-0123456789-abcdefghijkl";
@@ -586,18 +586,6 @@ fn token_verify_refuses_garbage_and_wrong_audience() {
 // ---------------------------------------------------------------------------
 // run
 // ---------------------------------------------------------------------------
-
-/// Kills the child if the test ends before it exited.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 /// `wxgate --log-format json run --ready-file READY -c CONFIG`, stderr to a
 /// file; `rust_log` `None` runs it without `RUST_LOG` (the config's level).

@@ -12,30 +12,18 @@ mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use support::{TempDir, Upstream};
+use support::{ChildGuard, TempDir, Upstream};
 
 /// The open-file limit of the gateway's host in the issue this reproduces.
 const CHILD_LIMIT: u32 = 1024;
 /// Idle keep-alive connections the first client opens.
 const FLOOD: usize = 1100;
-
-/// Kills the child if the test ends before it exited.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 /// Puts this process's open-file limit back as it was.
 struct RestoreLimit(u64, u64);

@@ -598,3 +598,15 @@ fn response_complete(buf: &[u8]) -> bool {
     }
     false
 }
+
+/// A child process (a `wxgate` binary), killed if the test ends before it exited.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
