@@ -229,6 +229,9 @@ impl Running {
     }
 }
 
+/// How long start-up waits for the store's live revocations.
+const SETTLE_LIMIT: Duration = Duration::from_secs(3);
+
 /// Build the gateway from a validated config, bind its listeners and start serving
 /// on the current tokio runtime. Returns once the listeners are bound.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
@@ -264,6 +267,11 @@ async fn check_eviction(state: &GatewayState) -> Result<(), StartError> {
 pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartError> {
     let current = Arc::new(GatewayState::new(config, deps.clone())?);
     check_eviction(&current).await?;
+    // Serve once the live revocations are loaded (a moment), or without
+    // them after a while: checks then fail and `on_error` decides.
+    if !current.sessions().store().settle(SETTLE_LIMIT).await {
+        tracing::warn!("the live revocations could not be loaded yet; revocation checks follow [store] on_error until they are");
+    }
     let state = Arc::new(ArcSwap::new(current.clone()));
     let server_conf = Arc::new(ServerConf::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -269,6 +269,9 @@ impl GatewayState {
             for m in self.sessions.store().map_stats() {
                 g.store_map(m.kind, m.entries, m.capacity, m.dropped, m.refused);
             }
+            if let Some(status) = self.sessions.store().status() {
+                g.shared_store(&status);
+            }
             for route in self.routes.iter() {
                 for (peer, up) in route.upstream.health() {
                     g.upstream(&route.prefix, &peer, up);

@@ -21,23 +21,28 @@ mod interface;
 pub mod memory;
 mod records;
 pub mod redis;
+mod revocations;
 
 use std::sync::Arc;
 
-pub use config::{MemoryLimits, OnError, StoreConfig, StoreKind};
+pub use config::{
+    MemoryLimits, NodeAuth, OnError, RedisConfig, StoreConfig, StoreKind, Topology,
+    DEFAULT_MAX_REVOCATIONS, DEFAULT_MAX_STALENESS, DEFAULT_REPLICA_ACK_TIMEOUT,
+};
 pub use error::{Eviction, RedisFault, StoreError};
-pub use interface::{MapStats, Store};
+pub use interface::{MapStats, Store, StoreStatus};
 pub(crate) use records::secret_serde;
 pub use records::{
     AccessTokenRecord, RefreshRecord, RefreshTake, RevocationCheck, WxSession, MAX_TTL,
 };
+pub use revocations::RevocationSet;
 
 /// Build the configured store.
 pub fn build(cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &cfg.kind {
         StoreKind::Memory { memory } => Arc::new(memory::MemoryStore::new(memory)),
-        StoreKind::Redis { url, .. } => Arc::new(redis::RedisStore::new(
-            url.expose_str().unwrap_or_default(),
+        StoreKind::Redis { redis } => Arc::new(redis::RedisStore::from_config(
+            redis,
             &cfg.key_prefix,
             cfg.timeout,
         )?),

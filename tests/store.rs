@@ -38,8 +38,15 @@ fn memory() -> Arc<dyn Store> {
     Arc::new(MemoryStore::default())
 }
 
-fn redis_store(server: &RedisServer) -> Arc<dyn Store> {
-    Arc::new(RedisStore::new(&server.url(), PREFIX, TIMEOUT).expect("redis store"))
+/// A Redis store on `server`, once it has loaded the live revocations.
+async fn redis_store(server: &RedisServer) -> Arc<dyn Store> {
+    let store: Arc<dyn Store> =
+        Arc::new(RedisStore::new(&server.url(), PREFIX, TIMEOUT).expect("redis store"));
+    assert!(
+        store.settle(Duration::from_secs(10)).await,
+        "the live revocations did not load"
+    );
+    store
 }
 
 /// Run each case once per store: `memory::case` and `redis::case`.
@@ -58,7 +65,7 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let server = super::RedisServer::start();
-                    super::$case(super::redis_store(&server)).await;
+                    super::$case(super::redis_store(&server).await).await;
                 }
             )*
         }
@@ -318,7 +325,7 @@ async fn memory_a_full_store_refuses_revocations_and_forgets_none() {
 async fn redis_a_full_store_refuses_revocations_and_forgets_none() {
     let server =
         RedisServer::start_with(&["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]);
-    let store = redis_store(&server);
+    let store = redis_store(&server).await;
     assert_eq!(store.eviction().await.unwrap(), Eviction::Never);
     a_full_store_refuses_revocations_and_forgets_none(store).await;
 }
@@ -326,7 +333,7 @@ async fn redis_a_full_store_refuses_revocations_and_forgets_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_an_evicting_policy_is_reported() {
     let server = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
-    let store = redis_store(&server);
+    let store = redis_store(&server).await;
     assert_eq!(
         store.eviction().await.unwrap(),
         Eviction::Evicts {
@@ -612,10 +619,6 @@ async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration,
     timed!("revoke_subject", store.revoke_subject("o", 1, LONG));
     timed!("revoke_family", store.revoke_family("f", LONG));
     timed!(
-        "is_revoked",
-        store.is_revoked(&check(Some("j"), "o", Some("f"), 5))
-    );
-    timed!(
         "put_refresh",
         store.put_refresh("h", &record("o", "f"), LONG)
     );
@@ -643,7 +646,7 @@ async fn raw_connection(server: &RedisServer) -> ::redis::aio::MultiplexedConnec
 #[tokio::test]
 async fn redis_a_command_error_does_not_fail_other_calls() {
     let server = RedisServer::start();
-    let store = redis_store(&server);
+    let store = redis_store(&server).await;
     let mut raw = raw_connection(&server).await;
     let key = format!("{PREFIX}rate:poisoned");
     let _: () = ::redis::cmd("HSET")
@@ -667,7 +670,7 @@ async fn redis_a_command_error_does_not_fail_other_calls() {
 #[tokio::test]
 async fn redis_every_key_has_the_prefix_and_a_ttl() {
     let server = RedisServer::start();
-    let store = redis_store(&server);
+    let store = redis_store(&server).await;
     let calls = call_everything(&store).await;
     assert!(calls.iter().all(|(_, _, ok)| *ok), "{calls:?}");
     // What call_everything leaves out: a claim that stays, an unknown refresh token.
@@ -712,14 +715,40 @@ async fn redis_every_key_has_the_prefix_and_a_ttl() {
     }
 }
 
+/// A token `call_everything` revokes (its `jti`).
+fn revoked_j() -> RevocationCheck<'static> {
+    check(Some("j"), "o", Some("f"), 5)
+}
+
+/// With Redis gone, revocation checks answer from memory (no store call),
+/// until `max_staleness` passes without the feed: then they fail, and
+/// `on_error` decides.
+async fn revocations_held_then_stale(store: &Arc<dyn Store>) {
+    let started = Instant::now();
+    assert!(
+        store.is_revoked(&revoked_j()).await.unwrap(),
+        "a revocation held in memory was not honoured"
+    );
+    assert!(started.elapsed() < Duration::from_millis(50));
+    let stale = support::eventually(Duration::from_secs(5), || async {
+        matches!(
+            store.is_revoked(&revoked_j()).await,
+            Err(StoreError::Stale { .. })
+        )
+    })
+    .await;
+    assert!(stale, "revocation checks never went stale without Redis");
+}
+
 /// Kill the server: every call fails within the timeout; restart it: the
 /// same store works again.
 async fn survives_a_crash(mut server: RedisServer) {
-    let store = redis_store(&server);
+    let store = redis_store(&server).await;
     assert!(call_everything(&store).await.iter().all(|c| c.2));
 
     server.kill();
     assert!(!server.is_up());
+    revocations_held_then_stale(&store).await;
     let limit = TIMEOUT + Duration::from_millis(300);
     let calls = call_everything(&store).await;
     let slowest = calls.iter().map(|c| c.1).max().unwrap();
@@ -751,6 +780,11 @@ async fn survives_a_crash(mut server: RedisServer) {
     );
     let calls = call_everything(&store).await;
     assert!(calls.iter().all(|c| c.2), "after the restart: {calls:?}");
+    assert!(
+        store.settle(Duration::from_secs(5)).await,
+        "the revocation feed did not catch up after the restart"
+    );
+    assert!(store.is_revoked(&revoked_j()).await.unwrap());
     assert_eq!(
         store.get_session("o").await.unwrap(),
         Some(session("k", None))
@@ -767,7 +801,7 @@ async fn redis_tcp_down_then_back() {
     let server = RedisServer::start_tcp();
     assert!(server.url().starts_with("redis://127.0.0.1:"));
     // The whole round trip over TCP, then the crash.
-    let store = redis_store(&server);
+    let store = redis_store(&server).await;
     refresh_fresh_then_reused(store.clone()).await;
     revoke_subject_covers_tokens_issued_up_to_before(store).await;
     survives_a_crash(server).await;
@@ -776,7 +810,7 @@ async fn redis_tcp_down_then_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_hung_server_times_out_then_recovers() {
     let server = RedisServer::start();
-    let store = redis_store(&server);
+    let store = redis_store(&server).await;
     store.ping().await.unwrap();
 
     server.pause();

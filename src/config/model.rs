@@ -25,7 +25,9 @@ pub use crate::login::{LoginConfig, Rate, MAX_STATE_TTL};
 pub use crate::route::{AuthMode, RouteConfig};
 use crate::secret::Secret;
 use crate::ser::{ser_display, ser_display_list, ser_duration, ser_opt_display, ser_secret_opt};
-pub use crate::store::{MemoryLimits, OnError, StoreConfig, StoreKind};
+pub use crate::store::{
+    MemoryLimits, NodeAuth, OnError, RedisConfig, StoreConfig, StoreKind, Topology,
+};
 pub use crate::token::{JwtConfig, JwtKey, KeyMaterial, MAX_TTL as MAX_TOKEN_TTL};
 pub use crate::wechat::{WechatApp, WechatConfig};
 

@@ -19,6 +19,15 @@ pub(super) struct Sourced {
     pub source: String,
 }
 
+/// The Redis passwords a Sentinel or Cluster set-up names.
+#[derive(Default)]
+pub(super) struct RedisPasswords {
+    /// The data nodes' (`password_env`).
+    pub nodes: Option<Secret>,
+    /// The sentinels' own (`sentinel_password_env`).
+    pub sentinels: Option<Secret>,
+}
+
 /// What a token key is given as, read but not parsed yet.
 pub(super) enum KeyText {
     /// An HS256 secret.
@@ -52,6 +61,8 @@ pub(super) struct Resolved {
     pub hook_secret: Option<Sourced>,
     /// `[store]`'s URL, when `kind = "redis"`; already checked to parse.
     pub redis_url: Option<Sourced>,
+    /// The passwords of `[store.sentinel]` or `[store.cluster]`, from the environment.
+    pub redis_passwords: RedisPasswords,
     /// Each route's upstream addresses, in config order, without duplicates.
     pub upstreams: Vec<Vec<SocketAddr>>,
     /// Findings that are not errors (a secret written inline).
@@ -145,9 +156,31 @@ pub(super) fn resolve(
             Some(r.secret_keyed("metrics.access_token_secret", inline, env, file)?)
         }
     };
-    let redis_url = match raw.store.kind.as_deref() {
-        Some("redis") => Some(r.redis_url(&raw.store.url, &raw.store.url_env)?),
+    let st = &raw.store;
+    let redis_url = match st.kind.as_deref() {
+        Some("redis") if st.sentinel.is_none() && st.cluster.is_none() => {
+            Some(r.redis_url(&st.url, &st.url_env)?)
+        }
         _ => None,
+    };
+    let env_secret = |key: &str, name: &Option<String>| -> Result<Option<Secret>, ConfigError> {
+        name.as_ref()
+            .map(|n| r.env_var(key, n).map(Secret::from))
+            .transpose()
+    };
+    let redis_passwords = match (&st.sentinel, &st.cluster) {
+        (Some(s), _) => RedisPasswords {
+            nodes: env_secret("store.sentinel.password_env", &s.password_env)?,
+            sentinels: env_secret(
+                "store.sentinel.sentinel_password_env",
+                &s.sentinel_password_env,
+            )?,
+        },
+        (None, Some(c)) => RedisPasswords {
+            nodes: env_secret("store.cluster.password_env", &c.password_env)?,
+            sentinels: None,
+        },
+        (None, None) => RedisPasswords::default(),
     };
     Ok(Resolved {
         jwt_key,
@@ -156,6 +189,7 @@ pub(super) fn resolve(
         hook_secret,
         access_token_secret,
         redis_url,
+        redis_passwords,
         upstreams,
         warnings: r.warnings,
     })

@@ -121,6 +121,33 @@ pub(super) struct RawStore {
     pub on_error: Option<OnError>,
     pub timeout: Option<String>,
     pub memory: Option<RawMemoryLimits>,
+    pub sentinel: Option<RawSentinel>,
+    pub cluster: Option<RawCluster>,
+    pub max_staleness: Option<String>,
+    pub replica_acks: Option<i64>,
+    pub replica_ack_timeout: Option<String>,
+    pub max_revocations: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSentinel {
+    pub master_name: Option<String>,
+    pub nodes: Option<Vec<String>>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub sentinel_password_env: Option<String>,
+    pub tls: Option<bool>,
+    pub db: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub nodes: Option<Vec<String>>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub tls: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{OnError, StoreKind};
+use crate::config::{OnError, StoreKind, Topology};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -1103,7 +1103,7 @@ fn redis_store_reads_its_url_from_the_environment() {
     let text = format!("{}\n[store]\nkind = \"redis\"\nurl = \"redis://:pw@127.0.0.1:6390/1\"\non_error = \"fail_open\"\ntimeout = \"50ms\"\n", minimal());
     let c = parse_ok(&text);
     assert!(
-        matches!(&c.store.kind, StoreKind::Redis { url, .. } if url.expose() == b"redis://:pw@127.0.0.1:6390/1")
+        matches!(&c.store.kind, StoreKind::Redis { redis } if matches!(&redis.topology, Topology::Standalone { url, .. } if url.expose() == b"redis://:pw@127.0.0.1:6390/1"))
     );
     assert_eq!(c.store.on_error, OnError::FailOpen);
     assert_eq!(c.store.timeout, Duration::from_millis(50));
@@ -1895,4 +1895,112 @@ fn phone_and_decrypt_limits_are_on_per_user_by_default_and_can_be_set_or_turned_
         let text = format!("{}\n[login]\n{key} = \"lots\"\n", minimal());
         invalid_key(&text, &format!("login.{key}"));
     }
+}
+
+fn redis_of(c: &Config) -> &crate::store::RedisConfig {
+    match &c.store.kind {
+        StoreKind::Redis { redis } => redis,
+        other => panic!("not redis: {other:?}"),
+    }
+}
+
+#[test]
+fn sentinel_topology_is_read_with_its_passwords_from_the_environment() {
+    let text = format!(
+        "{}\n[store]\nkind = \"redis\"\nmax_staleness = \"2s\"\n[store.sentinel]\nmaster_name = \"wx\"\nnodes = [\"10.0.0.1:26379\", \"sentinel-2:26379\"]\npassword_env = \"WXGATE_JWT_SECRET\"\nsentinel_password_env = \"WXGATE_JWT_SECRET\"\nusername = \"gw\"\n",
+        minimal()
+    );
+    let c = parse_ok(&text);
+    let r = redis_of(&c);
+    assert_eq!(r.max_staleness, Duration::from_secs(2));
+    assert_eq!(
+        r.replica_acks, 1,
+        "a replicated topology waits for one replica by default"
+    );
+    match &r.topology {
+        Topology::Sentinel {
+            master_name,
+            nodes,
+            auth,
+            sentinel_password,
+            db,
+        } => {
+            assert_eq!(master_name, "wx");
+            assert_eq!(nodes.len(), 2);
+            assert_eq!(auth.username.as_deref(), Some("gw"));
+            assert_eq!(
+                auth.password.as_ref().map(|p| p.expose()),
+                Some(SECRET.as_bytes())
+            );
+            assert!(sentinel_password.is_some());
+            assert_eq!(*db, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    let shown = c.render();
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("sentinel"), "{shown}");
+}
+
+#[test]
+fn cluster_topology_is_read() {
+    let text = format!(
+        "{}\n[store]\nkind = \"redis\"\nreplica_acks = 2\nmax_revocations = 5000\n[store.cluster]\nnodes = [\"10.0.0.1:6379\"]\ntls = true\n",
+        minimal()
+    );
+    let c = parse_ok(&text);
+    let r = redis_of(&c);
+    assert_eq!((r.replica_acks, r.max_revocations), (2, 5000));
+    assert!(
+        matches!(&r.topology, Topology::Cluster { nodes, auth } if nodes.len() == 1 && auth.tls)
+    );
+    // Standalone keeps today's behaviour: no replica to wait for.
+    let text = format!(
+        "{}\n[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n",
+        minimal()
+    );
+    assert_eq!(redis_of(&parse_ok(&text)).replica_acks, 0);
+}
+
+#[test]
+fn topology_errors_name_the_key() {
+    let base = |store: &str| format!("{}\n[store]\nkind = \"redis\"\n{store}", minimal());
+    let cases = [
+        (
+            "[store.sentinel]\nmaster_name = \"m\"\nnodes = [\"a:1\"]\n[store.cluster]\nnodes = [\"a:1\"]\n",
+            "store.cluster",
+        ),
+        (
+            "url = \"redis://a:1\"\n[store.cluster]\nnodes = [\"a:1\"]\n",
+            "store.url",
+        ),
+        ("[store.cluster]\nnodes = []\n", "store.cluster.nodes"),
+        ("[store.cluster]\nnodes = [\"nohost\"]\n", "store.cluster.nodes"),
+        ("[store.cluster]\nnodes = [\"redis://a:1\"]\n", "store.cluster.nodes"),
+        ("[store.sentinel]\nnodes = [\"a:1\"]\n", "store.sentinel.master_name"),
+        (
+            "[store.sentinel]\nmaster_name = \"m\"\nnodes = [\"a:1\"]\npassword_env = \"NOPE\"\n",
+            "store.sentinel.password_env",
+        ),
+        (
+            "max_staleness = \"10ms\"\n[store.cluster]\nnodes = [\"a:1\"]\n",
+            "store.max_staleness",
+        ),
+        (
+            "replica_acks = 6\n[store.cluster]\nnodes = [\"a:1\"]\n",
+            "store.replica_acks",
+        ),
+        (
+            "key_prefix = \"a{b}:\"\n[store.cluster]\nnodes = [\"a:1\"]\n",
+            "store.key_prefix",
+        ),
+    ];
+    for (store, key) in cases {
+        invalid_key(&base(store), key);
+    }
+    // Redis-only keys are refused with the memory store.
+    invalid_key(
+        &format!("{}\n[store]\nmax_staleness = \"1s\"\n", minimal()),
+        "store.max_staleness",
+    );
 }

@@ -109,7 +109,7 @@ impl Validator<'_> {
         self.distinct_identity_headers(&headers)?;
         self.warn_roles_without_hook(&routes, hook.is_some());
         login.hook = hook;
-        let store = self.store(raw.store, resolved.redis_url)?;
+        let store = self.store(raw.store, resolved.redis_url, resolved.redis_passwords)?;
         let health = &server.health_path_prefix;
         for (i, r) in routes.iter().enumerate() {
             for endpoint in ["healthz", "readyz"] {

@@ -8,10 +8,12 @@
 //! room; a stalled upstream delays the close up to its `write_timeout`), so
 //! the watch can end the tunnel at any time:
 //!
-//! 1. at the token's `exp` plus the leeway, as soon as the revocation
-//!    check (a small task per socket, every `revocation_check`) finds the
-//!    token revoked, or as soon as a reload puts in force keys that refuse
-//!    it (its key removed: how an operator answers a leaked key),
+//! 1. at the token's `exp` plus the leeway, as soon as a revocation of the
+//!    token, its family or its user arrives (both stores signal each one;
+//!    a small task per socket then checks the token, from memory, and again
+//!    every `revocation_check` as a safety net) and finds it revoked, or
+//!    as soon as a reload puts in force keys that refuse it (its key
+//!    removed: how an operator answers a leaked key),
 //! 2. the client gets a close frame (code 4001, reason `token_expired`,
 //!    `token_revoked` or `token_invalid`), and nothing the upstream sends
 //!    after it,
@@ -260,6 +262,9 @@ async fn watch_revocation(check: RevocationCheck, flag: Arc<RevokedFlag>) {
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next = sessions.successor();
+    // Revocations as they arrive (both stores push them); the tick stays as
+    // a safety net for a store that cannot.
+    let mut events = sessions.store().revocation_events();
     loop {
         // A reload before this task began is seen at once.
         let replaced = next.borrow_and_update().clone();
@@ -270,9 +275,18 @@ async fn watch_revocation(check: RevocationCheck, flag: Arc<RevokedFlag>) {
             }
             sessions = newer;
             next = sessions.successor();
+            events = sessions.store().revocation_events();
             continue;
         }
         tokio::select! {
+            _ = revocation_arrived(&mut events) => match sessions.is_revoked(&identity).await {
+                Ok(true) => {
+                    flag.raise(CloseReason::Revoked);
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "revocation check of an open WebSocket failed"),
+            },
             _ = tick.tick() => match sessions.is_revoked(&identity).await {
                 Ok(true) => {
                     flag.raise(CloseReason::Revoked);
@@ -289,6 +303,20 @@ async fn watch_revocation(check: RevocationCheck, flag: Arc<RevokedFlag>) {
                 }
             }
         }
+    }
+}
+
+/// Resolves when revocations arrived (never, without a feed of them).
+async fn revocation_arrived(events: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match events {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The store is gone: only the tick is left.
+                *events = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 

@@ -20,6 +20,10 @@ pub(crate) const REASON_STORE_UNAVAILABLE: &str = "store_unavailable";
 /// `/readyz` reason: Redis may evict keys (its `maxmemory-policy` is not `noeviction`).
 pub(crate) const REASON_STORE_EVICTS: &str = "store_evicts";
 
+/// `/readyz` reason: the revocations held in memory are not known to be
+/// complete (the revocation feed is behind by more than `max_staleness`).
+pub(crate) const REASON_REVOCATIONS_STALE: &str = "revocations_stale";
+
 /// `/healthz`: the process is alive.
 pub(crate) fn healthz() -> (u16, Bytes) {
     (200, Bytes::from_static(br#"{"status":"ok"}"#))
@@ -33,13 +37,32 @@ pub(crate) async fn readyz(state: &GatewayState) -> (u16, Bytes) {
     }
     let sessions = state.sessions();
     let store = sessions.store();
+    // A shared store names its topology, master and feed (no secret in it).
+    let shared = store.status().map(|s| {
+        serde_json::json!({
+            "topology": s.topology,
+            "master": s.master,
+            "revocations_live": s.revocations_live,
+            "feed_following": s.feed_following,
+            "feed_staleness_ms": s.staleness.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        })
+    });
     let reason = match store.ping().await {
         Ok(()) => match store.eviction().await {
             Ok(Eviction::Evicts { policy }) => {
                 tracing::warn!(%policy, "readiness check: Redis evicts keys; set maxmemory-policy noeviction");
                 REASON_STORE_EVICTS
             }
-            _ => return (200, Bytes::from_static(br#"{"status":"ready"}"#)),
+            _ if store.status().is_some_and(|s| s.stale) => REASON_REVOCATIONS_STALE,
+            _ => {
+                let body = match shared {
+                    Some(shared) => {
+                        serde_json::json!({"status": "ready", "shared_store": shared}).to_string()
+                    }
+                    None => r#"{"status":"ready"}"#.to_string(),
+                };
+                return (200, Bytes::from(body));
+            }
         },
         Err(e) => {
             // The store logs its own failures as they happen; probes come often.
@@ -53,6 +76,14 @@ pub(crate) async fn readyz(state: &GatewayState) -> (u16, Bytes) {
             serde_json::json!({"status": "not_ready", "reason": reason}),
         ),
         OnError::FailOpen => (200, serde_json::json!({"status": "ready", "store": reason})),
+    };
+    let body = match shared {
+        Some(shared) => {
+            let mut body = body;
+            body["shared_store"] = shared;
+            body
+        }
+        None => body,
     };
     (status, Bytes::from(body.to_string()))
 }

@@ -1,6 +1,8 @@
 //! Gauges and mirrored counters that describe state, set when `/metrics` is scraped.
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::store::StoreStatus;
 
 use super::register::{counter_vec, gauge_vec, MetricsError};
 
@@ -15,6 +17,37 @@ pub(super) struct StateGauges {
     fail_open: IntCounter,
     connections_refused: IntCounterVec,
     log_suppressed: IntCounter,
+    shared: SharedStoreGauges,
+}
+
+/// The shared store (Redis): its topology and the revocation feed.
+struct SharedStoreGauges {
+    up: IntGaugeVec,
+    master: IntGaugeVec,
+    live: IntGaugeVec,
+    staleness: GaugeVec,
+    loads: IntCounterVec,
+    gaps: IntCounterVec,
+    received: IntCounterVec,
+}
+
+impl SharedStoreGauges {
+    fn new(r: &Registry) -> Result<Self, MetricsError> {
+        let t = &["topology"];
+        Ok(Self {
+            up: gauge_vec(r, "wxgate_store_up", "1 if the shared store answers calls (not failing fast after a failure), by topology.", t)?,
+            master: gauge_vec(r, "wxgate_store_master_info", "1 for the master the store writes to (named by Sentinel), by topology and node.", &["topology", "node"])?,
+            live: gauge_vec(r, "wxgate_revocations_live", "Live revocations this instance holds in memory, by topology.", t)?,
+            staleness: {
+                let g = GaugeVec::new(Opts::new("wxgate_revocation_feed_staleness_seconds", "Seconds since this instance last proved it holds every revocation (-1: never since start)."), t)?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            loads: counter_vec(r, "wxgate_revocation_feed_loads_total", "Full loads of the live revocations (start, reconnect, gap), by topology.", t)?,
+            gaps: counter_vec(r, "wxgate_revocation_feed_gaps_total", "Gaps found in the revocation feed's numbering (each followed by a full load), by topology.", t)?,
+            received: counter_vec(r, "wxgate_revocations_received_total", "Revocations received into memory (feed, loads and this instance's own), by topology.", t)?,
+        })
+    }
 }
 
 impl StateGauges {
@@ -64,6 +97,7 @@ impl StateGauges {
                 r.register(Box::new(g.clone()))?;
                 g
             },
+            shared: SharedStoreGauges::new(r)?,
             fail_open: {
                 let g = IntCounter::new(
                     "wxgate_fail_open_total",
@@ -123,6 +157,26 @@ impl Gauges<'_> {
     /// Log lines the rate limit left out so far.
     pub fn log_suppressed(&self, count: u64) {
         catch_up(&self.0.log_suppressed, count);
+    }
+
+    /// The shared store's topology, master and revocation feed.
+    pub fn shared_store(&self, s: &StoreStatus) {
+        let g = &self.0.shared;
+        let t = &[s.topology];
+        g.up.with_label_values(t).set(i64::from(s.up));
+        g.master.reset();
+        if let Some(node) = &s.master {
+            g.master.with_label_values(&[s.topology, node]).set(1);
+        }
+        g.live
+            .with_label_values(t)
+            .set(i64::try_from(s.revocations_live).unwrap_or(i64::MAX));
+        g.staleness
+            .with_label_values(t)
+            .set(s.staleness.map_or(-1.0, |d| d.as_secs_f64()));
+        catch_up(&g.loads.with_label_values(t), s.feed_loads);
+        catch_up(&g.gaps.with_label_values(t), s.feed_gaps);
+        catch_up(&g.received.with_label_values(t), s.revocations_received);
     }
 
     /// Revocation checks skipped by `fail_open` so far.

@@ -151,6 +151,8 @@ fn store_error_label(e: &StoreError) -> &'static str {
         StoreError::Full { .. } => "full",
         StoreError::Timeout(_) => "timeout",
         StoreError::FailingFast => "failing_fast",
+        StoreError::Stale { .. } => "stale",
+        StoreError::NotReplicated { .. } => "not_replicated",
         _ => "error",
     }
 }
@@ -323,5 +325,17 @@ impl Store for MeteredStore {
 
     fn map_stats(&self) -> Vec<MapStats> {
         self.inner.map_stats()
+    }
+
+    async fn settle(&self, limit: Duration) -> bool {
+        self.inner.settle(limit).await
+    }
+
+    fn revocation_events(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.revocation_events()
+    }
+
+    fn status(&self) -> Option<crate::store::StoreStatus> {
+        self.inner.status()
     }
 }

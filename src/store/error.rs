@@ -35,6 +35,15 @@ pub enum StoreError {
     /// A stored record is not what wxgate wrote.
     #[error("a stored record is unreadable")]
     Decode(#[source] serde_json::Error),
+    /// The revocations held in memory cannot be shown complete: the feed
+    /// that brings them has not caught up for longer than `max_staleness`
+    /// (`None`: not once since start).
+    #[error("the revocations held are not known to be complete (last caught up {since:?} ago)")]
+    Stale { since: Option<Duration> },
+    /// Fewer replicas than `replica_acks` confirmed a write in time: it is on
+    /// the master, but may not survive the master's loss.
+    #[error("a write was confirmed by {acked} of the {wanted} replicas asked for")]
+    NotReplicated { acked: u64, wanted: u32 },
     /// No room for a new entry that must not push out others (a revocation):
     /// the memory store's bound for `what` is reached, or Redis is at its
     /// `maxmemory` under `noeviction`.

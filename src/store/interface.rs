@@ -114,6 +114,50 @@ pub trait Store: Send + Sync + 'static {
     fn map_stats(&self) -> Vec<MapStats> {
         Vec::new()
     }
+
+    /// Wait up to `limit` until the store can answer revocation checks (the
+    /// Redis store's first load of the live revocations); `false`: it cannot yet.
+    async fn settle(&self, limit: Duration) -> bool {
+        let _ = limit;
+        true
+    }
+
+    /// Changes whenever revocations arrive, so that open sockets look again
+    /// at once (`None`: the store cannot tell).
+    fn revocation_events(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
+    /// The topology and the revocation feed, for metrics and `/readyz`
+    /// (`None`: an embedded store, nothing to report).
+    fn status(&self) -> Option<StoreStatus> {
+        None
+    }
+}
+
+/// How a shared store and its revocation feed stand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreStatus {
+    /// `standalone`, `sentinel` or `cluster`.
+    pub topology: &'static str,
+    /// The master written to, when one is named (Sentinel).
+    pub master: Option<String>,
+    /// Whether calls go through (not failing fast after a failure).
+    pub up: bool,
+    /// Whether the feed follows the stream now.
+    pub feed_following: bool,
+    /// Full loads of the live revocations so far.
+    pub feed_loads: u64,
+    /// Gaps found in the feed's numbering so far.
+    pub feed_gaps: u64,
+    /// Revocations held in memory.
+    pub revocations_live: usize,
+    /// Revocations received so far.
+    pub revocations_received: u64,
+    /// Time since the held revocations were last known complete (`None`: never).
+    pub staleness: Option<Duration>,
+    /// Whether that is past `max_staleness`: revocation checks fail.
+    pub stale: bool,
 }
 
 /// How full one bounded map of the memory store is.

@@ -70,6 +70,8 @@ pub struct MemoryStore {
     leases: BoundedMap<String>,
     /// Whether anything was ever revoked: lets the per-request check skip the maps.
     any_revoked: AtomicBool,
+    /// Bumped on every revocation: open sockets look again at once.
+    revoked: tokio::sync::watch::Sender<u64>,
 }
 
 impl MemoryStore {
@@ -89,6 +91,7 @@ impl MemoryStore {
             access_tokens: BoundedMap::new("access_tokens", MAX_APPS, DropLeastRecent),
             leases: BoundedMap::new("leases", MAX_APPS.saturating_mul(4), DropLeastRecent),
             any_revoked: AtomicBool::new(false),
+            revoked: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -102,7 +105,9 @@ impl MemoryStore {
     ) -> Result<(), StoreError> {
         self.any_revoked.store(true, Ordering::Release);
         map.insert(key, value, ttl)
-            .map_err(|Full| StoreError::Full { what: map.name() })
+            .map_err(|Full| StoreError::Full { what: map.name() })?;
+        self.revoked.send_modify(|g| *g = g.wrapping_add(1));
+        Ok(())
     }
 }
 
@@ -288,6 +293,10 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn revocation_events(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.revoked.subscribe())
     }
 
     fn map_stats(&self) -> Vec<MapStats> {

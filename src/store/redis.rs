@@ -1,11 +1,16 @@
-//! The Redis store: state shared by several wxgate instances.
+//! The Redis store: state shared by several wxgate instances, on one
+//! server, a master found through Sentinel, or a Cluster ([`conn`]).
 //!
-//! One [`ConnectionManager`] (multiplexed, reconnects by itself) per process.
 //! Every call runs under the configured timeout; every key carries the prefix
-//! and a TTL. Operations that must be atomic are single commands or a
-//! `MULTI`/`EXEC` pipeline: claiming a code is `SET NX`, taking a refresh token
-//! is `GET` + `SET NX` + `GET` in one transaction, a rate-limit count is `INCR` +
-//! `PEXPIRE NX`. The revocation check is one `MGET`.
+//! and a TTL. Operations that must be atomic are single commands, a
+//! `MULTI`/`EXEC` pipeline or a script, over keys of one hash tag
+//! ([`keys`]): claiming a code is `SET NX`, taking a refresh token is `GET` +
+//! `SET NX` + `GET` in one transaction, a rate-limit count is `INCR` +
+//! `PEXPIRE NX`, a revocation is one script (then `WAIT` for the replicas
+//! `replica_acks` asks for).
+//!
+//! The revocation check does no I/O: every instance holds the live
+//! revocations in memory, kept complete by the revocation [`feed`].
 //!
 //! When Redis cannot be reached (I/O error, dropped or refused connection,
 //! timeout), calls fail fast for a short while (half a second) instead of
@@ -13,64 +18,130 @@
 //! wxgate recovers by itself when Redis is back. An error about one command
 //! (say, a value Redis refuses) fails that call only.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod call;
+mod conn;
+mod feed;
+mod health;
+mod keys;
+mod revoke;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
+use tokio::task::AbortHandle;
 
-use super::error::{Eviction, RedisFault, StoreError};
-use super::interface::Store;
+use self::conn::{Conn, Timeouts};
+use self::feed::{Feed, FeedStatus};
+use self::keys::{Keys, RELEASE_LEASE};
+use super::config::{RedisConfig, Topology};
+use super::error::{Eviction, StoreError};
+use super::interface::{Store, StoreStatus};
 use super::records::{
-    clamp_ttl, revoked_by, AccessTokenRecord, RefreshRecord, RefreshTake, RevocationCheck,
-    WxSession,
+    clamp_ttl, AccessTokenRecord, RefreshRecord, RefreshTake, RevocationCheck, WxSession,
 };
-
-/// How long calls fail fast after a failure.
-const BACKOFF: Duration = Duration::from_millis(500);
+use super::revocations::{Revocation, RevocationSet};
+use crate::clock::unix_now_ms;
 
 /// The Redis-backed store.
 pub struct RedisStore {
-    conn: ConnectionManager,
-    prefix: String,
+    conn: Conn,
+    keys: Keys,
+    topology: &'static str,
     timeout: Duration,
     /// Milliseconds since `epoch` until which calls fail fast (0: healthy).
     down_until: AtomicU64,
     epoch: Instant,
+    revocations: Arc<RevocationSet>,
+    feed: Arc<FeedStatus>,
+    feed_task: AbortHandle,
+    replica_acks: u32,
+    replica_ack_timeout: Duration,
+    max_revocations: usize,
+    /// A standalone server may hold keys of a version before hash tags.
+    legacy: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("prefix", &self.prefix)
+            .field("keys", &self.keys)
+            .field("topology", &self.topology)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.feed_task.abort();
+    }
+}
+
 impl RedisStore {
-    /// Connect lazily to `url` (`redis://`, `rediss://`, with a password if any).
-    /// Must be called inside a tokio runtime.
+    /// A standalone Redis at `url` (`redis://`, `rediss://`, with a password
+    /// if any), with the defaults. Must be called inside a tokio runtime.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let client = redis::Client::open(url).map_err(|_| StoreError::InvalidUrl)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::Setup(RedisFault::from(&e)))?;
+        Self::from_config(&RedisConfig::standalone(url), prefix, timeout)
+    }
+
+    /// The store `cfg` describes. Connects lazily; starts the revocation
+    /// feed on the current tokio runtime.
+    pub fn from_config(
+        cfg: &RedisConfig,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let conn = Conn::open(
+            &cfg.topology,
+            Timeouts {
+                connect: timeout,
+                response: timeout,
+            },
+        )?;
+        // Its own connection: a blocking read must not hold up other calls.
+        let feed_conn = Conn::open(
+            &cfg.topology,
+            Timeouts {
+                connect: timeout,
+                response: feed::BLOCK.saturating_add(timeout),
+            },
+        )?;
+        let keys = Keys::new(prefix);
+        let legacy = matches!(cfg.topology, Topology::Standalone { .. });
+        let revocations = Arc::new(RevocationSet::new(cfg.max_staleness));
+        let status = Arc::new(FeedStatus::default());
+        let feed = Feed {
+            conn: feed_conn,
+            keys: keys.clone(),
+            set: revocations.clone(),
+            status: status.clone(),
+            timeout,
+            import_legacy: legacy,
+        };
+        let feed_task = tokio::spawn(feed.run()).abort_handle();
         Ok(Self {
             conn,
-            prefix: prefix.to_string(),
+            keys,
+            topology: cfg.topology.name(),
             timeout,
             down_until: AtomicU64::new(0),
             epoch: Instant::now(),
+            revocations,
+            feed: status,
+            feed_task,
+            replica_acks: cfg.replica_acks,
+            replica_ack_timeout: cfg.replica_ack_timeout,
+            max_revocations: cfg.max_revocations,
+            legacy,
         })
+    }
+
+    /// The live revocations this instance holds.
+    pub fn revocations(&self) -> &RevocationSet {
+        &self.revocations
     }
 
     /// `SET key value NX PX ttl`: `true` if the key was new and is now set.
@@ -91,82 +162,13 @@ impl RedisStore {
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
-        let mut k = String::with_capacity(self.prefix.len() + kind.len() + id.len() + 1);
-        k.push_str(&self.prefix);
-        k.push_str(kind);
-        k.push(':');
-        k.push_str(id);
-        k
+        self.keys.plain(kind, id)
     }
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
-
-    /// Run one Redis call with the timeout and the fail-fast window.
-    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        if self.now_ms() < self.down_until.load(Ordering::Acquire) {
-            return Err(StoreError::FailingFast);
-        }
-        let (error, connection_lost) = match tokio::time::timeout(self.timeout, f).await {
-            Ok(Ok(v)) => return Ok(v),
-            // Redis at `maxmemory` under `noeviction` refuses writes: full, not down.
-            Ok(Err(e)) if e.code() == Some("OOM") => {
-                tracing::error!("Redis is at its maxmemory and refuses writes: raise maxmemory (keys are never evicted under noeviction)");
-                return Err(StoreError::Full {
-                    what: "Redis maxmemory",
-                });
-            }
-            Ok(Err(e)) => (
-                StoreError::Redis(RedisFault::from(&e)),
-                is_connection_failure(&e),
-            ),
-            Err(_) => (StoreError::Timeout(self.timeout), true),
-        };
-        if connection_lost {
-            // Everyone's calls would fail the same way: fail fast for a while.
-            self.down_until.store(
-                self.now_ms().saturating_add(BACKOFF.as_millis() as u64),
-                Ordering::Release,
-            );
-        }
-        tracing::warn!(error = %crate::error::chain(&error), "store call failed");
-        Err(error)
-    }
 }
-
-/// What `CONFIG GET maxmemory-policy` answered (`[name, value]`) means.
-fn eviction_of(pair: &[String]) -> Eviction {
-    match pair {
-        [_, policy] if policy.eq_ignore_ascii_case("noeviction") => Eviction::Never,
-        [_, policy] => Eviction::Evicts {
-            policy: policy.clone(),
-        },
-        _ => Eviction::Unknown,
-    }
-}
-
-/// Whether `e` means Redis cannot be reached (I/O, a dropped or refused
-/// connection, one that must be replaced), as opposed to an error about one
-/// command or key, which says nothing about other callers' calls.
-fn is_connection_failure(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.is_unrecoverable_error()
-}
-
-/// Delete a lease only if its holder gives it back (`release_lease`).
-static RELEASE_LEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end \
-         return 1",
-    )
-});
 
 /// Whether a presentation may rotate: it marked the token itself, or the
 /// rotation it found pending was abandoned (older than one store timeout: the
@@ -253,8 +255,8 @@ impl Store for RedisStore {
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        self.call(c.set_ex::<_, _, ()>(self.key("revoked-jti", jti), 1, secs(ttl)))
+        let legacy = (self.key("revoked-jti", jti), "1".to_string());
+        self.revoke(Revocation::Token(jti.to_string()), ttl, legacy)
             .await
     }
 
@@ -264,33 +266,23 @@ impl Store for RedisStore {
         before: u64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        self.call(c.set_ex::<_, _, ()>(self.key("revoked-sub", openid), before, secs(ttl)))
-            .await
+        let legacy = (self.key("revoked-sub", openid), before.to_string());
+        let r = Revocation::Subject {
+            openid: openid.to_string(),
+            before,
+        };
+        self.revoke(r, ttl, legacy).await
     }
 
     async fn revoke_family(&self, family: &str, ttl: Duration) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        self.call(c.set_ex::<_, _, ()>(self.key("revoked-fam", family), 1, secs(ttl)))
+        let legacy = (self.key("revoked-fam", family), "1".to_string());
+        self.revoke(Revocation::Family(family.to_string()), ttl, legacy)
             .await
     }
 
     async fn is_revoked(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError> {
-        // Absent parts get a key that never exists, so the reply always has three slots.
-        let keys = [
-            self.key("revoked-jti", check.jti.unwrap_or("-")),
-            self.key("revoked-sub", check.openid),
-            self.key("revoked-fam", check.family.unwrap_or("-")),
-        ];
-        let mut c = self.conn.clone();
-        let found: Vec<Option<String>> = self
-            .call(redis::cmd("MGET").arg(&keys[..]).query_async(&mut c))
-            .await?;
-        let get = |i: usize| found.get(i).cloned().flatten();
-        let jti = check.jti.is_some() && get(0).is_some();
-        let before = get(1).and_then(|v| v.parse::<u64>().ok());
-        let family = check.family.is_some() && get(2).is_some();
-        Ok(revoked_by(check, jti, before, family))
+        // From memory: the feed keeps the set complete, or says it is not.
+        self.revocations.check(check, unix_now_ms())
     }
 
     async fn put_refresh(
@@ -301,12 +293,13 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let value = json(record)?;
         let mut c = self.conn.clone();
-        self.call(c.set_ex::<_, _, ()>(self.key("refresh", hash), value, secs(ttl)))
+        self.call(c.set_ex::<_, _, ()>(self.keys.refresh(hash), value, secs(ttl)))
             .await
     }
 
     async fn take_refresh(&self, hash: &str, ttl: Duration) -> Result<RefreshTake, StoreError> {
-        let used = self.key("refresh-used", hash);
+        self.adopt_legacy_refresh(hash).await?;
+        let used = self.keys.refresh_used(hash);
         let now = crate::clock::unix_now_ms();
         // Unique per presentation: two takes in the same millisecond must not
         // both recognise the mark as their own.
@@ -316,7 +309,7 @@ impl Store for RedisStore {
             .call(
                 redis::pipe()
                     .atomic()
-                    .get(self.key("refresh", hash))
+                    .get(self.keys.refresh(hash))
                     .cmd("SET")
                     .arg(&used)
                     .arg(&mine)
@@ -343,17 +336,18 @@ impl Store for RedisStore {
 
     async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        self.call(c.set_ex::<_, _, ()>(self.key("refresh-used", hash), "spent", secs(ttl)))
+        self.call(c.set_ex::<_, _, ()>(self.keys.refresh_used(hash), "spent", secs(ttl)))
             .await
     }
 
     async fn get_refresh(&self, hash: &str) -> Result<RefreshTake, StoreError> {
+        self.adopt_legacy_refresh(hash).await?;
         let mut c = self.conn.clone();
         let (raw, state): (Option<String>, Option<String>) = self
             .call(
                 redis::pipe()
-                    .get(self.key("refresh", hash))
-                    .get(self.key("refresh-used", hash))
+                    .get(self.keys.refresh(hash))
+                    .get(self.keys.refresh_used(hash))
                     .query_async(&mut c),
             )
             .await?;
@@ -426,22 +420,7 @@ impl Store for RedisStore {
     }
 
     async fn eviction(&self) -> Result<Eviction, StoreError> {
-        let mut c = self.conn.clone();
-        let reply: redis::RedisResult<Vec<String>> = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("CONFIG")
-                .arg("GET")
-                .arg("maxmemory-policy")
-                .query_async(&mut c),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout(self.timeout))?;
-        match reply {
-            Ok(pair) => Ok(eviction_of(&pair)),
-            // Managed Redis often disables or renames CONFIG.
-            Err(e) if !is_connection_failure(&e) => Ok(Eviction::Unknown),
-            Err(e) => Err(StoreError::Redis(RedisFault::from(&e))),
-        }
+        self.masters_eviction().await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -452,6 +431,18 @@ impl Store for RedisStore {
         } else {
             Err(StoreError::UnexpectedReply { command: "PING" })
         }
+    }
+
+    async fn settle(&self, limit: Duration) -> bool {
+        self.settle_feed(limit).await
+    }
+
+    fn revocation_events(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.revocations.subscribe())
+    }
+
+    fn status(&self) -> Option<StoreStatus> {
+        Some(self.report())
     }
 }
 

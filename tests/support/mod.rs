@@ -8,6 +8,7 @@
 
 pub mod dev;
 pub mod redis;
+pub mod topology;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -61,11 +61,16 @@ impl RedisServer {
     /// A server on a free loopback TCP port (the port is found by binding
     /// `127.0.0.1:0`; if another process takes it first, another is tried).
     pub fn start_tcp() -> Self {
+        Self::start_tcp_with(&[])
+    }
+
+    /// Like [`Self::start_tcp`], with more `redis-server` arguments.
+    pub fn start_tcp_with(args: &[&str]) -> Self {
         let mut server = Self {
             dir: fresh_dir(),
             listen: Listen::Tcp(free_port()),
             child: None,
-            args: Vec::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         let mut last = String::new();
         for _ in 0..5 {
@@ -84,6 +89,19 @@ impl RedisServer {
             Listen::Unix(path) => format!("redis+unix://{}", path.display()),
             Listen::Tcp(port) => format!("redis://127.0.0.1:{port}/"),
         }
+    }
+
+    /// The TCP port (panics for a unix-socket server).
+    pub fn port(&self) -> u16 {
+        match &self.listen {
+            Listen::Tcp(port) => *port,
+            Listen::Unix(_) => panic!("a unix-socket server has no port"),
+        }
+    }
+
+    /// The server's own temporary directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Whether the server answers `PING` right now.
@@ -220,7 +238,8 @@ fn fresh_dir() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()
 }

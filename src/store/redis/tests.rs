@@ -1,4 +1,5 @@
-use super::{eviction_of, refresh_is_fresh, Eviction};
+use super::health::eviction_of;
+use super::{refresh_is_fresh, Eviction};
 
 #[test]
 fn only_noeviction_keeps_every_key() {
