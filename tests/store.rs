@@ -693,6 +693,9 @@ async fn redis_every_key_has_the_prefix_and_a_ttl() {
         "refresh:",
         "refresh-used:",
         "rate:",
+        "{rev}:live",
+        "{rev}:seq",
+        "{rev}:feed",
     ];
     for kind in kinds {
         assert!(
@@ -837,4 +840,96 @@ async fn redis_hung_server_times_out_then_recovers() {
         .await
         .unwrap();
     assert!(store.get_session("o-2").await.unwrap().is_some());
+}
+
+/// A Redis written by a version before the revocation feed and hash tags:
+/// its revocations (one key each) are honoured, its refresh tokens (under
+/// untagged names) still refresh once and are then spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_state_of_the_previous_version_is_taken_over() {
+    let server = RedisServer::start();
+    let mut con = raw_connection(&server).await;
+    let set = |k: String, v: String| {
+        ::redis::cmd("SET")
+            .arg(format!("{PREFIX}{k}"))
+            .arg(v)
+            .arg("EX")
+            .arg(600)
+            .clone()
+    };
+    for (k, v) in [
+        ("revoked-jti:old-jti".to_string(), "1".to_string()),
+        ("revoked-fam:old-fam".to_string(), "1".to_string()),
+        ("revoked-sub:old-user".to_string(), "5000".to_string()),
+        (
+            "refresh:old-hash".to_string(),
+            serde_json::to_string(&record("o-old", "f-old")).unwrap(),
+        ),
+    ] {
+        let _: () = set(k, v).query_async(&mut con).await.unwrap();
+    }
+    let store = redis_store(&server).await;
+    for c in [
+        check(Some("old-jti"), "o", None, 1),
+        check(None, "o", Some("old-fam"), 1),
+        check(None, "old-user", None, 5000),
+    ] {
+        assert!(store.is_revoked(&c).await.unwrap(), "{c:?}");
+    }
+    assert!(!store
+        .is_revoked(&check(None, "old-user", None, 5001))
+        .await
+        .unwrap());
+    assert!(matches!(
+        store.take_refresh("old-hash", LONG).await.unwrap(),
+        RefreshTake::Fresh(r) if r.openid == "o-old"
+    ));
+    store.complete_refresh("old-hash", LONG).await.unwrap();
+    assert!(matches!(
+        store.take_refresh("old-hash", LONG).await.unwrap(),
+        RefreshTake::Reused(_)
+    ));
+    // The old name is gone: the token moved to its tagged keys.
+    let old: Option<String> = ::redis::cmd("GET")
+        .arg(format!("{PREFIX}refresh:old-hash"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(old, None);
+    // And a revocation made now is still written the old way for instances
+    // of the previous version.
+    store.revoke_token("new-jti", LONG).await.unwrap();
+    let legacy: Option<String> = ::redis::cmd("GET")
+        .arg(format!("{PREFIX}revoked-jti:new-jti"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(legacy.as_deref(), Some("1"));
+}
+
+/// Revocations written through one store reach another store on the same
+/// Redis (another instance) through the feed, with no call per check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_revocations_reach_another_instance_through_the_feed() {
+    let server = RedisServer::start();
+    let a = redis_store(&server).await;
+    let b = redis_store(&server).await;
+    let mut events = b
+        .revocation_events()
+        .expect("the Redis store signals revocations");
+    a.revoke_family("fam-pushed", LONG).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), events.changed())
+        .await
+        .expect("the revocation arrived")
+        .unwrap();
+    assert!(b
+        .is_revoked(&check(None, "o", Some("fam-pushed"), 1))
+        .await
+        .unwrap());
+    // A store started later loads what is live.
+    let c = redis_store(&server).await;
+    assert!(c
+        .is_revoked(&check(None, "o", Some("fam-pushed"), 1))
+        .await
+        .unwrap());
 }

@@ -507,6 +507,52 @@ async fn a_socket_closes_when_its_token_is_revoked() {
     gw.stop().await;
 }
 
+/// A logout closes the sockets of its tokens at once, on every instance:
+/// the revocation is pushed, not found by the periodic check (set to 30 s
+/// here, so a close within seconds can only come from the push). Memory
+/// store (one instance) and Redis (socket on B, logout on A).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_closes_sockets_at_once_on_every_instance() {
+    let (upstream, _seen, _closes) = echo_server_pushing(None).await;
+    let slow_check =
+        |text: String| text.replace("revocation_check = \"200ms\"", "revocation_check = \"30s\"");
+    let memory = Gateway::start(&slow_check(closing_config(upstream))).await;
+    let redis = support::redis::RedisServer::start();
+    let shared = format!(
+        "{}\n[store]\nkind = \"redis\"\nurl = \"{}\"\n",
+        slow_check(closing_config(upstream)),
+        redis.url()
+    );
+    let a = Gateway::start(&shared).await;
+    let b = Gateway::start(&shared).await;
+    for (logout_on, socket_on) in [(&memory, &memory), (&a, &b)] {
+        let token = logout_on.token("o-everywhere", None, None);
+        let auth = format!("Bearer {token}");
+        let mut ws = connect(socket_on.addr, &[("Authorization", &auth)])
+            .await
+            .unwrap();
+        ws.send(Message::text("hello")).await.unwrap();
+        assert_eq!(next_message(&mut ws).await, Message::text("hello"));
+        let header = format!("Authorization: {auth}");
+        let started = std::time::Instant::now();
+        let r = support::post(
+            logout_on.addr,
+            "/wx/logout",
+            Some("application/json"),
+            b"{}",
+            &[&header],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let (code, reason) = close_frame_of(&mut ws, Duration::from_secs(3)).await;
+        assert_eq!((code, reason.as_str()), (4001, "token_revoked"));
+        println!("socket closed {:?} after the logout", started.elapsed());
+    }
+    for gw in [memory, a, b] {
+        gw.stop().await;
+    }
+}
+
 /// Without `close_on_token_expiry`, an open socket outlives its token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elsewhere_a_socket_outlives_its_token() {
