@@ -42,6 +42,13 @@ printf 'round\tscenario\treq_s\tp50_ms\tp99_ms\tnon2xx\tcpu_pct\tus_per_req\tloa
 log "wxgate $WX_PID, haproxy $HA_PID, nginx $NGINX_PID; proxies on CPU $PROXY_CPU, wrk+nginx on CPU $LOAD_CPU"
 log "load: wrk -t1 -c$CONNS -d$DURATION --latency (warm-up $WARMUP), $RUNS rounds; $(uptime | sed 's/.*load/load/')"
 TIMEFORMAT='%U %S'
+# Redis commands so far, but the revocation feed's blocking XREADs (a few per
+# second whatever the load) and our own INFO: what requests cost Redis.
+redis_calls() {
+    [[ -n ${REDIS_PORT:-} ]] || { echo 0; return; }
+    redis-cli -p "$REDIS_PORT" info commandstats |
+        awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_xread" && $1 != "cmdstat_info" {s += $3} END {print s + 0}'
+}
 for round in $(seq "$RUNS"); do
     for s in $SCENARIOS; do
         out=$TMP/wrk-$s-$round.txt
@@ -49,8 +56,10 @@ for round in $(seq "$RUNS"); do
         pid=$(proxy_pid "$s")
         p0=$(cpu_ticks "$pid") n0=$(cpu_ticks "$NGINX_PID")
         c0=$(cpu_busy "$PROXY_CPU") l0=$(cpu_busy "$LOAD_CPU") w0=$(date +%s.%N)
+        r0=$(redis_calls)
         # `time` reports wrk's own CPU seconds (user, sys) on stderr.
         { time run_wrk "$s" "$DURATION" "$out"; } 2>"$TMP/wrk-time"
+        r1=$(redis_calls)
         p1=$(cpu_ticks "$pid") n1=$(cpu_ticks "$NGINX_PID")
         c1=$(cpu_busy "$PROXY_CPU") l1=$(cpu_busy "$LOAD_CPU") w1=$(date +%s.%N)
         rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
@@ -60,6 +69,10 @@ for round in $(seq "$RUNS"); do
         non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
         errs=$(awk '/Socket errors:/ {print $0}' "$out")
         [[ -n $errs ]] && log "$s: $errs"
+        if [[ $s == wxgate-redis ]]; then
+            printf 'round %s: %s Redis commands (feed reads aside) for %s authenticated requests\n' \
+                "$round" "$((r1 - r0))" "$reqs" >>"$TMP/redis-calls.txt"
+        fi
         read -r wrk_user wrk_sys <"$TMP/wrk-time"
         # Ticks of ours on each CPU: the proxy on PROXY_CPU; nginx and wrk on LOAD_CPU.
         ngx=$((n1 - n0))
@@ -113,6 +126,11 @@ if [[ -n ${WXGATE_B:-} ]]; then what="$what (wxgate-b: $WXGATE_B)"; fi
     # Memory: resident set now and at its peak, after all the load above.
     rss() { awk '/^VmRSS|^VmHWM/ {printf "%s %d MiB  ", $1, $2 / 1024}' "/proc/$1/status"; }
     echo "memory after the run: wxgate $(rss "$WX_PID")| haproxy $(rss "$HA_PID")"
+    if [[ -f $TMP/redis-calls.txt ]]; then
+        echo
+        echo "wxgate-redis, Redis INFO commandstats:"
+        cat "$TMP/redis-calls.txt"
+    fi
     echo
     echo "raw rounds:"
     column -t -s$'\t' "$RESULTS"

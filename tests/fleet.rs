@@ -373,3 +373,69 @@ async fn on_a_cluster_a_logout_on_one_instance_is_refused_by_the_other_two() {
     let r = support::refresh(gws[0].addr, &refresh).await;
     assert_eq!(r.status, 401, "{}", r.text());
 }
+
+/// The p-th percentile of sorted `v`.
+fn percentile(v: &[Duration], p: f64) -> Duration {
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// `bench/fleet.sh`: 1,000 logouts on instance A while B and C serve the
+/// same tokens: how long after A answered the logout B and C refuse the
+/// token (each polled back to back), on one Redis over loopback TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "measurement: run with --ignored --nocapture (bench/fleet.sh)"]
+async fn measure_revocation_propagation() {
+    const N: usize = 1000;
+    let redis = support::redis::RedisServer::start_tcp();
+    let fleet = Fleet::start().await;
+    let store = format!("url = \"{}\"\n", redis.url());
+    let a = fleet.gateway(&store).await;
+    let b = fleet.gateway(&store).await;
+    let c = fleet.gateway(&store).await;
+    let mut tokens = Vec::with_capacity(N);
+    for i in 0..N {
+        tokens.push(login(&a, &format!("prop-{i}")).await);
+    }
+    let refused_after = |addr: SocketAddr, token: String, from: Instant| async move {
+        loop {
+            let r = support::get_auth(addr, "/x", &token, &[]).await;
+            if r.status == 401 {
+                return from.elapsed();
+            }
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    };
+    let mut on_b = Vec::with_capacity(N);
+    let mut on_c = Vec::with_capacity(N);
+    let started = Instant::now();
+    for token in &tokens {
+        let r = logout(&a, token).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let answered = Instant::now();
+        let (tb, tc) = tokio::join!(
+            refused_after(b.addr, token.clone(), answered),
+            refused_after(c.addr, token.clone(), answered)
+        );
+        on_b.push(tb);
+        on_c.push(tc);
+    }
+    let total = started.elapsed();
+    let mut both: Vec<Duration> = on_b.iter().chain(&on_c).copied().collect();
+    both.sort();
+    on_b.sort();
+    on_c.sort();
+    println!(
+        "revocation propagation, {N} logouts on A (each a family and a token revocation), {total:?} in all:"
+    );
+    for (name, v) in [("B", &on_b), ("C", &on_c), ("B and C", &both)] {
+        println!(
+            "  refused on {name:<8} after the logout's answer: p50 {:?}  p99 {:?}  max {:?}",
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+            v[v.len() - 1]
+        );
+    }
+    let stats = a.get("/readyz", &[]).await.text();
+    println!("  A's /readyz: {stats}");
+}

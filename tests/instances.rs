@@ -578,6 +578,60 @@ async fn a_redis_that_evicts_keys_is_refused_at_start_or_reported_by_readyz() {
     stop([open, closed]).await;
 }
 
+/// Redis commands run so far, but the revocation feed's reads (`XREAD`,
+/// a few per second whatever the traffic) and `INFO` itself.
+async fn redis_commands(redis: &RedisServer) -> u64 {
+    let mut con = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let text: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter(|l| !l.starts_with("xread:") && !l.starts_with("info:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// The revocation check is answered from memory: authenticated requests
+/// send Redis no command at all, with revocations held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_requests_send_redis_no_command() {
+    let env = Env::start().await;
+    let (a, b) = env.pair("", "").await;
+    let (token, _, _) = login(&a, "alice.1").await;
+    let (other, _, _) = login(&a, "bob.1").await;
+    assert_eq!(logout(&a, &other, "").await.status, 200);
+    assert_revoked_soon(&b, &other).await;
+    let before = redis_commands(&env.redis).await;
+    assert!(before > 0, "the logins and the logout are counted");
+    for _ in 0..100 {
+        for gw in [&a, &b] {
+            assert_eq!(protected(gw, &token).await.status, 200);
+            assert_eq!(protected(gw, &other).await.status, 401);
+        }
+    }
+    let after = redis_commands(&env.redis).await;
+    assert_eq!(
+        after - before,
+        0,
+        "Redis commands for 400 authenticated requests"
+    );
+    stop([a, b]).await;
+}
+
 // ---------------------------------------------------------------------------
 // Redis down
 // ---------------------------------------------------------------------------

@@ -553,6 +553,54 @@ async fn a_logout_closes_sockets_at_once_on_every_instance() {
     }
 }
 
+/// `bench/fleet.sh`: a socket open on B, its token logged out on A: how
+/// long after A's answer B's close frame arrives (200 rounds, one Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run with --ignored --nocapture (bench/fleet.sh)"]
+async fn measure_socket_close_after_a_logout_elsewhere() {
+    const N: usize = 200;
+    let (upstream, _seen, _closes) = echo_server_pushing(None).await;
+    let redis = support::redis::RedisServer::start_tcp();
+    let shared = format!(
+        "{}\n[store]\nkind = \"redis\"\nurl = \"{}\"\n",
+        closing_config(upstream)
+            .replace("revocation_check = \"200ms\"", "revocation_check = \"30s\""),
+        redis.url()
+    );
+    let a = Gateway::start(&shared).await;
+    let b = Gateway::start(&shared).await;
+    let mut took = Vec::with_capacity(N);
+    for i in 0..N {
+        let token = a.token(&format!("o-socket-{i}"), None, None);
+        let auth = format!("Bearer {token}");
+        let mut ws = connect(b.addr, &[("Authorization", &auth)]).await.unwrap();
+        let header = format!("Authorization: {auth}");
+        let r = support::post(
+            a.addr,
+            "/wx/logout",
+            Some("application/json"),
+            b"{}",
+            &[&header],
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let answered = std::time::Instant::now();
+        let (code, _) = close_frame_of(&mut ws, Duration::from_secs(3)).await;
+        took.push(answered.elapsed());
+        assert_eq!(code, 4001);
+    }
+    took.sort();
+    println!(
+        "socket on B closed after a logout on A ({N} rounds): p50 {:?}  p99 {:?}  max {:?}",
+        took[N / 2],
+        took[N * 99 / 100],
+        took[N - 1]
+    );
+    for gw in [a, b] {
+        gw.stop().await;
+    }
+}
+
 /// Without `close_on_token_expiry`, an open socket outlives its token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elsewhere_a_socket_outlives_its_token() {

@@ -16,7 +16,9 @@
 //!                     8 each per host, `outbound`)
 //!         + Pingora's idle upstream connections (128 per public listener)
 //!         + 1 per upstream address (its health check)
-//!         + 4 with the Redis store
+//!         + the Redis store's connections, each with a spare for a
+//!           reconnect: 4 for one server (calls and the revocation feed),
+//!           + 2 per sentinel, or 4 per cluster seed node + 4
 //!         + the internal listener's max_connections ([metrics]; itself at
 //!           most an eighth of limit - 64)
 //! room    = (limit - reserve) / 2          two descriptors per client connection
@@ -32,12 +34,32 @@
 use pingora_core::server::configuration::ServerConf;
 
 use crate::config::Config;
-use crate::store::StoreKind;
+use crate::store::{StoreKind, Topology};
 
 /// Descriptors kept for the process itself, whatever the config.
 const FIXED: u64 = 64;
-/// Descriptors kept for the Redis store (its connection, and a reconnect).
+/// Descriptors kept for the Redis store: its two connections (calls, the
+/// revocation feed), each with a spare for a reconnect.
 const REDIS: u64 = 4;
+
+/// Descriptors the configured store holds besides client connections.
+fn store_descriptors(kind: &StoreKind) -> u64 {
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    match kind {
+        StoreKind::Memory { .. } => 0,
+        StoreKind::Redis { redis } => match &redis.topology {
+            Topology::Standalone { .. } => REDIS,
+            // Each of the two connections asks the sentinels.
+            Topology::Sentinel { nodes, .. } => {
+                REDIS.saturating_add(count(nodes.len()).saturating_mul(2))
+            }
+            // Each of the two reaches every master; seeds are a fair guess.
+            Topology::Cluster { nodes, .. } => {
+                REDIS.saturating_add(count(nodes.len().max(3)).saturating_mul(4))
+            }
+        },
+    }
+}
 
 /// A listener's connection caps: in total, and from one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +80,8 @@ pub(crate) struct Wanted {
     pub(crate) upstream_pool: usize,
     /// Upstream addresses (each health-checked over a connection of its own).
     pub(crate) upstreams: usize,
-    /// The Redis store is used.
-    pub(crate) redis: bool,
+    /// Descriptors the store holds (Redis connections).
+    pub(crate) redis: u64,
 }
 
 impl Wanted {
@@ -83,7 +105,7 @@ impl Wanted {
                 .saturating_mul(conf.threads.max(1))
                 .saturating_mul(public_listeners),
             upstreams: config.routes.iter().map(|r| r.upstream_addrs.len()).sum(),
-            redis: matches!(config.store.kind, StoreKind::Redis { .. }),
+            redis: store_descriptors(&config.store.kind),
         }
     }
 }
@@ -119,7 +141,7 @@ pub(crate) fn fit(limit: u64, wanted: &Wanted) -> Fitted {
     let reserve = FIXED
         .saturating_add(to_u64(wanted.upstream_pool))
         .saturating_add(to_u64(wanted.upstreams))
-        .saturating_add(if wanted.redis { REDIS } else { 0 })
+        .saturating_add(wanted.redis)
         .saturating_add(internal.map_or(0, |c| to_u64(c.total)));
     let room = to_usize(limit.saturating_sub(reserve) / 2);
     let per_ip_room = room - room / 4;
@@ -197,7 +219,7 @@ mod tests {
         internal: None,
         upstream_pool: 128,
         upstreams: 1,
-        redis: false,
+        redis: 0,
     };
 
     #[test]
@@ -215,7 +237,7 @@ mod tests {
             internal: Some(caps(64, 16)),
             upstream_pool: 256,
             upstreams: 10,
-            redis: true,
+            redis: REDIS,
             ..DEFAULTS
         };
         let f = fit(4096, &wanted);
