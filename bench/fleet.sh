@@ -16,3 +16,5 @@ cargo test --release --test fleet -- --ignored --nocapture measure_revocation_pr
 cargo test --release --test websocket -- --ignored --nocapture measure_socket_close 2>&1 |
     grep -E '^socket'
 cargo test --release --test fleet -- --nocapture failover 2>&1 | grep -E '^failover'
+cargo test --release --test fleet -- --ignored --nocapture measure_revocation_memory 2>&1 |
+    grep -E 'live revocations'

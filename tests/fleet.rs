@@ -439,3 +439,78 @@ async fn measure_revocation_propagation() {
     let stats = a.get("/readyz", &[]).await.text();
     println!("  A's /readyz: {stats}");
 }
+
+/// Resident memory of this process, in bytes (Linux).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `bench/fleet.sh`: what 100,000 live revocations (refresh families, ids
+/// as wxgate makes them) cost in Redis (`used_memory`) and in an instance's
+/// memory (resident set of this process, which holds one store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run with --ignored --nocapture (bench/fleet.sh)"]
+async fn measure_revocation_memory() {
+    const N: usize = 100_000;
+    for name in ["one server", "cluster"] {
+        let mut redis = None;
+        let mut cluster = None;
+        let (config, ports) = if name == "one server" {
+            let server = support::redis::RedisServer::start_tcp();
+            let c = wxgate::store::RedisConfig::standalone(&server.url());
+            let ports = vec![server.port()];
+            redis = Some(server);
+            (c, ports)
+        } else {
+            let set = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
+            let mut c = wxgate::store::RedisConfig::standalone("redis://unused");
+            c.topology = wxgate::store::Topology::Cluster {
+                nodes: set.seeds(),
+                auth: wxgate::store::NodeAuth::default(),
+            };
+            let ports = set.nodes.iter().map(|n| n.port()).collect();
+            cluster = Some(set);
+            (c, ports)
+        };
+        let used = || -> u64 {
+            ports
+                .iter()
+                .filter(|p| support::topology::info(**p, "replication").contains("role:master"))
+                .map(|p| {
+                    support::topology::info(*p, "memory")
+                        .lines()
+                        .find_map(|l| l.strip_prefix("used_memory:"))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                })
+                .sum()
+        };
+        let store =
+            wxgate::store::redis::RedisStore::from_config(&config, "mem:", Duration::from_secs(2))
+                .unwrap();
+        use wxgate::store::Store;
+        assert!(store.settle(Duration::from_secs(10)).await);
+        let (redis_before, rss_before) = (used(), rss());
+        for i in 0..N {
+            // A family id as wxgate makes them: 16 random bytes, hex.
+            let family = format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            store
+                .revoke_family(&family, Duration::from_secs(3600))
+                .await
+                .unwrap();
+        }
+        let (redis_after, rss_after) = (used(), rss());
+        println!(
+            "{N} live revocations, {name}: Redis {} bytes each (masters' used_memory), this instance {} bytes each (resident set), {} held",
+            redis_after.saturating_sub(redis_before) / N as u64,
+            rss_after.saturating_sub(rss_before) / N as u64,
+            store.revocations().len()
+        );
+        drop((store, redis, cluster));
+    }
+}
