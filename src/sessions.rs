@@ -234,7 +234,9 @@ impl Sessions {
             family: Some(&record.family),
             issued_ms: record.issued_ms,
         };
-        if self.store.is_revoked(&check).await? {
+        // Counting revocations made elsewhere a moment ago: a refresh must
+        // not outlive a logout that another instance just acknowledged.
+        if self.store.is_revoked_now(&check).await? {
             return Err(ApiError::RefreshTokenInvalid);
         }
         Ok(())

@@ -241,6 +241,10 @@ async fn logouts_survive_a_failover(
     logouts.await.unwrap();
     done.store(true, std::sync::atomic::Ordering::Release);
     let checks = checker.await.unwrap();
+    assert!(
+        checks > 0,
+        "no revoked token was checked while the logouts ran"
+    );
 
     // Afterwards: every acknowledged logout is refused on every instance.
     assert_eq!(seen.lock().unwrap().acknowledged.len(), n);
@@ -301,6 +305,49 @@ async fn sentinel_failover_loses_no_logout() {
     }
 }
 
+/// An instance that cannot hear a majority of the sentinels cannot tell
+/// whether the node it reads revocations from is still the master (a
+/// partition may have left it with a minority while the others promoted
+/// another): past `max_staleness` it refuses (`fail_closed`), and it
+/// recovers by itself when the sentinels answer again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_majority_of_sentinels_revocation_checks_go_stale() {
+    let set = tokio::task::spawn_blocking(SentinelSet::start)
+        .await
+        .unwrap();
+    let fleet = Fleet::start().await;
+    let store = format!(
+        "max_staleness = \"500ms\"\n[store.sentinel]\nmaster_name = \"{}\"\nnodes = {}\n",
+        set.master_name,
+        nodes_toml(&set.nodes())
+    );
+    let a = fleet.gateway(&store).await;
+    let token = login(&a, "partitioned").await;
+    assert_eq!(
+        support::get_auth(a.addr, "/x", &token, &[]).await.status,
+        200
+    );
+    set.pause_sentinels(2, true);
+    let refused = support::eventually(Duration::from_secs(5), || async {
+        let r = support::get_auth(a.addr, "/x", &token, &[]).await;
+        r.status == 503 && r.error() == "store_unavailable"
+    })
+    .await;
+    set.pause_sentinels(2, false);
+    assert!(
+        refused,
+        "revocation checks went on without a majority of sentinels"
+    );
+    let back = support::eventually(Duration::from_secs(10), || async {
+        support::get_auth(a.addr, "/x", &token, &[]).await.status == 200
+    })
+    .await;
+    assert!(
+        back,
+        "the instance did not recover once the sentinels answered"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_failover_loses_no_logout() {
     let cluster = tokio::task::spawn_blocking(Cluster::start).await.unwrap();
@@ -357,7 +404,8 @@ async fn on_a_cluster_a_logout_on_one_instance_is_refused_by_the_other_two() {
     let started = Instant::now();
     for gw in &gws {
         let refused = support::eventually(PROPAGATION, || async {
-            support::get_auth(gw.addr, "/x", &rotated, &[]).await.status == 401
+            let r = support::get_auth(gw.addr, "/x", &rotated, &[]).await;
+            r.status == 401 && r.error() == "token_revoked"
         })
         .await;
         assert!(refused, "a logout on another instance was not honoured");
@@ -401,6 +449,7 @@ async fn measure_revocation_propagation() {
         loop {
             let r = support::get_auth(addr, "/x", &token, &[]).await;
             if r.status == 401 {
+                assert_eq!(r.error(), "token_revoked");
                 return from.elapsed();
             }
             assert_eq!(r.status, 200, "{}", r.text());

@@ -265,6 +265,12 @@ async fn watch_revocation(check: RevocationCheck, flag: Arc<RevokedFlag>) {
     // Revocations as they arrive (both stores push them); the tick stays as
     // a safety net for a store that cannot.
     let mut events = sessions.store().revocation_events();
+    // A revocation that arrived between the handshake's check and the
+    // subscription would otherwise wait for the tick.
+    if matches!(sessions.is_revoked(&identity).await, Ok(true)) {
+        flag.raise(CloseReason::Revoked);
+        return;
+    }
     loop {
         // A reload before this task began is seen at once.
         let replaced = next.borrow_and_update().clone();

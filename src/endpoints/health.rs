@@ -37,11 +37,12 @@ pub(crate) async fn readyz(state: &GatewayState) -> (u16, Bytes) {
     }
     let sessions = state.sessions();
     let store = sessions.store();
-    // A shared store names its topology, master and feed (no secret in it).
+    // A shared store names its topology and feed (no secret, and not the
+    // master's address: /readyz is served on the public listener; the
+    // metrics, on the internal one, name it).
     let shared = store.status().map(|s| {
         serde_json::json!({
             "topology": s.topology,
-            "master": s.master,
             "revocations_live": s.revocations_live,
             "feed_following": s.feed_following,
             "feed_staleness_ms": s.staleness.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),

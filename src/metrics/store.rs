@@ -327,6 +327,11 @@ impl Store for MeteredStore {
         self.inner.map_stats()
     }
 
+    async fn is_revoked_now(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError> {
+        self.time(Op::IsRevoked, self.inner.is_revoked_now(check))
+            .await
+    }
+
     async fn settle(&self, limit: Duration) -> bool {
         self.inner.settle(limit).await
     }

@@ -54,8 +54,17 @@ pub trait Store: Send + Sync + 'static {
     /// Revoke a refresh-token family and the access tokens issued from it.
     async fn revoke_family(&self, family: &str, ttl: Duration) -> Result<(), StoreError>;
 
-    /// Whether a token is revoked. One round trip.
+    /// Whether a token is revoked, from what this instance holds (the Redis
+    /// store: every revocation the feed brought so far, no I/O).
     async fn is_revoked(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError>;
+
+    /// Whether a token is revoked, counting every revocation written
+    /// anywhere before this call (the Redis store waits, within its timeout,
+    /// until its feed has caught up with the store). For refreshes, which
+    /// must not mint tokens for a session ended a moment ago elsewhere.
+    async fn is_revoked_now(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError> {
+        self.is_revoked(check).await
+    }
 
     /// Save a refresh token's record under its hash.
     async fn put_refresh(

@@ -23,7 +23,9 @@ mod conn;
 mod feed;
 mod health;
 mod keys;
+mod node;
 mod revoke;
+mod sentinel;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -33,9 +35,10 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use tokio::task::AbortHandle;
 
-use self::conn::{Conn, Timeouts};
+use self::conn::Conn;
 use self::feed::{Feed, FeedStatus};
 use self::keys::{Keys, RELEASE_LEASE};
+use self::node::Timeouts;
 use super::config::{RedisConfig, Topology};
 use super::error::{Eviction, StoreError};
 use super::interface::{Store, StoreStatus};
@@ -94,11 +97,12 @@ impl RedisStore {
         prefix: &str,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
+        // A revocation's answer waits for its replicas (`WAIT`).
         let conn = Conn::open(
             &cfg.topology,
             Timeouts {
                 connect: timeout,
-                response: timeout,
+                response: timeout.saturating_add(cfg.replica_ack_timeout),
             },
         )?;
         // Its own connection: a blocking read must not hold up other calls.
@@ -120,6 +124,7 @@ impl RedisStore {
             status: status.clone(),
             timeout,
             import_legacy: legacy,
+            confirms: matches!(cfg.topology, Topology::Sentinel { .. }),
         };
         let feed_task = tokio::spawn(feed.run()).abort_handle();
         Ok(Self {
@@ -282,6 +287,11 @@ impl Store for RedisStore {
 
     async fn is_revoked(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError> {
         // From memory: the feed keeps the set complete, or says it is not.
+        self.revocations.check(check, unix_now_ms())
+    }
+
+    async fn is_revoked_now(&self, check: &RevocationCheck<'_>) -> Result<bool, StoreError> {
+        self.caught_up_with_store().await?;
         self.revocations.check(check, unix_now_ms())
     }
 

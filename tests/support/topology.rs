@@ -175,6 +175,21 @@ impl SentinelSet {
         took
     }
 
+    /// SIGSTOP (`pause = true`) or SIGCONT the first `n` sentinels: a
+    /// partition that leaves the master without a majority of sentinels.
+    pub fn pause_sentinels(&self, n: usize, pause: bool) {
+        for (_, child) in self.sentinels.iter().take(n) {
+            let sig = if pause { "-STOP" } else { "-CONT" };
+            let ok = Command::new("kill")
+                .arg(sig)
+                .arg(child.id().to_string())
+                .status()
+                .expect("run kill")
+                .success();
+            assert!(ok, "kill {sig} a sentinel");
+        }
+    }
+
     /// Whether the new master has a replica again (the old master, back).
     pub fn replicated(&self) -> bool {
         info(self.replica.port(), "replication").contains("connected_slaves:1")
@@ -193,6 +208,7 @@ impl SentinelSet {
 
 impl Drop for SentinelSet {
     fn drop(&mut self) {
+        self.pause_sentinels(self.sentinels.len(), false);
         for (_, child) in &mut self.sentinels {
             let _ = child.kill();
             let _ = child.wait();

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{conn, RedisStore};
+use super::{node, RedisStore};
 use crate::store::error::{RedisFault, StoreError};
 
 /// How long calls fail fast after a failure.
@@ -16,10 +16,19 @@ impl RedisStore {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        self.call_within(self.timeout, f).await
+    }
+
+    /// [`Self::call`] for a call allowed `limit` (a write that waits for
+    /// replicas: the timeout and `replica_ack_timeout`).
+    pub(super) async fn call_within<T, F>(&self, limit: Duration, f: F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         if self.now_ms() < self.down_until.load(Ordering::Acquire) {
             return Err(StoreError::FailingFast);
         }
-        let (error, connection_lost) = match tokio::time::timeout(self.timeout, f).await {
+        let (error, connection_lost) = match tokio::time::timeout(limit, f).await {
             Ok(Ok(v)) => return Ok(v),
             // Redis at `maxmemory` under `noeviction` refuses writes: full, not down.
             Ok(Err(e)) if server_code(&e).as_deref() == Some("OOM") => {
@@ -36,9 +45,9 @@ impl RedisStore {
             }
             Ok(Err(e)) => (
                 StoreError::Redis(RedisFault::from(&e)),
-                conn::needs_new_master(&e),
+                node::needs_new_master(&e),
             ),
-            Err(_) => (StoreError::Timeout(self.timeout), true),
+            Err(_) => (StoreError::Timeout(limit), true),
         };
         if connection_lost {
             // Everyone's calls would fail the same way: fail fast for a while.

@@ -2,10 +2,11 @@
 //! `redis` crate's commands, pipelines and scripts run on.
 //!
 //! * standalone: the crate's `ConnectionManager` (multiplexed, reconnects);
-//! * Sentinel: [`SentinelConn`], a multiplexed connection to the master the
-//!   sentinels name, dropped and looked up again when it fails or when the
-//!   node it reaches is no longer the master (`READONLY`, `MASTERDOWN`,
-//!   `LOADING`), so wxgate follows a failover by itself;
+//! * Sentinel: [`SentinelConn`] (`sentinel.rs`), a multiplexed connection
+//!   to the master the sentinels name, dropped and looked up again when it
+//!   fails or when the node it reaches is no longer the master
+//!   (`READONLY`, `MASTERDOWN`, `LOADING`), so wxgate follows a failover by
+//!   itself;
 //! * Cluster: the crate's cluster connection (slots, `MOVED`, failover),
 //!   opened on first use.
 //!
@@ -15,27 +16,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{
-    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
-};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError, RedisFuture,
-    RedisResult, TlsMode, Value,
-};
-use tokio::sync::{Mutex, OnceCell};
+use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+use redis::{Cmd, ConnectionAddr, Pipeline, RedisError, RedisFuture, RedisResult, TlsMode, Value};
+use tokio::sync::OnceCell;
 
 use super::super::config::{NodeAuth, Topology};
 use super::super::error::{RedisFault, StoreError};
-
-/// How a connection is opened: timeouts of each answer.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Timeouts {
-    pub connect: Duration,
-    pub response: Duration,
-}
+use super::node::Timeouts;
+use super::sentinel::SentinelConn;
 
 /// A connection to the store, whatever the topology. Cheap to clone: clones
 /// share the underlying connection.
@@ -92,7 +83,24 @@ impl Conn {
                 if let Some(p) = sentinel_password.as_ref().and_then(|p| p.expose_str()) {
                     b = b.set_client_to_sentinel_password(p);
                 }
-                Self::Sentinel(SentinelConn::new(b.build().map_err(setup)?, t))
+                let sentinels = nodes
+                    .iter()
+                    .filter_map(|n| addr(n, auth.tls))
+                    .map(|a| {
+                        let password = sentinel_password
+                            .as_ref()
+                            .and_then(|p| p.expose_str())
+                            .map(str::to_string);
+                        (a, password)
+                    })
+                    .collect();
+                Self::Sentinel(SentinelConn::new(
+                    b.build().map_err(setup)?,
+                    master_name,
+                    sentinels,
+                    *db,
+                    t,
+                ))
             }
             Topology::Cluster { nodes, auth } => {
                 let urls: Vec<String> = nodes
@@ -119,12 +127,24 @@ impl Conn {
     pub(crate) fn master(&self) -> Option<String> {
         match self {
             Self::Standalone(_) | Self::Cluster(_) => None,
-            Self::Sentinel(s) => s
-                .inner
-                .master
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
+            Self::Sentinel(s) => s.master(),
+        }
+    }
+
+    /// Whether the node this connection reads from is known to be the
+    /// master: under Sentinel, a majority of the sentinels names it (a
+    /// node cut off with a minority may still think it is); elsewhere Redis
+    /// itself refuses a node that lost its role.
+    pub(crate) async fn still_master(&self) -> bool {
+        match self {
+            Self::Sentinel(s) => {
+                let confirmed = s.confirmed().await;
+                if !confirmed {
+                    s.forget();
+                }
+                confirmed
+            }
+            Self::Standalone(_) | Self::Cluster(_) => true,
         }
     }
 
@@ -200,137 +220,6 @@ fn addr(node: &str, tls: bool) -> Option<ConnectionAddr> {
     } else {
         ConnectionAddr::Tcp(host, port)
     })
-}
-
-/// Whether an error means this connection must be replaced: the node is
-/// gone, or it is no longer (or not yet) a usable master.
-pub(super) fn needs_new_master(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || e.is_unrecoverable_error()
-        || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
-        || e.kind() == ErrorKind::MasterNameNotFoundBySentinel
-        || e.kind() == ErrorKind::NoValidReplicasFoundBySentinel
-}
-
-/// The master Sentinel names, followed across failovers.
-#[derive(Clone)]
-pub(crate) struct SentinelConn {
-    inner: Arc<SentinelInner>,
-    /// The connection this clone last used (and its generation).
-    held: Option<Current>,
-}
-
-struct SentinelInner {
-    sentinel: Mutex<SentinelClient>,
-    /// The master's address, for metrics and `/readyz`.
-    master: std::sync::Mutex<Option<String>>,
-    current: Mutex<Option<Current>>,
-    config: AsyncConnectionConfig,
-    db: i64,
-}
-
-#[derive(Clone)]
-struct Current {
-    conn: MultiplexedConnection,
-    generation: u64,
-}
-
-impl SentinelConn {
-    fn new(client: SentinelClient, t: Timeouts) -> Self {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(t.connect))
-            .set_response_timeout(Some(t.response));
-        Self {
-            inner: Arc::new(SentinelInner {
-                sentinel: Mutex::new(client),
-                master: std::sync::Mutex::new(None),
-                current: Mutex::new(None),
-                config,
-                db: 0,
-            }),
-            held: None,
-        }
-    }
-
-    /// The current master connection, asking the sentinels when there is none.
-    async fn get(&mut self) -> RedisResult<Current> {
-        let mut current = self.inner.current.lock().await;
-        if let Some(c) = current.as_ref() {
-            return Ok(c.clone());
-        }
-        let generation = self
-            .held
-            .as_ref()
-            .map_or(0, |c| c.generation)
-            .wrapping_add(1);
-        let client = self.inner.sentinel.lock().await.async_get_client().await?;
-        let addr = client.get_connection_info().addr().to_string();
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&self.inner.config)
-            .await?;
-        tracing::info!(master = %addr, "store: connected to the master the sentinels name");
-        *self
-            .inner
-            .master
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr.clone());
-        let c = Current { conn, generation };
-        *current = Some(c.clone());
-        Ok(c)
-    }
-
-    /// A call on `generation` failed with `e`: forget that connection (once).
-    async fn failed(&self, generation: u64, e: &RedisError) {
-        if !needs_new_master(e) {
-            return;
-        }
-        let mut current = self.inner.current.lock().await;
-        if current.as_ref().is_some_and(|c| c.generation == generation) {
-            tracing::warn!(
-                code = e.code().unwrap_or("-"),
-                "store: the master connection failed; asking the sentinels again"
-            );
-            *current = None;
-        }
-    }
-}
-
-impl ConnectionLike for SentinelConn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let mut c = self.get().await?;
-            self.held = Some(c.clone());
-            let r = c.conn.req_packed_command(cmd).await;
-            if let Err(e) = &r {
-                self.failed(c.generation, e).await;
-            }
-            r
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let mut c = self.get().await?;
-            self.held = Some(c.clone());
-            let r = c.conn.req_packed_commands(pipeline, offset, count).await;
-            if let Err(e) = &r {
-                self.failed(c.generation, e).await;
-            }
-            r
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        self.inner.db
-    }
 }
 
 /// A cluster connection, opened on first use (opening asks the seed nodes

@@ -33,7 +33,7 @@ use redis::streams::StreamReadReply;
 use redis::{RedisResult, Value};
 
 use super::conn::Conn;
-use super::keys::{Keys, POSITION_SCRIPT};
+use super::keys::{Keys, FEED_LENGTH, POSITION_SCRIPT, REVOKE};
 use crate::clock::unix_now_ms;
 use crate::store::revocations::{Revocation, RevocationSet};
 
@@ -47,6 +47,10 @@ const BATCH: usize = 1000;
 /// How often expired revocations leave memory.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
+/// How often, under Sentinel, the sentinels are asked whether the node the
+/// feed reads from is still the master.
+const CONFIRM_EVERY: Duration = Duration::from_millis(500);
+
 /// What the feed reports to metrics and `/readyz`.
 #[derive(Debug, Default)]
 pub(super) struct FeedStatus {
@@ -56,6 +60,8 @@ pub(super) struct FeedStatus {
     pub(super) loads: AtomicU64,
     /// Gaps found in the numbering.
     pub(super) gaps: AtomicU64,
+    /// The number of the last revocation applied from the feed.
+    pub(super) seq: AtomicU64,
 }
 
 /// One instance's reader of the revocation feed.
@@ -67,11 +73,18 @@ pub(super) struct Feed {
     pub timeout: Duration,
     /// Import the revocations of a version before the feed, once (standalone).
     pub import_legacy: bool,
+    /// Whether the node read from must be confirmed the master (Sentinel).
+    pub confirms: bool,
 }
 
 /// Why following stopped.
 enum Stop {
-    Gap { expected: u64, got: u64 },
+    Gap {
+        expected: u64,
+        got: u64,
+    },
+    /// The sentinels no longer name the node read from.
+    NotMaster,
     Error(redis::RedisError),
     Timeout,
 }
@@ -84,8 +97,12 @@ impl Feed {
         loop {
             let sent = Instant::now();
             match tokio::time::timeout(self.load_limit(), self.load()).await {
+                Ok(Ok(_)) if !self.conn.still_master().await => {
+                    tracing::warn!("revocation feed: the sentinels do not confirm the node read from as the master");
+                }
                 Ok(Ok((seq, id))) => {
                     self.set.caught_up(sent);
+                    self.status.seq.store(seq, Ordering::Release);
                     self.status.loads.fetch_add(1, Ordering::Relaxed);
                     self.status.following.store(true, Ordering::Release);
                     backoff = Duration::from_millis(50);
@@ -97,6 +114,7 @@ impl Feed {
                             tracing::warn!(expected, got, "revocation feed: a gap in the numbering; loading every live revocation again");
                             continue;
                         }
+                        Stop::NotMaster => tracing::warn!("revocation feed: the sentinels no longer name the node read from as the master; loading again"),
                         Stop::Error(e) => {
                             tracing::warn!(code = e.code().unwrap_or("-"), kind = ?e.kind(), "revocation feed: reading failed; loading again")
                         }
@@ -151,15 +169,17 @@ impl Feed {
             }
             cursor = next;
         }
-        if std::mem::take(&mut self.import_legacy) {
+        if self.import_legacy {
             self.import_legacy().await?;
+            self.import_legacy = false;
         }
         Ok((seq, id))
     }
 
     /// Revocations a version before the feed wrote as one key each
-    /// (`revoked-jti:`, `revoked-fam:`, `revoked-sub:`), into this
-    /// instance's set.
+    /// (`revoked-jti:`, `revoked-fam:`, `revoked-sub:`), into the index and
+    /// the feed (what the index already holds is skipped), so that every
+    /// instance gets them.
     async fn import_legacy(&mut self) -> RedisResult<()> {
         let pattern = self.keys.legacy_revocation_pattern();
         let mut cursor: u64 = 0;
@@ -185,8 +205,23 @@ impl Feed {
                     continue;
                 };
                 let now = unix_now_ms();
-                self.set.apply([(r, now.saturating_add(ttl))], now);
-                found = found.saturating_add(1);
+                let expires = now.saturating_add(ttl);
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(REVOKE).arg(3);
+                for k in self.keys.revocation_keys() {
+                    cmd.arg(k);
+                }
+                cmd.arg(r.member())
+                    .arg(expires)
+                    .arg(now)
+                    .arg(u64::MAX)
+                    .arg(FEED_LENGTH)
+                    .arg(1);
+                let n: u64 = cmd.query_async(&mut self.conn).await?;
+                self.set.apply([(r, expires)], now);
+                if n > 0 {
+                    found = found.saturating_add(1);
+                }
             }
             if next == 0 {
                 break;
@@ -206,7 +241,16 @@ impl Feed {
     async fn follow(&mut self, mut seq: u64, mut id: String, last_sweep: &mut Instant) -> Stop {
         let feed = self.keys.feed();
         let limit = BLOCK.saturating_add(self.timeout);
+        // When the node read from was last confirmed the master (see CONFIRM_EVERY).
+        let mut confirmed = Instant::now();
         loop {
+            if self.confirms && confirmed.elapsed() >= CONFIRM_EVERY {
+                let asked = Instant::now();
+                if !self.conn.still_master().await {
+                    return Stop::NotMaster;
+                }
+                confirmed = asked;
+            }
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 self.set.sweep(unix_now_ms());
                 *last_sweep = Instant::now();
@@ -227,6 +271,7 @@ impl Feed {
                 Err(_) => return Stop::Timeout,
             };
             let mut items = Vec::new();
+            let mut read = 0usize;
             for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                 let n = field_u64(entry.map.get("n"));
                 let expected = seq.saturating_add(1);
@@ -239,6 +284,7 @@ impl Feed {
                     };
                 }
                 seq = expected;
+                read = read.saturating_add(1);
                 id = entry.id.clone();
                 let member = field_string(entry.map.get("m"));
                 let expires = field_u64(entry.map.get("x"));
@@ -248,7 +294,15 @@ impl Feed {
                 }
             }
             self.set.apply(items, unix_now_ms());
-            self.set.caught_up(sent);
+            self.status.seq.store(seq, Ordering::Release);
+            // A full batch may have left more behind: not caught up yet.
+            if read < BATCH {
+                self.set.caught_up(if self.confirms {
+                    sent.min(confirmed)
+                } else {
+                    sent
+                });
+            }
         }
     }
 }

@@ -5,11 +5,31 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{conn, RedisStore};
+use super::{node, RedisStore};
 use crate::store::error::{Eviction, RedisFault, StoreError};
 use crate::store::interface::StoreStatus;
 
 impl RedisStore {
+    /// Wait, within the timeout, until the feed has applied every revocation
+    /// the store has numbered so far.
+    pub(super) async fn caught_up_with_store(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let written: Option<u64> = self
+            .call(redis::AsyncCommands::get(&mut c, self.keys.seq()))
+            .await?;
+        let written = written.unwrap_or(0);
+        let deadline = Instant::now() + self.timeout;
+        while self.feed.seq.load(Ordering::Acquire) < written {
+            if Instant::now() >= deadline {
+                return Err(StoreError::Stale {
+                    since: self.revocations.staleness(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+
     pub(super) async fn masters_eviction(&self) -> Result<Eviction, StoreError> {
         // Every master must keep every key: a cluster's each, the one of Sentinel.
         let replies = tokio::time::timeout(
@@ -21,7 +41,7 @@ impl RedisStore {
         .map_err(|_| StoreError::Timeout(self.timeout))?;
         let replies = match replies {
             Ok(r) => r,
-            Err(e) if conn::needs_new_master(&e) => {
+            Err(e) if node::needs_new_master(&e) => {
                 return Err(StoreError::Redis(RedisFault::from(&e)))
             }
             // Managed Redis often disables or renames CONFIG.

@@ -97,13 +97,17 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
+/// Entries the revocation stream keeps (about; a reader further behind loads again).
+pub(super) const FEED_LENGTH: u64 = 10_000;
+
 /// Write one revocation: drop expired entries from the index, refuse a new
 /// entry when the index is at its bound, keep the later expiry of an entry
 /// written twice, number it and append it to the feed. Every key outlives
 /// the entries it holds.
 ///
 /// KEYS: live, seq, feed. ARGV: member, expiry (unix ms), now (unix ms),
-/// the bound, the feed's length. Returns the revocation's number.
+/// the bound, the feed's length, and `1` to import (write only what the
+/// index lacks). Returns the revocation's number (0: imported already).
 ///
 /// The shebang (Redis 7) makes Redis refuse the whole script up front when
 /// it is at `maxmemory`, so a write is never left half done (in the index
@@ -113,6 +117,9 @@ local live, seq, feed = KEYS[1], KEYS[2], KEYS[3]
 local member, expires, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', live, '-inf', now)
 local current = redis.call('ZSCORE', live, member)
+if current and ARGV[6] == '1' then
+  return 0
+end
 if not current then
   if redis.call('ZCARD', live) >= tonumber(ARGV[4]) then
     return redis.error_reply('WXFULL the live revocations are at their bound')

@@ -5,14 +5,11 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::keys::REVOKE;
+use super::keys::{FEED_LENGTH, REVOKE};
 use super::{millis, secs, RedisStore};
 use crate::clock::unix_now_ms;
 use crate::store::error::StoreError;
 use crate::store::revocations::Revocation;
-
-/// Entries the revocation stream keeps (about; a reader further behind loads again).
-const FEED_LENGTH: u64 = 10_000;
 
 impl RedisStore {
     /// Write one revocation for `ttl`, wait for the replicas asked for, and
@@ -43,7 +40,11 @@ impl RedisStore {
                 .arg(millis(self.replica_ack_timeout));
         }
         let mut c = self.conn.clone();
-        let acked: Vec<u64> = self.call(p.query_async(&mut c)).await?;
+        // `WAIT` holds the answer for up to replica_ack_timeout: allowed on
+        // top of the timeout, so that missing replicas read as such, not as
+        // Redis down.
+        let limit = self.timeout.saturating_add(self.replica_ack_timeout);
+        let acked: Vec<u64> = self.call_within(limit, p.query_async(&mut c)).await?;
         self.revocations.apply([(r, expires)], now);
         if self.legacy {
             // Instances of a version before the feed still read these.
