@@ -210,6 +210,7 @@ async fn never_accept_a_revoked_token(
 /// Log in `n` users, log them all out while `fail_over` kills the master,
 /// and check the guarantee. Returns (failover time, 503 window).
 async fn logouts_survive_a_failover(
+    topology: &str,
     gws: Vec<Gateway>,
     n: usize,
     fail_over: impl FnOnce() -> Duration + Send + 'static,
@@ -271,7 +272,7 @@ async fn logouts_survive_a_failover(
         _ => None,
     };
     println!(
-        "failover took {took:?}; logouts answered 503 for {window:?} ({} answers); {checks} checks of revoked tokens, none let through",
+        "failover ({topology}) took {took:?}; logouts answered 503 for {window:?} ({} answers); {checks} checks of revoked tokens, none let through",
         seen.unavailable.len()
     );
     (took, window)
@@ -361,7 +362,7 @@ async fn cluster_failover_loses_no_logout() {
     let cluster = Arc::new(Mutex::new(cluster));
     let c = cluster.clone();
     // The master holding every revocation (the `{rev}` slot) is the one killed.
-    let (took, window) = logouts_survive_a_failover(vec![a, b], 40, move || {
+    let (took, window) = logouts_survive_a_failover("cluster", vec![a, b], 40, move || {
         c.lock().unwrap().fail_over("fleet:{rev}:live")
     })
     .await;
