@@ -298,8 +298,10 @@ async fn sentinel_failover_loses_no_logout() {
     let b = fleet.gateway(&store).await;
     let set = Arc::new(Mutex::new(set));
     let s = set.clone();
-    let (took, window) =
-        logouts_survive_a_failover(vec![a, b], 40, move || s.lock().unwrap().fail_over()).await;
+    let (took, window) = logouts_survive_a_failover("sentinel", vec![a, b], 40, move || {
+        s.lock().unwrap().fail_over()
+    })
+    .await;
     assert!(took < FAILOVER_LIMIT);
     if let Some(w) = window {
         assert!(w < FAILOVER_LIMIT, "logouts failed for {w:?}");
