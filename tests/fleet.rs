@@ -423,6 +423,20 @@ async fn on_a_cluster_a_logout_on_one_instance_is_refused_by_the_other_two() {
     // Reusing the spent refresh token is detected on any instance.
     let r = support::refresh(gws[0].addr, &refresh).await;
     assert_eq!(r.status, 401, "{}", r.text());
+
+    // noeviction is checked on every master: one that evicts is reported.
+    assert_eq!(support::get(gws[0].addr, "/readyz", &[]).await.status, 200);
+    let master = cluster.master_of("fleet:{rev}:live").expect("a master");
+    let port = cluster.nodes[master].port();
+    support::topology::command(port, &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
+        .unwrap();
+    let r = support::get(gws[0].addr, "/readyz", &[]).await;
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (503, Some("store_evicts")),
+        "{}",
+        r.text()
+    );
 }
 
 /// The p-th percentile of sorted `v`.

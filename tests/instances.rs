@@ -630,6 +630,16 @@ async fn authenticated_requests_send_redis_no_command() {
         0,
         "Redis commands for 400 authenticated requests"
     );
+    // The feed and the revocations held are in the metrics.
+    let text = a.running().state().render_metrics_with(|_| {});
+    for line in [
+        "wxgate_store_up{topology=\"standalone\"} 1",
+        "wxgate_revocations_live{topology=\"standalone\"} 2",
+        "wxgate_revocation_feed_loads_total{topology=\"standalone\"} 1",
+        "wxgate_revocation_feed_staleness_seconds{topology=\"standalone\"} 0.",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
     stop([a, b]).await;
 }
 
