@@ -643,6 +643,56 @@ async fn authenticated_requests_send_redis_no_command() {
     stop([a, b]).await;
 }
 
+/// `replica_acks` with no replica to answer: a logout waits
+/// `replica_ack_timeout`, then answers 503 (recorded, but not known to be
+/// safe), and meanwhile logins and refreshes go on unhindered (the wait
+/// holds a connection of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_waiting_for_replicas_holds_up_nobody_else() {
+    let env = Env::start().await;
+    let store = "kind = \"redis\"\nurl_env = \"WXGATE_TEST_REDIS\"\nreplica_acks = 1\nreplica_ack_timeout = \"400ms\"";
+    let gw = env.gateway(&env.toml("", "", store)).await;
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        tokens.push(login(&gw, &format!("waiting.{i}")).await.0);
+    }
+    let logouts: Vec<_> = tokens
+        .iter()
+        .map(|t| {
+            let (addr, t) = (gw.addr, t.clone());
+            tokio::spawn(async move {
+                let auth = format!("Authorization: Bearer {t}");
+                support::post(addr, "/wx/logout", JSON, b"{}", &[&auth]).await
+            })
+        })
+        .collect();
+    // While four logouts wait for a replica that never answers:
+    for i in 0..5 {
+        let started = Instant::now();
+        let (_, refresh_token, _) = login(&gw, &format!("meanwhile.{i}")).await;
+        refresh(&gw, &refresh_token).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    for l in logouts {
+        assert_error(&l.await.unwrap(), 503, "store_unavailable");
+    }
+    // Recorded all the same (the waits queue behind each other on their
+    // connection, so the last ones land after their callers gave up).
+    for token in &tokens {
+        let revoked = support::eventually(Duration::from_secs(5), || async {
+            let r = protected(&gw, token).await;
+            r.status == 401 && r.error() == "token_revoked"
+        })
+        .await;
+        assert!(revoked, "a logout answered 503 was not recorded");
+    }
+    gw.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // Redis down
 // ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@
 //!         + Pingora's idle upstream connections (128 per public listener)
 //!         + 1 per upstream address (its health check)
 //!         + the Redis store's connections, each with a spare for a
-//!           reconnect: 4 for one server (calls and the revocation feed),
+//!           reconnect: 6 (calls, revocations and the revocation feed),
 //!           + 2 per sentinel, or 4 per cluster seed node + 4
 //!         + the internal listener's max_connections ([metrics]; itself at
 //!           most an eighth of limit - 64)
@@ -38,9 +38,9 @@ use crate::store::{StoreKind, Topology};
 
 /// Descriptors kept for the process itself, whatever the config.
 const FIXED: u64 = 64;
-/// Descriptors kept for the Redis store: its two connections (calls, the
-/// revocation feed), each with a spare for a reconnect.
-const REDIS: u64 = 4;
+/// Descriptors kept for the Redis store: its three connections (calls,
+/// revocations, the revocation feed), each with a spare for a reconnect.
+const REDIS: u64 = 6;
 
 /// Descriptors the configured store holds besides client connections.
 fn store_descriptors(kind: &StoreKind) -> u64 {
@@ -49,11 +49,11 @@ fn store_descriptors(kind: &StoreKind) -> u64 {
         StoreKind::Memory { .. } => 0,
         StoreKind::Redis { redis } => match &redis.topology {
             Topology::Standalone { .. } => REDIS,
-            // Each of the two connections asks the sentinels.
+            // Each connection asks the sentinels; the feed asks them all.
             Topology::Sentinel { nodes, .. } => {
                 REDIS.saturating_add(count(nodes.len()).saturating_mul(2))
             }
-            // Each of the two reaches every master; seeds are a fair guess.
+            // Each connection reaches every master; seeds are a fair guess.
             Topology::Cluster { nodes, .. } => {
                 REDIS.saturating_add(count(nodes.len().max(3)).saturating_mul(4))
             }
@@ -241,9 +241,9 @@ mod tests {
             ..DEFAULTS
         };
         let f = fit(4096, &wanted);
-        assert_eq!(f.reserve, 64 + 256 + 10 + 4 + 64);
-        // (4096 - 398) / 2 = 1849; the per-IP cap as configured fits in 1387.
-        assert_eq!(f.public, caps(1849, 1024));
+        assert_eq!(f.reserve, 64 + 256 + 10 + 6 + 64);
+        // (4096 - 400) / 2 = 1848; the per-IP cap as configured fits in 1386.
+        assert_eq!(f.public, caps(1848, 1024));
         assert_eq!(f.internal, Some(caps(64, 16)));
     }
 

@@ -51,6 +51,8 @@ use crate::clock::unix_now_ms;
 /// The Redis-backed store.
 pub struct RedisStore {
     conn: Conn,
+    /// Where revocations are written (`conn` unless they wait for replicas).
+    revoke_conn: Conn,
     keys: Keys,
     topology: &'static str,
     timeout: Duration,
@@ -97,14 +99,26 @@ impl RedisStore {
         prefix: &str,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        // A revocation's answer waits for its replicas (`WAIT`).
         let conn = Conn::open(
             &cfg.topology,
             Timeouts {
                 connect: timeout,
-                response: timeout.saturating_add(cfg.replica_ack_timeout),
+                response: timeout,
             },
         )?;
+        // Revocations wait for their replicas (`WAIT`, which holds its
+        // connection): on a connection of their own when they do.
+        let revoke_conn = if cfg.replica_acks > 0 {
+            Conn::open(
+                &cfg.topology,
+                Timeouts {
+                    connect: timeout,
+                    response: timeout.saturating_add(cfg.replica_ack_timeout),
+                },
+            )?
+        } else {
+            conn.clone()
+        };
         // Its own connection: a blocking read must not hold up other calls.
         let feed_conn = Conn::open(
             &cfg.topology,
@@ -129,6 +143,7 @@ impl RedisStore {
         let feed_task = tokio::spawn(feed.run()).abort_handle();
         Ok(Self {
             conn,
+            revoke_conn,
             keys,
             topology: cfg.topology.name(),
             timeout,

@@ -16,12 +16,20 @@ impl RedisStore {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        self.call_within(self.timeout, f).await
+        self.call_within(self.timeout, true, f).await
     }
 
     /// [`Self::call`] for a call allowed `limit` (a write that waits for
-    /// replicas: the timeout and `replica_ack_timeout`).
-    pub(super) async fn call_within<T, F>(&self, limit: Duration, f: F) -> Result<T, StoreError>
+    /// replicas: the timeout and `replica_ack_timeout`). Unless
+    /// `timeout_is_outage`, running out of time does not make every call
+    /// fail fast (a revocation queued behind others that wait for missing
+    /// replicas says nothing of Redis itself).
+    pub(super) async fn call_within<T, F>(
+        &self,
+        limit: Duration,
+        timeout_is_outage: bool,
+        f: F,
+    ) -> Result<T, StoreError>
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
@@ -47,7 +55,7 @@ impl RedisStore {
                 StoreError::Redis(RedisFault::from(&e)),
                 node::needs_new_master(&e),
             ),
-            Err(_) => (StoreError::Timeout(limit), true),
+            Err(_) => (StoreError::Timeout(limit), timeout_is_outage),
         };
         if connection_lost {
             // Everyone's calls would fail the same way: fail fast for a while.

@@ -39,12 +39,15 @@ impl RedisStore {
                 .arg(self.replica_acks)
                 .arg(millis(self.replica_ack_timeout));
         }
-        let mut c = self.conn.clone();
-        // `WAIT` holds the answer for up to replica_ack_timeout: allowed on
-        // top of the timeout, so that missing replicas read as such, not as
-        // Redis down.
+        // `WAIT` holds its connection (Redis answers nothing else on it
+        // meanwhile): revocations have a connection of their own, so that
+        // missing replicas slow logouts only, never logins or refreshes.
+        // The wait is allowed on top of the timeout.
+        let mut c = self.revoke_conn.clone();
         let limit = self.timeout.saturating_add(self.replica_ack_timeout);
-        let acked: Vec<u64> = self.call_within(limit, p.query_async(&mut c)).await?;
+        let acked: Vec<u64> = self
+            .call_within(limit, self.replica_acks == 0, p.query_async(&mut c))
+            .await?;
         self.revocations.apply([(r, expires)], now);
         if self.legacy {
             // Instances of a version before the feed still read these.
