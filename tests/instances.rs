@@ -650,10 +650,10 @@ async fn authenticated_requests_send_redis_no_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_waiting_for_replicas_holds_up_nobody_else() {
     let env = Env::start().await;
-    let store = "kind = \"redis\"\nurl_env = \"WXGATE_TEST_REDIS\"\nreplica_acks = 1\nreplica_ack_timeout = \"400ms\"";
+    let store = "kind = \"redis\"\nurl_env = \"WXGATE_TEST_REDIS\"\nreplica_acks = 1\nreplica_ack_timeout = \"1500ms\"";
     let gw = env.gateway(&env.toml("", "", store)).await;
     let mut tokens = Vec::new();
-    for i in 0..4 {
+    for i in 0..3 {
         tokens.push(login(&gw, &format!("waiting.{i}")).await.0);
     }
     let logouts: Vec<_> = tokens
@@ -666,13 +666,13 @@ async fn a_logout_waiting_for_replicas_holds_up_nobody_else() {
             })
         })
         .collect();
-    // While four logouts wait for a replica that never answers:
+    // While three logouts wait for a replica that never answers:
     for i in 0..5 {
         let started = Instant::now();
         let (_, refresh_token, _) = login(&gw, &format!("meanwhile.{i}")).await;
         refresh(&gw, &refresh_token).await;
         assert!(
-            started.elapsed() < Duration::from_millis(400),
+            started.elapsed() < Duration::from_secs(1),
             "{:?}",
             started.elapsed()
         );
@@ -683,7 +683,7 @@ async fn a_logout_waiting_for_replicas_holds_up_nobody_else() {
     // Recorded all the same (the waits queue behind each other on their
     // connection, so the last ones land after their callers gave up).
     for token in &tokens {
-        let revoked = support::eventually(Duration::from_secs(5), || async {
+        let revoked = support::eventually(Duration::from_secs(10), || async {
             let r = protected(&gw, token).await;
             r.status == 401 && r.error() == "token_revoked"
         })

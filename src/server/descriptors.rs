@@ -18,7 +18,7 @@
 //!         + 1 per upstream address (its health check)
 //!         + the Redis store's connections, each with a spare for a
 //!           reconnect: 6 (calls, revocations and the revocation feed),
-//!           + 2 per sentinel, or 4 per cluster seed node + 4
+//!           + 4 per sentinel, or 4 per cluster seed node + 4
 //!         + the internal listener's max_connections ([metrics]; itself at
 //!           most an eighth of limit - 64)
 //! room    = (limit - reserve) / 2          two descriptors per client connection
@@ -49,9 +49,10 @@ fn store_descriptors(kind: &StoreKind) -> u64 {
         StoreKind::Memory { .. } => 0,
         StoreKind::Redis { redis } => match &redis.topology {
             Topology::Standalone { .. } => REDIS,
-            // Each connection asks the sentinels; the feed asks them all.
+            // Each of the three connections asks the sentinels, and the
+            // feed asks them all whether its node is still the master.
             Topology::Sentinel { nodes, .. } => {
-                REDIS.saturating_add(count(nodes.len()).saturating_mul(2))
+                REDIS.saturating_add(count(nodes.len()).saturating_mul(4))
             }
             // Each connection reaches every master; seeds are a fair guess.
             Topology::Cluster { nodes, .. } => {

@@ -124,7 +124,7 @@ impl RedisStore {
             &cfg.topology,
             Timeouts {
                 connect: timeout,
-                response: feed::BLOCK.saturating_add(timeout),
+                response: feed::pace(cfg.max_staleness).saturating_add(timeout),
             },
         )?;
         let keys = Keys::new(prefix);
@@ -139,6 +139,7 @@ impl RedisStore {
             timeout,
             import_legacy: legacy,
             confirms: matches!(cfg.topology, Topology::Sentinel { .. }),
+            pace: feed::pace(cfg.max_staleness),
         };
         let feed_task = tokio::spawn(feed.run()).abort_handle();
         Ok(Self {

@@ -37,19 +37,19 @@ use super::keys::{Keys, FEED_LENGTH, POSITION_SCRIPT, REVOKE};
 use crate::clock::unix_now_ms;
 use crate::store::revocations::{Revocation, RevocationSet};
 
-/// How long one `XREAD` waits for new entries. Well under any
-/// `max_staleness`: an idle feed proves itself caught up this often.
-pub(super) const BLOCK: Duration = Duration::from_millis(250);
+/// How long one `XREAD` waits for new entries, and how often (under
+/// Sentinel) the sentinels are asked whether the node read from is still
+/// the master: a quarter of `max_staleness`, within these bounds. An idle
+/// feed proves itself caught up that often, well within `max_staleness`.
+pub(super) fn pace(max_staleness: Duration) -> Duration {
+    (max_staleness / 4).clamp(Duration::from_millis(20), Duration::from_millis(250))
+}
 
 /// Entries read at most per `XREAD`.
 const BATCH: usize = 1000;
 
 /// How often expired revocations leave memory.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
-
-/// How often, under Sentinel, the sentinels are asked whether the node the
-/// feed reads from is still the master.
-const CONFIRM_EVERY: Duration = Duration::from_millis(500);
 
 /// What the feed reports to metrics and `/readyz`.
 #[derive(Debug, Default)]
@@ -62,6 +62,20 @@ pub(super) struct FeedStatus {
     pub(super) gaps: AtomicU64,
     /// The number of the last revocation applied from the feed.
     pub(super) seq: AtomicU64,
+    /// The stream id of the last entry applied (or of the position loaded).
+    pub(super) last_id: std::sync::Mutex<StreamPos>,
+}
+
+/// A stream entry id, `<ms>-<n>`, ordered as Redis orders them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct StreamPos(pub(super) u64, pub(super) u64);
+
+impl StreamPos {
+    /// `<ms>-<n>` (`None`: not an entry id).
+    pub(super) fn parse(id: &str) -> Option<Self> {
+        let (ms, n) = id.split_once('-')?;
+        Some(Self(ms.parse().ok()?, n.parse().ok()?))
+    }
 }
 
 /// One instance's reader of the revocation feed.
@@ -75,6 +89,8 @@ pub(super) struct Feed {
     pub import_legacy: bool,
     /// Whether the node read from must be confirmed the master (Sentinel).
     pub confirms: bool,
+    /// [`pace`] of the configured `max_staleness`.
+    pub pace: Duration,
 }
 
 /// Why following stopped.
@@ -101,12 +117,14 @@ impl Feed {
                     tracing::warn!("revocation feed: the sentinels do not confirm the node read from as the master");
                 }
                 Ok(Ok((seq, id))) => {
+                    // Confirmed (if need be) after `sent`: the load counts from `sent`.
                     self.set.caught_up(sent);
                     self.status.seq.store(seq, Ordering::Release);
+                    self.applied(&id);
                     self.status.loads.fetch_add(1, Ordering::Relaxed);
                     self.status.following.store(true, Ordering::Release);
                     backoff = Duration::from_millis(50);
-                    let stop = self.follow(seq, id, &mut last_sweep).await;
+                    let stop = self.follow(seq, id, sent, &mut last_sweep).await;
                     self.status.following.store(false, Ordering::Release);
                     match stop {
                         Stop::Gap { expected, got } => {
@@ -237,14 +255,30 @@ impl Feed {
         Ok(())
     }
 
-    /// Follow the stream from `id` (the entry numbered `seq`).
-    async fn follow(&mut self, mut seq: u64, mut id: String, last_sweep: &mut Instant) -> Stop {
+    /// Where the feed stands now (read by refreshes, see `health.rs`).
+    fn applied(&self, id: &str) {
+        if let Some(pos) = StreamPos::parse(id) {
+            *self
+                .status
+                .last_id
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = pos;
+        }
+    }
+
+    /// Follow the stream from `id` (the entry numbered `seq`); the node
+    /// read from was last confirmed the master when `confirmed` began.
+    async fn follow(
+        &mut self,
+        mut seq: u64,
+        mut id: String,
+        mut confirmed: Instant,
+        last_sweep: &mut Instant,
+    ) -> Stop {
         let feed = self.keys.feed();
-        let limit = BLOCK.saturating_add(self.timeout);
-        // When the node read from was last confirmed the master (see CONFIRM_EVERY).
-        let mut confirmed = Instant::now();
+        let limit = self.pace.saturating_add(self.timeout);
         loop {
-            if self.confirms && confirmed.elapsed() >= CONFIRM_EVERY {
+            if self.confirms && confirmed.elapsed() >= self.pace {
                 let asked = Instant::now();
                 if !self.conn.still_master().await {
                     return Stop::NotMaster;
@@ -260,7 +294,7 @@ impl Feed {
             cmd.arg("COUNT")
                 .arg(BATCH)
                 .arg("BLOCK")
-                .arg(u64::try_from(BLOCK.as_millis()).unwrap_or(250))
+                .arg(u64::try_from(self.pace.as_millis()).unwrap_or(250))
                 .arg("STREAMS")
                 .arg(&feed)
                 .arg(&id);
@@ -295,6 +329,7 @@ impl Feed {
             }
             self.set.apply(items, unix_now_ms());
             self.status.seq.store(seq, Ordering::Release);
+            self.applied(&id);
             // A full batch may have left more behind: not caught up yet.
             if read < BATCH {
                 self.set.caught_up(if self.confirms {
@@ -357,6 +392,26 @@ mod tests {
         );
         assert_eq!(legacy("revoked-sub:o1", "x"), None);
         assert_eq!(legacy("session:o1", "1"), None);
+    }
+
+    #[test]
+    fn stream_positions_order_as_redis_orders_ids() {
+        let p = |s| StreamPos::parse(s).unwrap();
+        assert!(p("1700000000000-0") < p("1700000000000-1"));
+        assert!(p("1700000000000-9") < p("1700000000001-0"));
+        assert!(p("0-0") < p("1-0"));
+        assert_eq!(StreamPos::parse("nope"), None);
+    }
+
+    #[test]
+    fn the_pace_is_a_quarter_of_max_staleness_within_bounds() {
+        assert_eq!(
+            pace(Duration::from_millis(1500)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(pace(Duration::from_millis(400)), Duration::from_millis(100));
+        assert_eq!(pace(Duration::from_millis(100)), Duration::from_millis(25));
+        assert_eq!(pace(Duration::from_secs(60)), Duration::from_millis(250));
     }
 
     #[test]

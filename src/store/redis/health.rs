@@ -5,29 +5,58 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::feed::StreamPos;
+use super::keys::POSITION_SCRIPT;
 use super::{node, RedisStore};
 use crate::store::error::{Eviction, RedisFault, StoreError};
 use crate::store::interface::StoreStatus;
 
 impl RedisStore {
     /// Wait, within the timeout, until the feed has applied every revocation
-    /// the store has numbered so far.
+    /// the store holds so far: until it has read up to the stream's last
+    /// entry. (Entry ids only grow, whatever happens to the numbering: a
+    /// sequence key that expired and started again, a failover that lost
+    /// entries. A feed that read entries the store no longer has finds the
+    /// next new one out of order and loads everything again.)
     pub(super) async fn caught_up_with_store(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let written: Option<u64> = self
-            .call(redis::AsyncCommands::get(&mut c, self.keys.seq()))
+        let (_, last): (String, String) = self
+            .call(
+                POSITION_SCRIPT
+                    .key(self.keys.seq())
+                    .key(self.keys.feed())
+                    .invoke_async(&mut c),
+            )
             .await?;
-        let written = written.unwrap_or(0);
-        let deadline = Instant::now() + self.timeout;
-        while self.feed.seq.load(Ordering::Acquire) < written {
-            if Instant::now() >= deadline {
+        let Some(target) = StreamPos::parse(&last) else {
+            return Err(StoreError::UnexpectedReply {
+                command: "XREVRANGE",
+            });
+        };
+        let mut events = self.revocations.subscribe();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let at = *self
+                .feed
+                .last_id
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if at >= target {
+                return Ok(());
+            }
+            // Woken when revocations arrive; checked again at least every 5 ms
+            // (an entry that adds nothing new wakes no one).
+            let wake = tokio::time::Instant::now() + Duration::from_millis(5);
+            if tokio::time::timeout_at(wake.min(deadline), events.changed())
+                .await
+                .is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
                 return Err(StoreError::Stale {
                     since: self.revocations.staleness(),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        Ok(())
     }
 
     pub(super) async fn masters_eviction(&self) -> Result<Eviction, StoreError> {

@@ -52,6 +52,8 @@ impl RedisStore {
         if self.legacy {
             // Instances of a version before the feed still read these.
             let (key, value) = legacy;
+            // On the calls' connection: never behind another logout's WAIT.
+            let mut c = self.conn.clone();
             if let Err(e) = self.call(c.set_ex::<_, _, ()>(key, value, secs(ttl))).await {
                 tracing::debug!(error = %e, "cannot write a revocation's legacy key");
             }

@@ -111,13 +111,24 @@ impl SentinelConn {
         let Some(addr) = self.master() else {
             return false;
         };
+        // All at once: a sentinel that does not answer costs one timeout,
+        // not one per sentinel.
+        let mut asked = tokio::task::JoinSet::new();
+        for i in 0..self.inner.sentinels.len() {
+            let inner = self.inner.clone();
+            asked.spawn(async move { inner.names(i).await });
+        }
+        let needed = self.inner.sentinels.len() / 2 + 1;
         let mut agree = 0usize;
-        for (info, slot) in &self.inner.sentinels {
-            if self.inner.names(info, slot).await.as_deref() == Some(addr.as_str()) {
+        while let Some(named) = asked.join_next().await {
+            if named.ok().flatten().as_deref() == Some(addr.as_str()) {
                 agree = agree.saturating_add(1);
+                if agree >= needed {
+                    return true;
+                }
             }
         }
-        agree.saturating_mul(2) > self.inner.sentinels.len()
+        false
     }
 
     /// Drop the master connection (it is no longer known to be the master).
@@ -181,6 +192,9 @@ impl Inner {
         }
         let inner = this.clone();
         tokio::spawn(async move {
+            // However the search ends (done, panicked, cancelled at
+            // shutdown), the next caller may start another.
+            let _done = SearchDone(inner.clone());
             match tokio::time::timeout(DISCOVERY_LIMIT, inner.discover()).await {
                 Ok(Ok(c)) => {
                     tracing::info!(master = %c.addr, "store: connected to the master the sentinels name");
@@ -191,8 +205,6 @@ impl Inner {
                 }
                 Err(_) => tracing::warn!("store: asking the sentinels for the master timed out"),
             }
-            inner.discovering.store(false, Ordering::Release);
-            inner.searched.send_modify(|n| *n = n.wrapping_add(1));
         });
     }
 
@@ -214,11 +226,8 @@ impl Inner {
     }
 
     /// The master one sentinel names (`host:port`), if it answers in time.
-    async fn names(
-        &self,
-        info: &ConnectionInfo,
-        slot: &Mutex<Option<MultiplexedConnection>>,
-    ) -> Option<String> {
+    async fn names(&self, i: usize) -> Option<String> {
+        let (info, slot) = self.sentinels.get(i)?;
         let mut slot = slot.lock().await;
         if slot.is_none() {
             let client = redis::Client::open(info.clone()).ok()?;
@@ -248,6 +257,16 @@ impl Inner {
                 None
             }
         }
+    }
+}
+
+/// Ends a search for the master when dropped.
+struct SearchDone(Arc<Inner>);
+
+impl Drop for SearchDone {
+    fn drop(&mut self) {
+        self.0.discovering.store(false, Ordering::Release);
+        self.0.searched.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
