@@ -26,6 +26,7 @@ pub(crate) enum Op {
     RevokeSubject,
     RevokeFamily,
     IsRevoked,
+    IsRevokedNow,
     PutRefresh,
     TakeRefresh,
     CompleteRefresh,
@@ -39,7 +40,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 20] = [
+    const ALL: [Op; 21] = [
         Op::PutSession,
         Op::GetSession,
         Op::ClaimCode,
@@ -50,6 +51,7 @@ impl Op {
         Op::RevokeSubject,
         Op::RevokeFamily,
         Op::IsRevoked,
+        Op::IsRevokedNow,
         Op::PutRefresh,
         Op::TakeRefresh,
         Op::CompleteRefresh,
@@ -74,6 +76,7 @@ impl Op {
             Op::RevokeSubject => "revoke_subject",
             Op::RevokeFamily => "revoke_family",
             Op::IsRevoked => "is_revoked",
+            Op::IsRevokedNow => "is_revoked_now",
             Op::PutRefresh => "put_refresh",
             Op::TakeRefresh => "take_refresh",
             Op::CompleteRefresh => "complete_refresh",
