@@ -19,6 +19,8 @@ impl RedisStore {
     /// entries. A feed that read entries the store no longer has finds the
     /// next new one out of order and loads everything again.)
     pub(super) async fn caught_up_with_store(&self) -> Result<(), StoreError> {
+        // One timeout for the whole: the read and the wait for the feed.
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let mut c = self.conn.clone();
         let (_, last): (String, String) = self
             .call(
@@ -34,7 +36,6 @@ impl RedisStore {
             });
         };
         let mut events = self.revocations.subscribe();
-        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let at = *self
                 .feed
