@@ -60,6 +60,45 @@ pub(crate) fn kept_request_id<'a>(
     (incoming.next().is_none() && is_sane_request_id(first.as_bytes())).then_some(first)
 }
 
+/// The fields of one access log line, however the request was served.
+pub(crate) struct Line<'a> {
+    pub request_id: &'a str,
+    pub method: &'a str,
+    pub route: &'a str,
+    /// The path as sent (cut and stripped of its query here).
+    pub path: &'a str,
+    pub status: u16,
+    pub auth: &'a str,
+    pub upstream: Option<std::net::SocketAddr>,
+    /// Response body bytes sent.
+    pub bytes: usize,
+    pub total: std::time::Duration,
+    pub upstream_took: Option<std::time::Duration>,
+    /// The keyed hash of the user.
+    pub user: Option<&'a str>,
+}
+
+impl Line<'_> {
+    /// Write the line (`target: wxgate::access`, level info).
+    pub(crate) fn write(&self) {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        tracing::info!(
+            target: "wxgate::access",
+            request_id = self.request_id,
+            method = self.method,
+            route = self.route,
+            path = %loggable_path(self.path),
+            status = self.status,
+            auth = self.auth,
+            upstream = self.upstream.map(tracing::field::display),
+            bytes = self.bytes,
+            total_ms = ms(self.total),
+            upstream_ms = self.upstream_took.map(ms),
+            user = self.user,
+        );
+    }
+}
+
 /// The keyed hash that stands for a user in log lines: SipHash-2-4 (a PRF
 /// made for short inputs, a few hundred instructions per line) under a
 /// 128-bit key derived from the JWT key with HMAC-SHA256.

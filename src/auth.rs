@@ -22,6 +22,15 @@ pub(crate) async fn authenticate(
         .get_all(header::AUTHORIZATION)
         .iter()
         .map(|v| v.as_bytes());
+    authenticate_values(sessions, authorization).await
+}
+
+/// [`authenticate`] from the request's `Authorization` values, however the
+/// request was parsed.
+async fn authenticate_values<'a>(
+    sessions: &Sessions,
+    authorization: impl Iterator<Item = &'a [u8]>,
+) -> Result<Identity, ApiError> {
     let id = sessions
         .tokens()
         .verify_authorization(authorization)
@@ -37,15 +46,15 @@ pub(crate) async fn authenticate(
 
 /// [`authenticate`] as a route's auth mode asks: `public` routes take no
 /// identity, `optional` ones none when no token is sent (a bad one is refused).
-pub(crate) async fn authenticate_for(
+pub(crate) async fn authenticate_for<'a>(
     mode: AuthMode,
     sessions: &Sessions,
-    headers: &HeaderMap,
+    authorization: impl Iterator<Item = &'a [u8]>,
 ) -> Result<Option<Identity>, ApiError> {
     match mode {
         AuthMode::Public => Ok(None),
-        AuthMode::Required => authenticate(sessions, headers).await.map(Some),
-        AuthMode::Optional => match authenticate(sessions, headers).await {
+        AuthMode::Required => authenticate_values(sessions, authorization).await.map(Some),
+        AuthMode::Optional => match authenticate_values(sessions, authorization).await {
             Err(ApiError::TokenMissing) => Ok(None),
             other => other.map(Some),
         },

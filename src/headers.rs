@@ -446,6 +446,8 @@ pub(crate) fn is_websocket_upgrade(req: &RequestHeader) -> bool {
         })
 }
 
+pub(crate) mod raw;
+
 #[cfg(test)]
 mod tests;
 

@@ -33,10 +33,10 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 mod decide;
 mod failure;
 
-pub(crate) use decide::{admit, decide, Decision, Forward};
+pub(crate) use decide::{admit, auth_outcome, decide, Decision, Forward};
 use failure::classify;
 
-use crate::access::{kept_request_id, loggable_path, new_request_id, X_REQUEST_ID};
+use crate::access::{kept_request_id, new_request_id, X_REQUEST_ID};
 use crate::clock::unix_now_ms;
 use crate::conn::deadline::{Deadlined, Phase};
 use crate::conn::token_watch::{RevocationCheck, TokenWatch};
@@ -184,17 +184,18 @@ impl ProxyHttp for Gateway {
     /// Decide: canonical path, gateway endpoint or route, then auth.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let state = Arc::clone(&ctx.state);
-        let decided = match decide(&state, session.req_header()) {
+        let decided = match decide(&state, session.req_header().raw_path()) {
             Ok(Decision::Route(routed)) => {
                 ctx.label = RouteLabel::Route(routed.route.index);
                 let public = routed.route.auth == AuthMode::Public;
-                let admitted = admit(&state, session.req_header(), routed).await;
-                ctx.auth = Some(match &admitted {
-                    _ if public => AuthOutcome::Public,
-                    Ok(f) if f.identity.is_some() => AuthOutcome::Ok,
-                    Ok(_) => AuthOutcome::Missing,
-                    Err(e) => AuthOutcome::of_error(e),
-                });
+                let authorization = session
+                    .req_header()
+                    .headers
+                    .get_all(http::header::AUTHORIZATION)
+                    .iter()
+                    .map(|v| v.as_bytes());
+                let admitted = admit(&state, authorization, routed).await;
+                ctx.auth = Some(auth_outcome(public, &admitted));
                 admitted
             }
             Ok(Decision::Endpoint(ep)) => {
@@ -397,21 +398,20 @@ fn access_line(state: &GatewayState, session: &Session, ctx: &RequestCtx, status
         .as_ref()
         .and_then(|f| f.identity.as_ref())
         .map(|v| state.user_hash(&v.id.openid));
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    tracing::info!(
-        target: "wxgate::access",
+    crate::access::Line {
         request_id,
-        method = %req.method,
-        route = state.route_name(ctx.label),
-        path = %loggable_path(req.uri.path()),
+        method: req.method.as_str(),
+        route: state.route_name(ctx.label),
+        path: req.uri.path(),
         status,
-        auth = ctx.auth.map_or("-", AuthOutcome::label),
-        upstream = ctx.peer.map(tracing::field::display),
-        bytes = session.body_bytes_sent(),
-        total_ms = ctx.started.map_or(0.0, |s| ms(s.elapsed())),
-        upstream_ms = ctx.upstream_took.map(|(u, _)| ms(u)),
-        user = user.as_deref(),
-    );
+        auth: ctx.auth.map_or("-", AuthOutcome::label),
+        upstream: ctx.peer,
+        bytes: session.body_bytes_sent(),
+        total: ctx.started.map_or(Duration::ZERO, |s| s.elapsed()),
+        upstream_took: ctx.upstream_took.map(|(u, _)| u),
+        user: user.as_deref(),
+    }
+    .write();
 }
 
 /// Close the socket being upgraded when its token expires or is revoked, if

@@ -41,6 +41,7 @@ use crate::conn::buffered::Buffered;
 use crate::conn::deadline::Deadlined;
 use crate::conn::ConnLimits;
 use crate::proxy::Gateway;
+use crate::relay::Relay;
 use crate::state::GatewayState;
 pub use crate::state::{Deps, StartError, TlsError};
 use crate::store::{Eviction, OnError};
@@ -325,10 +326,12 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
     let (health, stop) = watch::channel(false);
     let health_tasks = start_health_checks(&current, &stop);
 
+    let own = config.server.http1 == crate::config::Http1Path::Wxgate;
+    let relay = |tls| own.then(|| Arc::new(Relay::new(state.clone(), tls)));
     let app = Arc::new(app(&server_conf, state.clone(), false, &limits));
     tasks.push(tokio::spawn(accept_loop(
         plain,
-        app,
+        (app, relay(false)),
         None,
         shutdown_rx.clone(),
         connections.clone(),
@@ -339,7 +342,7 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
             let app = Arc::new(self::app(&server_conf, state.clone(), true, &limits));
             tasks.push(tokio::spawn(accept_loop(
                 listener,
-                app,
+                (app, relay(true)),
                 Some(acceptor),
                 shutdown_rx.clone(),
                 connections.clone(),
@@ -424,7 +427,7 @@ fn tls_acceptor(tls: &TlsConfig) -> Result<pingora_core::listeners::tls::Accepto
 
 async fn accept_loop(
     listener: TcpListener,
-    app: Arc<App>,
+    (app, relay): (Arc<App>, Option<Arc<Relay>>),
     tls: Option<Arc<pingora_core::listeners::tls::Acceptor>>,
     mut shutdown: watch::Receiver<bool>,
     connections: Arc<Connections>,
@@ -442,6 +445,7 @@ async fn accept_loop(
             continue;
         };
         let app = app.clone();
+        let relay = relay.clone();
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -451,7 +455,7 @@ async fn accept_loop(
             let Some(stream) = Box::pin(prepare(tcp, peer, tls.as_deref(), limits)).await else {
                 return;
             };
-            serve::serve(&app, stream, &shutdown).await;
+            serve::serve(&app, relay.as_deref(), stream, peer.ip(), &shutdown).await;
         });
     }
 }

@@ -1,8 +1,8 @@
 //! Upstream groups: round-robin selection, TCP health checks, peer options.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -17,7 +17,22 @@ pub struct Upstream {
     read_timeout: Duration,
     /// Number of upstream addresses.
     pub count: usize,
+    /// Idle connections kept for wxgate's own HTTP/1 path.
+    idle: Mutex<Vec<Idle>>,
 }
+
+/// An upstream connection waiting for its next request.
+struct Idle {
+    addr: SocketAddr,
+    stream: tokio::net::TcpStream,
+    since: Instant,
+}
+
+/// The most idle connections a group keeps.
+const MAX_IDLE: usize = 128;
+
+/// How long an idle connection is kept (as Pingora's pool does).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Upstream {
     /// Build the group of a route's upstream addresses; health checks run
@@ -43,6 +58,7 @@ impl Upstream {
             connect_timeout,
             read_timeout,
             count: addrs.len(),
+            idle: Mutex::new(Vec::new()),
         })
     }
 }
@@ -70,6 +86,60 @@ impl Upstream {
             .iter()
             .map(|b| (b.addr.to_string(), backends.ready(b)))
             .collect()
+    }
+
+    /// A healthy upstream not in `failed`.
+    pub fn pick_addr(&self, failed: &[SocketAddr]) -> Option<SocketAddr> {
+        let backend = self.lb.select_with(b"", 256, |b, healthy| {
+            healthy && b.addr.as_inet().is_none_or(|a| !failed.contains(a))
+        })?;
+        backend.addr.as_inet().copied()
+    }
+
+    /// How long connecting to an upstream may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// How long the upstream may take to answer, and each read or write.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
+    /// An idle connection to `addr` that is still open, if one is kept.
+    ///
+    /// A connection the upstream closed while it was idle has been marked
+    /// readable by the runtime: `try_read` then says so without a system
+    /// call for the ones that are fine.
+    pub fn take_idle(&self, addr: SocketAddr) -> Option<tokio::net::TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(i) = idle.iter().rposition(|c| c.addr == addr) {
+            let c = idle.remove(i);
+            if c.since.elapsed() >= IDLE_TIMEOUT {
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            match c.stream.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(c.stream),
+                // Closed, or bytes nobody asked for: not reusable.
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    /// Keep a connection whose response was read whole for the next request.
+    pub fn put_idle(&self, addr: SocketAddr, stream: tokio::net::TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() >= MAX_IDLE {
+            // The oldest goes.
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            addr,
+            stream,
+            since: Instant::now(),
+        });
     }
 
     /// A healthy upstream not in `failed`, as a peer with this route's timeouts.

@@ -99,6 +99,20 @@ pub struct ServerConfig {
     /// Connection limits and read deadlines.
     #[serde(flatten)]
     pub limits: ConnLimits,
+    /// Who serves plain HTTP/1.1 requests: wxgate's own path or Pingora's.
+    pub http1: Http1Path,
+}
+
+/// `[server] http1`: who serves the common HTTP/1.1 request (HTTP/2,
+/// upgrades, gateway endpoints and unusual framing are Pingora's either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Http1Path {
+    /// wxgate's own path (`relay`), the default.
+    #[default]
+    Wxgate,
+    /// Pingora's proxy, for every request.
+    Pingora,
 }
 
 /// The optional HTTPS listener.

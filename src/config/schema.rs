@@ -176,6 +176,7 @@ pub(super) struct RawServer {
     pub body_timeout: Option<String>,
     pub max_connections: Option<i64>,
     pub max_connections_per_ip: Option<i64>,
+    pub http1: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -53,6 +53,9 @@ pub(crate) enum Phase {
     Open = 2,
 }
 
+/// The phase value of a wait for the next request that no read has seen yet.
+const NEW_WAIT: u8 = 3;
+
 impl Phase {
     fn from_u8(v: u8) -> Self {
         match v {
@@ -136,8 +139,14 @@ impl Deadlined {
     }
 
     /// Move the connection to `phase` (takes effect at the next read).
+    /// Entering [`Phase::AwaitRequest`] starts a new idle wait, even if no
+    /// read saw the phases of the request before it.
     pub(crate) fn enter(&self, phase: Phase) {
-        self.phase.store(phase as u8, Ordering::Release);
+        let v = match phase {
+            Phase::AwaitRequest => NEW_WAIT,
+            other => other as u8,
+        };
+        self.phase.store(v, Ordering::Release);
     }
 
     fn arm(&mut self, armed: Armed) {
@@ -159,7 +168,19 @@ impl Deadlined {
         if self.h2 {
             return;
         }
-        match Phase::from_u8(self.phase.load(Ordering::Acquire)) {
+        let phase = self.phase.load(Ordering::Acquire);
+        if phase == NEW_WAIT {
+            // Only this reader moves it on from a new wait.
+            let _ = self.phase.compare_exchange(
+                NEW_WAIT,
+                Phase::AwaitRequest as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            self.arm(Armed::Idle);
+            return;
+        }
+        match Phase::from_u8(phase) {
             Phase::AwaitRequest => {
                 if !matches!(self.armed, Armed::Idle | Armed::Header) {
                     self.arm(Armed::Idle);

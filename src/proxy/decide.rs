@@ -4,18 +4,18 @@
 
 use std::sync::Arc;
 
-use pingora_http::RequestHeader;
-
 use crate::auth::authenticate_for;
 use crate::error::ApiError;
 use crate::headers::IdentityValues;
+use crate::metrics::AuthOutcome;
 use crate::route::{canonicalize, Endpoint, Route};
 use crate::state::GatewayState;
 use crate::token::Identity;
 
-/// Steps 1 and 2 of the pipeline: where a request goes, by its canonical path.
-pub(crate) fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decision, ApiError> {
-    let canonical = canonicalize(req.raw_path())?;
+/// Steps 1 and 2 of the pipeline: where a request goes, by its canonical
+/// path (`raw_path`: the request target as sent).
+pub(crate) fn decide(state: &GatewayState, raw_path: &[u8]) -> Result<Decision, ApiError> {
+    let canonical = canonicalize(raw_path)?;
     if let Some(ep) = state.endpoints.find(canonical.path()) {
         return Ok(Decision::Endpoint(ep));
     }
@@ -34,15 +34,15 @@ pub(crate) fn decide(state: &GatewayState, req: &RequestHeader) -> Result<Decisi
     }))
 }
 
-/// Step 3: the caller's identity, as the route's auth mode asks, and the
-/// header values it yields.
-pub(crate) async fn admit(
+/// Step 3: the caller's identity, as the route's auth mode asks (from the
+/// request's `Authorization` values), and the header values it yields.
+pub(crate) async fn admit<'a>(
     state: &GatewayState,
-    req: &RequestHeader,
+    authorization: impl Iterator<Item = &'a [u8]>,
     routed: Routed,
 ) -> Result<Forward, ApiError> {
     let route = routed.route;
-    let identity = match authenticate_for(route.auth, state.sessions(), &req.headers).await? {
+    let identity = match authenticate_for(route.auth, state.sessions(), authorization).await? {
         Some(id) => {
             if !route.admits(&id) {
                 return Err(ApiError::Forbidden);
@@ -57,6 +57,17 @@ pub(crate) async fn admit(
         identity,
         target: routed.target,
     })
+}
+
+/// How the token check of an admitted (or refused) request ended, for
+/// metrics and the access log.
+pub(crate) fn auth_outcome(public: bool, admitted: &Result<Forward, ApiError>) -> AuthOutcome {
+    match admitted {
+        _ if public => AuthOutcome::Public,
+        Ok(f) if f.identity.is_some() => AuthOutcome::Ok,
+        Ok(_) => AuthOutcome::Missing,
+        Err(e) => AuthOutcome::of_error(e),
+    }
 }
 
 /// What the pipeline decided for a request.

@@ -11,7 +11,10 @@
 //! unanswered.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use bytes::BytesMut;
 
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
@@ -22,12 +25,21 @@ use pingora_proxy::HttpProxy;
 
 use crate::conn::deadline::{H2_PREFACE, H2_PREFACE_START};
 use crate::proxy::Gateway;
+use crate::relay::{Next, Relay};
 
 /// The proxy every public connection is served by.
 pub(super) type App = HttpProxy<Gateway>;
 
-/// Serve `stream` until the client leaves, a deadline passes or the gateway shuts down.
-pub(super) async fn serve(app: &Arc<App>, mut stream: Stream, shutdown: &ShutdownWatch) {
+/// Serve `stream` until the client leaves, a deadline passes or the gateway
+/// shuts down: HTTP/1 requests by `relay` when it takes them (see
+/// [`crate::relay`]), the rest by Pingora.
+pub(super) async fn serve(
+    app: &Arc<App>,
+    relay: Option<&Relay>,
+    mut stream: Stream,
+    peer: IpAddr,
+    shutdown: &ShutdownWatch,
+) {
     let mut watch = shutdown.clone();
     let tls = stream.get_ssl_digest().is_some();
     let mut preface = [0u8; H2_PREFACE.len()];
@@ -51,13 +63,44 @@ pub(super) async fn serve(app: &Arc<App>, mut stream: Stream, shutdown: &Shutdow
         return;
     }
     let mut settings: Option<HttpPersistentSettings> = None;
+    // Bytes of the next request the relay read past the last one.
+    let mut carry = BytesMut::new();
     loop {
+        let mut prefix = None;
+        if let Some(relay) = relay {
+            if settings.is_none() {
+                let closing = *shutdown.borrow();
+                match relay
+                    .serve(&mut stream, Some(peer), &mut carry, closing)
+                    .await
+                {
+                    Next::KeepAlive => {
+                        if carry.is_empty()
+                            && !next_request(&mut stream, &mut preface[..1], &mut watch).await
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    Next::Close => return,
+                    Next::Pingora(bytes) => prefix = Some(bytes),
+                }
+            }
+        }
         let mut session = ServerSession::new_http1(stream);
         match settings.take() {
             Some(s) => s.apply_to_session(&mut session),
             // Pingora's defaults for a new connection; the proxy's
             // `early_request_filter` sets the idle timeout it really uses.
-            None => session.set_keepalive(Some(60)),
+            None => {
+                session.set_keepalive(Some(60));
+                if let Some(bytes) = prefix.filter(|b| !b.is_empty()) {
+                    // What the relay read, for Pingora to read first.
+                    let mut s = HttpPersistentSettings::for_session(&session);
+                    s.set_pipelined_prefix(bytes);
+                    s.apply_to_session(&mut session);
+                }
+            }
         }
         if *shutdown.borrow() {
             session.set_keepalive(None);
@@ -71,7 +114,13 @@ pub(super) async fn serve(app: &Arc<App>, mut stream: Stream, shutdown: &Shutdow
         if !pipelined && !next_request(&mut stream, &mut preface[..1], &mut watch).await {
             return;
         }
-        settings = next_settings;
+        // Bytes Pingora read ahead stay with Pingora for the next request;
+        // otherwise the relay takes the next one.
+        settings = if pipelined || relay.is_none() {
+            next_settings
+        } else {
+            None
+        };
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::super::error::ConfigError;
-use super::super::model::{ConnLimits, ServerConfig, TlsConfig};
+use super::super::model::{ConnLimits, Http1Path, ServerConfig, TlsConfig};
 use super::super::schema::RawServer;
 use super::Validator;
 use crate::route::is_canonical_prefix;
@@ -106,7 +106,15 @@ impl Validator<'_> {
                 })?;
             trusted_proxies.push(net);
         }
+        let http1 = match raw.http1.as_deref() {
+            None | Some("wxgate") => Http1Path::Wxgate,
+            Some("pingora") => Http1Path::Pingora,
+            Some(_) => {
+                return Err(self.err("server.http1", "must be \"wxgate\" or \"pingora\""));
+            }
+        };
         Ok(ServerConfig {
+            http1,
             limits,
             listen,
             tls,

@@ -1,0 +1,462 @@
+//! wxgate's own HTTP/1.1 path for the common request: one head parsed once
+//! into a fixed array, the upstream request written straight from its
+//! slices, upstream connections kept per route without Pingora's checks
+//! and per-request task, and the response relayed as it comes.
+//!
+//! ```text
+//! head ─▶ plain framing? ──no──▶ Pingora (from the bytes read, as before)
+//!   │yes
+//!   ▼
+//! decide (path) ─▶ endpoint? ──▶ Pingora
+//!   │route
+//!   ▼
+//! admit (token) ─▶ refused ─▶ JSON error (same body and headers as Pingora's path)
+//!   │
+//!   ▼
+//! upstream: idle connection or a new one (another upstream if a connect fails)
+//!   ─▶ head + body ─▶ response head ─▶ body (length, chunked or until close)
+//! ```
+//!
+//! The decisions are the pipeline's own ([`crate::proxy::decide`],
+//! [`crate::proxy::admit`], header hygiene in [`crate::headers::raw`]); this
+//! module only moves bytes. `[server] http1 = "pingora"` turns it off.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::{Buf, BytesMut};
+use pingora_core::protocols::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod chunked;
+mod exchange;
+mod head;
+mod response;
+
+use crate::access::is_sane_request_id;
+use crate::conn::deadline::Phase;
+use crate::error::ApiError;
+use crate::headers::raw::line;
+use crate::headers::{Client, ClientInfo};
+use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
+use crate::proxy::{admit, auth_outcome, decide, Decision, Forward};
+use crate::state::GatewayState;
+use exchange::{date, enter, Done};
+use head::{Head, Parsed, MAX_FIELDS};
+
+/// A head not whole within this many bytes is left to Pingora.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// What a read of the head asks for at least.
+const READ_CHUNK: usize = 4096;
+
+/// The own HTTP/1 path of one listener.
+pub(crate) struct Relay {
+    state: Arc<ArcSwap<GatewayState>>,
+    tls: bool,
+}
+
+/// What the connection does after a request.
+pub(crate) enum Next {
+    /// Wait for the next request (whose first bytes may already be in `carry`).
+    KeepAlive,
+    /// Close it.
+    Close,
+    /// Not a request for this path: Pingora reads it from these bytes on.
+    Pingora(BytesMut),
+}
+
+/// A request id as it goes out: the client's (trusted, sane) or a new one.
+struct RequestId {
+    bytes: [u8; crate::access::MAX_REQUEST_ID],
+    len: usize,
+    /// The client's was kept: it is already among the forwarded fields.
+    kept: bool,
+}
+
+impl RequestId {
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("-")
+    }
+}
+
+/// Everything the I/O needs from a head, owned (the head borrows the buffer).
+struct Plan {
+    state: Arc<GatewayState>,
+    started: Instant,
+    method: http::Method,
+    /// Where the target's path (no query) lies in the buffer.
+    path: std::ops::Range<usize>,
+    head_len: usize,
+    body: u64,
+    close: bool,
+    label: RouteLabel,
+    auth: Option<AuthOutcome>,
+    request_id: RequestId,
+    action: Action,
+}
+
+// Held once per request in its future: boxing the large variant would cost
+// an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Action {
+    Refuse(ApiError),
+    /// Forward, with the upstream request head written.
+    Forward(Forward, Vec<u8>),
+}
+
+impl Relay {
+    pub(crate) fn new(state: Arc<ArcSwap<GatewayState>>, tls: bool) -> Self {
+        Self { state, tls }
+    }
+
+    /// Serve the request whose bytes start in `carry` (or arrive next).
+    pub(crate) async fn serve(
+        &self,
+        stream: &mut Stream,
+        peer: Option<IpAddr>,
+        carry: &mut BytesMut,
+        closing: bool,
+    ) -> Next {
+        let mut buf = std::mem::take(carry);
+        let plan = loop {
+            if head::may_be_complete(&buf) {
+                let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+                match head::parse(&buf, &mut fields) {
+                    Parsed::Partial => {}
+                    Parsed::Pingora(why) => {
+                        tracing::trace!(why, "left to Pingora");
+                        return Next::Pingora(buf);
+                    }
+                    Parsed::Relay(head) => match self.plan(&head, &buf, peer).await {
+                        Some(plan) => break plan,
+                        None => return Next::Pingora(buf),
+                    },
+                }
+            }
+            if buf.len() >= MAX_HEAD {
+                return Next::Pingora(buf);
+            }
+            buf.reserve(READ_CHUNK);
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return Next::Close,
+                Ok(_) => {}
+            }
+        };
+        let done = self.execute(stream, &plan, &mut buf, closing).await;
+        finish(&plan, &buf, &done);
+        if !done.keep_alive {
+            return Next::Close;
+        }
+        // What follows this request's body is the next request.
+        let used = plan
+            .head_len
+            .saturating_add(usize::try_from(plan.body).unwrap_or(usize::MAX));
+        if buf.len() > used {
+            buf.advance(used);
+            *carry = buf;
+        }
+        Next::KeepAlive
+    }
+
+    /// Decide and admit, and write the upstream request head. `None`: an
+    /// endpoint of the gateway, for Pingora to answer.
+    async fn plan(&self, head: &Head<'_>, buf: &[u8], peer: Option<IpAddr>) -> Option<Plan> {
+        let state = self.state.load_full();
+        let started = Instant::now();
+        let (label, auth, admitted) = match decide(&state, head.target) {
+            Ok(Decision::Endpoint(_)) => return None,
+            Ok(Decision::Route(routed)) => {
+                let label = RouteLabel::Route(routed.route.index);
+                let public = routed.route.auth == crate::route::AuthMode::Public;
+                let authorization = head::values(head.fields, b"authorization");
+                let admitted = admit(&state, authorization, routed).await;
+                (label, Some(auth_outcome(public, &admitted)), admitted)
+            }
+            Err(e) => (RouteLabel::None, None, Err(e)),
+        };
+        let client = Client::of(
+            peer,
+            head::values(head.fields, b"x-forwarded-for"),
+            &state.trusted_proxies,
+        );
+        let request_id = request_id(head, client.peer_trusted);
+        let action = match admitted {
+            Ok(forward) => {
+                let out = self.upstream_head(&state, head, client, &request_id, &forward);
+                Action::Forward(forward, out)
+            }
+            Err(e) => Action::Refuse(e),
+        };
+        let base = buf.as_ptr() as usize;
+        let target_at = (head.target.as_ptr() as usize).saturating_sub(base);
+        let path_len = head
+            .target
+            .iter()
+            .position(|&b| b == b'?')
+            .unwrap_or(head.target.len());
+        Some(Plan {
+            state,
+            started,
+            method: method(head.method),
+            path: target_at..target_at.saturating_add(path_len),
+            head_len: head.len,
+            body: head.body,
+            close: head.close,
+            label,
+            auth,
+            request_id,
+            action,
+        })
+    }
+
+    /// The request head the upstream gets: the client's fields less what
+    /// header hygiene removes, then what wxgate sets.
+    fn upstream_head(
+        &self,
+        state: &GatewayState,
+        head: &Head<'_>,
+        client: Client,
+        request_id: &RequestId,
+        forward: &Forward,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(head.len.saturating_add(256));
+        out.extend_from_slice(head.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(forward.target.as_deref().unwrap_or(head.target));
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let connection: [&[u8]; 4] = {
+            let mut c: [&[u8]; 4] = [b""; 4];
+            for (slot, v) in c.iter_mut().zip(head::values(head.fields, b"connection")) {
+                *slot = v;
+            }
+            c
+        };
+        let named = head::values(head.fields, b"connection").count();
+        let policy = &state.headers;
+        for f in head.fields {
+            let name = f.name.as_bytes();
+            let keep = if named <= connection.len() {
+                policy.keeps(name, &connection)
+            } else {
+                let all: Vec<&[u8]> = head::values(head.fields, b"connection").collect();
+                policy.keeps(name, &all)
+            };
+            let stale_id = !request_id.kept && name.eq_ignore_ascii_case(b"x-request-id");
+            if keep && !stale_id {
+                line(&mut out, name, f.value);
+            }
+        }
+        let info = ClientInfo {
+            ip: client.ip,
+            https: self.tls,
+        };
+        policy.write_set(info, head.host, &mut out);
+        if let Some(v) = &forward.identity {
+            policy.write_identity(&v.values, &mut out);
+        }
+        if !request_id.kept {
+            line(&mut out, b"X-Request-ID", request_id.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    /// Answer the plan: refuse, or forward and relay the response.
+    async fn execute(
+        &self,
+        stream: &mut Stream,
+        plan: &Plan,
+        buf: &mut BytesMut,
+        closing: bool,
+    ) -> Done {
+        let body_left = plan.body;
+        // A request refused with its body unread closes the connection, as
+        // on Pingora's path: the body is not read as a next request.
+        let keep = !plan.close && !closing;
+        match &plan.action {
+            Action::Refuse(e) => {
+                let keep_alive = keep && body_left == 0;
+                refuse(stream, e, plan.request_id.as_bytes(), keep_alive).await
+            }
+            Action::Forward(forward, out) => {
+                enter(
+                    stream,
+                    if body_left > 0 {
+                        Phase::Body
+                    } else {
+                        Phase::Open
+                    },
+                );
+                let preread = buf.len().saturating_sub(plan.head_len);
+                let preread = usize::try_from(body_left).map_or(preread, |b| b.min(preread));
+                let body = buf
+                    .get(plan.head_len..plan.head_len.saturating_add(preread))
+                    .unwrap_or(&[]);
+                let to_stream = body_left.saturating_sub(preread as u64);
+                let mut done = exchange::forward(
+                    stream,
+                    &plan.state,
+                    forward,
+                    exchange::Request {
+                        head: out,
+                        body,
+                        to_stream,
+                        head_request: plan.method == http::Method::HEAD,
+                        request_id: plan.request_id.as_bytes(),
+                        keep_alive: keep,
+                        started: plan.started,
+                    },
+                )
+                .await;
+                if let Some(e) = done.refused.take() {
+                    let keep_alive = done.keep_alive && to_stream == 0;
+                    let mut d = refuse(stream, &e, plan.request_id.as_bytes(), keep_alive).await;
+                    d.peer = done.done.peer;
+                    d.took = done.done.took;
+                    return d;
+                }
+                done.done
+            }
+        }
+    }
+}
+
+/// Write an error as its JSON response (the headers `respond` writes on
+/// Pingora's path, and Pingora's `Date` and `Connection`).
+async fn refuse(stream: &mut Stream, e: &ApiError, request_id: &[u8], keep_alive: bool) -> Done {
+    let r = e.to_response();
+    let mut out = Vec::with_capacity(256usize.saturating_add(r.body.len()));
+    status_line(&mut out, r.status);
+    line(&mut out, b"Content-Type", b"application/json");
+    let mut len = itoa::Buffer::new();
+    line(
+        &mut out,
+        b"Content-Length",
+        len.format(r.body.len()).as_bytes(),
+    );
+    line(&mut out, b"Cache-Control", b"no-store");
+    line(&mut out, b"X-Request-ID", request_id);
+    for (name, value) in &r.headers {
+        line(&mut out, name.as_bytes(), value.as_bytes());
+    }
+    line(&mut out, b"Date", date().as_bytes());
+    let connection: &[u8] = if keep_alive { b"keep-alive" } else { b"close" };
+    line(&mut out, b"Connection", connection);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&r.body);
+    let sent = stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok();
+    enter(stream, Phase::AwaitRequest);
+    Done {
+        status: r.status,
+        bytes: r.body.len(),
+        keep_alive: keep_alive && sent,
+        ..Done::default()
+    }
+}
+
+/// `HTTP/1.1 <status> <reason>\r\n`.
+pub(super) fn status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let mut n = itoa::Buffer::new();
+    out.extend_from_slice(n.format(status).as_bytes());
+    out.push(b' ');
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Metrics and the access line of a request served here.
+fn finish(plan: &Plan, buf: &[u8], done: &Done) {
+    let state = &plan.state;
+    let total = plan.started.elapsed();
+    state.count_request(&RequestDone {
+        route: plan.label,
+        method: &plan.method,
+        status: done.status,
+        auth: plan.auth,
+        total,
+        upstream: done.took.map(|(u, _)| u),
+        to_header: done.took.map(|(_, h)| h),
+    });
+    if !(state.access_log() && tracing::enabled!(target: "wxgate::access", tracing::Level::INFO)) {
+        return;
+    }
+    let path = buf
+        .get(plan.path.clone())
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .unwrap_or("-");
+    let user = match &plan.action {
+        Action::Forward(f, _) => f.identity.as_ref().map(|v| state.user_hash(&v.id.openid)),
+        Action::Refuse(_) => None,
+    };
+    crate::access::Line {
+        request_id: plan.request_id.as_str(),
+        method: plan.method.as_str(),
+        route: state.route_name(plan.label),
+        path,
+        status: done.status,
+        auth: plan.auth.map_or("-", AuthOutcome::label),
+        upstream: done.peer,
+        bytes: done.bytes,
+        total,
+        upstream_took: done.took.map(|(u, _)| u),
+        user: user.as_deref(),
+    }
+    .write();
+}
+
+/// The request id: the client's when the peer is trusted, exactly one was
+/// sent and it is sane; a fresh one otherwise.
+fn request_id(head: &Head<'_>, peer_trusted: bool) -> RequestId {
+    let mut id = RequestId {
+        bytes: [0; crate::access::MAX_REQUEST_ID],
+        len: 0,
+        kept: false,
+    };
+    if peer_trusted {
+        let mut sent = head::values(head.fields, b"x-request-id");
+        if let (Some(v), None) = (sent.next(), sent.next()) {
+            if is_sane_request_id(v) {
+                if let Some(slot) = id.bytes.get_mut(..v.len()) {
+                    slot.copy_from_slice(v);
+                    id.len = v.len();
+                    id.kept = true;
+                    return id;
+                }
+            }
+        }
+    }
+    let raw: [u8; 16] = rand::random();
+    if let Some(slot) = id.bytes.get_mut(..32) {
+        if hex::encode_to_slice(raw, slot).is_ok() {
+            id.len = 32;
+        }
+    }
+    id
+}
+
+/// The method as `http` names it (one of the head's methods).
+fn method(m: &str) -> http::Method {
+    match m {
+        "GET" => http::Method::GET,
+        "POST" => http::Method::POST,
+        "PUT" => http::Method::PUT,
+        "DELETE" => http::Method::DELETE,
+        "PATCH" => http::Method::PATCH,
+        "HEAD" => http::Method::HEAD,
+        _ => http::Method::OPTIONS,
+    }
+}
+
+#[cfg(test)]
+mod tests;
