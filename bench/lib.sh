@@ -183,6 +183,11 @@ WXB_PID=
 if [[ -n ${WXGATE_B:-} ]]; then
     WXB_PORT=$(free_port)
     sed "s/^listen = .*/listen = \"127.0.0.1:$WXB_PORT\"/" "$TMP/wxgate.toml" >"$TMP/wxgate-b.toml"
+    if [[ -n ${WXGATE_B_SERVER:-} ]]; then
+        # Extra [server] lines for wxgate-b, e.g. WXGATE_B_SERVER='http1 = "pingora"'.
+        awk -v extra="$WXGATE_B_SERVER" '{print} /^threads = / {print extra}' "$TMP/wxgate-b.toml" \
+            >"$TMP/wxgate-b.tmp" && mv "$TMP/wxgate-b.tmp" "$TMP/wxgate-b.toml"
+    fi
     RUST_LOG=warn taskset -c "$PROXY_CPU" "$WXGATE_B" run -c "$TMP/wxgate-b.toml" \
         >"$TMP/wxgate-b.log" 2>&1 &
     PIDS+=($!)

@@ -20,6 +20,8 @@
 #                                            (pingora: Pingora's own server, empty proxy)
 #   WXGATE_B=/path/to/other/wxgate           A/B: also run this binary (scenarios wxgate-b,
 #                                            wxgate-b-401, wxgate-b-public), same rounds
+#   WXGATE_B_SERVER='http1 = "pingora"'      extra [server] lines for wxgate-b (with
+#                                            WXGATE_B=the same binary: the two HTTP/1 paths)
 #   KEEP=1                                   keep the temp dir (configs, logs, raw wrk output)
 set -euo pipefail
 

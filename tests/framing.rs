@@ -18,9 +18,13 @@ use support::{Gateway, Response, Upstream};
 
 const LIMIT: Duration = Duration::from_secs(5);
 
-async fn setup() -> (Upstream, Gateway) {
+/// A gateway whose plain HTTP/1.1 requests `path` serves: every test here
+/// runs on both (`support::HTTP1_PATHS`).
+async fn setup(path: &str) -> (Upstream, Gateway) {
+    eprintln!("[server] http1 = {path:?}");
     let up = Upstream::start("framing").await;
-    let gw = Gateway::start(&support::standard_config(up.addr)).await;
+    let config = support::with_http1(&support::standard_config(up.addr), path);
+    let gw = Gateway::start(&config).await;
     (up, gw)
 }
 
@@ -79,40 +83,44 @@ fn assert_refused_and_closed(what: &str, first: &Response, rest: &[u8]) {
 
 #[tokio::test]
 async fn chunked_with_a_content_length_is_refused_and_the_connection_closed() {
-    let (up, gw) = setup().await;
-    // A front end framing by Content-Length reads "0\r\n\r\nGET ..." as
-    // the body of the first request; a chunked reader sees two requests.
-    let cases = [
-        "Transfer-Encoding: chunked\r\nContent-Length: 52\r\n",
-        "Content-Length: 52\r\nTransfer-Encoding: chunked\r\n",
-        "content-length: 52\r\ntransfer-encoding: CHUNKED\r\n",
-        "Transfer-Encoding: identity, chunked\r\nContent-Length: 52\r\n",
-        "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n",
-    ];
-    for head in cases {
-        let (first, rest) = exchange(&gw, &smuggling(head, "0\r\n\r\n")).await;
-        assert_refused_and_closed(head, &first, &rest);
+    for path in support::HTTP1_PATHS {
+        let (up, gw) = setup(path).await;
+        // A front end framing by Content-Length reads "0\r\n\r\nGET ..." as
+        // the body of the first request; a chunked reader sees two requests.
+        let cases = [
+            "Transfer-Encoding: chunked\r\nContent-Length: 52\r\n",
+            "Content-Length: 52\r\nTransfer-Encoding: chunked\r\n",
+            "content-length: 52\r\ntransfer-encoding: CHUNKED\r\n",
+            "Transfer-Encoding: identity, chunked\r\nContent-Length: 52\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n",
+        ];
+        for head in cases {
+            let (first, rest) = exchange(&gw, &smuggling(head, "0\r\n\r\n")).await;
+            assert_refused_and_closed(head, &first, &rest);
+        }
+        assert_eq!(up.echo.requests(), 0, "nothing reaches the upstream");
+        gw.stop().await;
     }
-    assert_eq!(up.echo.requests(), 0, "nothing reaches the upstream");
-    gw.stop().await;
 }
 
 #[tokio::test]
 async fn a_transfer_encoding_other_than_chunked_alone_is_refused() {
-    let (up, gw) = setup().await;
-    let cases = [
-        "Transfer-Encoding: identity, chunked\r\n",
-        "Transfer-Encoding: gzip, chunked\r\n",
-        "Transfer-Encoding: chunked, chunked\r\n",
-        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
-        "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n",
-    ];
-    for head in cases {
-        let (first, rest) = exchange(&gw, &smuggling(head, "0\r\n\r\n")).await;
-        assert_refused_and_closed(head, &first, &rest);
+    for path in support::HTTP1_PATHS {
+        let (up, gw) = setup(path).await;
+        let cases = [
+            "Transfer-Encoding: identity, chunked\r\n",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: chunked, chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n",
+        ];
+        for head in cases {
+            let (first, rest) = exchange(&gw, &smuggling(head, "0\r\n\r\n")).await;
+            assert_refused_and_closed(head, &first, &rest);
+        }
+        assert_eq!(up.echo.requests(), 0, "nothing reaches the upstream");
+        gw.stop().await;
     }
-    assert_eq!(up.echo.requests(), 0, "nothing reaches the upstream");
-    gw.stop().await;
 }
 
 /// The well-formed cases stay as they were: a chunked body alone, and one
@@ -120,23 +128,25 @@ async fn a_transfer_encoding_other_than_chunked_alone_is_refused() {
 /// connection.
 #[tokio::test]
 async fn a_chunked_body_or_one_content_length_is_forwarded() {
-    let (up, gw) = setup().await;
-    for (head, body) in [
-        ("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n"),
-        ("Transfer-Encoding: Chunked\r\n", "5\r\nhello\r\n0\r\n\r\n"),
-        ("Content-Length: 5\r\n", "hello"),
-    ] {
-        let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(&smuggling(head, body)).await.unwrap();
-        let first = support::read_response(&mut s, LIMIT).await;
-        assert_eq!(first.status, 200, "{head}: {}", first.text());
-        assert_eq!(first.json()["body_bytes"], 5, "{head}");
-        let second = support::read_response(&mut s, LIMIT).await;
-        assert_eq!(second.status, 200, "{head}: {}", second.text());
-        assert_eq!(second.upstream_path(), "/public/smuggled", "{head}");
+    for path in support::HTTP1_PATHS {
+        let (up, gw) = setup(path).await;
+        for (head, body) in [
+            ("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n"),
+            ("Transfer-Encoding: Chunked\r\n", "5\r\nhello\r\n0\r\n\r\n"),
+            ("Content-Length: 5\r\n", "hello"),
+        ] {
+            let mut s = TcpStream::connect(gw.addr).await.unwrap();
+            s.write_all(&smuggling(head, body)).await.unwrap();
+            let first = support::read_response(&mut s, LIMIT).await;
+            assert_eq!(first.status, 200, "{head}: {}", first.text());
+            assert_eq!(first.json()["body_bytes"], 5, "{head}");
+            let second = support::read_response(&mut s, LIMIT).await;
+            assert_eq!(second.status, 200, "{head}: {}", second.text());
+            assert_eq!(second.upstream_path(), "/public/smuggled", "{head}");
+        }
+        assert_eq!(up.echo.requests(), 6);
+        gw.stop().await;
     }
-    assert_eq!(up.echo.requests(), 6);
-    gw.stop().await;
 }
 
 /// HTTP/1.0 has no chunked coding (RFC 9112 §6.1): Transfer-Encoding is
@@ -144,29 +154,31 @@ async fn a_chunked_body_or_one_content_length_is_forwarded() {
 /// its response, its later bytes unread.
 #[tokio::test]
 async fn http10_framing_is_refused_or_ends_the_connection() {
-    let (up, gw) = setup().await;
-    let te = b"POST /public/first HTTP/1.0\r\nHost: gw.test\r\n\
+    for path in support::HTTP1_PATHS {
+        let (up, gw) = setup(path).await;
+        let te = b"POST /public/first HTTP/1.0\r\nHost: gw.test\r\n\
         Transfer-Encoding: chunked\r\nContent-Length: 52\r\n\r\n0\r\n\r\n\
         GET /public/smuggled HTTP/1.1\r\nHost: gw.test\r\n\r\n";
-    let (first, rest) = exchange(&gw, te).await;
-    assert_eq!(first.status, 400, "{}", first.text());
-    assert_eq!(first.header("server"), None, "{:?}", first.headers);
-    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
-    assert_eq!(up.echo.requests(), 0);
+        let (first, rest) = exchange(&gw, te).await;
+        assert_eq!(first.status, 400, "{}", first.text());
+        assert_eq!(first.header("server"), None, "{:?}", first.headers);
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+        assert_eq!(up.echo.requests(), 0);
 
-    let cl = b"POST /public/first HTTP/1.0\r\nHost: gw.test\r\n\
+        let cl = b"POST /public/first HTTP/1.0\r\nHost: gw.test\r\n\
         Content-Length: 5\r\n\r\nhello\
         GET /public/smuggled HTTP/1.1\r\nHost: gw.test\r\n\r\n";
-    let (first, rest) = exchange(&gw, cl).await;
-    assert_eq!(first.status, 200, "{}", first.text());
-    assert_eq!(first.upstream_path(), "/public/first");
-    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
-    assert_eq!(
-        up.echo.requests(),
-        1,
-        "only the first request went upstream"
-    );
-    gw.stop().await;
+        let (first, rest) = exchange(&gw, cl).await;
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert_eq!(first.upstream_path(), "/public/first");
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+        assert_eq!(
+            up.echo.requests(),
+            1,
+            "only the first request went upstream"
+        );
+        gw.stop().await;
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -175,19 +187,21 @@ async fn http10_framing_is_refused_or_ends_the_connection() {
 
 #[tokio::test]
 async fn more_than_one_content_length_is_refused() {
-    let (up, gw) = setup().await;
-    let cases = [
-        "Content-Length: 5\r\nContent-Length: 5\r\n",
-        "Content-Length: 5, 5\r\n",
-        "Content-Length: 5,5\r\n",
-        "Content-Length: 5\r\ncontent-length: 5\r\n",
-    ];
-    for head in cases {
-        let (first, rest) = exchange(&gw, &smuggling(head, "hello")).await;
-        assert_refused_and_closed(head, &first, &rest);
+    for path in support::HTTP1_PATHS {
+        let (up, gw) = setup(path).await;
+        let cases = [
+            "Content-Length: 5\r\nContent-Length: 5\r\n",
+            "Content-Length: 5, 5\r\n",
+            "Content-Length: 5,5\r\n",
+            "Content-Length: 5\r\ncontent-length: 5\r\n",
+        ];
+        for head in cases {
+            let (first, rest) = exchange(&gw, &smuggling(head, "hello")).await;
+            assert_refused_and_closed(head, &first, &rest);
+        }
+        assert_eq!(up.echo.requests(), 0, "nothing reaches the upstream");
+        gw.stop().await;
     }
-    assert_eq!(up.echo.requests(), 0, "nothing reaches the upstream");
-    gw.stop().await;
 }
 
 // ---------------------------------------------------------------------------
@@ -205,42 +219,44 @@ fn h2c_client() -> reqwest::Client {
 
 #[tokio::test]
 async fn h2_field_values_with_whitespace_around_them_are_refused() {
-    let (up, gw) = setup().await;
-    let client = h2c_client();
-    let url = format!("http://{}/public/x", gw.addr);
-    for value in [" padded", "padded ", "\tpadded", "padded\t", " "] {
+    for path in support::HTTP1_PATHS {
+        let (up, gw) = setup(path).await;
+        let client = h2c_client();
+        let url = format!("http://{}/public/x", gw.addr);
+        for value in [" padded", "padded ", "\tpadded", "padded\t", " "] {
+            let res = client
+                .get(&url)
+                .header("x-padded", value)
+                .send()
+                .await
+                .expect("h2c request");
+            assert_eq!(res.version(), Version::HTTP_2);
+            assert_eq!(res.status(), 400, "{value:?}");
+            let body: serde_json::Value = res.json().await.expect("JSON error body");
+            assert_eq!(body["error"], "invalid_request", "{value:?}");
+        }
+        assert_eq!(up.echo.requests(), 0, "nothing reaches the upstream");
+
+        // Whitespace inside a value, and an empty value, are fine.
         let res = client
             .get(&url)
-            .header("x-padded", value)
+            .header("x-inner", "a b\tc")
+            .header("x-empty", "")
             .send()
             .await
             .expect("h2c request");
-        assert_eq!(res.version(), Version::HTTP_2);
-        assert_eq!(res.status(), 400, "{value:?}");
-        let body: serde_json::Value = res.json().await.expect("JSON error body");
-        assert_eq!(body["error"], "invalid_request", "{value:?}");
+        assert_eq!(res.status(), 200);
+        let echo: serde_json::Value = res.json().await.expect("echo JSON");
+        let headers = echo["headers"].as_array().unwrap();
+        assert!(
+            headers
+                .iter()
+                .any(|h| h[0] == "x-inner" && h[1] == "a b\tc"),
+            "{echo}"
+        );
+        assert_eq!(up.echo.requests(), 1);
+        gw.stop().await;
     }
-    assert_eq!(up.echo.requests(), 0, "nothing reaches the upstream");
-
-    // Whitespace inside a value, and an empty value, are fine.
-    let res = client
-        .get(&url)
-        .header("x-inner", "a b\tc")
-        .header("x-empty", "")
-        .send()
-        .await
-        .expect("h2c request");
-    assert_eq!(res.status(), 200);
-    let echo: serde_json::Value = res.json().await.expect("echo JSON");
-    let headers = echo["headers"].as_array().unwrap();
-    assert!(
-        headers
-            .iter()
-            .any(|h| h[0] == "x-inner" && h[1] == "a b\tc"),
-        "{echo}"
-    );
-    assert_eq!(up.echo.requests(), 1);
-    gw.stop().await;
 }
 
 // ---------------------------------------------------------------------------
@@ -251,57 +267,61 @@ async fn h2_field_values_with_whitespace_around_them_are_refused() {
 /// listener is closed without an answer (no HTTP/1.1 400 naming Pingora).
 #[tokio::test]
 async fn a_bad_h2c_preface_is_closed_without_an_answer() {
-    let (up, gw) = setup().await;
-    for preface in [
-        &b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"[..],
-        b"PRI * HTTP/2.0\r\n\r\n\r\n",
-        b"PRI * HTTP/1.1\r\nHost: gw.test\r\n\r\n",
-        b"PRI / HTTP/1.1\r\nHost: gw.test\r\n\r\n",
-    ] {
-        let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(preface).await.unwrap();
-        let mut got = Vec::new();
-        tokio::time::timeout(LIMIT, s.read_to_end(&mut got))
-            .await
-            .expect("closed in time")
-            .ok();
-        assert!(
-            got.is_empty(),
-            "{:?} was answered: {:?}",
-            String::from_utf8_lossy(preface),
-            String::from_utf8_lossy(&got)
-        );
+    for path in support::HTTP1_PATHS {
+        let (up, gw) = setup(path).await;
+        for preface in [
+            &b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"[..],
+            b"PRI * HTTP/2.0\r\n\r\n\r\n",
+            b"PRI * HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+            b"PRI / HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+        ] {
+            let mut s = TcpStream::connect(gw.addr).await.unwrap();
+            s.write_all(preface).await.unwrap();
+            let mut got = Vec::new();
+            tokio::time::timeout(LIMIT, s.read_to_end(&mut got))
+                .await
+                .expect("closed in time")
+                .ok();
+            assert!(
+                got.is_empty(),
+                "{:?} was answered: {:?}",
+                String::from_utf8_lossy(preface),
+                String::from_utf8_lossy(&got)
+            );
+        }
+        assert_eq!(up.echo.requests(), 0);
+        gw.stop().await;
     }
-    assert_eq!(up.echo.requests(), 0);
-    gw.stop().await;
 }
 
 /// Pingora's own refusals (a request its parser cannot read, `CONNECT`)
 /// carry no `Server` header.
 #[tokio::test]
 async fn pingoras_own_refusals_do_not_name_it() {
-    let (up, gw) = setup().await;
-    for (request, status) in [
-        (
-            &b"GET /public/x HTTP/1.1\r\nHost: gw.test\r\nBad Header\r\n\r\n"[..],
-            400,
-        ),
-        (
-            b"GET http://other.test/public/x HTTP/1.1\r\nHost: gw.test\r\n\r\n",
-            400,
-        ),
-        (b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
-        (
-            b"CONNECT gw.test:443 HTTP/1.1\r\nHost: gw.test:443\r\n\r\n",
-            405,
-        ),
-    ] {
-        let r = gw.raw(request).await;
-        let what = String::from_utf8_lossy(request);
-        assert_eq!(r.status, status, "{what}");
-        assert_eq!(r.header("server"), None, "{what}: {:?}", r.headers);
-        assert!(r.body.is_empty(), "{what}: not Pingora's own: {}", r.text());
+    for path in support::HTTP1_PATHS {
+        let (up, gw) = setup(path).await;
+        for (request, status) in [
+            (
+                &b"GET /public/x HTTP/1.1\r\nHost: gw.test\r\nBad Header\r\n\r\n"[..],
+                400,
+            ),
+            (
+                b"GET http://other.test/public/x HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+                400,
+            ),
+            (b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            (
+                b"CONNECT gw.test:443 HTTP/1.1\r\nHost: gw.test:443\r\n\r\n",
+                405,
+            ),
+        ] {
+            let r = gw.raw(request).await;
+            let what = String::from_utf8_lossy(request);
+            assert_eq!(r.status, status, "{what}");
+            assert_eq!(r.header("server"), None, "{what}: {:?}", r.headers);
+            assert!(r.body.is_empty(), "{what}: not Pingora's own: {}", r.text());
+        }
+        assert_eq!(up.echo.requests(), 0);
+        gw.stop().await;
     }
-    assert_eq!(up.echo.requests(), 0);
-    gw.stop().await;
 }

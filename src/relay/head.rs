@@ -80,6 +80,11 @@ pub(crate) fn parse<'b>(
     if target.first() != Some(&b'/') {
         return Parsed::Pingora("target form");
     }
+    if !target.iter().all(|&b| is_target_byte(b)) {
+        // `httparse` takes a few bytes that `http`'s URI (and so Pingora)
+        // refuses (`<`, `"`, `{`, ...), and Pingora drops a `#fragment`.
+        return Parsed::Pingora("target bytes");
+    }
     let fields: &'b [httparse::Header<'b>] = req.headers;
     let mut body = None;
     let mut host = None;
@@ -126,6 +131,34 @@ pub(crate) fn parse<'b>(
     })
 }
 
+/// A byte of an origin-form target as RFC 3986 writes one: unreserved,
+/// sub-delims, `:`, `@`, `/`, `?` and `%`.
+fn is_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'?'
+                | b'%'
+        )
+}
+
 /// A `Content-Length` value: 1 to 19 ASCII digits, nothing else.
 fn length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > MAX_LENGTH_DIGITS {
@@ -152,3 +185,6 @@ pub(crate) fn values<'h, 'b: 'h>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod differential;

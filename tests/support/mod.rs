@@ -191,6 +191,17 @@ pub fn standard_config_on(listen: &str, upstream: SocketAddr) -> String {
     base_config_on(listen) + &routes_toml(&routes, upstream)
 }
 
+/// Who serves plain HTTP/1.1 requests (`[server] http1`): tests of the
+/// request path run on both.
+#[allow(dead_code)]
+pub const HTTP1_PATHS: [&str; 2] = ["wxgate", "pingora"];
+
+/// `config` with `[server] http1 = path`.
+#[allow(dead_code)]
+pub fn with_http1(config: &str, path: &str) -> String {
+    config.replacen("[server]\n", &format!("[server]\nhttp1 = \"{path}\"\n"), 1)
+}
+
 /// One `[[routes]]` entry per `(prefix, auth)`, all to `upstream`.
 pub fn routes_toml(routes: &[(&str, &str)], upstream: SocketAddr) -> String {
     routes
