@@ -85,6 +85,12 @@ UP_PORT=$(free_port)
 MOCK_PORT=$(free_port)
 WX_PORT=$(free_port)
 HA_PORT=$(free_port)
+HAL_PORT=$(free_port)
+# TLS listeners (one certificate for both proxies) when a scenario needs them.
+TLS_NEEDED=
+[[ " $SCENARIOS " == *-tls* || " $SCENARIOS " == *-h2* ]] && TLS_NEEDED=1
+WXT_PORT=$(free_port)
+HAT_PORT=$(free_port)
 # One secret for both proxies (hex, so it needs no quoting anywhere).
 WXGATE_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 export WXGATE_JWT_SECRET
@@ -142,6 +148,13 @@ NGINX_PID=$!
 wait_http "http://127.0.0.1:$UP_PORT/" nginx "$NGINX_PID"
 
 # --- (d) wxgate: one thread, "/" requires a token, "/public/" for reference ---
+if [[ -n $TLS_NEEDED ]]; then
+    command -v openssl >/dev/null || die "openssl is missing"
+    # One P-256 certificate for both proxies (ECDSA: the usual choice today).
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -keyout "$TMP/tls-key.pem" -out "$TMP/tls-cert.pem" 2>/dev/null
+    cat "$TMP/tls-cert.pem" "$TMP/tls-key.pem" >"$TMP/tls-combined.pem"
+fi
 cat >"$TMP/wxgate.toml" <<EOF
 [server]
 listen = "127.0.0.1:$WX_PORT"
@@ -149,6 +162,7 @@ threads = 1
 # Every load generator connects from 127.0.0.1: no per-IP cap here.
 max_connections = 20000
 max_connections_per_ip = 20000
+$( [[ -n $TLS_NEEDED ]] && printf 'tls_listen = "127.0.0.1:%s"\ntls_cert = "%s"\ntls_key = "%s"\n' "$WXT_PORT" "$TMP/tls-cert.pem" "$TMP/tls-key.pem" )
 
 [jwt]
 secret_env = "WXGATE_JWT_SECRET"
@@ -182,7 +196,7 @@ wait_http "http://127.0.0.1:$WX_PORT/healthz" wxgate "$WX_PID"
 WXB_PID=
 if [[ -n ${WXGATE_B:-} ]]; then
     WXB_PORT=$(free_port)
-    sed "s/^listen = .*/listen = \"127.0.0.1:$WXB_PORT\"/" "$TMP/wxgate.toml" >"$TMP/wxgate-b.toml"
+    sed -e "s/^listen = .*/listen = \"127.0.0.1:$WXB_PORT\"/" -e "/^tls_/d" "$TMP/wxgate.toml" >"$TMP/wxgate-b.toml"
     if [[ -n ${WXGATE_B_SERVER:-} ]]; then
         # Extra [server] lines for wxgate-b, e.g. WXGATE_B_SERVER='http1 = "pingora"'.
         awk -v extra="$WXGATE_B_SERVER" '{print} /^threads = / {print extra}' "$TMP/wxgate-b.toml" \
@@ -213,7 +227,7 @@ if [[ " $SCENARIOS " == *redis* ]]; then
         sleep 0.1
     done
     WXR_PORT=$(free_port)
-    sed "s/^listen = .*/listen = \"127.0.0.1:$WXR_PORT\"/" "$TMP/wxgate.toml" >"$TMP/wxgate-redis.toml"
+    sed -e "s/^listen = .*/listen = \"127.0.0.1:$WXR_PORT\"/" -e "/^tls_/d" "$TMP/wxgate.toml" >"$TMP/wxgate-redis.toml"
     printf '\n[store]\nkind = "redis"\nurl = "redis://127.0.0.1:%s/"\n' "$REDIS_PORT" \
         >>"$TMP/wxgate-redis.toml"
     "$WXGATE" check -c "$TMP/wxgate-redis.toml" >/dev/null
@@ -231,7 +245,7 @@ if [[ " $SCENARIOS " == *" login-wxgate-hook "* ]]; then
     WXH_PORT=$(free_port)
     WXGATE_HOOK_SECRET=bench-hook-secret-0123456789
     export WXGATE_HOOK_SECRET
-    sed "s/^listen = .*/listen = \"127.0.0.1:$WXH_PORT\"/" "$TMP/wxgate.toml" >"$TMP/wxgate-hook.toml"
+    sed -e "s/^listen = .*/listen = \"127.0.0.1:$WXH_PORT\"/" -e "/^tls_/d" "$TMP/wxgate.toml" >"$TMP/wxgate-hook.toml"
     printf '\n[login.hook]\nurl = "http://127.0.0.1:%s/hook"\nsecret_env = "WXGATE_HOOK_SECRET"\nclaims = { plan = "X-User-Plan" }\n' \
         "$UP_PORT" >>"$TMP/wxgate-hook.toml"
     "$WXGATE" check -c "$TMP/wxgate-hook.toml" >/dev/null
@@ -290,6 +304,7 @@ defaults
 
 frontend fe
     bind 127.0.0.1:$HA_PORT
+$( [[ -n $TLS_NEEDED ]] && echo "    bind 127.0.0.1:$HAT_PORT ssl crt $TMP/tls-combined.pem alpn h2,http/1.1" )
     # Token: exactly one Authorization header, Bearer scheme.
     http-request $deny401 if { req.hdr_cnt(authorization) gt 1 }
     http-request set-var(txn.bearer) http_auth_bearer
@@ -313,10 +328,25 @@ frontend fe
     http-request del-header ^(x[-_]forwarded[-_](for|proto|host)|forwarded)\$ -m reg
     http-request del-header authorization
     http-request set-header X-Forwarded-For %[src]
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Proto https if { ssl_fc }
+    http-request set-header X-Forwarded-Proto http unless { ssl_fc }
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     # Identity from the verified token.
     http-request set-header X-OpenID %[var(txn.sub)]
+    default_backend up
+
+# The lean rules: Bearer, alg, signature, exp; X-OpenID stripped, then set.
+frontend fe_lean
+    bind 127.0.0.1:$HAL_PORT
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request $deny401 unless { var(txn.bearer) -m found }
+    http-request $deny401 unless { var(txn.bearer),jwt_header_query('\$.alg') -m str HS256 }
+    http-request $deny401 unless { var(txn.bearer),jwt_verify("HS256","\${WXGATE_JWT_SECRET}") -m int 1 }
+    http-request set-var(txn.now) date()
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+    http-request $deny401 unless { var(txn.exp),add(30),sub(txn.now) gt 0 }
+    http-request del-header x-openid
+    http-request set-header X-OpenID %[var(txn.bearer),jwt_payload_query('\$.sub')]
     default_backend up
 
 backend up
@@ -372,21 +402,36 @@ status() { # status URL [curl args...]
 expect() { # expect WANT NAME GOT
     [[ $3 == "$1" ]] || die "$2: expected $1, got $3"
 }
-checked=("wxgate $WX_PORT" "haproxy $HA_PORT")
-[[ -n $WXB_PID ]] && checked+=("wxgate-b $WXB_PORT")
-[[ -n $WXR_PID ]] && checked+=("wxgate-redis $WXR_PORT")
+checked=("wxgate http://127.0.0.1:$WX_PORT" "haproxy http://127.0.0.1:$HA_PORT")
+[[ -n $WXB_PID ]] && checked+=("wxgate-b http://127.0.0.1:$WXB_PORT")
+[[ -n $WXR_PID ]] && checked+=("wxgate-redis http://127.0.0.1:$WXR_PORT")
+[[ -n $TLS_NEEDED ]] && checked+=("wxgate-tls https://127.0.0.1:$WXT_PORT" "haproxy-tls https://127.0.0.1:$HAT_PORT")
 for p in "${checked[@]}"; do
-    read -r name port <<<"$p"
-    url="http://127.0.0.1:$port"
-    expect 200 "$name valid token" "$(status "$url/" -H "Authorization: Bearer $TOKEN")"
-    expect 200 "$name forged-but-valid token" "$(status "$url/" -H "Authorization: Bearer $GOOD_FORGED")"
-    expect 401 "$name no token" "$(status "$url/")"
+    read -r name url <<<"$p"
+    tls=()
+    [[ $url == https:* ]] && tls=(-k)
+    expect 200 "$name valid token" "$(status "$url/" "${tls[@]}" -H "Authorization: Bearer $TOKEN")"
+    expect 200 "$name forged-but-valid token" "$(status "$url/" "${tls[@]}" -H "Authorization: Bearer $GOOD_FORGED")"
+    expect 401 "$name no token" "$(status "$url/" "${tls[@]}")"
     for why in "${!REFUSED[@]}"; do
-        expect 401 "$name $why" "$(status "$url/" -H "Authorization: Bearer ${REFUSED[$why]}")"
+        expect 401 "$name $why" "$(status "$url/" "${tls[@]}" -H "Authorization: Bearer ${REFUSED[$why]}")"
     done
-    who=$(curl -s "$url/whoami" -H "Authorization: Bearer $TOKEN" -H 'X-OpenID: spoof' -H 'X_OpenID: spoof')
+    who=$(curl -s "${tls[@]}" "$url/whoami" -H "Authorization: Bearer $TOKEN" -H 'X-OpenID: spoof' -H 'X_OpenID: spoof')
     expect "openid=obench" "$name injected X-OpenID" "$who"
+    if [[ $url == https:* ]]; then
+        who=$(curl -s --http2 -k "$url/whoami" -H "Authorization: Bearer $TOKEN" -H 'X-OpenID: spoof')
+        expect "openid=obench" "$name over HTTP/2" "$who"
+    fi
 done
+# The lean HAProxy rules check the signature and exp only.
+url="http://127.0.0.1:$HAL_PORT"
+expect 200 "haproxy-lean valid token" "$(status "$url/" -H "Authorization: Bearer $TOKEN")"
+expect 401 "haproxy-lean no token" "$(status "$url/")"
+for why in bad-signature expired hs512 alg-none; do
+    expect 401 "haproxy-lean $why" "$(status "$url/" -H "Authorization: Bearer ${REFUSED[$why]}")"
+done
+expect "openid=obench" "haproxy-lean injected X-OpenID" \
+    "$(curl -s "$url/whoami" -H "Authorization: Bearer $TOKEN" -H 'X-OpenID: spoof')"
 expect 200 "wxgate public route" "$(status "http://127.0.0.1:$WX_PORT/public/x")"
 log "correctness: the proxies answer 200 with the token, 401 without it or with" \
     "a bad one (${!REFUSED[*]}), and set X-OpenID from sub"
@@ -428,6 +473,9 @@ scenario() {
     wxgate-b-401) echo "http://127.0.0.1:$WXB_PORT/ Authorization: Bearer $BAD_TOKEN" ;;
     wxgate-b-public) echo "http://127.0.0.1:$WXB_PORT/public/x" ;;
     pingora) echo "http://127.0.0.1:$PF_PORT/" ;;
+    haproxy-lean) echo "http://127.0.0.1:$HAL_PORT/ Authorization: Bearer $TOKEN" ;;
+    wxgate-tls | wxgate-tls-new | wxgate-h2) echo "https://127.0.0.1:$WXT_PORT/ Authorization: Bearer $TOKEN" ;;
+    haproxy-tls | haproxy-tls-new | haproxy-h2) echo "https://127.0.0.1:$HAT_PORT/ Authorization: Bearer $TOKEN" ;;
     wxgate-redis) echo "http://127.0.0.1:$WXR_PORT/ Authorization: Bearer $TOKEN" ;;
     login-wxgate) echo "http://127.0.0.1:$WX_PORT/wx/login" ;;
     login-wxgate-redis) echo "http://127.0.0.1:$WXR_PORT/wx/login" ;;
@@ -460,10 +508,38 @@ HZ=$(getconf CLK_TCK)
 run_wrk() { # run_wrk SCENARIO DURATION OUTFILE
     local url header
     read -r url header <<<"$(scenario "$1")"
+    if [[ $1 == *-h2 ]]; then
+        run_h2load "$url" "$header" "$2" "$3"
+        return
+    fi
     local args=(-t1 "-c$CONNS" "-d$2" --latency)
     [[ -n $header ]] && args+=(-H "$header")
+    # A new TLS connection (a full handshake) for every request.
+    [[ $1 == *-tls-new ]] && args+=(-H "Connection: close")
     [[ $1 == login-* ]] && args+=(-s "$ROOT/bench/login.lua")
     CODE_PREFIX="$1-$(date +%s%N)" taskset -c "$LOAD_CPU" wrk "${args[@]}" "$url" >"$3"
+}
+
+# HTTP/2 over TLS: h2load, H2_CONNS connections of H2_STREAMS concurrent
+# streams each; its summary rewritten in wrk's words for the tables (h2load
+# gives no percentiles: p50 is its mean, p99 is left empty).
+run_h2load() { # run_h2load URL HEADER DURATION OUTFILE
+    command -v h2load >/dev/null || die "h2load is missing (apt-get install nghttp2-client)"
+    local raw=$4.h2load
+    [[ $4 == /dev/null ]] && raw=$TMP/h2load-warmup.txt
+    taskset -c "$LOAD_CPU" h2load -c "${H2_CONNS:-32}" -m "${H2_STREAMS:-10}" -t 1 -D "${3%s}" \
+        -H "$2" "$1" >"$raw" 2>&1
+    # "finished in 8.01s, 18219.50 req/s, ..." / "requests: N total, N started, N done, ..."
+    # / "status codes: N 2xx, ..." / "time for request: min max mean sd +/- sd"
+    awk '/^finished in/ {rps = $4}
+        /^requests:/ {done = $6}
+        /^status codes:/ {ok = $3}
+        /^time for request:/ {mean = $6}
+        END {
+            printf "Requests/sec: %s\n%s requests in\n", rps, done
+            printf "Non-2xx or 3xx responses: %d\n", done - ok
+            printf "    50%% %s\n", mean
+        }' "$raw" >"$4"
 }
 
 # wrk latency figures are like 512.00us / 1.23ms / 2.00s: print milliseconds.

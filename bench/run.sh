@@ -18,6 +18,12 @@
 #   WXGATE_BIN=/path/to/wxgate               benchmark this binary instead (no build)
 #   SCENARIOS="direct wxgate haproxy wxgate-401 wxgate-public haproxy-401 pingora"
 #                                            (pingora: Pingora's own server, empty proxy)
+#                                            also: haproxy-lean (signature and exp only),
+#                                            wxgate-tls haproxy-tls (TLS 1.3, keep-alive),
+#                                            wxgate-tls-new haproxy-tls-new (a TLS handshake
+#                                            per request), wxgate-h2 haproxy-h2 (HTTP/2 over
+#                                            TLS, h2load -c H2_CONNS=32 -m H2_STREAMS=10),
+#                                            login-wxgate login-wxgate-redis login-flask ...
 #   WXGATE_B=/path/to/other/wxgate           A/B: also run this binary (scenarios wxgate-b,
 #                                            wxgate-b-401, wxgate-b-public), same rounds
 #   WXGATE_B_SERVER='http1 = "pingora"'      extra [server] lines for wxgate-b (with

@@ -1,6 +1,7 @@
 //! Upstream groups: round-robin selection, TCP health checks, peer options.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,19 @@ struct Idle {
 /// The most idle connections a group keeps.
 const MAX_IDLE: usize = 128;
 
+/// The most idle connections all groups keep together (the open-file
+/// reserve counts them: `server::descriptors`).
+pub const MAX_IDLE_TOTAL: usize = 128;
+
+/// Idle connections kept by all groups, old configs' included.
+static IDLE_TOTAL: AtomicUsize = AtomicUsize::new(0);
+
+fn idle_released(n: usize) {
+    if n > 0 {
+        IDLE_TOTAL.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
 /// How long an idle connection is kept (as Pingora's pool does).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -60,6 +74,13 @@ impl Upstream {
             count: addrs.len(),
             idle: Mutex::new(Vec::new()),
         })
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().unwrap_or_else(PoisonError::into_inner);
+        idle_released(idle.len());
     }
 }
 
@@ -115,6 +136,7 @@ impl Upstream {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(i) = idle.iter().rposition(|c| c.addr == addr) {
             let c = idle.remove(i);
+            idle_released(1);
             if c.since.elapsed() >= IDLE_TIMEOUT {
                 continue;
             }
@@ -132,7 +154,14 @@ impl Upstream {
     pub fn put_idle(&self, addr: SocketAddr, stream: tokio::net::TcpStream) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() >= MAX_IDLE {
-            // The oldest goes.
+            // This group's oldest makes room (the count stays).
+            idle.remove(0);
+        } else if IDLE_TOTAL.fetch_add(1, Ordering::AcqRel) >= MAX_IDLE_TOTAL {
+            idle_released(1);
+            if idle.is_empty() {
+                // Every place is another group's: this one is not kept.
+                return;
+            }
             idle.remove(0);
         }
         idle.push(Idle {

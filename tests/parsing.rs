@@ -1,9 +1,10 @@
 //! The parser catalogue, on both HTTP/1 paths (`[server] http1 = "wxgate"`,
 //! wxgate's own, and `"pingora"`): line endings, obs-fold, odd spacing,
 //! control bytes, target forms, header and line limits, chunk sizes,
-//! pipelining. Each case is sent raw on a fresh connection, the write side
-//! then closed; what comes back (every response's status and the path the
-//! upstream echoed, if any) must be the same on both paths, and no request
+//! pipelining. Each case is sent raw on a fresh connection, left open until
+//! the gateway closes it (a short `idle_timeout`); what comes back (every
+//! response's status and the path the upstream echoed, if any) must be the
+//! same on both paths, and no request
 //! riding in another's body (`/public/smuggled`) may reach the upstream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

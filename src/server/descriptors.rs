@@ -15,6 +15,7 @@
 //!                     idle connections to WeChat and the login hook (at most
 //!                     8 each per host, `outbound`)
 //!         + Pingora's idle upstream connections (128 per public listener)
+//!         + the relay's idle upstream connections (128 in all, `[server] http1 = "wxgate"`)
 //!         + 1 per upstream address (its health check)
 //!         + the Redis store's connections, each with a spare for a
 //!           reconnect: 6 (calls, revocations and the revocation feed),
@@ -104,7 +105,11 @@ impl Wanted {
             upstream_pool: conf
                 .upstream_keepalive_pool_size
                 .saturating_mul(conf.threads.max(1))
-                .saturating_mul(public_listeners),
+                .saturating_mul(public_listeners)
+                .saturating_add(match config.server.http1 {
+                    crate::config::Http1Path::Wxgate => crate::upstream::MAX_IDLE_TOTAL,
+                    crate::config::Http1Path::Pingora => 0,
+                }),
             upstreams: config.routes.iter().map(|r| r.upstream_addrs.len()).sum(),
             redis: store_descriptors(&config.store.kind),
         }

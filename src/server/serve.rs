@@ -70,10 +70,9 @@ pub(super) async fn serve(
         if let Some(relay) = relay {
             if settings.is_none() {
                 let closing = *shutdown.borrow();
-                match relay
-                    .serve(&mut stream, Some(peer), &mut carry, closing)
-                    .await
-                {
+                // Boxed: a connection waiting for its next request holds a
+                // pointer, not the state of a request being served.
+                match Box::pin(relay.serve(&mut stream, Some(peer), &mut carry, closing)).await {
                     Next::KeepAlive => {
                         if carry.is_empty()
                             && !next_request(&mut stream, &mut preface[..1], &mut watch).await
