@@ -150,7 +150,9 @@ wait_http "http://127.0.0.1:$UP_PORT/" nginx "$NGINX_PID"
 # --- (d) wxgate: one thread, "/" requires a token, "/public/" for reference ---
 if [[ -n $TLS_NEEDED ]]; then
     command -v openssl >/dev/null || die "openssl is missing"
-    # One P-256 certificate for both proxies (ECDSA: the usual choice today).
+    # One P-256 certificate for both proxies (ECDSA: the usual choice today);
+    # HAProxy is held to the TLS 1.3 suite rustls picks (AES-128-GCM), which
+    # OpenSSL would otherwise trade for AES-256-GCM.
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
         -subj /CN=localhost -keyout "$TMP/tls-key.pem" -out "$TMP/tls-cert.pem" 2>/dev/null
     cat "$TMP/tls-cert.pem" "$TMP/tls-key.pem" >"$TMP/tls-combined.pem"
@@ -304,7 +306,7 @@ defaults
 
 frontend fe
     bind 127.0.0.1:$HA_PORT
-$( [[ -n $TLS_NEEDED ]] && echo "    bind 127.0.0.1:$HAT_PORT ssl crt $TMP/tls-combined.pem alpn h2,http/1.1" )
+$( [[ -n $TLS_NEEDED ]] && echo "    bind 127.0.0.1:$HAT_PORT ssl crt $TMP/tls-combined.pem alpn h2,http/1.1 ciphersuites TLS_AES_128_GCM_SHA256" )
     # Token: exactly one Authorization header, Bearer scheme.
     http-request $deny401 if { req.hdr_cnt(authorization) gt 1 }
     http-request set-var(txn.bearer) http_auth_bearer
