@@ -184,13 +184,13 @@ async fn send(
     reused: bool,
 ) -> Result<(), Fail> {
     let mut first = Buf::chain(req.head, req.body);
-    match tokio::time::timeout(timeout, up.write_all_buf(&mut first)).await {
-        Ok(Ok(())) => {}
+    match bounded(timeout, up.write_all_buf(&mut first)).await {
+        Some(Ok(())) => {}
         // An idle connection closed by the upstream fails here or at the
         // first read: once more on a new one, if nothing is lost by it.
-        Ok(Err(_)) if reused && req.to_stream == 0 => return Err(Fail::Stale),
-        Ok(Err(_)) => return Err(Fail::Upstream(ApiError::UpstreamUnavailable)),
-        Err(_) => return Err(Fail::Upstream(ApiError::UpstreamTimeout)),
+        Some(Err(_)) if reused && req.to_stream == 0 => return Err(Fail::Stale),
+        Some(Err(_)) => return Err(Fail::Upstream(ApiError::UpstreamUnavailable)),
+        None => return Err(Fail::Upstream(ApiError::UpstreamTimeout)),
     }
     let mut left = req.to_stream;
     if left == 0 {
@@ -205,10 +205,10 @@ async fn send(
             Ok(n) => n,
         };
         let data = chunk.get(..n).unwrap_or(&[]);
-        match tokio::time::timeout(timeout, up.write_all(data)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(Fail::Upstream(ApiError::UpstreamUnavailable)),
-            Err(_) => return Err(Fail::Upstream(ApiError::UpstreamTimeout)),
+        match bounded(timeout, up.write_all(data)).await {
+            Some(Ok(())) => {}
+            Some(Err(_)) => return Err(Fail::Upstream(ApiError::UpstreamUnavailable)),
+            None => return Err(Fail::Upstream(ApiError::UpstreamTimeout)),
         }
         left = left.saturating_sub(n as u64);
     }
@@ -259,8 +259,8 @@ async fn read_head(
             return Err(Fail::Upstream(ApiError::UpstreamUnavailable));
         }
         rbuf.reserve(READ_CHUNK);
-        match tokio::time::timeout(timeout, up.read_buf(rbuf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
+        match bounded(timeout, up.read_buf(rbuf)).await {
+            Some(Ok(0)) | Some(Err(_)) => {
                 let nothing = rbuf.is_empty() && !answered;
                 return Err(if reused && nothing && req.to_stream == 0 {
                     Fail::Stale
@@ -268,8 +268,8 @@ async fn read_head(
                     Fail::Upstream(ApiError::UpstreamUnavailable)
                 });
             }
-            Ok(Ok(_)) => {}
-            Err(_) => return Err(Fail::Upstream(ApiError::UpstreamTimeout)),
+            Some(Ok(_)) => {}
+            None => return Err(Fail::Upstream(ApiError::UpstreamTimeout)),
         }
     }
 }
@@ -354,9 +354,9 @@ async fn relay_body(
             loop {
                 rbuf.clear();
                 rbuf.reserve(READ_CHUNK);
-                match tokio::time::timeout(timeout, up.read_buf(rbuf)).await {
-                    Ok(Ok(0)) => return (Some(false), sent),
-                    Ok(Ok(n)) => {
+                match bounded(timeout, up.read_buf(rbuf)).await {
+                    Some(Ok(0)) => return (Some(false), sent),
+                    Some(Ok(n)) => {
                         if !write(client, rbuf, &[]).await {
                             return (None, sent);
                         }
@@ -373,8 +373,8 @@ async fn relay_body(
 async fn read_more(up: &mut TcpStream, rbuf: &mut BytesMut, timeout: Duration) -> bool {
     rbuf.reserve(READ_CHUNK);
     matches!(
-        tokio::time::timeout(timeout, up.read_buf(rbuf)).await,
-        Ok(Ok(n)) if n > 0
+        bounded(timeout, up.read_buf(rbuf)).await,
+        Some(Ok(n)) if n > 0
     )
 }
 
@@ -418,5 +418,17 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ApiEr
         }
         Ok(Err(_)) => Err(ApiError::UpstreamUnavailable),
         Err(_) => Err(ApiError::UpstreamTimeout),
+    }
+}
+
+/// `fut` within `limit` (`None`: it took longer). Polled once first, so
+/// that what is ready at once (a write into a socket with room, a read of
+/// bytes already there) sets no timer.
+async fn bounded<F: std::future::Future>(limit: Duration, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => tokio::time::timeout(limit, fut).await.ok(),
     }
 }
