@@ -336,24 +336,32 @@ impl HeaderPolicy {
 
     /// Insert the identity headers. Call after [`Self::sanitize`].
     pub fn inject(&self, req: &mut RequestHeader, id: &IdentityValues) {
-        let pairs = [
+        for (wire, v) in self.identity_fields(id) {
+            // Inserting a valid name and value into a header map cannot fail.
+            let _ = req.insert_header(wire.clone(), v.clone());
+        }
+    }
+
+    /// The identity headers of a token's values, each in its configured
+    /// spelling: the ids and the hook's `uid` and `roles`, then its claims.
+    fn identity_fields<'a>(
+        &'a self,
+        id: &'a IdentityValues,
+    ) -> impl Iterator<Item = (&'a Bytes, &'a HeaderValue)> {
+        [
             (&self.openid, Some(&id.openid)),
             (&self.unionid, id.unionid.as_ref()),
             (&self.appid, id.appid.as_ref()),
             (&self.user_id, id.uid.as_ref()),
             (&self.user_roles, id.roles.as_ref()),
-        ];
-        for (h, v) in pairs {
-            if let Some(v) = v {
-                // Inserting a valid name and value into a header map cannot fail.
-                let _ = req.insert_header(h.wire.clone(), v.clone());
-            }
-        }
-        for (i, v) in &id.claims {
-            if let Some((_, h)) = self.claims.get(*i) {
-                let _ = req.insert_header(h.wire.clone(), v.clone());
-            }
-        }
+        ]
+        .into_iter()
+        .filter_map(|(h, v)| Some((&h.wire, v?)))
+        .chain(
+            id.claims
+                .iter()
+                .filter_map(|(i, v)| Some((&self.claims.get(*i)?.1.wire, v))),
+        )
     }
 }
 

@@ -42,6 +42,7 @@ use crate::headers::raw::line;
 use crate::headers::{Client, ClientInfo};
 use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::proxy::{admit, auth_outcome, decide, Decision, Forward};
+use crate::respond::json_fields;
 use crate::state::GatewayState;
 use exchange::{date, enter, Done};
 use head::{Head, Parsed, MAX_FIELDS};
@@ -231,23 +232,11 @@ impl Relay {
         out.push(b' ');
         out.extend_from_slice(forward.target.as_deref().unwrap_or(head.target));
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        let connection: [&[u8]; 4] = {
-            let mut c: [&[u8]; 4] = [b""; 4];
-            for (slot, v) in c.iter_mut().zip(head::values(head.fields, b"connection")) {
-                *slot = v;
-            }
-            c
-        };
-        let named = head::values(head.fields, b"connection").count();
+        let connection = head::values(head.fields, b"connection");
         let policy = &state.headers;
         for f in head.fields {
             let name = f.name.as_bytes();
-            let keep = if named <= connection.len() {
-                policy.keeps(name, &connection)
-            } else {
-                let all: Vec<&[u8]> = head::values(head.fields, b"connection").collect();
-                policy.keeps(name, &all)
-            };
+            let keep = policy.keeps(name, connection.clone());
             let stale_id = !request_id.kept && name.eq_ignore_ascii_case(b"x-request-id");
             if keep && !stale_id {
                 line(&mut out, name, f.value);
@@ -328,23 +317,15 @@ impl Relay {
     }
 }
 
-/// Write an error as its JSON response (the headers `respond` writes on
-/// Pingora's path, and Pingora's `Date` and `Connection`).
+/// Write an error as its JSON response (the fields of `respond`'s answers
+/// on Pingora's path, and Pingora's `Date` and `Connection`).
 async fn refuse(stream: &mut Stream, e: &ApiError, request_id: &[u8], keep_alive: bool) -> Done {
     let r = e.to_response();
     let mut out = Vec::with_capacity(256usize.saturating_add(r.body.len()));
     status_line(&mut out, r.status);
-    line(&mut out, b"Content-Type", b"application/json");
     let mut len = itoa::Buffer::new();
-    line(
-        &mut out,
-        b"Content-Length",
-        len.format(r.body.len()).as_bytes(),
-    );
-    line(&mut out, b"Cache-Control", b"no-store");
-    line(&mut out, b"X-Request-ID", request_id);
-    for (name, value) in &r.headers {
-        line(&mut out, name.as_bytes(), value.as_bytes());
+    for (name, value) in json_fields(len.format(r.body.len()), Some(request_id), &r.headers) {
+        line(&mut out, name.as_bytes(), value);
     }
     line(&mut out, b"Date", date().as_bytes());
     let connection: &[u8] = if keep_alive { b"keep-alive" } else { b"close" };
@@ -445,18 +426,8 @@ fn request_id(head: &Head<'_>, peer_trusted: bool) -> RequestId {
     id
 }
 
-/// The method as `http` names it (one of the head's methods).
+/// The method as `http` names it (one of the head's standard methods:
+/// no allocation).
 fn method(m: &str) -> http::Method {
-    match m {
-        "GET" => http::Method::GET,
-        "POST" => http::Method::POST,
-        "PUT" => http::Method::PUT,
-        "DELETE" => http::Method::DELETE,
-        "PATCH" => http::Method::PATCH,
-        "HEAD" => http::Method::HEAD,
-        _ => http::Method::OPTIONS,
-    }
+    http::Method::from_bytes(m.as_bytes()).unwrap_or_default()
 }
-
-#[cfg(test)]
-mod tests;

@@ -7,7 +7,6 @@
 //! `X-Request-ID`.
 
 use bytes::Bytes;
-use http::header;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -23,17 +22,31 @@ pub(crate) async fn respond(
     body: Bytes,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(5 + headers.len()))?;
-    resp.insert_header(header::CONTENT_TYPE, "application/json")?;
-    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
-    if let Some(id) = session.req_header().headers.get(X_REQUEST_ID) {
-        resp.insert_header(X_REQUEST_ID, id.clone())?;
-    }
-    for (name, value) in headers {
-        resp.insert_header(*name, value.as_str())?;
+    let mut len = itoa::Buffer::new();
+    let id = session.req_header().headers.get(X_REQUEST_ID);
+    let fields = json_fields(len.format(body.len()), id.map(|v| v.as_bytes()), headers);
+    for (name, value) in fields {
+        resp.insert_header(name, value)?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
+}
+
+/// The fields of every JSON answer wxgate writes, on either HTTP/1 path:
+/// type, exact length, no caching, the request id, then `extra`.
+pub(crate) fn json_fields<'a>(
+    body_len: &'a str,
+    request_id: Option<&'a [u8]>,
+    extra: &'a [(&'static str, String)],
+) -> impl Iterator<Item = (&'static str, &'a [u8])> {
+    [
+        ("Content-Type", &b"application/json"[..]),
+        ("Content-Length", body_len.as_bytes()),
+        ("Cache-Control", b"no-store"),
+    ]
+    .into_iter()
+    .chain(request_id.map(|id| ("X-Request-ID", id)))
+    .chain(extra.iter().map(|(n, v)| (*n, v.as_bytes())))
 }
 
 /// Write an [`ApiError`] as its JSON response.

@@ -38,7 +38,7 @@ mod table;
 
 pub use config::{AuthMode, RouteConfig};
 pub use endpoints::{Endpoint, Endpoints, JWKS_PATH};
-pub use path::{canonicalize, is_canonical_prefix, Canonical};
+pub use path::{canonicalize, is_canonical_prefix, is_target_byte, Canonical};
 #[cfg(test)]
 pub use table::RouteSpec;
 pub use table::{Route, RouteTable};

@@ -239,3 +239,55 @@ async fn shutdown_lets_requests_in_flight_finish() {
         .unwrap();
     upstream.await.unwrap();
 }
+
+/// An upstream that answers one request per connection, then closes it
+/// without saying so (no `Connection: close`): every idle connection the
+/// gateway keeps is dead by its next use. On both HTTP/1 paths, each
+/// request is still answered: the dead connection is noticed and a new
+/// one opened, the request never lost.
+#[tokio::test]
+async fn an_upstream_closing_idle_connections_loses_no_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                // Closed at once, the response read or not.
+            });
+        }
+    });
+    for path in support::HTTP1_PATHS {
+        let cfg = format!(
+            "{}\n[[routes]]\nprefix = \"/\"\nupstreams = [\"{addr}\"]\nauth = \"public\"\n",
+            support::base_config()
+        );
+        let gw = Gateway::start(&support::with_http1(&cfg, path)).await;
+        let mut client = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        for i in 0..20 {
+            let req = format!("GET /r{i} HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+            client.write_all(req.as_bytes()).await.unwrap();
+            let r = support::read_response(&mut client, Duration::from_secs(5)).await;
+            assert_eq!(r.status, 200, "{path}: request {i}: {}", r.text());
+            assert_eq!(r.text(), "ok", "{path}: request {i}");
+        }
+        gw.stop().await;
+    }
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 40);
+    server.abort();
+}

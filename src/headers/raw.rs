@@ -14,10 +14,14 @@ use super::{
 };
 
 impl HeaderPolicy {
-    /// Whether the upstream may see this client header. `connection` holds
+    /// Whether the upstream may see this client header. `connection` gives
     /// the values of the request's `Connection` headers (the names they list
     /// are removed, framing headers aside).
-    pub(crate) fn keeps(&self, name: &[u8], connection: &[&[u8]]) -> bool {
+    pub(crate) fn keeps<'a>(
+        &self,
+        name: &[u8],
+        connection: impl Iterator<Item = &'a [u8]>,
+    ) -> bool {
         if HOP_BY_HOP
             .iter()
             .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
@@ -79,29 +83,15 @@ impl HeaderPolicy {
 
     /// Write the identity headers of a verified token, in their configured spelling.
     pub(crate) fn write_identity(&self, id: &IdentityValues, out: &mut Vec<u8>) {
-        let pairs = [
-            (&self.openid, Some(&id.openid)),
-            (&self.unionid, id.unionid.as_ref()),
-            (&self.appid, id.appid.as_ref()),
-            (&self.user_id, id.uid.as_ref()),
-            (&self.user_roles, id.roles.as_ref()),
-        ];
-        for (h, v) in pairs {
-            if let Some(v) = v {
-                line(out, &h.wire, v.as_bytes());
-            }
-        }
-        for (i, v) in &id.claims {
-            if let Some((_, h)) = self.claims.get(*i) {
-                line(out, &h.wire, v.as_bytes());
-            }
+        for (wire, v) in self.identity_fields(id) {
+            line(out, wire, v.as_bytes());
         }
     }
 }
 
 /// Whether a `Connection` value lists `name` (framing headers and the
 /// `close`, `keep-alive` and `upgrade` options never count).
-fn named_by_connection(name: &[u8], connection: &[&[u8]]) -> bool {
+fn named_by_connection<'a>(name: &[u8], connection: impl Iterator<Item = &'a [u8]>) -> bool {
     if FRAMING
         .iter()
         .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
@@ -109,7 +99,6 @@ fn named_by_connection(name: &[u8], connection: &[&[u8]]) -> bool {
         return false;
     }
     connection
-        .iter()
         .flat_map(|v| v.split(|&b| b == b','))
         .map(|t| t.trim_ascii())
         .any(|t| !t.is_empty() && t.eq_ignore_ascii_case(name))

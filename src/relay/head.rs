@@ -80,7 +80,7 @@ pub(crate) fn parse<'b>(
     if target.first() != Some(&b'/') {
         return Parsed::Pingora("target form");
     }
-    if !target.iter().all(|&b| is_target_byte(b)) {
+    if !target.iter().all(|&b| crate::route::is_target_byte(b)) {
         // `httparse` takes a few bytes that `http`'s URI (and so Pingora)
         // refuses (`<`, `"`, `{`, ...), and Pingora drops a `#fragment`.
         return Parsed::Pingora("target bytes");
@@ -131,36 +131,8 @@ pub(crate) fn parse<'b>(
     })
 }
 
-/// A byte of an origin-form target as RFC 3986 writes one: unreserved,
-/// sub-delims, `:`, `@`, `/`, `?` and `%`.
-fn is_target_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-                | b'/'
-                | b'?'
-                | b'%'
-        )
-}
-
 /// A `Content-Length` value: 1 to 19 ASCII digits, nothing else.
-fn length(value: &[u8]) -> Option<u64> {
+pub(super) fn length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > MAX_LENGTH_DIGITS {
         return None;
     }
@@ -176,7 +148,7 @@ fn length(value: &[u8]) -> Option<u64> {
 pub(crate) fn values<'h, 'b: 'h>(
     fields: &'h [httparse::Header<'b>],
     name: &'static [u8],
-) -> impl Iterator<Item = &'b [u8]> + 'h {
+) -> impl Iterator<Item = &'b [u8]> + Clone + 'h {
     fields
         .iter()
         .filter(move |f| f.name.as_bytes().eq_ignore_ascii_case(name))

@@ -3,7 +3,7 @@
 //! the head the client gets (`Connection`, `Date` and the request id set by
 //! wxgate, as Pingora's path sets them).
 
-use super::head::MAX_FIELDS;
+use super::head::{length, MAX_FIELDS};
 use crate::headers::raw::line;
 
 /// How a response body ends.
@@ -69,20 +69,20 @@ pub(crate) fn parse<'b>(
     }
     let http11 = resp.version == Some(1);
     let fields: &'b [httparse::Header<'b>] = resp.headers;
-    let mut length: Option<u64> = None;
+    let mut declared: Option<u64> = None;
     let mut chunked = None;
     let mut close = !http11;
     for f in fields {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             for v in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let Some(n) = digits(v) else {
+                let Some(n) = length(v) else {
                     return ReadHead::Bad("a bad Content-Length");
                 };
-                if length.is_some_and(|l| l != n) {
+                if declared.is_some_and(|l| l != n) {
                     return ReadHead::Bad("differing Content-Lengths");
                 }
-                length = Some(n);
+                declared = Some(n);
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // The last coding of the last field decides.
@@ -105,7 +105,7 @@ pub(crate) fn parse<'b>(
     let framing = if head_request || status == 204 || status == 304 {
         Framing::Empty
     } else {
-        match (chunked, length) {
+        match (chunked, declared) {
             (Some(true), _) => Framing::Chunked,
             (Some(false), _) => Framing::UntilClose,
             (None, Some(n)) => Framing::Length(n),
@@ -113,7 +113,7 @@ pub(crate) fn parse<'b>(
         }
     };
     // A response framed two ways is not trusted with another request.
-    let both = chunked.is_some() && length.is_some();
+    let both = chunked.is_some() && declared.is_some();
     ReadHead::Final(Response {
         status,
         reason: resp.reason.unwrap_or(""),
@@ -122,18 +122,6 @@ pub(crate) fn parse<'b>(
         framing,
         reusable: !close && !both && framing != Framing::UntilClose,
         drop_length: chunked.is_some(),
-    })
-}
-
-/// 1 to 19 ASCII digits.
-fn digits(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit()
-            .then_some(())
-            .and_then(|()| n.checked_mul(10)?.checked_add(u64::from(b - b'0')))
     })
 }
 
@@ -149,8 +137,7 @@ impl Response<'_> {
         out: &mut Vec<u8>,
     ) {
         out.extend_from_slice(b"HTTP/1.1 ");
-        let mut code = itoa_status(self.status);
-        out.extend_from_slice(code.as_bytes_mut());
+        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -171,22 +158,6 @@ impl Response<'_> {
         line(out, b"Connection", connection);
         out.extend_from_slice(b"\r\n");
     }
-}
-
-/// A status code as three digits.
-struct Status([u8; 3]);
-
-impl Status {
-    fn as_bytes_mut(&mut self) -> &[u8] {
-        &self.0
-    }
-}
-
-fn itoa_status(s: u16) -> Status {
-    // httparse reads exactly three digits: 100 to 999.
-    let s = s.min(999);
-    let d = |n: u16| b'0'.saturating_add(u8::try_from(n % 10).unwrap_or(0));
-    Status([d(s / 100), d(s / 10), d(s)])
 }
 
 #[cfg(test)]

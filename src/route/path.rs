@@ -165,6 +165,12 @@ pub(super) fn is_plain(b: u8) -> bool {
         )
 }
 
+/// A byte an origin-form request target may carry as RFC 3986 writes it:
+/// [`is_plain`], `?` and `%`.
+pub fn is_target_byte(b: u8) -> bool {
+    is_plain(b) || b == b'?' || b == b'%'
+}
+
 /// Whether `prefix` may stand in the route table as written: a canonical path
 /// (what [`canonicalize`] would route on) starting with `/`, without a query.
 pub fn is_canonical_prefix(prefix: &str) -> bool {

@@ -134,7 +134,7 @@ fn by_raw(
         .map(|&(_, v)| VALUES[v].as_bytes());
     let mut out = Vec::new();
     for &(n, v) in f {
-        if policy.keeps(NAMES[n].as_bytes(), &connection) {
+        if policy.keeps(NAMES[n].as_bytes(), connection.iter().copied()) {
             line(&mut out, NAMES[n].as_bytes(), VALUES[v].as_bytes());
         }
     }
