@@ -86,25 +86,8 @@ pub(super) async fn serve(
                 }
             }
         }
-        let mut session = ServerSession::new_http1(stream);
-        match settings.take() {
-            Some(s) => s.apply_to_session(&mut session),
-            // Pingora's defaults for a new connection; the proxy's
-            // `early_request_filter` sets the idle timeout it really uses.
-            None => {
-                session.set_keepalive(Some(60));
-                if let Some(bytes) = prefix.filter(|b| !b.is_empty()) {
-                    // What the relay read, for Pingora to read first.
-                    let mut s = HttpPersistentSettings::for_session(&session);
-                    s.set_pipelined_prefix(bytes);
-                    s.apply_to_session(&mut session);
-                }
-            }
-        }
-        if *shutdown.borrow() {
-            session.set_keepalive(None);
-        }
-        let Some(reused) = app.process_new_http(session, shutdown).await else {
+        let request = pingora_request(app, stream, settings.take(), prefix, shutdown);
+        let Some(reused) = request.await else {
             return;
         };
         let (next, next_settings) = reused.consume();
@@ -121,6 +104,39 @@ pub(super) async fn serve(
             None
         };
     }
+}
+
+/// One request on Pingora's path: the session, with the settings of the
+/// request before on this connection (or Pingora's defaults and the bytes
+/// the relay read), served by the proxy. Not async itself: the session
+/// lives in the proxy's boxed future, not in the connection's, so an idle
+/// connection does not hold room for one.
+fn pingora_request<'a>(
+    app: &'a Arc<App>,
+    stream: Stream,
+    settings: Option<HttpPersistentSettings>,
+    prefix: Option<BytesMut>,
+    shutdown: &'a ShutdownWatch,
+) -> impl std::future::Future<Output = Option<pingora_core::apps::ReusedHttpStream>> + 'a {
+    let mut session = ServerSession::new_http1(stream);
+    match settings {
+        Some(s) => s.apply_to_session(&mut session),
+        // Pingora's defaults for a new connection; the proxy's
+        // `early_request_filter` sets the idle timeout it really uses.
+        None => {
+            session.set_keepalive(Some(60));
+            if let Some(bytes) = prefix.filter(|b| !b.is_empty()) {
+                // What the relay read, for Pingora to read first.
+                let mut s = HttpPersistentSettings::for_session(&session);
+                s.set_pipelined_prefix(bytes);
+                s.apply_to_session(&mut session);
+            }
+        }
+    }
+    if *shutdown.borrow() {
+        session.set_keepalive(None);
+    }
+    app.process_new_http(session, shutdown)
 }
 
 /// Wait until the client sends the first bytes of a request (peeked into
@@ -238,5 +254,36 @@ mod tests {
         let _guard = rt.enter();
         let s = tokio::net::UnixStream::from_std(a).unwrap_or_else(|e| panic!("{e}"));
         pingora_core::protocols::l4::stream::Stream::from(s)
+    }
+}
+
+#[cfg(test)]
+mod idle_size {
+    use std::sync::Arc;
+
+    /// What a connection's own future holds while it waits for a request
+    /// (every idle connection pays it): no session, no request state, both
+    /// boxed while they run. Pingora's HTTP/1 session alone is 680 bytes.
+    #[tokio::test]
+    async fn a_connection_waiting_for_a_request_holds_no_session() {
+        let config = crate::testing::config("", &[("/", "public")]);
+        let deps = crate::state::Deps::from_config(&config).unwrap_or_else(|e| panic!("{e}"));
+        let state =
+            crate::state::GatewayState::new(&config, deps).unwrap_or_else(|e| panic!("{e}"));
+        let swap = Arc::new(arc_swap::ArcSwap::new(Arc::new(state)));
+        let conf = Arc::new(pingora_core::server::configuration::ServerConf::default());
+        let gateway = crate::proxy::Gateway::new(swap.clone(), false);
+        let app = Arc::new(pingora_proxy::http_proxy(&conf, gateway));
+        let relay = crate::relay::Relay::new(swap, false);
+        let (a, _b) = tokio::net::UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
+        let stream: pingora_core::protocols::Stream =
+            Box::new(pingora_core::protocols::l4::stream::Stream::from(a));
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let peer = std::net::IpAddr::from([127, 0, 0, 1]);
+        let serving = super::serve(&app, Some(&relay), stream, peer, &rx);
+        let size = std::mem::size_of_val(&serving);
+        eprintln!("serve future: {size} bytes");
+        let session = std::mem::size_of::<pingora_core::protocols::http::ServerSession>();
+        assert!(size < 700, "{size} bytes (a session is {session})");
     }
 }
