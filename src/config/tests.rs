@@ -237,6 +237,7 @@ fn minimal_config_gets_the_defaults() {
     assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
     assert!(c.server.tls.is_none());
     assert_eq!(c.server.threads, 2);
+    assert_eq!(c.server.http1, Http1Path::Wxgate);
     assert_eq!(c.server.grace_period, Duration::from_secs(10));
     assert_eq!(c.server.health_path_prefix, "");
     assert_eq!(c.jwt.issuer, "wxgate");
@@ -438,6 +439,16 @@ fn bad_listen_address_is_refused() {
     assert!(m.contains("localhost:8080"), "{m}");
     invalid_key(&with_server("listen = \"0.0.0.0\""), "server.listen");
     invalid_key(&with_server("listen = \"0.0.0.0:99999\""), "server.listen");
+}
+
+#[test]
+fn http1_names_who_serves_http1() {
+    let c = parse_ok(&with_server("http1 = \"pingora\""));
+    assert_eq!(c.server.http1, Http1Path::Pingora);
+    let c = parse_ok(&with_server("http1 = \"wxgate\""));
+    assert_eq!(c.server.http1, Http1Path::Wxgate);
+    invalid_key(&with_server("http1 = \"hyper\""), "server.http1");
+    invalid_key(&with_server("http1 = \"Pingora\""), "server.http1");
 }
 
 #[test]
