@@ -305,7 +305,7 @@ impl Relay {
                 )
                 .await;
                 if let Some(e) = done.refused.take() {
-                    let keep_alive = done.keep_alive && to_stream == 0;
+                    let keep_alive = done.done.keep_alive;
                     let mut d = refuse(stream, &e, plan.request_id.as_bytes(), keep_alive).await;
                     d.peer = done.done.peer;
                     d.took = done.done.took;
@@ -343,7 +343,7 @@ async fn refuse(stream: &mut Stream, e: &ApiError, request_id: &[u8], keep_alive
 }
 
 /// `HTTP/1.1 <status> <reason>\r\n`.
-pub(super) fn status_line(out: &mut Vec<u8>, status: u16) {
+fn status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"HTTP/1.1 ");
     let mut n = itoa::Buffer::new();
     out.extend_from_slice(n.format(status).as_bytes());

@@ -29,14 +29,12 @@ struct Idle {
     since: Instant,
 }
 
-/// The most idle connections a group keeps.
-const MAX_IDLE: usize = 128;
-
 /// The most idle connections all groups keep together (the open-file
 /// reserve counts them: `server::descriptors`).
 pub const MAX_IDLE_TOTAL: usize = 128;
 
-/// Idle connections kept by all groups, old configs' included.
+/// Idle connections kept by all groups, old configs' included (one group
+/// may hold them all).
 static IDLE_TOTAL: AtomicUsize = AtomicUsize::new(0);
 
 fn idle_released(n: usize) {
@@ -153,15 +151,13 @@ impl Upstream {
     /// Keep a connection whose response was read whole for the next request.
     pub fn put_idle(&self, addr: SocketAddr, stream: tokio::net::TcpStream) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() >= MAX_IDLE {
-            // This group's oldest makes room (the count stays).
-            idle.remove(0);
-        } else if IDLE_TOTAL.fetch_add(1, Ordering::AcqRel) >= MAX_IDLE_TOTAL {
+        if IDLE_TOTAL.fetch_add(1, Ordering::AcqRel) >= MAX_IDLE_TOTAL {
             idle_released(1);
             if idle.is_empty() {
                 // Every place is another group's: this one is not kept.
                 return;
             }
+            // This group's oldest makes room (the count stays).
             idle.remove(0);
         }
         idle.push(Idle {
@@ -173,14 +169,62 @@ impl Upstream {
 
     /// A healthy upstream not in `failed`, as a peer with this route's timeouts.
     pub fn pick(&self, failed: &[SocketAddr]) -> Option<Box<HttpPeer>> {
-        let backend = self.lb.select_with(b"", 256, |b, healthy| {
-            healthy && b.addr.as_inet().is_none_or(|a| !failed.contains(a))
-        })?;
-        let mut peer = HttpPeer::new(backend.addr, false, String::new());
+        let mut peer = HttpPeer::new(self.pick_addr(failed)?, false, String::new());
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.read_timeout = Some(self.read_timeout);
         peer.options.write_timeout = Some(self.read_timeout);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Some(Box::new(peer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The idle connections of every group together stay within
+    /// `MAX_IDLE_TOTAL` (the open-file reserve counts on it), a full pool
+    /// still takes a newer connection in place of its oldest, and a dropped
+    /// group (a config reloaded away) gives its places back. (Only this
+    /// test puts connections in a pool in this test binary.)
+    #[tokio::test]
+    async fn idle_connections_are_capped_counted_and_released() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let accept = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let t = Duration::from_secs(1);
+        let a =
+            Upstream::new(&[addr], t, t, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+        let b =
+            Upstream::new(&[addr], t, t, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+        let base = IDLE_TOTAL.load(Ordering::Acquire);
+        let connect = || async {
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        for _ in 0..MAX_IDLE_TOTAL + 5 {
+            a.put_idle(addr, connect().await);
+        }
+        assert_eq!(IDLE_TOTAL.load(Ordering::Acquire) - base, MAX_IDLE_TOTAL);
+        // Every place is taken by `a`: `b` keeps nothing.
+        b.put_idle(addr, connect().await);
+        assert!(b.take_idle(addr).is_none());
+        // A connection taken gives its place back, and is the newest.
+        assert!(a.take_idle(addr).is_some());
+        assert_eq!(
+            IDLE_TOTAL.load(Ordering::Acquire) - base,
+            MAX_IDLE_TOTAL - 1
+        );
+        drop(a);
+        assert_eq!(IDLE_TOTAL.load(Ordering::Acquire), base);
+        accept.abort();
     }
 }

@@ -47,10 +47,9 @@ pub(super) struct Request<'a> {
 /// How the exchange ended.
 pub(super) struct Exchanged {
     pub done: Done,
-    /// Nothing was written to the client: answer this error.
+    /// Nothing was written to the client: answer this error (and keep the
+    /// connection if `done.keep_alive` says its request was read whole).
     pub refused: Option<ApiError>,
-    /// The client connection may carry another request.
-    pub keep_alive: bool,
 }
 
 /// Why sending or reading failed.
@@ -88,10 +87,10 @@ pub(super) async fn forward(
     let refused = |e: ApiError, peer: Option<SocketAddr>, body_read: bool| Exchanged {
         done: Done {
             peer,
+            keep_alive: req.keep_alive && body_read,
             ..Done::default()
         },
         refused: Some(e),
-        keep_alive: req.keep_alive && body_read,
     };
     loop {
         let Some(addr) = upstream.pick_addr(&failed) else {
@@ -157,7 +156,6 @@ pub(super) async fn forward(
                 keep_alive: sent && head.keep_alive,
             },
             refused: None,
-            keep_alive: sent && head.keep_alive,
         };
     }
 }
@@ -170,7 +168,6 @@ fn gone(peer: Option<SocketAddr>) -> Exchanged {
             ..Done::default()
         },
         refused: None,
-        keep_alive: false,
     }
 }
 
@@ -286,8 +283,7 @@ async fn relay_body(
     timeout: Duration,
 ) -> (Option<bool>, usize) {
     rbuf.advance(head.len);
-    let mut out = Vec::new();
-    // The head and what came with it go out in one write.
+    // The head and what came with it go out together (buffered).
     let mut sent = 0usize;
     match head.framing {
         Framing::Empty => {
@@ -345,10 +341,8 @@ async fn relay_body(
             }
         }
         Framing::UntilClose => {
-            out.extend_from_slice(&head.out);
-            out.extend_from_slice(rbuf);
             sent = rbuf.len();
-            if !write(client, &out, &[]).await {
+            if !write(client, &head.out, rbuf).await {
                 return (None, sent);
             }
             loop {

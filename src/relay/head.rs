@@ -49,10 +49,6 @@ const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OP
 /// Whether `buf` may hold a whole head: it has a blank line. Cheaper than
 /// a parse, so a head arriving in pieces is parsed once.
 pub(crate) fn may_be_complete(buf: &[u8]) -> bool {
-    memchr_blank_line(buf)
-}
-
-fn memchr_blank_line(buf: &[u8]) -> bool {
     buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n")
 }
 
