@@ -19,26 +19,19 @@
 //! in flight, then drop the rest.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
-use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::protocols::tls::server::handshake;
-use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::services::background::BackgroundService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use self::accept::Listener;
 use self::admission::Connections;
 use crate::config::{Config, TlsConfig};
-use crate::conn::buffered::Buffered;
-use crate::conn::deadline::Deadlined;
 use crate::conn::ConnLimits;
 use crate::proxy::Gateway;
 use crate::relay::Relay;
@@ -50,8 +43,10 @@ pub(crate) mod accept;
 pub mod admission;
 mod descriptors;
 mod internal;
+mod park;
 mod serve;
 
+use accept::accept_loop;
 use serve::App;
 
 /// A running gateway. Dropping it does not stop it; call [`Running::shutdown`].
@@ -423,74 +418,4 @@ fn tls_acceptor(tls: &TlsConfig) -> Result<pingora_core::listeners::tls::Accepto
     let mut settings = TlsSettings::intermediate(&cert, &key).map_err(TlsError::Load)?;
     settings.enable_h2();
     Ok(settings.build())
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    (app, relay): (Arc<App>, Option<Arc<Relay>>),
-    tls: Option<Arc<pingora_core::listeners::tls::Acceptor>>,
-    mut shutdown: watch::Receiver<bool>,
-    connections: Arc<Connections>,
-    limits: ConnLimits,
-) {
-    let mut listener = Listener::new(listener);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let Ok(admitted) = connections.admit(peer.ip()) else {
-            // Over a limit: closed at once, before anything is read.
-            drop(tcp);
-            continue;
-        };
-        let app = app.clone();
-        let relay = relay.clone();
-        let tls = tls.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _admitted = admitted;
-            // Boxed: the handshake's state (large with TLS) is freed once done
-            // instead of sizing every connection's task for it.
-            let Some(stream) = Box::pin(prepare(tcp, peer, tls.as_deref(), limits)).await else {
-                return;
-            };
-            serve::serve(&app, relay.as_deref(), stream, peer.ip(), &shutdown).await;
-        });
-    }
-}
-
-/// TCP_NODELAY, write buffer, peer address for logs and `X-Forwarded-For`,
-/// TLS handshake (within `header_timeout`), read deadlines.
-async fn prepare(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    tls: Option<&pingora_core::listeners::tls::Acceptor>,
-    limits: ConnLimits,
-) -> Option<Stream> {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-    }
-    let fd = tcp.as_raw_fd();
-    let mut stream = Buffered::new(L4Stream::from(tcp));
-    let digest = SocketDigest::from_raw_fd(fd);
-    let _ = digest.peer_addr.set(Some(peer.into()));
-    stream.set_socket_digest(digest);
-    let stream: Stream = match tls {
-        None => Box::new(stream),
-        Some(acceptor) => {
-            match tokio::time::timeout(limits.header_timeout, handshake(acceptor, stream)).await {
-                Ok(Ok(s)) => Box::new(s),
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return None;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return None;
-                }
-            }
-        }
-    };
-    Some(Box::new(Deadlined::new(stream, limits)))
 }

@@ -130,6 +130,43 @@ async fn an_idle_keep_alive_connection_is_closed() {
     gw.stop().await;
 }
 
+/// Past its linger (200 ms) an idle connection is parked without a task;
+/// its next request gets one again, on both HTTP/1 paths, as often as it
+/// comes back.
+#[tokio::test]
+async fn a_connection_idle_past_its_linger_is_served_again() {
+    for path in support::HTTP1_PATHS {
+        let (_up, gw) = gateway(&format!("http1 = \"{path}\"")).await;
+        let mut s = connect(&gw).await;
+        one_request(&mut s, "/public/a").await;
+        for round in 0..3 {
+            // Idle longer than the linger: the scenario, not a wait for readiness.
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            one_request(&mut s, &format!("/public/again-{round}")).await;
+        }
+        assert_eq!(gw.running().connections().open(), 1, "{path}");
+        gw.stop().await;
+    }
+}
+
+/// A parked connection is closed at shutdown, as an idle one always was:
+/// the gateway does not wait out its grace period for it.
+#[tokio::test]
+async fn shutdown_closes_a_parked_connection() {
+    let (_up, gw) = gateway("idle_timeout = \"60s\"").await;
+    let mut s = connect(&gw).await;
+    one_request(&mut s, "/public/a").await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let stopping = Instant::now();
+    gw.stop().await;
+    // The tests' grace period is 1 s: a connection still counted as open
+    // would have held the shutdown that long.
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_millis(900), "shutdown took {took:?}");
+    let (buf, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(buf.is_empty());
+}
+
 #[tokio::test]
 async fn a_connection_that_never_sends_is_closed_after_the_idle_timeout() {
     let (_up, gw) = gateway("idle_timeout = \"600ms\"").await;

@@ -10,6 +10,7 @@
 //! | phase | deadline, counted from | ends when |
 //! |---|---|---|
 //! | waiting for a request | `idle_timeout`, the end of the last response (or the accept) | the first byte of a request arrives |
+//! | … of which the first [`LINGER`] | (a peek past it hears [`is_lingered`]: the connection is parked) | |
 //! | reading request headers | `header_timeout`, that first byte | the proxy has the whole header ([`Phase::Body`] or [`Phase::Open`]) |
 //! | reading the body | `body_timeout`, the end of the headers | the body is complete ([`Phase::Open`]) |
 //! | open | none (the upstream's own timeouts apply) | the response is sent ([`Phase::AwaitRequest`]) |
@@ -56,6 +57,24 @@ pub(crate) enum Phase {
 /// The phase value of a wait for the next request that no read has seen yet.
 const NEW_WAIT: u8 = 3;
 
+/// How long a keep-alive connection waits for its next request in its own
+/// task. A peek still waiting past it fails with [`is_lingered`], and the
+/// listener parks the connection without a task (`server::park`) for the
+/// rest of its idle time. Requests in a burst keep their task; a connection
+/// really idle holds the least memory. Reads other than peeks just go on.
+pub(crate) const LINGER: Duration = Duration::from_millis(200);
+
+/// What a peek past [`LINGER`] fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("no request within the linger time")]
+struct Lingered;
+
+/// Whether a peek failed only because the connection lingered idle past
+/// [`LINGER`] (it is still open and still under its idle deadline).
+pub(crate) fn is_lingered(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Lingered>())
+}
+
 impl Phase {
     fn from_u8(v: u8) -> Self {
         match v {
@@ -69,6 +88,8 @@ impl Phase {
 /// What the timer currently measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Armed {
+    /// The first [`LINGER`] of an idle wait.
+    Linger,
     Idle,
     Header,
     Body,
@@ -83,6 +104,10 @@ pub(crate) struct Deadlined {
     phase: AtomicU8,
     armed: Armed,
     timer: Pin<Box<Sleep>>,
+    /// When the current wait for a request ends (the idle deadline).
+    idle_until: Instant,
+    /// A peek is reading: only a peek hears that the linger is over.
+    peeking: bool,
     /// No byte read yet: the next one tells HTTP/1 from the HTTP/2 preface.
     fresh: bool,
     /// Bytes read ahead by [`Peek::try_peek`], handed out first by reads.
@@ -107,12 +132,15 @@ impl Deadlined {
     /// Wrap a freshly accepted (and, for TLS, handshaken) stream: the idle
     /// deadline runs from now.
     pub(crate) fn new(inner: Stream, limits: ConnLimits) -> Self {
+        let idle_until = Instant::now() + limits.idle_timeout;
         Self {
             inner,
             limits,
             phase: AtomicU8::new(Phase::AwaitRequest as u8),
             armed: Armed::Idle,
-            timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+            timer: Box::pin(tokio::time::sleep_until(idle_until)),
+            idle_until,
+            peeking: false,
             fresh: true,
             peeked: Vec::new(),
             h2: false,
@@ -151,7 +179,7 @@ impl Deadlined {
 
     fn arm(&mut self, armed: Armed) {
         let after = match armed {
-            Armed::Idle => self.limits.idle_timeout,
+            Armed::Linger | Armed::Idle => self.limits.idle_timeout,
             Armed::Header => self.limits.header_timeout,
             Armed::Body => self.limits.body_timeout,
             Armed::Off => {
@@ -161,6 +189,20 @@ impl Deadlined {
         };
         self.timer.as_mut().reset(Instant::now() + after);
         self.armed = armed;
+    }
+
+    /// A new wait for a request: [`LINGER`] first when the idle timeout is
+    /// longer, then the rest of it.
+    fn arm_wait(&mut self) {
+        let now = Instant::now();
+        self.idle_until = now + self.limits.idle_timeout;
+        if self.limits.idle_timeout > LINGER {
+            self.timer.as_mut().reset(now + LINGER);
+            self.armed = Armed::Linger;
+        } else {
+            self.timer.as_mut().reset(self.idle_until);
+            self.armed = Armed::Idle;
+        }
     }
 
     /// Follow the phase the hooks set.
@@ -177,12 +219,12 @@ impl Deadlined {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             );
-            self.arm(Armed::Idle);
+            self.arm_wait();
             return;
         }
         match Phase::from_u8(phase) {
             Phase::AwaitRequest => {
-                if !matches!(self.armed, Armed::Idle | Armed::Header) {
+                if !matches!(self.armed, Armed::Linger | Armed::Idle | Armed::Header) {
                     self.arm(Armed::Idle);
                 }
             }
@@ -197,7 +239,7 @@ impl Deadlined {
 
     fn expired(&self) -> io::Error {
         let what = match self.armed {
-            Armed::Idle => "idle connection",
+            Armed::Linger | Armed::Idle => "idle connection",
             Armed::Header => "request headers",
             Armed::Body => "request body",
             Armed::Off => "connection",
@@ -213,7 +255,18 @@ impl Deadlined {
     ) -> Poll<io::Result<()>> {
         self.sync();
         if self.armed != Armed::Off && self.timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(self.expired()));
+            if self.armed != Armed::Linger {
+                return Poll::Ready(Err(self.expired()));
+            }
+            // The linger is over: the rest of the idle wait.
+            self.timer.as_mut().reset(self.idle_until);
+            self.armed = Armed::Idle;
+            if self.peeking {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::WouldBlock, Lingered)));
+            }
+            if self.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(self.expired()));
+            }
         }
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
@@ -227,7 +280,7 @@ impl Deadlined {
                     self.armed = Armed::Off;
                 }
             }
-            if self.armed == Armed::Idle {
+            if matches!(self.armed, Armed::Linger | Armed::Idle) {
                 self.arm(Armed::Header);
             }
         }
@@ -418,7 +471,9 @@ impl Peek for Deadlined {
             let read = std::future::poll_fn(|cx| {
                 let mut chunk = [0u8; PEEK_CHUNK];
                 let mut rb = ReadBuf::new(&mut chunk);
+                self.peeking = true;
                 let polled = self.poll_read_deadlined(cx, &mut rb);
+                self.peeking = false;
                 if polled.is_ready() {
                     self.peeked.extend_from_slice(rb.filled());
                 }
@@ -435,3 +490,6 @@ impl Peek for Deadlined {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,10 @@
-//! Accepting connections when the process is out of file descriptors.
+//! The accept loop of a public listener, and accepting connections when
+//! the process is out of file descriptors.
+//!
+//! Each accepted connection is counted against the caps (`admission`),
+//! prepared (`TCP_NODELAY`, the write buffer, the TLS handshake, the read
+//! deadlines) and served in a task of its own (`serve`); between requests
+//! it may be parked without one (`park`).
 //!
 //! `accept()` fails with `EMFILE` (or `ENFILE`) when no descriptor is left
 //! for the new socket; the connection then stays in the kernel's backlog,
@@ -19,10 +25,23 @@
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use pingora_core::protocols::tls::server::handshake;
+use pingora_core::protocols::Stream;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::admission::Connections;
+use super::park::{Conn, Park};
+use super::serve::{self, App, Serving};
+use crate::conn::buffered::Buffered;
+use crate::conn::deadline::Deadlined;
+use crate::conn::tcp::Tcp;
+use crate::conn::ConnLimits;
+use crate::relay::Relay;
 
 /// `EMFILE` and `ENFILE`: the same numbers on Linux, the BSDs and macOS.
 const EMFILE: i32 = 24;
@@ -94,6 +113,89 @@ impl Listener {
             tokio::time::sleep(PAUSE).await;
         }
     }
+}
+
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    (app, relay): (Arc<App>, Option<Arc<Relay>>),
+    tls: Option<Arc<pingora_core::listeners::tls::Acceptor>>,
+    mut shutdown: watch::Receiver<bool>,
+    connections: Arc<Connections>,
+    limits: ConnLimits,
+) {
+    let mut listener = Listener::new(listener);
+    let serving = Arc::new_cyclic(|me: &std::sync::Weak<Serving>| {
+        let (me, closing) = (me.clone(), shutdown.clone());
+        // A parked connection whose next request starts gets a task again.
+        let resume = move |conn| {
+            if let Some(serving) = me.upgrade() {
+                let shutdown = closing.clone();
+                tokio::spawn(async move { serve::keep_alive(&serving, conn, &shutdown).await });
+            }
+        };
+        let park = Park::start(resume, shutdown.clone());
+        Serving { app, relay, park }
+    });
+    loop {
+        let (tcp, peer) = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let Ok(admitted) = connections.admit(peer.ip()) else {
+            // Over a limit: closed at once, before anything is read.
+            drop(tcp);
+            continue;
+        };
+        let serving = serving.clone();
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            // Boxed: the handshake's state (large with TLS) is freed once done
+            // instead of sizing every connection's task for it.
+            let Some(stream) = Box::pin(prepare(tcp, peer, tls.as_deref(), limits)).await else {
+                return;
+            };
+            let (peer, settings) = (peer.ip(), None);
+            let conn = Conn {
+                stream,
+                peer,
+                settings,
+                admitted,
+            };
+            serve::serve(&serving, conn, &shutdown).await;
+        });
+    }
+}
+
+/// TCP_NODELAY, write buffer, peer address for logs and `X-Forwarded-For`,
+/// TLS handshake (within `header_timeout`), read deadlines.
+async fn prepare(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&pingora_core::listeners::tls::Acceptor>,
+    limits: ConnLimits,
+) -> Option<Stream> {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    let stream = Buffered::new(Tcp::new(tcp, peer));
+    let stream: Stream = match tls {
+        None => Box::new(stream),
+        Some(acceptor) => {
+            match tokio::time::timeout(limits.header_timeout, handshake(acceptor, stream)).await {
+                Ok(Ok(s)) => Box::new(s),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Box::new(Deadlined::new(stream, limits)))
 }
 
 fn open_spare() -> Option<File> {

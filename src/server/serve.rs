@@ -11,7 +11,6 @@
 //! unanswered.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -23,31 +22,36 @@ use pingora_core::server::ShutdownWatch;
 
 use pingora_proxy::HttpProxy;
 
-use crate::conn::deadline::{H2_PREFACE, H2_PREFACE_START};
+use super::park::{Conn, Park};
+use crate::conn::deadline::{is_lingered, H2_PREFACE, H2_PREFACE_START};
 use crate::proxy::Gateway;
 use crate::relay::{Next, Relay};
 
 /// The proxy every public connection is served by.
 pub(super) type App = HttpProxy<Gateway>;
 
-/// Serve `stream` until the client leaves, a deadline passes or the gateway
-/// shuts down: HTTP/1 requests by `relay` when it takes them (see
-/// [`crate::relay`]), the rest by Pingora.
-pub(super) async fn serve(
-    app: &Arc<App>,
-    relay: Option<&Relay>,
-    mut stream: Stream,
-    peer: IpAddr,
-    shutdown: &ShutdownWatch,
-) {
+/// What serves a listener's connections.
+pub(super) struct Serving {
+    pub(super) app: Arc<App>,
+    /// wxgate's own HTTP/1 path, unless `[server] http1 = "pingora"`.
+    pub(super) relay: Option<Arc<Relay>>,
+    /// Where its idle connections wait without a task.
+    pub(super) park: Park,
+}
+
+/// Serve a new connection until the client leaves, a deadline passes, the
+/// gateway shuts down or it idles long enough to be parked: HTTP/1 requests
+/// by the relay when it takes them (see [`crate::relay`]), the rest by
+/// Pingora.
+pub(super) async fn serve(serving: &Serving, mut conn: Conn, shutdown: &ShutdownWatch) {
     let mut watch = shutdown.clone();
-    let tls = stream.get_ssl_digest().is_some();
+    let tls = conn.stream.get_ssl_digest().is_some();
     let mut preface = [0u8; H2_PREFACE.len()];
-    if !next_request(&mut stream, &mut preface, &mut watch).await {
+    if next_request(&mut conn.stream, &mut preface, &mut watch).await != Wait::Request {
         return;
     }
     let h2 = if tls {
-        matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
+        matches!(conn.stream.selected_alpn_proto(), Some(ALPN::H2))
     } else {
         preface[..] == *H2_PREFACE
     };
@@ -59,12 +63,27 @@ pub(super) async fn serve(
     }
     if h2 {
         // Pingora peeks the preface again (the bytes are kept) and serves HTTP/2.
-        let _ = app.process_new(stream, shutdown).await;
+        let _ = serving.app.process_new(conn.stream, shutdown).await;
         return;
     }
-    let mut settings: Option<HttpPersistentSettings> = None;
+    // Boxed: the first wait holds the connection, not room for a request.
+    Box::pin(keep_alive(serving, conn, shutdown)).await;
+}
+
+/// Serve the HTTP/1 requests of `conn`, whose next request has started.
+pub(super) async fn keep_alive(serving: &Serving, conn: Conn, shutdown: &ShutdownWatch) {
+    let Conn {
+        mut stream,
+        peer,
+        settings,
+        admitted,
+    } = conn;
+    let mut watch = shutdown.clone();
+    let mut settings = settings.map(|s| *s);
+    let relay = serving.relay.as_deref();
     // Bytes of the next request the relay read past the last one.
     let mut carry = BytesMut::new();
+    let mut byte = [0u8; 1];
     loop {
         let mut prefix = None;
         if let Some(relay) = relay {
@@ -73,36 +92,42 @@ pub(super) async fn serve(
                 // Boxed: a connection waiting for its next request holds a
                 // pointer, not the state of a request being served.
                 match Box::pin(relay.serve(&mut stream, Some(peer), &mut carry, closing)).await {
-                    Next::KeepAlive => {
-                        if carry.is_empty()
-                            && !next_request(&mut stream, &mut preface[..1], &mut watch).await
-                        {
-                            return;
-                        }
-                        continue;
-                    }
+                    Next::KeepAlive if !carry.is_empty() => continue,
+                    Next::KeepAlive => {}
                     Next::Close => return,
                     Next::Pingora(bytes) => prefix = Some(bytes),
                 }
             }
         }
-        let request = pingora_request(app, stream, settings.take(), prefix, shutdown);
-        let Some(reused) = request.await else {
-            return;
-        };
-        let (next, next_settings) = reused.consume();
-        stream = next;
-        let pipelined = next_settings.as_ref().is_some_and(has_pipelined_prefix);
-        if !pipelined && !next_request(&mut stream, &mut preface[..1], &mut watch).await {
-            return;
+        if prefix.is_some() || relay.is_none() || settings.is_some() {
+            let request = pingora_request(&serving.app, stream, settings.take(), prefix, shutdown);
+            let Some(reused) = request.await else {
+                return;
+            };
+            let (next, next_settings) = reused.consume();
+            stream = next;
+            if next_settings.as_ref().is_some_and(has_pipelined_prefix) {
+                // Pingora read the start of the next request: it serves it.
+                settings = next_settings;
+                continue;
+            }
+            // Otherwise the relay takes the next one.
+            settings = if relay.is_none() { next_settings } else { None };
         }
-        // Bytes Pingora read ahead stay with Pingora for the next request;
-        // otherwise the relay takes the next one.
-        settings = if pipelined || relay.is_none() {
-            next_settings
-        } else {
-            None
-        };
+        match next_request(&mut stream, &mut byte, &mut watch).await {
+            Wait::Request => {}
+            Wait::Over => return,
+            Wait::Idle => {
+                let conn = Conn {
+                    stream,
+                    peer,
+                    settings: settings.map(Box::new),
+                    admitted,
+                };
+                serving.park.park(conn);
+                return;
+            }
+        }
     }
 }
 
@@ -139,17 +164,32 @@ fn pingora_request<'a>(
     app.process_new_http(session, shutdown)
 }
 
+/// How a wait for the next request ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Wait {
+    /// Its first bytes are here (peeked, left in the stream).
+    Request,
+    /// Nothing came within the linger: park the connection.
+    Idle,
+    /// The connection is over (closed, idle past its deadline, or the
+    /// gateway is shutting down).
+    Over,
+}
+
 /// Wait until the client sends the first bytes of a request (peeked into
-/// `buf`, left in the stream). `false`: the connection is over (closed, idle
-/// past its deadline, or the gateway is shutting down).
-async fn next_request(stream: &mut Stream, buf: &mut [u8], shutdown: &mut ShutdownWatch) -> bool {
+/// `buf`, left in the stream).
+async fn next_request(stream: &mut Stream, buf: &mut [u8], shutdown: &mut ShutdownWatch) -> Wait {
     if *shutdown.borrow() {
-        return false;
+        return Wait::Over;
     }
     tokio::select! {
         biased;
-        peeked = stream.try_peek(buf) => matches!(peeked, Ok(true)),
-        _ = shutdown.changed() => false,
+        peeked = stream.try_peek(buf) => match peeked {
+            Ok(true) => Wait::Request,
+            Err(e) if is_lingered(&e) => Wait::Idle,
+            _ => Wait::Over,
+        },
+        _ = shutdown.changed() => Wait::Over,
     }
 }
 
@@ -262,8 +302,9 @@ mod idle_size {
     use std::sync::Arc;
 
     /// What a connection's own future holds while it waits for a request
-    /// (every idle connection pays it): no session, no request state, both
-    /// boxed while they run. Pingora's HTTP/1 session alone is 680 bytes.
+    /// (every connection pays it for its linger; a parked one holds no
+    /// task): no session, no request state, both boxed while they run.
+    /// Pingora's HTTP/1 session alone is 680 bytes.
     #[tokio::test]
     async fn a_connection_waiting_for_a_request_holds_no_session() {
         let config = crate::testing::config("", &[("/", "public")]);
@@ -274,16 +315,35 @@ mod idle_size {
         let conf = Arc::new(pingora_core::server::configuration::ServerConf::default());
         let gateway = crate::proxy::Gateway::new(swap.clone(), false);
         let app = Arc::new(pingora_proxy::http_proxy(&conf, gateway));
-        let relay = crate::relay::Relay::new(swap, false);
-        let (a, _b) = tokio::net::UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
-        let stream: pingora_core::protocols::Stream =
-            Box::new(pingora_core::protocols::l4::stream::Stream::from(a));
+        let relay = Some(Arc::new(crate::relay::Relay::new(swap, false)));
         let (_tx, rx) = tokio::sync::watch::channel(false);
+        let park = super::Park::start(|_| {}, rx.clone());
+        let serving = super::Serving { app, relay, park };
         let peer = std::net::IpAddr::from([127, 0, 0, 1]);
-        let serving = super::serve(&app, Some(&relay), stream, peer, &rx);
-        let size = std::mem::size_of_val(&serving);
-        eprintln!("serve future: {size} bytes");
+        let connections = Arc::new(crate::server::admission::Connections::new(4, 4));
+        let conn = || {
+            let (a, _b) = tokio::net::UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
+            let stream: pingora_core::protocols::Stream =
+                Box::new(pingora_core::protocols::l4::stream::Stream::from(a));
+            let admitted = connections
+                .admit(peer)
+                .unwrap_or_else(|_| panic!("not admitted"));
+            super::Conn {
+                stream,
+                peer,
+                settings: None,
+                admitted,
+            }
+        };
+        let first = super::serve(&serving, conn(), &rx);
+        let resumed = super::keep_alive(&serving, conn(), &rx);
+        let size = std::mem::size_of_val(&first).max(std::mem::size_of_val(&resumed));
+        eprintln!(
+            "serve future: {} bytes, resumed: {} bytes",
+            std::mem::size_of_val(&first),
+            std::mem::size_of_val(&resumed)
+        );
         let session = std::mem::size_of::<pingora_core::protocols::http::ServerSession>();
-        assert!(size < 700, "{size} bytes (a session is {session})");
+        assert!(size < 600, "{size} bytes (a session is {session})");
     }
 }
