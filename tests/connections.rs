@@ -137,14 +137,21 @@ async fn an_idle_keep_alive_connection_is_closed() {
 async fn a_connection_idle_past_its_linger_is_served_again() {
     for path in support::HTTP1_PATHS {
         let (_up, gw) = gateway(&format!("http1 = \"{path}\"")).await;
+        let conns = gw.running().connections();
         let mut s = connect(&gw).await;
         one_request(&mut s, "/public/a").await;
         for round in 0..3 {
             // Idle longer than the linger: the scenario, not a wait for readiness.
             tokio::time::sleep(Duration::from_millis(450)).await;
+            let parked = || async { conns.parked() == 1 };
+            assert!(
+                support::eventually(Duration::from_secs(2), parked).await,
+                "{path}"
+            );
             one_request(&mut s, &format!("/public/again-{round}")).await;
+            assert_eq!(conns.parked(), 0, "{path}: served, so no longer parked");
         }
-        assert_eq!(gw.running().connections().open(), 1, "{path}");
+        assert_eq!(conns.open(), 1, "{path}");
         gw.stop().await;
     }
 }
@@ -156,7 +163,9 @@ async fn shutdown_closes_a_parked_connection() {
     let (_up, gw) = gateway("idle_timeout = \"60s\"").await;
     let mut s = connect(&gw).await;
     one_request(&mut s, "/public/a").await;
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    let conns = gw.running().connections();
+    let parked = || async { conns.parked() == 1 };
+    assert!(support::eventually(Duration::from_secs(2), parked).await);
     let stopping = Instant::now();
     gw.stop().await;
     // The tests' grace period is 1 s: a connection still counted as open

@@ -147,6 +147,31 @@ async fn https_http1_only_works() {
     gw.stop().await;
 }
 
+/// A TLS keep-alive connection idle past its linger is parked, and its next
+/// request (decrypted by the same session) is served on it.
+#[tokio::test]
+async fn a_parked_tls_connection_is_served_again() {
+    let (up, gw, cert, tls_addr) = setup().await;
+    let client = trusting_client(&cert.cert_pem, tls_addr)
+        .http1_only()
+        .build()
+        .unwrap();
+    let token = gw.token("o-tls-park", None, None);
+    let url = format!("https://localhost:{}/parked", tls_addr.port());
+    let conns = gw.running().connections();
+    for _ in 0..2 {
+        let res = client.get(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let echo: Value = res.json().await.expect("echo JSON");
+        assert_eq!(upstream_values(&echo, "x-openid"), vec!["o-tls-park"]);
+        let parked = || async { conns.parked() == 1 };
+        assert!(support::eventually(std::time::Duration::from_secs(3), parked).await);
+    }
+    assert_eq!(conns.open(), 1, "one connection, reused");
+    assert_eq!(up.echo.requests(), 2);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn https_by_ip_address_uses_the_ip_san() {
     let (_up, gw, cert, tls_addr) = setup().await;

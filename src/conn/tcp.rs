@@ -106,7 +106,10 @@ impl UniqueID for Tcp {
 impl Ssl for Tcp {}
 
 impl GetTimingDigest for Tcp {
-    /// No timings are kept (wxgate logs its own).
+    /// No timings are kept (wxgate logs its own). Pingora's `l4::Stream`
+    /// reports when the connection was established; nothing wxgate or the
+    /// Pingora code it runs reads that, but a Pingora logging hook would
+    /// see an empty list here.
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
         Vec::new()
     }

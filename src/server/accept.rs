@@ -133,7 +133,7 @@ pub(super) async fn accept_loop(
                 tokio::spawn(async move { serve::keep_alive(&serving, conn, &shutdown).await });
             }
         };
-        let park = Park::start(resume, shutdown.clone());
+        let park = Park::start(resume, shutdown.clone(), connections.clone());
         Serving { app, relay, park }
     });
     loop {

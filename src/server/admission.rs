@@ -39,6 +39,8 @@ pub struct Connections {
     refused_total: AtomicU64,
     refused_per_ip: AtomicU64,
     closed: Notify,
+    /// Open connections parked between requests, without a task.
+    parked: AtomicUsize,
 }
 
 /// An admitted connection; dropping it frees its place.
@@ -66,6 +68,7 @@ impl Connections {
             refused_total: AtomicU64::new(0),
             refused_per_ip: AtomicU64::new(0),
             closed: Notify::new(),
+            parked: AtomicUsize::new(0),
         }
     }
 
@@ -124,6 +127,21 @@ impl Connections {
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// Open connections parked between requests (without a task of their
+    /// own, see `server::park`).
+    pub fn parked(&self) -> usize {
+        self.parked.load(Ordering::Acquire)
+    }
+
+    /// `more` connections parked, `fewer` left the park.
+    pub(super) fn count_parked(&self, more: usize, fewer: usize) {
+        let _ = self
+            .parked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_add(more).saturating_sub(fewer))
+            });
     }
 
     /// Connections refused so far, for each reason.

@@ -9,17 +9,21 @@
 //! for serving a request (`bench/conns.sh`).
 //!
 //! A parked connection whose idle deadline passes, or whose client leaves,
-//! is dropped (closed). At shutdown, every parked connection is closed at
-//! once, as an idle one always was.
+//! is dropped (closed). At shutdown, a parked connection whose next request
+//! has already started is still served (and closed after it); every other
+//! one is closed at once, as an idle one always was. `Connections::parked`
+//! counts them.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use pingora_core::apps::HttpPersistentSettings;
 use pingora_core::protocols::Stream;
 use tokio::sync::{mpsc, watch};
 
-use super::admission::Admitted;
+use super::admission::{Admitted, Connections};
 
 /// A client connection between requests: what its next request needs.
 pub(super) struct Conn {
@@ -41,12 +45,20 @@ impl Park {
     /// Hold `conn` until its next request starts, then give it to `resume`
     /// (in a task of its own); close it when its idle time is over or the
     /// gateway shuts down.
-    pub(super) fn start<R>(resume: R, shutdown: watch::Receiver<bool>) -> Self
+    pub(super) fn start<R>(
+        resume: R,
+        shutdown: watch::Receiver<bool>,
+        connections: Arc<Connections>,
+    ) -> Self
     where
-        R: Fn(Conn) + Send + 'static,
+        R: Fn(Conn) + Send + Sync + 'static,
     {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(hold(rx, resume, shutdown));
+        tokio::spawn(async move {
+            let left = hold(rx, resume, shutdown, &connections).await;
+            // Whatever is still parked is closed with the holder.
+            connections.count_parked(0, left);
+        });
         Self { tx }
     }
 
@@ -58,27 +70,51 @@ impl Park {
     }
 }
 
-async fn hold<R: Fn(Conn)>(
+/// Hold parked connections until shutdown (or until no one can park any
+/// more); how many were still parked then.
+async fn hold<R: Fn(Conn) + Sync>(
     mut rx: mpsc::UnboundedReceiver<Conn>,
     resume: R,
     mut shutdown: watch::Receiver<bool>,
-) {
-    // One small future per parked connection, all of one type: no box each.
+    connections: &Connections,
+) -> usize {
+    // One small future per parked connection, all of one type.
     let mut waiting = FuturesUnordered::new();
-    if *shutdown.borrow() {
-        return;
-    }
+    let done = |(conn, ready): (Conn, bool)| {
+        connections.count_parked(0, 1);
+        if ready {
+            resume(conn);
+        }
+    };
     loop {
+        let closing = *shutdown.borrow();
+        if closing {
+            // A request that has already started is still served (the
+            // connection closes after it), as it was before parking.
+            rx.close();
+            while let Some(conn) = rx.recv().await {
+                connections.count_parked(1, 0);
+                waiting.push(next_request(conn));
+            }
+            while let Some(Some(item)) = waiting.next().now_or_never() {
+                done(item);
+            }
+            return waiting.len();
+        }
         tokio::select! {
             biased;
-            _ = shutdown.changed() => return,
+            Some(item) = waiting.next(), if !waiting.is_empty() => done(item),
             parked = rx.recv() => match parked {
-                Some(conn) => waiting.push(next_request(conn)),
-                None => return,
+                Some(conn) => {
+                    connections.count_parked(1, 0);
+                    waiting.push(next_request(conn));
+                }
+                None => return waiting.len(),
             },
-            Some((conn, ready)) = waiting.next(), if !waiting.is_empty() => {
-                if ready {
-                    resume(conn);
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    // No one can signal a shutdown any more: no gateway.
+                    return waiting.len();
                 }
             }
         }

@@ -317,10 +317,10 @@ mod idle_size {
         let app = Arc::new(pingora_proxy::http_proxy(&conf, gateway));
         let relay = Some(Arc::new(crate::relay::Relay::new(swap, false)));
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        let park = super::Park::start(|_| {}, rx.clone());
+        let connections = Arc::new(crate::server::admission::Connections::new(4, 4));
+        let park = super::Park::start(|_| {}, rx.clone(), connections.clone());
         let serving = super::Serving { app, relay, park };
         let peer = std::net::IpAddr::from([127, 0, 0, 1]);
-        let connections = Arc::new(crate::server::admission::Connections::new(4, 4));
         let conn = || {
             let (a, _b) = tokio::net::UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
             let stream: pingora_core::protocols::Stream =
