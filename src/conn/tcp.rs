@@ -143,62 +143,40 @@ impl Peek for Tcp {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// An accepted connection as [`Tcp`], its peer, and the client.
+    async fn accepted() -> (Tcp, SocketAddr, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted, client) = tokio::join!(listener.accept(), TcpStream::connect(addr));
+        let (socket, peer) = accepted.unwrap();
+        (Tcp::new(socket, peer), peer, client.unwrap())
+    }
 
     #[tokio::test]
     async fn the_digest_names_the_peer_and_is_built_once() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let (accepted, client) = tokio::join!(listener.accept(), TcpStream::connect(addr));
-        let (accepted, peer) = accepted.unwrap_or_else(|e| panic!("{e}"));
-        let _client = client.unwrap_or_else(|e| panic!("{e}"));
-        let tcp = Tcp::new(accepted, peer);
-        let first = tcp
-            .get_socket_digest()
-            .unwrap_or_else(|| panic!("no digest"));
+        let (tcp, peer, _client) = accepted().await;
+        let first = tcp.get_socket_digest().unwrap();
         let named = first.peer_addr().and_then(|a| a.as_inet().copied());
         assert_eq!(named, Some(peer));
-        let again = tcp
-            .get_socket_digest()
-            .unwrap_or_else(|| panic!("no digest"));
+        let again = tcp.get_socket_digest().unwrap();
         assert!(Arc::ptr_eq(&first, &again));
-        assert!(
-            std::mem::size_of::<Tcp>() < 128,
-            "{}",
-            std::mem::size_of::<Tcp>()
-        );
+        let size = std::mem::size_of::<Tcp>();
+        assert!(size < 128, "{size} bytes");
     }
 
     #[tokio::test]
     async fn bytes_go_both_ways() {
-        use tokio::io::AsyncReadExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let (accepted, client) = tokio::join!(listener.accept(), TcpStream::connect(addr));
-        let (accepted, peer) = accepted.unwrap_or_else(|e| panic!("{e}"));
-        let mut client = client.unwrap_or_else(|e| panic!("{e}"));
-        let mut tcp = Tcp::new(accepted, peer);
-        client
-            .write_all(b"ping")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (mut tcp, _, mut client) = accepted().await;
+        client.write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];
-        tcp.read_exact(&mut got)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        tcp.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"ping");
-        tcp.write_all(b"pong")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        tcp.write_all(b"pong").await.unwrap();
         Shutdown::shutdown(&mut tcp).await;
         let mut back = Vec::new();
-        client
-            .read_to_end(&mut back)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        client.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, b"pong");
     }
 }
