@@ -30,6 +30,10 @@ const WECHAT_SECRET: &str = "fleet wechat secret";
 const JSON: Option<&str> = Some("application/json");
 /// A revocation reaches every instance within this (loopback; measured in bench/).
 const PROPAGATION: Duration = Duration::from_secs(1);
+/// During a failover, an instance whose feed is cut answers from what it
+/// holds until it is stale: a logout acknowledged elsewhere is refused
+/// within `max_staleness` (its default), the bound the README states.
+const MAX_STALENESS: Duration = Duration::from_millis(1500);
 /// The longest failover the tests accept, from the kill to a logout that succeeds again.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(20);
 
@@ -170,8 +174,11 @@ async fn log_everyone_out(
     }
 }
 
-/// While logouts run: every token logged out for longer than the
-/// propagation time is refused by every instance, failover or not.
+/// While logouts run across a failover: every token logged out for longer
+/// than `max_staleness` is refused by every instance (or answered 503 once
+/// the instance knows it is stale). An instance's last read before the
+/// master died proves its set complete only as of when it was sent, so a
+/// logout acknowledged just after may go unseen for that long, not longer.
 async fn never_accept_a_revoked_token(
     gws: Arc<Vec<Gateway>>,
     tokens: Arc<Vec<String>>,
@@ -185,7 +192,7 @@ async fn never_accept_a_revoked_token(
             .unwrap()
             .acknowledged
             .iter()
-            .filter(|(_, at)| at.elapsed() >= PROPAGATION)
+            .filter(|(_, at)| at.elapsed() >= MAX_STALENESS)
             .map(|(i, _)| *i)
             .collect();
         for i in due {
