@@ -179,7 +179,8 @@ impl Deadlined {
 
     fn arm(&mut self, armed: Armed) {
         let after = match armed {
-            Armed::Linger | Armed::Idle => self.limits.idle_timeout,
+            Armed::Linger => return self.arm_wait(),
+            Armed::Idle => self.limits.idle_timeout,
             Armed::Header => self.limits.header_timeout,
             Armed::Body => self.limits.body_timeout,
             Armed::Off => {

@@ -128,3 +128,73 @@ async fn next_request(mut conn: Conn) -> (Conn, bool) {
     let ready = matches!(conn.stream.try_peek(&mut byte).await, Ok(true));
     (conn, ready)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::deadline::Deadlined;
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connection as the server holds it, with its client.
+    async fn conn(connections: &Arc<Connections>) -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted, client) = tokio::join!(listener.accept(), TcpStream::connect(addr));
+        let (socket, peer) = accepted.unwrap();
+        let limits = crate::conn::ConnLimits {
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 4,
+            max_connections_per_ip: 4,
+        };
+        let tcp = crate::conn::tcp::Tcp::new(socket, peer);
+        let stream: Stream = Box::new(Deadlined::new(Box::new(tcp), limits));
+        let admitted = connections.admit(peer.ip()).unwrap();
+        let conn = Conn {
+            stream,
+            peer: peer.ip(),
+            settings: None,
+            admitted,
+        };
+        (conn, client.unwrap())
+    }
+
+    /// At shutdown, a parked connection whose request has arrived is
+    /// resumed (served, then closed); an idle one is closed at once.
+    #[tokio::test(flavor = "current_thread")]
+    async fn at_shutdown_a_started_request_is_still_served() {
+        let connections = Arc::new(Connections::new(4, 4));
+        let (busy, mut busy_client) = conn(&connections).await;
+        let (idle, mut idle_client) = conn(&connections).await;
+        busy_client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        // The request's bytes are on the server's socket before the park.
+        let (mut busy, mut byte) = (busy, [0u8; 1]);
+        assert!(busy.stream.try_peek(&mut byte).await.unwrap());
+        let resumed = Arc::new(Mutex::new(Vec::new()));
+        let seen = resumed.clone();
+        let (tx, rx) = watch::channel(true);
+        // The holder has not run yet (one thread): it starts shut down.
+        let park = Park::start(
+            move |c: Conn| seen.lock().unwrap().push(c),
+            rx,
+            connections.clone(),
+        );
+        park.park(busy);
+        park.park(idle);
+        let mut closed = [0u8; 1];
+        let n = idle_client.read(&mut closed).await.unwrap();
+        assert_eq!(n, 0, "the idle connection is closed");
+        assert_eq!(
+            resumed.lock().unwrap().len(),
+            1,
+            "the started request is served"
+        );
+        assert_eq!(connections.parked(), 0);
+        assert_eq!(connections.open(), 1);
+        drop(tx);
+    }
+}
