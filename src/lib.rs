@@ -39,7 +39,7 @@
 //! | `conn` | a client connection below the pipeline: read deadlines, write buffer, token watch, WebSocket frames |
 //! | [`state`] | [`state::GatewayState`]: everything a request reads, built once; [`state::Deps`] |
 //! | `proxy` | the Pingora `ProxyHttp` glue: the pipeline above; its decisions in `proxy::decide` |
-//! | `relay` | wxgate's own HTTP/1.1 path for the common request (`[server] http1`): the same decisions, bytes moved without Pingora's header maps |
+//! | `relay` | wxgate's own path for the common HTTP/1.1 request and HTTP/2 stream (`[server] http1`, `http2`): the same decisions, the upstream request written without Pingora's header maps |
 //! | [`logs`] | the process's logging: third-party crates capped below the levels that print headers, warnings rate-limited per call site |
 //! | `framing` | request framing: a length (`Transfer-Encoding`, `Content-Length`) or an HTTP/2 field value that could be read two ways |
 //! | [`route`] | canonical paths, the gateway's own endpoint paths, the route table: each route one [`route::Route`] |

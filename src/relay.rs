@@ -31,7 +31,9 @@ use pingora_core::protocols::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod chunked;
+mod downstream;
 mod exchange;
+mod h2;
 mod head;
 mod response;
 
@@ -44,7 +46,8 @@ use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::proxy::{admit, auth_outcome, decide, Decision, Forward};
 use crate::respond::json_fields;
 use crate::state::GatewayState;
-use exchange::{date, enter, Done};
+use downstream::{date, Downstream};
+use exchange::{enter, Done};
 use head::{Head, Parsed, MAX_FIELDS};
 
 /// A head not whole within this many bytes is left to Pingora.
@@ -151,7 +154,7 @@ impl Relay {
             }
         };
         let done = self.execute(stream, &plan, &mut buf, closing).await;
-        finish(&plan, &buf, &done);
+        finish(&plan, buf.get(plan.path.clone()).unwrap_or(&[]), &done);
         if !done.keep_alive {
             return Next::Close;
         }
@@ -171,23 +174,15 @@ impl Relay {
     async fn plan(&self, head: &Head<'_>, buf: &[u8], peer: Option<IpAddr>) -> Option<Plan> {
         let state = self.state.load_full();
         let started = Instant::now();
-        let (label, auth, admitted) = match decide(&state, head.target) {
-            Ok(Decision::Endpoint(_)) => return None,
-            Ok(Decision::Route(routed)) => {
-                let label = RouteLabel::Route(routed.route.index);
-                let public = routed.route.auth == crate::route::AuthMode::Public;
-                let authorization = head::values(head.fields, b"authorization");
-                let admitted = admit(&state, authorization, routed).await;
-                (label, Some(auth_outcome(public, &admitted)), admitted)
-            }
-            Err(e) => (RouteLabel::None, None, Err(e)),
-        };
+        let authorization = head::values(head.fields, b"authorization");
+        let (label, auth, admitted) = decide_and_admit(&state, head.target, authorization).await?;
         let client = Client::of(
             peer,
             head::values(head.fields, b"x-forwarded-for"),
             &state.trusted_proxies,
         );
-        let request_id = request_id(head, client.peer_trusted);
+        let sent_id = head::values(head.fields, b"x-request-id");
+        let request_id = request_id(sent_id, client.peer_trusted);
         let action = match admitted {
             Ok(forward) => {
                 let out = self.upstream_head(&state, head, client, &request_id, &forward);
@@ -290,7 +285,7 @@ impl Relay {
                     .unwrap_or(&[]);
                 let to_stream = body_left.saturating_sub(preread as u64);
                 let mut done = exchange::forward(
-                    stream,
+                    &mut Downstream::H1(stream),
                     &plan.state,
                     forward,
                     exchange::Request {
@@ -356,8 +351,9 @@ fn status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Metrics and the access line of a request served here.
-fn finish(plan: &Plan, buf: &[u8], done: &Done) {
+/// Metrics and the access line of a request served here (`path`: its
+/// target without the query).
+fn finish(plan: &Plan, path: &[u8], done: &Done) {
     let state = &plan.state;
     let total = plan.started.elapsed();
     state.count_request(&RequestDone {
@@ -372,10 +368,7 @@ fn finish(plan: &Plan, buf: &[u8], done: &Done) {
     if !(state.access_log() && tracing::enabled!(target: "wxgate::access", tracing::Level::INFO)) {
         return;
     }
-    let path = buf
-        .get(plan.path.clone())
-        .and_then(|p| std::str::from_utf8(p).ok())
-        .unwrap_or("-");
+    let path = std::str::from_utf8(path).unwrap_or("-");
     let user = match &plan.action {
         Action::Forward(f, _) => f.identity.as_ref().map(|v| state.user_hash(&v.id.openid)),
         Action::Refuse(_) => None,
@@ -396,16 +389,34 @@ fn finish(plan: &Plan, buf: &[u8], done: &Done) {
     .write();
 }
 
+/// Decide and admit a request to `target`. `None`: an endpoint of the
+/// gateway, for Pingora to answer.
+async fn decide_and_admit<'a>(
+    state: &GatewayState,
+    target: &[u8],
+    authorization: impl Iterator<Item = &'a [u8]>,
+) -> Option<(RouteLabel, Option<AuthOutcome>, Result<Forward, ApiError>)> {
+    Some(match decide(state, target) {
+        Ok(Decision::Endpoint(_)) => return None,
+        Ok(Decision::Route(routed)) => {
+            let label = RouteLabel::Route(routed.route.index);
+            let public = routed.route.auth == crate::route::AuthMode::Public;
+            let admitted = admit(state, authorization, routed).await;
+            (label, Some(auth_outcome(public, &admitted)), admitted)
+        }
+        Err(e) => (RouteLabel::None, None, Err(e)),
+    })
+}
+
 /// The request id: the client's when the peer is trusted, exactly one was
 /// sent and it is sane; a fresh one otherwise.
-fn request_id(head: &Head<'_>, peer_trusted: bool) -> RequestId {
+fn request_id<'a>(mut sent: impl Iterator<Item = &'a [u8]>, peer_trusted: bool) -> RequestId {
     let mut id = RequestId {
         bytes: [0; crate::access::MAX_REQUEST_ID],
         len: 0,
         kept: false,
     };
     if peer_trusted {
-        let mut sent = head::values(head.fields, b"x-request-id");
         if let (Some(v), None) = (sent.next(), sent.next()) {
             if is_sane_request_id(v) {
                 if let Some(slot) = id.bytes.get_mut(..v.len()) {

@@ -42,6 +42,7 @@ use crate::store::{Eviction, OnError};
 pub(crate) mod accept;
 pub mod admission;
 mod descriptors;
+mod h2;
 mod internal;
 mod park;
 mod serve;
@@ -321,12 +322,19 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
     let (health, stop) = watch::channel(false);
     let health_tasks = start_health_checks(&current, &stop);
 
-    let own = config.server.http1 == crate::config::Http1Path::Wxgate;
-    let relay = |tls| own.then(|| Arc::new(Relay::new(state.clone(), tls)));
+    let own = |by| by == crate::config::ServedBy::Wxgate;
+    let (own1, own2) = (own(config.server.http1), own(config.server.http2));
+    let relay = |tls| {
+        let relay = Arc::new(Relay::new(state.clone(), tls));
+        (own1.then(|| relay.clone()), own2.then_some(relay))
+    };
     let app = Arc::new(app(&server_conf, state.clone(), false, &limits));
     tasks.push(tokio::spawn(accept_loop(
         plain,
-        (app, relay(false)),
+        {
+            let (h1, h2) = relay(false);
+            (app, h1, h2)
+        },
         None,
         shutdown_rx.clone(),
         connections.clone(),
@@ -337,7 +345,10 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
             let app = Arc::new(self::app(&server_conf, state.clone(), true, &limits));
             tasks.push(tokio::spawn(accept_loop(
                 listener,
-                (app, relay(true)),
+                {
+                    let (h1, h2) = relay(true);
+                    (app, h1, h2)
+                },
                 Some(acceptor),
                 shutdown_rx.clone(),
                 connections.clone(),

@@ -100,14 +100,17 @@ pub struct ServerConfig {
     #[serde(flatten)]
     pub limits: ConnLimits,
     /// Who serves plain HTTP/1.1 requests: wxgate's own path or Pingora's.
-    pub http1: Http1Path,
+    pub http1: ServedBy,
+    /// Who serves plain HTTP/2 streams: wxgate's own path or Pingora's.
+    pub http2: ServedBy,
 }
 
-/// `[server] http1`: who serves the common HTTP/1.1 request (HTTP/2,
-/// upgrades, gateway endpoints and unusual framing are Pingora's either way).
+/// `[server] http1` and `http2`: who serves the common HTTP/1.1 request, or
+/// HTTP/2 stream (upgrades, gateway endpoints and unusual framing are
+/// Pingora's either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Http1Path {
+pub enum ServedBy {
     /// wxgate's own path (`relay`), the default.
     #[default]
     Wxgate,

@@ -177,6 +177,7 @@ pub(super) struct RawServer {
     pub max_connections: Option<i64>,
     pub max_connections_per_ip: Option<i64>,
     pub http1: Option<String>,
+    pub http2: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

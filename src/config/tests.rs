@@ -237,7 +237,8 @@ fn minimal_config_gets_the_defaults() {
     assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
     assert!(c.server.tls.is_none());
     assert_eq!(c.server.threads, 2);
-    assert_eq!(c.server.http1, Http1Path::Wxgate);
+    assert_eq!(c.server.http1, ServedBy::Wxgate);
+    assert_eq!(c.server.http2, ServedBy::Wxgate);
     assert_eq!(c.server.grace_period, Duration::from_secs(10));
     assert_eq!(c.server.health_path_prefix, "");
     assert_eq!(c.jwt.issuer, "wxgate");
@@ -444,11 +445,21 @@ fn bad_listen_address_is_refused() {
 #[test]
 fn http1_names_who_serves_http1() {
     let c = parse_ok(&with_server("http1 = \"pingora\""));
-    assert_eq!(c.server.http1, Http1Path::Pingora);
+    assert_eq!(c.server.http1, ServedBy::Pingora);
     let c = parse_ok(&with_server("http1 = \"wxgate\""));
-    assert_eq!(c.server.http1, Http1Path::Wxgate);
+    assert_eq!(c.server.http1, ServedBy::Wxgate);
     invalid_key(&with_server("http1 = \"hyper\""), "server.http1");
     invalid_key(&with_server("http1 = \"Pingora\""), "server.http1");
+}
+
+#[test]
+fn http2_names_who_serves_http2() {
+    let c = parse_ok(&with_server("http2 = \"pingora\""));
+    assert_eq!(c.server.http2, ServedBy::Pingora);
+    assert_eq!(c.server.http1, ServedBy::Wxgate);
+    let c = parse_ok(&with_server("http2 = \"wxgate\""));
+    assert_eq!(c.server.http2, ServedBy::Wxgate);
+    invalid_key(&with_server("http2 = \"h2\""), "server.http2");
 }
 
 #[test]

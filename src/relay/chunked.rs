@@ -1,7 +1,8 @@
 //! Where a chunked body ends (RFC 9112 §7.1), found while its bytes are
 //! relayed as they are: chunk sizes, extensions, data, trailer fields and
-//! the final blank line. Nothing is decoded or copied; the scan only says
-//! how many of the bytes it is shown belong to the body.
+//! the final blank line. Nothing is copied; the scan says how many of the
+//! bytes it is shown belong to the body, and where their chunk data lies
+//! (for HTTP/2 clients, which get the body decoded).
 //!
 //! Strict where framing is at stake: a size is 1 to 16 hex digits, a line
 //! ends in CRLF (or a bare LF, as `httparse` reads heads), chunk data is
@@ -68,14 +69,20 @@ impl Chunked {
     }
 
     /// Scan the next bytes: how many of them belong to the body (all of
-    /// them, unless the body ends inside `bytes`).
-    pub(crate) fn scan(&mut self, bytes: &[u8]) -> Result<usize, Malformed> {
+    /// them, unless the body ends inside `bytes`), each piece of chunk data
+    /// among them (the body decoded) handed to `data` as it is passed.
+    pub(crate) fn scan_each(
+        &mut self,
+        bytes: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<usize, Malformed> {
         let mut i = 0;
         while i < bytes.len() {
             if let State::Data { left } = self.state {
                 // Skip the data in one step.
                 let rest = bytes.len().saturating_sub(i);
                 let take = usize::try_from(left).map_or(rest, |l| l.min(rest));
+                data(bytes.get(i..i.saturating_add(take)).unwrap_or(&[]));
                 i = i.saturating_add(take);
                 let left = left.saturating_sub(take as u64);
                 self.state = if left == 0 {
@@ -168,7 +175,7 @@ impl Chunked {
                 b'\n' => State::Done,
                 _ => return Err(Malformed("the last chunk without its blank line")),
             },
-            // Taken care of by `scan`.
+            // Taken care of by `scan_each`.
             State::Data { .. } | State::Done => self.state,
         };
         Ok(())

@@ -2,7 +2,8 @@
 //! wxgate's own HTTP/1 path: the upstream connection (idle or new, another
 //! upstream when a connect fails, a new connection once when an idle one
 //! turns out closed), the request out, the response head read and rewritten,
-//! the body relayed by its framing.
+//! the body relayed by its framing. The client is an HTTP/1 connection or
+//! an HTTP/2 stream ([`Downstream`]).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::chunked::Chunked;
+use super::downstream::{Downstream, Head as ClientHead};
 use super::head::{may_be_complete, MAX_FIELDS};
 use super::response::{self, Framing, ReadHead};
 use crate::conn::deadline::{Deadlined, Phase};
@@ -64,7 +66,13 @@ enum Fail {
 
 /// A response head, rewritten for the client.
 struct Head {
-    out: Vec<u8>,
+    out: ClientHead,
+    meta: Meta,
+}
+
+/// What the exchange needs of the response head.
+#[derive(Clone, Copy)]
+struct Meta {
     framing: Framing,
     reusable: bool,
     status: u16,
@@ -74,7 +82,7 @@ struct Head {
 
 /// Forward the request on `forward`'s route and relay the answer.
 pub(super) async fn forward(
-    client: &mut Stream,
+    client: &mut Downstream<'_>,
     state: &GatewayState,
     forward: &Forward,
     req: Request<'_>,
@@ -125,9 +133,9 @@ pub(super) async fn forward(
             }
             Err(Fail::Upstream(e)) => return refused(e, Some(addr), false),
         }
-        enter(client, Phase::Open);
+        client.enter(Phase::Open);
         let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-        let head = match read_head(&mut up, &mut rbuf, timeout, &req, reused).await {
+        let head = match read_head(&mut up, &mut rbuf, timeout, &req, reused, client).await {
             Ok(h) => h,
             Err(Fail::Stale) => {
                 fresh_only = true;
@@ -141,19 +149,20 @@ pub(super) async fn forward(
             now.saturating_duration_since(upstream_at),
             now.saturating_duration_since(req.started),
         ));
-        let (relayed, bytes) = relay_body(client, &mut up, &mut rbuf, &head, timeout).await;
-        let sent = relayed.is_some() && client.flush().await.is_ok();
-        if sent && relayed == Some(true) && head.reusable {
+        let meta = head.meta;
+        let (relayed, bytes) = relay_body(client, &mut up, &mut rbuf, head, timeout).await;
+        let sent = relayed.is_some() && client.finish().await;
+        if sent && relayed == Some(true) && meta.reusable {
             upstream.put_idle(addr, up);
         }
-        enter(client, Phase::AwaitRequest);
+        client.enter(Phase::AwaitRequest);
         return Exchanged {
             done: Done {
-                status: head.status,
+                status: meta.status,
                 bytes,
                 peer: Some(addr),
                 took,
-                keep_alive: sent && head.keep_alive,
+                keep_alive: sent && meta.keep_alive,
             },
             refused: None,
         };
@@ -175,7 +184,7 @@ fn gone(peer: Option<SocketAddr>) -> Exchanged {
 /// rest of the body as it comes from the client.
 async fn send(
     up: &mut TcpStream,
-    client: &mut Stream,
+    client: &mut Downstream<'_>,
     req: &Request<'_>,
     timeout: Duration,
     reused: bool,
@@ -197,9 +206,11 @@ async fn send(
     let mut chunk = vec![0u8; size];
     while left > 0 {
         let want = usize::try_from(left).map_or(size, |l| l.min(size));
-        let n = match client.read(chunk.get_mut(..want).unwrap_or(&mut [])).await {
-            Ok(0) | Err(_) => return Err(Fail::Client),
-            Ok(n) => n,
+        let Some(n) = client
+            .read_body(chunk.get_mut(..want).unwrap_or(&mut []))
+            .await
+        else {
+            return Err(Fail::Client);
         };
         let data = chunk.get(..n).unwrap_or(&[]);
         match bounded(timeout, up.write_all(data)).await {
@@ -220,6 +231,7 @@ async fn read_head(
     timeout: Duration,
     req: &Request<'_>,
     reused: bool,
+    client: &Downstream<'_>,
 ) -> Result<Head, Fail> {
     let mut answered = false;
     loop {
@@ -234,16 +246,18 @@ async fn read_head(
                 }
                 ReadHead::Final(r) => {
                     let keep_alive = req.keep_alive && r.framing != Framing::UntilClose;
-                    let mut out = Vec::with_capacity(r.len.saturating_add(128));
-                    r.write_head(req.request_id, date().as_bytes(), keep_alive, &mut out);
-                    return Ok(Head {
-                        out,
+                    let Some(out) = client.head(&r, req.request_id, keep_alive) else {
+                        tracing::debug!("upstream response field refused");
+                        return Err(Fail::Upstream(ApiError::UpstreamUnavailable));
+                    };
+                    let meta = Meta {
                         framing: r.framing,
                         reusable: r.reusable,
                         status: r.status,
                         len: r.len,
                         keep_alive,
-                    });
+                    };
+                    return Ok(Head { out, meta });
                 }
             };
             if let Some(n) = interim {
@@ -276,29 +290,31 @@ async fn read_head(
 /// reused; `None`: cut short (the client connection closes). And the
 /// body bytes written.
 async fn relay_body(
-    client: &mut Stream,
+    client: &mut Downstream<'_>,
     up: &mut TcpStream,
     rbuf: &mut BytesMut,
-    head: &Head,
+    head: Head,
     timeout: Duration,
 ) -> (Option<bool>, usize) {
-    rbuf.advance(head.len);
+    let Head { out, meta } = head;
+    rbuf.advance(meta.len);
     // The head and what came with it go out together (buffered).
     let mut sent = 0usize;
-    match head.framing {
+    match meta.framing {
         Framing::Empty => {
             let clean = rbuf.is_empty();
-            let ok = write(client, &head.out, &[]).await;
+            let ok = client.write_head(out, &[], true).await;
             (ok.then_some(clean), 0)
         }
         Framing::Length(n) => {
             let first = usize::try_from(n).map_or(rbuf.len(), |n| n.min(rbuf.len()));
             let mut clean = rbuf.len() == first;
-            if !write(client, &head.out, rbuf.get(..first).unwrap_or(&[])).await {
+            let mut left = n.saturating_sub(first as u64);
+            let body = rbuf.get(..first).unwrap_or(&[]);
+            if !client.write_head(out, body, left == 0).await {
                 return (None, first);
             }
             sent = sent.saturating_add(first);
-            let mut left = n.saturating_sub(first as u64);
             while left > 0 {
                 rbuf.clear();
                 if !read_more(up, rbuf, timeout).await {
@@ -306,34 +322,53 @@ async fn relay_body(
                 }
                 let take = usize::try_from(left).map_or(rbuf.len(), |l| l.min(rbuf.len()));
                 clean &= take == rbuf.len();
-                if !write(client, rbuf.get(..take).unwrap_or(&[]), &[]).await {
+                left = left.saturating_sub(take as u64);
+                if !client
+                    .write_body(rbuf.get(..take).unwrap_or(&[]), left == 0)
+                    .await
+                {
                     return (None, sent);
                 }
                 sent = sent.saturating_add(take);
-                left = left.saturating_sub(take as u64);
             }
             (Some(clean), sent)
         }
         Framing::Chunked => {
             let mut scan = Chunked::default();
-            let mut data: &[u8] = &head.out;
+            let mut out = Some(out);
+            // The body decoded, for a client that frames its own data.
+            let decode = client.decodes_chunked();
+            let mut decoded = Vec::new();
             loop {
-                let n = match scan.scan(rbuf) {
+                let n = match scan.scan_each(rbuf, |d| {
+                    if decode {
+                        decoded.extend_from_slice(d);
+                    }
+                }) {
                     Ok(n) => n,
                     Err(e) => {
                         tracing::debug!(why = e.0, "upstream chunked body refused");
                         return (None, sent);
                     }
                 };
-                let body = rbuf.get(..n).unwrap_or(&[]);
-                if !write(client, data, body).await {
+                let body = if decode {
+                    &decoded[..]
+                } else {
+                    rbuf.get(..n).unwrap_or(&[])
+                };
+                let end = scan.is_done();
+                let ok = match out.take() {
+                    Some(head) => client.write_head(head, body, end).await,
+                    None => client.write_body(body, end).await,
+                };
+                if !ok {
                     return (None, sent);
                 }
-                data = &[];
-                sent = sent.saturating_add(n);
-                if scan.is_done() {
+                sent = sent.saturating_add(body.len());
+                if end {
                     return (Some(n == rbuf.len()), sent);
                 }
+                decoded.clear();
                 rbuf.clear();
                 if !read_more(up, rbuf, timeout).await {
                     return (None, sent);
@@ -342,7 +377,7 @@ async fn relay_body(
         }
         Framing::UntilClose => {
             sent = rbuf.len();
-            if !write(client, &head.out, rbuf).await {
+            if !client.write_head(out, rbuf, false).await {
                 return (None, sent);
             }
             loop {
@@ -351,7 +386,7 @@ async fn relay_body(
                 match bounded(timeout, up.read_buf(rbuf)).await {
                     Some(Ok(0)) => return (Some(false), sent),
                     Some(Ok(n)) => {
-                        if !write(client, rbuf, &[]).await {
+                        if !client.write_body(rbuf, false).await {
                             return (None, sent);
                         }
                         sent = sent.saturating_add(n);
@@ -372,14 +407,6 @@ async fn read_more(up: &mut TcpStream, rbuf: &mut BytesMut, timeout: Duration) -
     )
 }
 
-/// Write to the client (buffered: sent at the flush or when the buffer fills).
-async fn write(client: &mut Stream, a: &[u8], b: &[u8]) -> bool {
-    if client.write_all(a).await.is_err() {
-        return false;
-    }
-    b.is_empty() || client.write_all(b).await.is_ok()
-}
-
 /// How a request ended, for metrics and the access log.
 #[derive(Default)]
 pub(super) struct Done {
@@ -389,11 +416,6 @@ pub(super) struct Done {
     /// From choosing an upstream, and from the head, to the response head.
     pub took: Option<(Duration, Duration)>,
     pub keep_alive: bool,
-}
-
-/// The `Date` value, cached per second (Pingora's).
-pub(super) fn date() -> http::HeaderValue {
-    pingora_core::protocols::http::date::get_cached_date()
 }
 
 /// Tell the connection's read deadlines where the request stands.

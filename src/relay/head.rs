@@ -44,7 +44,7 @@ pub(crate) enum Parsed<'b> {
 }
 
 /// The methods served here; any other goes to Pingora.
-const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+pub(super) const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
 
 /// Whether `buf` may hold a whole head: it has a blank line. Cheaper than
 /// a parse, so a head arriving in pieces is parsed once.

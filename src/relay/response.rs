@@ -126,6 +126,18 @@ pub(crate) fn parse<'b>(
 }
 
 impl Response<'_> {
+    /// Whether a field of the upstream's head goes on to the client: not
+    /// its hop-by-hop `Connection` and `Keep-Alive`, nor its `Date` and
+    /// request id (wxgate sets its own), nor a `Content-Length` that
+    /// `Transfer-Encoding` overrides.
+    pub(crate) fn passes(&self, name: &[u8]) -> bool {
+        !(name.eq_ignore_ascii_case(b"connection")
+            || name.eq_ignore_ascii_case(b"keep-alive")
+            || name.eq_ignore_ascii_case(b"date")
+            || name.eq_ignore_ascii_case(b"x-request-id")
+            || (self.drop_length && name.eq_ignore_ascii_case(b"content-length")))
+    }
+
     /// Write the head the client gets: the upstream's status and fields,
     /// less its hop-by-hop `Connection` and `Keep-Alive`, its `Date` and
     /// request id; then wxgate's `X-Request-ID`, `Date` and `Connection`.
@@ -143,12 +155,7 @@ impl Response<'_> {
         out.extend_from_slice(b"\r\n");
         for f in self.fields {
             let n = f.name.as_bytes();
-            let dropped = n.eq_ignore_ascii_case(b"connection")
-                || n.eq_ignore_ascii_case(b"keep-alive")
-                || n.eq_ignore_ascii_case(b"date")
-                || n.eq_ignore_ascii_case(b"x-request-id")
-                || (self.drop_length && n.eq_ignore_ascii_case(b"content-length"));
-            if !dropped {
+            if self.passes(n) {
                 line(out, n, f.value);
             }
         }

@@ -117,7 +117,7 @@ impl Listener {
 
 pub(super) async fn accept_loop(
     listener: TcpListener,
-    (app, relay): (Arc<App>, Option<Arc<Relay>>),
+    (app, relay, h2): (Arc<App>, Option<Arc<Relay>>, Option<Arc<Relay>>),
     tls: Option<Arc<pingora_core::listeners::tls::Acceptor>>,
     mut shutdown: watch::Receiver<bool>,
     connections: Arc<Connections>,
@@ -134,7 +134,12 @@ pub(super) async fn accept_loop(
             }
         };
         let park = Park::start(resume, shutdown.clone(), connections.clone());
-        Serving { app, relay, park }
+        Serving {
+            app,
+            relay,
+            h2,
+            park,
+        }
     });
     loop {
         let (tcp, peer) = tokio::select! {

@@ -107,8 +107,8 @@ impl Wanted {
                 .saturating_mul(conf.threads.max(1))
                 .saturating_mul(public_listeners)
                 .saturating_add(match config.server.http1 {
-                    crate::config::Http1Path::Wxgate => crate::upstream::MAX_IDLE_TOTAL,
-                    crate::config::Http1Path::Pingora => 0,
+                    crate::config::ServedBy::Wxgate => crate::upstream::MAX_IDLE_TOTAL,
+                    crate::config::ServedBy::Pingora => 0,
                 }),
             upstreams: config.routes.iter().map(|r| r.upstream_addrs.len()).sum(),
             redis: store_descriptors(&config.store.kind),

@@ -6,7 +6,7 @@
 //! to arrive: ~25 KB held by every idle connection. This loop does for
 //! HTTP/1 what Pingora's does, but waits for the first bytes of the next
 //! request in a future of a few bytes and builds the session only then.
-//! HTTP/2 (ALPN `h2`, or the h2c preface) is handed to Pingora whole; a
+//! HTTP/2 (ALPN `h2`, or the h2c preface) is served by `server::h2`; a
 //! connection that opens like the preface but is not HTTP/2 is closed
 //! unanswered.
 
@@ -35,6 +35,8 @@ pub(super) struct Serving {
     pub(super) app: Arc<App>,
     /// wxgate's own HTTP/1 path, unless `[server] http1 = "pingora"`.
     pub(super) relay: Option<Arc<Relay>>,
+    /// wxgate's own path for HTTP/2 streams, unless `[server] http2 = "pingora"`.
+    pub(super) h2: Option<Arc<Relay>>,
     /// Where its idle connections wait without a task.
     pub(super) park: Park,
 }
@@ -62,8 +64,29 @@ pub(super) async fn serve(serving: &Serving, mut conn: Conn, shutdown: &Shutdown
         return;
     }
     if h2 {
-        // Pingora peeks the preface again (the bytes are kept) and serves HTTP/2.
-        let _ = serving.app.process_new(conn.stream, shutdown).await;
+        // The preface is peeked, not read: the HTTP/2 session reads it.
+        let Conn {
+            stream,
+            peer,
+            admitted: _admitted,
+            ..
+        } = conn;
+        match serving.h2.as_deref() {
+            // Boxed: HTTP/1 connections do not hold room for it.
+            Some(relay) => {
+                Box::pin(super::h2::serve(
+                    &serving.app,
+                    relay,
+                    stream,
+                    peer,
+                    shutdown,
+                ))
+                .await;
+            }
+            None => {
+                let _ = serving.app.process_new(stream, shutdown).await;
+            }
+        }
         return;
     }
     // Boxed: the first wait holds the connection, not room for a request.
@@ -319,7 +342,12 @@ mod idle_size {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let connections = Arc::new(crate::server::admission::Connections::new(4, 4));
         let park = super::Park::start(|_| {}, rx.clone(), connections.clone());
-        let serving = super::Serving { app, relay, park };
+        let serving = super::Serving {
+            app,
+            relay,
+            h2: None,
+            park,
+        };
         let peer = std::net::IpAddr::from([127, 0, 0, 1]);
         let conn = || {
             let (a, _b) = tokio::net::UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));

@@ -202,6 +202,17 @@ pub fn with_http1(config: &str, path: &str) -> String {
     config.replacen("[server]\n", &format!("[server]\nhttp1 = \"{path}\"\n"), 1)
 }
 
+/// Who serves plain HTTP/2 streams (`[server] http2`): tests of HTTP/2
+/// run on both.
+#[allow(dead_code)]
+pub const HTTP2_PATHS: [&str; 2] = ["wxgate", "pingora"];
+
+/// `config` with `[server] http2 = path`.
+#[allow(dead_code)]
+pub fn with_http2(config: &str, path: &str) -> String {
+    config.replacen("[server]\n", &format!("[server]\nhttp2 = \"{path}\"\n"), 1)
+}
+
 /// One `[[routes]]` entry per `(prefix, auth)`, all to `upstream`.
 pub fn routes_toml(routes: &[(&str, &str)], upstream: SocketAddr) -> String {
     routes

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::super::error::ConfigError;
-use super::super::model::{ConnLimits, Http1Path, ServerConfig, TlsConfig};
+use super::super::model::{ConnLimits, ServedBy, ServerConfig, TlsConfig};
 use super::super::schema::RawServer;
 use super::Validator;
 use crate::route::is_canonical_prefix;
@@ -106,15 +106,16 @@ impl Validator<'_> {
                 })?;
             trusted_proxies.push(net);
         }
-        let http1 = match raw.http1.as_deref() {
-            None | Some("wxgate") => Http1Path::Wxgate,
-            Some("pingora") => Http1Path::Pingora,
-            Some(_) => {
-                return Err(self.err("server.http1", "must be \"wxgate\" or \"pingora\""));
-            }
+        let served_by = |key: &str, value: Option<&str>| match value {
+            None | Some("wxgate") => Ok(ServedBy::Wxgate),
+            Some("pingora") => Ok(ServedBy::Pingora),
+            Some(_) => Err(self.err(key, "must be \"wxgate\" or \"pingora\"")),
         };
+        let http1 = served_by("server.http1", raw.http1.as_deref())?;
+        let http2 = served_by("server.http2", raw.http2.as_deref())?;
         Ok(ServerConfig {
             http1,
+            http2,
             limits,
             listen,
             tls,

@@ -6,16 +6,22 @@ use super::*;
 
 /// Scan `body` in pieces of `step` bytes: bytes taken, done.
 fn scan_in(body: &[u8], step: usize) -> Result<(usize, bool), Malformed> {
+    decode_in(body, step).map(|(taken, done, _)| (taken, done))
+}
+
+/// Scan `body` in pieces of `step` bytes: bytes taken, done, the data.
+fn decode_in(body: &[u8], step: usize) -> Result<(usize, bool, Vec<u8>), Malformed> {
     let mut c = Chunked::default();
     let mut taken = 0;
+    let mut data = Vec::new();
     for piece in body.chunks(step.max(1)) {
-        let n = c.scan(piece)?;
+        let n = c.scan_each(piece, |d| data.extend_from_slice(d))?;
         taken += n;
         if c.is_done() {
             break;
         }
     }
-    Ok((taken, c.is_done()))
+    Ok((taken, c.is_done(), data))
 }
 
 #[test]
@@ -28,6 +34,9 @@ fn a_body_ends_after_its_last_chunk_and_trailers() {
     assert_eq!(scan_in(b"0\r\n\r\n", 64).unwrap(), (5, true));
     assert_eq!(scan_in(b"0\n\n", 64).unwrap(), (3, true));
     assert_eq!(scan_in(b"A\r\n0123456789\r\n", 64).unwrap(), (15, false));
+    for step in 1..body.len() {
+        assert_eq!(decode_in(body, step).unwrap().2, b"helloabc", "step {step}");
+    }
 }
 
 #[test]
@@ -82,7 +91,7 @@ proptest! {
         body.extend_from_slice(b"\r\n");
         let end = body.len();
         body.extend_from_slice(&after);
-        prop_assert_eq!(scan_in(&body, step).unwrap(), (end, true));
+        prop_assert_eq!(decode_in(&body, step).unwrap(), (end, true, chunks.concat()));
     }
 
     /// Nothing panics, whatever the bytes.
