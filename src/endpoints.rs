@@ -91,7 +91,7 @@ async fn wx(
     };
     let body = Body::read(session, state.max_body_bytes()).await?;
     match (ep, caller) {
-        (Endpoint::Login, _) => json(&login::handle(login, body.parse()?, client_ip).await?),
+        (Endpoint::Login | Endpoint::Refresh, _) => answer_body(state, ep, &body, client_ip).await,
         (Endpoint::Decrypt, Some(caller)) => {
             let app = login.get(caller.appid.as_deref())?;
             json(&decrypt::handle(app, &caller, body.parse()?).await?)
@@ -103,7 +103,24 @@ async fn wx(
             let app = login.get(caller.appid.as_deref())?;
             json(&phone::handle(app, &caller, body.parse()?).await?)
         }
-        (Endpoint::Refresh, _) => json(&refresh::handle(state.sessions(), body.parse()?).await?),
+        _ => Err(ApiError::Internal),
+    }
+}
+
+/// Answer `POST /wx/login` or `/wx/refresh` from its body, read whole (on
+/// either HTTP/1 path: neither needs a token before its body).
+pub(crate) async fn answer_body(
+    state: &GatewayState,
+    ep: Endpoint,
+    body: &Body,
+    client_ip: Option<IpAddr>,
+) -> Result<(u16, Bytes), ApiError> {
+    let Some(login) = state.login() else {
+        return Err(ApiError::NoRoute);
+    };
+    match ep {
+        Endpoint::Login => json(&login::handle(login, body.parse()?, client_ip).await?),
+        Endpoint::Refresh => json(&refresh::handle(state.sessions(), body.parse()?).await?),
         _ => Err(ApiError::Internal),
     }
 }

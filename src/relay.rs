@@ -28,8 +28,9 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use bytes::{Buf, BytesMut};
 use pingora_core::protocols::Stream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
+mod answer;
 mod chunked;
 mod downstream;
 mod exchange;
@@ -39,14 +40,16 @@ mod response;
 
 use crate::access::is_sane_request_id;
 use crate::conn::deadline::Phase;
+use crate::endpoints::{self, body::body_kind, body::Body, body::BodyKind};
 use crate::error::ApiError;
 use crate::headers::raw::line;
 use crate::headers::{Client, ClientInfo};
 use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::proxy::{admit, auth_outcome, decide, Decision, Forward};
-use crate::respond::json_fields;
+use crate::route::Endpoint;
 use crate::state::GatewayState;
-use downstream::{date, Downstream};
+use answer::{read_body, refuse, respond};
+use downstream::Downstream;
 use exchange::{enter, Done};
 use head::{Head, Parsed, MAX_FIELDS};
 
@@ -113,6 +116,9 @@ enum Action {
     Refuse(ApiError),
     /// Forward, with the upstream request head written.
     Forward(Forward, Vec<u8>),
+    /// Answer `/wx/login` or `/wx/refresh` from the body, of this encoding
+    /// (or refuse its content type), for the client at this address.
+    Endpoint(Endpoint, Result<BodyKind, ApiError>, Option<IpAddr>),
 }
 
 impl Relay {
@@ -174,21 +180,30 @@ impl Relay {
     async fn plan(&self, head: &Head<'_>, buf: &[u8], peer: Option<IpAddr>) -> Option<Plan> {
         let state = self.state.load_full();
         let started = Instant::now();
-        let authorization = head::values(head.fields, b"authorization");
-        let (label, auth, admitted) = decide_and_admit(&state, head.target, authorization).await?;
-        let client = Client::of(
-            peer,
-            head::values(head.fields, b"x-forwarded-for"),
-            &state.trusted_proxies,
-        );
-        let sent_id = head::values(head.fields, b"x-request-id");
-        let request_id = request_id(sent_id, client.peer_trusted);
-        let action = match admitted {
-            Ok(forward) => {
-                let out = self.upstream_head(&state, head, client, &request_id, &forward);
-                Action::Forward(forward, out)
-            }
-            Err(e) => Action::Refuse(e),
+        let client = || {
+            let sent = head::values(head.fields, b"x-forwarded-for");
+            Client::of(peer, sent, &state.trusted_proxies)
+        };
+        let sent_id = || head::values(head.fields, b"x-request-id");
+        let decision = decide(&state, head.target);
+        let (label, auth, action, request_id) = if let Ok(Decision::Endpoint(ep)) = decision {
+            let client = client();
+            let action = endpoint_action(&state, ep, head, client.ip)?;
+            let request_id = request_id(sent_id(), client.peer_trusted);
+            (RouteLabel::Endpoint(ep), None, action, request_id)
+        } else {
+            let authorization = head::values(head.fields, b"authorization");
+            let (label, auth, admitted) = admit_decided(&state, decision, authorization).await?;
+            let client = client();
+            let request_id = request_id(sent_id(), client.peer_trusted);
+            let action = match admitted {
+                Ok(forward) => {
+                    let out = self.upstream_head(&state, head, client, &request_id, &forward);
+                    Action::Forward(forward, out)
+                }
+                Err(e) => Action::Refuse(e),
+            };
+            (label, auth, action, request_id)
         };
         let base = buf.as_ptr() as usize;
         let target_at = (head.target.as_ptr() as usize).saturating_sub(base);
@@ -269,6 +284,30 @@ impl Relay {
                 let keep_alive = keep && body_left == 0;
                 refuse(stream, e, plan.request_id.as_bytes(), keep_alive).await
             }
+            Action::Endpoint(ep, kind, client_ip) => {
+                let result = match kind {
+                    Ok(kind) => {
+                        let Some(body) = read_body(stream, buf, plan.head_len, plan.body).await
+                        else {
+                            return Done::default();
+                        };
+                        let body = Body::of(*kind, body);
+                        endpoints::answer_body(&plan.state, *ep, &body, *client_ip).await
+                    }
+                    Err(e) => Err(e.clone()),
+                };
+                plan.state
+                    .metrics()
+                    .endpoint(*ep, result.as_ref().map(|_| ()));
+                // A body left unread (a refused content type) closes the
+                // connection, as on Pingora's path.
+                let keep_alive = keep && (kind.is_ok() || body_left == 0);
+                let id = plan.request_id.as_bytes();
+                match result {
+                    Ok((status, body)) => respond(stream, status, &[], &body, id, keep_alive).await,
+                    Err(e) => refuse(stream, &e, id, keep_alive).await,
+                }
+            }
             Action::Forward(forward, out) => {
                 enter(
                     stream,
@@ -312,43 +351,26 @@ impl Relay {
     }
 }
 
-/// Write an error as its JSON response (the fields of `respond`'s answers
-/// on Pingora's path, and Pingora's `Date` and `Connection`).
-async fn refuse(stream: &mut Stream, e: &ApiError, request_id: &[u8], keep_alive: bool) -> Done {
-    let r = e.to_response();
-    let mut out = Vec::with_capacity(256usize.saturating_add(r.body.len()));
-    status_line(&mut out, r.status);
-    let mut len = itoa::Buffer::new();
-    for (name, value) in json_fields(len.format(r.body.len()), Some(request_id), &r.headers) {
-        line(&mut out, name.as_bytes(), value);
+/// What the relay does with a request for one of the gateway's endpoints:
+/// `POST /wx/login` and `/wx/refresh` with a body within `[login]
+/// max_body_bytes`, when logins are served, are answered here. `None`:
+/// any other is Pingora's, which answers it as before.
+fn endpoint_action(
+    state: &GatewayState,
+    ep: Endpoint,
+    head: &Head<'_>,
+    client_ip: Option<IpAddr>,
+) -> Option<Action> {
+    let max = u64::try_from(state.max_body_bytes()).unwrap_or(u64::MAX);
+    let served = matches!(ep, Endpoint::Login | Endpoint::Refresh)
+        && head.method == "POST"
+        && head.body <= max
+        && state.login().is_some();
+    if !served {
+        return None;
     }
-    line(&mut out, b"Date", date().as_bytes());
-    let connection: &[u8] = if keep_alive { b"keep-alive" } else { b"close" };
-    line(&mut out, b"Connection", connection);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&r.body);
-    let sent = stream.write_all(&out).await.is_ok() && stream.flush().await.is_ok();
-    enter(stream, Phase::AwaitRequest);
-    Done {
-        status: r.status,
-        bytes: r.body.len(),
-        keep_alive: keep_alive && sent,
-        ..Done::default()
-    }
-}
-
-/// `HTTP/1.1 <status> <reason>\r\n`.
-fn status_line(out: &mut Vec<u8>, status: u16) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    let mut n = itoa::Buffer::new();
-    out.extend_from_slice(n.format(status).as_bytes());
-    out.push(b' ');
-    let reason = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let kind = body_kind(head::values(head.fields, b"content-type").next());
+    Some(Action::Endpoint(ep, kind, client_ip))
 }
 
 /// Metrics and the access line of a request served here (`path`: its
@@ -371,7 +393,7 @@ fn finish(plan: &Plan, path: &[u8], done: &Done) {
     let path = std::str::from_utf8(path).unwrap_or("-");
     let user = match &plan.action {
         Action::Forward(f, _) => f.identity.as_ref().map(|v| state.user_hash(&v.id.openid)),
-        Action::Refuse(_) => None,
+        Action::Refuse(_) | Action::Endpoint(..) => None,
     };
     crate::access::Line {
         request_id: plan.request_id.as_str(),
@@ -396,7 +418,16 @@ async fn decide_and_admit<'a>(
     target: &[u8],
     authorization: impl Iterator<Item = &'a [u8]>,
 ) -> Option<(RouteLabel, Option<AuthOutcome>, Result<Forward, ApiError>)> {
-    Some(match decide(state, target) {
+    admit_decided(state, decide(state, target), authorization).await
+}
+
+/// Admit a request as decided. `None`: an endpoint of the gateway.
+async fn admit_decided<'a>(
+    state: &GatewayState,
+    decision: Result<Decision, ApiError>,
+    authorization: impl Iterator<Item = &'a [u8]>,
+) -> Option<(RouteLabel, Option<AuthOutcome>, Result<Forward, ApiError>)> {
+    Some(match decision {
         Ok(Decision::Endpoint(_)) => return None,
         Ok(Decision::Route(routed)) => {
             let label = RouteLabel::Route(routed.route.index);
@@ -442,3 +473,6 @@ fn request_id<'a>(mut sent: impl Iterator<Item = &'a [u8]>, peer_trusted: bool) 
 fn method(m: &str) -> http::Method {
     http::Method::from_bytes(m.as_bytes()).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

@@ -952,3 +952,132 @@ async fn endpoints_that_end_or_change_something_refuse_fields_they_do_not_know()
     assert_eq!(r.status, 200, "{}", r.text());
     dev::stop(env).await;
 }
+
+// --- both HTTP/1 paths ---
+
+/// `/wx/login` and `/wx/refresh` give the same answers whether wxgate's own
+/// HTTP/1 path (the default) or Pingora's serves them: successes, refusals
+/// of every kind, on one keep-alive connection. (Which requests the own
+/// path takes is `relay::tests`.)
+#[tokio::test]
+async fn login_and_refresh_answer_the_same_on_both_http1_paths() {
+    let mut seen = Vec::new();
+    for path in support::HTTP1_PATHS {
+        let up = Upstream::start("paths").await;
+        let server = format!("http1 = \"{path}\"");
+        let preamble = Preamble::new("login-test").server(&server);
+        let text = format!(
+            "{preamble}\n[wechat]\nappid = \"{CUSTOM_APPID}\"\nsecret_env = \"LOGIN_TEST_WECHAT\"\n\
+             api_base = \"https://api.weixin.qq.com\"\n\n[login]\nmax_body_bytes = 1024\n\n\
+             [[routes]]\nprefix = \"/\"\nupstreams = [\"{}\"]\n",
+            up.addr
+        );
+        let env = dev::with_config(&text, &[("LOGIN_TEST_WECHAT", CUSTOM_SECRET)]).await;
+        let addr = env.gateway.addr();
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let mut answers = Vec::new();
+        let post = |target: &str, ct: Option<&str>, body: &str| {
+            let ct = ct
+                .map(|c| format!("Content-Type: {c}\r\n"))
+                .unwrap_or_default();
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: gw\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+
+        let r = send(&mut conn, post("/wx/login", JSON, r#"{"code":"paths-1"}"#)).await;
+        let v = assert_logged_in(&r, "paths-1");
+        let refresh = v["refresh_token"].as_str().unwrap().to_string();
+        answers.push(shape(&r));
+        let r = send(&mut conn, post("/wx/login", FORM, "js_code=paths-2&appId=")).await;
+        assert_logged_in(&r, "paths-2");
+        answers.push(shape(&r));
+        for (ct, body) in [
+            (JSON, r#"{"code":""}"#),
+            (JSON, r#"["paths-3"]"#),
+            (JSON, r#"{"code":"paths-3""#),
+            (None, r#"{"code":"paths-3","encryptedData":"x"}"#),
+            (JSON, r#"{"code":"paths-3","appid":"wx-unknown"}"#),
+        ] {
+            let r = send(&mut conn, post("/wx/login", ct, body)).await;
+            assert_eq!(r.status, 400, "{path} {body}: {}", r.text());
+            answers.push(shape(&r));
+        }
+        let r = send(
+            &mut conn,
+            post(
+                "/wx/refresh",
+                JSON,
+                &json!({"refresh_token": refresh}).to_string(),
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(r.json()["token"].as_str().is_some());
+        answers.push(shape(&r));
+        let r = send(
+            &mut conn,
+            post("/wx/refresh", JSON, r#"{"refresh_token":"nope"}"#),
+        )
+        .await;
+        assert_eq!(r.status, 401, "{path}");
+        answers.push(shape(&r));
+        // Not the plain kind: answered by Pingora on both paths.
+        let r = send(
+            &mut conn,
+            "GET /wx/login HTTP/1.1\r\nHost: gw\r\n\r\n".to_string(),
+        )
+        .await;
+        assert_eq!(r.status, 405, "{path}");
+        answers.push(shape(&r));
+        // A content type neither path reads: refused, its body unread, and
+        // the connection closed.
+        let r = send(
+            &mut conn,
+            post("/wx/login", Some("text/plain"), "code=paths-4"),
+        )
+        .await;
+        assert_error(&r, 415, "unsupported_media_type", None);
+        answers.push(shape(&r));
+        // Over the body limit: refused before its body is read.
+        let mut again = TcpStream::connect(addr).await.unwrap();
+        let big = format!(r#"{{"code":"{}"}}"#, "x".repeat(1100));
+        again
+            .write_all(post("/wx/login", JSON, &big).as_bytes())
+            .await
+            .unwrap();
+        let r = support::read_response(&mut again, Duration::from_secs(5)).await;
+        assert_error(&r, 413, "payload_too_large", None);
+        answers.push(shape(&r));
+        seen.push(answers);
+    }
+    assert_eq!(seen[0], seen[1], "wxgate, then pingora");
+}
+
+/// What a client compares of an answer: status, error code, the field
+/// names (lowercased) with the values that do not change per request.
+fn shape(r: &Response) -> (u16, Value, Vec<(String, String)>) {
+    let body = r.json();
+    let error = body.get("error").cloned().unwrap_or(Value::Null);
+    let mut fields: Vec<(String, String)> = r
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            let n = n.to_ascii_lowercase();
+            let v = match n.as_str() {
+                "date" | "x-request-id" | "content-length" => "-".to_string(),
+                _ => v.clone(),
+            };
+            (n, v)
+        })
+        .collect();
+    fields.sort();
+    (r.status, error, fields)
+}
+
+/// Write a request on `conn` and read its answer.
+async fn send(conn: &mut TcpStream, req: String) -> Response {
+    conn.write_all(req.as_bytes()).await.unwrap();
+    support::read_response(conn, Duration::from_secs(5)).await
+}

@@ -41,6 +41,11 @@ impl Body {
         Ok(Self { kind, bytes })
     }
 
+    /// A body read elsewhere (wxgate's own HTTP/1 path), of `kind`.
+    pub(crate) fn of(kind: BodyKind, bytes: Bytes) -> Self {
+        Self { kind, bytes }
+    }
+
     /// Decode into `T`.
     pub(crate) fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ApiError> {
         parse_body(self.kind, &self.bytes)

@@ -42,6 +42,15 @@ impl Relay {
         };
         let done = match &plan.action {
             Action::Refuse(e) => refuse(&mut session, e, plan.request_id.as_bytes()).await,
+            // Not planned here: endpoints are Pingora's on HTTP/2.
+            Action::Endpoint(..) => {
+                refuse(
+                    &mut session,
+                    &ApiError::Internal,
+                    plan.request_id.as_bytes(),
+                )
+                .await
+            }
             Action::Forward(forward, out) => {
                 forward_stream(&mut session, &plan, forward, out).await
             }

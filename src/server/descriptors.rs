@@ -11,9 +11,9 @@
 //!
 //! ```text
 //! reserve = 64        standard streams, the runtime, the listeners and their spare
-//!                     descriptors (server::accept), config and TLS files, DNS,
-//!                     idle connections to WeChat and the login hook (at most
-//!                     8 each per host, `outbound`)
+//!                     descriptors (server::accept), config and TLS files, DNS
+//!         + 64 per WeChat app and 64 for the login hook: their idle
+//!           connections (`outbound::MAX_IDLE`)
 //!         + Pingora's idle upstream connections (128 per public listener)
 //!         + the relay's idle upstream connections (128 in all, `[server] http1 = "wxgate"`)
 //!         + 1 per upstream address (its health check)
@@ -84,6 +84,9 @@ pub(crate) struct Wanted {
     pub(crate) upstreams: usize,
     /// Descriptors the store holds (Redis connections).
     pub(crate) redis: u64,
+    /// Outbound pools (one per WeChat app, one for the login hook), each
+    /// keeping up to `outbound::MAX_IDLE` idle connections.
+    pub(crate) outbound_pools: usize,
 }
 
 impl Wanted {
@@ -112,6 +115,11 @@ impl Wanted {
                 }),
             upstreams: config.routes.iter().map(|r| r.upstream_addrs.len()).sum(),
             redis: store_descriptors(&config.store.kind),
+            outbound_pools: config
+                .wechat
+                .as_ref()
+                .map_or(0, |w| w.apps.len())
+                .saturating_add(usize::from(config.login.hook.is_some())),
         }
     }
 }
@@ -148,6 +156,11 @@ pub(crate) fn fit(limit: u64, wanted: &Wanted) -> Fitted {
         .saturating_add(to_u64(wanted.upstream_pool))
         .saturating_add(to_u64(wanted.upstreams))
         .saturating_add(wanted.redis)
+        .saturating_add(to_u64(
+            wanted
+                .outbound_pools
+                .saturating_mul(crate::outbound::MAX_IDLE),
+        ))
         .saturating_add(internal.map_or(0, |c| to_u64(c.total)));
     let room = to_usize(limit.saturating_sub(reserve) / 2);
     let per_ip_room = room - room / 4;
@@ -226,6 +239,7 @@ mod tests {
         upstream_pool: 128,
         upstreams: 1,
         redis: 0,
+        outbound_pools: 0,
     };
 
     #[test]
@@ -244,12 +258,13 @@ mod tests {
             upstream_pool: 256,
             upstreams: 10,
             redis: REDIS,
+            outbound_pools: 2,
             ..DEFAULTS
         };
         let f = fit(4096, &wanted);
-        assert_eq!(f.reserve, 64 + 256 + 10 + 6 + 64);
-        // (4096 - 400) / 2 = 1848; the per-IP cap as configured fits in 1386.
-        assert_eq!(f.public, caps(1848, 1024));
+        assert_eq!(f.reserve, 64 + 256 + 10 + 6 + 128 + 64);
+        // (4096 - 528) / 2 = 1784; the per-IP cap as configured fits in 1338.
+        assert_eq!(f.public, caps(1784, 1024));
         assert_eq!(f.internal, Some(caps(64, 16)));
     }
 
