@@ -245,8 +245,12 @@ impl LoginService {
     /// A code is answered with the tokens of its exchange for a while (a
     /// double tap gets the same pair), but never once that session has ended:
     /// replaying the code after a logout must not bring the session back. The
-    /// code then counts as used, as WeChat would say (40163).
+    /// code then counts as used, as WeChat would say (40163). The tokens of
+    /// the flight that answers (`fresh`) were issued just now: not checked.
     async fn ensure_live(&self, ex: &Exchanged) -> Result<(), ApiError> {
+        if ex.fresh {
+            return Ok(());
+        }
         let used = ApiError::InvalidCode {
             wechat_errcode: CODE_USED,
         };

@@ -51,6 +51,10 @@ pub(crate) struct Exchanged {
     pub refresh_token: String,
     #[serde(default, skip_serializing_if = "UserClaims::is_empty")]
     pub user: UserClaims,
+    /// Issued by the flight that answers with it (not an outcome read back
+    /// from the store for a code sent again): no logout can have ended it.
+    #[serde(skip)]
+    pub fresh: bool,
 }
 
 impl Exchanged {
@@ -64,6 +68,7 @@ impl Exchanged {
             exp: grant.exp,
             refresh_token: grant.refresh_token,
             user: grant.user,
+            fresh: true,
         }
     }
 
