@@ -23,6 +23,8 @@ TOOL=${TOOL:-perf}
 SCENARIO=${SCENARIO:-wxgate}
 PROFILE_SECONDS=${PROFILE_SECONDS:-10}
 RUNS=1
+# lib.sh starts what the scenarios need (a TLS listener, Redis, Flask, ...).
+SCENARIOS=${SCENARIOS:-$SCENARIO}
 source "$(dirname "$0")/lib.sh"
 OUTDIR=${OUTDIR:-$ROOT/bench/profile-out}
 mkdir -p "$OUTDIR"
