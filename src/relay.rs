@@ -31,7 +31,7 @@ use pingora_core::protocols::Stream;
 use tokio::io::AsyncReadExt;
 
 mod answer;
-mod chunked;
+pub(crate) mod chunked;
 mod downstream;
 mod exchange;
 mod h2;

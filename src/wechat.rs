@@ -10,6 +10,7 @@ pub mod access_token;
 pub mod client;
 mod config;
 pub mod crypto;
+mod lean;
 pub mod reply;
 
 use async_trait::async_trait;

@@ -91,6 +91,8 @@ fn transport_error(e: reqwest::Error) -> WechatError {
 /// A `jscode2session` client with one connection pool for the process.
 pub struct WechatClient {
     http: reqwest::Client,
+    /// `jscode2session` without reqwest, unless a proxy is set.
+    lean: Option<super::lean::Lean>,
     /// The URL with `appid` and `secret` (never logged: see `Debug`).
     base_url: reqwest::Url,
     /// `{api_base}/cgi-bin/stable_token`.
@@ -139,10 +141,13 @@ impl WechatClient {
             .to_string();
         let stable_token_url = api_url(&format!("{base_path}/cgi-bin/stable_token"));
         let phone_url = api_url(&format!("{base_path}/wxa/business/getuserphonenumber"));
-        let http = crate::outbound::client(timeout, timeout.min(Duration::from_secs(3)))
+        let connect_timeout = timeout.min(Duration::from_secs(3));
+        let http = crate::outbound::client(timeout, connect_timeout)
             .map_err(|e| WechatError::Setup(e.without_url().to_string()))?;
+        let lean = super::lean::Lean::for_url(&base_url, connect_timeout)?;
         Ok(Self {
             http,
+            lean,
             base_url,
             stable_token_url,
             phone_url,
@@ -279,6 +284,9 @@ impl WechatClient {
 
     /// GET the URL for `code` and read at most [`MAX_REPLY_BYTES`] of a 2xx body.
     async fn fetch(&self, code: &str) -> Result<Vec<u8>, WechatError> {
+        if let Some(lean) = &self.lean {
+            return lean.fetch(code, MAX_REPLY_BYTES).await;
+        }
         let url = url_for(&self.base_url, code);
         self.read(self.http.get(url)).await
     }
