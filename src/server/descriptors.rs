@@ -12,8 +12,9 @@
 //! ```text
 //! reserve = 64        standard streams, the runtime, the listeners and their spare
 //!                     descriptors (server::accept), config and TLS files, DNS
-//!         + 64 per WeChat app and 64 for the login hook: their idle
-//!           connections (`outbound::MAX_IDLE`)
+//!         + 128 per WeChat app (its two clients: `jscode2session`'s and
+//!           the other calls') and 64 for the login hook: their idle
+//!           connections (`outbound::MAX_IDLE` each)
 //!         + Pingora's idle upstream connections (128 per public listener)
 //!         + the relay's idle upstream connections (128 in all, `[server] http1 = "wxgate"`)
 //!         + 1 per upstream address (its health check)
@@ -84,7 +85,7 @@ pub(crate) struct Wanted {
     pub(crate) upstreams: usize,
     /// Descriptors the store holds (Redis connections).
     pub(crate) redis: u64,
-    /// Outbound pools (one per WeChat app, one for the login hook), each
+    /// Outbound pools (two per WeChat app, one for the login hook), each
     /// keeping up to `outbound::MAX_IDLE` idle connections.
     pub(crate) outbound_pools: usize,
 }
@@ -118,7 +119,7 @@ impl Wanted {
             outbound_pools: config
                 .wechat
                 .as_ref()
-                .map_or(0, |w| w.apps.len())
+                .map_or(0, |w| w.apps.len().saturating_mul(2))
                 .saturating_add(usize::from(config.login.hook.is_some())),
         }
     }

@@ -1,6 +1,7 @@
 //! A lean HTTP/1.1 client for `jscode2session`, the WeChat call on every
 //! login: the request written and its answer read in the login's own task,
-//! on connections kept idle here (at most [`MAX_IDLE`]), as the relay talks
+//! on connections kept idle here (at most [`MAX_IDLE`], counted in the
+//! open-file reserve of `server::descriptors`), as the relay talks
 //! to upstreams. reqwest would send it to a connection task of hyper's
 //! through a channel, build and parse its URL, and pass it through tower's
 //! layers: a quarter of a login's CPU (bench/README.md).
