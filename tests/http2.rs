@@ -12,6 +12,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -540,4 +541,44 @@ async fn an_upstream_that_is_down_is_a_502_on_both_paths() {
         gw.stop().await;
     }
     assert_eq!(answers[0], answers[1]);
+}
+
+/// A stream whose body never comes is ended after `body_timeout` on the
+/// own path: it does not hold its upstream connection, nor keep the
+/// connection from closing when idle. (Pingora's path waits for the
+/// upstream instead, up to the route's `read_timeout`.)
+#[tokio::test]
+async fn a_stream_whose_body_never_comes_is_ended_after_body_timeout() {
+    {
+        let path = "wxgate";
+        let up = RawUpstream::start().await;
+        let config = support::with_http2(&support::standard_config(up.addr), path).replacen(
+            "[server]\n",
+            "[server]\nbody_timeout = \"300ms\"\n",
+            1,
+        );
+        let gw = Gateway::start(&config).await;
+        let bearer = format!("Bearer {}", gw.token("o-slow", None, None));
+        let client = connect(gw.addr).await;
+        let mut client = client.ready().await.unwrap();
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("http://gw.test/r/echo")
+            .header("authorization", &bearer)
+            .header("content-length", "100")
+            .body(())
+            .unwrap();
+        // The body is announced, never sent.
+        let (response, _body) = client.send_request(req, false).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), response).await;
+        let ended = ended.unwrap_or_else(|_| panic!("{path}: the stream is still open"));
+        // Reset, or answered with an error: either way not left hanging.
+        if let Ok(r) = ended {
+            assert!(
+                r.status().is_client_error() || r.status().is_server_error(),
+                "{path}: {r:?}"
+            );
+        }
+        gw.stop().await;
+    }
 }

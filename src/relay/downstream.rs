@@ -2,6 +2,8 @@
 //! connection, whose response head and body are written as bytes, or an
 //! HTTP/2 stream, which gets a head of fields and the body decoded.
 
+use std::time::Duration;
+
 use bytes::{Buf, Bytes};
 use http::{HeaderName, HeaderValue};
 use pingora_core::protocols::http::v2::server::HttpSession;
@@ -110,21 +112,27 @@ async fn write_all(s: &mut Stream, bytes: &[u8]) -> bool {
 pub(super) struct H2Stream<'a> {
     pub(super) session: &'a mut HttpSession,
     pending: Bytes,
+    /// The longest wait for the next piece of the body (`body_timeout`, as
+    /// the read deadline of an HTTP/1 body).
+    body_timeout: Duration,
 }
 
 impl<'a> H2Stream<'a> {
-    pub(super) fn new(session: &'a mut HttpSession) -> Self {
+    pub(super) fn new(session: &'a mut HttpSession, body_timeout: Duration) -> Self {
         Self {
             session,
             pending: Bytes::new(),
+            body_timeout,
         }
     }
 
     async fn read_body(&mut self, into: &mut [u8]) -> Option<usize> {
         while self.pending.is_empty() {
             // The body ended before its `Content-Length` (h2 refuses that
-            // itself), or the stream was reset.
-            self.pending = self.session.read_body_bytes().await.ok().flatten()?;
+            // itself), the stream was reset, or the client went quiet.
+            let next = self.session.read_body_bytes();
+            let read = tokio::time::timeout(self.body_timeout, next).await;
+            self.pending = read.ok()?.ok().flatten()?;
         }
         let n = into.len().min(self.pending.len());
         into.get_mut(..n)?

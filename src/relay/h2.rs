@@ -162,7 +162,8 @@ async fn forward_stream(
     forward: &Forward,
     out: &[u8],
 ) -> Done {
-    let mut client = Downstream::H2(H2Stream::new(session));
+    let body_timeout = plan.state.limits.body_timeout;
+    let mut client = Downstream::H2(H2Stream::new(session, body_timeout));
     let mut done = exchange::forward(
         &mut client,
         &plan.state,

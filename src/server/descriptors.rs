@@ -16,7 +16,8 @@
 //!           the other calls') and 64 for the login hook: their idle
 //!           connections (`outbound::MAX_IDLE` each)
 //!         + Pingora's idle upstream connections (128 per public listener)
-//!         + the relay's idle upstream connections (128 in all, `[server] http1 = "wxgate"`)
+//!         + the relay's idle upstream connections (128 in all, when `[server]
+//!           http1` or `http2` is "wxgate")
 //!         + 1 per upstream address (its health check)
 //!         + the Redis store's connections, each with a spare for a
 //!           reconnect: 6 (calls, revocations and the revocation feed),
@@ -110,9 +111,14 @@ impl Wanted {
                 .upstream_keepalive_pool_size
                 .saturating_mul(conf.threads.max(1))
                 .saturating_mul(public_listeners)
-                .saturating_add(match config.server.http1 {
-                    crate::config::ServedBy::Wxgate => crate::upstream::MAX_IDLE_TOTAL,
-                    crate::config::ServedBy::Pingora => 0,
+                .saturating_add({
+                    // The relay's pool serves both own paths.
+                    let own = crate::config::ServedBy::Wxgate;
+                    if config.server.http1 == own || config.server.http2 == own {
+                        crate::upstream::MAX_IDLE_TOTAL
+                    } else {
+                        0
+                    }
                 }),
             upstreams: config.routes.iter().map(|r| r.upstream_addrs.len()).sum(),
             redis: store_descriptors(&config.store.kind),

@@ -8,15 +8,17 @@
 //!
 //! HTTPS goes through rustls with the platform's verifier (what reqwest
 //! uses). The request target holds the app secret: no error here carries
-//! it, and nothing is logged. A connection kept idle that turns out closed
-//! before any answer byte is replaced once by a new one (the request never
-//! reached WeChat: the code is not spent). When the environment names a
+//! it, and nothing is logged. A kept connection is used again only if it
+//! has been idle less than [`IDLE_FOR`] and nothing (an end, an alert) is
+//! waiting on it; one whose request cannot be written is replaced once by
+//! a new one. A request that was written is never sent again: WeChat may
+//! have spent the code. When the environment names a
 //! proxy (`HTTPS_PROXY`, ...), reqwest is kept, since it honours them
 //! ([`Lean::for_url`] answers `None`).
 
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rustls::pki_types::ServerName;
@@ -33,6 +35,9 @@ use crate::relay::chunked::Chunked;
 const MAX_FIELDS: usize = 32;
 /// Longest answer head.
 const MAX_HEAD: usize = 16 * 1024;
+/// A connection idle longer is not used again (servers close idle ones
+/// after a minute or so; one closing as it is used would cost a login).
+const IDLE_FOR: Duration = Duration::from_secs(20);
 
 /// One connection to WeChat.
 enum Conn {
@@ -49,6 +54,19 @@ impl Conn {
                 s.flush().await
             }
         }
+    }
+
+    /// Whether nothing is waiting to be read: the server has neither closed
+    /// the connection nor sent anything (a TLS alert) since the last answer.
+    fn is_quiet(&self) -> bool {
+        let tcp = match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+        };
+        let mut byte = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        tcp.poll_peek(&mut cx, &mut buf).is_pending()
     }
 
     async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
@@ -70,12 +88,13 @@ pub(crate) struct Lean {
     /// `/sns/jscode2session?appid=...&secret=...&js_code=`: holds the secret.
     target: String,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Conn>>,
+    /// Kept connections, each with when it was put back.
+    idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
 /// How an attempt failed.
 enum Fail {
-    /// A kept connection closed before answering: try a new one.
+    /// A kept connection took no request: try a new one.
     Stale,
     Error(WechatError),
 }
@@ -178,18 +197,37 @@ impl Lean {
         match self.attempt(conn, &req, max, false).await {
             Ok(body) => Ok(body),
             Err(Fail::Error(e)) => Err(e),
-            Err(Fail::Stale) => Err(transport("the connection closed before an answer")),
+            Err(Fail::Stale) => Err(transport("the connection took no request")),
         }
     }
 
+    /// The most recently kept connection still fit for a request; the
+    /// ones idle too long or no longer quiet are closed.
     fn take_idle(&self) -> Option<Conn> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // The oldest are at the front: all of them idle too long go.
+        let stale = idle.partition_point(|(_, at)| now.saturating_duration_since(*at) >= IDLE_FOR);
+        idle.drain(..stale);
+        while let Some((conn, _)) = idle.pop() {
+            if conn.is_quiet() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Kept connections still quiet.
+    #[cfg(test)]
+    fn quiet_kept(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.iter().filter(|(c, _)| c.is_quiet()).count()
     }
 
     fn put_idle(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(conn);
+            idle.push((conn, Instant::now()));
         }
     }
 
@@ -223,23 +261,20 @@ impl Lean {
         max: usize,
         kept: bool,
     ) -> Result<Vec<u8>, Fail> {
-        let broken = |e: io::Error, got: bool| {
-            if kept && !got {
+        if let Err(e) = conn.write_all(req).await {
+            return Err(if kept {
                 Fail::Stale
             } else {
                 Fail::Error(transport(&e.to_string()))
-            }
-        };
-        conn.write_all(req).await.map_err(|e| broken(e, false))?;
+            });
+        }
         let mut buf = BytesMut::with_capacity(4096);
         let (status, head_len, framing, reusable) = loop {
-            let n = conn
-                .read_buf(&mut buf)
-                .await
-                .map_err(|e| broken(e, !buf.is_empty()))?;
-            if n == 0 {
-                let closed = io::Error::new(io::ErrorKind::UnexpectedEof, "closed");
-                return Err(broken(closed, !buf.is_empty()));
+            // Written: whatever happens now, the request is not sent again.
+            if read(&mut conn, &mut buf).await? == 0 {
+                return Err(Fail::Error(transport(
+                    "the connection closed before an answer",
+                )));
             }
             if let Some(head) = head(&buf)? {
                 break head;
@@ -258,14 +293,15 @@ impl Lean {
                     return Err(too_large());
                 }
                 body.extend_from_slice(rest.get(..n.min(rest.len())).unwrap_or(&[]));
-                let extra = rest.len() > n;
+                let mut extra = rest.len() > n;
                 while body.len() < n {
                     buf.clear();
                     if read(&mut conn, &mut buf).await? == 0 {
                         return Err(Fail::Error(transport("the answer was cut short")));
                     }
-                    let take = (n - body.len()).min(buf.len());
+                    let take = n.saturating_sub(body.len()).min(buf.len());
                     body.extend_from_slice(buf.get(..take).unwrap_or(&[]));
+                    extra |= buf.len() > take;
                 }
                 !extra
             }

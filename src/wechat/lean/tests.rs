@@ -126,15 +126,75 @@ async fn chunked_and_until_close_answers_are_read_whole() {
 }
 
 #[tokio::test]
-async fn a_kept_connection_closed_by_the_server_is_replaced_once() {
+async fn a_kept_connection_the_server_closed_is_not_used_again() {
     // The server closes after its first answer without saying so.
     let server = Server::start(vec![OK.to_vec()], vec![0]).await;
     let lean = server.client();
     assert!(lean.fetch("a", 1024).await.is_ok());
-    // Kept, but closed: the request goes out again on a new connection.
+    // Wait until the close has reached the kept connection.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while lean.quiet_kept() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the close never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(lean.fetch("b", 1024).await.is_ok());
     assert_eq!(server.conns.load(Ordering::SeqCst), 2);
-    assert_eq!(server.heads().len(), 2, "the code reached WeChat once");
+    assert_eq!(server.heads().len(), 2, "each code reached WeChat once");
+}
+
+#[tokio::test]
+async fn a_request_written_is_never_sent_again() {
+    // The second request is read, then the connection closed unanswered:
+    // WeChat may have spent that code.
+    let server = Server::start(vec![OK.to_vec(), Vec::new()], vec![1]).await;
+    let lean = server.client();
+    assert!(lean.fetch("a", 1024).await.is_ok());
+    let e = lean.fetch("b", 1024).await.unwrap_err();
+    assert!(matches!(e, WechatError::Transport(_)), "{e:?}");
+    assert_eq!(server.heads().len(), 2, "the code was not sent twice");
+    assert_eq!(server.conns.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn bytes_after_an_answer_keep_its_connection_out_of_use() {
+    // The body comes in a second write, with a stray byte after it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+                        .await;
+                    let _ = s.flush().await;
+                    tokio::task::yield_now().await;
+                    let _ = s.write_all(b"okX").await;
+                }
+            });
+        }
+    });
+    let url = reqwest::Url::parse(&format!("http://{addr}/sns/jscode2session?appid=a")).unwrap();
+    let lean = Lean::for_url(&url, Duration::from_secs(2))
+        .unwrap()
+        .unwrap();
+    assert_eq!(lean.fetch("a", 1024).await.unwrap(), b"ok");
+    assert_eq!(lean.fetch("b", 1024).await.unwrap(), b"ok");
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        2,
+        "the first connection was not kept"
+    );
 }
 
 #[tokio::test]
