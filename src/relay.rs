@@ -252,19 +252,35 @@ impl Relay {
                 line(&mut out, name, f.value);
             }
         }
+        self.end_head(state, client, head.host, request_id, forward, &mut out);
+        out
+    }
+
+    /// The end of an upstream request head: what wxgate sets (client
+    /// address, protocol and host; the identity; the request id, unless the
+    /// client's is kept), then the blank line.
+    fn end_head(
+        &self,
+        state: &GatewayState,
+        client: Client,
+        host: Option<&[u8]>,
+        request_id: &RequestId,
+        forward: &Forward,
+        out: &mut Vec<u8>,
+    ) {
+        let policy = &state.headers;
         let info = ClientInfo {
             ip: client.ip,
             https: self.tls,
         };
-        policy.write_set(info, head.host, &mut out);
+        policy.write_set(info, host, out);
         if let Some(v) = &forward.identity {
-            policy.write_identity(&v.values, &mut out);
+            policy.write_identity(&v.values, out);
         }
         if !request_id.kept {
-            line(&mut out, b"X-Request-ID", request_id.as_bytes());
+            line(out, b"X-Request-ID", request_id.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
-        out
     }
 
     /// Answer the plan: refuse, or forward and relay the response.

@@ -20,7 +20,7 @@ use super::{decide_and_admit, finish, request_id, Action, Plan, Relay, RequestId
 use crate::access::X_REQUEST_ID;
 use crate::error::ApiError;
 use crate::headers::raw::line;
-use crate::headers::{Client, ClientInfo, X_FORWARDED_FOR};
+use crate::headers::{Client, X_FORWARDED_FOR};
 use crate::proxy::Forward;
 use crate::respond::json_fields;
 use crate::state::GatewayState;
@@ -139,18 +139,7 @@ impl Relay {
                 line(&mut out, name.as_str().as_bytes(), value.as_bytes());
             }
         }
-        let info = ClientInfo {
-            ip: client.ip,
-            https: self.tls,
-        };
-        policy.write_set(info, host, &mut out);
-        if let Some(v) = &forward.identity {
-            policy.write_identity(&v.values, &mut out);
-        }
-        if !request_id.kept {
-            line(&mut out, b"X-Request-ID", request_id.as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
+        self.end_head(state, client, host, request_id, forward, &mut out);
         out
     }
 }
