@@ -31,7 +31,37 @@ async fn authenticate_values<'a>(
     sessions: &Sessions,
     authorization: impl Iterator<Item = &'a [u8]>,
 ) -> Result<Identity, ApiError> {
-    let id = sessions
+    let id = verify(sessions, authorization)?;
+    sessions.check_revocation(&id).await?;
+    Ok(id)
+}
+
+/// [`authenticate`] for `POST /wx/logout`, which also takes a token already
+/// revoked (`true`): a logout is sent again after a 503, and must then
+/// confirm the revocation fleet-wide rather than answer from what this
+/// instance holds.
+pub(crate) async fn authenticate_logout(
+    sessions: &Sessions,
+    headers: &HeaderMap,
+) -> Result<(Identity, bool), ApiError> {
+    let authorization = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .map(|v| v.as_bytes());
+    let id = verify(sessions, authorization)?;
+    match sessions.check_revocation(&id).await {
+        Ok(()) => Ok((id, false)),
+        Err(ApiError::TokenRevoked) => Ok((id, true)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The token's signature and claims, without the revocation check.
+fn verify<'a>(
+    sessions: &Sessions,
+    authorization: impl Iterator<Item = &'a [u8]>,
+) -> Result<Identity, ApiError> {
+    sessions
         .tokens()
         .verify_authorization(authorization)
         .map_err(|e| {
@@ -39,9 +69,7 @@ async fn authenticate_values<'a>(
                 tracing::debug!(reason = %e, "token refused");
             }
             ApiError::from(&e)
-        })?;
-    sessions.check_revocation(&id).await?;
-    Ok(id)
+        })
 }
 
 /// [`authenticate`] as a route's auth mode asks: `public` routes take no

@@ -23,7 +23,7 @@ use pingora_error::Result;
 use pingora_proxy::Session;
 use serde::Serialize;
 
-use crate::auth::authenticate;
+use crate::auth::{authenticate, authenticate_logout};
 use crate::error::ApiError;
 use crate::respond::{respond, respond_error};
 use crate::route::Endpoint;
@@ -82,12 +82,18 @@ async fn wx(
     if session.req_header().method != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
-    // Decrypt, logout and phone need a valid token before any body is read.
-    let caller = match ep {
-        Endpoint::Decrypt | Endpoint::Logout | Endpoint::Phone => {
-            Some(authenticate(state.sessions(), &session.req_header().headers).await?)
+    // Decrypt, logout and phone need a valid token before any body is read
+    // (logout's may be revoked already: see `logout::handle`).
+    let headers = &session.req_header().headers;
+    let (caller, revoked) = match ep {
+        Endpoint::Decrypt | Endpoint::Phone => {
+            (Some(authenticate(state.sessions(), headers).await?), false)
         }
-        _ => None,
+        Endpoint::Logout => {
+            let (id, revoked) = authenticate_logout(state.sessions(), headers).await?;
+            (Some(id), revoked)
+        }
+        _ => (None, false),
     };
     let body = Body::read(session, state.max_body_bytes()).await?;
     match (ep, caller) {
@@ -97,7 +103,8 @@ async fn wx(
             json(&decrypt::handle(app, &caller, body.parse()?).await?)
         }
         (Endpoint::Logout, Some(caller)) => {
-            json(&logout::handle(state.sessions(), &caller, body.parse_or_default()?).await?)
+            let req = body.parse_or_default()?;
+            json(&logout::handle(state.sessions(), &caller, revoked, req).await?)
         }
         (Endpoint::Phone, Some(caller)) => {
             let app = login.get(caller.appid.as_deref())?;

@@ -829,6 +829,16 @@ async fn logout_ends_the_session_its_refresh_token_and_its_login_code() {
         let resp = logout(&gw, &t, "").await;
         assert_eq!(resp.status, 200, "{store}: {}", resp.text());
         assert_revoked_soon(&gw, &t).await;
+        // A logout is idempotent (a client retries one that answered 503):
+        // sent again it is confirmed again; but a revoked token cannot end
+        // every session of its user.
+        let again = logout(&gw, &t, "").await;
+        assert_eq!(again.status, 200, "{store}: {}", again.text());
+        assert_error(
+            &logout(&gw, &t, r#"{"all": true}"#).await,
+            401,
+            "token_revoked",
+        );
         // The refresh token of that session is dead too: a thief holding
         // both tokens does not outlive the user's logout.
         assert_error(

@@ -303,10 +303,16 @@ async fn a_full_store_refuses_revocations_and_forgets_none(store: Arc<dyn Store>
     // Full is not down: no fail-fast, reads and pings answer.
     store.ping().await.unwrap();
     assert_eq!(store.get_session("nobody").await.unwrap(), None);
-    assert!(matches!(
-        store.revoke_token("jti-one-more", LONG).await,
-        Err(StoreError::Full { .. })
-    ));
+    // Full stays full, not down. (At Redis's `maxmemory` the edge moves a
+    // little as Redis frees buffers: one more may fit, and is then held.)
+    match store.revoke_token("jti-one-more", LONG).await {
+        Err(StoreError::Full { .. }) => {}
+        Ok(()) => assert!(store
+            .is_revoked(&check(Some("jti-one-more"), "o", None, 1))
+            .await
+            .unwrap()),
+        Err(e) => panic!("a full store answered {e:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -929,6 +935,28 @@ async fn redis_revocations_reach_another_instance_through_the_feed() {
     // A store started later loads what is live.
     let c = redis_store(&server).await;
     assert!(c
+        .is_revoked(&check(None, "o", Some("fam-pushed"), 1))
+        .await
+        .unwrap());
+    // Written again (a logout retried), a revocation adds nothing to the
+    // feed, however often: the feed is not a client's to fill.
+    let mut con = raw_connection(&server).await;
+    let feed = format!("{PREFIX}{{rev}}:feed");
+    let before: u64 = ::redis::cmd("XLEN")
+        .arg(&feed)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        b.revoke_family("fam-pushed", LONG).await.unwrap();
+    }
+    let after: u64 = ::redis::cmd("XLEN")
+        .arg(&feed)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!((before, after), (1, 1));
+    assert!(a
         .is_revoked(&check(None, "o", Some("fam-pushed"), 1))
         .await
         .unwrap());

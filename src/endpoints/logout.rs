@@ -23,12 +23,24 @@ pub(crate) struct LogoutResponse {
     pub revoked: &'static str,
 }
 
-/// Revoke for the caller, whose token was checked.
+/// Revoke for the caller, whose token was verified.
+///
+/// A logout is idempotent: a token already `revoked` (a logout retried
+/// after a 503 `store_unavailable`, or sent twice) has its revocation
+/// written again, and the answer is 200 only once the store confirms it as
+/// for the first (`replica_acks`). What this instance holds is no proof
+/// that the fleet does: the first write may not have survived a failover.
+/// A revoked token cannot end every session of its user, though (`all`, or
+/// a token naming neither its session nor itself): 401 `token_revoked`.
 pub(crate) async fn handle(
     sessions: &Sessions,
     caller: &Identity,
+    revoked: bool,
     req: LogoutRequest,
 ) -> Result<LogoutResponse, ApiError> {
+    if revoked && (req.all || (caller.family.is_none() && caller.jti.is_none())) {
+        return Err(ApiError::TokenRevoked);
+    }
     sessions.logout(caller, req.all).await?;
     Ok(LogoutResponse {
         revoked: if req.all { "all" } else { "token" },

@@ -101,13 +101,19 @@ fn glob_escape(s: &str) -> String {
 pub(super) const FEED_LENGTH: u64 = 10_000;
 
 /// Write one revocation: drop expired entries from the index, refuse a new
-/// entry when the index is at its bound, keep the later expiry of an entry
-/// written twice, number it and append it to the feed. Every key outlives
-/// the entries it holds.
+/// entry when the index is at its bound, number it and append it to the
+/// feed. Every key outlives the entries it holds.
+///
+/// An entry written again (a logout retried after a 503, or sent twice)
+/// keeps its expiry, which already outlives every token it covers, and adds
+/// nothing to the feed, however often it is sent: it only rewrites the
+/// counter with its own value, a write that the caller's `WAIT` then counts,
+/// and replicas apply writes in order, so the confirmation covers the
+/// entry's first write too, whichever instance made it.
 ///
 /// KEYS: live, seq, feed. ARGV: member, expiry (unix ms), now (unix ms),
 /// the bound, the feed's length, and `1` to import (write only what the
-/// index lacks). Returns the revocation's number (0: imported already).
+/// index lacks). Returns the revocation's number (0: held already).
 ///
 /// The shebang (Redis 7) makes Redis refuse the whole script up front when
 /// it is at `maxmemory`, so a write is never left half done (in the index
@@ -117,17 +123,17 @@ local live, seq, feed = KEYS[1], KEYS[2], KEYS[3]
 local member, expires, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', live, '-inf', now)
 local current = redis.call('ZSCORE', live, member)
-if current and ARGV[6] == '1' then
+if current then
+  local n = redis.call('GET', seq)
+  if n and ARGV[6] ~= '1' then
+    redis.call('SET', seq, n, 'KEEPTTL')
+  end
   return 0
 end
-if not current then
-  if redis.call('ZCARD', live) >= tonumber(ARGV[4]) then
-    return redis.error_reply('WXFULL the live revocations are at their bound')
-  end
+if redis.call('ZCARD', live) >= tonumber(ARGV[4]) then
+  return redis.error_reply('WXFULL the live revocations are at their bound')
 end
-if (not current) or tonumber(current) < expires then
-  redis.call('ZADD', live, expires, member)
-end
+redis.call('ZADD', live, expires, member)
 local n = redis.call('INCR', seq)
 redis.call('XADD', feed, 'MAXLEN', '~', ARGV[5], '*', 'n', n, 'm', member, 'x', expires)
 for _, k in ipairs(KEYS) do
