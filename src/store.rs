@@ -33,7 +33,7 @@ pub use error::{Eviction, RedisFault, StoreError};
 pub use interface::{MapStats, Store, StoreStatus};
 pub(crate) use records::secret_serde;
 pub use records::{
-    AccessTokenRecord, RefreshRecord, RefreshTake, RevocationCheck, WxSession, MAX_TTL,
+    AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck, WxSession, MAX_TTL,
 };
 pub use revocations::RevocationSet;
 

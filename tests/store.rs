@@ -20,8 +20,8 @@ use wxgate::secret::Secret;
 use wxgate::store::memory::MemoryStore;
 use wxgate::store::redis::RedisStore;
 use wxgate::store::{
-    AccessTokenRecord, Eviction, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError,
-    WxSession,
+    AccessTokenRecord, CodeClaim, Eviction, RefreshRecord, RefreshTake, RevocationCheck, Store,
+    StoreError, WxSession,
 };
 use wxgate::token::UserClaims;
 
@@ -80,6 +80,7 @@ suite!(
     sessions_expire,
     claim_code_once_until_released,
     claim_code_expires,
+    an_unfinished_outcome_is_taken_over_once,
     code_outcome_put_get,
     revoke_token_names_one_jti,
     revoke_subject_covers_tokens_issued_up_to_before,
@@ -175,31 +176,79 @@ async fn sessions_expire(store: Arc<dyn Store>) {
     assert!(store.get_session("long").await.unwrap().is_some());
 }
 
+/// Whether `claim_code` claimed.
+async fn claimed(store: &Arc<dyn Store>, id: &str, ttl: Duration) -> bool {
+    store.claim_code(id, ttl).await.unwrap() == CodeClaim::Claimed
+}
+
 async fn claim_code_once_until_released(store: Arc<dyn Store>) {
-    assert!(store.claim_code("c-1", LONG).await.unwrap());
-    assert!(!store.claim_code("c-1", LONG).await.unwrap());
-    assert!(
-        store.claim_code("c-2", LONG).await.unwrap(),
-        "codes are independent"
+    assert!(claimed(&store, "c-1", LONG).await);
+    assert_eq!(
+        store.claim_code("c-1", LONG).await.unwrap(),
+        CodeClaim::Pending
     );
+    assert!(claimed(&store, "c-2", LONG).await, "codes are independent");
+    // A claim alone is no outcome.
+    assert_eq!(store.get_code_outcome("c-1").await.unwrap(), None);
     store.release_code("c-1").await.unwrap();
-    assert!(store.claim_code("c-1", LONG).await.unwrap());
-    assert!(!store.claim_code("c-1", LONG).await.unwrap());
-    assert!(!store.claim_code("c-2", LONG).await.unwrap());
+    assert!(claimed(&store, "c-1", LONG).await);
+    assert!(!claimed(&store, "c-1", LONG).await);
+    assert!(!claimed(&store, "c-2", LONG).await);
     // Releasing what was never claimed is fine.
     store.release_code("never").await.unwrap();
+    // The outcome replaces the claim, and claiming then reads it.
+    store
+        .put_code_outcome("c-1", "sealed-1", LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_code("c-1", LONG).await.unwrap(),
+        CodeClaim::Outcome("sealed-1".into())
+    );
+    assert_eq!(
+        store.get_code_outcome("c-1").await.unwrap().as_deref(),
+        Some("sealed-1")
+    );
+}
+
+/// An outcome saying the login did not finish is taken over by one retry:
+/// only while it is still the outcome seen, and then it is a claim again.
+async fn an_unfinished_outcome_is_taken_over_once(store: Arc<dyn Store>) {
+    assert!(claimed(&store, "c-u", LONG).await);
+    store
+        .put_code_outcome("c-u", "unfinished", LONG)
+        .await
+        .unwrap();
+    assert!(!store.take_over_code("c-u", "another", LONG).await.unwrap());
+    let takers: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .take_over_code("c-u", "unfinished", LONG)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in takers {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    assert_eq!(
+        store.claim_code("c-u", LONG).await.unwrap(),
+        CodeClaim::Pending
+    );
+    assert_eq!(store.get_code_outcome("c-u").await.unwrap(), None);
+    // Nothing to take over where nothing was stored.
+    assert!(!store.take_over_code("c-none", "", LONG).await.unwrap());
 }
 
 async fn claim_code_expires(store: Arc<dyn Store>) {
-    assert!(store
-        .claim_code("c-short", Duration::from_millis(300))
-        .await
-        .unwrap());
+    assert!(claimed(&store, "c-short", Duration::from_millis(300)).await);
     let free = support::eventually(EXPIRY_LIMIT, || async {
-        store
-            .claim_code("c-short", Duration::from_millis(300))
-            .await
-            .unwrap()
+        claimed(&store, "c-short", Duration::from_millis(300)).await
     })
     .await;
     assert!(free, "an expired claim still blocks the code");
@@ -509,7 +558,7 @@ async fn concurrent_claim_code_has_one_winner(store: Arc<dyn Store>) {
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.claim_code("c-race", LONG).await.unwrap() })
+            tokio::spawn(async move { claimed(&store, "c-race", LONG).await })
         })
         .collect();
     let mut won = 0;
@@ -618,6 +667,7 @@ async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration,
     );
     timed!("get_session", store.get_session("o"));
     timed!("claim_code", store.claim_code("c", LONG));
+    timed!("take_over_code", store.take_over_code("c", "", LONG));
     timed!("release_code", store.release_code("c"));
     timed!("put_code_outcome", store.put_code_outcome("c", "s", LONG));
     timed!("get_code_outcome", store.get_code_outcome("c"));
@@ -691,8 +741,7 @@ async fn redis_every_key_has_the_prefix_and_a_ttl() {
         .unwrap();
     let kinds = [
         "session:",
-        "code:",
-        "code-claim:",
+        "login-code:",
         "revoked-jti:",
         "revoked-sub:",
         "revoked-fam:",

@@ -12,12 +12,14 @@
 //!   the code ([`crate::seal`]): the store knows neither the code nor the
 //!   tokens. An instance that finds the code claimed polls for the outcome.
 //!
-//! Definitive outcomes are shared (success, an invalid or blocked code). A
-//! failure after WeChat accepted the code (the login hook or the store could
-//! not answer) shares what WeChat said ([`WxLogin`]) and releases the claim:
-//! a retry with the same code finishes the login without spending the code
-//! at WeChat again. Any other failure (busy, timeout) releases the claim so a
-//! retry asks WeChat again.
+//! The claim and the outcome are one store entry: a login reads and claims
+//! its code in one call ([`Store::claim_code`]), and the outcome replaces
+//! the claim. Definitive outcomes are shared (success, an invalid or blocked
+//! code). A failure after WeChat accepted the code (the login hook or the
+//! store could not answer) shares what WeChat said ([`WxLogin`]): one retry
+//! with the same code takes it over and finishes the login without spending
+//! the code at WeChat again. Any other failure (busy, timeout) releases the
+//! claim so a retry asks WeChat again.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,7 +33,7 @@ use crate::error::{chain, ApiError};
 use crate::seal;
 use crate::secret::Secret;
 use crate::sessions::Grant;
-use crate::store::Store;
+use crate::store::{CodeClaim, Store};
 use crate::token::UserClaims;
 
 /// How long the result of a code exchange is shared with repeated requests.
@@ -244,17 +246,31 @@ impl CodeFlights {
     {
         let deadline = tokio::time::Instant::now() + self.claim_ttl;
         loop {
-            let spent = match self.store.get_code_outcome(id).await? {
-                Some(sealed) => match open(code, &sealed)? {
+            match self.store.claim_code(id, self.claim_ttl).await? {
+                CodeClaim::Claimed => {
+                    let attempt = exchange(None).await;
+                    self.publish(code, id, &attempt).await;
+                    return attempt.outcome;
+                }
+                CodeClaim::Outcome(sealed) => match open(code, &sealed)? {
                     Ok(outcome) => return outcome,
-                    Err(wx) => Some(wx),
+                    // WeChat accepted the code, the login did not finish:
+                    // finish it, unless another request took it over first.
+                    Err(spent) => {
+                        if self
+                            .store
+                            .take_over_code(id, &sealed, self.claim_ttl)
+                            .await?
+                        {
+                            let mut attempt = exchange(Some(spent.clone())).await;
+                            // Failed again: the code stays spent at WeChat.
+                            attempt.spent.get_or_insert(spent);
+                            self.publish(code, id, &attempt).await;
+                            return attempt.outcome;
+                        }
+                    }
                 },
-                None => None,
-            };
-            if self.store.claim_code(id, self.claim_ttl).await? {
-                let attempt = exchange(spent).await;
-                self.publish(code, id, &attempt).await;
-                return attempt.outcome;
+                CodeClaim::Pending => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ApiError::WechatTimeout);
@@ -264,28 +280,24 @@ impl CodeFlights {
     }
 
     /// Share a definitive outcome, or what WeChat said for an unfinished
-    /// login; release the claim unless the login is done, so a retry tries.
+    /// login (either replaces the claim); with nothing to share, release the
+    /// claim so a retry asks WeChat again.
     async fn publish(&self, code: &str, id: &str, attempt: &Attempt) {
-        let stored = StoredOutcome::of(attempt);
-        let finished = matches!(
-            stored,
-            Some(
-                StoredOutcome::Ok(_)
-                    | StoredOutcome::InvalidCode(_)
-                    | StoredOutcome::CodeBlocked(_)
-            )
-        );
-        let mut saved = match stored.map(|s| serde_json::to_vec(&s)) {
+        let saved = match StoredOutcome::of(attempt).map(|s| serde_json::to_vec(&s)) {
             Some(Ok(plain)) => {
-                self.store
-                    .put_code_outcome(id, &seal::seal(code, &plain), CODE_CACHE_TTL)
+                let sealed = seal::seal(code, &plain);
+                match self
+                    .store
+                    .put_code_outcome(id, &sealed, CODE_CACHE_TTL)
                     .await
+                {
+                    Ok(()) => Ok(()),
+                    // Not shared: at least let a retry try rather than wait.
+                    Err(e) => self.store.release_code(id).await.and(Err(e)),
+                }
             }
-            Some(Err(_)) | None => Ok(()),
+            Some(Err(_)) | None => self.store.release_code(id).await,
         };
-        if !finished {
-            saved = saved.and(self.store.release_code(id).await);
-        }
         if let Err(e) = saved {
             tracing::warn!(error = %chain(&e), "cannot share a login outcome; a repeated code may fail");
         }

@@ -9,8 +9,8 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Regi
 
 use super::register::{MetricsError, BUCKETS};
 use crate::store::{
-    AccessTokenRecord, Eviction, MapStats, RefreshRecord, RefreshTake, RevocationCheck, Store,
-    StoreError, WxSession,
+    AccessTokenRecord, CodeClaim, Eviction, MapStats, RefreshRecord, RefreshTake, RevocationCheck,
+    Store, StoreError, WxSession,
 };
 
 /// Store operations, by name (the `op` label).
@@ -19,6 +19,7 @@ pub(crate) enum Op {
     PutSession,
     GetSession,
     ClaimCode,
+    TakeOverCode,
     ReleaseCode,
     PutCodeOutcome,
     GetCodeOutcome,
@@ -40,10 +41,11 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 21] = [
+    const ALL: [Op; 22] = [
         Op::PutSession,
         Op::GetSession,
         Op::ClaimCode,
+        Op::TakeOverCode,
         Op::ReleaseCode,
         Op::PutCodeOutcome,
         Op::GetCodeOutcome,
@@ -69,6 +71,7 @@ impl Op {
             Op::PutSession => "put_session",
             Op::GetSession => "get_session",
             Op::ClaimCode => "claim_code",
+            Op::TakeOverCode => "take_over_code",
             Op::ReleaseCode => "release_code",
             Op::PutCodeOutcome => "put_code_outcome",
             Op::GetCodeOutcome => "get_code_outcome",
@@ -201,9 +204,22 @@ impl Store for MeteredStore {
             .await
     }
 
-    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<CodeClaim, StoreError> {
         self.time(Op::ClaimCode, self.inner.claim_code(code_hash, ttl))
             .await
+    }
+
+    async fn take_over_code(
+        &self,
+        code_hash: &str,
+        seen: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.time(
+            Op::TakeOverCode,
+            self.inner.take_over_code(code_hash, seen, ttl),
+        )
+        .await
     }
 
     async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {

@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::error::{Eviction, StoreError};
-use super::records::{AccessTokenRecord, RefreshRecord, RefreshTake, RevocationCheck, WxSession};
+use super::records::{
+    AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck, WxSession,
+};
 
 /// Where wxgate's state lives. Keys are plain strings; implementations add their prefix.
 #[async_trait]
@@ -22,13 +24,24 @@ pub trait Store: Send + Sync + 'static {
     /// The current session of `openid`, if it has not expired.
     async fn get_session(&self, openid: &str) -> Result<Option<WxSession>, StoreError>;
 
-    /// Claim the exchange of a login code (by hash). `true`: the caller does it.
-    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Claim the exchange of a login code (by hash) for `ttl`, or learn
+    /// that another request holds it, or read its outcome: one call. A
+    /// claim and an outcome are one entry, the outcome replacing the claim.
+    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<CodeClaim, StoreError>;
+
+    /// Claim a code whose outcome is still `seen` (a login WeChat accepted
+    /// that did not finish), for `ttl`; `false`: it changed meanwhile.
+    async fn take_over_code(
+        &self,
+        code_hash: &str,
+        seen: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
 
     /// Give up a claim without an outcome (a transient failure: let a retry try).
     async fn release_code(&self, code_hash: &str) -> Result<(), StoreError>;
 
-    /// Save the (sealed) outcome of a code exchange.
+    /// Save the (sealed) outcome of a code exchange, in place of its claim.
     async fn put_code_outcome(
         &self,
         code_hash: &str,

@@ -29,7 +29,8 @@ use super::config::MemoryLimits;
 use super::error::StoreError;
 use super::interface::{MapStats, Store};
 use super::records::{
-    revoked_by, AccessTokenRecord, RefreshRecord, RefreshTake, RevocationCheck, WxSession,
+    revoked_by, AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck,
+    WxSession,
 };
 
 /// Access tokens and leases kept: a few per mini program.
@@ -59,8 +60,8 @@ enum Rotation {
 #[derive(Debug)]
 pub struct MemoryStore {
     sessions: BoundedMap<WxSession>,
+    /// Login codes: a claim (empty) until the outcome (sealed) replaces it.
     codes: BoundedMap<String>,
-    claims: BoundedMap<()>,
     revoked_jti: BoundedMap<()>,
     revoked_subject: BoundedMap<u64>,
     revoked_family: BoundedMap<()>,
@@ -81,7 +82,6 @@ impl MemoryStore {
         Self {
             sessions: BoundedMap::new("sessions", limits.max_sessions, DropLeastRecent),
             codes: BoundedMap::new("login_codes", limits.max_login_codes, DropLeastRecent),
-            claims: BoundedMap::new("login_code_claims", limits.max_login_codes, DropLeastRecent),
             revoked_jti: BoundedMap::new("revoked_tokens", limits.max_revocations, Refuse),
             revoked_subject: BoundedMap::new("revoked_subjects", limits.max_revocations, Refuse),
             revoked_family: BoundedMap::new("revoked_families", limits.max_revocations, Refuse),
@@ -141,15 +141,33 @@ impl Store for MemoryStore {
         Ok(self.sessions.get(openid))
     }
 
-    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<CodeClaim, StoreError> {
+        let found = dropped(
+            self.codes.get_or_insert(code_hash, String::new(), ttl),
+            "login_codes",
+        )?;
+        Ok(match found {
+            None => CodeClaim::Claimed,
+            Some(v) if v.is_empty() => CodeClaim::Pending,
+            Some(v) => CodeClaim::Outcome(v),
+        })
+    }
+
+    async fn take_over_code(
+        &self,
+        code_hash: &str,
+        seen: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         dropped(
-            self.claims.insert_new(code_hash, (), ttl),
-            "login_code_claims",
+            self.codes
+                .replace_if(code_hash, |v| v == seen, String::new(), ttl),
+            "login_codes",
         )
     }
 
     async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
-        self.claims.remove(code_hash);
+        self.codes.remove(code_hash);
         Ok(())
     }
 
@@ -166,7 +184,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_code_outcome(&self, code_hash: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.codes.get(code_hash))
+        Ok(self.codes.get(code_hash).filter(|v| !v.is_empty()))
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -303,7 +321,6 @@ impl Store for MemoryStore {
         vec![
             stats(&self.sessions),
             stats(&self.codes),
-            stats(&self.claims),
             stats(&self.revoked_jti),
             stats(&self.revoked_subject),
             stats(&self.revoked_family),

@@ -69,6 +69,17 @@ pub enum RefreshTake {
     Reused(RefreshRecord),
 }
 
+/// What claiming a login code found, in one store call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeClaim {
+    /// Nobody held the code: the caller exchanges it.
+    Claimed,
+    /// Another request holds it (exchanging now): wait for its outcome.
+    Pending,
+    /// What came of it (sealed), saved by whoever exchanged it.
+    Outcome(String),
+}
+
 /// The facts of a token that revocation is checked against.
 #[derive(Debug, Clone, Copy)]
 pub struct RevocationCheck<'a> {

@@ -19,6 +19,7 @@
 //! (say, a value Redis refuses) fails that call only.
 
 mod call;
+mod codes;
 mod conn;
 mod feed;
 mod health;
@@ -43,7 +44,7 @@ use super::config::{RedisConfig, Topology};
 use super::error::{Eviction, StoreError};
 use super::interface::{Store, StoreStatus};
 use super::records::{
-    clamp_ttl, AccessTokenRecord, RefreshRecord, RefreshTake, RevocationCheck, WxSession,
+    clamp_ttl, AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck, WxSession,
 };
 use super::revocations::{Revocation, RevocationSet};
 use crate::clock::unix_now_ms;
@@ -248,15 +249,21 @@ impl Store for RedisStore {
         v.as_deref().map(parse).transpose()
     }
 
-    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.set_new(self.key("code-claim", code_hash), "1", ttl)
-            .await
+    async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<CodeClaim, StoreError> {
+        self.claim(code_hash, ttl).await
+    }
+
+    async fn take_over_code(
+        &self,
+        code_hash: &str,
+        seen: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.take_over(code_hash, seen, ttl).await
     }
 
     async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        self.call(c.del::<_, ()>(self.key("code-claim", code_hash)))
-            .await
+        self.release(code_hash).await
     }
 
     async fn put_code_outcome(
@@ -265,14 +272,11 @@ impl Store for RedisStore {
         sealed: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        self.call(c.set_ex::<_, _, ()>(self.key("code", code_hash), sealed, secs(ttl)))
-            .await
+        self.put_outcome(code_hash, sealed, ttl).await
     }
 
     async fn get_code_outcome(&self, code_hash: &str) -> Result<Option<String>, StoreError> {
-        let mut c = self.conn.clone();
-        self.call(c.get(self.key("code", code_hash))).await
+        self.outcome(code_hash).await
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {

@@ -213,6 +213,35 @@ impl<V: Clone> BoundedMap<V> {
         Ok(inserted)
     }
 
+    /// The live value, or (`None`) `value` inserted for `ttl`: one step.
+    pub fn get_or_insert(&self, key: &str, value: V, ttl: Duration) -> Result<Option<V>, Full> {
+        let mut value = Some(value);
+        let mut found = None;
+        self.write(key, ttl, true, |old| match old {
+            Some(v) => {
+                found = Some(v.clone());
+                None
+            }
+            None => value.take(),
+        })?;
+        Ok(found)
+    }
+
+    /// Replace a live value for which `is` holds with `value`, for `ttl`
+    /// from now; `true` if replaced.
+    pub fn replace_if(
+        &self,
+        key: &str,
+        is: impl Fn(&V) -> bool,
+        value: V,
+        ttl: Duration,
+    ) -> Result<bool, Full> {
+        self.write(key, ttl, false, |old| match old {
+            Some(v) if is(v) => Some(value),
+            _ => None,
+        })
+    }
+
     /// Replace the live value (or `None`) with `f(value)`, keeping the
     /// deadline of a live entry; a new entry lives `ttl`. Returns the new value.
     pub fn update(
