@@ -14,6 +14,10 @@ SCENARIOS="login-wxgate login-wxgate-redis" source "$(dirname "${BASH_SOURCE[0]}
 TOTAL=${TOTAL:-1000000}
 WINDOW=${WINDOW:-6}
 FILL=${FILL:-20}
+# Seconds of logins before the first window (0: it starts from empty maps).
+# With WARM, the first window is taken once the memory store's maps are
+# full (100,000 sessions): what is left is what grows with the logins made.
+WARM=${WARM:-0}
 
 rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 # chunk SCENARIO SECONDS [PID...]: prints the logins made, req/s, non-2xx
@@ -49,10 +53,16 @@ for store in $STORES; do
     redis) s=login-wxgate-redis pid=$WXR_PID pids=("$WXR_PID" "$REDIS_PID") ;;
     *) die "unknown store $store" ;;
     esac
+    warm=0
+    if ((WARM > 0)); then
+        read -r warm _ _ < <(chunk "$s" "$WARM")
+        log "$store: $warm logins before the first window"
+    fi
     # CPU per login in the two windows: wxgate's own, and redis-server's.
     read -r n1 first errors wx1 rd1 < <(chunk "$s" "$WINDOW" "${pids[@]}")
+    n1=$((warm + n1))
     rss1=$(rss_mib "$pid")
-    log "$store: logins 1..$n1 at $first/s, RSS $rss1 MiB"
+    log "$store: logins $((warm + 1))..$n1 at $first/s, RSS $rss1 MiB"
     made=$n1
     while ((made < TOTAL)); do
         read -r n _ e < <(chunk "$s" "$FILL")
@@ -66,7 +76,7 @@ for store in $STORES; do
     redis_rss=-
     [[ $store == redis ]] && redis_rss=$(rss_mib "$REDIS_PID")
     # shellcheck disable=SC2059
-    printf "$fmt" "$store" "1..$n1, $first" "$((made + 1))..$((made + n2)), $last" \
+    printf "$fmt" "$store" "$((warm + 1))..$n1, $first" "$((made + 1))..$((made + n2)), $last" \
         "$(awk -v a="$first" -v b="$last" 'BEGIN {printf "%.2f", b / a}')" \
         "$wx1 / $wx2" "${rd1:--} / ${rd2:--}" "$rss1" "$rss2" "$redis_rss" "$errors" >>"$TMP/login-summary.txt"
 done
