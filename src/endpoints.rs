@@ -14,11 +14,11 @@ pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod phone;
 pub(crate) mod refresh;
+pub(crate) mod sessions;
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::Method;
 use pingora_error::Result;
 use pingora_proxy::Session;
 use serde::Serialize;
@@ -51,7 +51,9 @@ pub(crate) async fn answer(
         | Endpoint::Decrypt
         | Endpoint::Logout
         | Endpoint::Refresh
-        | Endpoint::Phone => {
+        | Endpoint::Phone
+        | Endpoint::Sessions
+        | Endpoint::EndSession => {
             let result = wx(state, session, ep, client_ip).await;
             state.metrics().endpoint(ep, result.as_ref().map(|_| ()));
             result
@@ -69,7 +71,7 @@ pub(crate) async fn answer(
     }
 }
 
-/// The `/wx/*` endpoints: POST only, a token first where one is needed.
+/// The `/wx/*` endpoints: each its one method, a token first where one is needed.
 async fn wx(
     state: &GatewayState,
     session: &mut Session,
@@ -79,14 +81,14 @@ async fn wx(
     let Some(login) = state.login() else {
         return Err(ApiError::NoRoute);
     };
-    if session.req_header().method != Method::POST {
+    if session.req_header().method != ep.method() {
         return Err(ApiError::MethodNotAllowed);
     }
     // Decrypt, logout and phone need a valid token before any body is read
     // (logout's may be revoked already: see `logout::handle`).
     let headers = &session.req_header().headers;
     let (caller, revoked) = match ep {
-        Endpoint::Decrypt | Endpoint::Phone => {
+        Endpoint::Decrypt | Endpoint::Phone | Endpoint::Sessions | Endpoint::EndSession => {
             (Some(authenticate(state.sessions(), headers).await?), false)
         }
         Endpoint::Logout => {
@@ -109,6 +111,17 @@ async fn wx(
         (Endpoint::Phone, Some(caller)) => {
             let app = login.get(caller.appid.as_deref())?;
             json(&phone::handle(app, &caller, body.parse()?).await?)
+        }
+        (Endpoint::Sessions, Some(caller)) => {
+            json(&sessions::list(state.sessions(), &caller).await?)
+        }
+        (Endpoint::EndSession, Some(caller)) => {
+            let path = session.req_header().uri.path();
+            let id = state
+                .endpoints
+                .session_id(path)
+                .ok_or(ApiError::SessionNotFound)?;
+            json(&sessions::end(state.sessions(), &caller, id).await?)
         }
         _ => Err(ApiError::Internal),
     }

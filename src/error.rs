@@ -78,6 +78,9 @@ pub enum ApiError {
     /// No server-side session for this user: log in again.
     #[error("no active WeChat session, log in again")]
     SessionExpired,
+    /// The caller has no live session of that id.
+    #[error("no such session")]
+    SessionNotFound,
     /// The refresh token is unknown, expired or malformed.
     #[error("the refresh token is not valid")]
     RefreshTokenInvalid,
@@ -158,6 +161,7 @@ impl ApiError {
             ApiError::InvalidEncryptedData => "invalid_encrypted_data",
             ApiError::InvalidSignature => "invalid_signature",
             ApiError::SessionExpired => "session_expired",
+            ApiError::SessionNotFound => "session_not_found",
             ApiError::RefreshTokenInvalid => "refresh_token_invalid",
             ApiError::RefreshTokenReused => "refresh_token_reused",
             ApiError::StoreUnavailable => "store_unavailable",
@@ -193,6 +197,7 @@ impl ApiError {
             ApiError::NoRoute => 404,
             ApiError::MethodNotAllowed => 405,
             ApiError::SessionExpired => 409,
+            ApiError::SessionNotFound => 404,
             ApiError::PayloadTooLarge => 413,
             ApiError::UnsupportedMediaType => 415,
             ApiError::RateLimited { .. } => 429,
@@ -350,6 +355,7 @@ mod tests {
             (ApiError::StoreUnavailable, 503, "store_unavailable"),
             (ApiError::StoreFull, 503, "store_full"),
             (ApiError::SessionExpired, 409, "session_expired"),
+            (ApiError::SessionNotFound, 404, "session_not_found"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),
         ];
         for (e, status, code) in cases {

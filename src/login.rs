@@ -29,8 +29,9 @@ use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::hook::{Call, Event, LoginHook};
 use crate::metrics::Metrics;
+use crate::sessions::index::LoginMeta;
 use crate::sessions::{Grant, Sessions};
-use crate::store::{Store, WxSession};
+use crate::store::{Device, Store, WxSession};
 use crate::token::UserClaims;
 use crate::wechat::access_token::AccessTokens;
 use crate::wechat::client::{code_fingerprint, WechatClient};
@@ -51,6 +52,8 @@ pub(crate) const MAX_CODE_BYTES: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidLogin {
     pub code: String,
+    /// What the mini program said of its device (checked, never trusted).
+    pub device: Option<Device>,
     /// `encryptedData` and `iv`.
     pub encrypted: Option<(String, String)>,
     /// `rawData` and `signature`.
@@ -196,10 +199,14 @@ impl LoginService {
         self.limits.check(client_ip).await?;
         let this = self.clone();
         let code = req.code.clone();
+        let meta = LoginMeta {
+            ip: client_ip,
+            device: req.device.clone(),
+        };
         let ex = self
             .flights
             .once(&req.code, move |spent| async move {
-                this.exchange(&code, spent).await
+                this.exchange(&code, spent, &meta).await
             })
             .await?;
         self.ensure_live(&ex).await?;
@@ -267,7 +274,7 @@ impl LoginService {
     /// `jscode2session` (unless an earlier attempt got that far: `spent`),
     /// then [`Self::finish`]. A failure after WeChat accepted the code hands
     /// back what WeChat said.
-    async fn exchange(&self, code: &str, spent: Option<WxLogin>) -> Attempt {
+    async fn exchange(&self, code: &str, spent: Option<WxLogin>, meta: &LoginMeta) -> Attempt {
         let wx = match spent {
             Some(wx) => wx,
             None => match self.wechat.code2session(code).await {
@@ -279,7 +286,7 @@ impl LoginService {
                 Err(e) => return Attempt::from(Err(e.into())),
             },
         };
-        match self.finish(&wx).await {
+        match self.finish(&wx, meta).await {
             Ok(ex) => {
                 tracing::info!(code = %code_fingerprint(code), "login succeeded");
                 Attempt::from(Ok(Arc::new(ex)))
@@ -292,7 +299,7 @@ impl LoginService {
     }
 
     /// Save the session, ask the login hook, issue the token pair.
-    async fn finish(&self, wx: &WxLogin) -> Result<Exchanged, ApiError> {
+    async fn finish(&self, wx: &WxLogin, meta: &LoginMeta) -> Result<Exchanged, ApiError> {
         let session = WxSession {
             session_key: wx.session_key.clone(),
             unionid: wx.unionid.clone(),
@@ -317,12 +324,12 @@ impl LoginService {
         };
         let grant = self
             .sessions
-            .issue_pair(
+            .open(
                 &wx.openid,
                 wx.unionid.as_deref(),
                 Some(&self.appid),
-                None,
                 &user,
+                meta,
             )
             .await?;
         Ok(Exchanged::new(grant, wx.session_key.clone()))

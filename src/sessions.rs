@@ -26,6 +26,8 @@ use crate::hook::{Call, Event, HookError, LoginHook};
 use crate::store::{OnError, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError};
 use crate::token::{Identity, NewToken, TokenError, TokenKeys, UserClaims, MAX_TTL};
 
+pub(crate) mod index;
+
 /// What a client is handed after a login or a refresh: an access token, a
 /// refresh token of the same family, and whose they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +204,7 @@ impl Sessions {
         if let Err(e) = self.store.complete_refresh(&hash, self.refresh_ttl).await {
             tracing::warn!(error = %chain(&e), "cannot mark a refresh token spent");
         }
+        self.refreshed(&record.openid, &record.family).await;
         Ok(grant)
     }
 

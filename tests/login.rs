@@ -882,15 +882,15 @@ async fn login_never_reaches_the_upstream() {
 
 #[tokio::test]
 async fn unknown_paths_under_the_login_prefix_are_the_gateways_not_the_backends() {
-    // A client written for a newer gateway (`GET /wx/sessions`, ...) must not
+    // A client written for a newer gateway (`GET /wx/devices`, ...) must not
     // reach a backend with the caller's identity by accident.
     let env = dev::embedded().await;
     let addr = env.gateway.addr();
     let token = support::login(addr, "ursula.1").await.token();
     let before = env.echo.requests();
     for (method, path) in [
-        ("GET", "/wx/sessions"),
-        ("DELETE", "/wx/sessions/abc"),
+        ("GET", "/wx/devices"),
+        ("DELETE", "/wx/bans/abc"),
         ("POST", "/wx/anything"),
         ("GET", "/wx"),
         ("GET", "/WX/sessions"),
@@ -919,9 +919,9 @@ async fn endpoints_that_end_or_change_something_refuse_fields_they_do_not_know()
     let refresh = login.json()["refresh_token"].as_str().unwrap().to_string();
     let auth = format!("Authorization: Bearer {token}");
 
-    // `{"others": true}` (end every other session, a newer gateway's field)
-    // must not end this one instead.
-    let r = support::post_json(addr, "/wx/logout", &json!({"others": true}), &[&auth]).await;
+    // A newer gateway's field (say, end the sessions of one platform) must
+    // not end this one instead.
+    let r = support::post_json(addr, "/wx/logout", &json!({"platform": "ios"}), &[&auth]).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.error(), "invalid_request");
     assert!(r.text().contains("does not know"), "{}", r.text());

@@ -20,8 +20,8 @@ use wxgate::secret::Secret;
 use wxgate::store::memory::MemoryStore;
 use wxgate::store::redis::RedisStore;
 use wxgate::store::{
-    AccessTokenRecord, CodeClaim, Eviction, RefreshRecord, RefreshTake, RevocationCheck, Store,
-    StoreError, WxSession,
+    AccessTokenRecord, CodeClaim, Device, Eviction, RefreshRecord, RefreshTake, RevocationCheck,
+    SessionEntry, Store, StoreError, WxSession,
 };
 use wxgate::token::UserClaims;
 
@@ -81,6 +81,7 @@ suite!(
     claim_code_once_until_released,
     claim_code_expires,
     an_unfinished_outcome_is_taken_over_once,
+    a_users_sessions_are_listed_touched_and_removed,
     code_outcome_put_get,
     revoke_token_names_one_jti,
     revoke_subject_covers_tokens_issued_up_to_before,
@@ -209,6 +210,71 @@ async fn claim_code_once_until_released(store: Arc<dyn Store>) {
         store.get_code_outcome("c-1").await.unwrap().as_deref(),
         Some("sealed-1")
     );
+}
+
+fn entry(id: &str, created_ms: u64) -> SessionEntry {
+    SessionEntry {
+        id: id.into(),
+        appid: Some("wxapp".into()),
+        created_ms,
+        refreshed_ms: created_ms,
+        ip: Some("203.0.113.9".into()),
+        device: Some(Device {
+            platform: Some("ios".into()),
+            model: None,
+            system: None,
+        }),
+    }
+}
+
+async fn a_users_sessions_are_listed_touched_and_removed(store: Arc<dyn Store>) {
+    assert!(store.list_sessions("o-s").await.unwrap().is_empty());
+    assert!(
+        store
+            .add_session("o-s", &entry("s1", 1000), LONG)
+            .await
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        store
+            .add_session("o-s", &entry("s2", 2000), LONG)
+            .await
+            .unwrap()
+            >= 2
+    );
+    store
+        .add_session("o-other", &entry("s3", 3000), LONG)
+        .await
+        .unwrap();
+    let mut listed = store.list_sessions("o-s").await.unwrap();
+    listed.sort_by_key(|e| e.created_ms);
+    assert_eq!(listed, vec![entry("s1", 1000), entry("s2", 2000)]);
+    // A refresh is recorded; one of a session the index lacks is not.
+    store.touch_session("o-s", "s1", 5000, LONG).await.unwrap();
+    store
+        .touch_session("o-s", "nope", 6000, LONG)
+        .await
+        .unwrap();
+    let s1 = store
+        .list_sessions("o-s")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.id == "s1")
+        .unwrap();
+    assert_eq!((s1.created_ms, s1.refreshed_ms), (1000, 5000));
+    assert_eq!(store.list_sessions("o-s").await.unwrap().len(), 2);
+    store.remove_sessions("o-s", &["s1".into()]).await.unwrap();
+    let left: Vec<String> = store
+        .list_sessions("o-s")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, vec!["s2".to_string()]);
+    assert_eq!(store.list_sessions("o-other").await.unwrap().len(), 1);
 }
 
 /// An outcome saying the login did not finish is taken over by one retry:
@@ -668,6 +734,9 @@ async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration,
     timed!("get_session", store.get_session("o"));
     timed!("claim_code", store.claim_code("c", LONG));
     timed!("take_over_code", store.take_over_code("c", "", LONG));
+    timed!("add_session", store.add_session("o", &entry("s", 1), LONG));
+    timed!("touch_session", store.touch_session("o", "s", 2, LONG));
+    timed!("list_sessions", store.list_sessions("o"));
     timed!("release_code", store.release_code("c"));
     timed!("put_code_outcome", store.put_code_outcome("c", "s", LONG));
     timed!("get_code_outcome", store.get_code_outcome("c"));
@@ -747,6 +816,7 @@ async fn redis_every_key_has_the_prefix_and_a_ttl() {
         "revoked-fam:",
         "refresh:",
         "refresh-used:",
+        "user-sessions:",
         "rate:",
         "{rev}:live",
         "{rev}:seq",

@@ -14,6 +14,7 @@ use super::refresh::TokenResponse;
 use crate::error::ApiError;
 use crate::login::apps::Apps;
 use crate::login::{ValidLogin, MAX_CODE_BYTES};
+use crate::store::Device;
 
 /// The fields of a login request (JSON or form-encoded).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
@@ -31,6 +32,37 @@ pub(crate) struct LoginRequest {
     pub raw_data: Option<String>,
     #[serde(default)]
     pub signature: Option<String>,
+    /// A label for the session list (`platform`, `model`, `system` from
+    /// `wx.getDeviceInfo`): each at most [`MAX_DEVICE_FIELD`] printable
+    /// characters. Shown to the user, never trusted.
+    #[serde(default)]
+    pub device: Option<Device>,
+}
+
+/// Longest `device` field, in characters.
+pub(crate) const MAX_DEVICE_FIELD: usize = 64;
+
+/// A device label as sent; `None` when it says nothing.
+fn device_label(device: Option<Device>) -> Result<Option<Device>, ApiError> {
+    let Some(d) = device else {
+        return Ok(None);
+    };
+    for f in [&d.platform, &d.model, &d.system].into_iter().flatten() {
+        if f.chars().count() > MAX_DEVICE_FIELD {
+            return Err(ApiError::InvalidRequest(
+                "a `device` field is longer than 64 characters",
+            ));
+        }
+        if f.chars().any(char::is_control) {
+            return Err(ApiError::InvalidRequest(
+                "a `device` field has a control character",
+            ));
+        }
+    }
+    let empty = [&d.platform, &d.model, &d.system]
+        .into_iter()
+        .all(|f| f.as_deref().is_none_or(str::is_empty));
+    Ok((!empty).then_some(d))
 }
 
 /// The body of a successful login: the tokens, and the decrypted
@@ -68,8 +100,10 @@ impl LoginRequest {
             self.signature,
             "`rawData` and `signature` go together",
         )?;
+        let device = device_label(self.device)?;
         Ok(ValidLogin {
             code,
+            device,
             encrypted,
             signed,
         })

@@ -8,16 +8,19 @@ use crate::sessions::Sessions;
 use crate::token::Identity;
 
 /// The body of `/wx/logout`. A field it does not know is refused, not
-/// ignored: `{"others": true}` from a client written for a newer gateway
-/// must not end the current session instead.
+/// ignored: a field from a client written for a newer gateway must not end
+/// another set of sessions than the one it meant.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogoutRequest {
     #[serde(default)]
     pub all: bool,
+    /// End every other session of the user in this app, keep this one.
+    #[serde(default)]
+    pub others: bool,
 }
 
-/// What was revoked: `"token"` or `"all"`.
+/// What was revoked: `"token"`, `"all"` or `"others"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct LogoutResponse {
     pub revoked: &'static str,
@@ -38,8 +41,17 @@ pub(crate) async fn handle(
     revoked: bool,
     req: LogoutRequest,
 ) -> Result<LogoutResponse, ApiError> {
-    if revoked && (req.all || (caller.family.is_none() && caller.jti.is_none())) {
+    if revoked && (req.all || req.others || (caller.family.is_none() && caller.jti.is_none())) {
         return Err(ApiError::TokenRevoked);
+    }
+    if req.all && req.others {
+        return Err(ApiError::InvalidRequest(
+            "`all` and `others` cannot go together",
+        ));
+    }
+    if req.others {
+        sessions.end_others(caller).await?;
+        return Ok(LogoutResponse { revoked: "others" });
     }
     sessions.logout(caller, req.all).await?;
     Ok(LogoutResponse {

@@ -100,6 +100,7 @@ fn parse_json_all_fields() {
             raw_data: Some(r#"{"a":1}"#.into()),
             signature: Some("s".into()),
             appid: None,
+            device: None,
         }
     );
 }
@@ -247,10 +248,12 @@ fn validate_all_present() {
         raw_data: Some("r".into()),
         signature: Some("s".into()),
         appid: None,
+        device: None,
     };
     assert_eq!(
         r.validate().unwrap(),
         ValidLogin {
+            device: None,
             code: "c".into(),
             encrypted: Some(("e".into(), "i".into())),
             signed: Some(("r".into(), "s".into())),
@@ -332,6 +335,7 @@ async fn login_response_never_carries_the_session_key() {
         raw_data: Some(raw.into()),
         signature: Some(signature),
         appid: Some(APPID.into()),
+        device: None,
     };
     let apps = crate::login::apps::Apps::new(vec![h.service.clone()]);
     let resp = login::handle(&apps, req, None).await.unwrap();

@@ -10,6 +10,7 @@ use crate::testing::{FakeWechat, LoginHarness, APPID};
 
 fn code(c: &str) -> ValidLogin {
     ValidLogin {
+        device: None,
         code: c.to_string(),
         encrypted: None,
         signed: None,

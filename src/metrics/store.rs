@@ -10,7 +10,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Regi
 use super::register::{MetricsError, BUCKETS};
 use crate::store::{
     AccessTokenRecord, CodeClaim, Eviction, MapStats, RefreshRecord, RefreshTake, RevocationCheck,
-    Store, StoreError, WxSession,
+    SessionEntry, Store, StoreError, WxSession,
 };
 
 /// Store operations, by name (the `op` label).
@@ -18,6 +18,10 @@ use crate::store::{
 pub(crate) enum Op {
     PutSession,
     GetSession,
+    AddSession,
+    TouchSession,
+    ListSessions,
+    RemoveSessions,
     ClaimCode,
     TakeOverCode,
     ReleaseCode,
@@ -41,9 +45,13 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 22] = [
+    const ALL: [Op; 26] = [
         Op::PutSession,
         Op::GetSession,
+        Op::AddSession,
+        Op::TouchSession,
+        Op::ListSessions,
+        Op::RemoveSessions,
         Op::ClaimCode,
         Op::TakeOverCode,
         Op::ReleaseCode,
@@ -70,6 +78,10 @@ impl Op {
         match self {
             Op::PutSession => "put_session",
             Op::GetSession => "get_session",
+            Op::AddSession => "add_session",
+            Op::TouchSession => "touch_session",
+            Op::ListSessions => "list_sessions",
+            Op::RemoveSessions => "remove_sessions",
             Op::ClaimCode => "claim_code",
             Op::TakeOverCode => "take_over_code",
             Op::ReleaseCode => "release_code",
@@ -201,6 +213,40 @@ impl Store for MeteredStore {
 
     async fn get_session(&self, openid: &str) -> Result<Option<WxSession>, StoreError> {
         self.time(Op::GetSession, self.inner.get_session(openid))
+            .await
+    }
+
+    async fn add_session(
+        &self,
+        openid: &str,
+        entry: &SessionEntry,
+        ttl: Duration,
+    ) -> Result<usize, StoreError> {
+        self.time(Op::AddSession, self.inner.add_session(openid, entry, ttl))
+            .await
+    }
+
+    async fn touch_session(
+        &self,
+        openid: &str,
+        id: &str,
+        at_ms: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.time(
+            Op::TouchSession,
+            self.inner.touch_session(openid, id, at_ms, ttl),
+        )
+        .await
+    }
+
+    async fn list_sessions(&self, openid: &str) -> Result<Vec<SessionEntry>, StoreError> {
+        self.time(Op::ListSessions, self.inner.list_sessions(openid))
+            .await
+    }
+
+    async fn remove_sessions(&self, openid: &str, ids: &[String]) -> Result<(), StoreError> {
+        self.time(Op::RemoveSessions, self.inner.remove_sessions(openid, ids))
             .await
     }
 

@@ -21,11 +21,15 @@ pub enum Endpoint {
     Phone,
     /// `GET /.well-known/jwks.json`: the public token keys.
     Jwks,
+    /// `GET {login.path_prefix}/sessions` (Bearer token required).
+    Sessions,
+    /// `DELETE {login.path_prefix}/sessions/{id}` (Bearer token required).
+    EndSession,
 }
 
 impl Endpoint {
     /// Every endpoint, in a fixed order ([`Endpoint::index`]).
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::Healthz,
         Endpoint::Readyz,
         Endpoint::Login,
@@ -34,6 +38,8 @@ impl Endpoint {
         Endpoint::Refresh,
         Endpoint::Phone,
         Endpoint::Jwks,
+        Endpoint::Sessions,
+        Endpoint::EndSession,
     ];
 
     /// The endpoint's short name, in metrics.
@@ -47,6 +53,8 @@ impl Endpoint {
             Endpoint::Refresh => "refresh",
             Endpoint::Phone => "phone",
             Endpoint::Jwks => "jwks",
+            Endpoint::Sessions => "sessions",
+            Endpoint::EndSession => "end_session",
         }
     }
 
@@ -61,6 +69,24 @@ impl Endpoint {
             Endpoint::Refresh => 5,
             Endpoint::Phone => 6,
             Endpoint::Jwks => 7,
+            Endpoint::Sessions => 8,
+            Endpoint::EndSession => 9,
+        }
+    }
+
+    /// The one method the endpoint answers (`/healthz`, `/readyz` and the
+    /// JWKS take `HEAD` as well, see their handlers).
+    pub fn method(self) -> http::Method {
+        match self {
+            Endpoint::Healthz | Endpoint::Readyz | Endpoint::Jwks | Endpoint::Sessions => {
+                http::Method::GET
+            }
+            Endpoint::EndSession => http::Method::DELETE,
+            Endpoint::Login
+            | Endpoint::Decrypt
+            | Endpoint::Logout
+            | Endpoint::Refresh
+            | Endpoint::Phone => http::Method::POST,
         }
     }
 }
@@ -78,6 +104,16 @@ pub struct Endpoints {
     /// `[login] path_prefix`, when `[wechat]` is configured: every path
     /// under it is the gateway's.
     wx_prefix: Option<String>,
+    /// `{path_prefix}/sessions/`: one session's path is this and its id.
+    session_prefix: Option<String>,
+}
+
+/// Whether `id` could be a session id (a refresh family's: URL-safe base64).
+fn plausible_session_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Endpoints {
@@ -94,6 +130,7 @@ impl Endpoints {
                         ("logout", Endpoint::Logout),
                         ("refresh", Endpoint::Refresh),
                         ("phone", Endpoint::Phone),
+                        ("sessions", Endpoint::Sessions),
                     ]
                     .into_iter()
                     .map(|(name, ep)| (format!("{p}/{name}"), ep))
@@ -101,7 +138,15 @@ impl Endpoints {
                 })
                 .unwrap_or_default(),
             wx_prefix: login_prefix.map(str::to_string),
+            session_prefix: login_prefix.map(|p| format!("{p}/sessions/")),
         }
+    }
+
+    /// The session id in a path of [`Endpoint::EndSession`].
+    pub fn session_id<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let prefix = self.session_prefix.as_deref()?;
+        path.strip_prefix(prefix)
+            .filter(|id| plausible_session_id(id))
     }
 
     /// Whether a canonical path lies under `[login] path_prefix`, read as
@@ -129,7 +174,11 @@ impl Endpoints {
         if path == JWKS_PATH {
             return Some(Endpoint::Jwks);
         }
-        self.wx.iter().find(|(p, _)| p == path).map(|(_, ep)| *ep)
+        self.wx
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, ep)| *ep)
+            .or_else(|| self.session_id(path).map(|_| Endpoint::EndSession))
     }
 
     /// Each endpoint that is served, with its path.

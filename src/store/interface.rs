@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use super::error::{Eviction, StoreError};
 use super::records::{
-    AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck, WxSession,
+    AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck, SessionEntry,
+    WxSession,
 };
 
 /// Where wxgate's state lives. Keys are plain strings; implementations add their prefix.
@@ -23,6 +24,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// The current session of `openid`, if it has not expired.
     async fn get_session(&self, openid: &str) -> Result<Option<WxSession>, StoreError>;
+
+    /// Add a session to the index of `openid`'s sessions, which lives `ttl`
+    /// from now (the longest a session can). Returns how many it holds now,
+    /// expired ones included until they are removed.
+    async fn add_session(
+        &self,
+        openid: &str,
+        entry: &SessionEntry,
+        ttl: Duration,
+    ) -> Result<usize, StoreError>;
+
+    /// Record a refresh of session `id` of `openid`, at `at_ms` (nothing if
+    /// the index does not hold it).
+    async fn touch_session(
+        &self,
+        openid: &str,
+        id: &str,
+        at_ms: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Every session the index of `openid` holds, ended ones included.
+    async fn list_sessions(&self, openid: &str) -> Result<Vec<SessionEntry>, StoreError>;
+
+    /// Take sessions out of the index of `openid`.
+    async fn remove_sessions(&self, openid: &str, ids: &[String]) -> Result<(), StoreError>;
 
     /// Claim the exchange of a login code (by hash) for `ttl`, or learn
     /// that another request holds it, or read its outcome: one call. A

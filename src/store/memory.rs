@@ -30,7 +30,7 @@ use super::error::StoreError;
 use super::interface::{MapStats, Store};
 use super::records::{
     revoked_by, AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck,
-    WxSession,
+    SessionEntry, WxSession,
 };
 
 /// Access tokens and leases kept: a few per mini program.
@@ -66,6 +66,8 @@ pub struct MemoryStore {
     revoked_subject: BoundedMap<u64>,
     revoked_family: BoundedMap<()>,
     refresh: BoundedMap<RefreshEntry>,
+    /// Each user's sessions, by openid.
+    user_sessions: BoundedMap<Vec<SessionEntry>>,
     counters: BoundedMap<u64>,
     access_tokens: BoundedMap<AccessTokenRecord>,
     leases: BoundedMap<String>,
@@ -86,6 +88,7 @@ impl MemoryStore {
             revoked_subject: BoundedMap::new("revoked_subjects", limits.max_revocations, Refuse),
             revoked_family: BoundedMap::new("revoked_families", limits.max_revocations, Refuse),
             refresh: BoundedMap::new("refresh_tokens", limits.max_refresh_tokens, DropLeastRecent),
+            user_sessions: BoundedMap::new("user_sessions", limits.max_sessions, DropLeastRecent),
             counters: BoundedMap::new("rate_limit_counters", limits.max_counters, DropLeastRecent),
             // One per mini program; a handful.
             access_tokens: BoundedMap::new("access_tokens", MAX_APPS, DropLeastRecent),
@@ -139,6 +142,58 @@ impl Store for MemoryStore {
 
     async fn get_session(&self, openid: &str) -> Result<Option<WxSession>, StoreError> {
         Ok(self.sessions.get(openid))
+    }
+
+    async fn add_session(
+        &self,
+        openid: &str,
+        entry: &SessionEntry,
+        ttl: Duration,
+    ) -> Result<usize, StoreError> {
+        let all = dropped(
+            self.user_sessions.renew(openid, ttl, |old| {
+                let mut all: Vec<SessionEntry> = old
+                    .map(|v| v.iter().filter(|e| e.id != entry.id).cloned().collect())
+                    .unwrap_or_default();
+                all.push(entry.clone());
+                all
+            }),
+            "user_sessions",
+        )?;
+        Ok(all.len())
+    }
+
+    async fn touch_session(
+        &self,
+        openid: &str,
+        id: &str,
+        at_ms: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if self.user_sessions.get(openid).is_none() {
+            return Ok(());
+        }
+        dropped(
+            self.user_sessions.renew(openid, ttl, |old| {
+                let mut all = old.cloned().unwrap_or_default();
+                for e in all.iter_mut().filter(|e| e.id == id) {
+                    e.refreshed_ms = e.refreshed_ms.max(at_ms);
+                }
+                all
+            }),
+            "user_sessions",
+        )
+        .map(|_| ())
+    }
+
+    async fn list_sessions(&self, openid: &str) -> Result<Vec<SessionEntry>, StoreError> {
+        Ok(self.user_sessions.get(openid).unwrap_or_default())
+    }
+
+    async fn remove_sessions(&self, openid: &str, ids: &[String]) -> Result<(), StoreError> {
+        self.user_sessions
+            .modify(openid, |all| all.retain(|e| !ids.contains(&e.id)));
+        Ok(())
     }
 
     async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<CodeClaim, StoreError> {
@@ -325,6 +380,7 @@ impl Store for MemoryStore {
             stats(&self.revoked_subject),
             stats(&self.revoked_family),
             stats(&self.refresh),
+            stats(&self.user_sessions),
             stats(&self.counters),
         ]
     }

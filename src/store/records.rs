@@ -69,6 +69,39 @@ pub enum RefreshTake {
     Reused(RefreshRecord),
 }
 
+/// One session of a user as the user may see it: a login and its refresh
+/// family (`id`), with what the login said of itself. Kept in a per-user
+/// index (see [`crate::store::Store::add_session`]); the family's refresh
+/// token and revocations stay what decide whether it lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEntry {
+    /// The refresh family's id: random, unguessable.
+    pub id: String,
+    pub appid: Option<String>,
+    /// Unix milliseconds of the login.
+    pub created_ms: u64,
+    /// Unix milliseconds of the last refresh (the login's, before one).
+    #[serde(default)]
+    pub refreshed_ms: u64,
+    /// The client's address at login, as the access log shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// What the mini program said of its device at login (never trusted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+}
+
+/// A device label (from `wx.getDeviceInfo`): length-bounded, printable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+}
+
 /// What claiming a login code found, in one store call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeClaim {

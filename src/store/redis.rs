@@ -25,8 +25,10 @@ mod feed;
 mod health;
 mod keys;
 mod node;
+mod refresh;
 mod revoke;
 mod sentinel;
+mod user_sessions;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -44,7 +46,8 @@ use super::config::{RedisConfig, Topology};
 use super::error::{Eviction, StoreError};
 use super::interface::{Store, StoreStatus};
 use super::records::{
-    clamp_ttl, AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck, WxSession,
+    clamp_ttl, AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck,
+    SessionEntry, WxSession,
 };
 use super::revocations::{Revocation, RevocationSet};
 use crate::clock::unix_now_ms;
@@ -192,23 +195,6 @@ impl RedisStore {
     }
 }
 
-/// Whether a presentation may rotate: it marked the token itself, or the
-/// rotation it found pending was abandoned (older than one store timeout: the
-/// call that started it has failed by now, e.g. a take that timed out and was
-/// carried out by Redis later). A concurrent presentation of a token being
-/// rotated right now is reuse.
-fn refresh_is_fresh(state: Option<&str>, mine: &str, now_ms: u64, timeout: Duration) -> bool {
-    match state {
-        Some(s) if s == mine => true,
-        Some(s) => s
-            .strip_prefix("pending:")
-            .and_then(|t| t.split(':').next())
-            .and_then(|t| t.parse::<u64>().ok())
-            .is_some_and(|t| now_ms.saturating_sub(t) > timeout.as_millis() as u64),
-        None => false,
-    }
-}
-
 /// A time to live in whole seconds for `SET … EX`: clamped, at least 1.
 fn secs(d: Duration) -> u64 {
     clamp_ttl(d).as_secs().max(1)
@@ -247,6 +233,33 @@ impl Store for RedisStore {
         let mut c = self.conn.clone();
         let v: Option<String> = self.call(c.get(self.key("session", openid))).await?;
         v.as_deref().map(parse).transpose()
+    }
+
+    async fn add_session(
+        &self,
+        openid: &str,
+        entry: &SessionEntry,
+        ttl: Duration,
+    ) -> Result<usize, StoreError> {
+        self.add_user_session(openid, entry, ttl).await
+    }
+
+    async fn touch_session(
+        &self,
+        openid: &str,
+        id: &str,
+        at_ms: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.touch_user_session(openid, id, at_ms, ttl).await
+    }
+
+    async fn list_sessions(&self, openid: &str) -> Result<Vec<SessionEntry>, StoreError> {
+        self.user_sessions(openid).await
+    }
+
+    async fn remove_sessions(&self, openid: &str, ids: &[String]) -> Result<(), StoreError> {
+        self.remove_user_sessions(openid, ids).await
     }
 
     async fn claim_code(&self, code_hash: &str, ttl: Duration) -> Result<CodeClaim, StoreError> {
@@ -328,40 +341,7 @@ impl Store for RedisStore {
     }
 
     async fn take_refresh(&self, hash: &str, ttl: Duration) -> Result<RefreshTake, StoreError> {
-        self.adopt_legacy_refresh(hash).await?;
-        let used = self.keys.refresh_used(hash);
-        let now = crate::clock::unix_now_ms();
-        // Unique per presentation: two takes in the same millisecond must not
-        // both recognise the mark as their own.
-        let mine = format!("pending:{now}:{:016x}", rand::random::<u64>());
-        let mut c = self.conn.clone();
-        let (record, state): (Option<String>, Option<String>) = self
-            .call(
-                redis::pipe()
-                    .atomic()
-                    .get(self.keys.refresh(hash))
-                    .cmd("SET")
-                    .arg(&used)
-                    .arg(&mine)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(secs(ttl))
-                    .ignore()
-                    .get(&used)
-                    .query_async(&mut c),
-            )
-            .await?;
-        let Some(record) = record else {
-            return Ok(RefreshTake::Unknown);
-        };
-        let record: RefreshRecord = parse(&record)?;
-        Ok(
-            if refresh_is_fresh(state.as_deref(), &mine, now, self.timeout) {
-                RefreshTake::Fresh(record)
-            } else {
-                RefreshTake::Reused(record)
-            },
-        )
+        self.take(hash, ttl).await
     }
 
     async fn complete_refresh(&self, hash: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -371,25 +351,7 @@ impl Store for RedisStore {
     }
 
     async fn get_refresh(&self, hash: &str) -> Result<RefreshTake, StoreError> {
-        self.adopt_legacy_refresh(hash).await?;
-        let mut c = self.conn.clone();
-        let (raw, state): (Option<String>, Option<String>) = self
-            .call(
-                redis::pipe()
-                    .get(self.keys.refresh(hash))
-                    .get(self.keys.refresh_used(hash))
-                    .query_async(&mut c),
-            )
-            .await?;
-        let Some(raw) = raw else {
-            return Ok(RefreshTake::Unknown);
-        };
-        let record: RefreshRecord = parse(&raw)?;
-        Ok(if state.as_deref() == Some("spent") {
-            RefreshTake::Reused(record)
-        } else {
-            RefreshTake::Fresh(record)
-        })
+        self.look(hash).await
     }
 
     async fn get_access_token(&self, appid: &str) -> Result<Option<AccessTokenRecord>, StoreError> {

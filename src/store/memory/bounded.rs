@@ -261,6 +261,24 @@ impl<V: Clone> BoundedMap<V> {
         out.ok_or(Full)
     }
 
+    /// Replace the live value (or `None`) with `f(value)`, which then lives
+    /// `ttl` from now, whether new or not. Returns the new value.
+    pub fn renew(
+        &self,
+        key: &str,
+        ttl: Duration,
+        f: impl FnOnce(Option<&V>) -> V,
+    ) -> Result<V, Full> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.write(key, ttl, false, |old| {
+            let v = f.take().map(|f| f(old))?;
+            out = Some(v.clone());
+            Some(v)
+        })?;
+        out.ok_or(Full)
+    }
+
     /// Change a live entry in place, keeping its deadline and its place in
     /// the use order; `None` if there is no live entry.
     pub fn modify<R>(&self, key: &str, f: impl FnOnce(&mut V) -> R) -> Option<R> {

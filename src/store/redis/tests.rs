@@ -1,5 +1,6 @@
 use super::health::eviction_of;
-use super::{refresh_is_fresh, Eviction};
+use super::refresh::refresh_is_fresh;
+use super::Eviction;
 
 #[test]
 fn only_noeviction_keeps_every_key() {

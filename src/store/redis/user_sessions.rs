@@ -1,0 +1,121 @@
+//! Each user's sessions: one hash per user (one key, so any topology holds
+//! it whole), a field per session with its entry as JSON, and a field
+//! `<id>:r` with the time of its last refresh (written alone on a refresh).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use super::{json, millis, parse, RedisStore};
+use crate::store::error::StoreError;
+use crate::store::records::SessionEntry;
+
+const USER_SESSIONS: &str = "user-sessions";
+
+/// Record a refresh of session ARGV[1] at ARGV[2] ms, if the index holds
+/// it; the index then lives ARGV[3] ms.
+static TOUCH: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then \
+           redis.call('HSET', KEYS[1], ARGV[1] .. ':r', ARGV[2]) \
+           redis.call('PEXPIRE', KEYS[1], ARGV[3]) \
+         end return 1",
+    )
+});
+
+impl RedisStore {
+    pub(super) async fn add_user_session(
+        &self,
+        openid: &str,
+        entry: &SessionEntry,
+        ttl: Duration,
+    ) -> Result<usize, StoreError> {
+        let key = self.key(USER_SESSIONS, openid);
+        let mut c = self.conn.clone();
+        let (n,): (usize,) = self
+            .call(
+                redis::pipe()
+                    .atomic()
+                    .hset(&key, &entry.id, json(entry)?)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(millis(ttl))
+                    .ignore()
+                    .cmd("HLEN")
+                    .arg(&key)
+                    .query_async(&mut c),
+            )
+            .await?;
+        // Sessions once refreshed have two fields: count the entries.
+        Ok(n)
+    }
+
+    pub(super) async fn touch_user_session(
+        &self,
+        openid: &str,
+        id: &str,
+        at_ms: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self
+            .call(
+                TOUCH
+                    .key(self.key(USER_SESSIONS, openid))
+                    .arg(id)
+                    .arg(at_ms)
+                    .arg(millis(ttl))
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn user_sessions(
+        &self,
+        openid: &str,
+    ) -> Result<Vec<SessionEntry>, StoreError> {
+        let mut c = self.conn.clone();
+        let fields: HashMap<String, String> = self
+            .call(
+                redis::cmd("HGETALL")
+                    .arg(self.key(USER_SESSIONS, openid))
+                    .query_async(&mut c),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for (field, value) in &fields {
+            if field.ends_with(":r") {
+                continue;
+            }
+            let mut entry: SessionEntry = parse(value)?;
+            if let Some(at) = fields
+                .get(&format!("{field}:r"))
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                entry.refreshed_ms = entry.refreshed_ms.max(at);
+            }
+            out.push(entry);
+        }
+        out.sort_by_key(|e| e.created_ms);
+        Ok(out)
+    }
+
+    pub(super) async fn remove_user_sessions(
+        &self,
+        openid: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(self.key(USER_SESSIONS, openid));
+        for id in ids {
+            cmd.arg(id).arg(format!("{id}:r"));
+        }
+        let mut c = self.conn.clone();
+        self.call(cmd.query_async::<i64>(&mut c)).await.map(|_| ())
+    }
+}

@@ -1,0 +1,319 @@
+//! Sessions a user can see and end, through real gateways on the memory
+//! store and on a `redis-server` the test spawns: two devices of one user,
+//! the list (the current one marked, the device label and address each
+//! login sent), ending the other device (its token and refresh token refused
+//! at once), `logout {"others": true}`, another user's session (404, never
+//! 403), and device labels checked before the code reaches WeChat.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use support::redis::RedisServer;
+use support::{Gateway, Preamble, Response, Upstream};
+use wxgate::dev::mock_wechat::MockWechat;
+
+const APPID: &str = "wxdevicestest0001";
+const WECHAT_SECRET: &str = "devices wechat secret";
+const JSON: Option<&str> = Some("application/json");
+
+struct Env {
+    mock: MockWechat,
+    mock_addr: SocketAddr,
+    mock_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    upstream: Upstream,
+    redis: RedisServer,
+}
+
+impl Env {
+    async fn start() -> Self {
+        let mock = MockWechat::new(APPID, WECHAT_SECRET);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mock_addr = listener.local_addr().unwrap();
+        let mock_task = tokio::spawn(mock.clone().serve(listener));
+        Self {
+            mock,
+            mock_addr,
+            mock_task,
+            upstream: Upstream::start("backend").await,
+            redis: RedisServer::start(),
+        }
+    }
+
+    async fn gateway(&self, store: &str) -> Gateway {
+        let preamble = Preamble::new("devices-test");
+        let text = format!(
+            r#"{preamble}
+[wechat]
+appid = "{APPID}"
+secret_env = "WXGATE_TEST_WECHAT"
+api_base = "http://{mock}"
+timeout = "2s"
+
+[store]
+{store}
+
+[[routes]]
+prefix = "/"
+upstreams = ["{upstream}"]
+"#,
+            mock = self.mock_addr,
+            upstream = self.upstream.addr,
+        );
+        let url = self.redis.url();
+        let config = support::config_with(
+            &text,
+            &[
+                ("WXGATE_TEST_WECHAT", WECHAT_SECRET),
+                ("WXGATE_TEST_REDIS", &url),
+            ],
+        );
+        let running = wxgate::server::start(&config)
+            .await
+            .expect("gateway starts");
+        let addr = running.addr();
+        Gateway {
+            running: Some(running),
+            addr,
+        }
+    }
+
+    /// One gateway on each store.
+    async fn on_each_store(&self) -> Vec<(&'static str, Gateway)> {
+        vec![
+            ("memory", self.gateway("").await),
+            (
+                "redis",
+                self.gateway("kind = \"redis\"\nurl_env = \"WXGATE_TEST_REDIS\"")
+                    .await,
+            ),
+        ]
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.mock_task.abort();
+    }
+}
+
+/// A login with this body: (token, refresh token).
+async fn login(gw: &Gateway, body: Value) -> (String, String) {
+    let r = support::post_json(gw.addr, "/wx/login", &body, &[]).await;
+    assert_eq!(r.status, 200, "login {body}: {}", r.text());
+    let v = r.json();
+    (
+        v["token"].as_str().unwrap().to_string(),
+        v["refresh_token"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn sessions(gw: &Gateway, token: &str) -> Vec<Value> {
+    let r = support::get_auth(gw.addr, "/wx/sessions", token, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["sessions"].as_array().unwrap().clone()
+}
+
+async fn end(gw: &Gateway, token: &str, id: &str) -> Response {
+    let req = format!(
+        "DELETE /wx/sessions/{id} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    support::raw_request(gw.addr, req.as_bytes()).await
+}
+
+async fn logout(gw: &Gateway, token: &str, body: &str) -> Response {
+    let auth = format!("Authorization: Bearer {token}");
+    support::post(gw.addr, "/wx/logout", JSON, body.as_bytes(), &[&auth]).await
+}
+
+fn assert_error(r: &Response, status: u16, code: &str) {
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (status, code),
+        "{}",
+        r.text()
+    );
+}
+
+/// The session of `list` marked current, and the others.
+fn split(list: &[Value]) -> (Value, Vec<Value>) {
+    let current: Vec<&Value> = list.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1, "{list:?}");
+    let others = list
+        .iter()
+        .filter(|s| s["current"] != true)
+        .cloned()
+        .collect();
+    (current[0].clone(), others)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_list_each_other_and_one_ends_the_other() {
+    let env = Env::start().await;
+    for (store, gw) in env.on_each_store().await {
+        let phone = json!({"code": format!("alice-{store}.1"),
+            "device": {"platform": "ios", "model": "iPhone 15", "system": "iOS 17.4"}});
+        let (t_phone, r_phone) = login(&gw, phone).await;
+        let pad = json!({"code": format!("alice-{store}.2"), "device": {"platform": "android"}});
+        let (t_pad, r_pad) = login(&gw, pad).await;
+        let (t_bob, _) = login(&gw, json!({"code": format!("bob-{store}.1")})).await;
+
+        let list = sessions(&gw, &t_phone).await;
+        assert_eq!(list.len(), 2, "{store}: {list:?}");
+        let (me, others) = split(&list);
+        assert_eq!(me["device"]["model"], "iPhone 15", "{store}");
+        assert_eq!(me["device"]["system"], "iOS 17.4", "{store}");
+        assert_eq!(me["ip"], "127.0.0.1", "{store}");
+        assert_eq!(me["appid"], APPID, "{store}");
+        assert!(me["created_at"].as_u64().unwrap() > 1_700_000_000_000);
+        assert_eq!(others[0]["device"], json!({"platform": "android"}));
+        let pad_id = others[0]["id"].as_str().unwrap().to_string();
+        // The same list from the other device, marked the other way.
+        let (me_pad, _) = split(&sessions(&gw, &t_pad).await);
+        assert_eq!(me_pad["id"], pad_id.as_str(), "{store}");
+        // Bob sees only his own, and cannot end Alice's: not found, not forbidden.
+        assert_eq!(sessions(&gw, &t_bob).await.len(), 1, "{store}");
+        assert_error(&end(&gw, &t_bob, &pad_id).await, 404, "session_not_found");
+        assert_error(
+            &end(&gw, &t_bob, "AAAAAAAAAAAAAAAAAAAAAA").await,
+            404,
+            "session_not_found",
+        );
+        assert_eq!(gw.get_auth("/api/me", &t_pad, &[]).await.status, 200);
+
+        // Alice ends the tablet from the phone.
+        let r = end(&gw, &t_phone, &pad_id).await;
+        assert_eq!(r.status, 200, "{store}: {}", r.text());
+        assert_eq!(r.json()["ended"], pad_id.as_str());
+        assert_error(
+            &gw.get_auth("/api/me", &t_pad, &[]).await,
+            401,
+            "token_revoked",
+        );
+        assert_error(
+            &support::refresh(gw.addr, &r_pad).await,
+            401,
+            "refresh_token_invalid",
+        );
+        let list = sessions(&gw, &t_phone).await;
+        assert_eq!(list.len(), 1, "{store}: {list:?}");
+        // Ended twice: there is no such session any more.
+        assert_error(&end(&gw, &t_phone, &pad_id).await, 404, "session_not_found");
+
+        // A refresh keeps the session (same id) and says when it happened.
+        let r = support::refresh(gw.addr, &r_phone).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let t_phone2 = r.json()["token"].as_str().unwrap().to_string();
+        let (me2, others) = split(&sessions(&gw, &t_phone2).await);
+        assert!(others.is_empty(), "{store}: {others:?}");
+        assert_eq!(me2["id"], me["id"], "{store}");
+        assert!(me2["refreshed_at"].as_u64() >= me["refreshed_at"].as_u64());
+        gw.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_others_keeps_the_current_session_only() {
+    let env = Env::start().await;
+    for (store, gw) in env.on_each_store().await {
+        let mut tokens = Vec::new();
+        for i in 0..3 {
+            tokens.push(
+                login(&gw, json!({"code": format!("carol-{store}.{i}")}))
+                    .await
+                    .0,
+            );
+        }
+        let (t_dave, _) = login(&gw, json!({"code": format!("dave-{store}.1")})).await;
+        let r = logout(&gw, &tokens[0], r#"{"others": true}"#).await;
+        assert_eq!(r.status, 200, "{store}: {}", r.text());
+        assert_eq!(r.json()["revoked"], "others");
+        assert_eq!(gw.get_auth("/api/me", &tokens[0], &[]).await.status, 200);
+        for t in &tokens[1..] {
+            assert_error(&gw.get_auth("/api/me", t, &[]).await, 401, "token_revoked");
+        }
+        assert_eq!(sessions(&gw, &tokens[0]).await.len(), 1, "{store}");
+        // Another user is untouched.
+        assert_eq!(gw.get_auth("/api/me", &t_dave, &[]).await.status, 200);
+        // `all` and `others` together say two things.
+        assert_error(
+            &logout(&gw, &tokens[0], r#"{"all": true, "others": true}"#).await,
+            400,
+            "invalid_request",
+        );
+        // A logged-out token cannot end other sessions.
+        assert_eq!(logout(&gw, &tokens[0], "").await.status, 200);
+        assert_error(
+            &logout(&gw, &tokens[0], r#"{"others": true}"#).await,
+            401,
+            "token_revoked",
+        );
+        gw.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_device_label_is_refused_before_the_code_is_spent() {
+    let env = Env::start().await;
+    let gw = env.gateway("").await;
+    let long = "x".repeat(65);
+    for (i, device) in [
+        json!({"model": long}),
+        json!({"platform": "ios\nX-OpenID: victim"}),
+        json!({"system": "a\u{0}b"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let code = format!("erin.{i}");
+        let body = json!({"code": code, "device": device});
+        let r = support::post_json(gw.addr, "/wx/login", &body, &[]).await;
+        assert_error(&r, 400, "invalid_request");
+        assert_eq!(env.mock.calls_for(&code), 0, "{device}");
+    }
+    // Unicode within the bound is a label like any other; an empty one is none.
+    let (t, _) = login(
+        &gw,
+        json!({"code": "erin.9", "device": {"model": "华为 Mate 60 Pro", "platform": ""}}),
+    )
+    .await;
+    let list = sessions(&gw, &t).await;
+    assert_eq!(list[0]["device"]["model"], "华为 Mate 60 Pro");
+    let (t2, _) = login(&gw, json!({"code": "frank.1", "device": {}})).await;
+    assert_eq!(sessions(&gw, &t2).await[0].get("device"), None);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_endpoints_take_their_method_and_a_token() {
+    let env = Env::start().await;
+    let gw = env.gateway("").await;
+    let (t, _) = login(&gw, json!({"code": "gina.1"})).await;
+    assert_error(
+        &support::get(gw.addr, "/wx/sessions", &[]).await,
+        401,
+        "token_missing",
+    );
+    let auth = format!("Authorization: Bearer {t}");
+    assert_error(
+        &support::post(gw.addr, "/wx/sessions", JSON, b"{}", &[&auth]).await,
+        405,
+        "method_not_allowed",
+    );
+    let id = sessions(&gw, &t).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_error(
+        &support::get_auth(gw.addr, &format!("/wx/sessions/{id}"), &t, &[]).await,
+        405,
+        "method_not_allowed",
+    );
+    // Not a session id at all: no such endpoint.
+    assert_error(&end(&gw, &t, "a.b").await, 404, "no_route");
+    gw.stop().await;
+}
