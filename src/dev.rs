@@ -240,6 +240,15 @@ any code a number once):
 
    curl -s -X POST http://{gw}{prefix}/phone -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{"code":"phone-code-1"}}'
 
+Sessions and devices: one user (codes "demo.<anything>" are all user "demo")
+logs in on a phone and a tablet, lists its sessions, and ends the tablet's:
+
+   PHONE=$(curl -s -X POST http://{gw}{prefix}/login -H 'Content-Type: application/json' -d '{{"code":"demo.phone","device":{{"platform":"ios","model":"iPhone 15"}}}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+   PAD=$(curl -s -X POST http://{gw}{prefix}/login -H 'Content-Type: application/json' -d '{{"code":"demo.pad","device":{{"platform":"android"}}}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+   curl -s http://{gw}{prefix}/sessions -H "Authorization: Bearer $PHONE"
+   curl -s -X DELETE http://{gw}{prefix}/sessions/ID -H "Authorization: Bearer $PHONE"   # ID: the tablet's "id" above
+   curl -s http://{gw}/api/hello -H "Authorization: Bearer $PAD"                          # 401 token_revoked
+
 Stop with Ctrl-C.
 "#,
             mock = self.mock_addr,
