@@ -74,6 +74,26 @@ export interface ClientOptions {
   appid?: string;
   /** The gateway's `[login] path_prefix`. Default `/wx`. */
   pathPrefix?: string;
+  /**
+   * Send a device label with each login (`platform`, `model`, `system` from
+   * `wx.getDeviceInfo`, or `wx.getSystemInfoSync`), shown in the user's
+   * session list. Default `true`.
+   */
+  device?: boolean;
+}
+
+/** One of the user's sessions, as `GET /wx/sessions` lists it. */
+export interface SessionInfo {
+  id: string;
+  appid?: string;
+  /** Unix milliseconds. */
+  created_at: number;
+  /** Unix milliseconds of the last refresh (the login's, before one). */
+  refreshed_at: number;
+  ip?: string;
+  device?: { platform?: string; model?: string; system?: string };
+  /** The session of this client. */
+  current: boolean;
 }
 
 /** The answer of `/wx/login` and `/wx/refresh`. `session_key` is never returned. */
@@ -185,6 +205,28 @@ export interface WxGateClient {
    * session until it expires.
    */
   logout(options?: { all?: boolean }): Promise<WxResponse<{ revoked: 'token' | 'all' }> | null>;
+  /**
+   * `POST /wx/logout` with `{ others: true }`: end every other session of
+   * the user in this app ("sign out my other devices"). This session and its
+   * stored tokens go on. Authenticated and renewed like {@link request};
+   * resolves with the answer (`{ revoked: 'others' }` on 200).
+   */
+  logout(options: { others: true }): Promise<WxResponse<{ revoked: 'others' }>>;
+
+  /**
+   * `GET /wx/sessions`: the user's live sessions in this app, oldest first,
+   * this client's marked `current`. Rejects with a {@link WxGateError} on
+   * any answer but 200.
+   */
+  sessions(): Promise<SessionInfo[]>;
+
+  /**
+   * `DELETE /wx/sessions/{id}`: end one of the user's sessions (its tokens
+   * are refused at once). Rejects with a {@link WxGateError}
+   * `session_not_found` (404) for an id that is not one of the user's live
+   * sessions.
+   */
+  endSession(id: string): Promise<{ ended: string }>;
 
   /**
    * `POST /wx/phone` with the code of `<button open-type="getPhoneNumber">`,

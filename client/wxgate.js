@@ -42,6 +42,7 @@ export function createClient({
   storageKey = 'wxgate',
   appid,
   pathPrefix = '/wx',
+  device = true,
 } = {}) {
   if (!baseURL) throw new TypeError('wxgate: createClient needs a baseURL');
   if (!wx) throw new TypeError('wxgate: no wx object (pass options.wx outside a mini program)');
@@ -73,6 +74,9 @@ export function createClient({
     const started = generation;
     const code = await wxLoginCode(wx);
     const body = appid ? { code, appid } : { code };
+    // The label the user sees in their session list (never trusted by the gateway).
+    const label = device ? deviceLabel(wx) : undefined;
+    if (label) body.device = label;
     const res = await callRequest(wx, jsonPost(endpoint('login'), body));
     return acceptGrant(res, started);
   }
@@ -163,7 +167,30 @@ export function createClient({
     return send(options, await tokenAfterRejection(sentWith));
   }
 
-  async function logout({ all = false } = {}) {
+  /** The user's live sessions in this app (`GET /wx/sessions`), oldest first. */
+  async function sessions() {
+    const res = await request({ url: endpoint('sessions'), method: 'GET' });
+    const body = res.statusCode === 200 ? parseJSON(res.data) : null;
+    if (!body || !Array.isArray(body.sessions)) throw errorFromResponse(res);
+    return body.sessions;
+  }
+
+  /** End one of the user's sessions (`DELETE /wx/sessions/{id}`): `{ ended: id }`. */
+  async function endSession(id) {
+    const res = await request({
+      url: endpoint(`sessions/${encodeURIComponent(String(id))}`),
+      method: 'DELETE',
+    });
+    const body = res.statusCode === 200 ? parseJSON(res.data) : null;
+    if (!body || typeof body.ended !== 'string') throw errorFromResponse(res);
+    return body;
+  }
+
+  async function logout({ all = false, others = false } = {}) {
+    if (others) {
+      // Every other session ends; this one goes on, its tokens kept.
+      return request({ url: endpoint('logout'), method: 'POST', header: JSON_HEADER, data: { others: true } });
+    }
     // A login or renewal under way finishes first, so that what it stores
     // is what gets revoked; anything begun after this point stores nothing.
     await Promise.all([loginInFlight, renewalInFlight].map((p) => p && p.catch(ignore)));
@@ -223,6 +250,8 @@ export function createClient({
     login,
     request,
     logout,
+    sessions,
+    endSession,
     phoneNumber,
     connectSocket,
     token: () => session.token(),
@@ -283,6 +312,36 @@ function platformWx() {
 }
 
 /** wx.request as a Promise: resolves with any HTTP answer, rejects on `fail`. */
+/** Longest device label field the gateway takes, in characters. */
+const MAX_DEVICE_FIELD = 64;
+
+/**
+ * `{ platform, model, system }` from wx.getDeviceInfo (or the older
+ * wx.getSystemInfoSync), each cut to what the gateway takes; undefined when
+ * the platform says nothing.
+ */
+function deviceLabel(wx) {
+  let info = null;
+  try {
+    if (typeof wx.getDeviceInfo === 'function') info = wx.getDeviceInfo();
+    else if (typeof wx.getSystemInfoSync === 'function') info = wx.getSystemInfoSync();
+  } catch (_) {
+    return undefined;
+  }
+  if (!info) return undefined;
+  const label = {};
+  for (const key of ['platform', 'model', 'system']) {
+    const value = info[key];
+    if (typeof value !== 'string') continue;
+    // eslint-disable-next-line no-control-regex
+    const clean = Array.from(value.replace(/[\u0000-\u001f\u007f-\u009f]/g, ''))
+      .slice(0, MAX_DEVICE_FIELD)
+      .join('');
+    if (clean) label[key] = clean;
+  }
+  return Object.keys(label).length ? label : undefined;
+}
+
 function callRequest(wx, options) {
   return new Promise((resolve, reject) => {
     wx.request({ ...options, success: resolve, fail: reject });

@@ -848,3 +848,52 @@ test('a login answered 200 with something else rejects with invalid_response and
   await assert.rejects(client.login(), { error: 'invalid_response', statusCode: 200 });
   assert.equal(wx.storage.size, 0);
 });
+
+// ---------------------------------------------------------------------------
+// Sessions and devices
+
+test('login sends the device label, cleaned and cut to 64 characters; device: false sends none', async () => {
+  const { gw, wx, client } = setup();
+  wx.getDeviceInfo = () => ({ platform: 'ios', model: `iPhone\n${'x'.repeat(100)}`, system: 'iOS 17.4', brand: 'Apple' });
+  await client.login();
+  const { device } = gw.callsTo('/wx/login')[0].data;
+  assert.equal(device.platform, 'ios');
+  assert.equal(device.system, 'iOS 17.4');
+  assert.equal(device.model, `iPhone${'x'.repeat(58)}`);
+  assert.equal(device.brand, undefined);
+
+  const off = setup({ device: false });
+  off.wx.getDeviceInfo = wx.getDeviceInfo;
+  await off.client.login();
+  assert.equal(off.gw.callsTo('/wx/login')[0].data.device, undefined);
+
+  const broken = setup();
+  broken.wx.getDeviceInfo = () => {
+    throw new Error('not here');
+  };
+  await broken.client.login();
+  assert.equal(broken.gw.callsTo('/wx/login')[0].data.device, undefined);
+});
+
+test('sessions(), endSession(id) and logout({ others: true }) keep this session', async () => {
+  const { gw, wx, client } = setup();
+  await client.login();
+  gw.override = (call) => {
+    if (call.path === '/wx/sessions' && call.method === 'GET') {
+      return reply(200, { sessions: [{ id: 'a', current: true }, { id: 'b/c', current: false }] });
+    }
+    if (call.path === '/wx/sessions/b%2Fc' && call.method === 'DELETE') return reply(200, { ended: 'b/c' });
+    if (call.path === '/wx/sessions/gone') return reply(404, { error: 'session_not_found', message: 'no' });
+    if (call.path === '/wx/logout' && call.data && call.data.others) return reply(200, { revoked: 'others' });
+    return null;
+  };
+  const list = await client.sessions();
+  assert.deepEqual(list.map((s) => s.id), ['a', 'b/c']);
+  assert.equal(bearerOf(gw.callsTo('/wx/sessions')[0]), 'Bearer access-1');
+  assert.deepEqual(await client.endSession('b/c'), { ended: 'b/c' });
+  await assert.rejects(client.endSession('gone'), (e) => e instanceof WxGateError && e.error === 'session_not_found' && e.statusCode === 404);
+  const res = await client.logout({ others: true });
+  assert.deepEqual(res.data, { revoked: 'others' });
+  assert.equal(client.token(), 'access-1', 'this session goes on');
+  assert.equal(wx.storage.get('wxgate.refresh_token'), 'refresh-1');
+});
