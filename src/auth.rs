@@ -51,7 +51,7 @@ pub(crate) async fn authenticate_logout(
     let id = verify(sessions, authorization)?;
     match sessions.check_revocation(&id).await {
         Ok(()) => Ok((id, false)),
-        Err(ApiError::TokenRevoked) => Ok((id, true)),
+        Err(ApiError::TokenRevoked | ApiError::SessionEnded { .. }) => Ok((id, true)),
         Err(e) => Err(e),
     }
 }

@@ -82,7 +82,7 @@ async fn wx(
         return Err(ApiError::NoRoute);
     };
     if session.req_header().method != ep.method() {
-        return Err(ApiError::MethodNotAllowed);
+        return Err(ApiError::MethodNotAllowed { allow: ep.allow() });
     }
     // Decrypt, logout and phone need a valid token before any body is read
     // (logout's may be revoked already: see `logout::handle`).

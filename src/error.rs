@@ -20,7 +20,10 @@ pub enum ApiError {
     NoRoute,
     /// The endpoint exists but not for this method.
     #[error("method not allowed on this endpoint")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods it takes (the `Allow` header).
+        allow: &'static str,
+    },
     /// A protected route was called without a Bearer token.
     #[error("a Bearer token is required")]
     TokenMissing,
@@ -81,6 +84,11 @@ pub enum ApiError {
     /// The caller has no live session of that id.
     #[error("no such session")]
     SessionNotFound,
+    /// The token's session was ended (`reason`: `ended`, `replaced`,
+    /// `idle`, `lifetime`, `admin`, `banned`): a client must not log in
+    /// again by itself.
+    #[error("this session has ended")]
+    SessionEnded { reason: &'static str },
     /// The refresh token is unknown, expired or malformed.
     #[error("the refresh token is not valid")]
     RefreshTokenInvalid,
@@ -123,6 +131,8 @@ struct Body<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     wechat_errcode: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
 }
 
 /// An [`ApiError`] rendered for the wire, independent of any HTTP library.
@@ -132,7 +142,7 @@ pub struct ErrorResponse {
     pub status: u16,
     /// Extra headers (`WWW-Authenticate`, `Retry-After`, `Allow`).
     pub headers: Vec<(&'static str, String)>,
-    /// JSON body `{"error", "message", "wechat_errcode"?}`.
+    /// JSON body `{"error", "message", "wechat_errcode"?, "reason"?}`.
     pub body: Bytes,
 }
 
@@ -142,7 +152,7 @@ impl ApiError {
         match self {
             ApiError::InvalidPath => "invalid_path",
             ApiError::NoRoute => "no_route",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::TokenMissing => "token_missing",
             ApiError::TokenExpired => "token_expired",
             ApiError::TokenInvalid => "token_invalid",
@@ -162,6 +172,7 @@ impl ApiError {
             ApiError::InvalidSignature => "invalid_signature",
             ApiError::SessionExpired => "session_expired",
             ApiError::SessionNotFound => "session_not_found",
+            ApiError::SessionEnded { .. } => "session_ended",
             ApiError::RefreshTokenInvalid => "refresh_token_invalid",
             ApiError::RefreshTokenReused => "refresh_token_reused",
             ApiError::StoreUnavailable => "store_unavailable",
@@ -195,9 +206,10 @@ impl ApiError {
                 403
             }
             ApiError::NoRoute => 404,
-            ApiError::MethodNotAllowed => 405,
+            ApiError::MethodNotAllowed { .. } => 405,
             ApiError::SessionExpired => 409,
             ApiError::SessionNotFound => 404,
+            ApiError::SessionEnded { .. } => 401,
             ApiError::PayloadTooLarge => 413,
             ApiError::UnsupportedMediaType => 415,
             ApiError::RateLimited { .. } => 429,
@@ -232,6 +244,10 @@ impl ApiError {
             error: self.code(),
             message: &message,
             wechat_errcode: self.wechat_errcode(),
+            reason: match self {
+                ApiError::SessionEnded { reason } => Some(reason),
+                _ => None,
+            },
         };
         // Serialising a struct of strings and integers cannot fail; fall back to
         // a fixed body rather than panic all the same.
@@ -261,8 +277,11 @@ impl ApiError {
             ApiError::RateLimited {
                 retry_after_secs, ..
             } => headers.push(("Retry-After", retry_after_secs.max(&1).to_string())),
-            // Only the `/wx/*` endpoints refuse a method, and they take POST.
-            ApiError::MethodNotAllowed => headers.push(("Allow", "POST".into())),
+            ApiError::MethodNotAllowed { allow } => headers.push(("Allow", (*allow).into())),
+            ApiError::SessionEnded { .. } => headers.push((
+                "WWW-Authenticate",
+                r#"Bearer realm="wxgate", error="invalid_token", error_description="this session has ended""#.into(),
+            )),
             _ => {}
         }
         ErrorResponse {
@@ -356,6 +375,11 @@ mod tests {
             (ApiError::StoreFull, 503, "store_full"),
             (ApiError::SessionExpired, 409, "session_expired"),
             (ApiError::SessionNotFound, 404, "session_not_found"),
+            (
+                ApiError::SessionEnded { reason: "replaced" },
+                401,
+                "session_ended",
+            ),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),
         ];
         for (e, status, code) in cases {

@@ -266,7 +266,7 @@ impl LoginService {
             return Err(used);
         };
         match self.sessions.check_revocation(&id).await {
-            Err(ApiError::TokenRevoked) => Err(used),
+            Err(ApiError::TokenRevoked | ApiError::SessionEnded { .. }) => Err(used),
             other => other,
         }
     }

@@ -240,9 +240,25 @@ impl Sessions {
         // Counting revocations made elsewhere a moment ago: a refresh must
         // not outlive a logout that another instance just acknowledged.
         if self.store.is_revoked_now(&check).await? {
-            return Err(ApiError::RefreshTokenInvalid);
+            let refused = ApiError::RefreshTokenInvalid;
+            return Err(self.refusal(Some(&record.family), refused).await);
         }
         Ok(())
+    }
+
+    /// How to refuse a revoked token of `family`: 401 `session_ended` with
+    /// the reason when its session was ended with one (the client must not
+    /// log in again by itself), `otherwise`.
+    async fn refusal(&self, family: Option<&str>, otherwise: ApiError) -> ApiError {
+        let Some(family) = family else {
+            return otherwise;
+        };
+        match self.store.ended_reason(family).await {
+            Ok(Some(reason)) => ApiError::SessionEnded {
+                reason: reason.as_str(),
+            },
+            _ => otherwise,
+        }
     }
 
     /// What the hook says on a refresh of the token stored under `hash`
@@ -320,7 +336,9 @@ impl Sessions {
     pub async fn check_revocation(&self, id: &Identity) -> Result<(), ApiError> {
         match self.is_revoked(id).await {
             Ok(false) => Ok(()),
-            Ok(true) => Err(ApiError::TokenRevoked),
+            Ok(true) => Err(self
+                .refusal(id.family.as_deref(), ApiError::TokenRevoked)
+                .await),
             Err(e) => match self.on_error {
                 OnError::FailClosed => Err(ApiError::StoreUnavailable),
                 OnError::FailOpen => {

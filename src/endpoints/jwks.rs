@@ -18,7 +18,7 @@ pub(crate) const MAX_AGE_SECS: u32 = 300;
 /// The key set, for GET and HEAD.
 pub(crate) fn handle(state: &GatewayState, method: &Method) -> Result<Bytes, ApiError> {
     if method != Method::GET && method != Method::HEAD {
-        return Err(ApiError::MethodNotAllowed);
+        return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" });
     }
     Ok(state.tokens().jwks())
 }

@@ -9,8 +9,8 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Regi
 
 use super::register::{MetricsError, BUCKETS};
 use crate::store::{
-    AccessTokenRecord, CodeClaim, Eviction, MapStats, RefreshRecord, RefreshTake, RevocationCheck,
-    SessionEntry, Store, StoreError, WxSession,
+    AccessTokenRecord, CodeClaim, EndReason, Eviction, MapStats, RefreshRecord, RefreshTake,
+    RevocationCheck, SessionEntry, Store, StoreError, WxSession,
 };
 
 /// Store operations, by name (the `op` label).
@@ -30,6 +30,7 @@ pub(crate) enum Op {
     RevokeToken,
     RevokeSubject,
     RevokeFamily,
+    EndFamily,
     IsRevoked,
     IsRevokedNow,
     PutRefresh,
@@ -45,7 +46,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 26] = [
+    const ALL: [Op; 27] = [
         Op::PutSession,
         Op::GetSession,
         Op::AddSession,
@@ -60,6 +61,7 @@ impl Op {
         Op::RevokeToken,
         Op::RevokeSubject,
         Op::RevokeFamily,
+        Op::EndFamily,
         Op::IsRevoked,
         Op::IsRevokedNow,
         Op::PutRefresh,
@@ -90,6 +92,7 @@ impl Op {
             Op::RevokeToken => "revoke_token",
             Op::RevokeSubject => "revoke_subject",
             Op::RevokeFamily => "revoke_family",
+            Op::EndFamily => "end_family",
             Op::IsRevoked => "is_revoked",
             Op::IsRevokedNow => "is_revoked_now",
             Op::PutRefresh => "put_refresh",
@@ -289,6 +292,20 @@ impl Store for MeteredStore {
     async fn get_code_outcome(&self, code_hash: &str) -> Result<Option<String>, StoreError> {
         self.time(Op::GetCodeOutcome, self.inner.get_code_outcome(code_hash))
             .await
+    }
+
+    async fn end_family(
+        &self,
+        family: &str,
+        reason: EndReason,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.time(Op::EndFamily, self.inner.end_family(family, reason, ttl))
+            .await
+    }
+
+    async fn ended_reason(&self, family: &str) -> Result<Option<EndReason>, StoreError> {
+        self.inner.ended_reason(family).await
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {

@@ -74,6 +74,20 @@ impl Endpoint {
         }
     }
 
+    /// [`Endpoint::method`] as an `Allow` header says it.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Endpoint::Healthz | Endpoint::Readyz | Endpoint::Jwks => "GET, HEAD",
+            Endpoint::Sessions => "GET",
+            Endpoint::EndSession => "DELETE",
+            Endpoint::Login
+            | Endpoint::Decrypt
+            | Endpoint::Logout
+            | Endpoint::Refresh
+            | Endpoint::Phone => "POST",
+        }
+    }
+
     /// The one method the endpoint answers (`/healthz`, `/readyz` and the
     /// JWKS take `HEAD` as well, see their handlers).
     pub fn method(self) -> http::Method {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::{short, Sessions};
 use crate::clock::{random_id, unix_now_ms};
 use crate::error::ApiError;
-use crate::store::{Device, RevocationCheck, SessionEntry};
+use crate::store::{Device, EndReason, RevocationCheck, SessionEntry};
 use crate::token::{Identity, UserClaims};
 
 use super::Grant;
@@ -127,7 +127,8 @@ impl Sessions {
         if !found {
             return Err(ApiError::SessionNotFound);
         }
-        self.end_families(&caller.openid, &[id.to_string()]).await
+        self.end_families(&caller.openid, &[id.to_string()], EndReason::Ended)
+            .await
     }
 
     /// End every session of the caller's user in the caller's app but the
@@ -140,16 +141,23 @@ impl Sessions {
             .filter(|e| e.appid == caller.appid && caller.family.as_deref() != Some(&e.id))
             .map(|e| e.id)
             .collect();
-        self.end_families(&caller.openid, &others).await
+        self.end_families(&caller.openid, &others, EndReason::Ended)
+            .await
     }
 
-    /// Revoke each family (refused at once everywhere), then drop the entries.
-    async fn end_families(&self, openid: &str, ids: &[String]) -> Result<(), ApiError> {
+    /// End each session (its family refused at once everywhere, with
+    /// `reason` for its client), then drop the entries.
+    pub(crate) async fn end_families(
+        &self,
+        openid: &str,
+        ids: &[String],
+        reason: EndReason,
+    ) -> Result<(), ApiError> {
         for id in ids {
             self.store
-                .revoke_family(id, self.family_revocation_ttl())
+                .end_family(id, reason, self.family_revocation_ttl())
                 .await?;
-            tracing::info!(session = %short(id), "session ended");
+            tracing::info!(session = %short(id), reason = reason.as_str(), "session ended");
         }
         self.store.remove_sessions(openid, ids).await?;
         Ok(())
@@ -190,7 +198,8 @@ impl Sessions {
         };
         live.sort_by_key(|e| e.created_ms);
         let oldest: Vec<String> = live.into_iter().take(excess).map(|e| e.id).collect();
-        self.end_families(openid, &oldest).await
+        self.end_families(openid, &oldest, EndReason::Replaced)
+            .await
     }
 
     /// The index lives as long as its longest-lived session can.

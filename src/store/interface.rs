@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::error::{Eviction, StoreError};
 use super::records::{
-    AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck, SessionEntry,
-    WxSession,
+    AccessTokenRecord, CodeClaim, EndReason, RefreshRecord, RefreshTake, RevocationCheck,
+    SessionEntry, WxSession,
 };
 
 /// Where wxgate's state lives. Keys are plain strings; implementations add their prefix.
@@ -78,6 +78,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// The (sealed) outcome of a code exchange, if one was saved.
     async fn get_code_outcome(&self, code_hash: &str) -> Result<Option<String>, StoreError>;
+
+    /// End a session: revoke its refresh family for `ttl` (as
+    /// [`Store::revoke_family`]), then record why.
+    async fn end_family(
+        &self,
+        family: &str,
+        reason: EndReason,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Why the session of `family` ended, when it was ended with a reason.
+    /// Asked only of a token already refused (Redis: from memory, no call).
+    async fn ended_reason(&self, family: &str) -> Result<Option<EndReason>, StoreError>;
 
     /// Revoke one token id for `ttl` (until its `exp`).
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError>;

@@ -29,8 +29,8 @@ use super::config::MemoryLimits;
 use super::error::StoreError;
 use super::interface::{MapStats, Store};
 use super::records::{
-    revoked_by, AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck,
-    SessionEntry, WxSession,
+    revoked_by, AccessTokenRecord, CodeClaim, EndReason, RefreshRecord, RefreshTake,
+    RevocationCheck, SessionEntry, WxSession,
 };
 
 /// Access tokens and leases kept: a few per mini program.
@@ -66,6 +66,9 @@ pub struct MemoryStore {
     revoked_subject: BoundedMap<u64>,
     revoked_family: BoundedMap<()>,
     refresh: BoundedMap<RefreshEntry>,
+    /// Why ended sessions ended, by family (the family itself is in
+    /// `revoked_family`; losing a reason only makes it `token_revoked`).
+    ended: BoundedMap<EndReason>,
     /// Each user's sessions, by openid.
     user_sessions: BoundedMap<Vec<SessionEntry>>,
     counters: BoundedMap<u64>,
@@ -89,6 +92,7 @@ impl MemoryStore {
             revoked_family: BoundedMap::new("revoked_families", limits.max_revocations, Refuse),
             refresh: BoundedMap::new("refresh_tokens", limits.max_refresh_tokens, DropLeastRecent),
             user_sessions: BoundedMap::new("user_sessions", limits.max_sessions, DropLeastRecent),
+            ended: BoundedMap::new("ended_sessions", limits.max_revocations, DropLeastRecent),
             counters: BoundedMap::new("rate_limit_counters", limits.max_counters, DropLeastRecent),
             // One per mini program; a handful.
             access_tokens: BoundedMap::new("access_tokens", MAX_APPS, DropLeastRecent),
@@ -242,6 +246,20 @@ impl Store for MemoryStore {
         Ok(self.codes.get(code_hash).filter(|v| !v.is_empty()))
     }
 
+    async fn end_family(
+        &self,
+        family: &str,
+        reason: EndReason,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.revoke(&self.revoked_family, family, (), ttl)?;
+        dropped(self.ended.insert(family, reason, ttl), "ended_sessions")
+    }
+
+    async fn ended_reason(&self, family: &str) -> Result<Option<EndReason>, StoreError> {
+        Ok(self.ended.get(family))
+    }
+
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {
         self.revoke(&self.revoked_jti, jti, (), ttl)
     }
@@ -381,6 +399,7 @@ impl Store for MemoryStore {
             stats(&self.revoked_family),
             stats(&self.refresh),
             stats(&self.user_sessions),
+            stats(&self.ended),
             stats(&self.counters),
         ]
     }

@@ -102,6 +102,53 @@ pub struct Device {
     pub system: Option<String>,
 }
 
+/// Why a session ended, told to its client (401 `session_ended`, `reason`)
+/// so that it does not log in again behind the user's back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// The user ended it from another session.
+    Ended,
+    /// A newer login took its place (a bound on sessions per user).
+    Replaced,
+    /// Not refreshed within the app's `idle_timeout`.
+    Idle,
+    /// Older than the app's `max_lifetime`.
+    Lifetime,
+    /// Ended through the admin API.
+    Admin,
+    /// The user was banned.
+    Banned,
+}
+
+impl EndReason {
+    /// Every reason.
+    pub const ALL: [EndReason; 6] = [
+        EndReason::Ended,
+        EndReason::Replaced,
+        EndReason::Idle,
+        EndReason::Lifetime,
+        EndReason::Admin,
+        EndReason::Banned,
+    ];
+
+    /// The reason's name, on the wire and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Ended => "ended",
+            EndReason::Replaced => "replaced",
+            EndReason::Idle => "idle",
+            EndReason::Lifetime => "lifetime",
+            EndReason::Admin => "admin",
+            EndReason::Banned => "banned",
+        }
+    }
+
+    /// The reason named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
 /// What claiming a login code found, in one store call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeClaim {

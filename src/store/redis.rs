@@ -46,8 +46,8 @@ use super::config::{RedisConfig, Topology};
 use super::error::{Eviction, StoreError};
 use super::interface::{Store, StoreStatus};
 use super::records::{
-    clamp_ttl, AccessTokenRecord, CodeClaim, RefreshRecord, RefreshTake, RevocationCheck,
-    SessionEntry, WxSession,
+    clamp_ttl, AccessTokenRecord, CodeClaim, EndReason, RefreshRecord, RefreshTake,
+    RevocationCheck, SessionEntry, WxSession,
 };
 use super::revocations::{Revocation, RevocationSet};
 use crate::clock::unix_now_ms;
@@ -290,6 +290,26 @@ impl Store for RedisStore {
 
     async fn get_code_outcome(&self, code_hash: &str) -> Result<Option<String>, StoreError> {
         self.outcome(code_hash).await
+    }
+
+    async fn end_family(
+        &self,
+        family: &str,
+        reason: EndReason,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        // The family first: that is what refuses its tokens, on every version.
+        self.revoke_family(family, ttl).await?;
+        let r = Revocation::Ended {
+            family: family.to_string(),
+            reason,
+        };
+        let legacy = (self.key("revoked-fam", family), "1".to_string());
+        self.revoke(r, ttl, legacy).await
+    }
+
+    async fn ended_reason(&self, family: &str) -> Result<Option<EndReason>, StoreError> {
+        Ok(self.revocations.reason(family, unix_now_ms()))
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::error::StoreError;
-use super::records::{revoked_by, RevocationCheck};
+use super::records::{revoked_by, EndReason, RevocationCheck};
 
 /// One revocation, as written to the store and carried by the feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub(crate) enum Revocation {
     Family(String),
     /// Everything of an openid issued at or before `before` (unix ms).
     Subject { openid: String, before: u64 },
+    /// A family revoked because its session was ended, and why. Written
+    /// after the family's own [`Revocation::Family`], which is what refuses
+    /// its tokens (a version before this one skips this kind).
+    Ended { family: String, reason: EndReason },
 }
 
 impl Revocation {
@@ -37,6 +41,7 @@ impl Revocation {
             Self::Token(jti) => format!("t:{jti}"),
             Self::Family(family) => format!("f:{family}"),
             Self::Subject { openid, before } => format!("s:{before}:{openid}"),
+            Self::Ended { family, reason } => format!("e:{}:{family}", reason.as_str()),
         }
     }
 
@@ -53,6 +58,14 @@ impl Revocation {
                     before: before.parse().ok()?,
                 })
             }
+            "e" => {
+                let (reason, family) = rest.split_once(':')?;
+                (!family.is_empty()).then_some(())?;
+                Some(Self::Ended {
+                    family: family.to_string(),
+                    reason: EndReason::parse(reason)?,
+                })
+            }
             _ => None,
         }
     }
@@ -66,6 +79,8 @@ struct Maps {
     families: HashMap<String, u64>,
     /// openid → (revoked before, unix ms; expiry, unix ms).
     subjects: HashMap<String, (u64, u64)>,
+    /// family → why its session ended, and until when (unix ms).
+    reasons: HashMap<String, (EndReason, u64)>,
 }
 
 impl Maps {
@@ -74,6 +89,7 @@ impl Maps {
             .len()
             .saturating_add(self.families.len())
             .saturating_add(self.subjects.len())
+            .saturating_add(self.reasons.len())
     }
 }
 
@@ -130,6 +146,11 @@ impl RevocationSet {
                         e.0 = e.0.max(before);
                         e.1 = e.1.max(expires);
                     }
+                    Revocation::Ended { family, reason } => {
+                        later(maps.families.entry(family.clone()).or_insert(0), expires);
+                        let e = maps.reasons.entry(family).or_insert((reason, 0));
+                        e.1 = e.1.max(expires);
+                    }
                 }
             }
             self.held.store(maps.len(), Ordering::Release);
@@ -146,6 +167,7 @@ impl RevocationSet {
         maps.tokens.retain(|_, e| *e > now_ms);
         maps.families.retain(|_, e| *e > now_ms);
         maps.subjects.retain(|_, (_, e)| *e > now_ms);
+        maps.reasons.retain(|_, (_, e)| *e > now_ms);
         self.held.store(maps.len(), Ordering::Release);
     }
 
@@ -200,6 +222,15 @@ impl RevocationSet {
         Ok(revoked_by(check, jti, before, family))
     }
 
+    /// Why the session of `family` ended, if it was ended with a reason.
+    pub(crate) fn reason(&self, family: &str, now_ms: u64) -> Option<EndReason> {
+        let maps = self.maps.read().unwrap_or_else(PoisonError::into_inner);
+        maps.reasons
+            .get(family)
+            .filter(|(_, e)| *e > now_ms)
+            .map(|(r, _)| *r)
+    }
+
     /// Entries held (expired ones included until swept).
     pub fn len(&self) -> usize {
         self.held.load(Ordering::Acquire)
@@ -252,10 +283,23 @@ mod tests {
                 openid: "o:with:colons".into(),
                 before: 42,
             },
+            Revocation::Ended {
+                family: "fam".into(),
+                reason: EndReason::Replaced,
+            },
         ] {
             assert_eq!(Revocation::parse(&r.member()), Some(r));
         }
-        for bad in ["", "t:", "x:1", "s:notanumber:o", "s:12"] {
+        for bad in [
+            "",
+            "t:",
+            "x:1",
+            "s:notanumber:o",
+            "s:12",
+            "e:replaced:",
+            "e:why:f",
+            "e:f",
+        ] {
             assert_eq!(Revocation::parse(bad), None, "{bad}");
         }
     }
