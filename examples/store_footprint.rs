@@ -83,6 +83,8 @@ async fn main() -> Result<(), wxgate::store::StoreError> {
             user: Default::default(),
             issued_ms: 1_700_000_000_000,
             expires_at: 1_700_000_000,
+            created_ms: 1_700_000_000_000,
+            refreshed_ms: 1_700_000_000_000,
         };
         store.put_refresh(&hash(i), &record, TTL).await?;
     }

@@ -84,6 +84,10 @@ pub enum ApiError {
     /// The caller has no live session of that id.
     #[error("no such session")]
     SessionNotFound,
+    /// The user holds the app's `max_per_user` sessions and the app refuses
+    /// new ones (`on_limit = "refuse_new"`).
+    #[error("too many sessions: end one before logging in again")]
+    SessionLimit,
     /// The token's session was ended (`reason`: `ended`, `replaced`,
     /// `idle`, `lifetime`, `admin`, `banned`): a client must not log in
     /// again by itself.
@@ -172,6 +176,7 @@ impl ApiError {
             ApiError::InvalidSignature => "invalid_signature",
             ApiError::SessionExpired => "session_expired",
             ApiError::SessionNotFound => "session_not_found",
+            ApiError::SessionLimit => "session_limit",
             ApiError::SessionEnded { .. } => "session_ended",
             ApiError::RefreshTokenInvalid => "refresh_token_invalid",
             ApiError::RefreshTokenReused => "refresh_token_reused",
@@ -209,6 +214,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::SessionExpired => 409,
             ApiError::SessionNotFound => 404,
+            ApiError::SessionLimit => 403,
             ApiError::SessionEnded { .. } => 401,
             ApiError::PayloadTooLarge => 413,
             ApiError::UnsupportedMediaType => 415,
@@ -375,6 +381,7 @@ mod tests {
             (ApiError::StoreFull, 503, "store_full"),
             (ApiError::SessionExpired, 409, "session_expired"),
             (ApiError::SessionNotFound, 404, "session_not_found"),
+            (ApiError::SessionLimit, 403, "session_limit"),
             (
                 ApiError::SessionEnded { reason: "replaced" },
                 401,

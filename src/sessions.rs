@@ -20,13 +20,16 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::clock::{random_id, unix_now, unix_now_ms};
+use crate::clock::{random_id, unix_now, unix_now_ms, Clock, SystemClock};
 use crate::error::{chain, ApiError};
 use crate::hook::{Call, Event, HookError, LoginHook};
 use crate::store::{OnError, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError};
 use crate::token::{Identity, NewToken, TokenError, TokenKeys, UserClaims, MAX_TTL};
 
 pub(crate) mod index;
+pub(crate) mod policy;
+
+use self::policy::SessionPolicies;
 
 /// What a client is handed after a login or a refresh: an access token, a
 /// refresh token of the same family, and whose they are.
@@ -54,6 +57,11 @@ pub struct Sessions {
     fail_open_count: AtomicU64,
     /// The login hook, asked again on each refresh when `on_refresh` is set.
     refresh_hook: Option<Arc<LoginHook>>,
+    /// `[sessions]`: bounds on each user's sessions, per app.
+    policies: SessionPolicies,
+    /// When sessions begin, are refreshed and run out (tests inject one).
+    /// Revocations and token times stay on the system clock.
+    clock: Arc<dyn Clock>,
     /// The sessions of the config a reload put in place of this one: open
     /// sockets follow it, so that their tokens meet the keys in force.
     successor: tokio::sync::watch::Sender<Option<Arc<Sessions>>>,
@@ -77,6 +85,8 @@ impl Sessions {
             on_error,
             fail_open_count: AtomicU64::new(0),
             refresh_hook: None,
+            policies: SessionPolicies::default(),
+            clock: Arc::new(SystemClock),
             successor: tokio::sync::watch::channel(None).0,
         }
     }
@@ -94,6 +104,18 @@ impl Sessions {
     /// How long past its `exp` a token is still accepted.
     pub fn leeway(&self) -> Duration {
         self.leeway
+    }
+
+    /// Count session times on `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Apply `[sessions]`.
+    pub fn with_policies(mut self, policies: SessionPolicies) -> Self {
+        self.policies = policies;
+        self
     }
 
     /// Ask `hook` on every refresh, if its `on_refresh` is set.
@@ -126,6 +148,21 @@ impl Sessions {
         family: Option<&str>,
         user: &UserClaims,
     ) -> Result<Grant, ApiError> {
+        let since = self.clock.now_ms();
+        self.issue(openid, unionid, appid, family, user, since)
+            .await
+    }
+
+    /// [`Sessions::issue_pair`] for a session that began at `since` (unix ms).
+    async fn issue(
+        &self,
+        openid: &str,
+        unionid: Option<&str>,
+        appid: Option<&str>,
+        family: Option<&str>,
+        user: &UserClaims,
+        since: u64,
+    ) -> Result<Grant, ApiError> {
         let family = family.map_or_else(random_id, str::to_string);
         let (token, claims) = self
             .tokens
@@ -154,6 +191,8 @@ impl Sessions {
             user: user.clone(),
             issued_ms: unix_now_ms(),
             expires_at: now.saturating_add(self.refresh_ttl.as_secs()),
+            created_ms: since,
+            refreshed_ms: self.clock.now_ms(),
         };
         self.store
             .put_refresh(&refresh_hash(&refresh_token), &record, self.refresh_ttl)
@@ -188,14 +227,21 @@ impl Sessions {
             RefreshTake::Fresh(record) => record,
         };
         self.check_live(&record).await?;
+        self.within_lifetimes(&record).await?;
         let user = asked.unwrap_or_else(|| record.user.clone());
+        // A session of a version before lifetimes counts from now.
+        let since = match record.created_ms {
+            0 => self.clock.now_ms(),
+            t => t,
+        };
         let grant = self
-            .issue_pair(
+            .issue(
                 &record.openid,
                 record.unionid.as_deref(),
                 record.appid.as_deref(),
                 Some(&record.family),
                 &user,
+                since,
             )
             .await?;
         // From now on the old token is spent. Until this is recorded, a retry

@@ -170,7 +170,9 @@ impl GatewayState {
                 config.jwt.leeway,
                 config.store.on_error,
             )
-            .with_hook(hook.clone()),
+            .with_hook(hook.clone())
+            .with_policies(config.sessions.clone())
+            .with_clock(deps.clock.clone()),
         );
         let login = match &config.wechat {
             Some(wechat) => {

@@ -9,13 +9,17 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use support::redis::RedisServer;
 use support::{Gateway, Preamble, Response, Upstream};
+use wxgate::clock::{unix_now_ms, Clock, ManualClock, SystemClock};
 use wxgate::dev::mock_wechat::MockWechat;
+use wxgate::server::Deps;
 
 const APPID: &str = "wxdevicestest0001";
 const WECHAT_SECRET: &str = "devices wechat secret";
@@ -45,6 +49,11 @@ impl Env {
     }
 
     async fn gateway(&self, store: &str) -> Gateway {
+        self.gateway_with(store, "", Arc::new(SystemClock)).await
+    }
+
+    /// A gateway with `[sessions]` lines (after the rest) and this clock.
+    async fn gateway_with(&self, store: &str, sessions: &str, clock: Arc<dyn Clock>) -> Gateway {
         let preamble = Preamble::new("devices-test");
         let text = format!(
             r#"{preamble}
@@ -60,6 +69,8 @@ timeout = "2s"
 [[routes]]
 prefix = "/"
 upstreams = ["{upstream}"]
+
+{sessions}
 "#,
             mock = self.mock_addr,
             upstream = self.upstream.addr,
@@ -72,7 +83,11 @@ upstreams = ["{upstream}"]
                 ("WXGATE_TEST_REDIS", &url),
             ],
         );
-        let running = wxgate::server::start(&config)
+        let deps = Deps {
+            store: wxgate::store::build(&config.store).expect("store"),
+            clock,
+        };
+        let running = wxgate::server::start_with(&config, deps)
             .await
             .expect("gateway starts");
         let addr = running.addr();
@@ -80,6 +95,29 @@ upstreams = ["{upstream}"]
             running: Some(running),
             addr,
         }
+    }
+
+    /// One gateway on each store, with these `[sessions]` lines and clock.
+    async fn each_store_with(
+        &self,
+        sessions: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Vec<(&'static str, Gateway)> {
+        vec![
+            (
+                "memory",
+                self.gateway_with("", sessions, clock.clone()).await,
+            ),
+            (
+                "redis",
+                self.gateway_with(
+                    "kind = \"redis\"\nurl_env = \"WXGATE_TEST_REDIS\"",
+                    sessions,
+                    clock,
+                )
+                .await,
+            ),
+        ]
     }
 
     /// One gateway on each store.
@@ -317,4 +355,121 @@ async fn the_session_endpoints_take_their_method_and_a_token() {
     // Not a session id at all: no such endpoint.
     assert_error(&end(&gw, &t, "a.b").await, 404, "no_route");
     gw.stop().await;
+}
+
+/// `{"code", "device": {"platform"}}`.
+fn on(code: String, platform: &str) -> Value {
+    json!({"code": code, "device": {"platform": platform}})
+}
+
+fn assert_ended(r: &Response, reason: &str) {
+    assert_error(r, 401, "session_ended");
+    assert_eq!(r.json()["reason"], reason, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_per_user_ends_the_oldest_and_tells_it_why() {
+    let env = Env::start().await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sessions = "[sessions]\nmax_per_user = 1";
+    for (store, gw) in env.each_store_with(sessions, clock).await {
+        let (t_phone, r_phone) = login(&gw, on(format!("hank-{store}.1"), "ios")).await;
+        let (t_other, _) = login(&gw, on(format!("ivy-{store}.1"), "ios")).await;
+        let (t_pad, _) = login(&gw, on(format!("hank-{store}.2"), "android")).await;
+        // The phone signed in elsewhere: its client can say so.
+        assert_ended(&gw.get_auth("/api/me", &t_phone, &[]).await, "replaced");
+        assert_ended(&support::refresh(gw.addr, &r_phone).await, "replaced");
+        assert_eq!(sessions_of(&gw, &t_pad).await.len(), 1, "{store}");
+        assert_eq!(gw.get_auth("/api/me", &t_pad, &[]).await.status, 200);
+        // Another user is untouched.
+        assert_eq!(gw.get_auth("/api/me", &t_other, &[]).await.status, 200);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_new_keeps_the_sessions_and_refuses_the_login() {
+    let env = Env::start().await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sessions = "[sessions]\nmax_per_user = 1\non_limit = \"refuse_new\"";
+    for (store, gw) in env.each_store_with(sessions, clock).await {
+        let (t_phone, _) = login(&gw, on(format!("jack-{store}.1"), "ios")).await;
+        let r = support::post_json(
+            gw.addr,
+            "/wx/login",
+            &on(format!("jack-{store}.2"), "android"),
+            &[],
+        )
+        .await;
+        assert_error(&r, 403, "session_limit");
+        assert_eq!(gw.get_auth("/api/me", &t_phone, &[]).await.status, 200);
+        // Once the phone logs out, the tablet may log in (with a new code).
+        assert_eq!(logout(&gw, &t_phone, "").await.status, 200);
+        let (t_pad, _) = login(&gw, on(format!("jack-{store}.3"), "android")).await;
+        assert_eq!(sessions_of(&gw, &t_pad).await.len(), 1, "{store}");
+        gw.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_per_platform_replaces_the_same_platform_only() {
+    let env = Env::start().await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sessions = "[sessions]\none_per_platform = true";
+    for (store, gw) in env.each_store_with(sessions, clock).await {
+        let (t_ios, _) = login(&gw, on(format!("kim-{store}.1"), "ios")).await;
+        let (t_android, _) = login(&gw, on(format!("kim-{store}.2"), "android")).await;
+        let (t_ios2, _) = login(&gw, on(format!("kim-{store}.3"), "ios")).await;
+        assert_ended(&gw.get_auth("/api/me", &t_ios, &[]).await, "replaced");
+        assert_eq!(gw.get_auth("/api/me", &t_android, &[]).await.status, 200);
+        assert_eq!(sessions_of(&gw, &t_ios2).await.len(), 2, "{store}");
+        gw.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_absolute_lifetimes_end_sessions_on_the_sessions_clock() {
+    let env = Env::start().await;
+    let manual = Arc::new(ManualClock::new(unix_now_ms()));
+    let clock: Arc<dyn Clock> = manual.clone();
+    let sessions = "[sessions]\nidle_timeout = \"1h\"\nmax_lifetime = \"1d\"";
+    for (store, gw) in env.each_store_with(sessions, clock).await {
+        // Idle: not refreshed for more than an hour.
+        let (_, r_idle) = login(&gw, json!({"code": format!("lou-{store}.1")})).await;
+        let (t_busy, mut r_busy) = login(&gw, json!({"code": format!("lou-{store}.2")})).await;
+        manual.advance(Duration::from_secs(50 * 60));
+        r_busy = refresh_token_of(&support::refresh(gw.addr, &r_busy).await);
+        manual.advance(Duration::from_secs(20 * 60));
+        assert_ended(&support::refresh(gw.addr, &r_idle).await, "idle");
+        // The busy one lives on, and the idle one is gone from the list.
+        let r = support::refresh(gw.addr, &r_busy).await;
+        assert_eq!(r.status, 200, "{store}: {}", r.text());
+        let t_busy2 = r.json()["token"].as_str().unwrap().to_string();
+        r_busy = refresh_token_of(&r);
+        assert_eq!(sessions_of(&gw, &t_busy2).await.len(), 1, "{store}");
+        let _ = t_busy;
+        // Absolute: refreshed every 50 minutes, it still ends after a day.
+        let mut ended = None;
+        for _ in 0..40 {
+            manual.advance(Duration::from_secs(50 * 60));
+            let r = support::refresh(gw.addr, &r_busy).await;
+            if r.status != 200 {
+                ended = Some(r);
+                break;
+            }
+            r_busy = refresh_token_of(&r);
+        }
+        let r = ended.expect("the session outlived max_lifetime");
+        assert_ended(&r, "lifetime");
+        gw.stop().await;
+    }
+}
+
+fn refresh_token_of(r: &Response) -> String {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["refresh_token"].as_str().unwrap().to_string()
+}
+
+async fn sessions_of(gw: &Gateway, token: &str) -> Vec<Value> {
+    sessions(gw, token).await
 }

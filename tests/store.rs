@@ -118,6 +118,8 @@ fn record(openid: &str, family: &str) -> RefreshRecord {
         },
         issued_ms: 1_700_000_000_000,
         expires_at: 1_700_000_000 + 86_400,
+        created_ms: 0,
+        refreshed_ms: 0,
     }
 }
 

@@ -12,6 +12,7 @@
 //!
 //! [`HeaderName`]: http::HeaderName
 
+use crate::sessions::policy::SessionPolicies;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,6 +44,8 @@ pub struct Config {
     pub wechat: Option<WechatConfig>,
     pub login: LoginConfig,
     pub store: StoreConfig,
+    /// `[sessions]`: bounds on each user's sessions, per app.
+    pub sessions: SessionPolicies,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     /// Non-fatal findings, printed by `wxgate check` and logged at start-up.

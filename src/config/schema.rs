@@ -29,9 +29,47 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub store: RawStore,
     #[serde(default)]
+    pub sessions: RawSessions,
+    #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
     pub log: RawLog,
+}
+
+/// `[sessions]`, and `[sessions.apps.<appid>]` (the same keys, for one app).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSessions {
+    pub max_per_user: Option<i64>,
+    pub on_limit: Option<String>,
+    pub one_per_platform: Option<bool>,
+    pub idle_timeout: Option<String>,
+    pub max_lifetime: Option<String>,
+    #[serde(default)]
+    pub apps: std::collections::BTreeMap<String, RawSessionPolicy>,
+}
+
+impl RawSessions {
+    /// The keys of `[sessions]` itself.
+    pub(super) fn policy(&self) -> RawSessionPolicy {
+        RawSessionPolicy {
+            max_per_user: self.max_per_user,
+            on_limit: self.on_limit.clone(),
+            one_per_platform: self.one_per_platform,
+            idle_timeout: self.idle_timeout.clone(),
+            max_lifetime: self.max_lifetime.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSessionPolicy {
+    pub max_per_user: Option<i64>,
+    pub on_limit: Option<String>,
+    pub one_per_platform: Option<bool>,
+    pub idle_timeout: Option<String>,
+    pub max_lifetime: Option<String>,
 }
 
 /// `[log]`

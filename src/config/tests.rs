@@ -2026,3 +2026,70 @@ fn topology_errors_name_the_key() {
         "store.max_staleness",
     );
 }
+
+// --- [sessions] ---
+
+fn with_sessions(lines: &str) -> String {
+    with_apps(&format!("{TWO_APPS}\n{lines}"), ROUTE)
+}
+
+#[test]
+fn sessions_default_to_todays_behaviour() {
+    let c = parse_ok(&with_sessions(""));
+    let p = c.sessions.of(Some("wxaaaaaaaaaaaaaaaa"));
+    assert_eq!(p, &crate::sessions::policy::SessionPolicy::default());
+    assert!(!p.bounds_logins());
+}
+
+#[test]
+fn sessions_per_app_override_the_defaults() {
+    let c = parse_ok(&with_sessions(
+        "[sessions]\nmax_per_user = 3\nidle_timeout = \"7d\"\nmax_lifetime = \"90d\"\n\n[sessions.apps.wxbbbbbbbbbbbbbbbb]\nmax_per_user = 1\non_limit = \"refuse_new\"\none_per_platform = true\n",
+    ));
+    let a = c.sessions.of(Some("wxaaaaaaaaaaaaaaaa"));
+    assert_eq!(a.max_per_user, Some(3));
+    assert_eq!(a.on_limit, crate::sessions::policy::OnLimit::EndOldest);
+    assert_eq!(a.idle_timeout, Some(Duration::from_secs(7 * 86400)));
+    let b = c.sessions.of(Some("wxbbbbbbbbbbbbbbbb"));
+    assert_eq!(b.max_per_user, Some(1));
+    assert_eq!(b.on_limit, crate::sessions::policy::OnLimit::RefuseNew);
+    assert!(b.one_per_platform);
+    // What the app does not set, it takes from [sessions].
+    assert_eq!(b.max_lifetime, Some(Duration::from_secs(90 * 86400)));
+    assert_eq!(b.idle_timeout, a.idle_timeout);
+}
+
+#[test]
+fn sessions_refuse_what_cannot_be_meant() {
+    for (lines, key) in [
+        ("[sessions]\nmax_per_user = 0", "sessions.max_per_user"),
+        ("[sessions]\nmax_per_user = 101", "sessions.max_per_user"),
+        ("[sessions]\non_limit = \"kick\"", "sessions.on_limit"),
+        (
+            "[sessions]\nidle_timeout = \"10s\"",
+            "sessions.idle_timeout",
+        ),
+        (
+            "[sessions]\nmax_lifetime = \"soon\"",
+            "sessions.max_lifetime",
+        ),
+        (
+            "[sessions.apps.wxcccccccccccccccc]\nmax_per_user = 1",
+            "sessions.apps.wxcccccccccccccccc",
+        ),
+        (
+            "[sessions.apps.wxaaaaaaaaaaaaaaaa]\nmax_per_user = -1",
+            "sessions.apps.wxaaaaaaaaaaaaaaaa.max_per_user",
+        ),
+    ] {
+        invalid_key(&with_sessions(lines), key);
+    }
+    assert!(parse_error(&with_sessions("[sessions]\nmax_devices = 1")).contains("max_devices"));
+    // An idle timeout the refresh token outlives anyway is pointless: said.
+    let c = parse_ok(&with_sessions("[sessions]\nidle_timeout = \"60d\""));
+    assert!(
+        c.warnings.iter().any(|w| w.contains("idle_timeout")),
+        "{:?}",
+        c.warnings
+    );
+}

@@ -24,6 +24,7 @@ mod hook;
 mod jwt;
 mod metrics;
 mod server;
+mod sessions;
 mod store;
 mod wechat;
 
@@ -110,6 +111,11 @@ impl Validator<'_> {
         self.warn_roles_without_hook(&routes, hook.is_some());
         login.hook = hook;
         let store = self.store(raw.store, resolved.redis_url, resolved.redis_passwords)?;
+        let appids: Vec<String> = wechat
+            .iter()
+            .flat_map(|w| w.apps.iter().map(|a| a.appid.clone()))
+            .collect();
+        let sessions = self.sessions(raw.sessions, &appids, login.refresh_ttl)?;
         let health = &server.health_path_prefix;
         for (i, r) in routes.iter().enumerate() {
             for endpoint in ["healthz", "readyz"] {
@@ -166,6 +172,7 @@ impl Validator<'_> {
             wechat,
             login,
             store,
+            sessions,
             metrics,
             log: self.log(raw.log)?,
             warnings: self.warnings,

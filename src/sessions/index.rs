@@ -12,10 +12,11 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use super::policy::{OnLimit, SessionPolicy};
 use super::{short, Sessions};
-use crate::clock::{random_id, unix_now_ms};
+use crate::clock::random_id;
 use crate::error::ApiError;
-use crate::store::{Device, EndReason, RevocationCheck, SessionEntry};
+use crate::store::{Device, EndReason, RefreshRecord, RevocationCheck, SessionEntry};
 use crate::token::{Identity, UserClaims};
 
 use super::Grant;
@@ -60,11 +61,18 @@ impl Sessions {
         user: &UserClaims,
         meta: &LoginMeta,
     ) -> Result<Grant, ApiError> {
+        // What `[sessions]` makes of the user's other sessions in this app,
+        // decided before anything is issued (`refuse_new`), done after.
+        let replaced = self.make_room(openid, appid, meta).await?;
         let family = random_id();
         let grant = self
             .issue_pair(openid, unionid, appid, Some(&family), user)
             .await?;
-        let now = unix_now_ms();
+        if !replaced.is_empty() {
+            self.end_families(openid, &replaced, EndReason::Replaced)
+                .await?;
+        }
+        let now = self.clock.now_ms();
         let entry = SessionEntry {
             id: family,
             appid: appid.map(str::to_string),
@@ -84,9 +92,73 @@ impl Sessions {
         Ok(grant)
     }
 
+    /// The sessions a new login of `openid` in `appid` ends under the app's
+    /// rules: the others on its device platform (`one_per_platform`), then
+    /// the oldest past `max_per_user`; or 403 `session_limit` (`refuse_new`).
+    /// Two logins of one user at the same moment may both pass: the bound
+    /// holds again from the next login.
+    async fn make_room(
+        &self,
+        openid: &str,
+        appid: Option<&str>,
+        meta: &LoginMeta,
+    ) -> Result<Vec<String>, ApiError> {
+        let policy = self.policies.of(appid);
+        if !policy.bounds_logins() {
+            return Ok(Vec::new());
+        }
+        let mut live: Vec<SessionEntry> = self
+            .live(openid)
+            .await?
+            .into_iter()
+            .filter(|e| e.appid.as_deref() == appid)
+            .collect();
+        let mut ended = Vec::new();
+        let platform = meta.device.as_ref().and_then(|d| d.platform.as_deref());
+        if let (true, Some(platform)) = (policy.one_per_platform, platform) {
+            let same = |e: &SessionEntry| {
+                e.device.as_ref().and_then(|d| d.platform.as_deref()) == Some(platform)
+            };
+            ended.extend(live.iter().filter(|e| same(e)).map(|e| e.id.clone()));
+            live.retain(|e| !same(e));
+        }
+        if let Some(max) = policy.max_per_user {
+            // Room for the new one: at most `max - 1` may stay.
+            if let Some(excess) = live.len().checked_sub(max.saturating_sub(1)) {
+                if excess > 0 {
+                    if policy.on_limit == OnLimit::RefuseNew {
+                        return Err(ApiError::SessionLimit);
+                    }
+                    live.sort_by_key(|e| e.created_ms);
+                    ended.extend(live.iter().take(excess).map(|e| e.id.clone()));
+                }
+            }
+        }
+        Ok(ended)
+    }
+
+    /// A refresh within the app's `idle_timeout` and `max_lifetime`; past
+    /// either the session ends, and its client hears why.
+    pub(super) async fn within_lifetimes(&self, record: &RefreshRecord) -> Result<(), ApiError> {
+        let policy = self.policies.of(record.appid.as_deref());
+        let now = self.clock.now_ms();
+        let refreshed = match record.refreshed_ms {
+            0 => record.issued_ms,
+            t => t,
+        };
+        let Some(reason) = past_lifetime(policy, record.created_ms, refreshed, now) else {
+            return Ok(());
+        };
+        self.end_families(&record.openid, std::slice::from_ref(&record.family), reason)
+            .await?;
+        Err(ApiError::SessionEnded {
+            reason: reason.as_str(),
+        })
+    }
+
     /// A refresh of `family`: its entry says when.
     pub(super) async fn refreshed(&self, openid: &str, family: &str) {
-        let at = unix_now_ms();
+        let at = self.clock.now_ms();
         if let Err(e) = self
             .store
             .touch_session(openid, family, at, self.index_ttl())
@@ -166,10 +238,11 @@ impl Sessions {
     /// The index's entries still alive: refreshed within `refresh_ttl` and
     /// not revoked. The others are dropped from the index.
     async fn live(&self, openid: &str) -> Result<Vec<SessionEntry>, ApiError> {
-        let now = unix_now_ms();
+        let now = self.clock.now_ms();
         let ttl_ms = u64::try_from(self.refresh_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut live = Vec::new();
         let mut gone = Vec::new();
+        let mut overdue: Vec<(String, EndReason)> = Vec::new();
         for e in self.store.list_sessions(openid).await? {
             let check = RevocationCheck {
                 jti: None,
@@ -180,12 +253,20 @@ impl Sessions {
             let expired = e.refreshed_ms.saturating_add(ttl_ms) <= now;
             if expired || self.store.is_revoked(&check).await? {
                 gone.push(e.id);
-            } else {
-                live.push(e);
+                continue;
+            }
+            let policy = self.policies.of(e.appid.as_deref());
+            match past_lifetime(policy, e.created_ms, e.refreshed_ms, now) {
+                Some(reason) => overdue.push((e.id, reason)),
+                None => live.push(e),
             }
         }
         if !gone.is_empty() {
             self.store.remove_sessions(openid, &gone).await?;
+        }
+        // Past the app's lifetimes: ended now rather than at their next refresh.
+        for (id, reason) in overdue {
+            self.end_families(openid, &[id], reason).await?;
         }
         Ok(live)
     }
@@ -205,5 +286,29 @@ impl Sessions {
     /// The index lives as long as its longest-lived session can.
     fn index_ttl(&self) -> std::time::Duration {
         self.refresh_ttl
+    }
+}
+
+/// Which of `policy`'s lifetimes a session begun at `created_ms` and last
+/// refreshed at `refreshed_ms` is past at `now` (unix ms). A session of a
+/// version before lifetimes (`created_ms` 0) has no known beginning.
+fn past_lifetime(
+    policy: &SessionPolicy,
+    created_ms: u64,
+    refreshed_ms: u64,
+    now: u64,
+) -> Option<EndReason> {
+    let over = |since: u64, limit: Option<std::time::Duration>| {
+        limit.is_some_and(|d| {
+            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            since > 0 && now.saturating_sub(since) > ms
+        })
+    };
+    if over(created_ms, policy.max_lifetime) {
+        Some(EndReason::Lifetime)
+    } else if over(refreshed_ms, policy.idle_timeout) {
+        Some(EndReason::Idle)
+    } else {
+        None
     }
 }

@@ -45,6 +45,18 @@ pub struct RefreshRecord {
     pub issued_ms: u64,
     /// Unix seconds.
     pub expires_at: u64,
+    /// Unix milliseconds of the login that began the family (0: written by
+    /// a version before sessions had lifetimes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub created_ms: u64,
+    /// Unix milliseconds of this rotation by the sessions' clock (0: as for
+    /// `created_ms`); what `idle_timeout` counts from.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refreshed_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// An app's WeChat access token, shared by every instance.

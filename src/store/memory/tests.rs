@@ -31,6 +31,8 @@ fn record(family: &str) -> RefreshRecord {
         user: Default::default(),
         issued_ms: 1,
         expires_at: 2,
+        created_ms: 0,
+        refreshed_ms: 0,
     }
 }
 
