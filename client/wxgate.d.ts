@@ -30,6 +30,12 @@ export declare class WxGateError extends Error {
   readonly statusCode: number;
   /** For `wx_login_failed`: what `wx.login` passed to `fail`. */
   readonly cause?: unknown;
+  /**
+   * For `session_ended`: why (`ended` from another device, `replaced` by a
+   * newer login, `idle`, `lifetime`, ...). A renewal that meets it rejects
+   * with it instead of logging in again: tell the user, then call `login()`.
+   */
+  readonly reason?: string;
 }
 
 /** What `wx.request` passes to `fail` (network error, timeout, abort...). */

@@ -16,6 +16,12 @@ export const TOKEN_CLOSE_CODE = 4001;
  */
 const TOKEN_ERRORS = ['token_expired', 'token_revoked', 'token_invalid'];
 
+/**
+ * Answers that mean the session was ended on purpose (`reason` says why):
+ * surfaced to the app, never answered with a silent new login.
+ */
+const ENDED_ERRORS = ['session_ended', 'user_banned'];
+
 /** The largest binary (`responseType: 'arraybuffer'`) body read for an error code. */
 const MAX_BINARY_ERROR_BODY = 4096;
 
@@ -119,9 +125,12 @@ export function createClient({
     if (refreshToken) {
       try {
         return (await refresh(refreshToken)).token;
-      } catch (_) {
-        // Reused, revoked, expired or unreachable: whatever the reason, a new
-        // login is the way back (wx.login is silent, the user sees nothing).
+      } catch (e) {
+        // The session was ended on purpose (from another device, by a newer
+        // login, a lifetime): the app tells the user; no silent new login.
+        if (e instanceof WxGateError && ENDED_ERRORS.includes(e.error)) throw e;
+        // Reused, revoked, expired or unreachable: a new login is the way
+        // back (wx.login is silent, the user sees nothing).
       }
     }
     // A login() of another caller may have finished while the refresh was out.
@@ -406,7 +415,10 @@ function isTokenRejection(res) {
 function errorFromResponse(res) {
   const body = parseJSON(res.data) || {};
   const message = typeof body.message === 'string' ? body.message : `gateway answered ${res.statusCode}`;
-  return new WxGateError(errorCode(res.statusCode, body), message, res.statusCode);
+  const err = new WxGateError(errorCode(res.statusCode, body), message, res.statusCode);
+  // session_ended: why (ended, replaced, idle, lifetime, ...), for the user.
+  if (typeof body.reason === 'string') err.reason = body.reason;
+  return err;
 }
 
 function errorCode(statusCode, body) {

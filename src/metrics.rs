@@ -70,6 +70,7 @@ pub struct Metrics {
     hook_duration: HistogramVec,
     endpoint_outcomes: IntCounterVec,
     rate_limited: IntCounterVec,
+    sessions_ended: IntCounterVec,
     store: Arc<StoreMetrics>,
     /// What `/metrics` reads of state when scraped.
     state: StateGauges,
@@ -212,6 +213,12 @@ impl Metrics {
                 "Requests refused by wxgate's own rate limits, by endpoint.",
                 &["endpoint"],
             )?,
+            sessions_ended: counter_vec(
+                &r,
+                "wxgate_sessions_ended_total",
+                "Sessions ended other than by their own logout, by reason (ended by the user from another session, replaced, idle, lifetime, admin, banned).",
+                &["reason"],
+            )?,
             store: Arc::new(StoreMetrics::new(&r)?),
             state: StateGauges::new(&r)?,
             scrape: std::sync::Mutex::new(()),
@@ -263,6 +270,11 @@ impl Metrics {
         self.endpoint_outcomes
             .with_label_values(&[ep.name(), outcome])
             .inc();
+    }
+
+    /// A session ended, and why.
+    pub fn session_ended(&self, reason: &str) {
+        self.sessions_ended.with_label_values(&[reason]).inc();
     }
 
     /// One call to WeChat's `api` and how it ended.

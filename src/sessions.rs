@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::{random_id, unix_now, unix_now_ms, Clock, SystemClock};
 use crate::error::{chain, ApiError};
 use crate::hook::{Call, Event, HookError, LoginHook};
+use crate::metrics::Metrics;
 use crate::store::{OnError, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError};
 use crate::token::{Identity, NewToken, TokenError, TokenKeys, UserClaims, MAX_TTL};
 
@@ -59,6 +60,8 @@ pub struct Sessions {
     refresh_hook: Option<Arc<LoginHook>>,
     /// `[sessions]`: bounds on each user's sessions, per app.
     policies: SessionPolicies,
+    /// Where ended sessions are counted.
+    metrics: Option<Arc<Metrics>>,
     /// When sessions begin, are refreshed and run out (tests inject one).
     /// Revocations and token times stay on the system clock.
     clock: Arc<dyn Clock>,
@@ -87,6 +90,7 @@ impl Sessions {
             refresh_hook: None,
             policies: SessionPolicies::default(),
             clock: Arc::new(SystemClock),
+            metrics: None,
             successor: tokio::sync::watch::channel(None).0,
         }
     }
@@ -104,6 +108,12 @@ impl Sessions {
     /// How long past its `exp` a token is still accepted.
     pub fn leeway(&self) -> Duration {
         self.leeway
+    }
+
+    /// Count ended sessions in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Count session times on `clock`.

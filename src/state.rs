@@ -172,7 +172,8 @@ impl GatewayState {
             )
             .with_hook(hook.clone())
             .with_policies(config.sessions.clone())
-            .with_clock(deps.clock.clone()),
+            .with_clock(deps.clock.clone())
+            .with_metrics(metrics.clone()),
         );
         let login = match &config.wechat {
             Some(wechat) => {

@@ -897,3 +897,26 @@ test('sessions(), endSession(id) and logout({ others: true }) keep this session'
   assert.equal(client.token(), 'access-1', 'this session goes on');
   assert.equal(wx.storage.get('wxgate.refresh_token'), 'refresh-1');
 });
+
+test('a session ended on purpose is surfaced with its reason, never answered with a new login', async () => {
+  const { gw, client } = setup();
+  await client.login();
+  gw.expireAll();
+  gw.override = (call) =>
+    call.path === '/wx/refresh' ? reply(401, { error: 'session_ended', message: 'ended', reason: 'replaced' }) : null;
+  await assert.rejects(
+    client.request({ url: '/api/a' }),
+    (e) => e instanceof WxGateError && e.error === 'session_ended' && e.reason === 'replaced',
+  );
+  assert.equal(gw.count('/wx/login'), 1, 'no silent login');
+  // A request refused with session_ended is answered as is, not renewed.
+  gw.override = (call) =>
+    call.path === '/api/b' ? reply(401, { error: 'session_ended', message: 'ended', reason: 'ended' }) : null;
+  gw.tokens.forEach((t) => {
+    t.state = 'ok';
+  });
+  const res = await client.request({ url: '/api/b' });
+  assert.equal(res.statusCode, 401);
+  assert.equal(gw.count('/wx/refresh'), 1);
+  assert.equal(gw.count('/wx/login'), 1);
+});

@@ -230,6 +230,9 @@ impl Sessions {
                 .end_family(id, reason, self.family_revocation_ttl())
                 .await?;
             tracing::info!(session = %short(id), reason = reason.as_str(), "session ended");
+            if let Some(m) = &self.metrics {
+                m.session_ended(reason.as_str());
+            }
         }
         self.store.remove_sessions(openid, ids).await?;
         Ok(())
