@@ -84,6 +84,9 @@ pub enum ApiError {
     /// The caller has no live session of that id.
     #[error("no such session")]
     SessionNotFound,
+    /// The user is banned (by the admin API).
+    #[error("this user is banned")]
+    UserBanned,
     /// The user holds the app's `max_per_user` sessions and the app refuses
     /// new ones (`on_limit = "refuse_new"`).
     #[error("too many sessions: end one before logging in again")]
@@ -177,6 +180,7 @@ impl ApiError {
             ApiError::SessionExpired => "session_expired",
             ApiError::SessionNotFound => "session_not_found",
             ApiError::SessionLimit => "session_limit",
+            ApiError::UserBanned => "user_banned",
             ApiError::SessionEnded { .. } => "session_ended",
             ApiError::RefreshTokenInvalid => "refresh_token_invalid",
             ApiError::RefreshTokenReused => "refresh_token_reused",
@@ -215,6 +219,7 @@ impl ApiError {
             ApiError::SessionExpired => 409,
             ApiError::SessionNotFound => 404,
             ApiError::SessionLimit => 403,
+            ApiError::UserBanned => 403,
             ApiError::SessionEnded { .. } => 401,
             ApiError::PayloadTooLarge => 413,
             ApiError::UnsupportedMediaType => 415,
@@ -382,6 +387,7 @@ mod tests {
             (ApiError::SessionExpired, 409, "session_expired"),
             (ApiError::SessionNotFound, 404, "session_not_found"),
             (ApiError::SessionLimit, 403, "session_limit"),
+            (ApiError::UserBanned, 403, "user_banned"),
             (
                 ApiError::SessionEnded { reason: "replaced" },
                 401,

@@ -300,6 +300,10 @@ impl LoginService {
 
     /// Save the session, ask the login hook, issue the token pair.
     async fn finish(&self, wx: &WxLogin, meta: &LoginMeta) -> Result<Exchanged, ApiError> {
+        // WeChat has named the user: a banned one goes no further (no
+        // session, no hook, no token). A retry with the same code is asked
+        // again from what WeChat said, without WeChat.
+        self.sessions.refuse_banned(&wx.openid).await?;
         let session = WxSession {
             session_key: wx.session_key.clone(),
             unionid: wx.unionid.clone(),

@@ -40,6 +40,7 @@ pub use crate::state::{Deps, StartError, TlsError};
 use crate::store::{Eviction, OnError};
 
 pub(crate) mod accept;
+mod admin;
 pub mod admission;
 mod descriptors;
 mod h2;

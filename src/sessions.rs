@@ -27,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::store::{OnError, RefreshRecord, RefreshTake, RevocationCheck, Store, StoreError};
 use crate::token::{Identity, NewToken, TokenError, TokenKeys, UserClaims, MAX_TTL};
 
+pub(crate) mod admin;
 pub(crate) mod index;
 pub(crate) mod policy;
 

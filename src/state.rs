@@ -123,6 +123,8 @@ pub struct GatewayState {
     user_hasher: UserHasher,
     /// `[metrics] access_token_secret`.
     access_token_secret: Option<crate::secret::Secret>,
+    /// `[metrics] admin_secret`.
+    admin_secret: Option<crate::secret::Secret>,
 }
 
 impl GatewayState {
@@ -210,6 +212,7 @@ impl GatewayState {
             access_log: config.log.access,
             user_hasher: UserHasher::new(&config.jwt.key.hash_secret("access log user")),
             access_token_secret: config.metrics.access_token_secret.clone(),
+            admin_secret: config.metrics.admin_secret.clone(),
         })
     }
 
@@ -231,6 +234,11 @@ impl GatewayState {
     /// The Bearer secret of the access token endpoint, when it is served.
     pub fn access_token_secret(&self) -> Option<&crate::secret::Secret> {
         self.access_token_secret.as_ref()
+    }
+
+    /// The Bearer secret of the admin API, when it is served.
+    pub fn admin_secret(&self) -> Option<&crate::secret::Secret> {
+        self.admin_secret.as_ref()
     }
 
     /// Largest body the `/wx/*` endpoints read.

@@ -33,8 +33,8 @@ pub use error::{Eviction, RedisFault, StoreError};
 pub use interface::{MapStats, Store, StoreStatus};
 pub(crate) use records::secret_serde;
 pub use records::{
-    AccessTokenRecord, CodeClaim, Device, EndReason, RefreshRecord, RefreshTake, RevocationCheck,
-    SessionEntry, WxSession, MAX_TTL,
+    AccessTokenRecord, Ban, CodeClaim, Device, EndReason, RefreshRecord, RefreshTake,
+    RevocationCheck, SessionEntry, WxSession, MAX_TTL,
 };
 pub use revocations::RevocationSet;
 

@@ -24,6 +24,7 @@ use wxgate::server::Deps;
 const APPID: &str = "wxdevicestest0001";
 const WECHAT_SECRET: &str = "devices wechat secret";
 const JSON: Option<&str> = Some("application/json");
+const ADMIN_SECRET: &str = "devices admin secret 0123456789";
 
 struct Env {
     mock: MockWechat,
@@ -66,6 +67,10 @@ timeout = "2s"
 [store]
 {store}
 
+[metrics]
+listen = "127.0.0.1:0"
+admin_secret_env = "WXGATE_TEST_ADMIN"
+
 [[routes]]
 prefix = "/"
 upstreams = ["{upstream}"]
@@ -81,6 +86,7 @@ upstreams = ["{upstream}"]
             &[
                 ("WXGATE_TEST_WECHAT", WECHAT_SECRET),
                 ("WXGATE_TEST_REDIS", &url),
+                ("WXGATE_TEST_ADMIN", ADMIN_SECRET),
             ],
         );
         let deps = Deps {
@@ -472,4 +478,197 @@ fn refresh_token_of(r: &Response) -> String {
 
 async fn sessions_of(gw: &Gateway, token: &str) -> Vec<Value> {
     sessions(gw, token).await
+}
+
+/// `method path` on the gateway's internal listener, with the admin secret
+/// (`secret: None`: without one) and this body.
+async fn admin(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    body: &str,
+    secret: Option<&str>,
+) -> Response {
+    let addr = gw.running().metrics_addr().expect("internal listener");
+    let auth = secret.map_or_else(String::new, |s| format!("Authorization: Bearer {s}\r\n"));
+    let req = format!(
+        "{method} /internal/admin/users/{path} HTTP/1.1\r\nHost: internal\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    support::raw_request(addr, req.as_bytes()).await
+}
+
+async fn admin_ok(gw: &Gateway, method: &str, path: &str, body: &str) -> Value {
+    let r = admin(gw, method, path, body, Some(ADMIN_SECRET)).await;
+    assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    r.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_ends_every_session_on_every_instance_and_stops_logins() {
+    let env = Env::start().await;
+    let redis = "kind = \"redis\"\nurl_env = \"WXGATE_TEST_REDIS\"";
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let fleets = vec![
+        (
+            "memory",
+            vec![env.gateway_with("", "", clock.clone()).await],
+        ),
+        (
+            "redis",
+            vec![
+                env.gateway_with(redis, "", clock.clone()).await,
+                env.gateway_with(redis, "", clock.clone()).await,
+            ],
+        ),
+    ];
+    for (store, gws) in fleets {
+        let a = &gws[0];
+        let b = gws.last().unwrap();
+        let (t_phone, r_phone) = login(a, on(format!("mia-{store}.1"), "ios")).await;
+        let (t_pad, _) = login(b, on(format!("mia-{store}.2"), "android")).await;
+        let (t_other, _) = login(b, json!({"code": format!("ned-{store}.1")})).await;
+        let openid = MockWechat::openid_for(&format!("mia-{store}.1"));
+
+        let listed = admin_ok(a, "GET", &format!("{openid}/sessions"), "").await;
+        assert_eq!(listed["total"], 2, "{store}: {listed}");
+        assert_eq!(listed["sessions"][0]["device"]["platform"], "ios");
+        let page = admin_ok(a, "GET", &format!("{openid}/sessions?limit=1"), "").await;
+        assert_eq!(page["sessions"].as_array().unwrap().len(), 1);
+        assert_eq!(page["next_offset"], 1);
+
+        let banned = admin_ok(
+            a,
+            "PUT",
+            &format!("{openid}/ban"),
+            r#"{"duration": "7d", "reason": "chargeback fraud"}"#,
+        )
+        .await;
+        assert_eq!(banned["sessions_ended"], 2, "{store}: {banned}");
+        assert_eq!(banned["ban"]["reason"], "chargeback fraud");
+        // Every session, on every instance, is told why.
+        for gw in &gws {
+            for t in [&t_phone, &t_pad] {
+                let ended = support::eventually(Duration::from_secs(2), || async {
+                    let r = gw.get_auth("/api/me", t, &[]).await;
+                    r.status == 401
+                        && r.error() == "session_ended"
+                        && r.json()["reason"] == "banned"
+                })
+                .await;
+                assert!(ended, "{store}: a banned user's token still works");
+            }
+            assert_eq!(gw.get_auth("/api/me", &t_other, &[]).await.status, 200);
+        }
+        assert_ended(&support::refresh(a.addr, &r_phone).await, "banned");
+        // No login while banned: refused once WeChat named the user, and the
+        // same code again is refused without asking WeChat again.
+        let code = format!("mia-{store}.3");
+        for gw in &gws {
+            let r = support::post_json(gw.addr, "/wx/login", &json!({"code": code}), &[]).await;
+            assert_error(&r, 403, "user_banned");
+        }
+        assert_eq!(env.mock.calls_for(&code), 1, "{store}");
+        let ban = admin_ok(b, "GET", &format!("{openid}/ban"), "").await;
+        assert_eq!(ban["ban"]["reason"], "chargeback fraud", "{store}");
+
+        // Lifted: a new login works.
+        assert_eq!(
+            admin_ok(b, "DELETE", &format!("{openid}/ban"), "").await["unbanned"],
+            true
+        );
+        assert_eq!(
+            admin_ok(a, "GET", &format!("{openid}/ban"), "").await["ban"],
+            Value::Null
+        );
+        let (t_back, _) = login(a, json!({"code": format!("mia-{store}.4")})).await;
+        assert_eq!(a.get_auth("/api/me", &t_back, &[]).await.status, 200);
+        for gw in gws {
+            gw.stop().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_ends_sessions_and_takes_only_its_own_secret() {
+    let env = Env::start().await;
+    let gw = env.gateway("").await;
+    let (t1, _) = login(&gw, json!({"code": "olga.1"})).await;
+    let (t2, _) = login(&gw, json!({"code": "olga.2"})).await;
+    let openid = MockWechat::openid_for("olga.1");
+    let path = format!("{openid}/sessions");
+    // Without the secret, or with another one: refused, and nothing ends.
+    for secret in [None, Some("devices admin secret 012345678X")] {
+        let r = admin(&gw, "DELETE", &path, "", secret).await;
+        assert_error(&r, 401, "token_invalid");
+    }
+    assert_eq!(gw.get_auth("/api/me", &t1, &[]).await.status, 200);
+    // The admin API is on the internal listener only.
+    let public = support::raw_request(
+        gw.addr,
+        format!(
+            "DELETE /internal/admin/users/{path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nAuthorization: Bearer {ADMIN_SECRET}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_ne!(public.status, 200, "{}", public.text());
+    assert_eq!(gw.get_auth("/api/me", &t1, &[]).await.status, 200);
+
+    let id = sessions(&gw, &t2)
+        .await
+        .into_iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = admin_ok(&gw, "DELETE", &format!("{path}/{id}"), "").await;
+    assert_eq!(r["ended"], json!([id]));
+    assert_ended(&gw.get_auth("/api/me", &t2, &[]).await, "admin");
+    assert_eq!(gw.get_auth("/api/me", &t1, &[]).await.status, 200);
+    let r = admin(
+        &gw,
+        "DELETE",
+        &format!("{path}/{id}"),
+        "",
+        Some(ADMIN_SECRET),
+    )
+    .await;
+    assert_error(&r, 404, "session_not_found");
+    assert_eq!(
+        admin_ok(&gw, "DELETE", &path, "").await["ended"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_ended(&gw.get_auth("/api/me", &t1, &[]).await, "admin");
+    // Bad requests change nothing.
+    for body in [r#"{"duration": "soon"}"#, r#"{"until": 1}"#, "not json"] {
+        let r = admin(
+            &gw,
+            "PUT",
+            &format!("{openid}/ban"),
+            body,
+            Some(ADMIN_SECRET),
+        )
+        .await;
+        assert_error(&r, 400, "invalid_request");
+    }
+    assert_eq!(
+        admin_ok(&gw, "GET", &format!("{openid}/ban"), "").await["ban"],
+        Value::Null
+    );
+    let r = admin(
+        &gw,
+        "POST",
+        &format!("{openid}/ban"),
+        "",
+        Some(ADMIN_SECRET),
+    )
+    .await;
+    assert_error(&r, 405, "method_not_allowed");
+    gw.stop().await;
 }

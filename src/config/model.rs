@@ -79,6 +79,13 @@ pub struct MetricsConfig {
         serialize_with = "ser_secret_opt"
     )]
     pub access_token_secret: Option<Secret>,
+    /// The Bearer secret of the admin API (`/internal/admin/...`) on this
+    /// listener; `None`: it is not served.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_secret_opt"
+    )]
+    pub admin_secret: Option<Secret>,
     /// The listener's connection caps and deadlines.
     #[serde(flatten)]
     pub limits: InternalLimits,

@@ -57,6 +57,8 @@ pub(super) struct Resolved {
     pub wechat_secrets: Vec<Sourced>,
     /// `[metrics] access_token_secret`, when set.
     pub access_token_secret: Option<Sourced>,
+    /// `[metrics] admin_secret`, when set.
+    pub admin_secret: Option<Sourced>,
     /// `[login.hook]`'s signing secret, when the section is present.
     pub hook_secret: Option<Sourced>,
     /// `[store]`'s URL, when `kind = "redis"`; already checked to parse.
@@ -156,6 +158,10 @@ pub(super) fn resolve(
             Some(r.secret_keyed("metrics.access_token_secret", inline, env, file)?)
         }
     };
+    let admin_secret = match (&m.admin_secret, &m.admin_secret_env, &m.admin_secret_file) {
+        (None, None, None) => None,
+        (inline, env, file) => Some(r.secret_keyed("metrics.admin_secret", inline, env, file)?),
+    };
     let st = &raw.store;
     let redis_url = match st.kind.as_deref() {
         Some("redis") if st.sentinel.is_none() && st.cluster.is_none() => {
@@ -188,6 +194,7 @@ pub(super) fn resolve(
         wechat_secrets,
         hook_secret,
         access_token_secret,
+        admin_secret,
         redis_url,
         redis_passwords,
         upstreams,

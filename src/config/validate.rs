@@ -143,27 +143,12 @@ impl Validator<'_> {
             }
         }
         let mut metrics = self.metrics(raw.metrics, &server)?;
-        if let Some(secret) = resolved.access_token_secret {
-            if metrics.listen.is_none() {
-                return Err(self.err(
-                    "metrics.access_token_secret_env",
-                    "the access token is served on the metrics listener: set [metrics] listen",
-                ));
-            }
-            if wechat.is_none() {
-                return Err(self.err(
-                    "metrics.access_token_secret_env",
-                    "the access token is WeChat's: it needs [wechat]",
-                ));
-            }
-            if secret.value.len() < 16 {
-                return Err(self.err(
-                    "metrics.access_token_secret_env",
-                    "must be at least 16 bytes",
-                ));
-            }
-            metrics.access_token_secret = Some(secret.value);
-        }
+        self.internal_secrets(
+            &mut metrics,
+            resolved.access_token_secret,
+            resolved.admin_secret,
+            wechat.is_some(),
+        )?;
         Ok(Config {
             server,
             jwt,

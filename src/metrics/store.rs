@@ -9,7 +9,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Regi
 
 use super::register::{MetricsError, BUCKETS};
 use crate::store::{
-    AccessTokenRecord, CodeClaim, EndReason, Eviction, MapStats, RefreshRecord, RefreshTake,
+    AccessTokenRecord, Ban, CodeClaim, EndReason, Eviction, MapStats, RefreshRecord, RefreshTake,
     RevocationCheck, SessionEntry, Store, StoreError, WxSession,
 };
 
@@ -31,6 +31,9 @@ pub(crate) enum Op {
     RevokeSubject,
     RevokeFamily,
     EndFamily,
+    PutBan,
+    GetBan,
+    RemoveBan,
     IsRevoked,
     IsRevokedNow,
     PutRefresh,
@@ -46,7 +49,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 27] = [
+    const ALL: [Op; 30] = [
         Op::PutSession,
         Op::GetSession,
         Op::AddSession,
@@ -62,6 +65,9 @@ impl Op {
         Op::RevokeSubject,
         Op::RevokeFamily,
         Op::EndFamily,
+        Op::PutBan,
+        Op::GetBan,
+        Op::RemoveBan,
         Op::IsRevoked,
         Op::IsRevokedNow,
         Op::PutRefresh,
@@ -93,6 +99,9 @@ impl Op {
             Op::RevokeSubject => "revoke_subject",
             Op::RevokeFamily => "revoke_family",
             Op::EndFamily => "end_family",
+            Op::PutBan => "put_ban",
+            Op::GetBan => "get_ban",
+            Op::RemoveBan => "remove_ban",
             Op::IsRevoked => "is_revoked",
             Op::IsRevokedNow => "is_revoked_now",
             Op::PutRefresh => "put_refresh",
@@ -306,6 +315,25 @@ impl Store for MeteredStore {
 
     async fn ended_reason(&self, family: &str) -> Result<Option<EndReason>, StoreError> {
         self.inner.ended_reason(family).await
+    }
+
+    async fn put_ban(
+        &self,
+        openid: &str,
+        ban: &Ban,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        self.time(Op::PutBan, self.inner.put_ban(openid, ban, ttl))
+            .await
+    }
+
+    async fn get_ban(&self, openid: &str) -> Result<Option<Ban>, StoreError> {
+        self.time(Op::GetBan, self.inner.get_ban(openid)).await
+    }
+
+    async fn remove_ban(&self, openid: &str) -> Result<bool, StoreError> {
+        self.time(Op::RemoveBan, self.inner.remove_ban(openid))
+            .await
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {

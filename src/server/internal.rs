@@ -3,7 +3,9 @@
 //! with `[metrics] access_token_secret`, `GET /internal/wechat/access_token`:
 //! the app's WeChat access token for the backends, so that wxgate is the
 //! one place that calls `stable_token` (README, "Phone numbers and the
-//! access token"); `?refused=<token>` reports a token WeChat refused.
+//! access token"); `?refused=<token>` reports a token WeChat refused. With
+//! `[metrics] admin_secret`, the admin API under `/internal/admin/`
+//! ([`admin`]).
 //!
 //! Whoever reaches the listener gets no more than its own limits
 //! (`[metrics]`: [`InternalLimits`]): connections capped in total and per
@@ -20,6 +22,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE}
 use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
+use super::admin::{self, ADMIN_PREFIX};
 use super::admission::{Connections, Refused};
 use crate::clock::unix_now_ms;
 use crate::conn::InternalLimits;
@@ -65,6 +68,10 @@ pub(super) async fn serve(
                 (&Method::GET, ACCESS_TOKEN_PATH) => {
                     let state = state.load_full();
                     access_token(&state, &req).await
+                }
+                (_, path) if path.starts_with(ADMIN_PREFIX) => {
+                    let state = state.load_full();
+                    admin::handle(&state, req).await
                 }
                 _ => response(404, "text/plain", "metrics are at /metrics\n"),
             }

@@ -240,7 +240,7 @@ impl Sessions {
 
     /// The index's entries still alive: refreshed within `refresh_ttl` and
     /// not revoked. The others are dropped from the index.
-    async fn live(&self, openid: &str) -> Result<Vec<SessionEntry>, ApiError> {
+    pub(super) async fn live(&self, openid: &str) -> Result<Vec<SessionEntry>, ApiError> {
         let now = self.clock.now_ms();
         let ttl_ms = u64::try_from(self.refresh_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut live = Vec::new();

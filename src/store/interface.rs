@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::error::{Eviction, StoreError};
 use super::records::{
-    AccessTokenRecord, CodeClaim, EndReason, RefreshRecord, RefreshTake, RevocationCheck,
+    AccessTokenRecord, Ban, CodeClaim, EndReason, RefreshRecord, RefreshTake, RevocationCheck,
     SessionEntry, WxSession,
 };
 
@@ -91,6 +91,21 @@ pub trait Store: Send + Sync + 'static {
     /// Why the session of `family` ended, when it was ended with a reason.
     /// Asked only of a token already refused (Redis: from memory, no call).
     async fn ended_reason(&self, family: &str) -> Result<Option<EndReason>, StoreError>;
+
+    /// Ban `openid` for `ttl` (`None`: until unbanned). Never dropped to
+    /// make room: a full store refuses (`Full`).
+    async fn put_ban(
+        &self,
+        openid: &str,
+        ban: &Ban,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError>;
+
+    /// The ban of `openid`, if one is stored (it may have ended: see [`Ban::holds`]).
+    async fn get_ban(&self, openid: &str) -> Result<Option<Ban>, StoreError>;
+
+    /// Lift the ban of `openid`; `false` if there was none.
+    async fn remove_ban(&self, openid: &str) -> Result<bool, StoreError>;
 
     /// Revoke one token id for `ttl` (until its `exp`).
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError>;

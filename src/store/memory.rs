@@ -29,7 +29,7 @@ use super::config::MemoryLimits;
 use super::error::StoreError;
 use super::interface::{MapStats, Store};
 use super::records::{
-    revoked_by, AccessTokenRecord, CodeClaim, EndReason, RefreshRecord, RefreshTake,
+    revoked_by, AccessTokenRecord, Ban, CodeClaim, EndReason, RefreshRecord, RefreshTake,
     RevocationCheck, SessionEntry, WxSession,
 };
 
@@ -66,6 +66,8 @@ pub struct MemoryStore {
     revoked_subject: BoundedMap<u64>,
     revoked_family: BoundedMap<()>,
     refresh: BoundedMap<RefreshEntry>,
+    /// Banned users, by openid (never dropped to make room).
+    bans: BoundedMap<Ban>,
     /// Why ended sessions ended, by family (the family itself is in
     /// `revoked_family`; losing a reason only makes it `token_revoked`).
     ended: BoundedMap<EndReason>,
@@ -93,6 +95,7 @@ impl MemoryStore {
             refresh: BoundedMap::new("refresh_tokens", limits.max_refresh_tokens, DropLeastRecent),
             user_sessions: BoundedMap::new("user_sessions", limits.max_sessions, DropLeastRecent),
             ended: BoundedMap::new("ended_sessions", limits.max_revocations, DropLeastRecent),
+            bans: BoundedMap::new("bans", limits.max_revocations, Refuse),
             counters: BoundedMap::new("rate_limit_counters", limits.max_counters, DropLeastRecent),
             // One per mini program; a handful.
             access_tokens: BoundedMap::new("access_tokens", MAX_APPS, DropLeastRecent),
@@ -260,6 +263,27 @@ impl Store for MemoryStore {
         Ok(self.ended.get(family))
     }
 
+    async fn put_ban(
+        &self,
+        openid: &str,
+        ban: &Ban,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        // Without an end: as long as this store can hold anything.
+        let ttl = ttl.unwrap_or(super::records::MAX_TTL);
+        self.bans
+            .insert(openid, ban.clone(), ttl)
+            .map_err(|Full| StoreError::Full { what: "bans" })
+    }
+
+    async fn get_ban(&self, openid: &str) -> Result<Option<Ban>, StoreError> {
+        Ok(self.bans.get(openid))
+    }
+
+    async fn remove_ban(&self, openid: &str) -> Result<bool, StoreError> {
+        Ok(self.bans.remove(openid).is_some())
+    }
+
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {
         self.revoke(&self.revoked_jti, jti, (), ttl)
     }
@@ -400,6 +424,7 @@ impl Store for MemoryStore {
             stats(&self.refresh),
             stats(&self.user_sessions),
             stats(&self.ended),
+            stats(&self.bans),
             stats(&self.counters),
         ]
     }

@@ -114,6 +114,26 @@ pub struct Device {
     pub system: Option<String>,
 }
 
+/// A banned user: no login until `until_ms` (never, when `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ban {
+    /// Unix milliseconds of the ban.
+    pub at_ms: u64,
+    /// Unix milliseconds it ends at (`None`: until unbanned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// The operator's words, for the record (never shown to the user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Ban {
+    /// Whether it holds at `now_ms`.
+    pub fn holds(&self, now_ms: u64) -> bool {
+        self.until_ms.is_none_or(|u| now_ms < u)
+    }
+}
+
 /// Why a session ended, told to its client (401 `session_ended`, `reason`)
 /// so that it does not log in again behind the user's back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -46,7 +46,7 @@ use super::config::{RedisConfig, Topology};
 use super::error::{Eviction, StoreError};
 use super::interface::{Store, StoreStatus};
 use super::records::{
-    clamp_ttl, AccessTokenRecord, CodeClaim, EndReason, RefreshRecord, RefreshTake,
+    clamp_ttl, AccessTokenRecord, Ban, CodeClaim, EndReason, RefreshRecord, RefreshTake,
     RevocationCheck, SessionEntry, WxSession,
 };
 use super::revocations::{Revocation, RevocationSet};
@@ -310,6 +310,37 @@ impl Store for RedisStore {
 
     async fn ended_reason(&self, family: &str) -> Result<Option<EndReason>, StoreError> {
         Ok(self.revocations.reason(family, unix_now_ms()))
+    }
+
+    async fn put_ban(
+        &self,
+        openid: &str,
+        ban: &Ban,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.key("ban", openid);
+        let value = json(ban)?;
+        match ttl {
+            Some(ttl) => {
+                self.call(c.pset_ex::<_, _, ()>(key, value, millis(ttl)))
+                    .await
+            }
+            // Until unbanned: the one kind of key without a TTL.
+            None => self.call(c.set::<_, _, ()>(key, value)).await,
+        }
+    }
+
+    async fn get_ban(&self, openid: &str) -> Result<Option<Ban>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = self.call(c.get(self.key("ban", openid))).await?;
+        v.as_deref().map(parse).transpose()
+    }
+
+    async fn remove_ban(&self, openid: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: i64 = self.call(c.del(self.key("ban", openid))).await?;
+        Ok(n > 0)
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {

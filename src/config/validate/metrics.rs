@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::super::error::ConfigError;
 use super::super::model::{InternalLimits, MetricsConfig, ServerConfig};
+use super::super::resolve::Sourced;
 use super::super::schema::RawMetrics;
 use super::Validator;
 
@@ -54,6 +55,7 @@ impl Validator<'_> {
         Ok(MetricsConfig {
             listen: Some(addr),
             access_token_secret: None,
+            admin_secret: None,
             limits,
         })
     }
@@ -84,5 +86,66 @@ impl Validator<'_> {
                 d.max_connections_per_ip,
             )?,
         })
+    }
+}
+
+impl Validator<'_> {
+    /// The Bearer secrets of the internal listener's endpoints: each needs
+    /// the listener and `[wechat]`, 16 bytes at least, and the two differ.
+    pub(super) fn internal_secrets(
+        &self,
+        metrics: &mut MetricsConfig,
+        access_token_secret: Option<Sourced>,
+        admin_secret: Option<Sourced>,
+        wechat: bool,
+    ) -> Result<(), ConfigError> {
+        if let Some(secret) = access_token_secret {
+            if metrics.listen.is_none() {
+                return Err(self.err(
+                    "metrics.access_token_secret_env",
+                    "the access token is served on the metrics listener: set [metrics] listen",
+                ));
+            }
+            if !wechat {
+                return Err(self.err(
+                    "metrics.access_token_secret_env",
+                    "the access token is WeChat's: it needs [wechat]",
+                ));
+            }
+            if secret.value.len() < 16 {
+                return Err(self.err(
+                    "metrics.access_token_secret_env",
+                    "must be at least 16 bytes",
+                ));
+            }
+            metrics.access_token_secret = Some(secret.value);
+        }
+        if let Some(secret) = admin_secret {
+            let key = "metrics.admin_secret_env";
+            if metrics.listen.is_none() {
+                return Err(self.err(
+                    key,
+                    "the admin API is served on the metrics listener: set [metrics] listen",
+                ));
+            }
+            if !wechat {
+                return Err(self.err(key, "the admin API acts on logins: it needs [wechat]"));
+            }
+            if secret.value.len() < 16 {
+                return Err(self.err(key, "must be at least 16 bytes"));
+            }
+            if metrics
+                .access_token_secret
+                .as_ref()
+                .is_some_and(|a| a.ct_eq(secret.value.expose()))
+            {
+                return Err(self.err(
+                    key,
+                    "must differ from access_token_secret: a backend that reads the access token must not end sessions",
+                ));
+            }
+            metrics.admin_secret = Some(secret.value);
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,342 @@
+//! The admin API, on the internal listener only (`[metrics] listen`), with
+//! a Bearer secret of its own (`[metrics] admin_secret`): a user's sessions
+//! in every app, ending one or all of them, and bans.
+//!
+//! | Method and path (under `/internal/admin/users/{openid}`) | What |
+//! |---|---|
+//! | `GET /sessions?offset=&limit=` | the user's live sessions, oldest first |
+//! | `DELETE /sessions/{id}` | end one (its client hears `session_ended`, `admin`) |
+//! | `DELETE /sessions` | end all of them |
+//! | `GET /ban` | the ban in force, or `null` |
+//! | `PUT /ban` `{"duration"?: "7d", "reason"?}` | ban (no `duration`: until unbanned); every session ends |
+//! | `DELETE /ban` | lift the ban |
+//!
+//! Every call is one line on the `wxgate::audit` log target, the user as
+//! the access log's keyed hash.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::http1::response;
+use crate::sessions::admin::MAX_BAN_REASON;
+use crate::state::GatewayState;
+
+/// Where the admin API lives.
+pub(super) const ADMIN_PREFIX: &str = "/internal/admin/";
+
+/// Largest request body (a ban's).
+const MAX_BODY: usize = 4096;
+
+/// Most sessions one page lists (a user holds at most 100).
+const MAX_PAGE: usize = 100;
+
+/// One admin call, read from the method and the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call<'a> {
+    Sessions(&'a str),
+    EndSession(&'a str, &'a str),
+    EndAll(&'a str),
+    GetBan(&'a str),
+    PutBan(&'a str),
+    Unban(&'a str),
+}
+
+impl Call<'_> {
+    /// What the audit line calls it.
+    fn event(&self) -> &'static str {
+        match self {
+            Call::Sessions(_) => "admin_list_sessions",
+            Call::EndSession(..) => "admin_end_session",
+            Call::EndAll(_) => "admin_end_sessions",
+            Call::GetBan(_) => "admin_get_ban",
+            Call::PutBan(_) => "admin_ban",
+            Call::Unban(_) => "admin_unban",
+        }
+    }
+
+    fn openid(&self) -> &str {
+        match self {
+            Call::Sessions(o)
+            | Call::EndSession(o, _)
+            | Call::EndAll(o)
+            | Call::GetBan(o)
+            | Call::PutBan(o)
+            | Call::Unban(o) => o,
+        }
+    }
+}
+
+/// The call `method` and `path` make: `Err(405)` for a known path and
+/// another method, `Err(404)` for anything else.
+fn route<'a>(method: &Method, path: &'a str) -> Result<Call<'a>, u16> {
+    let rest = path
+        .strip_prefix(ADMIN_PREFIX)
+        .and_then(|r| r.strip_prefix("users/"))
+        .ok_or(404u16)?;
+    let mut parts = rest.split('/');
+    let openid = parts.next().filter(|o| plain_id(o)).ok_or(404u16)?;
+    let what = parts.next().ok_or(404u16)?;
+    let id = parts.next();
+    if parts.next().is_some() {
+        return Err(404);
+    }
+    match (what, id) {
+        ("sessions", None) => match *method {
+            Method::GET => Ok(Call::Sessions(openid)),
+            Method::DELETE => Ok(Call::EndAll(openid)),
+            _ => Err(405),
+        },
+        ("sessions", Some(id)) if plain_id(id) => match *method {
+            Method::DELETE => Ok(Call::EndSession(openid, id)),
+            _ => Err(405),
+        },
+        ("ban", None) => match *method {
+            Method::GET => Ok(Call::GetBan(openid)),
+            Method::PUT => Ok(Call::PutBan(openid)),
+            Method::DELETE => Ok(Call::Unban(openid)),
+            _ => Err(405),
+        },
+        _ => Err(404),
+    }
+}
+
+/// An openid or a session id: 1 to 64 of `A-Z a-z 0-9 - _`.
+fn plain_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The body of `PUT /ban`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanRequest {
+    /// How long (`"7d"`, `"12h"`); absent: until unbanned.
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Answer one request under [`ADMIN_PREFIX`].
+pub(super) async fn handle(
+    state: &GatewayState,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let Some(secret) = state.admin_secret() else {
+        return response(404, "text/plain", "metrics are at /metrics\n");
+    };
+    let presented = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !secret.ct_eq(presented.as_bytes()) {
+        tracing::warn!(target: "wxgate::audit", event = "admin_refused", path = %req.uri().path(), "admin call without the admin secret");
+        let mut r = error_response(&ApiError::TokenInvalid);
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="wxgate-admin""#),
+        );
+        return r;
+    }
+    let path = req.uri().path().to_string();
+    let call = match route(req.method(), &path) {
+        Ok(call) => call,
+        Err(405) => {
+            return error_response(&ApiError::MethodNotAllowed {
+                allow: "GET, PUT, DELETE",
+            })
+        }
+        Err(_) => return error_response(&ApiError::NoRoute),
+    };
+    let query = req.uri().query().map(str::to_string);
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&e),
+    };
+    let user = state.user_hash(call.openid());
+    let result = answer(state, &call, query.as_deref(), &body).await;
+    match &result {
+        Ok(v) => {
+            tracing::info!(target: "wxgate::audit", event = call.event(), user = %user, outcome = "ok", detail = %audit_detail(&call, v), "admin call");
+        }
+        Err(e) => {
+            tracing::info!(target: "wxgate::audit", event = call.event(), user = %user, outcome = e.code(), "admin call");
+        }
+    }
+    let mut r = match result {
+        Ok(v) => response(200, "application/json", v.to_string()),
+        Err(e) => error_response(&e),
+    };
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// What an audit line says of a call that succeeded: sessions ended, ban.
+fn audit_detail(call: &Call<'_>, answer: &Value) -> String {
+    match call {
+        Call::EndSession(..) | Call::EndAll(_) => {
+            format!("ended={}", answer["ended"].as_array().map_or(0, Vec::len))
+        }
+        Call::PutBan(_) => format!(
+            "until_ms={} sessions_ended={}",
+            answer["ban"]["until_ms"], answer["sessions_ended"]
+        ),
+        Call::Unban(_) => format!("unbanned={}", answer["unbanned"]),
+        Call::Sessions(_) | Call::GetBan(_) => String::new(),
+    }
+}
+
+async fn answer(
+    state: &GatewayState,
+    call: &Call<'_>,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let sessions = state.sessions();
+    match *call {
+        Call::Sessions(openid) => {
+            let all = sessions.sessions_of(openid).await?;
+            let param = |name: &str| {
+                query
+                    .into_iter()
+                    .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            };
+            let number = |name: &str, default: usize| match param(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<usize>()
+                    .map_err(|_| ApiError::InvalidRequest("`offset` and `limit` are numbers")),
+            };
+            let offset = number("offset", 0)?;
+            let limit = number("limit", MAX_PAGE)?.clamp(1, MAX_PAGE);
+            let page: Vec<_> = all.iter().skip(offset).take(limit).collect();
+            let next = offset.saturating_add(page.len());
+            Ok(json!({
+                "sessions": page,
+                "total": all.len(),
+                "next_offset": (next < all.len()).then_some(next),
+            }))
+        }
+        Call::EndSession(openid, id) => Ok(json!({
+            "ended": sessions.end_for_admin(openid, Some(id)).await?,
+        })),
+        Call::EndAll(openid) => Ok(json!({
+            "ended": sessions.end_for_admin(openid, None).await?,
+        })),
+        Call::GetBan(openid) => Ok(json!({ "ban": sessions.ban_of(openid).await? })),
+        Call::PutBan(openid) => {
+            let req: BanRequest = if body.is_empty() {
+                BanRequest::default()
+            } else {
+                serde_json::from_slice(body).map_err(|_| {
+                    ApiError::InvalidRequest("the body is not {\"duration\"?, \"reason\"?}")
+                })?
+            };
+            let duration = req
+                .duration
+                .as_deref()
+                .map(|d| {
+                    humantime::parse_duration(d.trim())
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or(ApiError::InvalidRequest(
+                            "`duration` is not a duration like \"7d\"",
+                        ))
+                })
+                .transpose()?;
+            if req.reason.as_deref().is_some_and(|r| {
+                r.chars().count() > MAX_BAN_REASON || r.chars().any(char::is_control)
+            }) {
+                return Err(ApiError::InvalidRequest(
+                    "`reason` is over 256 characters or holds a control character",
+                ));
+            }
+            let (ban, ended) = sessions.ban(openid, duration, req.reason).await?;
+            Ok(json!({ "ban": ban, "sessions_ended": ended }))
+        }
+        Call::Unban(openid) => Ok(json!({ "unbanned": sessions.unban(openid).await? })),
+    }
+}
+
+/// The whole body, at most [`MAX_BODY`] bytes.
+async fn read_body(req: Request<hyper::body::Incoming>) -> Result<Bytes, ApiError> {
+    Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| ApiError::InvalidRequest("the body is over 4096 bytes or broken"))
+}
+
+fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+    let rendered = e.to_response();
+    let mut r = response(rendered.status, "application/json", rendered.body);
+    for (name, value) in rendered.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_one_call_each() {
+        let p = "/internal/admin/users/oABC_12-x";
+        assert_eq!(
+            route(&Method::GET, &format!("{p}/sessions")),
+            Ok(Call::Sessions("oABC_12-x"))
+        );
+        assert_eq!(
+            route(&Method::DELETE, &format!("{p}/sessions")),
+            Ok(Call::EndAll("oABC_12-x"))
+        );
+        assert_eq!(
+            route(&Method::DELETE, &format!("{p}/sessions/s1")),
+            Ok(Call::EndSession("oABC_12-x", "s1"))
+        );
+        assert_eq!(
+            route(&Method::PUT, &format!("{p}/ban")),
+            Ok(Call::PutBan("oABC_12-x"))
+        );
+        assert_eq!(
+            route(&Method::GET, &format!("{p}/ban")),
+            Ok(Call::GetBan("oABC_12-x"))
+        );
+        assert_eq!(
+            route(&Method::DELETE, &format!("{p}/ban")),
+            Ok(Call::Unban("oABC_12-x"))
+        );
+        assert_eq!(route(&Method::POST, &format!("{p}/ban")), Err(405));
+        assert_eq!(route(&Method::GET, &format!("{p}/sessions/s1")), Err(405));
+        for bad in [
+            "/internal/admin/users//sessions",
+            "/internal/admin/users/o/../ban",
+            "/internal/admin/users/o%2F/ban",
+            "/internal/admin/users/o/sessions/a/b",
+            "/internal/admin/users/o/other",
+            "/internal/admin/users/o",
+            "/internal/admin/sessions",
+        ] {
+            assert_eq!(route(&Method::GET, bad), Err(404), "{bad}");
+        }
+        let long = "o".repeat(65);
+        assert_eq!(
+            route(&Method::GET, &format!("/internal/admin/users/{long}/ban")),
+            Err(404)
+        );
+    }
+}
