@@ -20,6 +20,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::audit::{Audit, EndedBy};
 use crate::clock::{random_id, unix_now, unix_now_ms, Clock, SystemClock};
 use crate::error::{chain, ApiError};
 use crate::hook::{Call, Event, HookError, LoginHook};
@@ -63,6 +64,8 @@ pub struct Sessions {
     policies: SessionPolicies,
     /// Where ended sessions are counted.
     metrics: Option<Arc<Metrics>>,
+    /// Audit lines (`wxgate::audit`), when the gateway writes them.
+    audit: Option<Audit>,
     /// When sessions begin, are refreshed and run out (tests inject one).
     /// Revocations and token times stay on the system clock.
     clock: Arc<dyn Clock>,
@@ -92,6 +95,7 @@ impl Sessions {
             policies: SessionPolicies::default(),
             clock: Arc::new(SystemClock),
             metrics: None,
+            audit: None,
             successor: tokio::sync::watch::channel(None).0,
         }
     }
@@ -109,6 +113,12 @@ impl Sessions {
     /// How long past its `exp` a token is still accepted.
     pub fn leeway(&self) -> Duration {
         self.leeway
+    }
+
+    /// Write audit lines with `audit`.
+    pub(crate) fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Count ended sessions in `metrics`.
@@ -262,6 +272,9 @@ impl Sessions {
             tracing::warn!(error = %chain(&e), "cannot mark a refresh token spent");
         }
         self.refreshed(&record.openid, &record.family).await;
+        if let Some(a) = &self.audit {
+            a.refresh(&record.openid, &record.family);
+        }
         Ok(grant)
     }
 
@@ -277,7 +290,12 @@ impl Sessions {
             .revoke_family(&record.family, self.family_revocation_ttl())
             .await
         {
-            Ok(()) => ApiError::RefreshTokenReused,
+            Ok(()) => {
+                if let Some(a) = &self.audit {
+                    a.session_ended(&record.openid, &record.family, EndedBy::ReuseDetected);
+                }
+                ApiError::RefreshTokenReused
+            }
             Err(e) => e.into(),
         }
     }
@@ -344,6 +362,9 @@ impl Sessions {
                 self.store
                     .revoke_family(&record.family, self.family_revocation_ttl())
                     .await?;
+                if let Some(a) = &self.audit {
+                    a.session_ended(&record.openid, &record.family, EndedBy::HookRefused);
+                }
                 Err(e.into())
             }
             Err(e) => Err(e.into()),
@@ -357,6 +378,9 @@ impl Sessions {
             // Without a family or a jti, neither the session nor the token
             // can be named: revoke everything of this openid.
             self.revoke_subject(&id.openid).await?;
+            if let Some(a) = &self.audit {
+                a.logout(&id.openid, id.family.as_deref(), "all");
+            }
             return Ok(());
         }
         if let Some(family) = &id.family {
@@ -368,6 +392,9 @@ impl Sessions {
             self.store
                 .revoke_token(jti, self.token_revocation_ttl(id.exp))
                 .await?;
+        }
+        if let Some(a) = &self.audit {
+            a.logout(&id.openid, id.family.as_deref(), "token");
         }
         Ok(())
     }

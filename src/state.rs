@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::access::UserHasher;
+use crate::audit::Audit;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::conn::ConnLimits;
@@ -164,6 +165,7 @@ impl GatewayState {
             Some(h) => Some(Arc::new(LoginHook::new(h)?.with_metrics(metrics.clone()))),
             None => None,
         };
+        let user_hasher = UserHasher::new(&config.jwt.key.hash_secret("access log user"));
         let sessions = Arc::new(
             Sessions::new(
                 MeteredStore::wrap(deps.store, metrics.store_metrics()),
@@ -175,7 +177,8 @@ impl GatewayState {
             .with_hook(hook.clone())
             .with_policies(config.sessions.clone())
             .with_clock(deps.clock.clone())
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_audit(Audit::new(user_hasher.clone())),
         );
         let login = match &config.wechat {
             Some(wechat) => {
@@ -210,7 +213,7 @@ impl GatewayState {
             counters,
             endpoint_paths,
             access_log: config.log.access,
-            user_hasher: UserHasher::new(&config.jwt.key.hash_secret("access log user")),
+            user_hasher,
             access_token_secret: config.metrics.access_token_secret.clone(),
             admin_secret: config.metrics.admin_secret.clone(),
         })

@@ -13,7 +13,8 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::policy::{OnLimit, SessionPolicy};
-use super::{short, Sessions};
+use super::Sessions;
+use crate::audit::EndedBy;
 use crate::clock::random_id;
 use crate::error::ApiError;
 use crate::store::{Device, EndReason, RefreshRecord, RevocationCheck, SessionEntry};
@@ -88,6 +89,9 @@ impl Sessions {
         // Refreshed sessions have two fields in Redis: the count is an upper bound.
         if held > MAX_SESSIONS_PER_USER {
             self.keep_newest(openid).await?;
+        }
+        if let Some(a) = &self.audit {
+            a.login(openid, appid, &entry.id, meta.ip);
         }
         Ok(grant)
     }
@@ -214,7 +218,11 @@ impl Sessions {
             .map(|e| e.id)
             .collect();
         self.end_families(&caller.openid, &others, EndReason::Ended)
-            .await
+            .await?;
+        if let Some(a) = &self.audit {
+            a.logout(&caller.openid, caller.family.as_deref(), "others");
+        }
+        Ok(())
     }
 
     /// End each session (its family refused at once everywhere, with
@@ -229,7 +237,9 @@ impl Sessions {
             self.store
                 .end_family(id, reason, self.family_revocation_ttl())
                 .await?;
-            tracing::info!(session = %short(id), reason = reason.as_str(), "session ended");
+            if let Some(a) = &self.audit {
+                a.session_ended(openid, id, EndedBy::Reason(reason));
+            }
             if let Some(m) = &self.metrics {
                 m.session_ended(reason.as_str());
             }
