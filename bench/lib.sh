@@ -204,6 +204,11 @@ if [[ -n ${WXGATE_B:-} ]]; then
         awk -v extra="$WXGATE_B_SERVER" '{print} /^threads = / {print extra}' "$TMP/wxgate-b.toml" \
             >"$TMP/wxgate-b.tmp" && mv "$TMP/wxgate-b.tmp" "$TMP/wxgate-b.toml"
     fi
+    if [[ -n ${WXGATE_B_TOML:-} ]]; then
+        # Whole sections appended to wxgate-b's config, e.g.
+        # WXGATE_B_TOML=$'[sessions]\nmax_per_user = 3'.
+        printf '\n%s\n' "$WXGATE_B_TOML" >>"$TMP/wxgate-b.toml"
+    fi
     RUST_LOG=warn taskset -c "$PROXY_CPU" "$WXGATE_B" run -c "$TMP/wxgate-b.toml" \
         >"$TMP/wxgate-b.log" 2>&1 &
     PIDS+=($!)

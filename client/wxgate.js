@@ -67,6 +67,23 @@ export function createClient({
   // and a request sent before it is not renewed and replayed after it.
   let generation = 0;
 
+  // The refusal of a session ended on purpose (session_ended, user_banned):
+  // until the app calls login() itself, nothing logs in behind the user's back.
+  let ended = null;
+
+  /** The app's own login(): also the way back after a session ended. */
+  function explicitLogin() {
+    ended = null;
+    return login();
+  }
+
+  /** Remember a session ended on purpose; drop its tokens. */
+  function endedBy(err) {
+    ended = err;
+    session.clear();
+    return err;
+  }
+
   function login() {
     if (!loginInFlight) {
       loginInFlight = settled(loginOnce(), () => {
@@ -84,6 +101,8 @@ export function createClient({
     const label = device ? deviceLabel(wx) : undefined;
     if (label) body.device = label;
     const res = await callRequest(wx, jsonPost(endpoint('login'), body));
+    // A banned user: no new login until the app asks for one.
+    if (isEndedAnswer(res)) throw endedBy(errorFromResponse(res));
     return acceptGrant(res, started);
   }
 
@@ -128,7 +147,7 @@ export function createClient({
       } catch (e) {
         // The session was ended on purpose (from another device, by a newer
         // login, a lifetime): the app tells the user; no silent new login.
-        if (e instanceof WxGateError && ENDED_ERRORS.includes(e.error)) throw e;
+        if (e instanceof WxGateError && ENDED_ERRORS.includes(e.error)) throw endedBy(e);
         // Reused, revoked, expired or unreachable: a new login is the way
         // back (wx.login is silent, the user sees nothing).
       }
@@ -141,6 +160,7 @@ export function createClient({
 
   /** The token to send now: waits for a renewal under way, logs in if there is none. */
   async function usableToken() {
+    if (ended) throw ended;
     if (renewalInFlight) return renewalInFlight;
     const token = session.token();
     if (!token) return (await login()).token;
@@ -172,6 +192,10 @@ export function createClient({
     const sentWith = await usableToken();
     const first = await send(options, sentWith);
     // After a logout, a rejection is the logout's doing: no new login for it.
+    if (isEndedAnswer(first)) {
+      endedBy(errorFromResponse(first));
+      return first;
+    }
     if (!isTokenRejection(first) || generation !== started) return first;
     return send(options, await tokenAfterRejection(sentWith));
   }
@@ -198,12 +222,15 @@ export function createClient({
   async function logout({ all = false, others = false } = {}) {
     if (others) {
       // Every other session ends; this one goes on, its tokens kept.
+      // Without a session there is nothing to keep: no login for it.
+      if (!session.token()) return null;
       return request({ url: endpoint('logout'), method: 'POST', header: JSON_HEADER, data: { others: true } });
     }
     // A login or renewal under way finishes first, so that what it stores
     // is what gets revoked; anything begun after this point stores nothing.
     await Promise.all([loginInFlight, renewalInFlight].map((p) => p && p.catch(ignore)));
     generation += 1;
+    ended = null;
     const token = session.token();
     const refreshToken = session.refreshToken();
     session.clear();
@@ -256,7 +283,7 @@ export function createClient({
   }
 
   return Object.freeze({
-    login,
+    login: explicitLogin,
     request,
     logout,
     sessions,
@@ -320,7 +347,6 @@ function platformWx() {
   return typeof globalThis !== 'undefined' ? globalThis.wx : undefined;
 }
 
-/** wx.request as a Promise: resolves with any HTTP answer, rejects on `fail`. */
 /** Longest device label field the gateway takes, in characters. */
 const MAX_DEVICE_FIELD = 64;
 
@@ -351,6 +377,7 @@ function deviceLabel(wx) {
   return Object.keys(label).length ? label : undefined;
 }
 
+/** wx.request as a Promise: resolves with any HTTP answer, rejects on `fail`. */
 function callRequest(wx, options) {
   return new Promise((resolve, reject) => {
     wx.request({ ...options, success: resolve, fail: reject });
@@ -404,6 +431,13 @@ function withBearer(header, token) {
   });
   merged.Authorization = `Bearer ${token}`;
   return merged;
+}
+
+/** A 401 saying the session was ended on purpose. */
+function isEndedAnswer(res) {
+  if (res.statusCode !== 401 && res.statusCode !== 403) return false;
+  const body = parseJSON(res.data);
+  return Boolean(body && ENDED_ERRORS.includes(body.error));
 }
 
 function isTokenRejection(res) {

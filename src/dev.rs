@@ -247,7 +247,7 @@ logs in on a phone and a tablet, lists its sessions, and ends the tablet's:
    PAD=$(curl -s -X POST http://{gw}{prefix}/login -H 'Content-Type: application/json' -d '{{"code":"demo.pad","device":{{"platform":"android"}}}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
    curl -s http://{gw}{prefix}/sessions -H "Authorization: Bearer $PHONE"
    curl -s -X DELETE http://{gw}{prefix}/sessions/ID -H "Authorization: Bearer $PHONE"   # ID: the tablet's "id" above
-   curl -s http://{gw}/api/hello -H "Authorization: Bearer $PAD"                          # 401 token_revoked
+   curl -s http://{gw}/api/hello -H "Authorization: Bearer $PAD"                          # 401 session_ended, "reason":"ended"
 
 Stop with Ctrl-C.
 "#,

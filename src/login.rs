@@ -304,6 +304,11 @@ impl LoginService {
         // session, no hook, no token). A retry with the same code is asked
         // again from what WeChat said, without WeChat.
         self.sessions.refuse_banned(&wx.openid).await?;
+        // `[sessions]` bounds: a refusal before the hook hears of the login.
+        let replaced = self
+            .sessions
+            .make_room(&wx.openid, Some(&self.appid), meta)
+            .await?;
         let session = WxSession {
             session_key: wx.session_key.clone(),
             unionid: wx.unionid.clone(),
@@ -334,6 +339,7 @@ impl LoginService {
                 Some(&self.appid),
                 &user,
                 meta,
+                &replaced,
             )
             .await?;
         Ok(Exchanged::new(grant, wx.session_key.clone()))

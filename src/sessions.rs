@@ -271,7 +271,7 @@ impl Sessions {
         if let Err(e) = self.store.complete_refresh(&hash, self.refresh_ttl).await {
             tracing::warn!(error = %chain(&e), "cannot mark a refresh token spent");
         }
-        self.refreshed(&record.openid, &record.family).await;
+        self.refreshed(&record, since).await;
         if let Some(a) = &self.audit {
             a.refresh(&record.openid, &record.family);
         }

@@ -55,7 +55,8 @@ impl Env {
 
     /// A gateway with `[sessions]` lines (after the rest) and this clock.
     async fn gateway_with(&self, store: &str, sessions: &str, clock: Arc<dyn Clock>) -> Gateway {
-        let preamble = Preamble::new("devices-test");
+        // Access tokens of 10 minutes: idle timeouts from an hour are allowed.
+        let preamble = Preamble::new("devices-test").jwt("ttl = \"10m\"");
         let text = format!(
             r#"{preamble}
 [wechat]

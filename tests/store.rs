@@ -220,6 +220,7 @@ fn entry(id: &str, created_ms: u64) -> SessionEntry {
         appid: Some("wxapp".into()),
         created_ms,
         refreshed_ms: created_ms,
+        issued_ms: 0,
         ip: Some("203.0.113.9".into()),
         device: Some(Device {
             platform: Some("ios".into()),
@@ -252,10 +253,12 @@ async fn a_users_sessions_are_listed_touched_and_removed(store: Arc<dyn Store>) 
     let mut listed = store.list_sessions("o-s").await.unwrap();
     listed.sort_by_key(|e| e.created_ms);
     assert_eq!(listed, vec![entry("s1", 1000), entry("s2", 2000)]);
-    // A refresh is recorded; one of a session the index lacks is not.
-    store.touch_session("o-s", "s1", 5000, LONG).await.unwrap();
+    // A refresh is recorded; one of a session the index lacks adds it.
+    let mut touched = entry("s1", 1000);
+    (touched.refreshed_ms, touched.issued_ms) = (5000, 5001);
+    store.touch_session("o-s", &touched, LONG).await.unwrap();
     store
-        .touch_session("o-s", "nope", 6000, LONG)
+        .touch_session("o-s", &entry("older", 500), LONG)
         .await
         .unwrap();
     let s1 = store
@@ -265,9 +268,15 @@ async fn a_users_sessions_are_listed_touched_and_removed(store: Arc<dyn Store>) 
         .into_iter()
         .find(|e| e.id == "s1")
         .unwrap();
-    assert_eq!((s1.created_ms, s1.refreshed_ms), (1000, 5000));
-    assert_eq!(store.list_sessions("o-s").await.unwrap().len(), 2);
-    store.remove_sessions("o-s", &["s1".into()]).await.unwrap();
+    assert_eq!(
+        (s1.created_ms, s1.refreshed_ms, s1.issued_ms),
+        (1000, 5000, 5001)
+    );
+    assert_eq!(store.list_sessions("o-s").await.unwrap().len(), 3);
+    store
+        .remove_sessions("o-s", &["s1".into(), "older".into()])
+        .await
+        .unwrap();
     let left: Vec<String> = store
         .list_sessions("o-s")
         .await
@@ -737,7 +746,10 @@ async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration,
     timed!("claim_code", store.claim_code("c", LONG));
     timed!("take_over_code", store.take_over_code("c", "", LONG));
     timed!("add_session", store.add_session("o", &entry("s", 1), LONG));
-    timed!("touch_session", store.touch_session("o", "s", 2, LONG));
+    timed!(
+        "touch_session",
+        store.touch_session("o", &entry("s", 2), LONG)
+    );
     timed!("list_sessions", store.list_sessions("o"));
     timed!("release_code", store.release_code("c"));
     timed!("put_code_outcome", store.put_code_outcome("c", "s", LONG));

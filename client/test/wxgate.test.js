@@ -899,24 +899,39 @@ test('sessions(), endSession(id) and logout({ others: true }) keep this session'
 });
 
 test('a session ended on purpose is surfaced with its reason, never answered with a new login', async () => {
-  const { gw, client } = setup();
+  const { gw, wx, client } = setup();
   await client.login();
   gw.expireAll();
   gw.override = (call) =>
     call.path === '/wx/refresh' ? reply(401, { error: 'session_ended', message: 'ended', reason: 'replaced' }) : null;
-  await assert.rejects(
-    client.request({ url: '/api/a' }),
-    (e) => e instanceof WxGateError && e.error === 'session_ended' && e.reason === 'replaced',
-  );
+  const isEnded = (e) => e instanceof WxGateError && e.error === 'session_ended' && e.reason === 'replaced';
+  await assert.rejects(client.request({ url: '/api/a' }), isEnded);
+  // Its tokens are gone, and later requests are refused the same, without a login.
+  assert.equal(client.token(), null);
+  await assert.rejects(client.request({ url: '/api/a' }), isEnded);
+  assert.equal(await client.logout({ others: true }), null);
   assert.equal(gw.count('/wx/login'), 1, 'no silent login');
-  // A request refused with session_ended is answered as is, not renewed.
+
+  // The app logs in again itself: then a request answered session_ended
+  // resolves with that answer once, and the next ones are refused.
   gw.override = (call) =>
     call.path === '/api/b' ? reply(401, { error: 'session_ended', message: 'ended', reason: 'ended' }) : null;
-  gw.tokens.forEach((t) => {
-    t.state = 'ok';
-  });
+  await client.login();
+  assert.equal(gw.count('/wx/login'), 2);
   const res = await client.request({ url: '/api/b' });
   assert.equal(res.statusCode, 401);
-  assert.equal(gw.count('/wx/refresh'), 1);
+  await assert.rejects(client.request({ url: '/api/c' }), (e) => e.error === 'session_ended' && e.reason === 'ended');
+  assert.equal(gw.count('/wx/login'), 2, 'no silent login');
+  assert.equal(wx.storage.size, 0);
+});
+
+test('a banned user is not logged in again behind the app', async () => {
+  const { gw, client } = setup();
+  gw.override = (call) => (call.path === '/wx/login' ? reply(403, { error: 'user_banned', message: 'banned' }) : null);
+  await assert.rejects(client.request({ url: '/api/a' }), (e) => e.error === 'user_banned');
+  await assert.rejects(client.request({ url: '/api/a' }), (e) => e.error === 'user_banned');
   assert.equal(gw.count('/wx/login'), 1);
+  gw.override = () => null;
+  await client.login();
+  assert.equal((await client.request({ url: '/api/a' })).statusCode, 200);
 });

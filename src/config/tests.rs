@@ -2069,6 +2069,8 @@ fn sessions_refuse_what_cannot_be_meant() {
             "[sessions]\nidle_timeout = \"10s\"",
             "sessions.idle_timeout",
         ),
+        // Not longer than the access token's lifetime (2h by default).
+        ("[sessions]\nidle_timeout = \"2h\"", "sessions.idle_timeout"),
         (
             "[sessions]\nmax_lifetime = \"soon\"",
             "sessions.max_lifetime",

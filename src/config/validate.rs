@@ -115,7 +115,8 @@ impl Validator<'_> {
             .iter()
             .flat_map(|w| w.apps.iter().map(|a| a.appid.clone()))
             .collect();
-        let sessions = self.sessions(raw.sessions, &appids, login.refresh_ttl)?;
+        let token_life = jwt.ttl.saturating_add(jwt.leeway);
+        let sessions = self.sessions(raw.sessions, &appids, (token_life, login.refresh_ttl))?;
         let health = &server.health_path_prefix;
         for (i, r) in routes.iter().enumerate() {
             for endpoint in ["healthz", "readyz"] {

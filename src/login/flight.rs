@@ -169,7 +169,8 @@ pub(crate) struct CodeFlights {
 impl CodeFlights {
     /// Flights of `appid`'s codes over `store`; an exchange takes at most
     /// `wechat_timeout` per WeChat call (two with the retry of a busy answer)
-    /// and `hook_timeout` for the login hook, plus a second for the store.
+    /// and `hook_timeout` for the login hook, plus five seconds for the
+    /// store (its reads and writes, sessions a limit ends, their replicas).
     pub(crate) fn new(
         store: Arc<dyn Store>,
         appid: &str,
@@ -182,7 +183,7 @@ impl CodeFlights {
             claim_ttl: wechat_timeout
                 .saturating_mul(2)
                 .saturating_add(hook_timeout)
-                .saturating_add(Duration::from_secs(1)),
+                .saturating_add(Duration::from_secs(5)),
             local: Mutex::new(HashMap::new()),
         }
     }

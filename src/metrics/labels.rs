@@ -77,7 +77,7 @@ impl AuthOutcome {
         match e {
             ApiError::TokenMissing => AuthOutcome::Missing,
             ApiError::TokenExpired => AuthOutcome::Expired,
-            ApiError::TokenRevoked => AuthOutcome::Revoked,
+            ApiError::TokenRevoked | ApiError::SessionEnded { .. } => AuthOutcome::Revoked,
             ApiError::TokenInvalid => AuthOutcome::Invalid,
             ApiError::Forbidden => AuthOutcome::Forbidden,
             _ => AuthOutcome::Error,

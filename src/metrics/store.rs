@@ -241,13 +241,12 @@ impl Store for MeteredStore {
     async fn touch_session(
         &self,
         openid: &str,
-        id: &str,
-        at_ms: u64,
+        entry: &SessionEntry,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.time(
             Op::TouchSession,
-            self.inner.touch_session(openid, id, at_ms, ttl),
+            self.inner.touch_session(openid, entry, ttl),
         )
         .await
     }

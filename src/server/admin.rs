@@ -25,6 +25,7 @@ use crate::error::ApiError;
 use crate::http1::response;
 use crate::sessions::admin::MAX_BAN_REASON;
 use crate::state::GatewayState;
+use crate::store::MAX_TTL;
 
 /// Where the admin API lives.
 pub(super) const ADMIN_PREFIX: &str = "/internal/admin/";
@@ -138,7 +139,9 @@ pub(super) async fn handle(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if !secret.ct_eq(presented.as_bytes()) {
-        tracing::warn!(target: "wxgate::audit", event = "admin_refused", path = %req.uri().path(), "admin call without the admin secret");
+        let user = route(req.method(), req.uri().path())
+            .map_or_else(|_| "-".to_string(), |c| state.user_hash(c.openid()));
+        tracing::info!(target: "wxgate::audit", event = "admin_refused", user = %user, outcome = "token_invalid", "admin call without the admin secret");
         let mut r = error_response(&ApiError::TokenInvalid);
         r.headers_mut().insert(
             WWW_AUTHENTICATE,
@@ -249,9 +252,9 @@ async fn answer(
                 .map(|d| {
                     humantime::parse_duration(d.trim())
                         .ok()
-                        .filter(|d| !d.is_zero())
+                        .filter(|d| !d.is_zero() && *d <= MAX_TTL)
                         .ok_or(ApiError::InvalidRequest(
-                            "`duration` is not a duration like \"7d\"",
+                            "`duration` is not a duration like \"7d\" of at most 400d (none: until lifted)",
                         ))
                 })
                 .transpose()?;

@@ -43,6 +43,11 @@ impl Sessions {
             return Err(ApiError::SessionNotFound);
         }
         self.end_families(openid, &ids, EndReason::Admin).await?;
+        if id.is_none() {
+            // Sessions the index does not hold (opened by a version before
+            // it, and not refreshed since) end too.
+            self.revoke_subject(openid).await?;
+        }
         Ok(ids)
     }
 

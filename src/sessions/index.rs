@@ -13,9 +13,9 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::policy::{OnLimit, SessionPolicy};
-use super::Sessions;
+use super::{short, Sessions};
 use crate::audit::EndedBy;
-use crate::clock::random_id;
+use crate::clock::{random_id, unix_now_ms};
 use crate::error::ApiError;
 use crate::store::{Device, EndReason, RefreshRecord, RevocationCheck, SessionEntry};
 use crate::token::{Identity, UserClaims};
@@ -61,16 +61,14 @@ impl Sessions {
         appid: Option<&str>,
         user: &UserClaims,
         meta: &LoginMeta,
+        replaced: &[String],
     ) -> Result<Grant, ApiError> {
-        // What `[sessions]` makes of the user's other sessions in this app,
-        // decided before anything is issued (`refuse_new`), done after.
-        let replaced = self.make_room(openid, appid, meta).await?;
         let family = random_id();
         let grant = self
             .issue_pair(openid, unionid, appid, Some(&family), user)
             .await?;
         if !replaced.is_empty() {
-            self.end_families(openid, &replaced, EndReason::Replaced)
+            self.end_families(openid, replaced, EndReason::Replaced)
                 .await?;
         }
         let now = self.clock.now_ms();
@@ -79,6 +77,7 @@ impl Sessions {
             appid: appid.map(str::to_string),
             created_ms: now,
             refreshed_ms: now,
+            issued_ms: unix_now_ms(),
             ip: meta.ip.map(|ip| ip.to_string()),
             device: meta.device.clone(),
         };
@@ -90,6 +89,15 @@ impl Sessions {
         if held > MAX_SESSIONS_PER_USER {
             self.keep_newest(openid).await?;
         }
+        // A ban that came while this login was under way (after its first
+        // check, say while the login hook answered) may have missed this
+        // session, and its tokens may postdate the ban's revocation: look
+        // again now that the index holds it.
+        if self.ban_of(openid).await?.is_some() {
+            self.end_families(openid, std::slice::from_ref(&entry.id), EndReason::Banned)
+                .await?;
+            return Err(ApiError::UserBanned);
+        }
         if let Some(a) = &self.audit {
             a.login(openid, appid, &entry.id, meta.ip);
         }
@@ -99,9 +107,11 @@ impl Sessions {
     /// The sessions a new login of `openid` in `appid` ends under the app's
     /// rules: the others on its device platform (`one_per_platform`), then
     /// the oldest past `max_per_user`; or 403 `session_limit` (`refuse_new`).
+    /// Asked before the login hook and before anything is issued; the
+    /// sessions are ended by [`Sessions::open`], once the new one exists.
     /// Two logins of one user at the same moment may both pass: the bound
     /// holds again from the next login.
-    async fn make_room(
+    pub(crate) async fn make_room(
         &self,
         openid: &str,
         appid: Option<&str>,
@@ -161,14 +171,24 @@ impl Sessions {
     }
 
     /// A refresh of `family`: its entry says when.
-    pub(super) async fn refreshed(&self, openid: &str, family: &str) {
+    pub(super) async fn refreshed(&self, record: &RefreshRecord, since: u64) {
         let at = self.clock.now_ms();
+        // A session opened by a version before the index joins it here.
+        let entry = SessionEntry {
+            id: record.family.clone(),
+            appid: record.appid.clone(),
+            created_ms: since,
+            refreshed_ms: at,
+            issued_ms: unix_now_ms(),
+            ip: None,
+            device: None,
+        };
         if let Err(e) = self
             .store
-            .touch_session(openid, family, at, self.index_ttl())
+            .touch_session(&record.openid, &entry, self.index_ttl())
             .await
         {
-            tracing::debug!(error = %e, "cannot record a session's refresh");
+            tracing::warn!(error = %e, session = %short(&record.family), "cannot record a session's refresh in its user's index");
         }
     }
 
@@ -257,11 +277,16 @@ impl Sessions {
         let mut gone = Vec::new();
         let mut overdue: Vec<(String, EndReason)> = Vec::new();
         for e in self.store.list_sessions(openid).await? {
+            // Revocations are compared with the system clock's issue time.
+            let issued_ms = match e.issued_ms {
+                0 => e.refreshed_ms,
+                t => t,
+            };
             let check = RevocationCheck {
                 jti: None,
                 openid,
                 family: Some(&e.id),
-                issued_ms: e.refreshed_ms,
+                issued_ms,
             };
             let expired = e.refreshed_ms.saturating_add(ttl_ms) <= now;
             if expired || self.store.is_revoked(&check).await? {

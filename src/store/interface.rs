@@ -35,13 +35,12 @@ pub trait Store: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<usize, StoreError>;
 
-    /// Record a refresh of session `id` of `openid`, at `at_ms` (nothing if
-    /// the index does not hold it).
+    /// Record a refresh of `entry` (its `refreshed_ms` and `issued_ms`); a
+    /// session the index lacks (opened by a version before it) is added whole.
     async fn touch_session(
         &self,
         openid: &str,
-        id: &str,
-        at_ms: u64,
+        entry: &SessionEntry,
         ttl: Duration,
     ) -> Result<(), StoreError>;
 

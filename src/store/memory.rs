@@ -173,18 +173,18 @@ impl Store for MemoryStore {
     async fn touch_session(
         &self,
         openid: &str,
-        id: &str,
-        at_ms: u64,
+        entry: &SessionEntry,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        if self.user_sessions.get(openid).is_none() {
-            return Ok(());
-        }
         dropped(
             self.user_sessions.renew(openid, ttl, |old| {
                 let mut all = old.cloned().unwrap_or_default();
-                for e in all.iter_mut().filter(|e| e.id == id) {
-                    e.refreshed_ms = e.refreshed_ms.max(at_ms);
+                match all.iter_mut().find(|e| e.id == entry.id) {
+                    Some(e) => {
+                        e.refreshed_ms = e.refreshed_ms.max(entry.refreshed_ms);
+                        e.issued_ms = e.issued_ms.max(entry.issued_ms);
+                    }
+                    None => all.push(entry.clone()),
                 }
                 all
             }),

@@ -95,6 +95,10 @@ pub struct SessionEntry {
     /// Unix milliseconds of the last refresh (the login's, before one).
     #[serde(default)]
     pub refreshed_ms: u64,
+    /// Unix milliseconds (system clock) when its latest tokens were issued:
+    /// what revocations are compared with (0: as `refreshed_ms`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub issued_ms: u64,
     /// The client's address at login, as the access log shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,

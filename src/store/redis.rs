@@ -247,11 +247,10 @@ impl Store for RedisStore {
     async fn touch_session(
         &self,
         openid: &str,
-        id: &str,
-        at_ms: u64,
+        entry: &SessionEntry,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.touch_user_session(openid, id, at_ms, ttl).await
+        self.touch_user_session(openid, entry, ttl).await
     }
 
     async fn list_sessions(&self, openid: &str) -> Result<Vec<SessionEntry>, StoreError> {

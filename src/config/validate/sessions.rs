@@ -13,15 +13,16 @@ const MIN_LIFETIME: Duration = Duration::from_secs(60);
 
 impl Validator<'_> {
     /// `[sessions]`, each `[sessions.apps.<appid>]` over it; `apps` are the
-    /// served appids, `refresh_ttl` the longest a session lives anyway.
+    /// served appids; `lives` the access tokens' lifetime (with the leeway)
+    /// and the refresh tokens'.
     pub(super) fn sessions(
         &mut self,
         raw: RawSessions,
         apps: &[String],
-        refresh_ttl: Duration,
+        lives: (Duration, Duration),
     ) -> Result<SessionPolicies, ConfigError> {
         let base = raw.policy();
-        let default = self.session_policy("sessions", &base, None, refresh_ttl)?;
+        let default = self.session_policy("sessions", &base, None, lives)?;
         let mut out = SessionPolicies {
             default: default.clone(),
             apps: Default::default(),
@@ -31,7 +32,7 @@ impl Validator<'_> {
             if !apps.contains(&appid) {
                 return Err(self.err(key, "names no mini program of [wechat]"));
             }
-            let policy = self.session_policy(&key, &over, Some(&base), refresh_ttl)?;
+            let policy = self.session_policy(&key, &over, Some(&base), lives)?;
             out.apps.insert(appid, policy);
         }
         Ok(out)
@@ -43,7 +44,7 @@ impl Validator<'_> {
         key: &str,
         raw: &RawSessionPolicy,
         base: Option<&RawSessionPolicy>,
-        refresh_ttl: Duration,
+        (token_ttl, refresh_ttl): (Duration, Duration),
     ) -> Result<SessionPolicy, ConfigError> {
         let pick = |f: fn(&RawSessionPolicy) -> bool| raw_or(raw, base, f);
         let src =
@@ -79,6 +80,14 @@ impl Validator<'_> {
             let d = self.positive_duration(&k, Some(text), "1m")?;
             if d < MIN_LIFETIME {
                 return Err(self.err(k, "must be at least 1m"));
+            }
+            // A client refreshes when its access token runs out: an idle
+            // timeout within that would end every session at its first refresh.
+            if name == "idle_timeout" && d <= token_ttl {
+                return Err(self.err(
+                    k,
+                    "must be longer than [jwt] ttl (and its leeway): clients refresh only when their token runs out",
+                ));
             }
             if name == "idle_timeout" && d >= refresh_ttl {
                 self.warnings.push(format!(

@@ -16,10 +16,12 @@ use crate::store::records::CodeClaim;
 /// rolling upgrade may be exchanged twice, the second time refused by WeChat).
 const LOGIN_CODE: &str = "login-code";
 
-/// Claim a code whose outcome is still ARGV[1], for ARGV[2] ms.
+/// Claim a code whose outcome is still ARGV[1], for ARGV[2] ms (0: drop
+/// the entry instead: a claim, ARGV[1] empty, given up).
 static TAKE_OVER: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+           if tonumber(ARGV[2]) == 0 then redis.call('DEL', KEYS[1]) return 1 end \
            redis.call('SET', KEYS[1], '', 'PX', ARGV[2]) return 1 \
          end return 0",
     )
@@ -67,9 +69,18 @@ impl RedisStore {
         Ok(n == 1)
     }
 
+    /// Drop a claim (never an outcome another request saved meanwhile).
     pub(super) async fn release(&self, id: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        self.call(c.del::<_, ()>(self.key(LOGIN_CODE, id))).await
+        self.call(
+            TAKE_OVER
+                .key(self.key(LOGIN_CODE, id))
+                .arg("")
+                .arg(0)
+                .invoke_async::<i64>(&mut c),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub(super) async fn put_outcome(

@@ -12,14 +12,17 @@ use crate::store::records::SessionEntry;
 
 const USER_SESSIONS: &str = "user-sessions";
 
-/// Record a refresh of session ARGV[1] at ARGV[2] ms, if the index holds
+/// Record a refresh of session ARGV[1]: `<refreshed_ms>,<issued_ms>` (ARGV[2])
+/// in its `:r` field, its entry (ARGV[4], JSON) first if the index lacks
 /// it; the index then lives ARGV[3] ms.
 static TOUCH: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then \
-           redis.call('HSET', KEYS[1], ARGV[1] .. ':r', ARGV[2]) \
-           redis.call('PEXPIRE', KEYS[1], ARGV[3]) \
-         end return 1",
+        "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then \
+           redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]) \
+         end \
+         redis.call('HSET', KEYS[1], ARGV[1] .. ':r', ARGV[2]) \
+         redis.call('PEXPIRE', KEYS[1], ARGV[3]) \
+         return 1",
     )
 });
 
@@ -54,8 +57,7 @@ impl RedisStore {
     pub(super) async fn touch_user_session(
         &self,
         openid: &str,
-        id: &str,
-        at_ms: u64,
+        entry: &SessionEntry,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
@@ -63,9 +65,10 @@ impl RedisStore {
             .call(
                 TOUCH
                     .key(self.key(USER_SESSIONS, openid))
-                    .arg(id)
-                    .arg(at_ms)
+                    .arg(&entry.id)
+                    .arg(format!("{},{}", entry.refreshed_ms, entry.issued_ms))
                     .arg(millis(ttl))
+                    .arg(json(entry)?)
                     .invoke_async(&mut c),
             )
             .await?;
@@ -90,11 +93,12 @@ impl RedisStore {
                 continue;
             }
             let mut entry: SessionEntry = parse(value)?;
-            if let Some(at) = fields
-                .get(&format!("{field}:r"))
-                .and_then(|v| v.parse::<u64>().ok())
-            {
+            if let Some(r) = fields.get(&format!("{field}:r")) {
+                let (at, issued) = r.split_once(',').unwrap_or((r, "0"));
+                let at = at.parse::<u64>().unwrap_or(0);
+                let issued = issued.parse::<u64>().unwrap_or(0);
                 entry.refreshed_ms = entry.refreshed_ms.max(at);
+                entry.issued_ms = entry.issued_ms.max(issued);
             }
             out.push(entry);
         }
