@@ -250,15 +250,7 @@ impl<V: Clone> BoundedMap<V> {
         ttl: Duration,
         f: impl FnOnce(Option<&V>) -> V,
     ) -> Result<V, Full> {
-        let mut f = Some(f);
-        let mut out = None;
-        self.write(key, ttl, true, |old| {
-            let v = f.take().map(|f| f(old))?;
-            out = Some(v.clone());
-            Some(v)
-        })?;
-        // `f` always runs: the callback above is called exactly once.
-        out.ok_or(Full)
+        self.replace_with(key, ttl, true, f)
     }
 
     /// Replace the live value (or `None`) with `f(value)`, which then lives
@@ -269,13 +261,25 @@ impl<V: Clone> BoundedMap<V> {
         ttl: Duration,
         f: impl FnOnce(Option<&V>) -> V,
     ) -> Result<V, Full> {
+        self.replace_with(key, ttl, false, f)
+    }
+
+    /// [`BoundedMap::update`] or, without `keep_deadline`, [`BoundedMap::renew`].
+    fn replace_with(
+        &self,
+        key: &str,
+        ttl: Duration,
+        keep_deadline: bool,
+        f: impl FnOnce(Option<&V>) -> V,
+    ) -> Result<V, Full> {
         let mut f = Some(f);
         let mut out = None;
-        self.write(key, ttl, false, |old| {
+        self.write(key, ttl, keep_deadline, |old| {
             let v = f.take().map(|f| f(old))?;
             out = Some(v.clone());
             Some(v)
         })?;
+        // `f` always runs: the callback above is called exactly once.
         out.ok_or(Full)
     }
 
