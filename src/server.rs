@@ -42,6 +42,7 @@ use crate::store::{Eviction, OnError};
 pub(crate) mod accept;
 mod admin;
 pub mod admission;
+mod bearer;
 mod descriptors;
 mod h2;
 mod internal;

@@ -199,6 +199,16 @@ async fn claim_code_once_until_released(store: Arc<dyn Store>) {
     assert!(!claimed(&store, "c-2", LONG).await);
     // Releasing what was never claimed is fine.
     store.release_code("never").await.unwrap();
+    // A release never drops an outcome (saved meanwhile by another request).
+    store
+        .put_code_outcome("c-2", "sealed-2", LONG)
+        .await
+        .unwrap();
+    store.release_code("c-2").await.unwrap();
+    assert_eq!(
+        store.get_code_outcome("c-2").await.unwrap().as_deref(),
+        Some("sealed-2")
+    );
     // The outcome replaces the claim, and claiming then reads it.
     store
         .put_code_outcome("c-1", "sealed-1", LONG)

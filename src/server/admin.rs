@@ -16,11 +16,12 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::{Method, Request, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::bearer::{error_response, refused};
 use crate::error::ApiError;
 use crate::http1::response;
 use crate::sessions::admin::MAX_BAN_REASON;
@@ -132,21 +133,10 @@ pub(super) async fn handle(
     let Some(secret) = state.admin_secret() else {
         return response(404, "text/plain", "metrics are at /metrics\n");
     };
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !secret.ct_eq(presented.as_bytes()) {
+    if let Some(r) = refused(req.headers(), secret, r#"Bearer realm="wxgate-admin""#) {
         let user = route(req.method(), req.uri().path())
             .map_or_else(|_| "-".to_string(), |c| state.user_hash(c.openid()));
         tracing::info!(target: "wxgate::audit", event = "admin_refused", user = %user, outcome = "token_invalid", "admin call without the admin secret");
-        let mut r = error_response(&ApiError::TokenInvalid);
-        r.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static(r#"Bearer realm="wxgate-admin""#),
-        );
         return r;
     }
     let path = req.uri().path().to_string();
@@ -279,17 +269,6 @@ async fn read_body(req: Request<hyper::body::Incoming>) -> Result<Bytes, ApiErro
         .await
         .map(|c| c.to_bytes())
         .map_err(|_| ApiError::InvalidRequest("the body is over 4096 bytes or broken"))
-}
-
-fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
-    let rendered = e.to_response();
-    let mut r = response(rendered.status, "application/json", rendered.body);
-    for (name, value) in rendered.headers {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            r.headers_mut().insert(name, v);
-        }
-    }
-    r
 }
 
 #[cfg(test)]

@@ -18,15 +18,15 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
 use super::admin::{self, ADMIN_PREFIX};
 use super::admission::{Connections, Refused};
+use super::bearer::{error_response, refused};
 use crate::clock::unix_now_ms;
 use crate::conn::InternalLimits;
-use crate::error::ApiError;
 use crate::http1::{response, serve_bounded, Deadlines};
 use crate::state::GatewayState;
 
@@ -89,18 +89,7 @@ async fn access_token(
     let (Some(secret), Some(login)) = (state.access_token_secret(), state.login()) else {
         return response(404, "text/plain", "metrics are at /metrics\n");
     };
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !secret.ct_eq(presented.as_bytes()) {
-        let mut r = error_response(&ApiError::TokenInvalid);
-        r.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static(r#"Bearer realm="wxgate-internal""#),
-        );
+    if let Some(r) = refused(req.headers(), secret, r#"Bearer realm="wxgate-internal""#) {
         return r;
     }
     let param = |name: &str| {
@@ -135,9 +124,4 @@ async fn access_token(
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
-}
-
-fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
-    let rendered = e.to_response();
-    response(rendered.status, "application/json", rendered.body)
 }

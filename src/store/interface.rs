@@ -64,7 +64,8 @@ pub trait Store: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<bool, StoreError>;
 
-    /// Give up a claim without an outcome (a transient failure: let a retry try).
+    /// Give up a claim without an outcome (a transient failure: let a retry
+    /// try); an outcome saved meanwhile stays.
     async fn release_code(&self, code_hash: &str) -> Result<(), StoreError>;
 
     /// Save the (sealed) outcome of a code exchange, in place of its claim.

@@ -229,7 +229,8 @@ impl Store for MemoryStore {
     }
 
     async fn release_code(&self, code_hash: &str) -> Result<(), StoreError> {
-        self.codes.remove(code_hash);
+        // A claim only: never an outcome another request saved meanwhile.
+        self.codes.remove_if(code_hash, String::is_empty);
         Ok(())
     }
 

@@ -300,6 +300,21 @@ impl<V: Clone> BoundedMap<V> {
         (slot.deadline > now).then_some(slot.value)
     }
 
+    /// Remove `key` if its live value is one `is` holds for; `true` if removed.
+    pub fn remove_if(&self, key: &str, is: impl Fn(&V) -> bool) -> bool {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        let hit = shard
+            .map
+            .get(key)
+            .is_some_and(|s| s.deadline > now && is(&s.value));
+        if hit && shard.map.remove(key).is_some() {
+            drop(shard);
+            self.forget(1);
+        }
+        hit
+    }
+
     /// Entries held, expired ones included until swept.
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
