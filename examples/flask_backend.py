@@ -8,6 +8,7 @@ from flask import Flask, abort, request
 
 app = Flask(__name__)
 HOOK_SECRET = os.environ.get("WXGATE_HOOK_SECRET", "").encode()  # [login.hook] secret
+AUDIT_SECRET = os.environ.get("WXGATE_AUDIT_SECRET", "").encode()  # [audit.webhook] secret
 
 
 @app.get("/api/me")
@@ -19,22 +20,31 @@ def me():
             "uid": request.headers.get("X-User-ID"), "roles": request.headers.get("X-User-Roles")}
 
 
-def signed_by_wxgate(req):
+def signed_by_wxgate(req, secret):
     ts = req.headers.get("X-WXGate-Timestamp", "")
-    mac = hmac.new(HOOK_SECRET, ts.encode() + b"." + req.get_data(), hashlib.sha256).hexdigest()
+    mac = hmac.new(secret, ts.encode() + b"." + req.get_data(), hashlib.sha256).hexdigest()
     fresh = ts.isdigit() and abs(time.time() - int(ts)) < 300
     return fresh and hmac.compare_digest(req.headers.get("X-WXGate-Signature", ""), "sha256=" + mac)
 
 
 @app.post("/internal/wxgate")  # the [login.hook] url: wxgate calls it before issuing a token
 def login_hook():
-    if not HOOK_SECRET or not signed_by_wxgate(request):
+    if not HOOK_SECRET or not signed_by_wxgate(request, HOOK_SECRET):
         abort(401)
     event = request.get_json()  # {"event": "login" | "refresh" | "phone", "appid", "openid", "unionid"}
     if event["event"] == "phone":
         return {}  # save event["phone"]["phoneNumber"] for event["openid"]
     # Find or create your user here; answer 403 {"message": "..."} to refuse a login.
     return {"uid": "u-" + event["openid"][-8:], "roles": ["user"]}
+
+
+@app.post("/internal/wxgate/audit")  # the [audit.webhook] url: wxgate's audit events
+def audit_webhook():
+    if not AUDIT_SECRET or not signed_by_wxgate(request, AUDIT_SECRET):
+        abort(401)
+    for event in request.get_json()["events"]:  # {"id", "time_ms", "event", "user", ...}
+        app.logger.info("wxgate audit: %s", event)  # keep them; a retried delivery repeats an "id"
+    return "", 204
 
 
 if __name__ == "__main__":

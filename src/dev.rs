@@ -94,6 +94,10 @@ secret_env = "WXGATE_DEV_HOOK_SECRET"
 timeout = "2s"
 claims = {{ plan = "X-User-Plan" }}
 
+[audit.webhook]
+url = "http://{hook}/internal/wxgate/audit"
+secret_env = "WXGATE_DEV_HOOK_SECRET"
+
 [[routes]]
 prefix = "/public/"
 upstreams = ["{echo}"]
@@ -283,6 +287,10 @@ Stop with Ctrl-C.
    ADMIN=$(curl -s -X POST http://{gw}{prefix}/login -H 'Content-Type: application/json' -d '{{"code":"admin.1"}}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
    curl -s http://{gw}/admin/panel -H "Authorization: Bearer $ADMIN"
    curl -s http://{gw}/admin/panel -H "Authorization: Bearer $TOKEN"    # 403 forbidden
+
+   The hook's host also takes the audit webhook: every login, refresh,
+   logout and ended session above reached it as a signed event, as the
+   wxgate::audit lines in this log show them.
 "#,
             hook = self.hook_addr,
         )

@@ -66,7 +66,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod access;
-pub(crate) mod audit;
+pub mod audit;
 pub(crate) mod auth;
 pub mod clock;
 pub mod config;

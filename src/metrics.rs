@@ -71,6 +71,8 @@ pub struct Metrics {
     endpoint_outcomes: IntCounterVec,
     rate_limited: IntCounterVec,
     sessions_ended: IntCounterVec,
+    bans: IntCounterVec,
+    audit_webhook: IntCounterVec,
     store: Arc<StoreMetrics>,
     /// What `/metrics` reads of state when scraped.
     state: StateGauges,
@@ -219,6 +221,18 @@ impl Metrics {
                 "Sessions ended other than by their own logout, by reason (ended by the user from another session, replaced, idle, lifetime, admin, banned).",
                 &["reason"],
             )?,
+            bans: counter_vec(
+                &r,
+                "wxgate_bans_total",
+                "Users banned and unbanned through the admin API (action: ban, unban).",
+                &["action"],
+            )?,
+            audit_webhook: counter_vec(
+                &r,
+                "wxgate_audit_webhook_events_total",
+                "Audit events for the webhook: delivered, failed (given up after the retries) or dropped (the queue was full).",
+                &["outcome"],
+            )?,
             store: Arc::new(StoreMetrics::new(&r)?),
             state: StateGauges::new(&r)?,
             scrape: std::sync::Mutex::new(()),
@@ -275,6 +289,18 @@ impl Metrics {
     /// A session ended, and why.
     pub fn session_ended(&self, reason: &str) {
         self.sessions_ended.with_label_values(&[reason]).inc();
+    }
+
+    /// A ban (`ban`) or unban (`unban`) through the admin API.
+    pub fn ban(&self, action: &str) {
+        self.bans.with_label_values(&[action]).inc();
+    }
+
+    /// `n` audit events for the webhook ended `outcome`.
+    pub fn audit_webhook(&self, outcome: &str, n: usize) {
+        self.audit_webhook
+            .with_label_values(&[outcome])
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// One call to WeChat's `api` and how it ended.

@@ -49,6 +49,9 @@ pub enum StartError {
     /// The login hook's client could not be built.
     #[error("cannot set up the login hook")]
     Hook(#[from] HookError),
+    /// The audit webhook could not start.
+    #[error("cannot set up the audit webhook")]
+    AuditWebhook(#[from] crate::audit::WebhookError),
     /// The store could not be built.
     #[error("cannot set up the store")]
     Store(#[from] StoreError),
@@ -122,6 +125,8 @@ pub struct GatewayState {
     access_log: bool,
     /// Stands for a user in log lines.
     user_hasher: UserHasher,
+    /// Audit lines and the audit webhook.
+    audit: Audit,
     /// `[metrics] access_token_secret`.
     access_token_secret: Option<crate::secret::Secret>,
     /// `[metrics] admin_secret`.
@@ -166,6 +171,8 @@ impl GatewayState {
             None => None,
         };
         let user_hasher = UserHasher::new(&config.jwt.key.hash_secret("access log user"));
+        let audit =
+            Audit::new(user_hasher.clone()).with_config(&config.audit, Some(metrics.clone()))?;
         let sessions = Arc::new(
             Sessions::new(
                 MeteredStore::wrap(deps.store, metrics.store_metrics()),
@@ -178,7 +185,7 @@ impl GatewayState {
             .with_policies(config.sessions.clone())
             .with_clock(deps.clock.clone())
             .with_metrics(metrics.clone())
-            .with_audit(Audit::new(user_hasher.clone())),
+            .with_audit(audit.clone()),
         );
         let login = match &config.wechat {
             Some(wechat) => {
@@ -214,6 +221,7 @@ impl GatewayState {
             endpoint_paths,
             access_log: config.log.access,
             user_hasher,
+            audit,
             access_token_secret: config.metrics.access_token_secret.clone(),
             admin_secret: config.metrics.admin_secret.clone(),
         })
@@ -315,6 +323,11 @@ impl GatewayState {
     /// The keyed hash standing for `openid` in log lines.
     pub fn user_hash(&self, openid: &str) -> String {
         self.user_hasher.hash(openid)
+    }
+
+    /// Audit lines and the audit webhook.
+    pub(crate) fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     /// Whether `/readyz` should say ready.

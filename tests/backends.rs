@@ -2,7 +2,9 @@
 //! program logs in through the mock WeChat (the backend's login hook, which
 //! checks wxgate's signature, hands out its uid and roles), calls the backend
 //! through wxgate with spoofed identity headers, and the backend reads the
-//! verified ones. A call to the hook that wxgate did not sign is refused.
+//! verified ones. The backend takes the audit webhook's events, each
+//! delivery checked against its own secret. A call to the hook or the
+//! webhook that wxgate did not sign is refused.
 //!
 //! Flask comes from Debian's `python3-flask` (or pip), Express from npm
 //! (`npm install --prefix examples express@4`); `.ci/run` installs both and
@@ -22,6 +24,7 @@ use wxgate::dev::mock_wechat::MockWechat;
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 const HOOK_SECRET: &str = "backends-hook-secret-0123456789";
+const AUDIT_SECRET: &str = "backends-audit-secret-012345678";
 
 /// Kills the backend when the test ends.
 struct Backend(Child);
@@ -64,6 +67,7 @@ async fn start_backend(program: &str, script: &str) -> (Backend, SocketAddr) {
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
         .env("WXGATE_HOOK_SECRET", HOOK_SECRET)
+        .env("WXGATE_AUDIT_SECRET", AUDIT_SECRET)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -94,6 +98,14 @@ secret_env = "BACKENDS_WECHAT"
 url = "http://{backend}/internal/wxgate"
 secret_env = "BACKENDS_HOOK"
 
+[metrics]
+listen = "127.0.0.1:0"
+
+[audit.webhook]
+url = "http://{backend}/internal/wxgate/audit"
+secret_env = "BACKENDS_AUDIT"
+retries = 0
+
 [[routes]]
 prefix = "/api/"
 upstreams = ["{backend}"]
@@ -104,6 +116,7 @@ upstreams = ["{backend}"]
         &[
             ("BACKENDS_WECHAT", "backends wechat secret"),
             ("BACKENDS_HOOK", HOOK_SECRET),
+            ("BACKENDS_AUDIT", AUDIT_SECRET),
         ],
     )
     .await;
@@ -178,6 +191,59 @@ upstreams = ["{backend}"]
     )
     .await;
     assert_eq!(r.status, 200, "{name}: {}", r.text());
+    // The two logins' audit events were delivered, each accepted by the
+    // backend's signature check (a refused one counts as failed at once).
+    let metrics = env.gateway.metrics_addr().unwrap();
+    let outcome = |text: &str, outcome: &str| -> f64 {
+        let series = format!("wxgate_audit_webhook_events_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let settled = support::eventually(Duration::from_secs(20), || async {
+        let text = support::get(metrics, "/metrics", &[]).await.text();
+        outcome(&text, "delivered") + outcome(&text, "failed") >= 2.0
+    })
+    .await;
+    let text = support::get(metrics, "/metrics", &[]).await.text();
+    assert!(settled, "{name}: {text}");
+    assert_eq!(outcome(&text, "failed"), 0.0, "{name}: {text}");
+    assert!(outcome(&text, "delivered") >= 2.0, "{name}: {text}");
+    // A delivery wxgate did not sign, or signed with another secret, is refused.
+    let events = json!({"events": [{"id": "x", "event": "login", "user": "-"}]}).to_string();
+    for secret in [HOOK_SECRET, "not-the-audit-secret-0123456789"] {
+        let r = support::post(
+            backend,
+            "/internal/wxgate/audit",
+            Some("application/json"),
+            events.as_bytes(),
+            &[
+                &format!("X-WXGate-Timestamp: {now}"),
+                &format!(
+                    "X-WXGate-Signature: {}",
+                    wxgate::hook::sign(secret.as_bytes(), now, events.as_bytes())
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(
+            r.status, 401,
+            "{name}: an audit delivery signed with {secret}"
+        );
+    }
+    let signed = format!(
+        "X-WXGate-Signature: {}",
+        wxgate::hook::sign(AUDIT_SECRET.as_bytes(), now, events.as_bytes())
+    );
+    let r = support::post(
+        backend,
+        "/internal/wxgate/audit",
+        Some("application/json"),
+        events.as_bytes(),
+        &[&format!("X-WXGate-Timestamp: {now}"), &signed],
+    )
+    .await;
+    assert_eq!(r.status, 204, "{name}: {}", r.text());
     // No token: wxgate answers; the backend never sees the spoofed header.
     let r = support::raw_request(
         gw,

@@ -12,6 +12,7 @@
 //!
 //! [`HeaderName`]: http::HeaderName
 
+pub use crate::audit::{AuditConfig, WebhookConfig};
 use crate::sessions::policy::SessionPolicies;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[sessions]`: bounds on each user's sessions, per app.
     pub sessions: SessionPolicies,
+    /// `[audit]`: the openid in audit events or not, and the webhook.
+    pub audit: AuditConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     /// Non-fatal findings, printed by `wxgate check` and logged at start-up.

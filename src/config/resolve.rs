@@ -61,6 +61,8 @@ pub(super) struct Resolved {
     pub admin_secret: Option<Sourced>,
     /// `[login.hook]`'s signing secret, when the section is present.
     pub hook_secret: Option<Sourced>,
+    /// `[audit.webhook]`'s signing secret, when the section is present.
+    pub audit_secret: Option<Sourced>,
     /// `[store]`'s URL, when `kind = "redis"`; already checked to parse.
     pub redis_url: Option<Sourced>,
     /// The passwords of `[store.sentinel]` or `[store.cluster]`, from the environment.
@@ -147,6 +149,10 @@ pub(super) fn resolve(
         Some(h) => Some(r.secret("login.hook", &h.secret, &h.secret_env, &h.secret_file)?),
         None => None,
     };
+    let audit_secret = match &raw.audit.webhook {
+        Some(w) => Some(r.secret("audit.webhook", &w.secret, &w.secret_env, &w.secret_file)?),
+        None => None,
+    };
     let m = &raw.metrics;
     let access_token_secret = match (
         &m.access_token_secret,
@@ -193,6 +199,7 @@ pub(super) fn resolve(
         jwt_previous,
         wechat_secrets,
         hook_secret,
+        audit_secret,
         access_token_secret,
         admin_secret,
         redis_url,

@@ -31,9 +31,33 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub sessions: RawSessions,
     #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
     pub log: RawLog,
+}
+
+/// `[audit]`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub openid: Option<bool>,
+    pub webhook: Option<RawAuditWebhook>,
+}
+
+/// `[audit.webhook]`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuditWebhook {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+    pub queue: Option<i64>,
+    pub retries: Option<i64>,
+    pub max_batch: Option<i64>,
 }
 
 /// `[sessions]`, and `[sessions.apps.<appid>]` (the same keys, for one app).

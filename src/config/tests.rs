@@ -2095,3 +2095,53 @@ fn sessions_refuse_what_cannot_be_meant() {
         c.warnings
     );
 }
+
+#[test]
+fn audit_defaults_and_the_webhook_are_checked_by_key() {
+    let base = format!("{JWT}{ROUTE}");
+    let c = parse_ok(&base);
+    assert!(!c.audit.openid);
+    assert!(c.audit.webhook.is_none());
+    let hook = "[audit.webhook]\nurl = \"http://127.0.0.1:5000/internal/wxgate/audit\"\nsecret = \"audit-secret-0123456789\"";
+    let c = parse_ok(&format!("{base}\n[audit]\nopenid = true\n{hook}\n"));
+    assert!(c.audit.openid);
+    let w = c.audit.webhook.as_ref().unwrap();
+    assert_eq!(
+        (w.timeout, w.queue, w.retries, w.max_batch),
+        (std::time::Duration::from_secs(5), 10_000, 8, 100)
+    );
+    // `wxgate check` never shows the secret.
+    assert!(!c.render().contains("audit-secret-0123456789"));
+    for (lines, key) in [
+        (
+            "[audit.webhook]\nsecret = \"audit-secret-0123456789\"",
+            "audit.webhook.url",
+        ),
+        (
+            "[audit.webhook]\nurl = \"ftp://x/y\"\nsecret = \"audit-secret-0123456789\"",
+            "audit.webhook.url",
+        ),
+        (
+            "[audit.webhook]\nurl = \"http://x/y\"",
+            "audit.webhook.secret_env",
+        ),
+        (
+            "[audit.webhook]\nurl = \"http://x/y\"\nsecret = \"short\"",
+            "audit.webhook.secret_env",
+        ),
+        (
+            &format!("{hook}\ntimeout = \"31s\""),
+            "audit.webhook.timeout",
+        ),
+        (&format!("{hook}\nqueue = 0"), "audit.webhook.queue"),
+        (&format!("{hook}\nretries = 21"), "audit.webhook.retries"),
+        (&format!("{hook}\nretries = -1"), "audit.webhook.retries"),
+        (
+            &format!("{hook}\nmax_batch = 1001"),
+            "audit.webhook.max_batch",
+        ),
+    ] {
+        invalid_key(&format!("{base}\n{lines}\n"), key);
+    }
+    parse_error(&format!("{base}\n[audit]\nopen_id = true\n"));
+}

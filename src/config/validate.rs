@@ -20,6 +20,7 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// The shortest `[[routes]] revocation_check`.
 const MIN_REVOCATION_CHECK: Duration = Duration::from_millis(100);
 
+mod audit;
 mod hook;
 mod jwt;
 mod metrics;
@@ -117,6 +118,7 @@ impl Validator<'_> {
             .collect();
         let token_life = jwt.ttl.saturating_add(jwt.leeway);
         let sessions = self.sessions(raw.sessions, &appids, (token_life, login.refresh_ttl))?;
+        let audit = self.audit(raw.audit, resolved.audit_secret)?;
         let health = &server.health_path_prefix;
         for (i, r) in routes.iter().enumerate() {
             for endpoint in ["healthz", "readyz"] {
@@ -159,6 +161,7 @@ impl Validator<'_> {
             login,
             store,
             sessions,
+            audit,
             metrics,
             log: self.log(raw.log)?,
             warnings: self.warnings,

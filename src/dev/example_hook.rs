@@ -10,8 +10,10 @@
 //!   the role `admin` and `plan = "pro"`;
 //! * the user `banned` (codes `banned`, `banned.1`, ...) is refused with 403.
 //!
-//! Phone events are recorded ([`ExampleHook::phones`]). Tests can make it
-//! fail ([`Mode`]) and read what it received.
+//! Phone events are recorded ([`ExampleHook::phones`]). At
+//! [`AUDIT_PATH`] it takes the audit webhook's deliveries, checked the same
+//! way ([`ExampleHook::audit_events`]). Tests can make it fail ([`Mode`])
+//! and read what it received.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -29,6 +31,9 @@ use super::mock_wechat::MockWechat;
 use crate::clock::unix_now;
 use crate::hook::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::http1::{response, serve_http1};
+
+/// Where the example hook takes audit webhook deliveries.
+pub const AUDIT_PATH: &str = "/internal/wxgate/audit";
 
 /// How far a call's timestamp may be from now.
 pub const MAX_SKEW_SECS: u64 = 300;
@@ -52,6 +57,8 @@ pub enum Mode {
 struct State {
     calls: Vec<serde_json::Value>,
     bad_signatures: usize,
+    /// The audit events delivered, in order (a retried delivery twice).
+    audit: Vec<serde_json::Value>,
 }
 
 struct Inner {
@@ -123,6 +130,12 @@ impl ExampleHook {
         lock(&self.inner.state).bad_signatures
     }
 
+    /// The audit events delivered to [`AUDIT_PATH`] with a good signature
+    /// (a delivery that was answered 500 and retried counts twice).
+    pub fn audit_events(&self) -> Vec<serde_json::Value> {
+        lock(&self.inner.state).audit.clone()
+    }
+
     /// The phone events received.
     pub fn phones(&self) -> Vec<serde_json::Value> {
         self.calls()
@@ -155,6 +168,7 @@ impl ExampleHook {
                 .to_string()
         };
         let (timestamp, signature) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
+        let audit = req.uri().path() == AUDIT_PATH;
         let Ok(body) = Limited::new(req.into_body(), 64 * 1024).collect().await else {
             return response(400, "text/plain", "unreadable body");
         };
@@ -166,8 +180,18 @@ impl ExampleHook {
         let Ok(call) = serde_json::from_slice::<serde_json::Value>(&body) else {
             return response(400, "text/plain", "not JSON");
         };
-        lock(&self.inner.state).calls.push(call.clone());
         let mode = *lock(&self.inner.mode);
+        if audit {
+            let Some(events) = call["events"].as_array() else {
+                return response(400, "text/plain", "no events");
+            };
+            lock(&self.inner.state).audit.extend(events.iter().cloned());
+            return match mode {
+                Mode::Down => response(500, "text/plain", "backend down"),
+                _ => response(204, "text/plain", ""),
+            };
+        }
+        lock(&self.inner.state).calls.push(call.clone());
         match mode {
             Mode::Normal => {}
             Mode::Down => return response(500, "text/plain", "backend down"),

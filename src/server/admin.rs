@@ -134,9 +134,13 @@ pub(super) async fn handle(
         return response(404, "text/plain", "metrics are at /metrics\n");
     };
     if let Some(r) = refused(req.headers(), secret, r#"Bearer realm="wxgate-admin""#) {
-        let user = route(req.method(), req.uri().path())
-            .map_or_else(|_| "-".to_string(), |c| state.user_hash(c.openid()));
-        tracing::info!(target: "wxgate::audit", event = "admin_refused", user = %user, outcome = "token_invalid", "admin call without the admin secret");
+        let call = route(req.method(), req.uri().path()).ok();
+        state.audit().admin(
+            "admin_refused",
+            call.as_ref().map(Call::openid),
+            "token_invalid",
+            None,
+        );
         return r;
     }
     let path = req.uri().path().to_string();
@@ -154,16 +158,21 @@ pub(super) async fn handle(
         Ok(b) => b,
         Err(e) => return error_response(&e),
     };
-    let user = state.user_hash(call.openid());
     let result = answer(state, &call, query.as_deref(), &body).await;
-    match &result {
+    let (outcome, detail) = match &result {
         Ok(v) => {
-            tracing::info!(target: "wxgate::audit", event = call.event(), user = %user, outcome = "ok", detail = %audit_detail(&call, v), "admin call");
+            match call {
+                Call::PutBan(_) => state.metrics().ban("ban"),
+                Call::Unban(_) if v["unbanned"] == true => state.metrics().ban("unban"),
+                _ => {}
+            }
+            ("ok", audit_detail(&call, v))
         }
-        Err(e) => {
-            tracing::info!(target: "wxgate::audit", event = call.event(), user = %user, outcome = e.code(), "admin call");
-        }
-    }
+        Err(e) => (e.code(), None),
+    };
+    state
+        .audit()
+        .admin(call.event(), Some(call.openid()), outcome, detail);
     let mut r = match result {
         Ok(v) => response(200, "application/json", v.to_string()),
         Err(e) => error_response(&e),
@@ -174,17 +183,18 @@ pub(super) async fn handle(
 }
 
 /// What an audit line says of a call that succeeded: sessions ended, ban.
-fn audit_detail(call: &Call<'_>, answer: &Value) -> String {
+fn audit_detail(call: &Call<'_>, answer: &Value) -> Option<String> {
     match call {
-        Call::EndSession(..) | Call::EndAll(_) => {
-            format!("ended={}", answer["ended"].as_array().map_or(0, Vec::len))
-        }
-        Call::PutBan(_) => format!(
+        Call::EndSession(..) | Call::EndAll(_) => Some(format!(
+            "ended={}",
+            answer["ended"].as_array().map_or(0, Vec::len)
+        )),
+        Call::PutBan(_) => Some(format!(
             "until_ms={} sessions_ended={}",
             answer["ban"]["until_ms"], answer["sessions_ended"]
-        ),
-        Call::Unban(_) => format!("unbanned={}", answer["unbanned"]),
-        Call::Sessions(_) | Call::GetBan(_) => String::new(),
+        )),
+        Call::Unban(_) => Some(format!("unbanned={}", answer["unbanned"])),
+        Call::Sessions(_) | Call::GetBan(_) => None,
     }
 }
 
