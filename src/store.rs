@@ -34,7 +34,7 @@ pub use interface::{MapStats, Store, StoreStatus};
 pub(crate) use records::secret_serde;
 pub use records::{
     AccessTokenRecord, Ban, CodeClaim, Device, EndReason, RefreshRecord, RefreshTake,
-    RevocationCheck, SessionEntry, WxSession, MAX_TTL,
+    RevocationCheck, SessionEntry, WxSession, MAX_TTL, MAX_UID_OPENIDS,
 };
 pub use revocations::RevocationSet;
 

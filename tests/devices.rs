@@ -25,6 +25,7 @@ const APPID: &str = "wxdevicestest0001";
 const WECHAT_SECRET: &str = "devices wechat secret";
 const JSON: Option<&str> = Some("application/json");
 const ADMIN_SECRET: &str = "devices admin secret 0123456789";
+const HOOK_SECRET: &str = "devices hook secret 0123456789";
 
 struct Env {
     mock: MockWechat,
@@ -88,6 +89,7 @@ upstreams = ["{upstream}"]
                 ("WXGATE_TEST_WECHAT", WECHAT_SECRET),
                 ("WXGATE_TEST_REDIS", &url),
                 ("WXGATE_TEST_ADMIN", ADMIN_SECRET),
+                ("WXGATE_TEST_HOOK", HOOK_SECRET),
             ],
         );
         let deps = Deps {
@@ -672,4 +674,68 @@ async fn the_admin_api_ends_sessions_and_takes_only_its_own_secret() {
     .await;
     assert_error(&r, 405, "method_not_allowed");
     gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_finds_a_users_sessions_by_the_hooks_uid() {
+    let env = Env::start().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    let hook = wxgate::dev::example_hook::ExampleHook::new(HOOK_SECRET.as_bytes());
+    let hook_task = tokio::spawn(hook.clone().serve(listener));
+    let lines =
+        format!("[login.hook]\nurl = \"http://{hook_addr}/internal/wxgate\"\nsecret_env = \"WXGATE_TEST_HOOK\"");
+    for (store, gw) in env.each_store_with(&lines, Arc::new(SystemClock)).await {
+        let code = format!("uma-{store}");
+        let (t1, _) = login(&gw, json!({"code": format!("{code}.1")})).await;
+        let (_t2, _) = login(&gw, json!({"code": format!("{code}.2")})).await;
+        let openid = MockWechat::openid_for(&format!("{code}.1"));
+        let uid = wxgate::dev::example_hook::uid_for(&openid);
+        let internal = gw.running().metrics_addr().unwrap();
+        let by_uid = |uid: String, secret: &'static str| async move {
+            let req = format!(
+                "GET /internal/admin/sessions?uid={uid} HTTP/1.1\r\nHost: internal\r\nConnection: close\r\nAuthorization: Bearer {secret}\r\n\r\n"
+            );
+            support::raw_request(internal, req.as_bytes()).await
+        };
+        let r = by_uid(uid.clone(), ADMIN_SECRET).await;
+        assert_eq!(r.status, 200, "{store}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["uid"], uid.as_str(), "{store}");
+        assert_eq!(v["users"], json!([openid]), "{store}");
+        assert_eq!(v["total"], 2, "{store}: {v}");
+        let listed = v["sessions"].as_array().unwrap();
+        assert!(
+            listed.iter().all(|s| s["openid"] == openid.as_str()),
+            "{store}: {v}"
+        );
+        let own: Vec<Value> = sessions(&gw, &t1).await;
+        let ids = |l: &[Value]| {
+            let mut ids: Vec<String> = l
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(listed), ids(&own), "{store}");
+        // Another uid knows nobody; no uid, or the wrong secret: refused.
+        let v = by_uid("user-000000000000".into(), ADMIN_SECRET)
+            .await
+            .json();
+        assert_eq!(
+            (v["users"].clone(), v["total"].clone()),
+            (json!([]), json!(0)),
+            "{store}"
+        );
+        let r = support::raw_request(
+            internal,
+            format!("GET /internal/admin/sessions HTTP/1.1\r\nHost: internal\r\nConnection: close\r\nAuthorization: Bearer {ADMIN_SECRET}\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_error(&r, 400, "invalid_request");
+        let r = by_uid(uid.clone(), "devices admin secret 012345678X").await;
+        assert_error(&r, 401, "token_invalid");
+    }
+    hook_task.abort();
 }

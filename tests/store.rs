@@ -94,7 +94,38 @@ suite!(
     concurrent_take_refresh_has_one_winner,
     concurrent_claim_code_has_one_winner,
     endless_ttls_are_clamped_not_refused,
+    a_uid_is_linked_to_its_openids_within_a_bound,
 );
+
+async fn a_uid_is_linked_to_its_openids_within_a_bound(store: Arc<dyn Store>) {
+    assert!(store.uid_openids("u-1").await.unwrap().is_empty());
+    store.link_uid("u-1", "o-b", LONG).await.unwrap();
+    store.link_uid("u-1", "o-a", LONG).await.unwrap();
+    store.link_uid("u-1", "o-a", LONG).await.unwrap();
+    assert_eq!(store.uid_openids("u-1").await.unwrap(), ["o-a", "o-b"]);
+    assert!(store.uid_openids("u-2").await.unwrap().is_empty());
+    // More openids than the bound: it holds, and the newest link is kept.
+    let bound = wxgate::store::MAX_UID_OPENIDS;
+    for i in 0..bound + 3 {
+        store
+            .link_uid("u-3", &format!("o-{i:02}"), LONG)
+            .await
+            .unwrap();
+    }
+    let held = store.uid_openids("u-3").await.unwrap();
+    assert!(held.len() <= bound, "{held:?}");
+    assert!(held.contains(&format!("o-{:02}", bound + 2)), "{held:?}");
+    // A link lives as long as it was given.
+    store
+        .link_uid("u-4", "o-x", Duration::from_millis(50))
+        .await
+        .unwrap();
+    let gone = support::eventually(Duration::from_secs(5), || async {
+        store.uid_openids("u-4").await.unwrap().is_empty()
+    })
+    .await;
+    assert!(gone);
+}
 
 fn session(key: &str, unionid: Option<&str>) -> WxSession {
     WxSession {
@@ -761,6 +792,8 @@ async fn call_everything(store: &Arc<dyn Store>) -> Vec<(&'static str, Duration,
         store.touch_session("o", &entry("s", 2), LONG)
     );
     timed!("list_sessions", store.list_sessions("o"));
+    timed!("link_uid", store.link_uid("u", "o", LONG));
+    timed!("uid_openids", store.uid_openids("u"));
     timed!("release_code", store.release_code("c"));
     timed!("put_code_outcome", store.put_code_outcome("c", "s", LONG));
     timed!("get_code_outcome", store.get_code_outcome("c"));

@@ -34,6 +34,8 @@ pub(crate) enum Op {
     PutBan,
     GetBan,
     RemoveBan,
+    LinkUid,
+    UidOpenids,
     IsRevoked,
     IsRevokedNow,
     PutRefresh,
@@ -49,7 +51,7 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 30] = [
+    const ALL: [Op; 32] = [
         Op::PutSession,
         Op::GetSession,
         Op::AddSession,
@@ -68,6 +70,8 @@ impl Op {
         Op::PutBan,
         Op::GetBan,
         Op::RemoveBan,
+        Op::LinkUid,
+        Op::UidOpenids,
         Op::IsRevoked,
         Op::IsRevokedNow,
         Op::PutRefresh,
@@ -102,6 +106,8 @@ impl Op {
             Op::PutBan => "put_ban",
             Op::GetBan => "get_ban",
             Op::RemoveBan => "remove_ban",
+            Op::LinkUid => "link_uid",
+            Op::UidOpenids => "uid_openids",
             Op::IsRevoked => "is_revoked",
             Op::IsRevokedNow => "is_revoked_now",
             Op::PutRefresh => "put_refresh",
@@ -333,6 +339,15 @@ impl Store for MeteredStore {
     async fn remove_ban(&self, openid: &str) -> Result<bool, StoreError> {
         self.time(Op::RemoveBan, self.inner.remove_ban(openid))
             .await
+    }
+
+    async fn link_uid(&self, uid: &str, openid: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.time(Op::LinkUid, self.inner.link_uid(uid, openid, ttl))
+            .await
+    }
+
+    async fn uid_openids(&self, uid: &str) -> Result<Vec<String>, StoreError> {
+        self.time(Op::UidOpenids, self.inner.uid_openids(uid)).await
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {

@@ -11,6 +11,9 @@
 //! | `PUT /ban` `{"duration"?: "7d", "reason"?}` | ban (no `duration`: until unbanned); every session ends |
 //! | `DELETE /ban` | lift the ban |
 //!
+//! and `GET /internal/admin/sessions?uid=&offset=&limit=`: the sessions of
+//! every openid the login hook gave that `uid` to, each with its `openid`.
+//!
 //! Every call is one line on the `wxgate::audit` log target, the user as
 //! the access log's keyed hash.
 
@@ -23,6 +26,7 @@ use serde_json::{json, Value};
 
 use super::bearer::{error_response, refused};
 use crate::error::ApiError;
+use crate::hook::MAX_UID_BYTES;
 use crate::http1::response;
 use crate::sessions::admin::MAX_BAN_REASON;
 use crate::state::GatewayState;
@@ -40,6 +44,7 @@ const MAX_PAGE: usize = 100;
 /// One admin call, read from the method and the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call<'a> {
+    SessionsByUid,
     Sessions(&'a str),
     EndSession(&'a str, &'a str),
     EndAll(&'a str),
@@ -52,6 +57,7 @@ impl Call<'_> {
     /// What the audit line calls it.
     fn event(&self) -> &'static str {
         match self {
+            Call::SessionsByUid => "admin_list_uid_sessions",
             Call::Sessions(_) => "admin_list_sessions",
             Call::EndSession(..) => "admin_end_session",
             Call::EndAll(_) => "admin_end_sessions",
@@ -61,14 +67,16 @@ impl Call<'_> {
         }
     }
 
-    fn openid(&self) -> &str {
+    /// The user the path names (not a lookup by `uid`).
+    fn openid(&self) -> Option<&str> {
         match self {
+            Call::SessionsByUid => None,
             Call::Sessions(o)
             | Call::EndSession(o, _)
             | Call::EndAll(o)
             | Call::GetBan(o)
             | Call::PutBan(o)
-            | Call::Unban(o) => o,
+            | Call::Unban(o) => Some(o),
         }
     }
 }
@@ -76,10 +84,14 @@ impl Call<'_> {
 /// The call `method` and `path` make: `Err(405)` for a known path and
 /// another method, `Err(404)` for anything else.
 fn route<'a>(method: &Method, path: &'a str) -> Result<Call<'a>, u16> {
-    let rest = path
-        .strip_prefix(ADMIN_PREFIX)
-        .and_then(|r| r.strip_prefix("users/"))
-        .ok_or(404u16)?;
+    let rest = path.strip_prefix(ADMIN_PREFIX).ok_or(404u16)?;
+    if rest == "sessions" {
+        return match *method {
+            Method::GET => Ok(Call::SessionsByUid),
+            _ => Err(405),
+        };
+    }
+    let rest = rest.strip_prefix("users/").ok_or(404u16)?;
     let mut parts = rest.split('/');
     let openid = parts.next().filter(|o| plain_id(o)).ok_or(404u16)?;
     let what = parts.next().ok_or(404u16)?;
@@ -137,7 +149,7 @@ pub(super) async fn handle(
         let call = route(req.method(), req.uri().path()).ok();
         state.audit().admin(
             "admin_refused",
-            call.as_ref().map(Call::openid),
+            call.as_ref().and_then(Call::openid),
             "token_invalid",
             None,
         );
@@ -172,7 +184,7 @@ pub(super) async fn handle(
     };
     state
         .audit()
-        .admin(call.event(), Some(call.openid()), outcome, detail);
+        .admin(call.event(), call.openid(), outcome, detail);
     let mut r = match result {
         Ok(v) => response(200, "application/json", v.to_string()),
         Err(e) => error_response(&e),
@@ -194,7 +206,7 @@ fn audit_detail(call: &Call<'_>, answer: &Value) -> Option<String> {
             answer["ban"]["until_ms"], answer["sessions_ended"]
         )),
         Call::Unban(_) => Some(format!("unbanned={}", answer["unbanned"])),
-        Call::Sessions(_) | Call::GetBan(_) => None,
+        Call::SessionsByUid | Call::Sessions(_) | Call::GetBan(_) => None,
     }
 }
 
@@ -205,24 +217,53 @@ async fn answer(
     body: &[u8],
 ) -> Result<Value, ApiError> {
     let sessions = state.sessions();
+    let param = |name: &str| {
+        query
+            .into_iter()
+            .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let number = |name: &str, default: usize| match param(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::InvalidRequest("`offset` and `limit` are numbers")),
+    };
+    let offset = number("offset", 0)?;
+    let limit = number("limit", MAX_PAGE)?.clamp(1, MAX_PAGE);
     match *call {
+        Call::SessionsByUid => {
+            let uid = param("uid")
+                .filter(|u| {
+                    (1..=MAX_UID_BYTES).contains(&u.len())
+                        && u.bytes().all(|b| b.is_ascii_graphic())
+                })
+                .ok_or(ApiError::InvalidRequest(
+                    "`uid` (1-128 visible ASCII characters) is required",
+                ))?;
+            let (openids, all) = sessions.sessions_of_uid(&uid).await?;
+            let page: Vec<Value> = all
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|(openid, e)| {
+                    let mut v = json!(e);
+                    v["openid"] = json!(openid);
+                    v
+                })
+                .collect();
+            let next = offset.saturating_add(page.len());
+            Ok(json!({
+                "uid": uid,
+                "users": openids,
+                "sessions": page,
+                "total": all.len(),
+                "next_offset": (next < all.len()).then_some(next),
+            }))
+        }
         Call::Sessions(openid) => {
             let all = sessions.sessions_of(openid).await?;
-            let param = |name: &str| {
-                query
-                    .into_iter()
-                    .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.into_owned())
-            };
-            let number = |name: &str, default: usize| match param(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<usize>()
-                    .map_err(|_| ApiError::InvalidRequest("`offset` and `limit` are numbers")),
-            };
-            let offset = number("offset", 0)?;
-            let limit = number("limit", MAX_PAGE)?.clamp(1, MAX_PAGE);
             let page: Vec<_> = all.iter().skip(offset).take(limit).collect();
             let next = offset.saturating_add(page.len());
             Ok(json!({

@@ -25,6 +25,23 @@ impl Sessions {
         Ok(live)
     }
 
+    /// The openids the login hook gave `uid` to (one per app, usually), and
+    /// the live sessions of each, oldest first.
+    pub async fn sessions_of_uid(
+        &self,
+        uid: &str,
+    ) -> Result<(Vec<String>, Vec<(String, SessionEntry)>), ApiError> {
+        let openids = self.store.uid_openids(uid).await?;
+        let mut all = Vec::new();
+        for openid in &openids {
+            for e in self.live(openid).await? {
+                all.push((openid.clone(), e));
+            }
+        }
+        all.sort_by_key(|(_, e)| e.created_ms);
+        Ok((openids, all))
+    }
+
     /// End session `id` of `openid` (`None`: all of them), reason `admin`.
     /// Returns the ids ended; `session_not_found` for an unknown id.
     pub async fn end_for_admin(

@@ -89,6 +89,10 @@ impl Sessions {
         if held > MAX_SESSIONS_PER_USER {
             self.keep_newest(openid).await?;
         }
+        // The admin API finds the user by the backend's own id too.
+        if let Some(uid) = &user.uid {
+            self.store.link_uid(uid, openid, self.index_ttl()).await?;
+        }
         // A ban that came while this login was under way (after its first
         // check, say while the login hook answered) may have missed this
         // session, and its tokens may postdate the ban's revocation: look
@@ -189,6 +193,15 @@ impl Sessions {
             .await
         {
             tracing::warn!(error = %e, session = %short(&record.family), "cannot record a session's refresh in its user's index");
+        }
+        if let Some(uid) = &record.user.uid {
+            if let Err(e) = self
+                .store
+                .link_uid(uid, &record.openid, self.index_ttl())
+                .await
+            {
+                tracing::warn!(error = %e, "cannot renew the link of a login hook uid to its user");
+            }
         }
     }
 

@@ -107,6 +107,13 @@ pub trait Store: Send + Sync + 'static {
     /// Lift the ban of `openid`; `false` if there was none.
     async fn remove_ban(&self, openid: &str) -> Result<bool, StoreError>;
 
+    /// Link the login hook's `uid` to `openid` for `ttl` (as long as the
+    /// user's session index); a uid keeps at most [`super::MAX_UID_OPENIDS`].
+    async fn link_uid(&self, uid: &str, openid: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// The openids `uid` was given to, while their links live.
+    async fn uid_openids(&self, uid: &str) -> Result<Vec<String>, StoreError>;
+
     /// Revoke one token id for `ttl` (until its `exp`).
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError>;
 

@@ -30,7 +30,7 @@ use super::error::StoreError;
 use super::interface::{MapStats, Store};
 use super::records::{
     revoked_by, AccessTokenRecord, Ban, CodeClaim, EndReason, RefreshRecord, RefreshTake,
-    RevocationCheck, SessionEntry, WxSession,
+    RevocationCheck, SessionEntry, WxSession, MAX_UID_OPENIDS,
 };
 
 /// Access tokens and leases kept: a few per mini program.
@@ -73,6 +73,8 @@ pub struct MemoryStore {
     ended: BoundedMap<EndReason>,
     /// Each user's sessions, by openid.
     user_sessions: BoundedMap<Vec<SessionEntry>>,
+    /// The openids each login hook `uid` was given to.
+    uids: BoundedMap<Vec<String>>,
     counters: BoundedMap<u64>,
     access_tokens: BoundedMap<AccessTokenRecord>,
     leases: BoundedMap<String>,
@@ -94,6 +96,7 @@ impl MemoryStore {
             revoked_family: BoundedMap::new("revoked_families", limits.max_revocations, Refuse),
             refresh: BoundedMap::new("refresh_tokens", limits.max_refresh_tokens, DropLeastRecent),
             user_sessions: BoundedMap::new("user_sessions", limits.max_sessions, DropLeastRecent),
+            uids: BoundedMap::new("uids", limits.max_sessions, DropLeastRecent),
             ended: BoundedMap::new("ended_sessions", limits.max_revocations, DropLeastRecent),
             bans: BoundedMap::new("bans", limits.max_revocations, Refuse),
             counters: BoundedMap::new("rate_limit_counters", limits.max_counters, DropLeastRecent),
@@ -285,6 +288,28 @@ impl Store for MemoryStore {
         Ok(self.bans.remove(openid).is_some())
     }
 
+    async fn link_uid(&self, uid: &str, openid: &str, ttl: Duration) -> Result<(), StoreError> {
+        dropped(
+            self.uids.renew(uid, ttl, |old| {
+                let mut all: Vec<String> = old
+                    .map(|v| v.iter().filter(|o| *o != openid).cloned().collect())
+                    .unwrap_or_default();
+                let extra = all.len().saturating_add(1).saturating_sub(MAX_UID_OPENIDS);
+                all.drain(..extra);
+                all.push(openid.to_string());
+                all
+            }),
+            "uids",
+        )
+        .map(|_| ())
+    }
+
+    async fn uid_openids(&self, uid: &str) -> Result<Vec<String>, StoreError> {
+        let mut all = self.uids.get(uid).unwrap_or_default();
+        all.sort();
+        Ok(all)
+    }
+
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {
         self.revoke(&self.revoked_jti, jti, (), ttl)
     }
@@ -424,6 +449,7 @@ impl Store for MemoryStore {
             stats(&self.revoked_family),
             stats(&self.refresh),
             stats(&self.user_sessions),
+            stats(&self.uids),
             stats(&self.ended),
             stats(&self.bans),
             stats(&self.counters),

@@ -13,6 +13,10 @@ use crate::token::UserClaims;
 /// every lifetime the config allows.
 pub const MAX_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
 
+/// The most openids one login hook `uid` is linked to (one per app, with
+/// room to spare).
+pub const MAX_UID_OPENIDS: usize = 16;
+
 /// `ttl`, at most [`MAX_TTL`].
 pub(crate) fn clamp_ttl(ttl: Duration) -> Duration {
     ttl.min(MAX_TTL)

@@ -29,6 +29,7 @@ mod refresh;
 mod revoke;
 mod sentinel;
 mod user_sessions;
+mod users;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -317,29 +318,23 @@ impl Store for RedisStore {
         ban: &Ban,
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        let key = self.key("ban", openid);
-        let value = json(ban)?;
-        match ttl {
-            Some(ttl) => {
-                self.call(c.pset_ex::<_, _, ()>(key, value, millis(ttl)))
-                    .await
-            }
-            // Until unbanned: the one kind of key without a TTL.
-            None => self.call(c.set::<_, _, ()>(key, value)).await,
-        }
+        self.put_ban_key(openid, ban, ttl).await
     }
 
     async fn get_ban(&self, openid: &str) -> Result<Option<Ban>, StoreError> {
-        let mut c = self.conn.clone();
-        let v: Option<String> = self.call(c.get(self.key("ban", openid))).await?;
-        v.as_deref().map(parse).transpose()
+        self.ban_key(openid).await
     }
 
     async fn remove_ban(&self, openid: &str) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
-        let n: i64 = self.call(c.del(self.key("ban", openid))).await?;
-        Ok(n > 0)
+        self.remove_ban_key(openid).await
+    }
+
+    async fn link_uid(&self, uid: &str, openid: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.link_uid_key(uid, openid, ttl).await
+    }
+
+    async fn uid_openids(&self, uid: &str) -> Result<Vec<String>, StoreError> {
+        self.uid_key(uid).await
     }
 
     async fn revoke_token(&self, jti: &str, ttl: Duration) -> Result<(), StoreError> {
