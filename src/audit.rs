@@ -93,6 +93,12 @@ impl Audit {
         Ok(self)
     }
 
+    /// Whether an event would go anywhere: a line the log writes, or the
+    /// webhook. Nothing is built (no hash, no id) when neither.
+    fn wanted(&self) -> bool {
+        self.webhook.is_some() || tracing::enabled!(target: "wxgate::audit", tracing::Level::INFO)
+    }
+
     /// An event about `openid`, its id and time set.
     fn record(&self, event: &'static str, openid: &str) -> Record {
         Record {
@@ -137,6 +143,9 @@ impl Audit {
         session: &str,
         ip: Option<IpAddr>,
     ) {
+        if !self.wanted() {
+            return;
+        }
         let mut r = self.record("login", openid);
         r.app = appid.map(str::to_string);
         r.session = Some(short(session).to_string());
@@ -146,6 +155,9 @@ impl Audit {
 
     /// `session` was refreshed.
     pub(crate) fn refresh(&self, openid: &str, session: &str) {
+        if !self.wanted() {
+            return;
+        }
         let mut r = self.record("refresh", openid);
         r.session = Some(short(session).to_string());
         self.emit(r);
@@ -153,6 +165,9 @@ impl Audit {
 
     /// The user logged out `what`: `token` (its session), `all` or `others`.
     pub(crate) fn logout(&self, openid: &str, session: Option<&str>, what: &'static str) {
+        if !self.wanted() {
+            return;
+        }
         let mut r = self.record("logout", openid);
         r.session = session.map(|s| short(s).to_string());
         r.what = Some(what);
@@ -161,6 +176,9 @@ impl Audit {
 
     /// `session` ended, by whom and why.
     pub(crate) fn session_ended(&self, openid: &str, session: &str, by: EndedBy) {
+        if !self.wanted() {
+            return;
+        }
         let mut r = self.record("session_ended", openid);
         r.session = Some(short(session).to_string());
         r.by = Some(by.by());
@@ -177,6 +195,9 @@ impl Audit {
         outcome: &'static str,
         detail: Option<String>,
     ) {
+        if !self.wanted() {
+            return;
+        }
         let mut r = match openid {
             Some(o) => self.record(event, o),
             None => Record {

@@ -362,10 +362,16 @@ mod tests {
             "/internal/admin/users/o/sessions/a/b",
             "/internal/admin/users/o/other",
             "/internal/admin/users/o",
-            "/internal/admin/sessions",
+            "/internal/admin/sessions/x",
+            "/internal/admin/uids",
         ] {
             assert_eq!(route(&Method::GET, bad), Err(404), "{bad}");
         }
+        assert_eq!(
+            route(&Method::GET, "/internal/admin/sessions"),
+            Ok(Call::SessionsByUid)
+        );
+        assert_eq!(route(&Method::DELETE, "/internal/admin/sessions"), Err(405));
         let long = "o".repeat(65);
         assert_eq!(
             route(&Method::GET, &format!("/internal/admin/users/{long}/ban")),
