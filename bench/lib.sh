@@ -186,6 +186,9 @@ prefix = "/"
 upstreams = ["127.0.0.1:$UP_PORT"]
 auth = "required"
 EOF
+# Whole sections appended to wxgate's config (wxgate-b's too, which copies it),
+# e.g. WXGATE_TOML=$'[sessions]\nmax_per_user = 3'.
+[[ -n ${WXGATE_TOML:-} ]] && printf '\n%s\n' "$WXGATE_TOML" >>"$TMP/wxgate.toml"
 "$WXGATE" check -c "$TMP/wxgate.toml" >/dev/null
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$WXGATE" run -c "$TMP/wxgate.toml" \
     >"$TMP/wxgate.log" 2>&1 &

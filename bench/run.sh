@@ -27,6 +27,7 @@
 #   WXGATE_B=/path/to/other/wxgate           A/B: also run this binary (scenarios wxgate-b,
 #                                            wxgate-b-401, wxgate-b-public), same rounds
 #   WXGATE_B_TOML=$'[sessions]\nmax_per_user = 3'  sections appended to wxgate-b's config
+#   WXGATE_TOML=...                          sections appended to wxgate's (and wxgate-b's)
 #   WXGATE_B_SERVER='http1 = "pingora"'      extra [server] lines for wxgate-b (with
 #                                            WXGATE_B=the same binary: the two HTTP/1 paths)
 #   KEEP=1                                   keep the temp dir (configs, logs, raw wrk output)

@@ -262,7 +262,7 @@ fn entry(id: &str, created_ms: u64) -> SessionEntry {
         created_ms,
         refreshed_ms: created_ms,
         issued_ms: 0,
-        ip: Some("203.0.113.9".into()),
+        ip: Some("203.0.113.9".parse().unwrap()),
         device: Some(Device {
             platform: Some("ios".into()),
             model: None,

@@ -44,7 +44,7 @@ pub(crate) struct SessionView {
     /// Unix milliseconds of the last refresh (the login's, before one).
     pub refreshed_at: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
+    pub ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
     /// The session of the token that asked.
@@ -78,7 +78,7 @@ impl Sessions {
             created_ms: now,
             refreshed_ms: now,
             issued_ms: unix_now_ms(),
-            ip: meta.ip.map(|ip| ip.to_string()),
+            ip: meta.ip,
             device: meta.device.clone(),
         };
         let held = self

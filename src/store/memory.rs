@@ -80,6 +80,8 @@ pub struct MemoryStore {
     leases: BoundedMap<String>,
     /// Whether anything was ever revoked: lets the per-request check skip the maps.
     any_revoked: AtomicBool,
+    /// Whether anyone was ever banned: a login's ban checks skip the map.
+    any_ban: AtomicBool,
     /// Bumped on every revocation: open sockets look again at once.
     revoked: tokio::sync::watch::Sender<u64>,
 }
@@ -104,6 +106,7 @@ impl MemoryStore {
             access_tokens: BoundedMap::new("access_tokens", MAX_APPS, DropLeastRecent),
             leases: BoundedMap::new("leases", MAX_APPS.saturating_mul(4), DropLeastRecent),
             any_revoked: AtomicBool::new(false),
+            any_ban: AtomicBool::new(false),
             revoked: tokio::sync::watch::channel(0).0,
         }
     }
@@ -160,17 +163,21 @@ impl Store for MemoryStore {
         entry: &SessionEntry,
         ttl: Duration,
     ) -> Result<usize, StoreError> {
-        let all = dropped(
-            self.user_sessions.renew(openid, ttl, |old| {
-                let mut all: Vec<SessionEntry> = old
-                    .map(|v| v.iter().filter(|e| e.id != entry.id).cloned().collect())
-                    .unwrap_or_default();
-                all.push(entry.clone());
-                all
-            }),
+        dropped(
+            self.user_sessions.renew_then(
+                openid,
+                ttl,
+                |old| {
+                    let mut all: Vec<SessionEntry> = old
+                        .map(|v| v.iter().filter(|e| e.id != entry.id).cloned().collect())
+                        .unwrap_or_default();
+                    all.push(entry.clone());
+                    all
+                },
+                Vec::len,
+            ),
             "user_sessions",
-        )?;
-        Ok(all.len())
+        )
     }
 
     async fn touch_session(
@@ -180,20 +187,24 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         dropped(
-            self.user_sessions.renew(openid, ttl, |old| {
-                let mut all = old.cloned().unwrap_or_default();
-                match all.iter_mut().find(|e| e.id == entry.id) {
-                    Some(e) => {
-                        e.refreshed_ms = e.refreshed_ms.max(entry.refreshed_ms);
-                        e.issued_ms = e.issued_ms.max(entry.issued_ms);
+            self.user_sessions.renew_then(
+                openid,
+                ttl,
+                |old| {
+                    let mut all = old.cloned().unwrap_or_default();
+                    match all.iter_mut().find(|e| e.id == entry.id) {
+                        Some(e) => {
+                            e.refreshed_ms = e.refreshed_ms.max(entry.refreshed_ms);
+                            e.issued_ms = e.issued_ms.max(entry.issued_ms);
+                        }
+                        None => all.push(entry.clone()),
                     }
-                    None => all.push(entry.clone()),
-                }
-                all
-            }),
+                    all
+                },
+                |_| (),
+            ),
             "user_sessions",
         )
-        .map(|_| ())
     }
 
     async fn list_sessions(&self, openid: &str) -> Result<Vec<SessionEntry>, StoreError> {
@@ -275,12 +286,17 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         // Without an end: as long as this store can hold anything.
         let ttl = ttl.unwrap_or(super::records::MAX_TTL);
+        // Before the entry: a check that sees no flag cannot see the ban.
+        self.any_ban.store(true, Ordering::Release);
         self.bans
             .insert(openid, ban.clone(), ttl)
             .map_err(|Full| StoreError::Full { what: "bans" })
     }
 
     async fn get_ban(&self, openid: &str) -> Result<Option<Ban>, StoreError> {
+        if !self.any_ban.load(Ordering::Acquire) {
+            return Ok(None);
+        }
         Ok(self.bans.get(openid))
     }
 
@@ -290,18 +306,22 @@ impl Store for MemoryStore {
 
     async fn link_uid(&self, uid: &str, openid: &str, ttl: Duration) -> Result<(), StoreError> {
         dropped(
-            self.uids.renew(uid, ttl, |old| {
-                let mut all: Vec<String> = old
-                    .map(|v| v.iter().filter(|o| *o != openid).cloned().collect())
-                    .unwrap_or_default();
-                let extra = all.len().saturating_add(1).saturating_sub(MAX_UID_OPENIDS);
-                all.drain(..extra);
-                all.push(openid.to_string());
-                all
-            }),
+            self.uids.renew_then(
+                uid,
+                ttl,
+                |old| {
+                    let mut all: Vec<String> = old
+                        .map(|v| v.iter().filter(|o| *o != openid).cloned().collect())
+                        .unwrap_or_default();
+                    let extra = all.len().saturating_add(1).saturating_sub(MAX_UID_OPENIDS);
+                    all.drain(..extra);
+                    all.push(openid.to_string());
+                    all
+                },
+                |_| (),
+            ),
             "uids",
         )
-        .map(|_| ())
     }
 
     async fn uid_openids(&self, uid: &str) -> Result<Vec<String>, StoreError> {

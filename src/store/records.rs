@@ -103,9 +103,10 @@ pub struct SessionEntry {
     /// what revocations are compared with (0: as `refreshed_ms`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub issued_ms: u64,
-    /// The client's address at login, as the access log shows it.
+    /// The client's address at login, as the access log shows it (a
+    /// string in JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
     /// What the mini program said of its device at login (never trusted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,

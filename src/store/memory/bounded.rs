@@ -250,7 +250,7 @@ impl<V: Clone> BoundedMap<V> {
         ttl: Duration,
         f: impl FnOnce(Option<&V>) -> V,
     ) -> Result<V, Full> {
-        self.replace_with(key, ttl, true, f)
+        self.replace_with(key, ttl, true, f, V::clone)
     }
 
     /// Replace the live value (or `None`) with `f(value)`, which then lives
@@ -261,22 +261,35 @@ impl<V: Clone> BoundedMap<V> {
         ttl: Duration,
         f: impl FnOnce(Option<&V>) -> V,
     ) -> Result<V, Full> {
-        self.replace_with(key, ttl, false, f)
+        self.replace_with(key, ttl, false, f, V::clone)
+    }
+
+    /// [`BoundedMap::renew`], returning `then(new value)` instead of a copy.
+    pub fn renew_then<R>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        f: impl FnOnce(Option<&V>) -> V,
+        then: impl FnOnce(&V) -> R,
+    ) -> Result<R, Full> {
+        self.replace_with(key, ttl, false, f, then)
     }
 
     /// [`BoundedMap::update`] or, without `keep_deadline`, [`BoundedMap::renew`].
-    fn replace_with(
+    fn replace_with<R>(
         &self,
         key: &str,
         ttl: Duration,
         keep_deadline: bool,
         f: impl FnOnce(Option<&V>) -> V,
-    ) -> Result<V, Full> {
+        then: impl FnOnce(&V) -> R,
+    ) -> Result<R, Full> {
         let mut f = Some(f);
+        let mut then = Some(then);
         let mut out = None;
         self.write(key, ttl, keep_deadline, |old| {
             let v = f.take().map(|f| f(old))?;
-            out = Some(v.clone());
+            out = then.take().map(|then| then(&v));
             Some(v)
         })?;
         // `f` always runs: the callback above is called exactly once.
