@@ -669,3 +669,69 @@ async fn a_socket_closes_when_a_reload_removes_its_tokens_key() {
     assert_eq!(r.error(), "token_invalid");
     gw.stop().await;
 }
+
+/// A session ended from another device closes its sockets at once, with
+/// the reason a request with its token gets (`session_ended`), on every
+/// instance: memory store (one instance) and Redis (socket on B, the
+/// session ended through A). Real logins through the mock WeChat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_session_closes_its_sockets_with_session_ended() {
+    let (upstream, _seen, _closes) = echo_server_pushing(None).await;
+    let mock = wxgate::dev::mock_wechat::MockWechat::new(
+        "wx1234567890abcdef",
+        "0123456789abcdef0123456789abcdef",
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mock_addr = listener.local_addr().unwrap();
+    let mock_task = tokio::spawn(mock.clone().serve(listener));
+    // The push, not the periodic check (30 s), must close the socket.
+    let config = closing_config(upstream)
+        .replace("revocation_check = \"200ms\"", "revocation_check = \"30s\"")
+        .replace("http://127.0.0.1:9", &format!("http://{mock_addr}"));
+    let memory = Gateway::start(&config).await;
+    let redis = support::redis::RedisServer::start();
+    let shared = format!(
+        "{config}\n[store]\nkind = \"redis\"\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let a = Gateway::start(&shared).await;
+    let b = Gateway::start(&shared).await;
+    for (i, (ended_on, socket_on)) in [(&memory, &memory), (&a, &b)].into_iter().enumerate() {
+        let token = |code: String| async move {
+            let r = support::login(ended_on.addr, &code).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["token"].as_str().unwrap().to_string()
+        };
+        let phone = token(format!("wsdev{i}.1")).await;
+        let laptop = token(format!("wsdev{i}.2")).await;
+        let auth = format!("Bearer {phone}");
+        let mut ws = connect(socket_on.addr, &[("Authorization", &auth)])
+            .await
+            .unwrap();
+        ws.send(Message::text("hello")).await.unwrap();
+        assert_eq!(next_message(&mut ws).await, Message::text("hello"));
+        // The laptop ends the phone's session.
+        let listed = support::get_auth(ended_on.addr, "/wx/sessions", &laptop, &[]).await;
+        assert_eq!(listed.status, 200, "{}", listed.text());
+        let phone_id = listed.json()["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["current"] == false)
+            .expect("the phone's session")["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let req = format!(
+            "DELETE /wx/sessions/{phone_id} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nAuthorization: Bearer {laptop}\r\n\r\n"
+        );
+        let r = support::raw_request(ended_on.addr, req.as_bytes()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let (code, reason) = close_frame_of(&mut ws, Duration::from_secs(3)).await;
+        assert_eq!((code, reason.as_str()), (4001, "session_ended"));
+    }
+    for gw in [memory, a, b] {
+        gw.stop().await;
+    }
+    mock_task.abort();
+}

@@ -63,10 +63,12 @@ impl std::fmt::Debug for TokenWatch {
 }
 
 /// What the revocation check tells the stream: nothing yet, or why the
-/// token ended ([`CloseReason::Revoked`] or [`CloseReason::Invalid`]).
+/// token ended ([`CloseReason::Revoked`], [`CloseReason::Ended`] or
+/// [`CloseReason::Invalid`]).
 #[derive(Default)]
 struct RevokedFlag {
-    /// 0: up to now the token holds; 1: revoked; 2: refused by the keys in force.
+    /// 0: up to now the token holds; 1: revoked; 2: refused by the keys in
+    /// force; 3: its session was ended.
     revoked: AtomicU8,
     /// The task reading the client stream, woken when the flag goes up.
     reader: Mutex<Option<Waker>>,
@@ -76,6 +78,7 @@ impl RevokedFlag {
     fn raise(&self, reason: CloseReason) {
         let code = match reason {
             CloseReason::Invalid => 2,
+            CloseReason::Ended => 3,
             _ => 1,
         };
         self.revoked.store(code, Ordering::Release);
@@ -109,6 +112,7 @@ impl RevokedFlag {
         match self.revoked.load(Ordering::Acquire) {
             0 => None,
             2 => Some(CloseReason::Invalid),
+            3 => Some(CloseReason::Ended),
             _ => Some(CloseReason::Revoked),
         }
     }
@@ -248,6 +252,17 @@ impl Drop for TokenWatch {
     }
 }
 
+/// Why a revoked token's socket closes: its session was ended (the store
+/// knows a reason for its family), or it was revoked (a logout).
+async fn revoked_why(sessions: &Sessions, identity: &Identity) -> CloseReason {
+    match identity.family.as_deref() {
+        Some(family) if matches!(sessions.store().ended_reason(family).await, Ok(Some(_))) => {
+            CloseReason::Ended
+        }
+        _ => CloseReason::Revoked,
+    }
+}
+
 /// Ask the store every `every` whether the token was revoked, and verify it
 /// again with the keys of each config a reload puts in force; raise the flag
 /// when it was revoked or is refused. A store that cannot answer leaves the
@@ -268,7 +283,7 @@ async fn watch_revocation(check: RevocationCheck, flag: Arc<RevokedFlag>) {
     // A revocation that arrived between the handshake's check and the
     // subscription would otherwise wait for the tick.
     if matches!(sessions.is_revoked(&identity).await, Ok(true)) {
-        flag.raise(CloseReason::Revoked);
+        flag.raise(revoked_why(&sessions, &identity).await);
         return;
     }
     loop {
@@ -287,7 +302,7 @@ async fn watch_revocation(check: RevocationCheck, flag: Arc<RevokedFlag>) {
         tokio::select! {
             _ = revocation_arrived(&mut events) => match sessions.is_revoked(&identity).await {
                 Ok(true) => {
-                    flag.raise(CloseReason::Revoked);
+                    flag.raise(revoked_why(&sessions, &identity).await);
                     return;
                 }
                 Ok(false) => {}
@@ -295,7 +310,7 @@ async fn watch_revocation(check: RevocationCheck, flag: Arc<RevokedFlag>) {
             },
             _ = tick.tick() => match sessions.is_revoked(&identity).await {
                 Ok(true) => {
-                    flag.raise(CloseReason::Revoked);
+                    flag.raise(revoked_why(&sessions, &identity).await);
                     return;
                 }
                 Ok(false) => {}

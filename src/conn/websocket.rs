@@ -22,6 +22,9 @@ pub(crate) enum CloseReason {
     Revoked,
     /// The config in force refuses the token (its key was removed).
     Invalid,
+    /// Its session was ended (from another device, by a policy, an admin, a
+    /// ban): what a request with the token is told (`session_ended`).
+    Ended,
 }
 
 impl CloseReason {
@@ -32,6 +35,7 @@ impl CloseReason {
             Self::Expired => "token_expired",
             Self::Revoked => "token_revoked",
             Self::Invalid => "token_invalid",
+            Self::Ended => "session_ended",
         }
     }
 }

@@ -270,8 +270,10 @@ impl Store for MemoryStore {
         reason: EndReason,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.revoke(&self.revoked_family, family, (), ttl)?;
-        dropped(self.ended.insert(family, reason, ttl), "ended_sessions")
+        // The reason before the refusal: an open socket woken by the
+        // revocation finds why.
+        dropped(self.ended.insert(family, reason, ttl), "ended_sessions")?;
+        self.revoke(&self.revoked_family, family, (), ttl)
     }
 
     async fn ended_reason(&self, family: &str) -> Result<Option<EndReason>, StoreError> {

@@ -298,14 +298,16 @@ impl Store for RedisStore {
         reason: EndReason,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        // The family first: that is what refuses its tokens, on every version.
-        self.revoke_family(family, ttl).await?;
+        // The reason first: on this version it refuses the family itself,
+        // so an open socket learns why it closes with the refusal; then the
+        // family's own entry, which versions before reasons read.
         let r = Revocation::Ended {
             family: family.to_string(),
             reason,
         };
         let legacy = (self.key("revoked-fam", family), "1".to_string());
-        self.revoke(r, ttl, legacy).await
+        self.revoke(r, ttl, legacy).await?;
+        self.revoke_family(family, ttl).await
     }
 
     async fn ended_reason(&self, family: &str) -> Result<Option<EndReason>, StoreError> {
