@@ -21,6 +21,7 @@ use wxgate::dev::DevEnv;
 
 const SECRET: &str = "audit-webhook-secret-0123456789";
 const JSON: Option<&str> = Some("application/json");
+const ADMIN: &str = "audit-admin-secret-0123456789";
 
 /// A gateway whose `[audit.webhook]` (with `lines` added, and `[audit]`
 /// lines `audit`) delivers to `url`.
@@ -34,6 +35,7 @@ secret_env = "AUDIT_TEST_WECHAT"
 
 [metrics]
 listen = "127.0.0.1:0"
+admin_secret_env = "AUDIT_TEST_ADMIN"
 
 [audit]
 {audit}
@@ -53,6 +55,7 @@ upstreams = ["127.0.0.1:9"]
         &[
             ("AUDIT_TEST_WECHAT", "audit wechat secret"),
             ("AUDIT_TEST_SECRET", SECRET),
+            ("AUDIT_TEST_ADMIN", ADMIN),
         ],
     )
     .await
@@ -135,7 +138,46 @@ async fn every_event_reaches_the_backend_signed_and_without_secrets() {
     let logout = events.iter().find(|e| e["event"] == "logout").unwrap();
     assert_eq!(logout["what"], "token");
 
+    // An admin bans the user (their session ends), then lifts the ban.
+    let second = support::login(gw, "audit-user.2").await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    let internal = env.gateway.metrics_addr().unwrap();
+    for (method, body) in [
+        ("PUT", r#"{"duration": "1h", "reason": "test"}"#),
+        ("DELETE", ""),
+    ] {
+        let req = format!(
+            "{method} /internal/admin/users/{openid}/ban HTTP/1.1\r\nHost: internal\r\nConnection: close\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let r = support::raw_request(internal, req.as_bytes()).await;
+        assert_eq!(r.status, 200, "{method}: {}", r.text());
+    }
+    let events = delivered(&hook, &["admin_ban", "admin_unban", "session_ended"]).await;
+    let ended = events
+        .iter()
+        .find(|e| e["event"] == "session_ended")
+        .unwrap();
+    assert_eq!(
+        (ended["by"].as_str(), ended["reason"].as_str()),
+        (Some("admin"), Some("banned"))
+    );
+    let ban = events.iter().find(|e| e["event"] == "admin_ban").unwrap();
+    assert_eq!(ban["outcome"], "ok");
+    assert_eq!(ban["user"], user.as_str());
+    assert!(!serde_json::to_string(&events).unwrap().contains(ADMIN));
+
     let metrics = scrape(env.gateway.metrics_addr().unwrap()).await;
+    assert_eq!(
+        sample(&metrics, r#"wxgate_bans_total{action="ban"}"#),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, r#"wxgate_bans_total{action="unban"}"#),
+        1.0,
+        "{metrics}"
+    );
     let series = r#"wxgate_audit_webhook_events_total{outcome="delivered"}"#;
     assert!(
         support::eventually(Duration::from_secs(10), || async {
