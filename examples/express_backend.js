@@ -30,7 +30,7 @@ app.post('/internal/wxgate', express.raw({ type: '*/*' }), (req, res) => {
 });
 
 // The [audit.webhook] url: wxgate's audit events.
-app.post('/internal/wxgate/audit', express.raw({ type: '*/*' }), (req, res) => {
+app.post('/internal/wxgate/audit', express.raw({ type: '*/*', limit: '1mb' }), (req, res) => {
   if (!AUDIT_SECRET || !signedByWxgate(req, AUDIT_SECRET)) return res.status(401).end();
   for (const event of JSON.parse(req.body).events) { // {id, time_ms, event, user, ...}
     console.log('wxgate audit:', JSON.stringify(event)); // keep them; a retried delivery repeats an id

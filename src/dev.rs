@@ -96,7 +96,7 @@ claims = {{ plan = "X-User-Plan" }}
 
 [audit.webhook]
 url = "http://{hook}/internal/wxgate/audit"
-secret_env = "WXGATE_DEV_HOOK_SECRET"
+secret_env = "WXGATE_DEV_AUDIT_SECRET"
 
 [[routes]]
 prefix = "/public/"
@@ -142,6 +142,7 @@ pub async fn start(
     let echo_addr = echo_listener.local_addr().map_err(DevError::Bind)?;
     let hook_addr = hook_listener.local_addr().map_err(DevError::Bind)?;
     let hook_secret = random_secret();
+    let audit_secret = random_secret();
 
     let mut config = match config_path {
         Some(path) => Config::load(path, env)?,
@@ -153,6 +154,7 @@ pub async fn start(
                 "WXGATE_DEV_JWT_SECRET" => Some(jwt.clone()),
                 "WXGATE_DEV_WECHAT_SECRET" => Some(wechat.clone()),
                 "WXGATE_DEV_HOOK_SECRET" => Some(hook_secret.clone()),
+                "WXGATE_DEV_AUDIT_SECRET" => Some(audit_secret.clone()),
                 _ => None,
             })?
         }
@@ -177,7 +179,7 @@ pub async fn start(
         .collect();
     let mock = MockWechat::with_apps(&apps);
     let echo = EchoUpstream::new("echo");
-    let hook = ExampleHook::new(hook_secret.as_bytes());
+    let hook = ExampleHook::with_audit_secret(hook_secret.as_bytes(), audit_secret.as_bytes());
     let tasks = AbortOnDrop(vec![
         tokio::spawn(mock.clone().serve(mock_listener)),
         tokio::spawn(echo.clone().serve(echo_listener)),

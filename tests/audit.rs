@@ -265,3 +265,13 @@ async fn a_backend_that_never_answers_delays_no_login_and_the_queue_stays_bounde
     hold.abort();
     dev::stop(env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wxgate_dev_delivers_audit_events_to_the_example_hook() {
+    let env = dev::embedded().await;
+    let login = support::login(env.gateway.addr(), "dev-audit.1").await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    delivered(&env.hook, &["login"]).await;
+    assert_eq!(env.hook.bad_signatures(), 0);
+    dev::stop(env).await;
+}

@@ -2145,3 +2145,25 @@ fn audit_defaults_and_the_webhook_are_checked_by_key() {
     }
     parse_error(&format!("{base}\n[audit]\nopen_id = true\n"));
 }
+
+#[test]
+fn an_audit_webhook_sharing_the_hooks_secret_is_warned_of() {
+    let webhook = |secret: &str| {
+        format!(
+            "{}\n[audit.webhook]\nurl = \"http://127.0.0.1:5000/audit\"\nsecret = \"{secret}\"\n",
+            with_hook(HOOK, ROUTE)
+        )
+    };
+    let shared = parse_ok(&webhook("hook-secret-0123456789"));
+    assert!(
+        shared.warnings.iter().any(|w| w.contains("share a secret")),
+        "{:?}",
+        shared.warnings
+    );
+    let own = parse_ok(&webhook("audit-secret-0123456789"));
+    assert!(
+        !own.warnings.iter().any(|w| w.contains("share a secret")),
+        "{:?}",
+        own.warnings
+    );
+}

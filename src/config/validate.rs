@@ -119,6 +119,14 @@ impl Validator<'_> {
         let token_life = jwt.ttl.saturating_add(jwt.leeway);
         let sessions = self.sessions(raw.sessions, &appids, (token_life, login.refresh_ttl))?;
         let audit = self.audit(raw.audit, resolved.audit_secret)?;
+        if let (Some(h), Some(w)) = (&login.hook, &audit.webhook) {
+            if h.secret == w.secret {
+                self.warnings.push(format!(
+                    "{}: [audit.webhook] and [login.hook] share a secret: a delivery signed for one is good for the other; give each its own",
+                    self.file
+                ));
+            }
+        }
         let health = &server.health_path_prefix;
         for (i, r) in routes.iter().enumerate() {
             for endpoint in ["healthz", "readyz"] {

@@ -63,6 +63,8 @@ struct State {
 
 struct Inner {
     secret: Vec<u8>,
+    /// Checks the audit webhook's deliveries.
+    audit_secret: Vec<u8>,
     mode: Mutex<Mode>,
     state: Mutex<State>,
 }
@@ -90,11 +92,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ExampleHook {
-    /// A hook that checks calls against `secret`.
+    /// A hook that checks calls (and audit deliveries) against `secret`.
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_audit_secret(secret, secret)
+    }
+
+    /// A hook that checks its calls against `secret` and audit deliveries
+    /// against `audit_secret`.
+    pub fn with_audit_secret(secret: &[u8], audit_secret: &[u8]) -> Self {
         Self {
             inner: Arc::new(Inner {
                 secret: secret.to_vec(),
+                audit_secret: audit_secret.to_vec(),
                 mode: Mutex::new(Mode::Normal),
                 state: Mutex::new(State::default()),
             }),
@@ -146,14 +155,7 @@ impl ExampleHook {
 
     /// Whether `timestamp` and `signature` are wxgate's for `body`.
     pub fn verify(&self, timestamp: &str, signature: &str, body: &[u8]) -> bool {
-        let Ok(ts) = timestamp.parse::<u64>() else {
-            return false;
-        };
-        if unix_now().abs_diff(ts) > MAX_SKEW_SECS {
-            return false;
-        }
-        let expected = sign(&self.inner.secret, ts, body);
-        expected.as_bytes().ct_eq(signature.as_bytes()).into()
+        verify_with(&self.inner.secret, timestamp, signature, body)
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -169,11 +171,17 @@ impl ExampleHook {
         };
         let (timestamp, signature) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
         let audit = req.uri().path() == AUDIT_PATH;
-        let Ok(body) = Limited::new(req.into_body(), 64 * 1024).collect().await else {
+        // An audit delivery may carry up to 1000 events.
+        let Ok(body) = Limited::new(req.into_body(), 1024 * 1024).collect().await else {
             return response(400, "text/plain", "unreadable body");
         };
         let body = body.to_bytes();
-        if !self.verify(&timestamp, &signature, &body) {
+        let secret = if audit {
+            &self.inner.audit_secret
+        } else {
+            &self.inner.secret
+        };
+        if !verify_with(secret, &timestamp, &signature, &body) {
             lock(&self.inner.state).bad_signatures += 1;
             return response(401, "application/json", r#"{"message":"bad signature"}"#);
         }
@@ -218,4 +226,16 @@ impl ExampleHook {
         });
         response(200, "application/json", answer.to_string())
     }
+}
+
+/// Whether `timestamp` and `signature` are wxgate's for `body` under `secret`.
+fn verify_with(secret: &[u8], timestamp: &str, signature: &str, body: &[u8]) -> bool {
+    let Ok(ts) = timestamp.parse::<u64>() else {
+        return false;
+    };
+    if unix_now().abs_diff(ts) > MAX_SKEW_SECS {
+        return false;
+    }
+    let expected = sign(secret, ts, body);
+    expected.as_bytes().ct_eq(signature.as_bytes()).into()
 }

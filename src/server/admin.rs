@@ -178,7 +178,7 @@ pub(super) async fn handle(
                 Call::Unban(_) if v["unbanned"] == true => state.metrics().ban("unban"),
                 _ => {}
             }
-            ("ok", audit_detail(&call, v))
+            ("ok", audit_detail(state, &call, v))
         }
         Err(e) => (e.code(), None),
     };
@@ -195,8 +195,20 @@ pub(super) async fn handle(
 }
 
 /// What an audit line says of a call that succeeded: sessions ended, ban.
-fn audit_detail(call: &Call<'_>, answer: &Value) -> Option<String> {
+fn audit_detail(state: &GatewayState, call: &Call<'_>, answer: &Value) -> Option<String> {
     match call {
+        // Whose sessions were read, as the access log names users.
+        Call::SessionsByUid => Some(format!(
+            "users={}",
+            answer["users"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|o| state.user_hash(o))
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
         Call::EndSession(..) | Call::EndAll(_) => Some(format!(
             "ended={}",
             answer["ended"].as_array().map_or(0, Vec::len)
@@ -206,7 +218,7 @@ fn audit_detail(call: &Call<'_>, answer: &Value) -> Option<String> {
             answer["ban"]["until_ms"], answer["sessions_ended"]
         )),
         Call::Unban(_) => Some(format!("unbanned={}", answer["unbanned"])),
-        Call::SessionsByUid | Call::Sessions(_) | Call::GetBan(_) => None,
+        Call::Sessions(_) | Call::GetBan(_) => None,
     }
 }
 
@@ -230,8 +242,13 @@ async fn answer(
             .parse::<usize>()
             .map_err(|_| ApiError::InvalidRequest("`offset` and `limit` are numbers")),
     };
-    let offset = number("offset", 0)?;
-    let limit = number("limit", MAX_PAGE)?.clamp(1, MAX_PAGE);
+    // Read only by the two lists: a stray `limit` on another call is no error.
+    let page = || -> Result<(usize, usize), ApiError> {
+        Ok((
+            number("offset", 0)?,
+            number("limit", MAX_PAGE)?.clamp(1, MAX_PAGE),
+        ))
+    };
     match *call {
         Call::SessionsByUid => {
             let uid = param("uid")
@@ -242,6 +259,7 @@ async fn answer(
                 .ok_or(ApiError::InvalidRequest(
                     "`uid` (1-128 visible ASCII characters) is required",
                 ))?;
+            let (offset, limit) = page()?;
             let (openids, all) = sessions.sessions_of_uid(&uid).await?;
             let page: Vec<Value> = all
                 .iter()
@@ -263,6 +281,7 @@ async fn answer(
             }))
         }
         Call::Sessions(openid) => {
+            let (offset, limit) = page()?;
             let all = sessions.sessions_of(openid).await?;
             let page: Vec<_> = all.iter().skip(offset).take(limit).collect();
             let next = offset.saturating_add(page.len());

@@ -89,9 +89,12 @@ impl Sessions {
         if held > MAX_SESSIONS_PER_USER {
             self.keep_newest(openid).await?;
         }
-        // The admin API finds the user by the backend's own id too.
+        // The admin API finds the user by the backend's own id too (a
+        // failed link costs only that lookup: the login goes on).
         if let Some(uid) = &user.uid {
-            self.store.link_uid(uid, openid, self.index_ttl()).await?;
+            if let Err(e) = self.store.link_uid(uid, openid, self.index_ttl()).await {
+                tracing::warn!(error = %e, "cannot link a login hook uid to its user");
+            }
         }
         // A ban that came while this login was under way (after its first
         // check, say while the login hook answered) may have missed this

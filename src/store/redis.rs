@@ -306,8 +306,11 @@ impl Store for RedisStore {
             reason,
         };
         let legacy = (self.key("revoked-fam", family), "1".to_string());
-        self.revoke(r, ttl, legacy).await?;
-        self.revoke_family(family, ttl).await
+        let ended = self.revoke(r, ttl, legacy).await;
+        // Tried whatever the first write did: versions before reasons
+        // refuse the family only from this entry.
+        let refused = self.revoke_family(family, ttl).await;
+        ended.and(refused)
     }
 
     async fn ended_reason(&self, family: &str) -> Result<Option<EndReason>, StoreError> {

@@ -28,9 +28,10 @@ pub(crate) enum Revocation {
     Family(String),
     /// Everything of an openid issued at or before `before` (unix ms).
     Subject { openid: String, before: u64 },
-    /// A family revoked because its session was ended, and why. Written
-    /// after the family's own [`Revocation::Family`], which is what refuses
-    /// its tokens (a version before this one skips this kind).
+    /// A family revoked because its session was ended, and why: this
+    /// version refuses the family from it. Written before the family's own
+    /// [`Revocation::Family`], which a version before reasons (skipping this
+    /// kind) refuses it from.
     Ended { family: String, reason: EndReason },
 }
 

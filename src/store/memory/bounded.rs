@@ -16,17 +16,17 @@
 //! The shards (and their locks) are chosen by a keyed hash of the key, so
 //! threads rarely wait for each other.
 
-use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hashlink::LinkedHashMap;
+use shard::{Shard, Slot};
 
 use crate::store::records::clamp_ttl;
+
+mod shard;
 
 /// Most shards a map has; a small map has fewer (one per [`SHARD_MIN`]
 /// entries of capacity), so its least-recently-used order stays exact.
@@ -59,70 +59,6 @@ pub enum WhenFull {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the map is full")]
 pub struct Full;
-
-#[derive(Debug)]
-struct Slot<V> {
-    value: V,
-    deadline: Instant,
-}
-
-#[derive(Debug)]
-struct Shard<V> {
-    /// Front: least recently used.
-    map: LinkedHashMap<Arc<str>, Slot<V>>,
-    /// Deadlines, earliest on top; may hold stale items (see the module docs).
-    expiry: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
-    /// Heap items and entries visited so far: the work done, for tests.
-    steps: u64,
-}
-
-impl<V> Shard<V> {
-    fn new() -> Self {
-        Self {
-            map: LinkedHashMap::new(),
-            expiry: BinaryHeap::new(),
-            steps: 0,
-        }
-    }
-
-    /// Remove up to `limit` expired entries, in deadline order; the number removed.
-    fn sweep(&mut self, now: Instant, limit: usize) -> usize {
-        let mut removed = 0;
-        while removed < limit {
-            let Some(Reverse((at, _))) = self.expiry.peek() else {
-                break;
-            };
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((at, key))) = self.expiry.pop() else {
-                break;
-            };
-            self.steps = self.steps.saturating_add(1);
-            // A stale item (the entry's deadline moved, or it left) is dropped.
-            if self.map.get(&key).is_some_and(|s| s.deadline == at) {
-                self.map.remove(&key);
-                removed += 1;
-            }
-        }
-        removed
-    }
-
-    /// Record `key`'s deadline; rebuild the heap once stale items outnumber entries.
-    fn schedule(&mut self, key: Arc<str>, at: Instant) {
-        self.expiry.push(Reverse((at, key)));
-        self.steps = self.steps.saturating_add(1);
-        let live = self.map.len();
-        if self.expiry.len() > live.saturating_mul(2).saturating_add(16) {
-            self.steps = self.steps.saturating_add(live as u64);
-            self.expiry = self
-                .map
-                .iter()
-                .map(|(k, s)| Reverse((s.deadline, Arc::clone(k))))
-                .collect();
-        }
-    }
-}
 
 /// A bounded map from string keys to `V`, each entry with its own deadline.
 #[derive(Debug)]
