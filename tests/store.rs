@@ -866,7 +866,6 @@ async fn redis_every_key_has_the_prefix_and_a_ttl() {
         .await
         .unwrap();
     let kinds = [
-        "session:",
         "login-code:",
         "revoked-jti:",
         "revoked-sub:",
@@ -1136,4 +1135,86 @@ async fn redis_revocations_reach_another_instance_through_the_feed() {
         .is_revoked(&check(None, "o", Some("fam-pushed"), 1))
         .await
         .unwrap());
+}
+
+/// Redis keeps a user's WeChat session in their sessions' hash (one key per
+/// new user fewer); the list ignores it; a session an earlier version wrote
+/// under `session:<openid>` is still read; an ended one leaves the hash.
+#[tokio::test]
+async fn redis_the_session_key_lives_in_the_users_hash() {
+    let server = RedisServer::start();
+    let store = redis_store(&server).await;
+    let mut con = raw_connection(&server).await;
+    store
+        .put_session("o-1", &session("key-1", None), LONG)
+        .await
+        .unwrap();
+    store
+        .add_session("o-1", &entry("s-1", 1), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let legacy: bool = ::redis::cmd("EXISTS")
+        .arg(format!("{PREFIX}session:o-1"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(!legacy, "no key of its own");
+    let hash = format!("{PREFIX}user-sessions:o-1");
+    let held: bool = ::redis::cmd("HEXISTS")
+        .arg(&hash)
+        .arg("~wx")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(held);
+    // The hash lives as long as the longer of the two (the session's 600 s).
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg(&hash)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(ttl > 500_000, "PTTL {ttl}");
+    let listed = store.list_sessions("o-1").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        store.get_session("o-1").await.unwrap().unwrap().session_key,
+        Secret::from("key-1")
+    );
+
+    // Written by an earlier version.
+    let old = serde_json::to_string(&session("key-2", Some("u-2"))).unwrap();
+    let _: () = ::redis::cmd("SET")
+        .arg(format!("{PREFIX}session:o-2"))
+        .arg(old)
+        .arg("EX")
+        .arg(60)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let got = store.get_session("o-2").await.unwrap().unwrap();
+    assert_eq!(got.session_key, Secret::from("key-2"));
+    assert_eq!(got.unionid.as_deref(), Some("u-2"));
+
+    // Ended, while the hash lives on (a session index): gone on read.
+    store
+        .put_session("o-3", &session("key-3", None), Duration::from_millis(50))
+        .await
+        .unwrap();
+    store
+        .add_session("o-3", &entry("s-3", 1), LONG)
+        .await
+        .unwrap();
+    let ended = support::eventually(Duration::from_secs(5), || async {
+        store.get_session("o-3").await.unwrap().is_none()
+    })
+    .await;
+    assert!(ended);
+    let held: bool = ::redis::cmd("HEXISTS")
+        .arg(format!("{PREFIX}user-sessions:o-3"))
+        .arg("~wx")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(!held, "the ended session_key left the hash");
+    assert_eq!(store.list_sessions("o-3").await.unwrap().len(), 1);
 }

@@ -224,16 +224,11 @@ impl Store for RedisStore {
         session: &WxSession,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let value = json(session)?;
-        let mut c = self.conn.clone();
-        let key = self.key("session", openid);
-        self.call(c.set_ex::<_, _, ()>(key, value, secs(ttl))).await
+        self.put_wx_session(openid, session, ttl).await
     }
 
     async fn get_session(&self, openid: &str) -> Result<Option<WxSession>, StoreError> {
-        let mut c = self.conn.clone();
-        let v: Option<String> = self.call(c.get(self.key("session", openid))).await?;
-        v.as_deref().map(parse).transpose()
+        self.wx_session(openid).await
     }
 
     async fn add_session(
