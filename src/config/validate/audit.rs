@@ -16,33 +16,12 @@ impl Validator<'_> {
         let webhook = match raw.webhook {
             None => None,
             Some(w) => {
-                let url = w.url.unwrap_or_default();
-                let parsed = reqwest::Url::parse(&url).ok();
-                if !parsed
-                    .as_ref()
-                    .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-                {
-                    return Err(self.err(
-                        "audit.webhook.url",
-                        "required: the backend's http(s) endpoint, like \"http://127.0.0.1:5000/internal/wxgate/audit\"",
-                    ));
-                }
-                let Some(Sourced {
-                    value: secret,
-                    source: secret_source,
-                }) = secret
-                else {
-                    return Err(self.err(
-                        "audit.webhook.secret_env",
-                        "a secret is required: set secret_env or secret_file",
-                    ));
-                };
-                if secret.expose().len() < 16 {
-                    return Err(self.err(
-                        "audit.webhook.secret_env",
-                        "the webhook secret must be at least 16 bytes",
-                    ));
-                }
+                let (url, secret, secret_source) = self.signed_endpoint(
+                    "audit.webhook",
+                    w.url,
+                    secret,
+                    "http://127.0.0.1:5000/internal/wxgate/audit",
+                )?;
                 let timeout = self.bounded_duration(
                     "audit.webhook.timeout",
                     w.timeout,

@@ -14,41 +14,57 @@ use crate::route::AuthMode;
 const MAX_CLAIM_NAME: usize = 32;
 
 impl Validator<'_> {
-    pub(super) fn hook(
+    /// The `url` and the signing secret of an endpoint wxgate calls with a
+    /// signature (`[login.hook]`, `[audit.webhook]`): an http(s) URL with a
+    /// host, and a secret of at least 16 bytes. Returns the URL, the secret
+    /// and where the secret came from.
+    pub(super) fn signed_endpoint(
         &self,
-        raw: RawHook,
+        section: &str,
+        url: Option<String>,
         secret: Option<Sourced>,
-    ) -> Result<HookConfig, ConfigError> {
-        let url = raw.url.unwrap_or_default();
+        example: &str,
+    ) -> Result<(String, crate::secret::Secret, String), ConfigError> {
+        let url = url.unwrap_or_default();
         let parsed = reqwest::Url::parse(&url).ok();
         if !parsed
             .as_ref()
             .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         {
             return Err(self.err(
-                "login.hook.url",
-                "required: the backend's http(s) endpoint, like \"http://127.0.0.1:5000/internal/wxgate\"",
+                format!("{section}.url"),
+                format!("required: the backend's http(s) endpoint, like \"{example}\""),
             ));
         }
-        let timeout = self.positive_duration("login.hook.timeout", raw.timeout, "2s")?;
-        if timeout > MAX_TIMEOUT {
-            return Err(self.err("login.hook.timeout", "must be at most 30s"));
-        }
-        let Some(Sourced {
-            value: secret,
-            source: secret_source,
-        }) = secret
-        else {
+        let Some(Sourced { value, source }) = secret else {
             return Err(self.err(
-                "login.hook.secret_env",
+                format!("{section}.secret_env"),
                 "a secret is required: set secret_env or secret_file",
             ));
         };
-        if secret.expose().len() < 16 {
+        if value.expose().len() < 16 {
             return Err(self.err(
-                "login.hook.secret_env",
-                "the hook secret must be at least 16 bytes",
+                format!("{section}.secret_env"),
+                "the secret must be at least 16 bytes",
             ));
+        }
+        Ok((url, value, source))
+    }
+
+    pub(super) fn hook(
+        &self,
+        raw: RawHook,
+        secret: Option<Sourced>,
+    ) -> Result<HookConfig, ConfigError> {
+        let (url, secret, secret_source) = self.signed_endpoint(
+            "login.hook",
+            raw.url,
+            secret,
+            "http://127.0.0.1:5000/internal/wxgate",
+        )?;
+        let timeout = self.positive_duration("login.hook.timeout", raw.timeout, "2s")?;
+        if timeout > MAX_TIMEOUT {
+            return Err(self.err("login.hook.timeout", "must be at most 30s"));
         }
         let mut claims = Vec::new();
         for (claim, header) in raw.claims.unwrap_or_default() {
