@@ -27,7 +27,7 @@ const WX_SESSION_UNTIL: &str = "~wx:until";
 
 /// Record a refresh of session ARGV[1]: `<refreshed_ms>,<issued_ms>` (ARGV[2])
 /// in its `:r` field, its entry (ARGV[4], JSON) first if the index lacks
-/// it; the index then lives ARGV[3] ms.
+/// it; the index then lives at least ARGV[3] ms (as [`lengthen`]).
 static TOUCH: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then \
@@ -49,28 +49,14 @@ impl RedisStore {
     ) -> Result<usize, StoreError> {
         let key = self.key(USER_SESSIONS, openid);
         let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic().hset(&key, &entry.id, json(entry)?).ignore();
+        lengthen(&mut pipe, &key, ttl);
         let (n,): (usize,) = self
-            .call(
-                redis::pipe()
-                    .atomic()
-                    .hset(&key, &entry.id, json(entry)?)
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(millis(ttl))
-                    .arg("NX")
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(millis(ttl))
-                    .arg("GT")
-                    .ignore()
-                    .cmd("HLEN")
-                    .arg(&key)
-                    .query_async(&mut c),
-            )
+            .call(pipe.cmd("HLEN").arg(&key).query_async(&mut c))
             .await?;
-        // Sessions once refreshed have two fields: count the entries.
+        // Fields, not sessions (a refreshed one has two, the WeChat session
+        // two more): an upper bound of the sessions held.
         Ok(n)
     }
 
@@ -136,30 +122,18 @@ impl RedisStore {
         let key = self.key(USER_SESSIONS, openid);
         let until = unix_now_ms().saturating_add(millis(ttl));
         let mut c = self.conn.clone();
-        self.call(
-            redis::pipe()
-                .atomic()
-                .hset_multiple(
-                    &key,
-                    &[
-                        (WX_SESSION, json(session)?),
-                        (WX_SESSION_UNTIL, until.to_string()),
-                    ],
-                )
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&key)
-                .arg(millis(ttl))
-                .arg("NX")
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&key)
-                .arg(millis(ttl))
-                .arg("GT")
-                .ignore()
-                .query_async::<()>(&mut c),
-        )
-        .await
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    (WX_SESSION, json(session)?),
+                    (WX_SESSION_UNTIL, until.to_string()),
+                ],
+            )
+            .ignore();
+        lengthen(&mut pipe, &key, ttl);
+        self.call(pipe.query_async::<()>(&mut c)).await
     }
 
     /// The WeChat session of `openid`, unless it ended; one an earlier
@@ -213,5 +187,19 @@ impl RedisStore {
         }
         let mut c = self.conn.clone();
         self.call(cmd.query_async::<i64>(&mut c)).await.map(|_| ())
+    }
+}
+
+/// Add to `pipe` what makes `key` live at least `ttl` from now, never less
+/// than it already does: `PEXPIRE NX` gives a fresh key its time, `PEXPIRE
+/// GT` lengthens a shorter one (the hash serves the session index and the
+/// WeChat session, whichever lives longer).
+fn lengthen(pipe: &mut redis::Pipeline, key: &str, ttl: Duration) {
+    for option in ["NX", "GT"] {
+        pipe.cmd("PEXPIRE")
+            .arg(key)
+            .arg(millis(ttl))
+            .arg(option)
+            .ignore();
     }
 }
