@@ -8,8 +8,21 @@
 #
 #   bash bench/login.sh
 #   SKIP_BUILD=1 TOTAL=1000000 WINDOW=6 STORES="memory redis" bash bench/login.sh
+#
+# PAIRED=1 (memory store) takes the machine's drift out of the comparison: a
+# second wxgate of the same binary is started beside the first; the first
+# makes TOTAL logins, the second only WARM seconds of them (its maps just
+# full), then ROUNDS short windows alternate between the two. Both states
+# are measured in the same minute, so a machine that slows over a minute
+# (other tenants, clock boost) slows both alike:
+#
+#   SKIP_BUILD=1 PAIRED=1 bash bench/login.sh
 set -euo pipefail
 STORES=${STORES:-"memory redis"}
+if [[ -n ${PAIRED:-} ]]; then
+    STORES=memory
+    export WXGATE_B=${WXGATE_B:-${WXGATE_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/wxgate}}
+fi
 SCENARIOS="login-wxgate login-wxgate-redis" source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TOTAL=${TOTAL:-1000000}
 WINDOW=${WINDOW:-6}
@@ -40,6 +53,48 @@ chunk() {
     done
     echo "$line"
 }
+# paired: the rounds of PAIRED=1 (see the top), then exit.
+paired() {
+    local rounds=${ROUNDS:-5} made=0 n e i warm=${WARM:-8}
+    ((warm > 0)) || warm=8
+    # The first wxgate's own early window too, as the sequential run takes
+    # it: what a minute of the machine's drift does to that comparison.
+    local early early_cpu
+    read -r made _ _ < <(chunk login-wxgate "$warm")
+    read -r n early _ early_cpu < <(chunk login-wxgate "$WINDOW" "$WX_PID")
+    made=$((made + n))
+    log "early window (maps just full): $early/s, $early_cpu µs"
+    while ((made < TOTAL)); do
+        read -r n _ e < <(chunk login-wxgate "$FILL")
+        made=$((made + n))
+        log "turned over: $made logins, RSS $(rss_mib "$WX_PID") MiB"
+    done
+    local full
+    read -r full _ _ < <(chunk login-wxgate-b "$warm")
+    log "just full: $full logins, RSS $(rss_mib "$WXB_PID") MiB"
+    local -a a_rate=() b_rate=() a_cpu=() b_cpu=()
+    local r c
+    for ((i = 0; i < rounds; i++)); do
+        read -r n r e c < <(chunk login-wxgate-b "$WINDOW" "$WXB_PID")
+        b_rate+=("$r") b_cpu+=("$c")
+        read -r n r e c < <(chunk login-wxgate "$WINDOW" "$WX_PID")
+        a_rate+=("$r") a_cpu+=("$c")
+        log "round $((i + 1)): just full ${b_rate[-1]}/s ${b_cpu[-1]} µs, turned over ${a_rate[-1]}/s ${a_cpu[-1]} µs"
+    done
+    median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+    {
+        echo "$(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u '+%Y-%m-%d %H:%M UTC'), memory store, $rounds alternated rounds of ${WINDOW}s, wrk -t1 -c$CONNS"
+        printf '%-34s %12s %12s %s\n' state "req/s (med)" "µs/login" "rounds (µs/login)"
+        printf '%-34s %12s %12s %s\n' "just full ($full logins, then rounds)" "$(median "${b_rate[@]}")" "$(median "${b_cpu[@]}")" "${b_cpu[*]}"
+        printf '%-34s %12s %12s %s\n' "after $made logins" "$(median "${a_rate[@]}")" "$(median "${a_cpu[@]}")" "${a_cpu[*]}"
+        echo "sequential, as without PAIRED: the first wxgate's early window $early/s, $early_cpu µs; ratio req/s $(awk -v a="$(median "${a_rate[@]}")" -v b="$early" 'BEGIN {printf "%.2f", a / b}')"
+        echo "ratio (turned over / just full): req/s $(awk -v a="$(median "${a_rate[@]}")" -v b="$(median "${b_rate[@]}")" 'BEGIN {printf "%.2f", a / b}'), CPU per login $(awk -v a="$(median "${a_cpu[@]}")" -v b="$(median "${b_cpu[@]}")" 'BEGIN {printf "%.2f", b / a}') (1.00: flat; below: slower after the logins)"
+    } | tee "$TMP/login-summary.txt"
+    if [[ -n ${OUT:-} ]]; then cp "$TMP/login-summary.txt" "$OUT"; fi
+    exit 0
+}
+[[ -n ${PAIRED:-} ]] && paired
+
 fmt='%-7s %-28s %-34s %6s %14s %14s %10s %10s %10s %8s\n'
 {
     echo "$(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u '+%Y-%m-%d %H:%M UTC'), wrk -t1 -c$CONNS, $(nproc) CPUs, wxgate on CPU $PROXY_CPU"
