@@ -127,6 +127,10 @@ pub enum ApiError {
     /// requires, or another mini program than it admits.
     #[error("this token is not allowed on this route (role or mini program)")]
     Forbidden,
+    /// The OpenAPI relay does not relay this path: it is not in
+    /// `[wechat.relay] allow` or `signed`.
+    #[error("this WeChat API is not in [wechat.relay] allow")]
+    RelayNotAllowed,
     /// A bug or an unexpected state inside wxgate.
     #[error("internal error")]
     Internal,
@@ -191,6 +195,7 @@ impl ApiError {
             ApiError::LoginRefused { .. } => "login_refused",
             ApiError::HookUnavailable { .. } => "hook_unavailable",
             ApiError::Forbidden => "forbidden",
+            ApiError::RelayNotAllowed => "relay_not_allowed",
             ApiError::Internal => "internal_error",
         }
     }
@@ -211,9 +216,10 @@ impl ApiError {
             | ApiError::InvalidCode { .. }
             | ApiError::RefreshTokenInvalid
             | ApiError::RefreshTokenReused => 401,
-            ApiError::CodeBlocked { .. } | ApiError::LoginRefused { .. } | ApiError::Forbidden => {
-                403
-            }
+            ApiError::CodeBlocked { .. }
+            | ApiError::LoginRefused { .. }
+            | ApiError::Forbidden
+            | ApiError::RelayNotAllowed => 403,
             ApiError::NoRoute => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::SessionExpired => 409,

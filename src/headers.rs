@@ -123,7 +123,21 @@ pub struct HeadersConfig {
     /// The login hook's extra claims and their headers (from `[login.hook] claims`).
     #[serde(skip)]
     pub claims: Vec<ClaimHeader>,
+    /// Also inject the identity as WeChat Cloud Run names it ([`CLOUD_RUN`]).
+    pub cloud_run: bool,
 }
+
+/// WeChat Cloud Run's identity headers, as it spells them, and the field
+/// each carries (`source`: [`CLOUD_RUN_SOURCE`]), for `[headers] cloud_run`.
+pub(crate) const CLOUD_RUN: [(&str, &str); 4] = [
+    ("X-WX-OPENID", "openid"),
+    ("X-WX-APPID", "appid"),
+    ("X-WX-UNIONID", "unionid"),
+    ("X-WX-SOURCE", "source"),
+];
+
+/// `X-WX-SOURCE` with `[headers] cloud_run`: the request came through wxgate.
+pub(crate) const CLOUD_RUN_SOURCE: &str = "wxgate";
 
 /// A header name as configured: the lookup name and the spelling sent upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +192,11 @@ pub struct HeaderPolicy {
     /// The login hook's extra claims: claim name and header, in claim order.
     claims: Vec<(String, IdentityHeader)>,
     forward_authorization: bool,
+    /// `[headers] cloud_run`: Cloud Run's headers for openid, appid,
+    /// unionid (those not already sent under the same name), and its source.
+    cloud_run: Vec<(&'static str, IdentityHeader)>,
+    /// The value of `X-WX-SOURCE`.
+    source: HeaderValue,
     /// Lower-case names whose client copies are removed, in any spelling:
     /// the identity headers, the ones wxgate sets, and `[headers] strip`.
     spoofable: Vec<HeaderName>,
@@ -214,6 +233,29 @@ impl HeaderPolicy {
                 .map(|c| (c.claim.clone(), mk(&c.header)))
                 .collect(),
             forward_authorization: cfg.forward_authorization,
+            cloud_run: if cfg.cloud_run {
+                let ours = [
+                    (&cfg.openid, "openid"),
+                    (&cfg.appid, "appid"),
+                    (&cfg.unionid, "unionid"),
+                ];
+                CLOUD_RUN
+                    .iter()
+                    .filter(|(name, field)| {
+                        // Already sent under that name (X-WX-AppID): once is enough.
+                        !ours
+                            .iter()
+                            .any(|(h, f)| f == field && h.name.as_str().eq_ignore_ascii_case(name))
+                    })
+                    .map(|(name, field)| {
+                        let wire = Bytes::from_static(name.as_bytes());
+                        (*field, IdentityHeader { wire })
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            source: HeaderValue::from_static(CLOUD_RUN_SOURCE),
             spoofable,
         }
     }
@@ -362,6 +404,15 @@ impl HeaderPolicy {
                 .iter()
                 .filter_map(|(i, v)| Some((&self.claims.get(*i)?.1.wire, v))),
         )
+        .chain(self.cloud_run.iter().filter_map(|(field, h)| {
+            let v = match *field {
+                "openid" => Some(&id.openid),
+                "appid" => id.appid.as_ref(),
+                "unionid" => id.unionid.as_ref(),
+                _ => Some(&self.source),
+            };
+            Some((&h.wire, v?))
+        }))
     }
 }
 

@@ -19,6 +19,7 @@ mod config;
 pub(crate) mod flight;
 pub(crate) mod limits;
 mod phone;
+mod server_api;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -46,6 +46,7 @@ mod bearer;
 mod descriptors;
 mod h2;
 mod internal;
+mod openapi;
 mod park;
 mod serve;
 

@@ -129,6 +129,8 @@ pub struct GatewayState {
     audit: Audit,
     /// `[metrics] access_token_secret`.
     access_token_secret: Option<crate::secret::Secret>,
+    /// `[wechat.relay]`, when the internal listener relays WeChat's APIs.
+    relay: Option<Arc<crate::wechat::RelayConfig>>,
     /// `[metrics] admin_secret`.
     admin_secret: Option<crate::secret::Secret>,
 }
@@ -223,6 +225,11 @@ impl GatewayState {
             user_hasher,
             audit,
             access_token_secret: config.metrics.access_token_secret.clone(),
+            relay: config
+                .wechat
+                .as_ref()
+                .and_then(|w| w.relay.clone())
+                .map(Arc::new),
             admin_secret: config.metrics.admin_secret.clone(),
         })
     }
@@ -245,6 +252,11 @@ impl GatewayState {
     /// The Bearer secret of the access token endpoint, when it is served.
     pub fn access_token_secret(&self) -> Option<&crate::secret::Secret> {
         self.access_token_secret.as_ref()
+    }
+
+    /// `[wechat.relay]`, when the OpenAPI relay is served.
+    pub fn relay(&self) -> Option<&Arc<crate::wechat::RelayConfig>> {
+        self.relay.as_ref()
     }
 
     /// The Bearer secret of the admin API, when it is served.

@@ -11,11 +11,15 @@ pub mod client;
 mod config;
 pub mod crypto;
 mod lean;
+pub mod openapi;
 pub mod reply;
+pub mod signature;
 
 use async_trait::async_trait;
 
 pub use self::config::{WechatApp, WechatConfig};
+pub use self::openapi::RelayConfig;
+use self::openapi::{RelayAnswer, RelayRequest};
 use self::reply::{AccessToken, Code2Session, PhoneNumber, WechatError};
 
 /// The WeChat calls wxgate makes.
@@ -34,6 +38,17 @@ pub trait WechatApi: Send + Sync + 'static {
         code: &str,
         openid: &str,
     ) -> Result<PhoneNumber, WechatError>;
+
+    /// One call of the OpenAPI relay with `access_token`: WeChat's answer as
+    /// it came, of at most `max_answer` bytes.
+    async fn relay(
+        &self,
+        _access_token: &str,
+        _req: &RelayRequest,
+        _max_answer: usize,
+    ) -> Result<RelayAnswer, WechatError> {
+        Err(WechatError::Setup("this WeChat does not relay".into()))
+    }
 }
 
 #[async_trait]
@@ -53,5 +68,14 @@ impl WechatApi for client::WechatClient {
         openid: &str,
     ) -> Result<PhoneNumber, WechatError> {
         client::WechatClient::phone_number(self, access_token, code, openid).await
+    }
+
+    async fn relay(
+        &self,
+        access_token: &str,
+        req: &RelayRequest,
+        max_answer: usize,
+    ) -> Result<RelayAnswer, WechatError> {
+        client::WechatClient::relay(self, access_token, req, max_answer).await
     }
 }

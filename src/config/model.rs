@@ -31,7 +31,7 @@ pub use crate::store::{
     MemoryLimits, NodeAuth, OnError, RedisConfig, StoreConfig, StoreKind, Topology,
 };
 pub use crate::token::{JwtConfig, JwtKey, KeyMaterial, MAX_TTL as MAX_TOKEN_TTL};
-pub use crate::wechat::{WechatApp, WechatConfig};
+pub use crate::wechat::{RelayConfig, WechatApp, WechatConfig};
 
 /// The validated configuration.
 #[derive(Debug, Clone, Serialize)]

@@ -59,6 +59,8 @@ pub(super) struct Resolved {
     pub access_token_secret: Option<Sourced>,
     /// `[metrics] admin_secret`, when set.
     pub admin_secret: Option<Sourced>,
+    /// `[wechat.relay]`'s Bearer secret, when the section is present.
+    pub relay_secret: Option<Sourced>,
     /// `[login.hook]`'s signing secret, when the section is present.
     pub hook_secret: Option<Sourced>,
     /// `[audit.webhook]`'s signing secret, when the section is present.
@@ -145,6 +147,15 @@ pub(super) fn resolve(
             }
         }
     }
+    let relay_secret = match raw.wechat.as_ref().and_then(|w| w.relay.as_ref()) {
+        Some(rl) => Some(r.secret_keyed(
+            "wechat.relay.secret",
+            &rl.secret,
+            &rl.secret_env,
+            &rl.secret_file,
+        )?),
+        None => None,
+    };
     let hook_secret = match &raw.login.hook {
         Some(h) => Some(r.secret("login.hook", &h.secret, &h.secret_env, &h.secret_file)?),
         None => None,
@@ -202,6 +213,7 @@ pub(super) fn resolve(
         audit_secret,
         access_token_secret,
         admin_secret,
+        relay_secret,
         redis_url,
         redis_passwords,
         upstreams,

@@ -132,6 +132,21 @@ pub(super) struct RawWechat {
     pub timeout: Option<String>,
     /// `[[wechat.apps]]`: several mini programs (instead of `appid` and a secret).
     pub apps: Option<Vec<RawWechatApp>>,
+    /// `[wechat.relay]`: the OpenAPI relay.
+    pub relay: Option<RawRelay>,
+}
+
+/// `[wechat.relay]`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRelay {
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub allow: Option<Vec<String>>,
+    pub signed: Option<Vec<String>>,
+    pub max_body: Option<i64>,
+    pub max_answer: Option<i64>,
 }
 
 /// One `[[wechat.apps]]` entry.
@@ -288,6 +303,7 @@ pub(super) struct RawHeaders {
     pub user_roles: Option<String>,
     pub forward_authorization: Option<bool>,
     pub strip: Option<Vec<String>>,
+    pub cloud_run: Option<bool>,
 }
 
 #[derive(Deserialize)]

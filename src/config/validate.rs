@@ -89,7 +89,7 @@ impl Validator<'_> {
             routes.push(route);
         }
         let wechat = match raw.wechat {
-            Some(w) => Some(self.wechat(w, resolved.wechat_secrets)?),
+            Some(w) => Some(self.wechat(w, resolved.wechat_secrets, resolved.relay_secret)?),
             None => None,
         };
         self.route_apps(&routes, wechat.as_ref())?;
@@ -160,6 +160,9 @@ impl Validator<'_> {
             resolved.admin_secret,
             wechat.is_some(),
         )?;
+        if let Some(relay) = wechat.as_ref().and_then(|w| w.relay.as_ref()) {
+            self.relay_listener(relay, &metrics)?;
+        }
         Ok(Config {
             server,
             jwt,
@@ -364,6 +367,7 @@ impl Validator<'_> {
             user_roles,
             forward_authorization: raw.forward_authorization.unwrap_or(false),
             strip,
+            cloud_run: raw.cloud_run.unwrap_or(false),
             claims: Vec::new(),
         })
     }

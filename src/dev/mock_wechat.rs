@@ -37,8 +37,11 @@
 //! It also serves `POST /cgi-bin/stable_token` and
 //! `POST /wxa/business/getuserphonenumber` (`token_api`): one current
 //! access token, as WeChat's normal mode returns it, and phone numbers for
-//! `getPhoneNumber` codes, with magic codes for the failures.
+//! `getPhoneNumber` codes, with magic codes for the failures; and the
+//! server APIs of `server_api` (content check, QR code, a signed payment
+//! API, `checksession`), for the OpenAPI relay.
 
+mod server_api;
 mod token_api;
 
 use token_api::{errcode, sha256, TokenApi};
@@ -79,6 +82,10 @@ struct Codes {
     calls: HashMap<String, usize>,
     /// Codes already exchanged successfully.
     used: HashSet<String>,
+    /// Each user's latest `session_key`, by openid.
+    keys: HashMap<String, String>,
+    /// Calls of the server APIs, by path.
+    api_calls: HashMap<String, usize>,
 }
 
 /// The mock WeChat. Cloning gives another handle on the same state.
@@ -242,6 +249,7 @@ impl MockWechat {
             "/wxa/business/getuserphonenumber" => {
                 return self.inner.token_api.phone_number(req).await
             }
+            p if server_api::PATHS.contains(&p) => return self.server_api(req).await,
             _ => return response(404, "text/plain", "not found"),
         }
         if req.method() != Method::GET {
@@ -290,6 +298,9 @@ impl MockWechat {
         if !self.redeem(&param("appid"), &code) {
             return errcode(40163, "code been used");
         }
+        self.codes()
+            .keys
+            .insert(Self::openid_for(&code), Self::session_key_for(&code));
         let mut body = serde_json::json!({
             "session_key": Self::session_key_for(&code),
             "openid": Self::openid_for(&code),

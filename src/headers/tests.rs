@@ -15,6 +15,7 @@ pub(super) fn headers_config(forward_authorization: bool) -> HeadersConfig {
             .map(|n| IdentityHeaderName::parse(n).unwrap())
             .collect(),
         claims: Vec::new(),
+        cloud_run: false,
     }
 }
 
@@ -201,6 +202,7 @@ fn configured_names_are_the_ones_stripped() {
         forward_authorization: false,
         strip: Vec::new(),
         claims: Vec::new(),
+        cloud_run: false,
     };
     let mut req = get(&[
         ("x_user_id", "spoof"),
@@ -849,4 +851,57 @@ fn forwarded_look_alikes_with_underscores_are_removed() {
         values(&req, "x-forwarded-host"),
         vec!["gw.test".to_string()]
     );
+}
+
+// ---------------------------------------------------------------------------
+// [headers] cloud_run
+// ---------------------------------------------------------------------------
+
+#[test]
+fn cloud_run_names_are_added_once_and_client_copies_never_pass() {
+    let p = HeaderPolicy::new(&HeadersConfig {
+        cloud_run: true,
+        ..headers_config(false)
+    });
+    let mut req = get(&[
+        ("X-WX-OPENID", "victim"),
+        ("x_wx_unionid", "victim"),
+        ("X-WX-SOURCE", "spoof"),
+        ("X-WX-FROM-OPENID", "victim"),
+        ("X-Original-Forwarded-For", "1.2.3.4"),
+    ]);
+    p.sanitize(&mut req, client());
+    assert!(!wire(&req).contains("victim"));
+    assert!(!wire(&req).contains("spoof"));
+    assert!(!has(&req, "x-original-forwarded-for"));
+    let ids = p
+        .identity_values(&ident("o-real", Some("u-real"), Some("wx-real")))
+        .unwrap();
+    p.inject(&mut req, &ids);
+    assert_eq!(values(&req, "x-wx-openid"), ["o-real"]);
+    assert_eq!(values(&req, "x-wx-unionid"), ["u-real"]);
+    // X-WX-AppID is ours already: the same header, sent once.
+    assert_eq!(values(&req, "x-wx-appid"), ["wx-real"]);
+    assert_eq!(values(&req, "x-wx-source"), [CLOUD_RUN_SOURCE]);
+    assert_eq!(values(&req, "x-openid"), ["o-real"]);
+
+    let mut raw = Vec::new();
+    p.write_identity(&ids, &mut raw);
+    let raw = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert_eq!(raw.matches("x-wx-appid:").count(), 1, "{raw}");
+    assert_eq!(raw.matches("x-wx-openid: o-real\r\n").count(), 1, "{raw}");
+}
+
+#[test]
+fn without_cloud_run_no_cloud_run_name_is_sent() {
+    let p = policy();
+    let mut req = get(&[("X-WX-OPENID", "victim")]);
+    p.sanitize(&mut req, client());
+    let ids = p
+        .identity_values(&ident("o-real", Some("u-real"), Some("wx-real")))
+        .unwrap();
+    p.inject(&mut req, &ids);
+    assert!(!has(&req, "x-wx-openid"));
+    assert!(!has(&req, "x-wx-source"));
+    assert!(!wire(&req).contains("victim"));
 }

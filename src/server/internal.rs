@@ -5,7 +5,8 @@
 //! one place that calls `stable_token` (README, "Phone numbers and the
 //! access token"); `?refused=<token>` reports a token WeChat refused. With
 //! `[metrics] admin_secret`, the admin API under `/internal/admin/`
-//! ([`admin`]).
+//! ([`admin`]); with `[wechat.relay]`, the OpenAPI relay and the
+//! user-state signature ([`openapi`]).
 //!
 //! Whoever reaches the listener gets no more than its own limits
 //! (`[metrics]`: [`InternalLimits`]): connections capped in total and per
@@ -23,6 +24,7 @@ use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
 use super::admin::{self, ADMIN_PREFIX};
+use super::openapi;
 use super::admission::{Connections, Refused};
 use super::bearer::{error_response, refused};
 use crate::clock::unix_now_ms;
@@ -73,7 +75,13 @@ pub(super) async fn serve(
                     let state = state.load_full();
                     admin::handle(&state, req).await
                 }
-                _ => response(404, "text/plain", "metrics are at /metrics\n"),
+                _ => {
+                    let state = state.load_full();
+                    match openapi::handle(&state, req).await {
+                        Some(r) => r,
+                        None => response(404, "text/plain", "metrics are at /metrics\n"),
+                    }
+                }
             }
         }
     };

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 
+use super::openapi::{RelayAnswer, RelayRequest};
 use super::reply::{
     parse_phone, parse_reply, parse_stable_token, AccessToken, Code2Session, PhoneNumber,
     WechatError, ERRCODE_BUSY,
@@ -99,6 +100,8 @@ pub struct WechatClient {
     stable_token_url: reqwest::Url,
     /// `{api_base}/wxa/business/getuserphonenumber`.
     phone_url: reqwest::Url,
+    /// `{api_base}` with no query: the relay's paths go under it.
+    api_root: reqwest::Url,
     appid: String,
     secret: Secret,
     timeout: Duration,
@@ -141,6 +144,7 @@ impl WechatClient {
             .to_string();
         let stable_token_url = api_url(&format!("{base_path}/cgi-bin/stable_token"));
         let phone_url = api_url(&format!("{base_path}/wxa/business/getuserphonenumber"));
+        let api_root = api_url(&base_path);
         let connect_timeout = timeout.min(Duration::from_secs(3));
         let http = crate::outbound::client(timeout, connect_timeout)
             .map_err(|e| WechatError::Setup(e.without_url().to_string()))?;
@@ -151,6 +155,7 @@ impl WechatClient {
             base_url,
             stable_token_url,
             phone_url,
+            api_root,
             appid: appid.to_string(),
             secret,
             timeout,
@@ -257,6 +262,54 @@ impl WechatClient {
             .await
     }
 
+    /// One relayed call with `access_token` (no retry): WeChat's answer as
+    /// it came, whatever its status, of at most `max_answer` bytes;
+    /// counted under the allow-listed path.
+    pub async fn relay(
+        &self,
+        access_token: &str,
+        req: &RelayRequest,
+        max_answer: usize,
+    ) -> Result<RelayAnswer, WechatError> {
+        let mut url = self.api_root.clone();
+        let path = format!("{}{}", self.api_root.path().trim_end_matches('/'), req.api);
+        url.set_path(&path);
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &req.query {
+                q.append_pair(k, v);
+            }
+            q.append_pair("access_token", access_token);
+        }
+        let mut request = if req.post {
+            self.http.post(url).body(req.body.clone())
+        } else {
+            self.http.get(url)
+        };
+        if let Some(ct) = &req.content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, ct.as_str());
+        }
+        let start = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, answer(request, max_answer)).await {
+            Ok(r) => r,
+            Err(_) => Err(WechatError::Timeout),
+        };
+        if let Some(m) = &self.metrics {
+            let (outcome, errcode) = match &result {
+                Ok(a) => match a.errcode() {
+                    Some(c) => ("errcode", Some(c)),
+                    None => ("ok", None),
+                },
+                Err(e) => (e.outcome(), e.errcode()),
+            };
+            m.wechat_call(&req.api, outcome, errcode, start.elapsed());
+        }
+        if let Err(e) = &result {
+            tracing::warn!(api = %req.api, error = %e, "relayed WeChat call failed");
+        }
+        result
+    }
+
     /// Send `request` (no retry), read the reply and parse it; counted as `api`.
     async fn call<T>(
         &self,
@@ -307,6 +360,32 @@ impl WechatClient {
         }
         Ok(body)
     }
+}
+
+/// Send a relayed request and read its whole answer, at most `max` bytes.
+async fn answer(request: reqwest::RequestBuilder, max: usize) -> Result<RelayAnswer, WechatError> {
+    let mut response = request.send().await.map_err(transport_error)?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(WechatError::BadReply("answer larger than [wechat.relay] max_answer"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len().saturating_add(chunk.len()) > max {
+            return Err(WechatError::BadReply("answer larger than [wechat.relay] max_answer"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(RelayAnswer {
+        status,
+        content_type,
+        body: body.into(),
+    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ pub struct WechatConfig {
     pub api_base: String,
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
+    /// `[wechat.relay]`: the OpenAPI relay on the internal listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<super::openapi::RelayConfig>,
 }
 
 /// One mini program: `[wechat] appid` and its secret, or a `[[wechat.apps]]` entry.

@@ -115,6 +115,33 @@ impl Validator<'_> {
             }
             seen.push((norm, name));
         }
+        if h.cloud_run {
+            // Cloud Run's names may repeat one of ours only for the same field.
+            let ours = [
+                (&h.openid, "openid"),
+                (&h.unionid, "unionid"),
+                (&h.appid, "appid"),
+                (&h.user_id, "user_id"),
+                (&h.user_roles, "user_roles"),
+            ]
+            .into_iter()
+            .chain(h.claims.iter().map(|c| (&c.header, "claims")));
+            for (name, field) in ours {
+                let norm = name.name.as_str().replace('_', "-");
+                let clash = crate::headers::CLOUD_RUN
+                    .iter()
+                    .any(|(cloud, f)| cloud.eq_ignore_ascii_case(&norm) && *f != field);
+                if clash {
+                    return Err(self.err(
+                        "headers.cloud_run",
+                        format!(
+                            "{:?} is one of WeChat Cloud Run's identity headers for another field: rename [headers] {field}",
+                            name.spelling
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 

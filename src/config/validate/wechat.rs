@@ -2,9 +2,9 @@
 //! (`[[wechat.apps]]`), and WeChat's API address and timeout.
 
 use super::super::error::ConfigError;
-use super::super::model::{WechatApp, WechatConfig};
+use super::super::model::{MetricsConfig, RelayConfig, WechatApp, WechatConfig};
 use super::super::resolve::Sourced;
-use super::super::schema::RawWechat;
+use super::super::schema::{RawRelay, RawWechat};
 use super::Validator;
 
 impl Validator<'_> {
@@ -12,6 +12,7 @@ impl Validator<'_> {
         &self,
         raw: RawWechat,
         secrets: Vec<Sourced>,
+        relay_secret: Option<Sourced>,
     ) -> Result<WechatConfig, ConfigError> {
         let single = raw.appid.is_some()
             || raw.secret.is_some()
@@ -67,11 +68,88 @@ impl Validator<'_> {
             ));
         }
         let timeout = self.positive_duration("wechat.timeout", raw.timeout, "3s")?;
+        let relay = match (raw.relay, relay_secret) {
+            (Some(r), Some(secret)) => Some(self.relay(r, secret)?),
+            _ => None,
+        };
         Ok(WechatConfig {
             apps,
             api_base,
             timeout,
+            relay,
         })
+    }
+
+    /// `[wechat.relay]`: its secret, and WeChat paths only, written out.
+    fn relay(&self, raw: RawRelay, secret: Sourced) -> Result<RelayConfig, ConfigError> {
+        if secret.value.len() < 16 {
+            return Err(self.err("wechat.relay.secret_env", "must be at least 16 bytes"));
+        }
+        let paths = |key: &str, list: Option<Vec<String>>| -> Result<Vec<String>, ConfigError> {
+            let list = list.unwrap_or_default();
+            for (i, p) in list.iter().enumerate() {
+                let plain = p.starts_with('/')
+                    && p.len() > 1
+                    && p.len() <= 256
+                    && !p.contains("//")
+                    && !p.split('/').any(|seg| seg == "." || seg == "..")
+                    && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
+                if !plain {
+                    return Err(self.err(
+                        format!("wechat.relay.{key}[{i}]"),
+                        format!("{p:?} is not a WeChat API path like \"/wxa/msg_sec_check\" (no query, no ..)"),
+                    ));
+                }
+                if p.starts_with("/internal/") || p == "/metrics" {
+                    return Err(self.err(
+                        format!("wechat.relay.{key}[{i}]"),
+                        format!("{p} is the internal listener's own"),
+                    ));
+                }
+            }
+            Ok(list)
+        };
+        let allow = paths("allow", raw.allow)?;
+        let signed = paths("signed", raw.signed)?;
+        if allow.is_empty() && signed.is_empty() {
+            return Err(self.err(
+                "wechat.relay.allow",
+                "list the WeChat paths backends may call through the relay",
+            ));
+        }
+        const MIB: usize = 1024 * 1024;
+        Ok(RelayConfig {
+            secret: secret.value,
+            allow,
+            signed,
+            max_body: self.count("wechat.relay.max_body", raw.max_body, MIB, 16 * MIB)?,
+            max_answer: self.count("wechat.relay.max_answer", raw.max_answer, 8 * MIB, 64 * MIB)?,
+        })
+    }
+
+    /// The relay is served on the internal listener, with a secret of its own.
+    pub(super) fn relay_listener(
+        &self,
+        relay: &RelayConfig,
+        metrics: &MetricsConfig,
+    ) -> Result<(), ConfigError> {
+        if metrics.listen.is_none() {
+            return Err(self.err(
+                "wechat.relay",
+                "the relay is served on the internal listener: set [metrics] listen",
+            ));
+        }
+        let shared = [&metrics.access_token_secret, &metrics.admin_secret]
+            .into_iter()
+            .flatten()
+            .any(|s| s.ct_eq(relay.secret.expose()));
+        if shared {
+            return Err(self.err(
+                "wechat.relay.secret_env",
+                "must differ from [metrics] access_token_secret and admin_secret",
+            ));
+        }
+        Ok(())
     }
 
     /// One mini program; `section` names it in errors (`wechat`, `wechat.apps[1]`).

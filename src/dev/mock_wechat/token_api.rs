@@ -176,26 +176,30 @@ impl TokenApi {
         response(200, "application/json", body.to_string())
     }
 
-    pub(super) async fn phone_number(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        if req.method() != Method::POST {
-            return response(405, "text/plain", "method not allowed");
-        }
+    /// The app whose current token the request's `access_token` is, or
+    /// WeChat's answer to a token that is not (40001; 42001 once expired).
+    pub(super) fn app_of<B>(&self, req: &Request<B>) -> Result<String, Response<Full<Bytes>>> {
         let token = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .find(|(k, _)| k == "access_token")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
-        // The app whose current token this is.
-        let appid = {
-            let t = self.tokens();
-            match t.current.iter().find(|(_, (current, _))| *current == token) {
-                Some((appid, (_, exp))) => {
-                    if *exp <= Instant::now() {
-                        return errcode(42001, "access_token expired");
-                    }
-                    appid.clone()
-                }
-                None => return errcode(40001, "invalid credential, access_token is invalid"),
+        let t = self.tokens();
+        match t.current.iter().find(|(_, (current, _))| *current == token) {
+            Some((_, (_, exp))) if *exp <= Instant::now() => {
+                Err(errcode(42001, "access_token expired"))
             }
+            Some((appid, _)) => Ok(appid.clone()),
+            None => Err(errcode(40001, "invalid credential, access_token is invalid")),
+        }
+    }
+
+    pub(super) async fn phone_number(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::POST {
+            return response(405, "text/plain", "method not allowed");
+        }
+        let appid = match self.app_of(&req) {
+            Ok(appid) => appid,
+            Err(r) => return r,
         };
         let Some(body) = json_body(req).await else {
             return errcode(47001, "data format error");
