@@ -42,7 +42,11 @@ impl LoginService {
         let token = self.access_tokens.get().await?;
         let first = self
             .wechat
-            .relay(token.token.expose_str().unwrap_or_default(), &req, max_answer)
+            .relay(
+                token.token.expose_str().unwrap_or_default(),
+                &req,
+                max_answer,
+            )
             .await?;
         if !first.errcode().is_some_and(|c| TOKEN_ERRCODES.contains(&c)) {
             return Ok(first);
@@ -50,7 +54,11 @@ impl LoginService {
         let fresh = self.access_tokens.replace(&token.token).await?;
         Ok(self
             .wechat
-            .relay(fresh.token.expose_str().unwrap_or_default(), &req, max_answer)
+            .relay(
+                fresh.token.expose_str().unwrap_or_default(),
+                &req,
+                max_answer,
+            )
             .await?)
     }
 }

@@ -24,9 +24,9 @@ use hyper::{Method, Request, Response};
 use tokio::net::TcpListener;
 
 use super::admin::{self, ADMIN_PREFIX};
-use super::openapi;
 use super::admission::{Connections, Refused};
 use super::bearer::{error_response, refused};
+use super::openapi;
 use crate::clock::unix_now_ms;
 use crate::conn::InternalLimits;
 use crate::http1::{response, serve_bounded, Deadlines};

@@ -45,7 +45,11 @@ pub(super) async fn handle(
     req: Request<hyper::body::Incoming>,
 ) -> Option<Response<Full<Bytes>>> {
     let (relay, apps) = (state.relay()?, state.login()?);
-    if let Some(r) = refused(req.headers(), &relay.secret, r#"Bearer realm="wxgate-relay""#) {
+    if let Some(r) = refused(
+        req.headers(),
+        &relay.secret,
+        r#"Bearer realm="wxgate-relay""#,
+    ) {
         return Some(r);
     }
     let mut r = if req.uri().path() == SIGNATURE_PATH {
@@ -126,9 +130,11 @@ async fn forward(
         },
     };
     let signer = if relay.signs(&api) {
-        let openid = named("openid").filter(|o| !o.is_empty()).ok_or(
-            ApiError::InvalidRequest("a signed WeChat API needs ?openid= (the user)"),
-        )?;
+        let openid = named("openid")
+            .filter(|o| !o.is_empty())
+            .ok_or(ApiError::InvalidRequest(
+                "a signed WeChat API needs ?openid= (the user)",
+            ))?;
         query.retain(|(k, _)| k != "openid");
         Some(openid)
     } else {
@@ -151,9 +157,7 @@ async fn forward(
         content_type,
         body,
     };
-    let answer = app
-        .relay(call, signer.as_deref(), relay.max_answer)
-        .await?;
+    let answer = app.relay(call, signer.as_deref(), relay.max_answer).await?;
     let mut r = Response::new(Full::new(answer.body));
     *r.status_mut() =
         hyper::StatusCode::from_u16(answer.status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);

@@ -372,12 +372,16 @@ async fn answer(request: reqwest::RequestBuilder, max: usize) -> Result<RelayAns
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     if response.content_length().is_some_and(|n| n > max as u64) {
-        return Err(WechatError::BadReply("answer larger than [wechat.relay] max_answer"));
+        return Err(WechatError::BadReply(
+            "answer larger than [wechat.relay] max_answer",
+        ));
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
         if body.len().saturating_add(chunk.len()) > max {
-            return Err(WechatError::BadReply("answer larger than [wechat.relay] max_answer"));
+            return Err(WechatError::BadReply(
+                "answer larger than [wechat.relay] max_answer",
+            ));
         }
         body.extend_from_slice(&chunk);
     }

@@ -90,7 +90,8 @@ struct Status {
 impl RelayAnswer {
     /// The `errcode` of a short JSON answer (none for a binary one or `0`).
     pub fn errcode(&self) -> Option<i64> {
-        if self.body.len() > ERRCODE_SCAN_BYTES || self.body.trim_ascii_start().first() != Some(&b'{')
+        if self.body.len() > ERRCODE_SCAN_BYTES
+            || self.body.trim_ascii_start().first() != Some(&b'{')
         {
             return None;
         }
@@ -115,9 +116,15 @@ mod tests {
 
     #[test]
     fn errcodes_are_read_from_short_json_only() {
-        assert_eq!(answer(br#"{"errcode":40001,"errmsg":"x"}"#).errcode(), Some(40001));
+        assert_eq!(
+            answer(br#"{"errcode":40001,"errmsg":"x"}"#).errcode(),
+            Some(40001)
+        );
         assert_eq!(answer(br#" {"errcode":0}"#).errcode(), None);
-        assert_eq!(answer(b"\x89PNG\r\n\x1a\n{\"errcode\":40001}").errcode(), None);
+        assert_eq!(
+            answer(b"\x89PNG\r\n\x1a\n{\"errcode\":40001}").errcode(),
+            None
+        );
         assert_eq!(answer(br#"{"result":"ok"}"#).errcode(), None);
         assert_eq!(answer(b"{not json").errcode(), None);
     }
@@ -135,7 +142,13 @@ mod tests {
         assert!(c.allows("/xpay/query_user_balance"));
         assert!(c.signs("/xpay/query_user_balance"));
         assert!(!c.signs("/wxa/msg_sec_check"));
-        for other in ["/wxa/msg_sec_check/", "/WXA/msg_sec_check", "/wxa/%6dsg_sec_check", "/cgi-bin/token", ""] {
+        for other in [
+            "/wxa/msg_sec_check/",
+            "/WXA/msg_sec_check",
+            "/wxa/%6dsg_sec_check",
+            "/cgi-bin/token",
+            "",
+        ] {
             assert!(!c.allows(other), "{other}");
             assert!(c.label(other).is_none());
         }

@@ -93,7 +93,8 @@ impl Validator<'_> {
                     && p.len() <= 256
                     && !p.contains("//")
                     && !p.split('/').any(|seg| seg == "." || seg == "..")
-                    && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
                 if !plain {
                     return Err(self.err(
                         format!("wechat.relay.{key}[{i}]"),

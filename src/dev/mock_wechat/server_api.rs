@@ -70,7 +70,11 @@ impl MockWechat {
         match path.as_str() {
             "/wxa/msg_sec_check" => {
                 let risky = body.windows(7).any(|w| w == b"badword");
-                let (suggest, label) = if risky { ("risky", 20001) } else { ("pass", 100) };
+                let (suggest, label) = if risky {
+                    ("risky", 20001)
+                } else {
+                    ("pass", 100)
+                };
                 let answer = serde_json::json!({
                     "errcode": 0,
                     "errmsg": "ok",

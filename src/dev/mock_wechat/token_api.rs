@@ -189,7 +189,10 @@ impl TokenApi {
                 Err(errcode(42001, "access_token expired"))
             }
             Some((appid, _)) => Ok(appid.clone()),
-            None => Err(errcode(40001, "invalid credential, access_token is invalid")),
+            None => Err(errcode(
+                40001,
+                "invalid credential, access_token is invalid",
+            )),
         }
     }
 

@@ -1,0 +1,379 @@
+//! WeChat's server side done by the gateway, through the real gateway and
+//! the mock WeChat over HTTP: the OpenAPI relay on the internal listener
+//! (the token added, WeChat's answer byte for byte, the allow-list, a
+//! refused token replaced once), the user-state signature (computed by the
+//! gateway, checked by the mock), and Cloud Run's identity headers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+
+use serde_json::json;
+
+use support::{dev, Response, Upstream};
+use wxgate::dev::mock_wechat::MockWechat;
+use wxgate::dev::DevEnv;
+use wxgate::wechat::signature::user_signature;
+
+const RELAY_SECRET: &str = "relay-secret-0123456789";
+const ADMIN_SECRET: &str = "admin-secret-0123456789";
+
+fn config(http1: &str, up: SocketAddr) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+grace_period = "1s"
+http1 = "{http1}"
+
+[jwt]
+secret_env = "WXGATE_JWT_SECRET"
+audience = "openapi-test"
+
+[headers]
+cloud_run = true
+
+[wechat]
+appid = "wxrelaytest000001"
+secret_env = "W"
+timeout = "2s"
+
+[wechat.relay]
+secret_env = "RELAY"
+allow = ["/wxa/msg_sec_check", "/wxa/getwxacodeunlimit"]
+signed = ["/xpay/query_user_balance"]
+max_body = 4096
+
+[metrics]
+listen = "127.0.0.1:0"
+admin_secret_env = "ADMIN"
+
+[[routes]]
+prefix = "/"
+upstreams = ["{up}"]
+"#
+    )
+}
+
+/// The gateway in front of the mock WeChat and an upstream of its own.
+async fn start_with(http1: &str) -> (DevEnv, Upstream) {
+    let up = Upstream::start("cloud-run-backend").await;
+    let env = dev::with_config(
+        &config(http1, up.addr),
+        &[
+            ("W", "relay test secret"),
+            ("RELAY", RELAY_SECRET),
+            ("ADMIN", ADMIN_SECRET),
+        ],
+    )
+    .await;
+    (env, up)
+}
+
+async fn start(http1: &str) -> DevEnv {
+    start_with(http1).await.0
+}
+
+fn internal(env: &DevEnv) -> SocketAddr {
+    env.gateway.metrics_addr().expect("internal listener")
+}
+
+/// A call on the internal listener with the relay's secret (`secret`).
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    secret: &str,
+    body: &[u8],
+    extra: &[&str],
+) -> Response {
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: internal\r\nConnection: close\r\n\
+         Authorization: Bearer {secret}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in extra {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    support::raw_request(addr, &bytes).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_call_carries_the_token_and_comes_back_as_wechat_sent_it() {
+    let env = start("wxgate").await;
+    let at = internal(&env);
+    let json_ct = "Content-Type: application/json";
+
+    let r = call(
+        at,
+        "POST",
+        "/wxa/msg_sec_check",
+        RELAY_SECRET,
+        br#"{"content":"hello"}"#,
+        &[json_ct],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        r.json(),
+        json!({"errcode": 0, "errmsg": "ok", "result": {"suggest": "pass", "label": 100}, "trace_id": "mock-trace"})
+    );
+    // WeChat's verdict, whatever it is, is the backend's to read.
+    let r = call(
+        at,
+        "POST",
+        "/wxa/msg_sec_check",
+        RELAY_SECRET,
+        br#"{"content":"a badword"}"#,
+        &[json_ct],
+    )
+    .await;
+    assert_eq!(r.json()["result"]["suggest"], "risky");
+
+    // A binary answer, byte for byte, and a token of the backend's own is replaced.
+    let body = br#"{"scene":"id=42","page":"pages/index/index"}"#;
+    let r = call(
+        at,
+        "POST",
+        "/wxa/getwxacodeunlimit?access_token=forged",
+        RELAY_SECRET,
+        body,
+        &[json_ct],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("image/jpeg"));
+    assert_eq!(r.body, MockWechat::qr_image(body));
+    assert_eq!(env.mock.token_calls(), (1, 0), "one token for every call");
+    assert!(!r.text().contains("mock-at-"));
+    dev::stop(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_paths_with_the_relay_secret_reach_wechat() {
+    let env = start("wxgate").await;
+    let at = internal(&env);
+    // Off the list: refused before WeChat hears of it.
+    for target in [
+        "/wxa/checksession?openid=o",
+        "/cgi-bin/token",
+        "/wxa/msg_sec_check/",
+        "/wxa/../wxa/msg_sec_check",
+    ] {
+        let r = call(at, "GET", target, RELAY_SECRET, b"", &[]).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (403, "relay_not_allowed".into()),
+            "{target}"
+        );
+    }
+    assert_eq!(env.mock.api_calls("/wxa/checksession"), 0);
+    assert_eq!(env.mock.token_calls(), (0, 0));
+    // Without the relay's own secret: 401, whatever the path.
+    for secret in ["", "wrong-secret-0123456789", ADMIN_SECRET] {
+        let r = call(at, "POST", "/wxa/msg_sec_check", secret, b"{}", &[]).await;
+        assert_eq!(r.status, 401, "{secret:?}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(r#"Bearer realm="wxgate-relay""#)
+        );
+    }
+    assert_eq!(env.mock.api_calls("/wxa/msg_sec_check"), 0);
+    // Never on the public listener.
+    let r = call(
+        env.gateway.addr(),
+        "POST",
+        "/wxa/msg_sec_check",
+        RELAY_SECRET,
+        b"{}",
+        &[],
+    )
+    .await;
+    assert_ne!(r.status, 200);
+    assert_eq!(env.mock.api_calls("/wxa/msg_sec_check"), 0);
+    // Bounded: a body over max_body is refused here.
+    let big = vec![b'x'; 5000];
+    let r = call(at, "POST", "/wxa/msg_sec_check", RELAY_SECRET, &big, &[]).await;
+    assert_eq!((r.status, r.error()), (413, "payload_too_large".into()));
+    // Only GET and POST.
+    let r = call(at, "DELETE", "/wxa/msg_sec_check", RELAY_SECRET, b"", &[]).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(env.mock.api_calls("/wxa/msg_sec_check"), 0);
+    dev::stop(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_replaced_once_and_the_call_made_again() {
+    let env = start("wxgate").await;
+    let at = internal(&env);
+    let r = call(at, "POST", "/wxa/msg_sec_check", RELAY_SECRET, b"{}", &[]).await;
+    assert_eq!(r.status, 200);
+    // Someone else forced a refresh: WeChat answers 40001 to the kept token.
+    env.mock.rotate_token_elsewhere();
+    let r = call(at, "POST", "/wxa/msg_sec_check", RELAY_SECRET, b"{}", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["errcode"], 0);
+    assert_eq!(env.mock.token_calls(), (2, 1), "one forced refresh");
+    assert_eq!(env.mock.api_calls("/wxa/msg_sec_check"), 3, "one retry");
+    // Within 30 s a second refusal gets no second forced refresh: WeChat's
+    // answer goes back as it is.
+    env.mock.rotate_token_elsewhere();
+    let r = call(at, "POST", "/wxa/msg_sec_check", RELAY_SECRET, b"{}", &[]).await;
+    assert_eq!(env.mock.token_calls().1, 1, "{}", r.text());
+    dev::stop(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_signs_as_the_user_and_wechat_accepts_it() {
+    let env = start("wxgate").await;
+    let at = internal(&env);
+    let gw = env.gateway.addr();
+    assert_eq!(support::login(gw, "uma.1").await.status, 200);
+    let openid = MockWechat::openid_for("uma.1");
+    let body = br#"{"offer_id":"123","ts":1700000000,"zone_id":"1","env":0}"#;
+
+    let target = format!("/xpay/query_user_balance?openid={openid}&signature=forged");
+    let r = call(
+        at,
+        "POST",
+        &target,
+        RELAY_SECRET,
+        body,
+        &["Content-Type: application/json"],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["errcode"], 0, "{}", r.text());
+    assert_eq!(r.json()["balance"], 100);
+
+    // A later login replaced the key: the gateway signs with the new one.
+    assert_eq!(support::login(gw, "uma.2").await.status, 200);
+    let r = call(at, "POST", &target, RELAY_SECRET, body, &[]).await;
+    assert_eq!(r.json()["errcode"], 0, "{}", r.text());
+
+    // The signature endpoint: WeChat's scheme, with the stored key.
+    let ask = json!({ "openid": openid, "body": "{\"foo\":\"bar\"}" });
+    let r = call(
+        at,
+        "POST",
+        "/internal/wechat/user_signature",
+        RELAY_SECRET,
+        ask.to_string().as_bytes(),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let key = MockWechat::session_key_for("uma.2");
+    assert_eq!(
+        r.json(),
+        json!({ "signature": user_signature(key.as_bytes(), br#"{"foo":"bar"}"#), "sig_method": "hmac_sha256" })
+    );
+    assert!(!r.text().contains(&key));
+
+    // No user, or one the gateway never saw: nothing is signed.
+    let r = call(
+        at,
+        "POST",
+        "/xpay/query_user_balance",
+        RELAY_SECRET,
+        body,
+        &[],
+    )
+    .await;
+    assert_eq!((r.status, r.error()), (400, "invalid_request".into()));
+    let r = call(
+        at,
+        "POST",
+        "/xpay/query_user_balance?openid=o-unknown",
+        RELAY_SECRET,
+        body,
+        &[],
+    )
+    .await;
+    assert_eq!((r.status, r.error()), (409, "session_expired".into()));
+    let ask = json!({ "openid": "o-unknown", "body": "" });
+    let r = call(
+        at,
+        "POST",
+        "/internal/wechat/user_signature",
+        RELAY_SECRET,
+        ask.to_string().as_bytes(),
+        &[],
+    )
+    .await;
+    assert_eq!((r.status, r.error()), (409, "session_expired".into()));
+    let r = call(
+        at,
+        "POST",
+        "/internal/wechat/user_signature",
+        ADMIN_SECRET,
+        ask.to_string().as_bytes(),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(env.mock.api_calls("/xpay/query_user_balance"), 2);
+    dev::stop(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_written_for_cloud_run_sees_the_gateways_identity_only() {
+    for http1 in support::HTTP1_PATHS {
+        let (env, _up) = start_with(http1).await;
+        let gw = env.gateway.addr();
+        let token = support::login(gw, "vic.1").await.token();
+        let openid = MockWechat::openid_for("vic.1");
+        let auth = format!("Authorization: Bearer {token}");
+        let r = support::get(
+            gw,
+            "/orders",
+            &[
+                &auth,
+                "X-WX-OPENID: victim",
+                "x_wx_openid: victim",
+                "X-WX-UNIONID: victim",
+                "X-WX-SOURCE: victim",
+                "X-WX-FROM-OPENID: victim",
+                "X-WX-ENV: victim",
+                "X-Original-Forwarded-For: 10.9.8.7",
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{http1}: {}", r.text());
+        assert_eq!(
+            r.upstream_values("x-wx-openid"),
+            vec![openid.clone()],
+            "{http1}"
+        );
+        assert_eq!(
+            r.upstream_values("x-wx-unionid"),
+            vec![MockWechat::unionid_for("vic.1").unwrap()],
+            "{http1}"
+        );
+        assert_eq!(
+            r.upstream_values("x-wx-appid"),
+            vec!["wxrelaytest000001"],
+            "{http1}"
+        );
+        assert_eq!(r.upstream_values("x-wx-source"), vec!["wxgate"], "{http1}");
+        assert_eq!(r.upstream_values("x-openid"), vec![openid], "{http1}");
+        for gone in [
+            "x_wx_openid",
+            "x-wx-from-openid",
+            "x-wx-env",
+            "x-original-forwarded-for",
+        ] {
+            assert!(r.upstream_values(gone).is_empty(), "{http1}: {gone}");
+        }
+        let seen = format!("{:?}", r.upstream_headers());
+        assert!(!seen.contains("victim"), "{http1}: {seen}");
+        dev::stop(env).await;
+    }
+}
