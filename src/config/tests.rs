@@ -2167,3 +2167,5 @@ fn an_audit_webhook_sharing_the_hooks_secret_is_warned_of() {
         own.warnings
     );
 }
+
+mod relay;
