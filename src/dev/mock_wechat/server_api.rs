@@ -56,8 +56,8 @@ impl MockWechat {
         if req.method() != if get { Method::GET } else { Method::POST } {
             return response(405, "text/plain", "method not allowed");
         }
-        if let Err(r) = self.inner.token_api.app_of(&req) {
-            return r;
+        if let Err((code, msg)) = self.inner.token_api.app_of(&req) {
+            return errcode(code, msg);
         }
         let query: HashMap<String, String> =
             form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())

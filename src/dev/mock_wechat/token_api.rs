@@ -177,22 +177,17 @@ impl TokenApi {
     }
 
     /// The app whose current token the request's `access_token` is, or
-    /// WeChat's answer to a token that is not (40001; 42001 once expired).
-    pub(super) fn app_of<B>(&self, req: &Request<B>) -> Result<String, Response<Full<Bytes>>> {
+    /// WeChat's errcode for a token that is not (40001; 42001 once expired).
+    pub(super) fn app_of<B>(&self, req: &Request<B>) -> Result<String, (i64, &'static str)> {
         let token = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .find(|(k, _)| k == "access_token")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         let t = self.tokens();
         match t.current.iter().find(|(_, (current, _))| *current == token) {
-            Some((_, (_, exp))) if *exp <= Instant::now() => {
-                Err(errcode(42001, "access_token expired"))
-            }
+            Some((_, (_, exp))) if *exp <= Instant::now() => Err((42001, "access_token expired")),
             Some((appid, _)) => Ok(appid.clone()),
-            None => Err(errcode(
-                40001,
-                "invalid credential, access_token is invalid",
-            )),
+            None => Err((40001, "invalid credential, access_token is invalid")),
         }
     }
 
@@ -202,7 +197,7 @@ impl TokenApi {
         }
         let appid = match self.app_of(&req) {
             Ok(appid) => appid,
-            Err(r) => return r,
+            Err((code, msg)) => return errcode(code, msg),
         };
         let Some(body) = json_body(req).await else {
             return errcode(47001, "data format error");
