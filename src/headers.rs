@@ -31,6 +31,8 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+/// Cloud Run's client address header: always removed, whatever `[headers] strip` says.
+const X_ORIGINAL_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-original-forwarded-for");
 /// `X-Real-IP`: set to the client address wxgate believes.
 pub(crate) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
@@ -220,6 +222,7 @@ impl HeaderPolicy {
         .chain(&cfg.strip)
         .map(|h| h.name.clone())
         .chain(SET_BY_WXGATE)
+        .chain([X_ORIGINAL_FORWARDED_FOR])
         .collect();
         Self {
             openid: mk(&cfg.openid),
@@ -243,9 +246,13 @@ impl HeaderPolicy {
                     .iter()
                     .filter(|(name, field)| {
                         // Already sent under that name (X-WX-AppID): once is enough.
-                        !ours
-                            .iter()
-                            .any(|(h, f)| f == field && h.name.as_str().eq_ignore_ascii_case(name))
+                        !ours.iter().any(|(h, f)| {
+                            f == field
+                                && same_name(
+                                    h.name.as_str().as_bytes(),
+                                    name.to_ascii_lowercase().as_bytes(),
+                                )
+                        })
                     })
                     .map(|(name, field)| {
                         let wire = Bytes::from_static(name.as_bytes());
@@ -430,58 +437,6 @@ pub struct IdentityValues {
     pub claims: Vec<(usize, HeaderValue)>,
 }
 
-/// Who sent a request: worked out once per request, from the TCP peer and
-/// what trusted proxies say in `X-Forwarded-For`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Client {
-    /// The client address (see [`client_ip`]).
-    pub ip: Option<IpAddr>,
-    /// Whether the TCP peer is one of `[server] trusted_proxies`.
-    pub peer_trusted: bool,
-}
-
-impl Client {
-    /// The client behind `peer`, given the request's `X-Forwarded-For` values.
-    pub(crate) fn of<'a>(
-        peer: Option<IpAddr>,
-        xff: impl Iterator<Item = &'a [u8]>,
-        trusted: &[ipnet::IpNet],
-    ) -> Self {
-        Self {
-            ip: client_ip(peer, xff, trusted),
-            peer_trusted: peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip))),
-        }
-    }
-}
-
-/// The client address: the peer, unless the peer is a trusted proxy, in which
-/// case the right-most `X-Forwarded-For` address that is not itself trusted.
-pub(crate) fn client_ip<'a>(
-    peer: Option<IpAddr>,
-    xff: impl Iterator<Item = &'a [u8]>,
-    trusted: &[ipnet::IpNet],
-) -> Option<IpAddr> {
-    let peer = peer?;
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
-        return Some(peer);
-    }
-    let hops: Vec<&[u8]> = xff.flat_map(|v| v.split(|&b| b == b',')).collect();
-    for hop in hops.iter().rev() {
-        let Some(ip) = std::str::from_utf8(hop)
-            .ok()
-            .and_then(|s| s.trim().parse::<IpAddr>().ok())
-        else {
-            // Garbage in the chain: stop believing it here.
-            return Some(peer);
-        };
-        if !is_trusted(&ip) {
-            return Some(ip);
-        }
-    }
-    Some(peer)
-}
-
 /// Header names are equal when lower-cased and with `_` read as `-`.
 /// `a` is a lower-case name from the request, `b` a lower-case configured one.
 fn same_name(a: &[u8], b: &[u8]) -> bool {
@@ -505,7 +460,10 @@ pub(crate) fn is_websocket_upgrade(req: &RequestHeader) -> bool {
         })
 }
 
+mod client;
 pub(crate) mod raw;
+
+pub(crate) use client::Client;
 
 #[cfg(test)]
 mod tests;

@@ -247,7 +247,26 @@ impl LoginService {
             .filter(|s| s.appid == self.appid)
             .ok_or(ApiError::SessionExpired)?;
         let key = session.session_key.expose_str().unwrap_or_default();
-        Ok(crypto::decrypt_user_data(key, data, iv, &self.appid)?)
+        match crypto::decrypt_user_data(key, data, iv, &self.appid) {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.stale_key_or(openid, e.into()).await),
+        }
+    }
+
+    /// `failed` (a decryption that failed), unless WeChat no longer holds
+    /// the stored key (`checksession`): then `session_expired`, and the
+    /// client logs in again for the current key (a stale key cannot sign
+    /// `resetusersessionkey`). The answer depends on the key only, never on
+    /// the data.
+    async fn stale_key_or(&self, openid: &str, failed: ApiError) -> ApiError {
+        match self.check_session_key(openid).await {
+            Ok(false) => ApiError::SessionExpired,
+            Ok(true) => failed,
+            Err(e) => {
+                tracing::debug!(error = %e, "checksession failed; the decryption's error stands");
+                failed
+            }
+        }
     }
 
     /// A code is answered with the tokens of its exchange for a while (a

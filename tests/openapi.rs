@@ -137,12 +137,12 @@ async fn a_relayed_call_carries_the_token_and_comes_back_as_wechat_sent_it() {
     .await;
     assert_eq!(r.json()["result"]["suggest"], "risky");
 
-    // A binary answer, byte for byte, and a token of the backend's own is replaced.
+    // A binary answer, byte for byte.
     let body = br#"{"scene":"id=42","page":"pages/index/index"}"#;
     let r = call(
         at,
         "POST",
-        "/wxa/getwxacodeunlimit?access_token=forged",
+        "/wxa/getwxacodeunlimit?env_version=release",
         RELAY_SECRET,
         body,
         &[json_ct],
@@ -239,7 +239,7 @@ async fn the_gateway_signs_as_the_user_and_wechat_accepts_it() {
     let openid = MockWechat::openid_for("uma.1");
     let body = br#"{"offer_id":"123","ts":1700000000,"zone_id":"1","env":0}"#;
 
-    let target = format!("/xpay/query_user_balance?openid={openid}&signature=forged");
+    let target = format!("/xpay/query_user_balance?openid={openid}");
     let r = call(
         at,
         "POST",
@@ -376,4 +376,141 @@ async fn a_backend_written_for_cloud_run_sees_the_gateways_identity_only() {
         assert!(!seen.contains("victim"), "{http1}: {seen}");
         dev::stop(env).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relays_own_parameters_cannot_be_smuggled() {
+    let env = start("wxgate").await;
+    let at = internal(&env);
+    for target in [
+        "/wxa/msg_sec_check?ACCESS_TOKEN=mine",
+        "/wxa/msg_sec_check?Signature=x",
+        "/wxa/msg_sec_check?access_token%00=x",
+        "/wxa/msg_sec_check?a-b=1",
+        "/xpay/query_user_balance?openid=o&SIG_METHOD=md5",
+    ] {
+        let r = call(at, "POST", target, RELAY_SECRET, b"{}", &[]).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "invalid_request".into()),
+            "{target}"
+        );
+    }
+    assert_eq!(env.mock.api_calls("/wxa/msg_sec_check"), 0);
+    assert_eq!(env.mock.token_calls(), (0, 0));
+    dev::stop(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_replacement_wechats_refusal_goes_back_as_it_is() {
+    let env = start("wxgate").await;
+    let at = internal(&env);
+    let r = call(at, "POST", "/wxa/msg_sec_check", RELAY_SECRET, b"{}", &[]).await;
+    assert_eq!(r.status, 200);
+    // The token is refused and no other can be had (stable_token hangs past
+    // [wechat] timeout): WeChat's own answer goes back.
+    env.mock.rotate_token_elsewhere();
+    env.mock
+        .hang_tokens(Some(std::time::Duration::from_secs(30)));
+    let r = call(at, "POST", "/wxa/msg_sec_check", RELAY_SECRET, b"{}", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["errcode"], 40001, "{}", r.text());
+    assert_eq!(
+        env.mock.api_calls("/wxa/msg_sec_check"),
+        2,
+        "no retry without a new token"
+    );
+    dev::stop(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_session_key_is_a_clear_session_expired_and_a_key_can_be_reset() {
+    use base64::Engine as _;
+    let env = start("wxgate").await;
+    let at = internal(&env);
+    let gw = env.gateway.addr();
+    let token = support::login(gw, "wes.1").await.token();
+    let openid = MockWechat::openid_for("wes.1");
+    let iv = base64::engine::general_purpose::STANDARD.encode([7u8; 16]);
+    let data = |key: &str| {
+        let plain = json!({ "nickName": "wes", "watermark": { "appid": "wxrelaytest000001", "timestamp": 1 } });
+        let enc = wxgate::wechat::crypto::encrypt_user_data(key, &iv, plain.to_string().as_bytes())
+            .unwrap();
+        json!({ "encryptedData": enc, "iv": iv })
+    };
+    let decrypt = |token: String, body: serde_json::Value| async move {
+        let auth = format!("Authorization: Bearer {token}");
+        support::post_json(gw, "/wx/decrypt", &body, &[&auth]).await
+    };
+    let ask = json!({ "openid": openid }).to_string();
+    let check = || {
+        call(
+            at,
+            "POST",
+            "/internal/wechat/check_session_key",
+            RELAY_SECRET,
+            ask.as_bytes(),
+            &[],
+        )
+    };
+    assert_eq!(check().await.json(), json!({ "valid": true }));
+
+    // WeChat moved on to a key the gateway never saw (a wx.login whose code
+    // went elsewhere): the data the client gets now is encrypted with it.
+    let elsewhere = env.mock.rotate_session_key(&openid);
+    assert_eq!(check().await.json(), json!({ "valid": false }));
+    // Not the garbage of a wrong key (400 invalid_encrypted_data): 409
+    // session_expired, the client logs in again. A stale key cannot sign
+    // resetusersessionkey (WeChat answers 87009), so none is tried.
+    let r = decrypt(token.clone(), data(&elsewhere)).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (409, "session_expired".into()),
+        "{}",
+        r.text()
+    );
+    assert_eq!(env.mock.api_calls("/wxa/resetusersessionkey"), 0);
+    let token = support::login(gw, "wes.2").await.token();
+    let now = MockWechat::session_key_for("wes.2");
+    let r = decrypt(token.clone(), data(&now)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["data"]["nickName"], "wes");
+    // Bad data with a key WeChat holds stays the uniform 400.
+    let r = decrypt(token.clone(), data(&elsewhere)).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "invalid_encrypted_data".into())
+    );
+
+    // The reset, signed with the current key: the key changes at WeChat and
+    // the gateway keeps the new one, which never leaves it.
+    let r = call(
+        at,
+        "POST",
+        "/internal/wechat/reset_session_key",
+        RELAY_SECRET,
+        ask.as_bytes(),
+        &[],
+    )
+    .await;
+    assert_eq!(r.json(), json!({ "reset": true }), "{}", r.text());
+    assert_eq!(env.mock.api_calls("/wxa/resetusersessionkey"), 1);
+    let newest = env.mock.current_key(&openid).unwrap();
+    assert_ne!(newest, now);
+    assert!(!r.text().contains(&newest));
+    assert_eq!(decrypt(token.clone(), data(&newest)).await.status, 200);
+    assert_eq!(check().await.json(), json!({ "valid": true }));
+    // Only with the relay's secret.
+    let r = call(
+        at,
+        "POST",
+        "/internal/wechat/reset_session_key",
+        ADMIN_SECRET,
+        ask.as_bytes(),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(env.mock.api_calls("/wxa/resetusersessionkey"), 1);
+    dev::stop(env).await;
 }

@@ -15,8 +15,9 @@
 //! | answering | none: the handler takes what it takes (a WeChat call, bounded by its own timeout) | the handler returns |
 //! | writing the answer | `idle_timeout`, the handler's return | it is written, and the next byte arrives |
 //!
-//! The service tells the stream it is answering through [`Answering`]. No
-//! request body is ever read on these listeners: hyper reads what has
+//! The service tells the stream it is answering through [`Answering`]. A
+//! handler that reads a request body (the admin API's, the OpenAPI relay's)
+//! bounds its size and its time itself; otherwise hyper reads what has
 //! already arrived of one after the answer and closes the connection if
 //! that is not all of it.
 

@@ -51,7 +51,10 @@ impl LoginService {
         if !first.errcode().is_some_and(|c| TOKEN_ERRCODES.contains(&c)) {
             return Ok(first);
         }
-        let fresh = self.access_tokens.replace(&token.token).await?;
+        // No replacement (the 30 s rule, WeChat down): WeChat's answer goes back.
+        let Ok(fresh) = self.access_tokens.replace(&token.token).await else {
+            return Ok(first);
+        };
         Ok(self
             .wechat
             .relay(
@@ -61,4 +64,97 @@ impl LoginService {
             )
             .await?)
     }
+}
+
+/// Largest answer of `checksession` or `resetusersessionkey` read.
+const MAX_KEY_ANSWER: usize = 64 * 1024;
+
+/// WeChat's errcode for a user-state signature made with a stale key.
+const ERRCODE_BAD_SIGNATURE: i64 = 87009;
+
+/// `resetusersessionkey`'s answer.
+#[derive(serde::Deserialize)]
+struct NewKey {
+    openid: String,
+    session_key: String,
+}
+
+impl LoginService {
+    /// Whether WeChat still holds the stored `session_key` of `openid`
+    /// (`checksession`, signed with it over the empty body).
+    pub async fn check_session_key(&self, openid: &str) -> Result<bool, ApiError> {
+        let answer = self
+            .relay(key_call("/wxa/checksession"), Some(openid), MAX_KEY_ANSWER)
+            .await?;
+        match answer.errcode() {
+            None => Ok(true),
+            Some(ERRCODE_BAD_SIGNATURE) => Ok(false),
+            Some(c) => Err(wechat_refused(c)),
+        }
+    }
+
+    /// Have WeChat replace `openid`'s `session_key` (`resetusersessionkey`,
+    /// signed with the stored one) and keep the new one in its place: the
+    /// session's lifetime is unchanged, the key never leaves wxgate.
+    pub async fn reset_session_key(&self, openid: &str) -> Result<(), ApiError> {
+        let answer = self
+            .relay(
+                key_call("/wxa/resetusersessionkey"),
+                Some(openid),
+                MAX_KEY_ANSWER,
+            )
+            .await?;
+        if let Some(c) = answer.errcode() {
+            return Err(wechat_refused(c));
+        }
+        let new: NewKey =
+            serde_json::from_slice(&answer.body).map_err(|_| ApiError::WechatError {
+                wechat_errcode: None,
+            })?;
+        if new.openid != openid || !is_session_key(&new.session_key) {
+            return Err(ApiError::WechatError {
+                wechat_errcode: None,
+            });
+        }
+        let mut session = self
+            .store()
+            .get_session(openid)
+            .await?
+            .filter(|s| s.appid == self.appid)
+            .ok_or(ApiError::SessionExpired)?;
+        session.session_key = new.session_key.into();
+        self.store()
+            .put_session(openid, &session, self.session_ttl)
+            .await?;
+        tracing::info!("a session_key was reset at WeChat");
+        Ok(())
+    }
+}
+
+/// A signed `GET` of WeChat's key APIs.
+fn key_call(api: &str) -> RelayRequest {
+    RelayRequest {
+        api: api.to_string(),
+        post: false,
+        query: Vec::new(),
+        content_type: None,
+        body: bytes::Bytes::new(),
+    }
+}
+
+/// A WeChat errcode as the caller's error.
+fn wechat_refused(errcode: i64) -> ApiError {
+    ApiError::from(&crate::wechat::reply::WechatError::Api {
+        errcode,
+        errmsg: String::new(),
+    })
+}
+
+/// A `session_key` as WeChat gives them: base64 of 16 bytes.
+fn is_session_key(text: &str) -> bool {
+    use base64::Engine as _;
+    text.len() <= 64
+        && base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .is_ok_and(|k| k.len() == 16)
 }

@@ -8,6 +8,9 @@
 //!   user with `?openid=` and wxgate adds `signature` and `sig_method`.
 //! * `POST /internal/wechat/user_signature` `{"appid"?, "openid", "body"}`:
 //!   `{"signature", "sig_method": "hmac_sha256"}` over `body`.
+//! * `POST /internal/wechat/check_session_key` and `.../reset_session_key`
+//!   `{"appid"?, "openid"}`: `{"valid": bool}` (`checksession`) and
+//!   `{"reset": true}` (`resetusersessionkey`, the new key kept by wxgate).
 //!
 //! The app is named by the `X-WXGate-AppID` header, or by `?appid=` when it
 //! is one of the apps served (WeChat's own `appid` parameters pass
@@ -31,6 +34,15 @@ use crate::wechat::RelayConfig;
 /// Where a backend gets a user-state signature.
 pub(super) const SIGNATURE_PATH: &str = "/internal/wechat/user_signature";
 
+/// A request body must arrive within this: a backend that stalls holds one
+/// of the listener's few connections no longer.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether WeChat still holds a user's stored `session_key`.
+pub(super) const CHECK_KEY_PATH: &str = "/internal/wechat/check_session_key";
+/// Have WeChat replace a user's `session_key`; wxgate keeps the new one.
+pub(super) const RESET_KEY_PATH: &str = "/internal/wechat/reset_session_key";
+
 /// The header naming the app of a relayed call.
 const APP_HEADER: &str = "x-wxgate-appid";
 
@@ -52,10 +64,10 @@ pub(super) async fn handle(
     ) {
         return Some(r);
     }
-    let mut r = if req.uri().path() == SIGNATURE_PATH {
-        signature(apps, req).await
-    } else {
-        forward(relay, apps, req).await
+    let mut r = match req.uri().path() {
+        SIGNATURE_PATH => signature(apps, req).await,
+        CHECK_KEY_PATH | RESET_KEY_PATH => session_key(apps, req).await,
+        _ => forward(relay, apps, req).await,
     }
     .unwrap_or_else(|e| error_response(&e));
     r.headers_mut()
@@ -79,7 +91,12 @@ async fn signature(
     if req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed { allow: "POST" });
     }
-    let body = read_body(req, MAX_SIGNED_MESSAGE.saturating_add(4096)).await?;
+    // JSON may escape each byte of the message in six.
+    let body = read_body(
+        req,
+        MAX_SIGNED_MESSAGE.saturating_mul(6).saturating_add(4096),
+    )
+    .await?;
     let ask: SignatureAsk = serde_json::from_slice(&body)
         .map_err(|_| ApiError::InvalidRequest("expected {\"openid\", \"body\", \"appid\"?}"))?;
     if ask.openid.is_empty() || ask.body.len() > MAX_SIGNED_MESSAGE {
@@ -90,6 +107,40 @@ async fn signature(
     let app = apps.get(ask.appid.as_deref())?;
     let signature = app.user_signature(&ask.openid, ask.body.as_bytes()).await?;
     let answer = serde_json::json!({ "signature": signature, "sig_method": SIG_METHOD });
+    Ok(response(200, "application/json", answer.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyAsk {
+    #[serde(default)]
+    appid: Option<String>,
+    openid: String,
+}
+
+/// `checksession` (`{"valid"}`) or `resetusersessionkey` (`{"reset": true}`)
+/// for a user; the key itself never leaves wxgate.
+async fn session_key(
+    apps: &Apps,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed { allow: "POST" });
+    }
+    let reset = req.uri().path() == RESET_KEY_PATH;
+    let body = read_body(req, 4096).await?;
+    let ask: KeyAsk = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::InvalidRequest("expected {\"openid\", \"appid\"?}"))?;
+    if ask.openid.is_empty() {
+        return Err(ApiError::InvalidRequest("openid is required"));
+    }
+    let app = apps.get(ask.appid.as_deref())?;
+    let answer = if reset {
+        app.reset_session_key(&ask.openid).await?;
+        serde_json::json!({ "reset": true })
+    } else {
+        serde_json::json!({ "valid": app.check_session_key(&ask.openid).await? })
+    };
     Ok(response(200, "application/json", answer.to_string()))
 }
 
@@ -107,14 +158,23 @@ async fn forward(
         Method::GET => false,
         _ => return Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
     };
-    let mut query: Vec<(String, String)> = req
+    let mut query: Vec<(String, String)> = Vec::new();
+    for (k, v) in req
         .uri()
         .query()
         .into_iter()
         .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
-        .filter(|(k, _)| !SET_BY_RELAY.contains(&k.as_ref()))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    {
+        // A name WeChat could read as one the relay sets is refused, not
+        // dropped: it would not reach WeChat as the backend meant it.
+        let plain = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !plain || SET_BY_RELAY.iter().any(|s| s.eq_ignore_ascii_case(&k)) {
+            return Err(ApiError::InvalidRequest(
+                "query parameters are names of letters, digits and _; access_token, signature and sig_method are the relay's",
+            ));
+        }
+        query.push((k.into_owned(), v.into_owned()));
+    }
     let named = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let header_app = req
         .headers()
@@ -170,11 +230,15 @@ async fn forward(
     Ok(r)
 }
 
-/// The whole body, at most `max` bytes (413 past it).
+/// The whole body, at most `max` bytes (413 past it), within [`BODY_TIMEOUT`].
 async fn read_body(req: Request<hyper::body::Incoming>, max: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
-        Err(_) => Err(ApiError::InvalidRequest("the request body was cut short")),
+    let read = Limited::new(req.into_body(), max).collect();
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
+        Ok(Err(_)) => Err(ApiError::InvalidRequest("the request body was cut short")),
+        Err(_) => Err(ApiError::InvalidRequest(
+            "the request body did not arrive in time",
+        )),
     }
 }

@@ -118,3 +118,17 @@ fn cloud_run_headers_are_off_by_default_and_clash_with_no_other_field() {
     // Without the option nothing is checked against Cloud Run's names.
     parse_ok(&with_headers("unionid = \"X-WX-OPENID\""));
 }
+
+#[test]
+fn some_wechat_paths_are_never_relayed() {
+    for p in [
+        "/wxa/resetusersessionkey",
+        "/cgi-bin/token",
+        "/cgi-bin/stable_token",
+        "/sns/jscode2session",
+    ] {
+        let relay = format!("secret = \"relay-secret-0123456789\"\nsigned = [{p:?}]");
+        let m = invalid_key(&with_relay(&relay, LISTEN), "wechat.relay.signed[0]");
+        assert!(m.contains("not relayed"), "{m}");
+    }
+}

@@ -7,6 +7,14 @@ use super::super::resolve::Sourced;
 use super::super::schema::{RawRelay, RawWechat};
 use super::Validator;
 
+/// WeChat paths the relay never takes, and why.
+const NOT_RELAYED: [(&str, &str); 4] = [
+    ("/sns/jscode2session", "logins are wxgate's (/wx/login)"),
+    ("/cgi-bin/token", "a new token invalidates the one every instance uses"),
+    ("/cgi-bin/stable_token", "wxgate holds the token (GET /internal/wechat/access_token)"),
+    ("/wxa/resetusersessionkey", "its answer holds the new session_key, which stays in wxgate (POST /internal/wechat/reset_session_key)"),
+];
+
 impl Validator<'_> {
     pub(super) fn wechat(
         &self,
@@ -99,6 +107,16 @@ impl Validator<'_> {
                     return Err(self.err(
                         format!("wechat.relay.{key}[{i}]"),
                         format!("{p:?} is not a WeChat API path like \"/wxa/msg_sec_check\" (no query, no ..)"),
+                    ));
+                }
+                if let Some(why) = NOT_RELAYED
+                    .iter()
+                    .find(|(path, _)| path == p)
+                    .map(|(_, why)| why)
+                {
+                    return Err(self.err(
+                        format!("wechat.relay.{key}[{i}]"),
+                        format!("{p} is not relayed: {why}"),
                     ));
                 }
                 if p.starts_with("/internal/") || p == "/metrics" {

@@ -7,9 +7,12 @@
 //! | `POST /wxa/getwxacodeunlimit` | an image ([`MockWechat::qr_image`] of the body), `image/jpeg` |
 //! | `POST /xpay/query_user_balance?openid&signature&sig_method` | the balance, when `signature` is the user-state signature of the body with the user's latest `session_key`; 87009 otherwise |
 //! | `GET /wxa/checksession?openid&signature&sig_method` | the same check over the empty body |
+//! | `GET /wxa/resetusersessionkey?openid&signature&sig_method` | the same check, then a new key for the user: `{"openid", "session_key"}` |
 
 use std::collections::HashMap;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -21,11 +24,12 @@ use crate::http1::response;
 use crate::wechat::signature::{user_signature, SIG_METHOD};
 
 /// The paths [`MockWechat::server_api`] serves.
-pub(super) const PATHS: [&str; 4] = [
+const PATHS: [&str; 5] = [
     "/wxa/msg_sec_check",
     "/wxa/getwxacodeunlimit",
     "/xpay/query_user_balance",
     "/wxa/checksession",
+    "/wxa/resetusersessionkey",
 ];
 
 impl MockWechat {
@@ -44,15 +48,31 @@ impl MockWechat {
         self.codes().api_calls.get(path).copied().unwrap_or(0)
     }
 
-    /// The `session_key` of `openid`'s latest login, as WeChat holds it.
-    pub(super) fn current_key(&self, openid: &str) -> Option<String> {
+    /// The `session_key` WeChat holds for `openid` (its latest login's, or reset's).
+    pub fn current_key(&self, openid: &str) -> Option<String> {
         self.codes().keys.get(openid).cloned()
+    }
+
+    /// WeChat gives `openid` a new `session_key` the gateway did not see
+    /// (as a `wx.login` whose code went elsewhere would); returns it.
+    pub fn rotate_session_key(&self, openid: &str) -> String {
+        let mut codes = self.codes();
+        let old = codes.keys.get(openid).cloned().unwrap_or_default();
+        let new = STANDARD.encode(&sha256("rotated:", &old)[..16]);
+        codes.keys.insert(openid.to_string(), new.clone());
+        new
     }
 
     pub(super) async fn server_api(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_string();
+        if !PATHS.contains(&path.as_str()) {
+            return response(404, "text/plain", "not found");
+        }
         *self.codes().api_calls.entry(path.clone()).or_insert(0) += 1;
-        let get = path == "/wxa/checksession";
+        let get = matches!(
+            path.as_str(),
+            "/wxa/checksession" | "/wxa/resetusersessionkey"
+        );
         if req.method() != if get { Method::GET } else { Method::POST } {
             return response(405, "text/plain", "method not allowed");
         }
@@ -95,7 +115,11 @@ impl MockWechat {
                 if !self.signed_by_user(&query, &body) {
                     return errcode(87009, "invalid signature");
                 }
-                let answer = if get {
+                let answer = if path == "/wxa/resetusersessionkey" {
+                    let openid = query.get("openid").cloned().unwrap_or_default();
+                    let key = self.rotate_session_key(&openid);
+                    serde_json::json!({ "errcode": 0, "errmsg": "ok", "openid": openid, "session_key": key })
+                } else if get {
                     serde_json::json!({ "errcode": 0, "errmsg": "ok" })
                 } else {
                     serde_json::json!({ "errcode": 0, "errmsg": "ok", "balance": 100, "present_balance": 0 })
