@@ -123,7 +123,7 @@ async fn a_relayed_call_carries_the_token_and_comes_back_as_wechat_sent_it() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(
         r.json(),
-        json!({"errcode": 0, "errmsg": "ok", "result": {"suggest": "pass", "label": 100}, "trace_id": "mock-trace"})
+        json!({"errcode": 0, "errmsg": "ok", "result": {"suggest": "pass", "label": 100}, "trace_id": "mock-wxrelaytest000001"})
     );
     // WeChat's verdict, whatever it is, is the backend's to read.
     let r = call(
@@ -512,5 +512,140 @@ async fn a_stale_session_key_is_a_clear_session_expired_and_a_key_can_be_reset()
     .await;
     assert_eq!(r.status, 401);
     assert_eq!(env.mock.api_calls("/wxa/resetusersessionkey"), 1);
+    dev::stop(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_app_relays_with_its_own_token_and_answers_are_bounded() {
+    let up = Upstream::start("apps").await;
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+grace_period = "1s"
+
+[jwt]
+secret_env = "WXGATE_JWT_SECRET"
+audience = "openapi-test"
+
+[wechat]
+timeout = "2s"
+
+[[wechat.apps]]
+appid = "wxrelayshop000001"
+secret_env = "SHOP"
+
+[[wechat.apps]]
+appid = "wxrelayclub000001"
+secret_env = "CLUB"
+
+[wechat.relay]
+secret_env = "RELAY"
+allow = ["/wxa/msg_sec_check", "/wxa/getwxacodeunlimit"]
+max_answer = 200
+
+[metrics]
+listen = "127.0.0.1:0"
+
+[[routes]]
+prefix = "/"
+upstreams = ["{}"]
+"#,
+        up.addr
+    );
+    let env = dev::with_config(
+        &text,
+        &[
+            ("SHOP", "shop secret"),
+            ("CLUB", "club secret"),
+            ("RELAY", RELAY_SECRET),
+        ],
+    )
+    .await;
+    let at = internal(&env);
+    let app_of = |r: &Response| {
+        r.json()["trace_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let r = call(
+        at,
+        "POST",
+        "/wxa/msg_sec_check",
+        RELAY_SECRET,
+        b"{}",
+        &["X-WXGate-AppID: wxrelayclub000001"],
+    )
+    .await;
+    assert_eq!(app_of(&r), "mock-wxrelayclub000001", "{}", r.text());
+    let r = call(
+        at,
+        "POST",
+        "/wxa/msg_sec_check?appid=wxrelayshop000001",
+        RELAY_SECRET,
+        b"{}",
+        &[],
+    )
+    .await;
+    assert_eq!(app_of(&r), "mock-wxrelayshop000001", "{}", r.text());
+    // Several apps: which one must be said, and be one of them.
+    let r = call(at, "POST", "/wxa/msg_sec_check", RELAY_SECRET, b"{}", &[]).await;
+    assert_eq!((r.status, r.error()), (400, "invalid_request".into()));
+    let r = call(
+        at,
+        "POST",
+        "/wxa/msg_sec_check?appid=wxnope",
+        RELAY_SECRET,
+        b"{}",
+        &[],
+    )
+    .await;
+    assert_eq!((r.status, r.error()), (400, "unknown_app".into()));
+    let r = call(
+        at,
+        "POST",
+        "/wxa/msg_sec_check",
+        RELAY_SECRET,
+        b"{}",
+        &["X-WXGate-AppID: wxnope"],
+    )
+    .await;
+    assert_eq!((r.status, r.error()), (400, "unknown_app".into()));
+    // An answer over max_answer is not relayed back.
+    let r = call(
+        at,
+        "POST",
+        "/wxa/getwxacodeunlimit",
+        RELAY_SECRET,
+        b"{}",
+        &["X-WXGate-AppID: wxrelayshop000001"],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (502, "wechat_error".into()),
+        "{}",
+        r.text()
+    );
+    assert_eq!(env.mock.api_calls("/wxa/getwxacodeunlimit"), 1);
+    // Each call is counted under its path.
+    let m = support::raw_request(
+        at,
+        b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let text = m.text();
+    assert!(
+        text.contains(
+            r#"wxgate_wechat_requests_total{api="/wxa/msg_sec_check",errcode="",outcome="ok"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"wxgate_wechat_requests_total{api="/wxa/getwxacodeunlimit",errcode="",outcome="bad_reply"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains("mock-at-"), "no token in the metrics");
     dev::stop(env).await;
 }

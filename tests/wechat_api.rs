@@ -22,6 +22,7 @@ use wxgate::dev::mock_wechat::MockWechat;
 use wxgate::server::{Deps, Running};
 
 const INTERNAL_SECRET: &str = "internal-secret-0123456789";
+const RELAY_SECRET: &str = "relay-secret-0123456789";
 
 async fn phone(gw: SocketAddr, token: &str, code: &str) -> Response {
     let auth = format!("Authorization: Bearer {token}");
@@ -137,6 +138,10 @@ secret_env = "W"
 api_base = "http://{mock_addr}"
 timeout = "2s"
 
+[wechat.relay]
+secret_env = "RELAY"
+allow = ["/wxa/msg_sec_check"]
+
 [store]
 kind = "redis"
 url_env = "R"
@@ -158,6 +163,7 @@ upstreams = ["{}"]
                     ("W", "token test secret"),
                     ("R", &url),
                     ("S", INTERNAL_SECRET),
+                    ("RELAY", RELAY_SECRET),
                 ],
             );
             let deps = Deps::with_store(wxgate::store::build(&config.store).unwrap());
@@ -277,6 +283,42 @@ async fn a_token_a_backend_reports_refused_is_replaced_for_every_instance() {
     let r = get_token_at(cluster.internal(2), INTERNAL_SECRET, &target).await;
     assert_eq!(r.json()["access_token"], second.as_str());
     assert_eq!(cluster.mock.token_calls(), (2, 1));
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_calls_refused_on_three_instances_make_one_replacement() {
+    let cluster = Cluster::start(Duration::from_secs(7200)).await;
+    let relay = |i: usize| {
+        let addr = cluster.internal(i);
+        async move {
+            let req = format!(
+                "POST /wxa/msg_sec_check HTTP/1.1\r\nHost: internal\r\nConnection: close\r\n\
+                 Authorization: Bearer {RELAY_SECRET}\r\nContent-Length: 2\r\n\r\n{{}}"
+            );
+            support::raw_request(addr, req.as_bytes()).await
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(relay(i).await.json()["errcode"], 0);
+    }
+    assert_eq!(cluster.mock.token_calls(), (1, 0));
+    // Someone else forced a refresh: every instance's token is refused at
+    // once, and each relays calls at the same time.
+    cluster.mock.rotate_token_elsewhere();
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        for i in 0..3 {
+            calls.push(tokio::spawn(relay(i)));
+        }
+    }
+    for c in calls {
+        let r = c.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["errcode"], 0, "{}", r.text());
+    }
+    let (_, forced) = cluster.mock.token_calls();
+    assert_eq!(forced, 1, "one forced refresh for the whole fleet");
     cluster.stop().await;
 }
 

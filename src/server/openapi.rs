@@ -184,8 +184,11 @@ async fn forward(
         .map_err(|_| ApiError::UnknownApp)?;
     let app = match header_app {
         Some(appid) => apps.get(Some(&appid))?,
-        None => match named("appid").filter(|a| apps.get(Some(a)).is_ok()) {
-            Some(appid) => apps.get(Some(&appid))?,
+        None => match named("appid") {
+            Some(appid) if apps.get(Some(&appid)).is_ok() => apps.get(Some(&appid))?,
+            // One of WeChat's own `appid` parameters, with a single app.
+            Some(_) if apps.get(None).is_ok() => apps.get(None)?,
+            Some(_) => return Err(ApiError::UnknownApp),
             None => apps.get(None)?,
         },
     };

@@ -3,7 +3,7 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `POST /wxa/msg_sec_check` | JSON verdict: `risky` when the body holds `badword`, else `pass` |
+//! | `POST /wxa/msg_sec_check` | JSON verdict: `risky` when the body holds `badword`, else `pass`; `trace_id` names the token's app |
 //! | `POST /wxa/getwxacodeunlimit` | an image ([`MockWechat::qr_image`] of the body), `image/jpeg` |
 //! | `POST /xpay/query_user_balance?openid&signature&sig_method` | the balance, when `signature` is the user-state signature of the body with the user's latest `session_key`; 87009 otherwise |
 //! | `GET /wxa/checksession?openid&signature&sig_method` | the same check over the empty body |
@@ -76,9 +76,10 @@ impl MockWechat {
         if req.method() != if get { Method::GET } else { Method::POST } {
             return response(405, "text/plain", "method not allowed");
         }
-        if let Err((code, msg)) = self.inner.token_api.app_of(&req) {
-            return errcode(code, msg);
-        }
+        let appid = match self.inner.token_api.app_of(&req) {
+            Ok(appid) => appid,
+            Err((code, msg)) => return errcode(code, msg),
+        };
         let query: HashMap<String, String> =
             form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -99,7 +100,8 @@ impl MockWechat {
                     "errcode": 0,
                     "errmsg": "ok",
                     "result": { "suggest": suggest, "label": label },
-                    "trace_id": "mock-trace",
+                    // Whose token it was, for tests.
+                    "trace_id": format!("mock-{appid}"),
                 });
                 response(200, "application/json", answer.to_string())
             }
