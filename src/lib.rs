@@ -45,6 +45,7 @@
 //! | [`route`] | canonical paths, the gateway's own endpoint paths, the route table: each route one [`route::Route`] |
 //! | `auth` | the one Bearer + revocation check |
 //! | `headers` | header hygiene, identity header names and injection, the client IP |
+//! | [`assertion`] | `X-WXGate-Assertion`: a short JWT per forwarded request, bound to it |
 //! | `endpoints` | `/healthz`, `/readyz`, `/wx/*`: body decoding, typed requests and responses |
 //! | `login` | `jscode2session` once per code, rate limits, phone numbers |
 //! | [`hook`] | the backend's login hook: signed calls, its answer as the token's `uid`, `roles`, `ext` |
@@ -66,6 +67,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod access;
+pub mod assertion;
 pub mod audit;
 pub(crate) mod auth;
 pub mod clock;

@@ -262,11 +262,25 @@ impl ProxyHttp for Gateway {
         };
         ctx.state.headers.sanitize(upstream_request, client);
         if let Some(f) = &ctx.forward {
-            if let Some(v) = &f.identity {
-                ctx.state.headers.inject(upstream_request, &v.values);
-            }
             if let Some(target) = &f.target {
                 upstream_request.set_raw_path(target)?;
+            }
+            if let Some(v) = &f.identity {
+                ctx.state.headers.inject(upstream_request, &v.values);
+                if let Some(a) = &ctx.state.assertions {
+                    let rid = upstream_request
+                        .headers
+                        .get(X_REQUEST_ID)
+                        .map(|v| v.as_bytes());
+                    let jwt = a.sign(
+                        &v.id,
+                        &f.route.prefix,
+                        upstream_request.method.as_str().as_bytes(),
+                        upstream_request.raw_path(),
+                        rid.unwrap_or_default(),
+                    );
+                    upstream_request.insert_header(crate::assertion::HEADER, jwt)?;
+                }
             }
         }
         Ok(())

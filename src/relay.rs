@@ -36,14 +36,14 @@ mod downstream;
 mod exchange;
 mod h2;
 mod head;
+mod outgoing;
 mod response;
 
 use crate::access::is_sane_request_id;
 use crate::conn::deadline::Phase;
 use crate::endpoints::{self, body::body_kind, body::Body, body::BodyKind};
 use crate::error::ApiError;
-use crate::headers::raw::line;
-use crate::headers::{Client, ClientInfo};
+use crate::headers::Client;
 use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::proxy::{admit, auth_outcome, decide, Decision, Forward};
 use crate::route::Endpoint;
@@ -225,62 +225,6 @@ impl Relay {
             request_id,
             action,
         })
-    }
-
-    /// The request head the upstream gets: the client's fields less what
-    /// header hygiene removes, then what wxgate sets.
-    fn upstream_head(
-        &self,
-        state: &GatewayState,
-        head: &Head<'_>,
-        client: Client,
-        request_id: &RequestId,
-        forward: &Forward,
-    ) -> Vec<u8> {
-        let mut out = Vec::with_capacity(head.len.saturating_add(256));
-        out.extend_from_slice(head.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(forward.target.as_deref().unwrap_or(head.target));
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        let connection = head::values(head.fields, b"connection");
-        let policy = &state.headers;
-        for f in head.fields {
-            let name = f.name.as_bytes();
-            let keep = policy.keeps(name, connection.clone());
-            let stale_id = !request_id.kept && name.eq_ignore_ascii_case(b"x-request-id");
-            if keep && !stale_id {
-                line(&mut out, name, f.value);
-            }
-        }
-        self.end_head(state, client, head.host, request_id, forward, &mut out);
-        out
-    }
-
-    /// The end of an upstream request head: what wxgate sets (client
-    /// address, protocol and host; the identity; the request id, unless the
-    /// client's is kept), then the blank line.
-    fn end_head(
-        &self,
-        state: &GatewayState,
-        client: Client,
-        host: Option<&[u8]>,
-        request_id: &RequestId,
-        forward: &Forward,
-        out: &mut Vec<u8>,
-    ) {
-        let policy = &state.headers;
-        let info = ClientInfo {
-            ip: client.ip,
-            https: self.tls,
-        };
-        policy.write_set(info, host, out);
-        if let Some(v) = &forward.identity {
-            policy.write_identity(&v.values, out);
-        }
-        if !request_id.kept {
-            line(out, b"X-Request-ID", request_id.as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
     }
 
     /// Answer the plan: refuse, or forward and relay the response.

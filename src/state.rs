@@ -133,6 +133,10 @@ pub struct GatewayState {
     relay: Option<Arc<crate::wechat::RelayConfig>>,
     /// `[metrics] admin_secret`.
     admin_secret: Option<crate::secret::Secret>,
+    /// `[assertion]`: signs `X-WXGate-Assertion`.
+    pub assertions: Option<crate::assertion::Assertions>,
+    /// `/.well-known/jwks.json`: the token keys and the assertion key.
+    jwks: bytes::Bytes,
 }
 
 impl GatewayState {
@@ -208,6 +212,21 @@ impl GatewayState {
             }
             None => None,
         };
+        let assertions = config
+            .assertion
+            .as_ref()
+            .map(|a| crate::assertion::Assertions::new(a, &config.jwt.issuer));
+        let jwks = match &assertions {
+            None => sessions.tokens().jwks(),
+            Some(a) => {
+                let mut set: serde_json::Value =
+                    serde_json::from_slice(&sessions.tokens().jwks()).unwrap_or_default();
+                if let Some(keys) = set.get_mut("keys").and_then(|k| k.as_array_mut()) {
+                    keys.push(a.jwk().clone());
+                }
+                bytes::Bytes::from(set.to_string())
+            }
+        };
         Ok(Self {
             endpoints,
             routes,
@@ -231,7 +250,14 @@ impl GatewayState {
                 .and_then(|w| w.relay.clone())
                 .map(Arc::new),
             admin_secret: config.metrics.admin_secret.clone(),
+            jwks,
+            assertions,
         })
+    }
+
+    /// `{"keys": [...]}`: the public keys of tokens and assertions.
+    pub fn jwks(&self) -> bytes::Bytes {
+        self.jwks.clone()
     }
 
     /// Token sessions: issue, refresh, logout, revocation.

@@ -12,6 +12,7 @@
 //!
 //! [`HeaderName`]: http::HeaderName
 
+pub use crate::assertion::AssertionConfig;
 pub use crate::audit::{AuditConfig, WebhookConfig};
 use crate::sessions::policy::SessionPolicies;
 use std::net::SocketAddr;
@@ -49,6 +50,9 @@ pub struct Config {
     pub sessions: SessionPolicies,
     /// `[audit]`: the openid in audit events or not, and the webhook.
     pub audit: AuditConfig,
+    /// `[assertion]`: `X-WXGate-Assertion` on forwarded requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<AssertionConfig>,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     /// Non-fatal findings, printed by `wxgate check` and logged at start-up.

@@ -61,6 +61,8 @@ pub(super) struct Resolved {
     pub admin_secret: Option<Sourced>,
     /// `[wechat.relay]`'s Bearer secret, when the section is present.
     pub relay_secret: Option<Sourced>,
+    /// `[assertion]`'s private key (PEM), when the section is present.
+    pub assertion_key: Option<Sourced>,
     /// `[login.hook]`'s signing secret, when the section is present.
     pub hook_secret: Option<Sourced>,
     /// `[audit.webhook]`'s signing secret, when the section is present.
@@ -156,6 +158,15 @@ pub(super) fn resolve(
         )?),
         None => None,
     };
+    let assertion_key = match &raw.assertion {
+        Some(a) => Some(r.secret_keyed(
+            "assertion.private_key",
+            &a.private_key,
+            &a.private_key_env,
+            &a.private_key_file,
+        )?),
+        None => None,
+    };
     let hook_secret = match &raw.login.hook {
         Some(h) => Some(r.secret("login.hook", &h.secret, &h.secret_env, &h.secret_file)?),
         None => None,
@@ -214,6 +225,7 @@ pub(super) fn resolve(
         access_token_secret,
         admin_secret,
         relay_secret,
+        assertion_key,
         redis_url,
         redis_passwords,
         upstreams,

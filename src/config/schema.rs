@@ -32,6 +32,7 @@ pub(super) struct RawConfig {
     pub sessions: RawSessions,
     #[serde(default)]
     pub audit: RawAudit,
+    pub assertion: Option<RawAssertion>,
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
@@ -320,4 +321,16 @@ pub(super) struct RawRoute {
     pub apps: Option<Vec<String>>,
     pub close_on_token_expiry: Option<bool>,
     pub revocation_check: Option<String>,
+}
+
+/// `[assertion]`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAssertion {
+    pub algorithm: Option<String>,
+    pub private_key: Option<String>,
+    pub private_key_env: Option<String>,
+    pub private_key_file: Option<PathBuf>,
+    pub kid: Option<String>,
+    pub ttl: Option<String>,
 }

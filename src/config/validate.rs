@@ -20,6 +20,7 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// The shortest `[[routes]] revocation_check`.
 const MIN_REVOCATION_CHECK: Duration = Duration::from_millis(100);
 
+mod assertion;
 mod audit;
 mod hook;
 mod jwt;
@@ -153,6 +154,7 @@ impl Validator<'_> {
                 ));
             }
         }
+        let assertion = self.assertion(raw.assertion, resolved.assertion_key, &jwt)?;
         let mut metrics = self.metrics(raw.metrics, &server)?;
         self.internal_secrets(
             &mut metrics,
@@ -173,6 +175,7 @@ impl Validator<'_> {
             store,
             sessions,
             audit,
+            assertion,
             metrics,
             log: self.log(raw.log)?,
             warnings: self.warnings,

@@ -20,7 +20,7 @@ pub(crate) fn handle(state: &GatewayState, method: &Method) -> Result<Bytes, Api
     if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" });
     }
-    Ok(state.tokens().jwks())
+    Ok(state.jwks())
 }
 
 /// Cacheable, unlike every other answer of the gateway.

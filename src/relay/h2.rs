@@ -139,7 +139,16 @@ impl Relay {
                 line(&mut out, name.as_str().as_bytes(), value.as_bytes());
             }
         }
-        self.end_head(state, client, host, request_id, forward, &mut out);
+        let target = forward.target.as_deref().unwrap_or(req.raw_path());
+        let request_line = (req.method.as_str().as_bytes(), target);
+        self.end_head(
+            state,
+            client,
+            (host, request_line),
+            request_id,
+            forward,
+            &mut out,
+        );
         out
     }
 }
