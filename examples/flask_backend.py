@@ -9,12 +9,33 @@ from flask import Flask, abort, request
 app = Flask(__name__)
 HOOK_SECRET = os.environ.get("WXGATE_HOOK_SECRET", "").encode()  # [login.hook] secret
 AUDIT_SECRET = os.environ.get("WXGATE_AUDIT_SECRET", "").encode()  # [audit.webhook] secret
+JWKS_URL = os.environ.get("WXGATE_JWKS_URL")  # with [assertion]: http://<wxgate>/.well-known/jwks.json
+jwks = None
+
+
+def came_through_wxgate(req, route):  # X-WXGate-Assertion, checked with PyJWT (pip install pyjwt[crypto])
+    global jwks
+    if not JWKS_URL:
+        return True
+    import jwt
+    try:
+        token = req.headers.get("X-WXGate-Assertion", "")
+        jwks = jwks or jwt.PyJWKClient(JWKS_URL)
+        key = jwks.get_signing_key_from_jwt(token)
+        if jwt.get_unverified_header(token).get("typ") != "wxgate-assertion+jwt":
+            return False
+        c = jwt.decode(token, key.key, algorithms=["EdDSA", "ES256"], audience=route)
+    except jwt.PyJWTError:
+        return False
+    return (c["htm"], c["htu"], c["rid"]) == (req.method, req.path, req.headers.get("X-Request-ID"))
 
 
 @app.get("/api/me")
 def me():
     openid = request.headers.get("X-OpenID")
     if not openid:  # a public or optional route without a token
+        abort(401)
+    if not came_through_wxgate(request, "/api/"):  # the route's prefix
         abort(401)
     return {"openid": openid, "unionid": request.headers.get("X-UnionID"),
             "uid": request.headers.get("X-User-ID"), "roles": request.headers.get("X-User-Roles")}

@@ -4,7 +4,9 @@
 //! through wxgate with spoofed identity headers, and the backend reads the
 //! verified ones. The backend takes the audit webhook's events, each
 //! delivery checked against its own secret. A call to the hook or the
-//! webhook that wxgate did not sign is refused.
+//! webhook that wxgate did not sign is refused. The backend checks each
+//! request's `X-WXGate-Assertion` with the gateway's key set, and refuses a
+//! request that reaches it without one.
 //!
 //! Flask comes from Debian's `python3-flask` (or pip), Express from npm
 //! (`npm install --prefix examples express@4`); `.ci/run` installs both and
@@ -54,12 +56,20 @@ fn works(program: &str, args: &[&str], dir: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Where the gateway will listen: the backend learns the key set's address
+/// before the gateway starts.
+async fn gateway_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port().await).parse().unwrap()
+}
+
 async fn free_port() -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap().port()
 }
 
-async fn start_backend(program: &str, script: &str) -> (Backend, SocketAddr) {
+/// The backend, which checks assertions with the key set of the gateway
+/// that will listen on `gateway`.
+async fn start_backend(program: &str, script: &str, gateway: SocketAddr) -> (Backend, SocketAddr) {
     let port = free_port().await;
     let child = Command::new(program)
         .arg(script)
@@ -68,6 +78,10 @@ async fn start_backend(program: &str, script: &str) -> (Backend, SocketAddr) {
         .env("HOST", "127.0.0.1")
         .env("WXGATE_HOOK_SECRET", HOOK_SECRET)
         .env("WXGATE_AUDIT_SECRET", AUDIT_SECRET)
+        .env(
+            "WXGATE_JWKS_URL",
+            format!("http://{gateway}/.well-known/jwks.json"),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -86,10 +100,19 @@ async fn start_backend(program: &str, script: &str) -> (Backend, SocketAddr) {
     (backend, addr)
 }
 
-async fn through_the_gateway(backend: SocketAddr, name: &str) {
-    let preamble = Preamble::new("backends-test");
+async fn through_the_gateway(backend: SocketAddr, gateway: SocketAddr, name: &str) {
+    let listen = gateway.to_string();
+    let preamble = Preamble::new("backends-test").listen(&listen);
+    let dir = support::TempDir::new("backends");
+    let key = wxgate::token::PrivateKey::generate(wxgate::token::Algorithm::EdDSA).unwrap();
+    let key_file = dir.write("assertion.pem", &key.to_pem().unwrap());
+    let key_file = key_file.display();
     let text = format!(
         r#"{preamble}
+[assertion]
+algorithm = "EdDSA"
+private_key_file = "{key_file}"
+
 [wechat]
 appid = "wxbackendstest001"
 secret_env = "BACKENDS_WECHAT"
@@ -244,6 +267,20 @@ upstreams = ["{backend}"]
     )
     .await;
     assert_eq!(r.status, 204, "{name}: {}", r.text());
+    // Reached without wxgate (by mistake), the backend refuses what carries
+    // no assertion, or a forged one, whatever the identity headers say.
+    for assertion in ["", "X-WXGate-Assertion: eyJhbGciOiJFZERTQSJ9.e30.AAAA"] {
+        let mut req = "GET /api/me HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\
+            X-OpenID: o-spoofed\r\nX-Request-ID: r-1\r\n"
+            .to_string();
+        if !assertion.is_empty() {
+            req.push_str(assertion);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        let r = support::raw_request(backend, req.as_bytes()).await;
+        assert_eq!(r.status, 401, "{name}: {assertion:?}");
+    }
     // No token: wxgate answers; the backend never sees the spoofed header.
     let r = support::raw_request(
         gw,
@@ -276,8 +313,9 @@ async fn the_flask_backend_reads_the_verified_openid() {
     let Some(python) = python else {
         return skip_or_fail("no python3 with Flask (apt-get install python3-flask)");
     };
-    let (_backend, addr) = start_backend(python, "flask_backend.py").await;
-    through_the_gateway(addr, "flask").await;
+    let gateway = gateway_addr().await;
+    let (_backend, addr) = start_backend(python, "flask_backend.py", gateway).await;
+    through_the_gateway(addr, gateway, "flask").await;
 }
 
 #[tokio::test]
@@ -285,6 +323,7 @@ async fn the_express_backend_reads_the_verified_openid() {
     if !works("node", &["-e", "require('express')"], EXAMPLES) {
         return skip_or_fail("no node with express (npm install --prefix examples express@4)");
     }
-    let (_backend, addr) = start_backend("node", "express_backend.js").await;
-    through_the_gateway(addr, "express").await;
+    let gateway = gateway_addr().await;
+    let (_backend, addr) = start_backend("node", "express_backend.js", gateway).await;
+    through_the_gateway(addr, gateway, "express").await;
 }
