@@ -2168,4 +2168,4 @@ fn an_audit_webhook_sharing_the_hooks_secret_is_warned_of() {
     );
 }
 
-mod relay;
+mod server_side;

@@ -1,4 +1,5 @@
-//! `[wechat.relay]` and `[headers] cloud_run`.
+//! WeChat's server side and what backends check: `[wechat.relay]`,
+//! `[headers] cloud_run`, `[assertion]`.
 
 use super::*;
 
@@ -131,4 +132,95 @@ fn some_wechat_paths_are_never_relayed() {
         let m = invalid_key(&with_relay(&relay, LISTEN), "wechat.relay.signed[0]");
         assert!(m.contains("not relayed"), "{m}");
     }
+}
+
+// --- [assertion] ---
+
+/// A minimal config with `[assertion]` lines.
+fn with_assertion(lines: &str) -> String {
+    format!("{JWT}\n[assertion]\n{lines}\n{ROUTE}")
+}
+
+fn key_file(alg: crate::token::Algorithm) -> (tempfile_dir::Dir, String) {
+    let dir = tempfile_dir::Dir::new();
+    let key = crate::token::PrivateKey::generate(alg).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.0.join("assertion.pem");
+    std::fs::write(&path, key.to_pem().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    (dir, path.display().to_string())
+}
+
+/// A directory removed when dropped.
+mod tempfile_dir {
+    pub(super) struct Dir(pub(super) std::path::PathBuf);
+    impl Dir {
+        pub(super) fn new() -> Self {
+            let p = std::env::temp_dir()
+                .join(format!("wxgate-assertion-{}", crate::clock::random_id()));
+            std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{e}"));
+            Self(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[test]
+fn an_assertion_key_gets_its_defaults() {
+    use crate::token::Algorithm;
+    assert!(parse_ok(&minimal()).assertion.is_none());
+    for (alg, name) in [(Algorithm::EdDSA, "EdDSA"), (Algorithm::ES256, "ES256")] {
+        let (_dir, path) = key_file(alg);
+        let c = parse_ok(&with_assertion(&format!(
+            "algorithm = \"{name}\"\nprivate_key_file = \"{path}\""
+        )));
+        let a = c.assertion.as_ref().expect("assertion");
+        assert_eq!(a.ttl, Duration::from_secs(60));
+        assert_eq!(a.kid, a.key.public().thumbprint());
+        let shown = toml::to_string(&c).unwrap_or_default();
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    }
+}
+
+#[test]
+fn an_assertion_key_is_asymmetric_its_own_and_short_lived() {
+    use crate::token::Algorithm;
+    let (_dir, path) = key_file(Algorithm::EdDSA);
+    let file = format!("private_key_file = \"{path}\"");
+    let m = invalid_key(&with_assertion(&file), "assertion.algorithm");
+    assert!(m.contains("EdDSA"), "{m}");
+    invalid_key(
+        &with_assertion(&format!("algorithm = \"HS256\"\n{file}")),
+        "assertion.algorithm",
+    );
+    // An Ed25519 key read as ES256.
+    let m = invalid_key(
+        &with_assertion(&format!("algorithm = \"ES256\"\n{file}")),
+        "assertion.private_key",
+    );
+    assert!(m.contains("not a PEM P-256 private key"), "{m}");
+    invalid_key(
+        &with_assertion("algorithm = \"EdDSA\""),
+        "assertion.private_key_env",
+    );
+    let long = format!("algorithm = \"EdDSA\"\n{file}\nttl = \"61s\"");
+    let m = invalid_key(&with_assertion(&long), "assertion.ttl");
+    assert!(m.contains("60s"), "{m}");
+    let bad_kid = format!("algorithm = \"EdDSA\"\n{file}\nkid = \"a b\"");
+    invalid_key(&with_assertion(&bad_kid), "assertion.kid");
+}
+
+#[test]
+fn an_assertion_kid_is_no_token_keys() {
+    use crate::token::Algorithm;
+    let (_dir, path) = key_file(Algorithm::EdDSA);
+    let text = format!(
+        "[jwt]\nsecret_env = \"WXGATE_JWT_SECRET\"\naudience = \"test-app\"\n\n\
+         [[jwt.previous_keys]]\nalgorithm = \"HS256\"\nkid = \"hs-2025\"\nsecret_env = \"WXGATE_JWT_SECRET\"\n\n\
+         [assertion]\nalgorithm = \"EdDSA\"\nprivate_key_file = \"{path}\"\nkid = \"hs-2025\"\n{ROUTE}"
+    );
+    let m = invalid_key(&text, "assertion.kid");
+    assert!(m.contains("its own"), "{m}");
 }
