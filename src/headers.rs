@@ -138,6 +138,9 @@ pub(crate) const CLOUD_RUN: [(&str, &str); 4] = [
     ("X-WX-SOURCE", "source"),
 ];
 
+/// WeChat's risk rank of the login (`[login.risk]`), from the token.
+pub(crate) const RISK_RANK: &str = "X-WX-Risk-Rank";
+
 /// `X-WX-SOURCE` with `[headers] cloud_run`: the request came through wxgate.
 pub(crate) const CLOUD_RUN_SOURCE: &str = "wxgate";
 
@@ -199,6 +202,8 @@ pub struct HeaderPolicy {
     cloud_run: Vec<(&'static str, IdentityHeader)>,
     /// The value of `X-WX-SOURCE`.
     source: HeaderValue,
+    /// `X-WX-Risk-Rank`: WeChat's risk rank of the login, when the token has one.
+    risk: IdentityHeader,
     /// Lower-case names whose client copies are removed, in any spelling:
     /// the identity headers, the ones wxgate sets, and `[headers] strip`.
     spoofable: Vec<HeaderName>,
@@ -263,6 +268,9 @@ impl HeaderPolicy {
                 Vec::new()
             },
             source: HeaderValue::from_static(CLOUD_RUN_SOURCE),
+            risk: IdentityHeader {
+                wire: Bytes::from_static(RISK_RANK.as_bytes()),
+            },
             spoofable,
         }
     }
@@ -380,6 +388,7 @@ impl HeaderPolicy {
             uid: user.uid.as_deref().map(value).transpose()?,
             roles,
             claims,
+            risk: user.risk.map(|r| HeaderValue::from(u16::from(r))),
         })
     }
 
@@ -403,6 +412,7 @@ impl HeaderPolicy {
             (&self.appid, id.appid.as_ref()),
             (&self.user_id, id.uid.as_ref()),
             (&self.user_roles, id.roles.as_ref()),
+            (&self.risk, id.risk.as_ref()),
         ]
         .into_iter()
         .filter_map(|(h, v)| Some((&h.wire, v?)))
@@ -435,6 +445,8 @@ pub struct IdentityValues {
     pub roles: Option<HeaderValue>,
     /// Extra claims the token carries, by their index in `[login.hook] claims`.
     pub claims: Vec<(usize, HeaderValue)>,
+    /// WeChat's risk rank of the login.
+    pub risk: Option<HeaderValue>,
 }
 
 /// Header names are equal when lower-cased and with `_` read as `-`.

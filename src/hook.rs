@@ -85,6 +85,9 @@ pub struct Call<'a> {
     /// The phone number, for [`Event::Phone`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone: Option<&'a serde_json::Value>,
+    /// WeChat's risk rank of the login (`[login.risk]`), 0 to 4.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk_rank: Option<u8>,
 }
 
 /// Why the hook gave no usable answer.
@@ -209,7 +212,12 @@ pub fn parse_answer(
         }
         Some(_) => return Err("`claims` is not an object"),
     }
-    Ok(UserClaims { uid, roles, ext })
+    Ok(UserClaims {
+        uid,
+        roles,
+        ext,
+        risk: None,
+    })
 }
 
 /// A role name: 1 to 64 of `A-Z a-z 0-9 _ . : -` (no `,`: roles travel

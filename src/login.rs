@@ -39,7 +39,7 @@ use crate::wechat::client::{code_fingerprint, WechatClient};
 use crate::wechat::reply::WechatError;
 use crate::wechat::{crypto, WechatApi, WechatApp, WechatConfig};
 
-pub use self::config::{LoginConfig, Rate, MAX_STATE_TTL};
+pub use self::config::{LoginConfig, Rate, RiskConfig, RiskOnError, MAX_STATE_TTL};
 use self::flight::{Attempt, CodeFlights, Exchanged, WxLogin};
 use self::limits::{LoginLimits, Rates};
 
@@ -83,6 +83,8 @@ pub struct LoginService {
     hook: Option<Arc<LoginHook>>,
     /// The app's WeChat access token, shared by every instance.
     access_tokens: Arc<AccessTokens>,
+    /// `[login.risk]`, and where its ranks are counted.
+    risk: Option<(RiskConfig, Arc<Metrics>)>,
 }
 
 impl LoginService {
@@ -159,7 +161,14 @@ impl LoginService {
             wechat_timeout,
             sessions,
             hook: None,
+            risk: None,
         }
+    }
+
+    /// Ask WeChat's risk rank of each login (`[login.risk]`), counted in `metrics`.
+    pub fn with_risk(mut self, risk: Option<RiskConfig>, metrics: Arc<Metrics>) -> Self {
+        self.risk = risk.map(|r| (r, metrics));
+        self
     }
 
     /// Ask `hook` before issuing tokens. An exchange then takes the hook's
@@ -324,6 +333,8 @@ impl LoginService {
         // session, no hook, no token). A retry with the same code is asked
         // again from what WeChat said, without WeChat.
         self.sessions.refuse_banned(&wx.openid).await?;
+        // `[login.risk]`: WeChat's rank, and a refusal before anything is kept.
+        let risk = self.assess_risk(&wx.openid, meta.ip).await?;
         // `[sessions]` bounds: a refusal before the hook hears of the login.
         let replaced = self
             .sessions
@@ -346,11 +357,13 @@ impl LoginService {
                     openid: &wx.openid,
                     unionid: wx.unionid.as_deref(),
                     phone: None,
+                    risk_rank: risk,
                 };
                 hook.call(&call).await?
             }
             None => UserClaims::default(),
         };
+        let user = UserClaims { risk, ..user };
         let grant = self
             .sessions
             .open(

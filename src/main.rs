@@ -217,6 +217,7 @@ fn token(cmd: TokenCommand) -> ExitCode {
                 uid,
                 roles,
                 ext: Default::default(),
+                risk: None,
             };
             let new = NewToken {
                 family: None,

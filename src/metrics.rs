@@ -71,6 +71,7 @@ pub struct Metrics {
     endpoint_outcomes: IntCounterVec,
     rate_limited: IntCounterVec,
     sessions_ended: IntCounterVec,
+    risk: IntCounterVec,
     bans: IntCounterVec,
     audit_webhook: IntCounterVec,
     store: Arc<StoreMetrics>,
@@ -221,6 +222,12 @@ impl Metrics {
                 "Sessions ended other than by their own logout, by reason (ended by the user from another session, replaced, idle, lifetime, admin, banned).",
                 &["reason"],
             )?,
+            risk: counter_vec(
+                &r,
+                "wxgate_login_risk_total",
+                "Logins by WeChat's risk rank (rank: 0-4, or none when WeChat gave none) and outcome (allowed, refused).",
+                &["rank", "outcome"],
+            )?,
             bans: counter_vec(
                 &r,
                 "wxgate_bans_total",
@@ -289,6 +296,17 @@ impl Metrics {
     /// A session ended, and why.
     pub fn session_ended(&self, reason: &str) {
         self.sessions_ended.with_label_values(&[reason]).inc();
+    }
+
+    /// A login's risk rank (`None`: WeChat gave none) and whether it went on.
+    pub fn login_risk(&self, rank: Option<u8>, refused: bool) {
+        const RANKS: [&str; 6] = ["0", "1", "2", "3", "4", "other"];
+        let rank = match rank {
+            Some(r) => RANKS.get(usize::from(r)).copied().unwrap_or("other"),
+            None => "none",
+        };
+        let outcome = if refused { "refused" } else { "allowed" };
+        self.risk.with_label_values(&[rank, outcome]).inc();
     }
 
     /// A ban (`ban`) or unban (`unban`) through the admin API.

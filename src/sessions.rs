@@ -354,9 +354,14 @@ impl Sessions {
             openid: &record.openid,
             unionid: record.unionid.as_deref(),
             phone: None,
+            risk_rank: record.user.risk,
         };
         match hook.call(&call).await {
-            Ok(user) => Ok(user),
+            // The login's risk rank stays the login's: WeChat's, not the hook's.
+            Ok(user) => Ok(UserClaims {
+                risk: record.user.risk,
+                ..user
+            }),
             Err(e @ HookError::Refused { .. }) => {
                 tracing::info!(family = %short(&record.family), "the login hook refused a refresh: revoking its family");
                 self.store

@@ -205,7 +205,8 @@ impl GatewayState {
                         deps.clock.clone(),
                         metrics.clone(),
                     )?
-                    .with_hook(hook.clone());
+                    .with_hook(hook.clone())
+                    .with_risk(config.login.risk, metrics.clone());
                     apps.push(Arc::new(service));
                 }
                 Some(Arc::new(Apps::new(apps)))

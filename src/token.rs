@@ -170,6 +170,7 @@ impl TokenKeys {
             uid: new.user.and_then(|u| u.uid.clone()),
             roles: new.user.map(|u| u.roles.clone()).unwrap_or_default(),
             ext: new.user.map(|u| u.ext.clone()).unwrap_or_default(),
+            risk: new.user.and_then(|u| u.risk),
         };
         let payload = serde_json::to_vec(&claims).map_err(|_| TokenError::Malformed)?;
         let mut token = String::with_capacity(

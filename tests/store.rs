@@ -146,6 +146,7 @@ fn record(openid: &str, family: &str) -> RefreshRecord {
             uid: Some("u-7".into()),
             roles: vec!["admin".into()],
             ext: Default::default(),
+            risk: Some(1),
         },
         issued_ms: 1_700_000_000_000,
         expires_at: 1_700_000_000 + 86_400,

@@ -24,7 +24,7 @@ use serde::Serialize;
 pub use crate::conn::{ConnLimits, InternalLimits};
 pub use crate::headers::{ClaimHeader, HeadersConfig, IdentityHeaderName};
 pub use crate::hook::HookConfig;
-pub use crate::login::{LoginConfig, Rate, MAX_STATE_TTL};
+pub use crate::login::{LoginConfig, Rate, RiskConfig, RiskOnError, MAX_STATE_TTL};
 pub use crate::route::{AuthMode, RouteConfig};
 use crate::secret::Secret;
 use crate::ser::{ser_display, ser_display_list, ser_duration, ser_opt_display, ser_secret_opt};

@@ -175,6 +175,16 @@ pub(super) struct RawLogin {
     pub rate_limit_decrypt_per_user: Option<String>,
     pub rate_limit_decrypt_global: Option<String>,
     pub hook: Option<RawHook>,
+    pub risk: Option<RawRisk>,
+}
+
+/// `[login.risk]`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRisk {
+    pub scene: Option<i64>,
+    pub refuse_at: Option<i64>,
+    pub on_error: Option<String>,
 }
 
 /// `[login.hook]`

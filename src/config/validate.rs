@@ -25,6 +25,7 @@ mod audit;
 mod hook;
 mod jwt;
 mod metrics;
+mod risk;
 mod server;
 mod sessions;
 mod store;
@@ -105,7 +106,9 @@ impl Validator<'_> {
             (Some(h), secret) => Some(self.hook(h, secret)?),
             (None, _) => None,
         };
+        let risk = self.risk(raw_login.risk.take(), wechat.is_some())?;
         let mut login = self.login(raw_login)?;
+        login.risk = risk;
         if let Some(h) = &hook {
             headers.claims = h.claims.clone();
         }
@@ -320,6 +323,7 @@ impl Validator<'_> {
             rate_limit_decrypt_per_user,
             rate_limit_decrypt_global,
             hook: None,
+            risk: None,
         })
     }
 

@@ -86,6 +86,10 @@ struct Codes {
     keys: HashMap<String, String>,
     /// Calls of the server APIs, by path.
     api_calls: HashMap<String, usize>,
+    /// Each openid's user part (of the code that logged it in).
+    users: HashMap<String, String>,
+    /// `getuserriskrank` bodies.
+    risk_asks: Vec<serde_json::Value>,
 }
 
 /// The mock WeChat. Cloning gives another handle on the same state.
@@ -298,9 +302,14 @@ impl MockWechat {
         if !self.redeem(&param("appid"), &code) {
             return errcode(40163, "code been used");
         }
-        self.codes()
-            .keys
-            .insert(Self::openid_for(&code), Self::session_key_for(&code));
+        {
+            let mut codes = self.codes();
+            let openid = Self::openid_for(&code);
+            codes
+                .keys
+                .insert(openid.clone(), Self::session_key_for(&code));
+            codes.users.insert(openid, user_part(&code).to_string());
+        }
         let mut body = serde_json::json!({
             "session_key": Self::session_key_for(&code),
             "openid": Self::openid_for(&code),

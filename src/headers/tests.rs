@@ -714,6 +714,7 @@ fn identity_values_carry_the_identity() {
             uid: None,
             roles: None,
             claims: Vec::new(),
+            risk: None,
         }
     );
 }

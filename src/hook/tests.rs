@@ -126,6 +126,7 @@ fn the_call_never_names_session_key() {
         openid: "o-1",
         unionid: None,
         phone: None,
+        risk_rank: None,
     };
     let json = serde_json::to_value(&call).unwrap();
     assert_eq!(

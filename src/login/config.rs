@@ -61,6 +61,33 @@ pub struct LoginConfig {
     /// `[login.hook]`: the backend's say on each login.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hook: Option<HookConfig>,
+    /// `[login.risk]`: WeChat's risk rank of each login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskConfig>,
+}
+
+/// `[login.risk]`: each login asks WeChat's `getuserriskrank` (0, least
+/// risky, to 4) after `jscode2session`; the rank goes to the login hook, the
+/// token (`risk`) and upstream (`X-WX-Risk-Rank`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RiskConfig {
+    /// WeChat's `scene`: 0 registration or login, 1 marketing.
+    pub scene: u8,
+    /// A rank at or above it refuses the login (403 `login_refused`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refuse_at: Option<u8>,
+    /// When WeChat gives no rank: log in without one, or refuse.
+    pub on_error: RiskOnError,
+}
+
+/// What a login does when WeChat gives no rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskOnError {
+    /// Go on without a rank (counted).
+    Allow,
+    /// Refuse the login (502 `wechat_error` or 504 `wechat_timeout`).
+    Refuse,
 }
 
 /// A rate like `20/min`: at most `limit` events per fixed `window`.

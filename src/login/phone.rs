@@ -77,6 +77,7 @@ impl LoginService {
             openid: &caller.openid,
             unionid: caller.unionid.as_deref(),
             phone: Some(&number),
+            risk_rank: caller.user.risk,
         };
         if let Err(e) = hook.call(&call).await {
             let kept = Kept {

@@ -2,7 +2,9 @@
 //! OpenAPI relay (the app's access token added) and the user-state
 //! signature (the user's `session_key` never leaves wxgate).
 
-use super::LoginService;
+use std::net::IpAddr;
+
+use super::{LoginService, RiskOnError};
 use crate::error::ApiError;
 use crate::wechat::openapi::{RelayAnswer, RelayRequest};
 use crate::wechat::reply::TOKEN_ERRCODES;
@@ -157,4 +159,74 @@ fn is_session_key(text: &str) -> bool {
         && base64::engine::general_purpose::STANDARD
             .decode(text)
             .is_ok_and(|k| k.len() == 16)
+}
+
+/// `getuserriskrank`'s answer.
+#[derive(serde::Deserialize)]
+struct RiskRank {
+    risk_rank: u8,
+}
+
+/// The highest rank WeChat gives.
+const MAX_RISK_RANK: u8 = 4;
+
+impl LoginService {
+    /// WeChat's risk rank of this login of `openid` from `ip`, with
+    /// `[login.risk]`: refused at `refuse_at` or above (403 `login_refused`),
+    /// without a rank as `on_error` says; counted either way.
+    pub(super) async fn assess_risk(
+        &self,
+        openid: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Option<u8>, ApiError> {
+        let Some((cfg, metrics)) = &self.risk else {
+            return Ok(None);
+        };
+        let rank = match self.risk_rank(openid, ip, cfg.scene).await {
+            Ok(r) => Some(r),
+            Err(e) if cfg.on_error == RiskOnError::Allow => {
+                tracing::warn!(error = %e, "no risk rank from WeChat: the login goes on without one");
+                None
+            }
+            Err(e) => {
+                metrics.login_risk(None, true);
+                return Err(e);
+            }
+        };
+        let refused = matches!((rank, cfg.refuse_at), (Some(r), Some(at)) if r >= at);
+        metrics.login_risk(rank, refused);
+        if refused {
+            return Err(ApiError::LoginRefused {
+                message: Some("WeChat rates this login as too risky".into()),
+            });
+        }
+        Ok(rank)
+    }
+
+    /// `getuserriskrank` for `openid` from `ip` in `scene`.
+    async fn risk_rank(&self, openid: &str, ip: Option<IpAddr>, scene: u8) -> Result<u8, ApiError> {
+        let body = serde_json::json!({
+            "appid": self.appid,
+            "openid": openid,
+            "scene": scene,
+            "client_ip": ip.map(|i| i.to_string()).unwrap_or_default(),
+        });
+        let call = RelayRequest {
+            api: "/wxa/getuserriskrank".into(),
+            post: true,
+            query: Vec::new(),
+            content_type: Some("application/json".into()),
+            body: body.to_string().into(),
+        };
+        let answer = self.relay(call, None, MAX_KEY_ANSWER).await?;
+        if let Some(c) = answer.errcode() {
+            return Err(wechat_refused(c));
+        }
+        match serde_json::from_slice::<RiskRank>(&answer.body) {
+            Ok(r) if r.risk_rank <= MAX_RISK_RANK => Ok(r.risk_rank),
+            _ => Err(ApiError::WechatError {
+                wechat_errcode: None,
+            }),
+        }
+    }
 }

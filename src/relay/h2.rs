@@ -140,15 +140,12 @@ impl Relay {
             }
         }
         let target = forward.target.as_deref().unwrap_or(req.raw_path());
-        let request_line = (req.method.as_str().as_bytes(), target);
-        self.end_head(
-            state,
-            client,
-            (host, request_line),
-            request_id,
-            forward,
-            &mut out,
-        );
+        let at = super::outgoing::RequestLine {
+            host,
+            method: req.method.as_str().as_bytes(),
+            target,
+        };
+        self.end_head(state, client, at, request_id, forward, &mut out);
         out
     }
 }

@@ -10,6 +10,14 @@ use crate::headers::{Client, ClientInfo};
 use crate::proxy::Forward;
 use crate::state::GatewayState;
 
+/// What the assertion and `X-Forwarded-Host` are made of: the request's
+/// `Host`, method and target (as sent upstream).
+pub(super) struct RequestLine<'a> {
+    pub(super) host: Option<&'a [u8]>,
+    pub(super) method: &'a [u8],
+    pub(super) target: &'a [u8],
+}
+
 impl Relay {
     /// The request head the upstream gets: the client's fields less what
     /// header hygiene removes, then what wxgate sets.
@@ -36,8 +44,11 @@ impl Relay {
                 line(&mut out, name, f.value);
             }
         }
-        let request_line = (head.method.as_bytes(), head.target);
-        let at = (head.host, request_line);
+        let at = RequestLine {
+            host: head.host,
+            method: head.method.as_bytes(),
+            target: head.target,
+        };
         self.end_head(state, client, at, request_id, forward, &mut out);
         out
     }
@@ -50,7 +61,7 @@ impl Relay {
         &self,
         state: &GatewayState,
         client: Client,
-        (host, request_line): (Option<&[u8]>, (&[u8], &[u8])),
+        line_of: RequestLine<'_>,
         request_id: &RequestId,
         forward: &Forward,
         out: &mut Vec<u8>,
@@ -60,11 +71,11 @@ impl Relay {
             ip: client.ip,
             https: self.tls,
         };
-        policy.write_set(info, host, out);
+        policy.write_set(info, line_of.host, out);
         if let Some(v) = &forward.identity {
             policy.write_identity(&v.values, out);
             if let Some(a) = &state.assertions {
-                let (method, target) = request_line;
+                let RequestLine { method, target, .. } = line_of;
                 let jwt = a.sign(
                     &v.id,
                     &forward.route.prefix,

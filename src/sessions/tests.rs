@@ -204,6 +204,7 @@ async fn a_hook_answer_too_large_for_a_token_issues_nothing() {
         uid: Some("u".repeat(128)),
         roles: (0..32).map(|i| format!("{i:0>64}")).collect(),
         ext: [("plan".to_string(), "p".repeat(1000))].into(),
+        risk: None,
     };
     let err = h
         .sessions
@@ -222,6 +223,7 @@ async fn a_hook_answer_too_large_for_a_token_issues_nothing() {
         uid: Some("u-1".into()),
         roles: vec!["admin".into()],
         ext: Default::default(),
+        risk: Some(2),
     };
     let grant = h
         .sessions

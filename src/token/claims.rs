@@ -40,6 +40,9 @@ pub struct Claims {
     /// through a map, some 6,000 instructions more per token issued.)
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ext: BTreeMap<String, String>,
+    /// WeChat's risk rank of the login (`[login.risk]`), 0 to 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<u8>,
 }
 
 /// What the backend's login hook said about a user: carried in the token
@@ -55,12 +58,15 @@ pub struct UserClaims {
     /// Allowed extra claims, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ext: BTreeMap<String, String>,
+    /// WeChat's risk rank of the login (`[login.risk]`; not the hook's to say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<u8>,
 }
 
 impl UserClaims {
     /// Nothing from a hook.
     pub fn is_empty(&self) -> bool {
-        self.uid.is_none() && self.roles.is_empty() && self.ext.is_empty()
+        self.uid.is_none() && self.roles.is_empty() && self.ext.is_empty() && self.risk.is_none()
     }
 
     /// Whether the user holds at least one of `wanted`.

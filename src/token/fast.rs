@@ -58,6 +58,7 @@ struct Claims<'a> {
     roles: Vec<String>,
     #[serde(default)]
     ext: BTreeMap<String, String>,
+    risk: Option<u8>,
 }
 
 fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -161,6 +162,7 @@ impl FastVerifier {
                 uid: c.uid,
                 roles: c.roles,
                 ext: c.ext,
+                risk: c.risk,
             },
         }))
     }

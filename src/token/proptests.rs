@@ -410,9 +410,10 @@ proptest! {
         uid in prop::option::of("[!-~]{1,40}"),
         roles in prop::collection::vec("[A-Za-z0-9_.:-]{1,16}", 0..4),
         ext in prop::collection::btree_map("[a-z_]{1,8}", "[ -~]{0,24}", 0..3),
+        risk in prop::option::of(0u8..=4),
     ) {
         let keys = keys();
-        let user = UserClaims { uid, roles, ext };
+        let user = UserClaims { uid, roles, ext, risk };
         let new = NewToken {
             openid: &openid,
             unionid: unionid.as_deref(),

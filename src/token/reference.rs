@@ -43,6 +43,8 @@ struct RawIdentity {
     roles: Vec<String>,
     #[serde(default)]
     ext: BTreeMap<String, String>,
+    #[serde(default)]
+    risk: Option<u8>,
 }
 
 impl TokenKeys {
@@ -121,6 +123,7 @@ impl TokenKeys {
                 uid: raw.uid,
                 roles: raw.roles,
                 ext: raw.ext,
+                risk: raw.risk,
             },
         })
     }

@@ -224,3 +224,45 @@ fn an_assertion_kid_is_no_token_keys() {
     let m = invalid_key(&text, "assertion.kid");
     assert!(m.contains("its own"), "{m}");
 }
+
+// --- [login.risk] ---
+
+fn with_risk(lines: &str) -> String {
+    format!(
+        "{JWT}\n[wechat]\nappid = \"wx0123456789abcdef\"\nsecret = \"app-secret\"\n\n[login.risk]\n{lines}\n{ROUTE}"
+    )
+}
+
+#[test]
+fn risk_gets_its_defaults_and_its_bounds() {
+    use crate::config::RiskOnError;
+    assert!(parse_ok(&minimal()).login.risk.is_none());
+    let r = parse_ok(&with_risk("")).login.risk.expect("risk");
+    assert_eq!(
+        (r.scene, r.refuse_at, r.on_error),
+        (0, None, RiskOnError::Allow)
+    );
+    let r = parse_ok(&with_risk(
+        "scene = 1\nrefuse_at = 4\non_error = \"refuse\"",
+    ))
+    .login
+    .risk
+    .expect("risk");
+    assert_eq!(
+        (r.scene, r.refuse_at, r.on_error),
+        (1, Some(4), RiskOnError::Refuse)
+    );
+    for (line, key) in [
+        ("scene = 2", "login.risk.scene"),
+        ("refuse_at = 0", "login.risk.refuse_at"),
+        ("refuse_at = 5", "login.risk.refuse_at"),
+        ("on_error = \"ignore\"", "login.risk.on_error"),
+    ] {
+        invalid_key(&with_risk(line), key);
+    }
+    let m = invalid_key(
+        &format!("{JWT}\n[login.risk]\nrefuse_at = 3\n{ROUTE}"),
+        "login.risk",
+    );
+    assert!(m.contains("[wechat]"), "{m}");
+}

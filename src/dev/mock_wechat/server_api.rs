@@ -8,6 +8,7 @@
 //! | `POST /xpay/query_user_balance?openid&signature&sig_method` | the balance, when `signature` is the user-state signature of the body with the user's latest `session_key`; 87009 otherwise |
 //! | `GET /wxa/checksession?openid&signature&sig_method` | the same check over the empty body |
 //! | `GET /wxa/resetusersessionkey?openid&signature&sig_method` | the same check, then a new key for the user: `{"openid", "session_key"}` |
+//! | `POST /wxa/getuserriskrank` `{appid, openid, scene, client_ip}` | `risk_rank` N for a user whose code's user part starts with `riskN` (0 otherwise); 48001 for `riskdenied` |
 
 use std::collections::HashMap;
 
@@ -24,7 +25,8 @@ use crate::http1::response;
 use crate::wechat::signature::{user_signature, SIG_METHOD};
 
 /// The paths [`MockWechat::server_api`] serves.
-const PATHS: [&str; 5] = [
+const PATHS: [&str; 6] = [
+    "/wxa/getuserriskrank",
     "/wxa/msg_sec_check",
     "/wxa/getwxacodeunlimit",
     "/xpay/query_user_balance",
@@ -41,6 +43,11 @@ impl MockWechat {
         img.extend((0..=255u8).rev());
         img.extend_from_slice(b"\xff\xd9");
         img
+    }
+
+    /// The bodies of `getuserriskrank` calls, in order.
+    pub fn risk_asks(&self) -> Vec<serde_json::Value> {
+        self.codes().risk_asks.clone()
     }
 
     /// Calls received on `path` among the server APIs, answered or refused.
@@ -103,6 +110,22 @@ impl MockWechat {
                     // Whose token it was, for tests.
                     "trace_id": format!("mock-{appid}"),
                 });
+                response(200, "application/json", answer.to_string())
+            }
+            "/wxa/getuserriskrank" => {
+                let ask: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let openid = ask["openid"].as_str().unwrap_or_default().to_string();
+                self.codes().risk_asks.push(ask);
+                let user = self.codes().users.get(&openid).cloned().unwrap_or_default();
+                if user.starts_with("riskdenied") {
+                    return errcode(48001, "api unauthorized");
+                }
+                let rank = user
+                    .strip_prefix("risk")
+                    .and_then(|r| r.chars().next())
+                    .and_then(|c| c.to_digit(10))
+                    .unwrap_or(0);
+                let answer = serde_json::json!({ "errcode": 0, "errmsg": "ok", "risk_rank": rank, "unoin_id": 0 });
                 response(200, "application/json", answer.to_string())
             }
             "/wxa/getwxacodeunlimit" => {
