@@ -5,20 +5,22 @@ const app = express();
 const HOOK_SECRET = process.env.WXGATE_HOOK_SECRET || ''; // [login.hook] secret
 const AUDIT_SECRET = process.env.WXGATE_AUDIT_SECRET || ''; // [audit.webhook] secret
 const JWKS_URL = process.env.WXGATE_JWKS_URL; // with [assertion]: http://<wxgate>/.well-known/jwks.json
-let jwks = [];
+let jwks = [], jwksAt = 0;
 
 async function cameThroughWxgate(req, route) { // X-WXGate-Assertion, checked with node's crypto
   if (!JWKS_URL) return true;
   try {
     const [h, p, s] = (req.get('X-WXGate-Assertion') || '').split('.');
     const head = JSON.parse(Buffer.from(h, 'base64url')), c = JSON.parse(Buffer.from(p, 'base64url'));
-    if (!jwks.some(k => k.kid === head.kid)) jwks = (await (await fetch(JWKS_URL)).json()).keys;
+    if (!jwks.some(k => k.kid === head.kid) && Date.now() - jwksAt > 60000) { // a new key: once a minute at most
+      jwks = (await (await fetch(JWKS_URL)).json()).keys; jwksAt = Date.now();
+    }
     const jwk = jwks.find(k => k.kid === head.kid); // its alg, never the token's
     const key = { key: crypto.createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' };
     const ok = crypto.verify(jwk.alg === 'ES256' ? 'sha256' : null, Buffer.from(h + '.' + p), key,
                              Buffer.from(s, 'base64url'));
     return ok && head.typ === 'wxgate-assertion+jwt' && c.aud === route && c.exp > Date.now() / 1000
-      && c.htm === req.method && c.htu === req.path && c.rid === req.get('X-Request-ID');
+      && c.htm === req.method && decodeURI(c.htu) === decodeURI(req.path) && c.rid === req.get('X-Request-ID');
   } catch { return false; }
 }
 

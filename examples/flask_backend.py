@@ -10,24 +10,26 @@ app = Flask(__name__)
 HOOK_SECRET = os.environ.get("WXGATE_HOOK_SECRET", "").encode()  # [login.hook] secret
 AUDIT_SECRET = os.environ.get("WXGATE_AUDIT_SECRET", "").encode()  # [audit.webhook] secret
 JWKS_URL = os.environ.get("WXGATE_JWKS_URL")  # with [assertion]: http://<wxgate>/.well-known/jwks.json
-jwks = None
+jwks, jwks_at = {}, 0.0
 
 
 def came_through_wxgate(req, route):  # X-WXGate-Assertion, checked with PyJWT (pip install pyjwt[crypto])
-    global jwks
+    global jwks, jwks_at
     if not JWKS_URL:
         return True
-    import jwt
+    import json, urllib.parse, urllib.request, jwt
     try:
         token = req.headers.get("X-WXGate-Assertion", "")
-        jwks = jwks or jwt.PyJWKClient(JWKS_URL)
-        key = jwks.get_signing_key_from_jwt(token)
-        if jwt.get_unverified_header(token).get("typ") != "wxgate-assertion+jwt":
-            return False
-        c = jwt.decode(token, key.key, algorithms=["EdDSA", "ES256"], audience=route)
-    except jwt.PyJWTError:
+        head = jwt.get_unverified_header(token)
+        if head.get("kid") not in jwks and time.time() - jwks_at > 60:  # a new key: fetch, once a minute at most
+            with urllib.request.urlopen(JWKS_URL, timeout=5) as r:
+                jwks, jwks_at = {k["kid"]: k for k in json.load(r)["keys"]}, time.time()
+        jwk = jwks[head["kid"]]  # its alg, never the token's
+        c = jwt.decode(token, jwt.PyJWK(jwk).key, algorithms=[jwk["alg"]], audience=route)
+        return head.get("typ") == "wxgate-assertion+jwt" and (c["htm"], urllib.parse.unquote(c["htu"]),
+            c["rid"]) == (req.method, req.path, req.headers.get("X-Request-ID"))
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError, OSError):
         return False
-    return (c["htm"], c["htu"], c["rid"]) == (req.method, req.path, req.headers.get("X-Request-ID"))
 
 
 @app.get("/api/me")

@@ -101,6 +101,18 @@ impl Assertions {
         &self.jwk
     }
 
+    /// [`Self::sign`] for an upstream request head as Pingora sends it.
+    pub(crate) fn sign_header(
+        &self,
+        id: &Identity,
+        aud: &str,
+        req: &pingora_http::RequestHeader,
+    ) -> String {
+        let rid = req.headers.get("x-request-id").map(|v| v.as_bytes());
+        let method = req.method.as_str().as_bytes();
+        self.sign(id, aud, method, req.raw_path(), rid.unwrap_or_default())
+    }
+
     /// The assertion for a request of `id` on the route `aud`: `method`,
     /// `target` (its query is left out) and request id `rid`.
     pub fn sign(

@@ -94,6 +94,7 @@ const FRAMING: [HeaderName; 3] = [
 pub(crate) fn is_reserved(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
         || FRAMING.contains(name)
+        || name.as_str().eq_ignore_ascii_case(RISK_RANK)
         || [
             header::AUTHORIZATION,
             X_FORWARDED_FOR,
@@ -312,7 +313,7 @@ impl HeaderPolicy {
                     continue;
                 }
                 if let Ok(name) = HeaderName::from_bytes(token) {
-                    if !FRAMING.contains(&name) {
+                    if !FRAMING.contains(&name) && name != crate::access::X_REQUEST_ID {
                         drop.push(name);
                     }
                 }

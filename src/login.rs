@@ -166,23 +166,35 @@ impl LoginService {
     }
 
     /// Ask WeChat's risk rank of each login (`[login.risk]`), counted in `metrics`.
+    /// An exchange then makes up to three more WeChat calls (the rank, its
+    /// access token, once more after a token replaced).
     pub fn with_risk(mut self, risk: Option<RiskConfig>, metrics: Arc<Metrics>) -> Self {
         self.risk = risk.map(|r| (r, metrics));
+        self.size_flights();
         self
+    }
+
+    /// A code's claim outlasts everything an exchange may wait for: WeChat,
+    /// the login hook, the risk rank's calls.
+    fn size_flights(&mut self) {
+        let hook = self.hook.as_ref().map_or(Duration::ZERO, |h| h.timeout());
+        let rank = match self.risk {
+            Some(_) => self.wechat_timeout.saturating_mul(4),
+            None => Duration::ZERO,
+        };
+        self.flights = Arc::new(CodeFlights::new(
+            self.store().clone(),
+            &self.appid,
+            self.wechat_timeout,
+            hook.saturating_add(rank),
+        ));
     }
 
     /// Ask `hook` before issuing tokens. An exchange then takes the hook's
     /// time too, and a code's claim must outlast it.
     pub fn with_hook(mut self, hook: Option<Arc<LoginHook>>) -> Self {
-        if let Some(h) = &hook {
-            self.flights = Arc::new(CodeFlights::new(
-                self.store().clone(),
-                &self.appid,
-                self.wechat_timeout,
-                h.timeout(),
-            ));
-        }
         self.hook = hook;
+        self.size_flights();
         self
     }
 
@@ -304,18 +316,19 @@ impl LoginService {
     /// then [`Self::finish`]. A failure after WeChat accepted the code hands
     /// back what WeChat said.
     async fn exchange(&self, code: &str, spent: Option<WxLogin>, meta: &LoginMeta) -> Attempt {
-        let wx = match spent {
+        let mut wx = match spent {
             Some(wx) => wx,
             None => match self.wechat.code2session(code).await {
                 Ok(s) => WxLogin {
                     openid: s.openid,
                     unionid: s.unionid,
                     session_key: s.session_key,
+                    risk: None,
                 },
                 Err(e) => return Attempt::from(Err(e.into())),
             },
         };
-        match self.finish(&wx, meta).await {
+        match self.finish(&mut wx, meta).await {
             Ok(ex) => {
                 tracing::info!(code = %code_fingerprint(code), "login succeeded");
                 Attempt::from(Ok(Arc::new(ex)))
@@ -328,13 +341,18 @@ impl LoginService {
     }
 
     /// Save the session, ask the login hook, issue the token pair.
-    async fn finish(&self, wx: &WxLogin, meta: &LoginMeta) -> Result<Exchanged, ApiError> {
+    async fn finish(&self, wx: &mut WxLogin, meta: &LoginMeta) -> Result<Exchanged, ApiError> {
         // WeChat has named the user: a banned one goes no further (no
         // session, no hook, no token). A retry with the same code is asked
         // again from what WeChat said, without WeChat.
         self.sessions.refuse_banned(&wx.openid).await?;
-        // `[login.risk]`: WeChat's rank, and a refusal before anything is kept.
-        let risk = self.assess_risk(&wx.openid, meta.ip).await?;
+        // `[login.risk]`: WeChat's rank (kept for a retry of the code), and
+        // a refusal before anything is kept.
+        if wx.risk.is_none() {
+            wx.risk = self.risk_rank_of(&wx.openid, meta.ip).await?;
+        }
+        let risk = wx.risk;
+        self.refuse_risky(risk)?;
         // `[sessions]` bounds: a refusal before the hook hears of the login.
         let replaced = self
             .sessions

@@ -252,7 +252,7 @@ impl ProxyHttp for Gateway {
     /// Sanitize headers, inject identity, set the decided path.
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -260,6 +260,10 @@ impl ProxyHttp for Gateway {
             ip: ctx.client.ip,
             https: self.tls,
         };
+        // Pingora drops what `Connection` names from this copy: the id goes all the same.
+        if let Some(id) = session.req_header().headers.get(X_REQUEST_ID).cloned() {
+            upstream_request.insert_header(X_REQUEST_ID, id)?;
+        }
         ctx.state.headers.sanitize(upstream_request, client);
         if let Some(f) = &ctx.forward {
             if let Some(target) = &f.target {
@@ -268,17 +272,7 @@ impl ProxyHttp for Gateway {
             if let Some(v) = &f.identity {
                 ctx.state.headers.inject(upstream_request, &v.values);
                 if let Some(a) = &ctx.state.assertions {
-                    let rid = upstream_request
-                        .headers
-                        .get(X_REQUEST_ID)
-                        .map(|v| v.as_bytes());
-                    let jwt = a.sign(
-                        &v.id,
-                        &f.route.prefix,
-                        upstream_request.method.as_str().as_bytes(),
-                        upstream_request.raw_path(),
-                        rid.unwrap_or_default(),
-                    );
+                    let jwt = a.sign_header(&v.id, &f.route.prefix, upstream_request);
                     upstream_request.insert_header(crate::assertion::HEADER, jwt)?;
                 }
             }

@@ -67,6 +67,18 @@ fn verdicts(jwks: &Value, cases: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// An assertion's claims, unverified.
+fn payload(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 fn config(http1: &str, key_file: &std::path::Path, up: std::net::SocketAddr) -> String {
     let preamble = Preamble::new("assertion-test");
     let server = format!("{preamble}").replacen(
@@ -159,6 +171,18 @@ async fn each_request_carries_an_assertion_bound_to_it() {
         }
         assert!(got[5].contains("ExpiredSignatureError"), "{got:?}");
 
+        // A path wxgate rewrites (an escaped unreserved character) is signed
+        // as sent upstream; `Connection` cannot take the request id away.
+        let r = gw
+            .get_auth("/api/%6Frders/9?x=1", &token, &["Connection: X-Request-ID"])
+            .await;
+        assert_eq!(r.status, 200, "{http1}: {}", r.text());
+        let claims = payload(&r.upstream_values("x-wxgate-assertion")[0]);
+        assert_eq!(claims["htu"], "/api/orders/9", "{http1}");
+        let rid = r.upstream_values("x-request-id");
+        assert_eq!(rid.len(), 1, "{http1}: {rid:?}");
+        assert_eq!(claims["rid"], rid[0].as_str(), "{http1}");
+
         // A public route carries none, and no client's copy.
         let r = gw.get("/public/x", &["X-WXGate-Assertion: forged"]).await;
         assert_eq!(r.status, 200);
@@ -214,7 +238,7 @@ async fn http2_streams_carry_their_own_assertion() {
         let mut client = client.ready().await.unwrap();
         let req = http::Request::builder()
             .method("POST")
-            .uri("http://gw.test/api/items?q=1")
+            .uri("http://gw.test/api/%69tems?q=1")
             .header("authorization", format!("Bearer {token}"))
             .header("x-wxgate-assertion", "forged")
             .body(())

@@ -120,11 +120,21 @@ async fn a_risky_login_is_refused_before_the_hook_and_counted() {
     assert!(r.text().contains("risky"), "{}", r.text());
     assert!(!r.text().contains("token"), "{}", r.text());
     assert!(hook.calls().is_empty(), "the hook never heard of it");
+    // The same code again: judged by the same rank, WeChat not asked again.
+    let r = support::login(gw, "risk3-cal.1").await;
+    assert_eq!(
+        (r.status, r.error()),
+        (403, "login_refused".into()),
+        "{}",
+        r.text()
+    );
+    assert_eq!(env.mock.risk_asks().len(), 1);
+    assert_eq!(env.mock.calls_for("risk3-cal.1"), 1);
     let r = support::login(gw, "risk4-cal.2").await;
     assert_eq!(r.status, 403);
     let metrics = env.gateway.metrics_addr().unwrap();
     let text = support::get(metrics, "/metrics", &[]).await.text();
-    assert_eq!(metric(&text, "3", "refused"), 1.0, "{text}");
+    assert_eq!(metric(&text, "3", "refused"), 2.0, "{text}");
     assert_eq!(metric(&text, "4", "refused"), 1.0, "{text}");
     let r = support::login(gw, "risk1-cal.3").await;
     assert_eq!(r.status, 200, "{}", r.text());

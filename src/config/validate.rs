@@ -157,7 +157,7 @@ impl Validator<'_> {
                 ));
             }
         }
-        let assertion = self.assertion(raw.assertion, resolved.assertion_key, &jwt)?;
+        let assertion = self.assertion(raw.assertion, resolved.assertion_key, &jwt, &routes)?;
         let mut metrics = self.metrics(raw.metrics, &server)?;
         self.internal_secrets(
             &mut metrics,

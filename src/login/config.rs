@@ -86,7 +86,8 @@ pub struct RiskConfig {
 pub enum RiskOnError {
     /// Go on without a rank (counted).
     Allow,
-    /// Refuse the login (502 `wechat_error` or 504 `wechat_timeout`).
+    /// Refuse the login with WeChat's error (502 `wechat_error`, 504
+    /// `wechat_timeout`, 429 `rate_limited`, ... as for any WeChat call).
     Refuse,
 }
 

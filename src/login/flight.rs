@@ -98,6 +98,10 @@ pub(crate) struct WxLogin {
     pub unionid: Option<String>,
     #[serde(with = "crate::store::secret_serde")]
     pub session_key: Secret,
+    /// WeChat's risk rank of this login, once asked (`[login.risk]`): a
+    /// retry with the same code is judged by it again, not asked anew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<u8>,
 }
 
 /// One run of an exchange: its outcome, and on failure what WeChat had

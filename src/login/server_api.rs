@@ -171,10 +171,10 @@ struct RiskRank {
 const MAX_RISK_RANK: u8 = 4;
 
 impl LoginService {
-    /// WeChat's risk rank of this login of `openid` from `ip`, with
-    /// `[login.risk]`: refused at `refuse_at` or above (403 `login_refused`),
-    /// without a rank as `on_error` says; counted either way.
-    pub(super) async fn assess_risk(
+    /// WeChat's risk rank of a login of `openid` from `ip`, with
+    /// `[login.risk]` (`None` without it); without a rank from WeChat, as
+    /// `on_error` says: none, or WeChat's error (counted).
+    pub(super) async fn risk_rank_of(
         &self,
         openid: &str,
         ip: Option<IpAddr>,
@@ -182,16 +182,24 @@ impl LoginService {
         let Some((cfg, metrics)) = &self.risk else {
             return Ok(None);
         };
-        let rank = match self.risk_rank(openid, ip, cfg.scene).await {
-            Ok(r) => Some(r),
+        match self.risk_rank(openid, ip, cfg.scene).await {
+            Ok(r) => Ok(Some(r)),
             Err(e) if cfg.on_error == RiskOnError::Allow => {
                 tracing::warn!(error = %e, "no risk rank from WeChat: the login goes on without one");
-                None
+                Ok(None)
             }
             Err(e) => {
                 metrics.login_risk(None, true);
-                return Err(e);
+                Err(e)
             }
+        }
+    }
+
+    /// A login ranked `rank` at `refuse_at` or above is refused (403
+    /// `login_refused`); counted either way.
+    pub(super) fn refuse_risky(&self, rank: Option<u8>) -> Result<(), ApiError> {
+        let Some((cfg, metrics)) = &self.risk else {
+            return Ok(());
         };
         let refused = matches!((rank, cfg.refuse_at), (Some(r), Some(at)) if r >= at);
         metrics.login_risk(rank, refused);
@@ -200,7 +208,7 @@ impl LoginService {
                 message: Some("WeChat rates this login as too risky".into()),
             });
         }
-        Ok(rank)
+        Ok(())
     }
 
     /// `getuserriskrank` for `openid` from `ip` in `scene`.
@@ -209,7 +217,7 @@ impl LoginService {
             "appid": self.appid,
             "openid": openid,
             "scene": scene,
-            "client_ip": ip.map(|i| i.to_string()).unwrap_or_default(),
+            "client_ip": ip.map(|i| i.to_canonical().to_string()).unwrap_or_default(),
         });
         let call = RelayRequest {
             api: "/wxa/getuserriskrank".into(),

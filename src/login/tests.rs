@@ -213,6 +213,7 @@ async fn a_login_that_fails_after_wechat_resumes_without_spending_the_code_again
         openid: "o-1".into(),
         unionid: None,
         session_key: crate::secret::Secret::from("a2V5a2V5a2V5a2V5a2V5aw=="),
+        risk: Some(3),
     };
     // First attempt: WeChat accepted the code, then the hook did not answer.
     let given = wx.clone();

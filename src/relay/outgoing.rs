@@ -47,7 +47,7 @@ impl Relay {
         let at = RequestLine {
             host: head.host,
             method: head.method.as_bytes(),
-            target: head.target,
+            target: forward.target.as_deref().unwrap_or(head.target),
         };
         self.end_head(state, client, at, request_id, forward, &mut out);
         out

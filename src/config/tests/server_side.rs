@@ -266,3 +266,24 @@ fn risk_gets_its_defaults_and_its_bounds() {
     );
     assert!(m.contains("[wechat]"), "{m}");
 }
+
+#[test]
+fn an_assertion_is_never_an_access_token() {
+    use crate::token::Algorithm;
+    let (_dir, path) = key_file(Algorithm::EdDSA);
+    let lines = format!("algorithm = \"EdDSA\"\nprivate_key_file = \"{path}\"");
+    // A route whose prefix is the tokens' audience.
+    let text = format!(
+        "[jwt]\nsecret_env = \"WXGATE_JWT_SECRET\"\naudience = \"/api/\"\n\n[assertion]\n{lines}\n\n\
+         [[routes]]\nprefix = \"/api/\"\nupstreams = [\"127.0.0.1:9000\"]\n"
+    );
+    let m = invalid_key(&text, "routes[0].prefix");
+    assert!(m.contains("[jwt] audience"), "{m}");
+    // The token key itself.
+    let text = format!(
+        "[jwt]\nalgorithm = \"EdDSA\"\nprivate_key_file = \"{path}\"\naudience = \"test-app\"\n\n\
+         [assertion]\n{lines}\nkid = \"assert-1\"\n{ROUTE}"
+    );
+    let m = invalid_key(&text, "assertion.private_key");
+    assert!(m.contains("a key of their own"), "{m}");
+}

@@ -2,7 +2,7 @@
 //! the assertions' lifetime.
 
 use super::super::error::ConfigError;
-use super::super::model::{AssertionConfig, JwtConfig};
+use super::super::model::{AssertionConfig, JwtConfig, KeyMaterial, RouteConfig};
 use super::super::resolve::Sourced;
 use super::super::schema::RawAssertion;
 use super::Validator;
@@ -12,12 +12,15 @@ use crate::token::{Algorithm, PrivateKey};
 
 impl Validator<'_> {
     /// An EdDSA or ES256 key (backends check it with the public half from
-    /// the key set), a `kid` no token key has, at most 60 s of life.
+    /// the key set), neither the key nor the `kid` of a token key, at most
+    /// 60 s of life; no route's prefix (an assertion's `aud`) may be the
+    /// tokens' audience, or an assertion would read as an access token.
     pub(super) fn assertion(
         &self,
         raw: Option<RawAssertion>,
         key: Option<Sourced>,
         jwt: &JwtConfig,
+        routes: &[RouteConfig],
     ) -> Result<Option<AssertionConfig>, ConfigError> {
         let (Some(raw), Some(key)) = (raw, key) else {
             return Ok(None);
@@ -48,6 +51,29 @@ impl Validator<'_> {
             return Err(self.err(
                 "assertion.kid",
                 format!("{kid:?} is a token key's kid: the assertion key needs its own (and its own key)"),
+            ));
+        }
+        let thumbprint = private.public().thumbprint();
+        let same_key = std::iter::once(&jwt.key)
+            .chain(&jwt.previous_keys)
+            .any(|k| match &k.material {
+                KeyMaterial::Private(p) => p.public().thumbprint() == thumbprint,
+                KeyMaterial::Public(p) => p.thumbprint() == thumbprint,
+                KeyMaterial::Secret(_) => false,
+            });
+        if same_key {
+            return Err(self.err(
+                "assertion.private_key",
+                "is a token key: assertions need a key of their own",
+            ));
+        }
+        if let Some(i) = routes.iter().position(|r| r.prefix == jwt.audience) {
+            return Err(self.err(
+                format!("routes[{i}].prefix"),
+                format!(
+                    "{:?} is also [jwt] audience: its assertions (aud = the route's prefix) would read as access tokens; give [jwt] audience another value",
+                    jwt.audience
+                ),
             ));
         }
         let ttl = self.bounded_duration("assertion.ttl", raw.ttl, "60s", (MAX_TTL, "60s"))?;
