@@ -6,7 +6,8 @@
 //! delivery checked against its own secret. A call to the hook or the
 //! webhook that wxgate did not sign is refused. The backend checks each
 //! request's `X-WXGate-Assertion` with the gateway's key set, and refuses a
-//! request that reaches it without one.
+//! request that reaches it without one. A backend written for WeChat Cloud
+//! Run reads `X-WX-OPENID` behind the gateway, never a client's copy.
 //!
 //! Flask comes from Debian's `python3-flask` (or pip), Express from npm
 //! (`npm install --prefix examples express@4`); `.ci/run` installs both and
@@ -326,4 +327,58 @@ async fn the_express_backend_reads_the_verified_openid() {
     let gateway = gateway_addr().await;
     let (_backend, addr) = start_backend("node", "express_backend.js", gateway).await;
     through_the_gateway(addr, gateway, "express").await;
+}
+
+#[tokio::test]
+async fn a_backend_written_for_cloud_run_runs_unchanged_behind_the_gateway() {
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| works(p, &["-c", "import flask"], EXAMPLES));
+    let Some(python) = python else {
+        return skip_or_fail("no python3 with Flask (apt-get install python3-flask)");
+    };
+    let gateway = gateway_addr().await;
+    let (_backend, backend) = start_backend(python, "cloudrun_backend.py", gateway).await;
+    let listen = gateway.to_string();
+    let preamble = Preamble::new("cloudrun-test").listen(&listen);
+    let text = format!(
+        r#"{preamble}
+[headers]
+cloud_run = true
+
+[wechat]
+appid = "wxcloudrunbackend"
+secret_env = "CLOUDRUN_WECHAT"
+
+[[routes]]
+prefix = "/api/"
+upstreams = ["{backend}"]
+"#
+    );
+    let env = dev::with_config(&text, &[("CLOUDRUN_WECHAT", "cloud run wechat secret")]).await;
+    let gw = env.gateway.addr();
+    let token = support::login(gw, "cloud-1").await.token();
+    let req = format!(
+        "GET /api/whoami HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
+         X-WX-OPENID: o-victim\r\nx_wx_openid: o-victim\r\nX-WX-SOURCE: forged\r\nX-WX-UNIONID: u-victim\r\n\r\n"
+    );
+    let r = support::raw_request(gw, req.as_bytes()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({
+            "openid": MockWechat::openid_for("cloud-1"),
+            "appid": "wxcloudrunbackend",
+            "unionid": MockWechat::unionid_for("cloud-1"),
+            "source": "wxgate",
+        })
+    );
+    // Without a token the client's copy never reaches it: wxgate answers.
+    let r = support::raw_request(
+        gw,
+        b"GET /api/whoami HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nX-WX-OPENID: o-victim\r\n\r\n",
+    )
+    .await;
+    assert_eq!((r.status, r.error()), (401, "token_missing".into()));
+    dev::stop(env).await;
 }
