@@ -47,9 +47,38 @@ pub struct AssertionConfig {
     pub ttl: Duration,
 }
 
+/// What signs: ring's Ed25519 (assembly, about twice as fast as
+/// ed25519-dalek's) or the key itself (ES256).
+enum Signer {
+    Ring(ring::signature::Ed25519KeyPair),
+    Key(PrivateKey),
+}
+
+impl Signer {
+    fn of(key: &PrivateKey) -> Self {
+        if let PrivateKey::Ed25519(k) = key {
+            let public = k.verifying_key();
+            if let Ok(pair) = ring::signature::Ed25519KeyPair::from_seed_and_public_key(
+                &k.to_bytes(),
+                public.as_bytes(),
+            ) {
+                return Self::Ring(pair);
+            }
+        }
+        Self::Key(key.clone())
+    }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Ring(pair) => pair.sign(message).as_ref().to_vec(),
+            Self::Key(k) => k.sign(message),
+        }
+    }
+}
+
 /// Signs assertions; everything but the claims built once.
 pub struct Assertions {
-    key: PrivateKey,
+    signer: Signer,
     /// The encoded JWT header.
     header: String,
     issuer: String,
@@ -88,7 +117,7 @@ impl Assertions {
         let alg = cfg.key.algorithm();
         let header = serde_json::json!({ "alg": alg.name(), "kid": cfg.kid, "typ": TYP });
         Self {
-            key: cfg.key.clone(),
+            signer: Signer::of(&cfg.key),
             header: URL_SAFE_NO_PAD.encode(header.to_string()),
             issuer: issuer.to_string(),
             ttl: cfg.ttl.as_secs().max(1),
@@ -152,7 +181,7 @@ impl Assertions {
         jwt.push_str(&self.header);
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut jwt);
-        let signature = self.key.sign(jwt.as_bytes());
+        let signature = self.signer.sign(jwt.as_bytes());
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut jwt);
         jwt
