@@ -253,6 +253,16 @@ impl LoginService {
         })
     }
 
+    /// The session of `openid`'s latest login in this app (its `session_key`):
+    /// `session_expired` without one.
+    async fn stored_session(&self, openid: &str) -> Result<WxSession, ApiError> {
+        self.store()
+            .get_session(openid)
+            .await?
+            .filter(|s| s.appid == self.appid)
+            .ok_or(ApiError::SessionExpired)
+    }
+
     /// `POST /wx/decrypt` for the user `openid` (from a verified token).
     pub async fn decrypt(
         &self,
@@ -261,12 +271,7 @@ impl LoginService {
         iv: &str,
     ) -> Result<serde_json::Value, ApiError> {
         self.limits.check_decrypt(openid).await?;
-        let session = self
-            .store()
-            .get_session(openid)
-            .await?
-            .filter(|s| s.appid == self.appid)
-            .ok_or(ApiError::SessionExpired)?;
+        let session = self.stored_session(openid).await?;
         let key = session.session_key.expose_str().unwrap_or_default();
         match crypto::decrypt_user_data(key, data, iv, &self.appid) {
             Ok(v) => Ok(v),

@@ -15,32 +15,14 @@ use serde_json::{json, Value};
 use support::{Gateway, Preamble, Upstream};
 use wxgate::token::{Algorithm, PrivateKey};
 
-const PYTHON: &str = "/usr/bin/python3";
 const VERIFY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/tools/verify_assertion.py"
 );
 
-fn pyjwt_or_skip() -> bool {
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import jwt, cryptography"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("WXGATE_REQUIRE_PYJWT").is_none(),
-            "PyJWT and cryptography are required here (python3-jwt, python3-cryptography)"
-        );
-        eprintln!("skipped: python3 lacks jwt or cryptography");
-    }
-    ok
-}
-
 /// PyJWT's verdict on each case.
 fn verdicts(jwks: &Value, cases: &[Value]) -> Vec<String> {
-    let mut child = Command::new(PYTHON)
+    let mut child = Command::new(support::PYTHON)
         .arg(VERIFY)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -112,7 +94,7 @@ upstreams = ["{up}"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_request_carries_an_assertion_bound_to_it() {
-    if !pyjwt_or_skip() {
+    if !support::pyjwt_or_skip() {
         return;
     }
     let dir = support::TempDir::new("assertion");

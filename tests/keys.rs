@@ -18,33 +18,14 @@ use serde_json::{json, Value};
 use support::{Gateway, Preamble, TempDir, Upstream};
 use wxgate::token::{Algorithm, NewToken, PrivateKey, TokenKeys};
 
-/// The system Python, where apt installs python3-jwt (as tests/backends.rs does for Flask).
-const PYTHON: &str = "/usr/bin/python3";
 const VERIFY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/tools/verify_with_jwks.py"
 );
 
-fn pyjwt_or_skip() -> bool {
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import jwt, cryptography"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("WXGATE_REQUIRE_PYJWT").is_none(),
-            "PyJWT and cryptography are required here (python3-jwt, python3-cryptography)"
-        );
-        eprintln!("skipped: python3 lacks jwt or cryptography");
-    }
-    ok
-}
-
 /// What PyJWT says of each token, given the key set.
 fn pyjwt_verdicts(jwks: &Value, tokens: &[&str]) -> Vec<String> {
-    let mut child = Command::new(PYTHON)
+    let mut child = Command::new(support::PYTHON)
         .arg(VERIFY)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -188,7 +169,7 @@ async fn the_jwks_lets_an_independent_library_verify_the_gateways_tokens() {
     assert_eq!(status(&gw, &forged).await, 401);
     assert_eq!(status(&gw, &tampered).await, 401);
 
-    if pyjwt_or_skip() {
+    if support::pyjwt_or_skip() {
         let verdicts = pyjwt_verdicts(&set, &[&fresh, &old, &forged, &tampered]);
         assert_eq!(verdicts[0], format!("ok o-ed {ed_kid}"), "{verdicts:?}");
         assert_eq!(verdicts[1], format!("ok o-ec {ec_kid}"), "{verdicts:?}");

@@ -14,12 +14,7 @@ impl LoginService {
     /// The user-state signature of `message` for `openid` of this app, with
     /// the `session_key` of their latest login.
     pub async fn user_signature(&self, openid: &str, message: &[u8]) -> Result<String, ApiError> {
-        let session = self
-            .store()
-            .get_session(openid)
-            .await?
-            .filter(|s| s.appid == self.appid)
-            .ok_or(ApiError::SessionExpired)?;
+        let session = self.stored_session(openid).await?;
         Ok(user_signature(session.session_key.expose(), message))
     }
 
@@ -118,12 +113,7 @@ impl LoginService {
                 wechat_errcode: None,
             });
         }
-        let mut session = self
-            .store()
-            .get_session(openid)
-            .await?
-            .filter(|s| s.appid == self.appid)
-            .ok_or(ApiError::SessionExpired)?;
+        let mut session = self.stored_session(openid).await?;
         session.session_key = new.session_key.into();
         self.store()
             .put_session(openid, &session, self.session_ttl)

@@ -633,3 +633,28 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// The system Python, where apt installs python3-jwt and python3-flask.
+#[allow(dead_code)]
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Whether PyJWT (with `cryptography`) is there to check the gateway's
+/// tokens and assertions as a Python backend would; where
+/// `WXGATE_REQUIRE_PYJWT` is set (CI), it must be.
+#[allow(dead_code)]
+pub fn pyjwt_or_skip() -> bool {
+    let ok = std::process::Command::new(PYTHON)
+        .args(["-c", "import jwt, cryptography"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("WXGATE_REQUIRE_PYJWT").is_none(),
+            "PyJWT and cryptography are required here (python3-jwt, python3-cryptography)"
+        );
+        eprintln!("skipped: python3 lacks jwt or cryptography");
+    }
+    ok
+}
