@@ -1,7 +1,8 @@
 //! What ships in `deploy/observability/`: the alert rules pass `promtool
 //! check rules` and their own `promtool test rules` (each alert fires on
-//! synthetic series and stays quiet on healthy ones), and every metric their
-//! expressions name is one a real gateway exports (on Redis, after a login, a proxied
+//! synthetic series and stays quiet on healthy ones), the dashboard's
+//! expressions pass `promtool check rules` too, and every metric either
+//! names is one a real gateway exports (on Redis, after a login, a proxied
 //! request and an access token fetch).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +13,7 @@ use std::process::Command;
 
 use support::redis::RedisServer;
 use support::{dev, Preamble, Upstream};
+use wxgate::dev::example_hook::ExampleHook;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/observability");
 
@@ -49,6 +51,36 @@ fn the_alert_rules_are_valid_and_fire_when_they_should() {
     }
 }
 
+/// Every panel's expressions in the dashboard.
+fn dashboard_exprs() -> Vec<String> {
+    let text = std::fs::read_to_string(format!("{DIR}/dashboard.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut exprs = Vec::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            exprs.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    exprs
+}
+
+#[test]
+fn the_dashboards_expressions_are_valid_promql() {
+    let exprs = dashboard_exprs();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    // promtool checks expressions in rule files: each one as a recording rule.
+    let dir = support::TempDir::new("dashboard");
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: wxgate_dashboard:panel_{i}\n        expr: {}\n",
+            serde_json::to_string(e).unwrap()
+        ));
+    }
+    let file = dir.write("dashboard-rules.yml", &rules);
+    promtool(&["check", "rules", file.to_str().unwrap()]);
+}
+
 /// The metric names an expression file uses (histogram series by their family).
 fn metric_names(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -73,7 +105,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_metric_the_rules_name_is_exported() {
+async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() {
     let rules = std::fs::read_to_string(format!("{DIR}/alerts.yml")).unwrap();
     // The expressions: from each `expr:` to the rule's next key.
     let exprs: String = rules
@@ -81,9 +113,14 @@ async fn every_metric_the_rules_name_is_exported() {
         .skip(1)
         .map(|rest| rest.split("\n        for:").next().unwrap_or(rest))
         .collect();
-    let named = metric_names(&exprs);
+    let mut named = metric_names(&exprs);
+    named.extend(metric_names(&dashboard_exprs().join("\n")));
     assert!(named.len() >= 6, "{named:?}");
 
+    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = hook_listener.local_addr().unwrap();
+    let hook = ExampleHook::new(b"observability-hook-secret");
+    tokio::spawn(hook.serve(hook_listener));
     let redis = RedisServer::start();
     let up = Upstream::start("observability").await;
     let preamble = Preamble::new("observability-test");
@@ -92,6 +129,10 @@ async fn every_metric_the_rules_name_is_exported() {
 [wechat]
 appid = "wxobservability01"
 secret_env = "W"
+
+[login.hook]
+url = "http://{hook_addr}/internal/wxgate"
+secret_env = "H"
 
 [store]
 kind = "redis"
@@ -114,11 +155,23 @@ upstreams = ["{}"]
             ("W", "observability secret"),
             ("R", &url),
             ("S", "observability-token-secret"),
+            ("H", "observability-hook-secret"),
         ],
     )
     .await;
     let gw = env.gateway.addr();
-    let token = support::login(gw, "obs.1").await.token();
+    // Two sessions of one user, the other ended from the second.
+    assert_eq!(support::login(gw, "obs.1").await.status, 200);
+    let token = support::login(gw, "obs.2").await.token();
+    let auth = format!("Authorization: Bearer {token}");
+    let r = support::post_json(
+        gw,
+        "/wx/logout",
+        &serde_json::json!({ "others": true }),
+        &[&auth],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         support::get(gw, "/x", &[&format!("Authorization: Bearer {token}")])
             .await
@@ -137,7 +190,7 @@ upstreams = ["{}"]
     for name in &named {
         assert!(
             exported.contains(&format!("# TYPE {name} ")),
-            "{name} is named by deploy/observability/alerts.yml but not exported:\n{exported}"
+            "{name} is named by deploy/observability (alerts or dashboard) but not exported:\n{exported}"
         );
     }
     dev::stop(env).await;
