@@ -166,8 +166,8 @@ impl LoginService {
     }
 
     /// Ask WeChat's risk rank of each login (`[login.risk]`), counted in `metrics`.
-    /// An exchange then makes up to three more WeChat calls (the rank, its
-    /// access token, once more after a token replaced).
+    /// An exchange then waits one more `[wechat] timeout` at most (the rank,
+    /// with its access token and a retry, as one bounded step).
     pub fn with_risk(mut self, risk: Option<RiskConfig>, metrics: Arc<Metrics>) -> Self {
         self.risk = risk.map(|r| (r, metrics));
         self.size_flights();
@@ -179,7 +179,7 @@ impl LoginService {
     fn size_flights(&mut self) {
         let hook = self.hook.as_ref().map_or(Duration::ZERO, |h| h.timeout());
         let rank = match self.risk {
-            Some(_) => self.wechat_timeout.saturating_mul(4),
+            Some(_) => self.wechat_timeout,
             None => Duration::ZERO,
         };
         self.flights = Arc::new(CodeFlights::new(
@@ -284,12 +284,20 @@ impl LoginService {
     /// client logs in again for the current key (a stale key cannot sign
     /// `resetusersessionkey`). The answer depends on the key only, never on
     /// the data.
+    /// All of it (the token, the call, a retry) within one `[wechat] timeout`.
     async fn stale_key_or(&self, openid: &str, failed: ApiError) -> ApiError {
-        match self.check_session_key(openid).await {
-            Ok(false) => ApiError::SessionExpired,
-            Ok(true) => failed,
-            Err(e) => {
+        let check = tokio::time::timeout(self.wechat_timeout, self.check_session_key(openid));
+        match check.await {
+            Ok(Ok(false)) => ApiError::SessionExpired,
+            Ok(Ok(true)) => failed,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "checksession failed; the decryption's error stands");
+                failed
+            }
+            Err(_) => {
+                tracing::debug!(
+                    "checksession did not answer in time; the decryption's error stands"
+                );
                 failed
             }
         }

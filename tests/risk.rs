@@ -30,6 +30,7 @@ async fn start(risk: &str) -> (DevEnv, ExampleHook, Upstream) {
 [wechat]
 appid = "wxrisktest0000001"
 secret_env = "W"
+timeout = "1s"
 
 [login.hook]
 url = "{hook_url}"
@@ -169,5 +170,27 @@ async fn without_a_rank_the_login_goes_on_or_not_as_configured() {
     );
     assert_eq!(r.json()["wechat_errcode"], 48001);
     assert!(hook.calls().is_empty());
+    dev::stop(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_access_token_costs_a_login_one_timeout_for_its_rank() {
+    // [wechat] timeout = "1s"; the access token the rank needs never comes.
+    let (env, hook, _up) = start("refuse_at = 3").await;
+    env.mock
+        .hang_tokens(Some(std::time::Duration::from_secs(30)));
+    let started = std::time::Instant::now();
+    let r = support::login(env.gateway.addr(), "risk4-eve.1").await;
+    let took = started.elapsed();
+    // No rank: `allow` lets the login through, without one.
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        hook.calls()[0].get("risk_rank").is_none(),
+        "{:?}",
+        hook.calls()
+    );
+    // jscode2session answers at once; the rank's token and call are one
+    // timeout in all, not one each.
+    assert!(took < std::time::Duration::from_millis(1900), "{took:?}");
     dev::stop(env).await;
 }

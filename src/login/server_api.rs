@@ -172,7 +172,9 @@ impl LoginService {
         let Some((cfg, metrics)) = &self.risk else {
             return Ok(None);
         };
-        match self.risk_rank(openid, ip, cfg.scene).await {
+        // The token, the call and a retry: one `[wechat] timeout` in all.
+        let rank = tokio::time::timeout(self.wechat_timeout, self.risk_rank(openid, ip, cfg.scene));
+        match rank.await.unwrap_or(Err(ApiError::WechatTimeout)) {
             Ok(r) => Ok(Some(r)),
             Err(e) if cfg.on_error == RiskOnError::Allow => {
                 tracing::warn!(error = %e, "no risk rank from WeChat: the login goes on without one");
