@@ -9,7 +9,8 @@
 //! status, token outcome, upstream peer, body bytes sent, total and upstream
 //! durations, and the user as a keyed hash of the openid: stable across
 //! instances and restarts (the key is derived from the JWT key), useless to
-//! anyone without that key. Never a token, a code, an openid or a query string.
+//! anyone without that key; with `[traces]`, the trace id. Never a token, a
+//! code, an openid or a query string.
 
 use hmac::{Hmac, Mac};
 use http::{HeaderName, HeaderValue};
@@ -76,6 +77,8 @@ pub(crate) struct Line<'a> {
     pub upstream_took: Option<std::time::Duration>,
     /// The keyed hash of the user.
     pub user: Option<&'a str>,
+    /// With `[traces]`: the request's trace id.
+    pub trace_id: Option<opentelemetry::trace::TraceId>,
 }
 
 impl Line<'_> {
@@ -95,6 +98,7 @@ impl Line<'_> {
             total_ms = ms(self.total),
             upstream_ms = self.upstream_took.map(ms),
             user = self.user,
+            trace_id = self.trace_id.map(tracing::field::display),
         );
     }
 }

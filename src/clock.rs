@@ -61,6 +61,11 @@ impl Clock for ManualClock {
     }
 }
 
+/// The wall clock now, as a time (for the start and end of spans).
+pub fn wall_now() -> SystemTime {
+    UNIX_EPOCH.checked_add(since_epoch()).unwrap_or(UNIX_EPOCH)
+}
+
 /// The time since the Unix epoch: the one place wxgate reads the wall
 /// clock (`clippy.toml` refuses `SystemTime::now` anywhere else).
 #[allow(clippy::disallowed_methods)]

@@ -56,6 +56,7 @@ impl Config {
             ("[server]", self.server != new.server),
             ("[store]", self.store != new.store),
             ("[metrics]", self.metrics != new.metrics),
+            ("[traces]", self.traces != new.traces),
         ]
         .into_iter()
         .filter_map(|(section, changed)| changed.then_some(section))

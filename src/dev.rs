@@ -23,6 +23,9 @@ use echo::EchoUpstream;
 use example_hook::ExampleHook;
 use mock_wechat::MockWechat;
 
+/// How the status page and errors name the embedded config.
+const EMBEDDED: &str = "<embedded dev config>";
+
 /// The appid of the embedded config.
 pub const DEV_APPID: &str = "wxdevappid0000000";
 
@@ -67,6 +70,7 @@ impl Drop for AbortOnDrop {
 /// login hook at these addresses.
 pub fn embedded_config(
     listen: SocketAddr,
+    internal: SocketAddr,
     echo: SocketAddr,
     mock: SocketAddr,
     hook: SocketAddr,
@@ -87,6 +91,15 @@ appid = "{DEV_APPID}"
 secret_env = "WXGATE_DEV_WECHAT_SECRET"
 api_base = "http://{mock}"
 timeout = "2s"
+
+[wechat.relay]
+secret_env = "WXGATE_DEV_RELAY_SECRET"
+allow = ["/wxa/msg_sec_check", "/wxa/getwxacodeunlimit"]
+
+[metrics]
+listen = "{internal}"
+access_token_secret_env = "WXGATE_DEV_ACCESS_TOKEN_SECRET"
+admin_secret_env = "WXGATE_DEV_ADMIN_SECRET"
 
 [login.hook]
 url = "http://{hook}/internal/wxgate"
@@ -123,9 +136,12 @@ fn random_secret() -> String {
 /// Start the mock WeChat, the echo upstream and the gateway.
 ///
 /// Without `config_path`, the gateway listens on `listen` with the embedded
-/// config; with it, the file decides everything but WeChat's address.
+/// config; with it, the file decides everything but WeChat's address. The
+/// internal listener (the status page, `/metrics`) is on `internal` unless
+/// the file puts it elsewhere.
 pub async fn start(
     listen: SocketAddr,
+    internal: SocketAddr,
     config_path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<DevEnv, DevError> {
@@ -149,12 +165,16 @@ pub async fn start(
         None => {
             let jwt = random_secret();
             let wechat = random_secret();
-            let text = embedded_config(listen, echo_addr, mock_addr, hook_addr);
-            Config::parse(&text, "<embedded dev config>", &|name| match name {
+            let internal_secrets = [random_secret(), random_secret(), random_secret()];
+            let text = embedded_config(listen, internal, echo_addr, mock_addr, hook_addr);
+            Config::parse(&text, EMBEDDED, &|name| match name {
                 "WXGATE_DEV_JWT_SECRET" => Some(jwt.clone()),
                 "WXGATE_DEV_WECHAT_SECRET" => Some(wechat.clone()),
                 "WXGATE_DEV_HOOK_SECRET" => Some(hook_secret.clone()),
                 "WXGATE_DEV_AUDIT_SECRET" => Some(audit_secret.clone()),
+                "WXGATE_DEV_RELAY_SECRET" => Some(internal_secrets[0].clone()),
+                "WXGATE_DEV_ACCESS_TOKEN_SECRET" => Some(internal_secrets[1].clone()),
+                "WXGATE_DEV_ADMIN_SECRET" => Some(internal_secrets[2].clone()),
                 _ => None,
             })?
         }
@@ -163,9 +183,13 @@ pub async fn start(
         Some(w) => w,
         None => {
             // A config without [wechat]: log in against the mock with a dev appid.
-            let text = embedded_config(listen, echo_addr, mock_addr, hook_addr);
-            let dev = Config::parse(&text, "<embedded dev config>", &|_| Some(random_secret()))?;
-            config.wechat = dev.wechat;
+            let text = embedded_config(listen, internal, echo_addr, mock_addr, hook_addr);
+            let dev = Config::parse(&text, EMBEDDED, &|_| Some(random_secret()))?;
+            config.wechat = dev.wechat.map(|mut w| {
+                // The relay's secret would have to be one the file knows.
+                w.relay = None;
+                w
+            });
             config.wechat.as_mut().ok_or_else(|| {
                 DevError::Bind(std::io::Error::other("embedded config has no [wechat]"))
             })?
@@ -185,7 +209,13 @@ pub async fn start(
         tokio::spawn(echo.clone().serve(echo_listener)),
         tokio::spawn(hook.clone().serve(hook_listener)),
     ]);
+    if config.metrics.listen.is_none() {
+        config.metrics.listen = Some(internal);
+    }
     let gateway = crate::server::start(&config).await?;
+    gateway
+        .status()
+        .set_source(config_path.map_or_else(|| EMBEDDED.to_string(), |p| p.display().to_string()));
     Ok(DevEnv {
         gateway,
         mock,
@@ -224,6 +254,7 @@ wxgate dev is running (development only: mock WeChat, throw-away keys).
   gateway       http://{gw}
   mock WeChat   http://{mock} (any code logs in once; try codes "invalid", "blocked", "busy", "slow")
   echo upstream http://{echo} (answers with the method, path and headers it received)
+  internal      http://{internal}/ (the status page: open it in a browser; Prometheus scrapes /metrics)
 routes:
 {routes}
 
@@ -254,13 +285,52 @@ logs in on a phone and a tablet, lists its sessions, and ends the tablet's:
    curl -s http://{gw}{prefix}/sessions -H "Authorization: Bearer $PHONE"
    curl -s -X DELETE http://{gw}{prefix}/sessions/ID -H "Authorization: Bearer $PHONE"   # ID: the tablet's "id" above
    curl -s http://{gw}/api/hello -H "Authorization: Bearer $PAD"                          # 401 session_ended, "reason":"ended"
-
+{internal_walkthrough}
 Stop with Ctrl-C.
 "#,
+            internal_walkthrough = self.internal_walkthrough(),
+            internal = self
+                .gateway
+                .metrics_addr()
+                .map_or_else(|| "(none)".to_string(), |a| a.to_string()),
             mock = self.mock_addr,
             echo = self.echo_addr,
             routes = upstreams.join("\n"),
             hook = self.hook_walkthrough(),
+        )
+    }
+
+    /// The walkthrough's steps for the internal listener's secrets, those
+    /// the config sets (the embedded config sets all three).
+    fn internal_walkthrough(&self) -> String {
+        let Some(internal) = self.gateway.metrics_addr() else {
+            return String::new();
+        };
+        let m = &self.config.metrics;
+        let relay = self.config.wechat.as_ref().and_then(|w| w.relay.as_ref());
+        let secret =
+            |s: Option<&crate::secret::Secret>| s.and_then(|s| s.expose_str()).map(str::to_string);
+        let mut out = String::new();
+        if let Some(s) = secret(m.access_token_secret.as_ref()) {
+            out.push_str(&format!(
+                "   curl -s http://{internal}/internal/wechat/access_token -H 'Authorization: Bearer {s}'\n"
+            ));
+        }
+        if let Some(s) = secret(relay.map(|r| &r.secret)) {
+            out.push_str(&format!(
+                "   curl -s -X POST http://{internal}/wxa/msg_sec_check -H 'Authorization: Bearer {s}' -H 'Content-Type: application/json' -d '{{\"content\":\"hello\",\"version\":2,\"scene\":1,\"openid\":\"o-demo\"}}'\n"
+            ));
+        }
+        if let Some(s) = secret(m.admin_secret.as_ref()) {
+            out.push_str(&format!(
+                "   curl -s 'http://{internal}/internal/admin/sessions?uid=UID' -H 'Authorization: Bearer {s}'   # UID: a login answer's \"uid\"\n"
+            ));
+        }
+        if out.is_empty() {
+            return out;
+        }
+        format!(
+            "\nThe internal listener's throw-away secrets: the backends' access token,\nWeChat's APIs relayed with it, and the admin API (a user's sessions by uid):\n\n{out}"
         )
     }
 

@@ -317,16 +317,20 @@ impl LoginHook {
             .map_err(|_| HookError::Unavailable("cannot encode the call".into()))?;
         let timestamp = unix_now();
         let signature = sign(self.secret.expose(), timestamp, &body);
-        let mut response = self
+        let mut request = self
             .http
             .post(self.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(TIMESTAMP_HEADER, timestamp)
-            .header(SIGNATURE_HEADER, signature)
-            .body(body)
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .header(SIGNATURE_HEADER, signature);
+        // With `[traces]`, the backend's spans join the request's trace.
+        if let Some(told) = crate::traces::current() {
+            request = request.header(crate::traces::TRACEPARENT, told.traceparent.as_bytes());
+            if let Some(state) = told.tracestate {
+                request = request.header(crate::traces::TRACESTATE, state);
+            }
+        }
+        let mut response = request.body(body).send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let mut answer = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {

@@ -58,6 +58,8 @@
 //! | [`config`] | schema → resolve → validate → model, assembled from the owners' sections |
 //! | [`error`] | [`error::ApiError`]: every refusal, its status and stable code |
 //! | `respond` | writing JSON responses and errors |
+//! | [`traces`] | OpenTelemetry: a span per request and its children, W3C trace context, OTLP export |
+//! | [`status`] | the status page on the internal listener: server-rendered HTML, sparklines of sampled counters |
 //! | `metrics` | Prometheus series (one registry, kept across reloads), the metered store |
 //! | `access` | request ids, the access log's user hash and path |
 //! | `http1` | the small HTTP/1 server of the internal listener (bounded: caps, deadlines) and the dev servers |
@@ -95,10 +97,12 @@ mod ser;
 pub mod server;
 pub(crate) mod sessions;
 pub mod state;
+pub mod status;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod token;
+pub mod traces;
 pub mod upstream;
 
 pub mod wechat;

@@ -77,6 +77,10 @@ enum Command {
         /// Address of the gateway (with the embedded config).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Address of the internal listener (the status page, /metrics, the
+        /// admin API), unless the config file sets `[metrics] listen`.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        internal: std::net::SocketAddr,
         /// Use this config (routes, keys, appid) but keep the mock WeChat.
         #[arg(short, long)]
         config: Option<PathBuf>,
@@ -149,7 +153,11 @@ fn main() -> ExitCode {
         }
         Command::Check(c) => check(&c.config),
         Command::Token(t) => token(t),
-        Command::Dev { listen, config } => dev(listen, config.as_deref()),
+        Command::Dev {
+            listen,
+            internal,
+            config,
+        } => dev(listen, internal, config.as_deref()),
         Command::Keygen { alg, out } => match keygen(alg, &out) {
             Ok(NewKey::Secret(secret)) => {
                 println!("{secret}");
@@ -297,18 +305,25 @@ fn runtime(threads: usize) -> Option<tokio::runtime::Runtime> {
     }
 }
 
-fn dev(listen: std::net::SocketAddr, config: Option<&std::path::Path>) -> ExitCode {
+fn dev(
+    listen: std::net::SocketAddr,
+    internal: std::net::SocketAddr,
+    config: Option<&std::path::Path>,
+) -> ExitCode {
     let Some(runtime) = runtime(2) else {
         return ExitCode::FAILURE;
     };
     runtime.block_on(async {
-        let env = match wxgate::dev::start(listen, config, &|name| std::env::var(name).ok()).await {
-            Ok(env) => env,
-            Err(e) => {
-                eprintln!("error: {}", chain(&e));
-                return ExitCode::from(2);
-            }
-        };
+        let env =
+            match wxgate::dev::start(listen, internal, config, &|name| std::env::var(name).ok())
+                .await
+            {
+                Ok(env) => env,
+                Err(e) => {
+                    eprintln!("error: {}", chain(&e));
+                    return ExitCode::from(2);
+                }
+            };
         for w in &env.config.warnings {
             tracing::warn!("{w}");
         }
@@ -349,6 +364,7 @@ fn run(
                 return ExitCode::FAILURE;
             }
         };
+        running.status().set_source(path.display().to_string());
         if let Some(file) = ready_file {
             if let Err(e) = write_ready_file(file, &running) {
                 eprintln!("error: cannot write the ready file {}: {e}", file.display());

@@ -79,6 +79,8 @@ pub struct Metrics {
     state: StateGauges,
     /// Scrapes bring counters kept elsewhere up to date one at a time.
     scrape: std::sync::Mutex<()>,
+    /// `[traces]`: the spans of requests and of what they call.
+    traces: Option<Arc<crate::traces::Traces>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,6 +116,17 @@ impl Metrics {
             rows,
             routes: route_prefixes.len(),
         }
+    }
+
+    /// The same, with spans made by `traces`.
+    pub fn with_traces(mut self, traces: Option<Arc<crate::traces::Traces>>) -> Self {
+        self.traces = traces;
+        self
+    }
+
+    /// The tracer, with `[traces]`.
+    pub(crate) fn traces(&self) -> Option<&crate::traces::Traces> {
+        self.traces.as_deref()
     }
 
     /// A config reload and how it ended (`ok`, `refused`).
@@ -243,6 +256,7 @@ impl Metrics {
             store: Arc::new(StoreMetrics::new(&r)?),
             state: StateGauges::new(&r)?,
             scrape: std::sync::Mutex::new(()),
+            traces: None,
             registry: r,
         })
     }
@@ -323,13 +337,28 @@ impl Metrics {
 
     /// One call to WeChat's `api` and how it ended.
     pub fn wechat_call(&self, api: &str, outcome: &str, errcode: Option<i64>, took: Duration) {
-        let errcode = errcode.map_or_else(String::new, |c| c.to_string());
-        self.wechat
-            .with_label_values(&[api, outcome, &errcode])
-            .inc();
+        let code = errcode.map_or_else(String::new, |c| c.to_string());
+        self.wechat.with_label_values(&[api, outcome, &code]).inc();
         self.wechat_duration
             .with_label_values(&[api])
             .observe(took.as_secs_f64());
+        if let Some(t) = &self.traces {
+            t.record(
+                || format!("wechat {api}"),
+                took,
+                || {
+                    let mut a = vec![
+                        opentelemetry::KeyValue::new("wechat.api", api.to_string()),
+                        opentelemetry::KeyValue::new("wechat.outcome", outcome.to_string()),
+                    ];
+                    if let Some(c) = errcode {
+                        a.push(opentelemetry::KeyValue::new("wechat.errcode", c));
+                    }
+                    a
+                },
+                (outcome != "ok").then_some(outcome),
+            );
+        }
     }
 
     /// One call to the login hook for `event` and how it ended.
@@ -338,6 +367,19 @@ impl Metrics {
         self.hook_duration
             .with_label_values(&[event])
             .observe(took.as_secs_f64());
+        if let Some(t) = &self.traces {
+            t.record(
+                || format!("login hook {event}"),
+                took,
+                || {
+                    vec![
+                        opentelemetry::KeyValue::new("wxgate.hook.event", event.to_string()),
+                        opentelemetry::KeyValue::new("wxgate.hook.outcome", outcome.to_string()),
+                    ]
+                },
+                (outcome != "ok").then_some(outcome),
+            );
+        }
     }
 
     /// The store operations' series, for [`MeteredStore::wrap`].
@@ -345,12 +387,23 @@ impl Metrics {
         Arc::clone(&self.store)
     }
 
+    /// Every metric's current values, gauges as last refreshed (the status
+    /// page reads the counters).
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
     /// The text exposition of every metric, after `refresh` has set the gauges
     /// that describe current state.
     pub fn render(&self, refresh: impl FnOnce(&Gauges<'_>)) -> String {
         {
             let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
-            refresh(&Gauges(&self.state));
+            let gauges = Gauges(&self.state);
+            if let Some(t) = &self.traces {
+                let (ok, failed) = t.exported();
+                gauges.trace_spans(ok, failed);
+            }
+            refresh(&gauges);
         }
         let mut out = String::new();
         if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {

@@ -32,7 +32,7 @@ pub(crate) fn client(
 
 /// reqwest is built with `rustls-no-provider`: install ring once per process
 /// before building a client.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }

@@ -18,7 +18,6 @@
 //! [`crate::endpoints`]. This file only moves data between them and Pingora's
 //! session.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,54 +29,27 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+mod after;
+mod ctx;
 mod decide;
 mod failure;
 
+use after::{access_line, watch_socket};
+pub(crate) use ctx::RequestCtx;
 pub(crate) use decide::{admit, auth_outcome, decide, Decision, Forward};
 use failure::classify;
 
 use crate::access::{kept_request_id, new_request_id, X_REQUEST_ID};
-use crate::clock::unix_now_ms;
 use crate::conn::deadline::{Deadlined, Phase};
-use crate::conn::token_watch::{RevocationCheck, TokenWatch};
 use crate::endpoints;
 use crate::error::ApiError;
 use crate::framing::{self, expects_body};
 use crate::headers::{is_websocket_upgrade, Client, ClientInfo, X_FORWARDED_FOR};
-use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
+use crate::metrics::{RequestDone, RouteLabel};
 use crate::respond::respond_error;
 use crate::route::AuthMode;
-use crate::secret::Secret;
 use crate::state::GatewayState;
-use crate::token::bearer_token;
-
-/// Per-request state.
-pub(crate) struct RequestCtx {
-    /// The gateway's state when the request arrived: a reload in the middle
-    /// of it does not change its route, upstreams or keys.
-    state: Arc<GatewayState>,
-    forward: Option<Forward>,
-    /// Who sent the request (worked out once, in `early_request_filter`).
-    client: Client,
-    /// When the request header was read.
-    started: Option<Instant>,
-    /// What the request matched, for metrics.
-    label: RouteLabel,
-    /// How its token check ended, on routes.
-    auth: Option<AuthOutcome>,
-    /// When the first upstream was chosen.
-    upstream_at: Option<Instant>,
-    /// From `upstream_at`, and from `started`, to the upstream's response header.
-    upstream_took: Option<(Duration, Duration)>,
-    /// The upstream the request went to.
-    peer: Option<SocketAddr>,
-    /// Upstreams that refused a connection for this request.
-    failed: Vec<SocketAddr>,
-    /// A failure decided by wxgate (rather than reported by Pingora).
-    failure: Option<ApiError>,
-    /// A WebSocket handshake: no read deadline once it is upgraded.
-    websocket: bool,
-}
+use crate::traces::{self, TRACEPARENT, TRACESTATE};
 
 /// The `ProxyHttp` implementation: one per listener (plain or TLS).
 pub(crate) struct Gateway {
@@ -98,20 +70,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            state: self.state.load_full(),
-            forward: None,
-            client: Client::default(),
-            started: None,
-            label: RouteLabel::None,
-            auth: None,
-            upstream_at: None,
-            upstream_took: None,
-            peer: None,
-            failed: Vec::new(),
-            failure: None,
-            websocket: false,
-        }
+        RequestCtx::new(self.state.load_full())
     }
 
     /// Before anything else, per request: a request whose length or fields
@@ -164,6 +123,12 @@ impl ProxyHttp for Gateway {
             Phase::Open
         };
         enter(session, phase);
+        if let Some(t) = ctx.state.metrics().traces() {
+            let h = &session.req_header().headers;
+            let (tp, ts) = (h.get_all(TRACEPARENT).iter(), h.get_all(TRACESTATE).iter());
+            let (tp, ts) = (tp.map(|v| v.as_bytes()), ts.map(|v| v.as_bytes()));
+            ctx.span = Some(t.request_from(ctx.client.peer_trusted, tp, ts));
+        }
         Ok(())
     }
 
@@ -200,7 +165,11 @@ impl ProxyHttp for Gateway {
             }
             Ok(Decision::Endpoint(ep)) => {
                 ctx.label = RouteLabel::Endpoint(ep);
-                endpoints::answer(&state, session, ep, ctx.client.ip).await?;
+                let answer = endpoints::answer(&state, session, ep, ctx.client.ip);
+                match ctx.span.as_ref().map(traces::RequestSpan::context) {
+                    Some(cx) => opentelemetry::context::FutureExt::with_context(answer, cx).await?,
+                    None => answer.await?,
+                }
                 return Ok(true);
             }
             Err(e) => Err(e),
@@ -277,6 +246,16 @@ impl ProxyHttp for Gateway {
                 }
             }
         }
+        // With traces on, the upstream hears of the request's trace, never
+        // of one a client that is not a trusted proxy made up.
+        if let (Some(t), Some(span)) = (ctx.state.metrics().traces(), ctx.span.as_mut()) {
+            upstream_request.remove_header(TRACESTATE);
+            let told = span.upstream(t, ctx.peer);
+            upstream_request.insert_header(TRACEPARENT, told.traceparent.as_bytes())?;
+            if let Some(state) = told.tracestate {
+                upstream_request.insert_header(TRACESTATE, state)?;
+            }
+        }
         Ok(())
     }
 
@@ -340,15 +319,16 @@ impl ProxyHttp for Gateway {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut pingora_http::ResponseHeader,
+        upstream_response: &mut pingora_http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let (Some(at), Some(started)) = (ctx.upstream_at, ctx.started) {
             let now = Instant::now();
-            ctx.upstream_took = Some((
-                now.saturating_duration_since(at),
-                now.saturating_duration_since(started),
-            ));
+            let to_header = now.saturating_duration_since(started);
+            ctx.upstream_took = Some((now.saturating_duration_since(at), to_header));
+            if let Some(span) = ctx.span.as_mut() {
+                span.upstream_answered(to_header, upstream_response.status.as_u16());
+            }
         }
         Ok(())
     }
@@ -384,84 +364,17 @@ impl ProxyHttp for Gateway {
             upstream: ctx.upstream_took.map(|(u, _)| u),
             to_header: ctx.upstream_took.map(|(_, h)| h),
         });
+        let trace_id = ctx.span.as_ref().map(traces::RequestSpan::trace_id);
+        if let Some(span) = ctx.span.take() {
+            after::finish_span(span, session, ctx, status);
+        }
         // Checked first: nothing of the line is built when the level is filtered out.
         if ctx.state.access_log()
             && tracing::enabled!(target: "wxgate::access", tracing::Level::INFO)
         {
-            access_line(&ctx.state, session, ctx, status);
+            access_line(&ctx.state, session, ctx, status, trace_id);
         }
     }
-}
-
-/// The access log line of a request (see [`crate::access`]).
-fn access_line(state: &GatewayState, session: &Session, ctx: &RequestCtx, status: u16) {
-    let req = session.req_header();
-    let request_id = req
-        .headers
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    let user = ctx
-        .forward
-        .as_ref()
-        .and_then(|f| f.identity.as_ref())
-        .map(|v| state.user_hash(&v.id.openid));
-    crate::access::Line {
-        request_id,
-        method: req.method.as_str(),
-        route: state.route_name(ctx.label),
-        path: req.uri.path(),
-        status,
-        auth: ctx.auth.map_or("-", AuthOutcome::label),
-        upstream: ctx.peer,
-        bytes: session.body_bytes_sent(),
-        total: ctx.started.map_or(Duration::ZERO, |s| s.elapsed()),
-        upstream_took: ctx.upstream_took.map(|(u, _)| u),
-        user: user.as_deref(),
-    }
-    .write();
-}
-
-/// Close the socket being upgraded when its token expires or is revoked, if
-/// its route says so and it was opened with a token.
-fn watch_socket(session: &Session, ctx: &RequestCtx) {
-    let Some(forward) = &ctx.forward else { return };
-    let Some(verified) = &forward.identity else {
-        return;
-    };
-    let Some(every) = forward.route.socket_check else {
-        return;
-    };
-    let Some(stream) = session.stream().and_then(Deadlined::of) else {
-        return;
-    };
-    // The token that opened the socket, checked again after each reload.
-    let Some(token) = session
-        .req_header()
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| bearer_token(v.as_bytes()).ok())
-        .and_then(|t| std::str::from_utf8(t).ok())
-        .map(str::to_string)
-    else {
-        return;
-    };
-    let sessions = ctx.state.sessions();
-    let ends_ms = verified
-        .id
-        .exp
-        .saturating_add(sessions.leeway().as_secs())
-        .saturating_mul(1000);
-    let expires_in = Duration::from_millis(ends_ms.saturating_sub(unix_now_ms()));
-    stream.watch_token(TokenWatch::new(
-        expires_in,
-        Some(RevocationCheck {
-            sessions: Arc::clone(sessions),
-            identity: verified.id.clone(),
-            token: Secret::from(token),
-            every,
-        }),
-    ));
 }
 
 /// Who sent the request: the TCP peer, and the client it stands for when it

@@ -48,10 +48,12 @@ use crate::metrics::{AuthOutcome, RequestDone, RouteLabel};
 use crate::proxy::{admit, auth_outcome, decide, Decision, Forward};
 use crate::route::Endpoint;
 use crate::state::GatewayState;
+use crate::traces::{Finish, Propagated, RequestSpan};
 use answer::{read_body, refuse, respond};
 use downstream::Downstream;
 use exchange::{enter, Done};
 use head::{Head, Parsed, MAX_FIELDS};
+use opentelemetry::context::FutureExt as _;
 
 /// A head not whole within this many bytes is left to Pingora.
 const MAX_HEAD: usize = 8 * 1024;
@@ -107,6 +109,8 @@ struct Plan {
     auth: Option<AuthOutcome>,
     request_id: RequestId,
     action: Action,
+    /// With `[traces]`: the request's span (boxed: no room taken without).
+    span: Option<Box<RequestSpan>>,
 }
 
 // Held once per request in its future: boxing the large variant would cost
@@ -135,7 +139,7 @@ impl Relay {
         closing: bool,
     ) -> Next {
         let mut buf = std::mem::take(carry);
-        let plan = loop {
+        let mut plan = loop {
             if head::may_be_complete(&buf) {
                 let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
                 match head::parse(&buf, &mut fields) {
@@ -160,7 +164,8 @@ impl Relay {
             }
         };
         let done = self.execute(stream, &plan, &mut buf, closing).await;
-        finish(&plan, buf.get(plan.path.clone()).unwrap_or(&[]), &done);
+        let path = plan.path.clone();
+        finish(&mut plan, buf.get(path).unwrap_or(&[]), &done);
         if !done.keep_alive {
             return Next::Close;
         }
@@ -185,25 +190,42 @@ impl Relay {
             Client::of(peer, sent, &state.trusted_proxies)
         };
         let sent_id = || head::values(head.fields, b"x-request-id");
+        let span = |trusted: bool| {
+            state.metrics().traces().map(|t| {
+                let (tp, ts) = (b"traceparent", b"tracestate");
+                let fields = |name| head::values(head.fields, name);
+                Box::new(t.request_from(trusted, fields(tp), fields(ts)))
+            })
+        };
         let decision = decide(&state, head.target);
-        let (label, auth, action, request_id) = if let Ok(Decision::Endpoint(ep)) = decision {
+        let (label, auth, action, request_id, span) = if let Ok(Decision::Endpoint(ep)) = decision {
             let client = client();
             let action = endpoint_action(&state, ep, head, client.ip)?;
             let request_id = request_id(sent_id(), client.peer_trusted);
-            (RouteLabel::Endpoint(ep), None, action, request_id)
+            let span = span(client.peer_trusted);
+            (RouteLabel::Endpoint(ep), None, action, request_id, span)
         } else {
             let authorization = head::values(head.fields, b"authorization");
             let (label, auth, admitted) = admit_decided(&state, decision, authorization).await?;
             let client = client();
             let request_id = request_id(sent_id(), client.peer_trusted);
+            let mut span = span(client.peer_trusted);
             let action = match admitted {
                 Ok(forward) => {
-                    let out = self.upstream_head(&state, head, client, &request_id, &forward);
+                    let told = upstream_told(&state, span.as_deref_mut());
+                    let out = self.upstream_head(
+                        &state,
+                        head,
+                        client,
+                        &request_id,
+                        &forward,
+                        told.as_ref(),
+                    );
                     Action::Forward(forward, out)
                 }
                 Err(e) => Action::Refuse(e),
             };
-            (label, auth, action, request_id)
+            (label, auth, action, request_id, span)
         };
         let base = buf.as_ptr() as usize;
         let target_at = (head.target.as_ptr() as usize).saturating_sub(base);
@@ -224,6 +246,7 @@ impl Relay {
             auth,
             request_id,
             action,
+            span,
         })
     }
 
@@ -252,7 +275,11 @@ impl Relay {
                             return Done::default();
                         };
                         let body = Body::of(*kind, body);
-                        endpoints::answer_body(&plan.state, *ep, &body, *client_ip).await
+                        let answer = endpoints::answer_body(&plan.state, *ep, &body, *client_ip);
+                        match plan.span.as_deref().map(RequestSpan::context) {
+                            Some(cx) => answer.with_context(cx).await,
+                            None => answer.await,
+                        }
                     }
                     Err(e) => Err(e.clone()),
                 };
@@ -335,9 +362,17 @@ fn endpoint_action(
 
 /// Metrics and the access line of a request served here (`path`: its
 /// target without the query).
-fn finish(plan: &Plan, path: &[u8], done: &Done) {
+fn finish(plan: &mut Plan, path: &[u8], done: &Done) {
     let state = &plan.state;
     let total = plan.started.elapsed();
+    let span = plan.span.take();
+    let trace_id = span.as_deref().map(RequestSpan::trace_id);
+    if let Some(mut span) = span {
+        if let Some((_, to_header)) = done.took {
+            span.upstream_answered(to_header, done.status);
+        }
+        finish_span(*span, plan, done.status);
+    }
     state.count_request(&RequestDone {
         route: plan.label,
         method: &plan.method,
@@ -367,8 +402,35 @@ fn finish(plan: &Plan, path: &[u8], done: &Done) {
         total,
         upstream_took: done.took.map(|(u, _)| u),
         user: user.as_deref(),
+        trace_id,
     }
     .write();
+}
+
+/// End the request's span, with what the access log says of it.
+fn finish_span(span: RequestSpan, plan: &Plan, status: u16) {
+    if !span.sampled() {
+        return span.finish(&Finish::default());
+    }
+    let state = &plan.state;
+    let user = match &plan.action {
+        Action::Forward(f, _) => f.identity.as_ref().map(|v| state.user_hash(&v.id.openid)),
+        Action::Refuse(_) | Action::Endpoint(..) => None,
+    };
+    span.finish(&Finish {
+        method: plan.method.as_str(),
+        route: state.route_name(plan.label),
+        status,
+        auth: plan.auth.map(AuthOutcome::label),
+        user: user.as_deref(),
+        request_id: plan.request_id.as_str(),
+    });
+}
+
+/// With `[traces]`, what the upstream is told of the request's trace (its
+/// span for the upstream call starts now).
+fn upstream_told(state: &GatewayState, span: Option<&mut RequestSpan>) -> Option<Propagated> {
+    Some(span?.upstream(state.metrics().traces()?, None))
 }
 
 /// Decide and admit a request to `target`. `None`: an endpoint of the

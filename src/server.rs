@@ -37,6 +37,7 @@ use crate::proxy::Gateway;
 use crate::relay::Relay;
 use crate::state::GatewayState;
 pub use crate::state::{Deps, StartError, TlsError};
+use crate::status::Status;
 use crate::store::{Eviction, OnError};
 
 pub(crate) mod accept;
@@ -65,6 +66,8 @@ pub struct Running {
     /// The internal listener's connections, if it is configured.
     internal_connections: Option<Arc<Connections>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The status page's start, config source, last reload and samples.
+    status: Arc<Status>,
     /// What a reload builds on; one reload at a time.
     reload: tokio::sync::Mutex<Reloadable>,
 }
@@ -123,6 +126,12 @@ impl Running {
         self.metrics_addr
     }
 
+    /// What the status page knows beside the state (name the config's
+    /// source with [`Status::set_source`]).
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
     /// The gateway's current state (keys, routes, sessions), e.g. to mint tokens in tests.
     pub fn state(&self) -> Arc<GatewayState> {
         self.state.load_full()
@@ -140,6 +149,7 @@ impl Running {
         effective.server = r.config.server.clone();
         effective.store = r.config.store.clone();
         effective.metrics = r.config.metrics.clone();
+        effective.traces = r.config.traces.clone();
         let state = Arc::new(GatewayState::with_metrics(
             &effective,
             r.deps.clone(),
@@ -167,6 +177,7 @@ impl Running {
         r.health_tasks = health_tasks;
         r.config = effective;
         old.metrics().reload("ok");
+        self.status.reloaded(true);
         tracing::info!(routes = config.routes.len(), "config reloaded");
         Ok(())
     }
@@ -185,6 +196,7 @@ impl Running {
         };
         if let Err(e) = &result {
             self.state.load().metrics().reload("refused");
+            self.status.reloaded(false);
             tracing::error!(error = %crate::error::chain(e), "config reload refused; the running config stays");
         }
         result
@@ -225,6 +237,11 @@ impl Running {
                 open = self.connections.open(),
                 "grace period over, closing the remaining connections"
             );
+        }
+        // The spans of the last requests go out before the process ends.
+        let traces = self.reload.lock().await.deps.traces.clone();
+        if let Some(traces) = traces {
+            let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
         }
     }
 }
@@ -298,6 +315,7 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
         None => None,
     };
     let mut internal_connections = None;
+    let status = Arc::new(Status::new());
     // `caps.internal` is there exactly when `[metrics] listen` is.
     let metrics_addr = match (config.metrics.listen, caps.internal) {
         (Some(listen), Some(internal)) => {
@@ -311,10 +329,12 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
             tasks.push(tokio::spawn(internal::serve(
                 listener,
                 state.clone(),
+                Arc::clone(&status),
                 admission,
                 connections.clone(),
                 config.metrics.limits,
             )));
+            tasks.push(tokio::spawn(Arc::clone(&status).run_sampler(state.clone())));
             Some(addr)
         }
         _ => None,
@@ -371,6 +391,7 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
         connections,
         internal_connections,
         tasks,
+        status,
         reload: tokio::sync::Mutex::new(Reloadable {
             deps,
             config: config.clone(),

@@ -58,6 +58,9 @@ pub enum StartError {
     /// The metrics could not be registered.
     #[error("cannot set up the metrics")]
     Metrics(#[from] MetricsError),
+    /// The OTLP exporter of `[traces]` could not be built.
+    #[error(transparent)]
+    Traces(#[from] crate::traces::TracesError),
     /// Redis may evict keys, revocations included, and `on_error = "fail_closed"`.
     #[error("Redis evicts keys under memory pressure (maxmemory-policy {policy}), which could bring revoked tokens back; set maxmemory-policy noeviction (or on_error = \"fail_open\" to accept the risk)")]
     StoreEvicts { policy: String },
@@ -81,12 +84,18 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     /// Wall-clock time for rate-limit windows.
     pub clock: Arc<dyn Clock>,
+    /// `[traces]`: the tracer and its exporter (kept across reloads).
+    pub traces: Option<Arc<crate::traces::Traces>>,
 }
 
 impl Deps {
     /// The store the config names and the system clock.
     pub fn from_config(config: &Config) -> Result<Self, StartError> {
-        Ok(Self::with_store(crate::store::build(&config.store)?))
+        let mut deps = Self::with_store(crate::store::build(&config.store)?);
+        if let Some(t) = &config.traces {
+            deps.traces = Some(Arc::new(crate::traces::Traces::start(t)?));
+        }
+        Ok(deps)
     }
 
     /// `store` and the system clock.
@@ -94,6 +103,7 @@ impl Deps {
         Self {
             store,
             clock: Arc::new(SystemClock),
+            traces: None,
         }
     }
 }
@@ -142,7 +152,8 @@ pub struct GatewayState {
 impl GatewayState {
     /// Build routes, keys, header policy, upstream groups and the login service.
     pub fn new(config: &Config, deps: Deps) -> Result<Self, StartError> {
-        Self::with_metrics(config, deps, Arc::new(Metrics::new()?))
+        let metrics = Metrics::new()?.with_traces(deps.traces.clone());
+        Self::with_metrics(config, deps, Arc::new(metrics))
     }
 
     /// [`GatewayState::new`], counting into `metrics` (kept across reloads).
@@ -181,7 +192,7 @@ impl GatewayState {
             Audit::new(user_hasher.clone()).with_config(&config.audit, Some(metrics.clone()))?;
         let sessions = Arc::new(
             Sessions::new(
-                MeteredStore::wrap(deps.store, metrics.store_metrics()),
+                MeteredStore::wrap(deps.store, metrics.store_metrics(), deps.traces.clone()),
                 tokens,
                 config.login.refresh_ttl,
                 config.jwt.leeway,

@@ -95,6 +95,7 @@ upstreams = ["{upstream}"]
         let deps = Deps {
             store: wxgate::store::build(&config.store).expect("store"),
             clock,
+            traces: None,
         };
         let running = wxgate::server::start_with(&config, deps)
             .await

@@ -122,6 +122,7 @@ upstreams = ["{upstream}"]
         let deps = Deps {
             store: wxgate::store::build(&config.store).expect("store"),
             clock: self.clock.clone(),
+            traces: None,
         };
         let running = wxgate::server::start_with(&config, deps).await?;
         let addr = running.addr();

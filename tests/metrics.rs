@@ -255,10 +255,17 @@ async fn metrics_are_never_served_on_the_public_listener() {
     let metrics = env.gateway.metrics_addr().unwrap();
     let other = support::raw_request(
         metrics,
-        b"GET / HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+        b"GET /other HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(other.status, 404);
+    // `/` is the status page (tests/status_page.rs).
+    let page = support::raw_request(
+        metrics,
+        b"GET / HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(page.status, 200);
     let post = support::raw_request(
         metrics,
         b"POST /metrics HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

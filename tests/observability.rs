@@ -186,6 +186,8 @@ upstreams = ["{}"]
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // `wxgate_config_reloads_total` has series once a reload was made.
+    env.gateway.reload(&env.config).await.unwrap();
     let exported = support::get(internal, "/metrics", &[]).await.text();
     for name in &named {
         assert!(

@@ -386,6 +386,7 @@ async fn phone_and_decrypt_are_rate_limited_per_user_and_in_all() {
     let deps = Deps {
         store: wxgate::store::build(&config.store).unwrap(),
         clock: clock.clone(),
+        traces: None,
     };
     let running: Running = wxgate::server::start_with(&config, deps).await.unwrap();
     let gw = running.addr();

@@ -15,6 +15,7 @@
 pub use crate::assertion::AssertionConfig;
 pub use crate::audit::{AuditConfig, WebhookConfig};
 use crate::sessions::policy::SessionPolicies;
+pub use crate::traces::TracesConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +55,9 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assertion: Option<AssertionConfig>,
     pub metrics: MetricsConfig,
+    /// `[traces]`: OpenTelemetry traces, when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traces: Option<TracesConfig>,
     pub log: LogConfig,
     /// Non-fatal findings, printed by `wxgate check` and logged at start-up.
     #[serde(skip)]

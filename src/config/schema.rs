@@ -35,8 +35,21 @@ pub(super) struct RawConfig {
     pub assertion: Option<RawAssertion>,
     #[serde(default)]
     pub metrics: RawMetrics,
+    pub traces: Option<RawTraces>,
     #[serde(default)]
     pub log: RawLog,
+}
+
+/// `[traces]`
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTraces {
+    pub endpoint: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub service_name: Option<String>,
+    pub max_queue: Option<i64>,
+    pub export_interval: Option<String>,
+    pub timeout: Option<String>,
 }
 
 /// `[audit]`

@@ -29,6 +29,7 @@ mod risk;
 mod server;
 mod sessions;
 mod store;
+mod telemetry;
 mod wechat;
 
 /// Turn the raw file and what it points to into the model.
@@ -180,6 +181,7 @@ impl Validator<'_> {
             audit,
             assertion,
             metrics,
+            traces: self.traces(raw.traces)?,
             log: self.log(raw.log)?,
             warnings: self.warnings,
         })
@@ -235,21 +237,6 @@ impl Validator<'_> {
             return Err(self.err(key, format!("must be at most {max_text}")));
         }
         Ok(d)
-    }
-
-    /// `[log]`: the level must be a filter `RUST_LOG` would accept.
-    fn log(&self, raw: RawLog) -> Result<LogConfig, ConfigError> {
-        let level = raw.level.unwrap_or_else(|| "info".to_string());
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
-            return Err(self.err(
-                "log.level",
-                format!("{level:?} is not a log filter like \"info\" or \"warn,wxgate::access=off\": {e}"),
-            ));
-        }
-        Ok(LogConfig {
-            access: raw.access.unwrap_or(true),
-            level,
-        })
     }
 
     fn socket_addr(&self, key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

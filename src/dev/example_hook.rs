@@ -59,6 +59,8 @@ struct State {
     bad_signatures: usize,
     /// The audit events delivered, in order (a retried delivery twice).
     audit: Vec<serde_json::Value>,
+    /// The `traceparent` of each well-signed call that carried one.
+    traceparents: Vec<String>,
 }
 
 struct Inner {
@@ -129,6 +131,11 @@ impl ExampleHook {
         lock(&self.inner.state).calls.clone()
     }
 
+    /// The W3C `traceparent` of each well-signed call that had one, in order.
+    pub fn traceparents(&self) -> Vec<String> {
+        lock(&self.inner.state).traceparents.clone()
+    }
+
     /// Well-signed calls received for `event`.
     pub fn calls_for(&self, event: &str) -> usize {
         self.calls().iter().filter(|c| c["event"] == event).count()
@@ -170,6 +177,7 @@ impl ExampleHook {
                 .to_string()
         };
         let (timestamp, signature) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
+        let traceparent = header("traceparent");
         let audit = req.uri().path() == AUDIT_PATH;
         // An audit delivery may carry up to 1000 events.
         let Ok(body) = Limited::new(req.into_body(), 1024 * 1024).collect().await else {
@@ -199,7 +207,13 @@ impl ExampleHook {
                 _ => response(204, "text/plain", ""),
             };
         }
-        lock(&self.inner.state).calls.push(call.clone());
+        {
+            let mut state = lock(&self.inner.state);
+            state.calls.push(call.clone());
+            if !traceparent.is_empty() {
+                state.traceparents.push(traceparent);
+            }
+        }
         match mode {
             Mode::Normal => {}
             Mode::Down => return response(500, "text/plain", "backend down"),

@@ -21,6 +21,11 @@ impl Apps {
         Self { apps }
     }
 
+    /// Every app, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<LoginService>> {
+        self.apps.iter()
+    }
+
     /// The app called `appid`, or the only one when `appid` is `None`.
     pub fn get(&self, appid: Option<&str>) -> Result<&Arc<LoginService>, ApiError> {
         match appid {

@@ -211,19 +211,21 @@ impl CodeFlights {
                     flights.insert(id.clone(), rx.clone());
                     let this = self.clone();
                     let code = code.to_string();
-                    tokio::spawn(async move {
-                        // Whatever happens, the flight is over when this task ends.
-                        let guard = FlightGuard {
-                            flights: &this,
-                            id: id.clone(),
-                        };
-                        let outcome = this.shared(&code, &id, exchange).await;
-                        // Over before its outcome is out: a retry that outcome
-                        // prompts starts afresh (from the store), never joins
-                        // this finished flight and gets its answer again.
-                        drop(guard);
-                        let _ = tx.send(Some(outcome));
-                    });
+                    tokio::spawn(opentelemetry::context::FutureExt::with_current_context(
+                        async move {
+                            // Whatever happens, the flight is over when this task ends.
+                            let guard = FlightGuard {
+                                flights: &this,
+                                id: id.clone(),
+                            };
+                            let outcome = this.shared(&code, &id, exchange).await;
+                            // Over before its outcome is out: a retry that outcome
+                            // prompts starts afresh (from the store), never joins
+                            // this finished flight and gets its answer again.
+                            drop(guard);
+                            let _ = tx.send(Some(outcome));
+                        },
+                    ));
                     rx
                 }
             }

@@ -44,9 +44,11 @@ impl LoginService {
         let this = Arc::clone(self);
         let caller = caller.clone();
         let code = code.to_string();
-        tokio::spawn(async move { this.phone_now(&caller, &code).await })
-            .await
-            .map_err(|_| ApiError::Internal)?
+        tokio::spawn(opentelemetry::context::FutureExt::with_current_context(
+            async move { this.phone_now(&caller, &code).await },
+        ))
+        .await
+        .map_err(|_| ApiError::Internal)?
     }
 
     async fn phone_now(&self, caller: &Identity, code: &str) -> Result<PhoneNumber, ApiError> {

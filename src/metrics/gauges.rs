@@ -17,6 +17,7 @@ pub(super) struct StateGauges {
     fail_open: IntCounter,
     connections_refused: IntCounterVec,
     log_suppressed: IntCounter,
+    trace_spans: IntCounterVec,
     shared: SharedStoreGauges,
 }
 
@@ -97,6 +98,12 @@ impl StateGauges {
                 r.register(Box::new(g.clone()))?;
                 g
             },
+            trace_spans: counter_vec(
+                r,
+                "wxgate_trace_spans_exported_total",
+                "With [traces]: spans sent to the collector, by outcome (ok, failed).",
+                &["outcome"],
+            )?,
             shared: SharedStoreGauges::new(r)?,
             fail_open: {
                 let g = IntCounter::new(
@@ -177,6 +184,12 @@ impl Gauges<'_> {
         catch_up(&g.loads.with_label_values(t), s.feed_loads);
         catch_up(&g.gaps.with_label_values(t), s.feed_gaps);
         catch_up(&g.received.with_label_values(t), s.revocations_received);
+    }
+
+    /// Spans exported and spans whose export failed so far.
+    pub fn trace_spans(&self, ok: u64, failed: u64) {
+        catch_up(&self.0.trace_spans.with_label_values(&["ok"]), ok);
+        catch_up(&self.0.trace_spans.with_label_values(&["failed"]), failed);
     }
 
     /// Revocation checks skipped by `fail_open` so far.

@@ -14,7 +14,7 @@ use crate::store::{
 };
 
 /// Store operations, by name (the `op` label).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     PutSession,
     GetSession,
@@ -197,12 +197,23 @@ fn store_error_label(e: &StoreError) -> &'static str {
 pub(crate) struct MeteredStore {
     inner: Arc<dyn Store>,
     metrics: Arc<StoreMetrics>,
+    /// With `[traces]`: a span per operation made for a sampled request's
+    /// endpoint (never for the proxy's revocation check, from memory).
+    traces: Option<Arc<crate::traces::Traces>>,
 }
 
 impl MeteredStore {
     /// Wrap `inner`, recording into `metrics`.
-    pub(crate) fn wrap(inner: Arc<dyn Store>, metrics: Arc<StoreMetrics>) -> Arc<dyn Store> {
-        Arc::new(Self { inner, metrics })
+    pub(crate) fn wrap(
+        inner: Arc<dyn Store>,
+        metrics: Arc<StoreMetrics>,
+        traces: Option<Arc<crate::traces::Traces>>,
+    ) -> Arc<dyn Store> {
+        Arc::new(Self {
+            inner,
+            metrics,
+            traces,
+        })
     }
 
     async fn time<T>(
@@ -212,7 +223,17 @@ impl MeteredStore {
     ) -> Result<T, StoreError> {
         let start = Instant::now();
         let result = f.await;
-        self.metrics.record(op, &result, start.elapsed());
+        let took = start.elapsed();
+        self.metrics.record(op, &result, took);
+        if let Some(t) = self.traces.as_ref().filter(|_| op != Op::IsRevoked) {
+            let failed = result.as_ref().err().map(store_error_label);
+            t.record(
+                || format!("store {}", op.name()),
+                took,
+                || vec![opentelemetry::KeyValue::new("wxgate.store.op", op.name())],
+                failed,
+            );
+        }
         result
     }
 }

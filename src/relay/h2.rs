@@ -16,7 +16,8 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use super::downstream::{Downstream, H2Stream};
 use super::exchange::{self, Done};
 use super::head::{length, METHODS};
-use super::{decide_and_admit, finish, request_id, Action, Plan, Relay, RequestId};
+use super::outgoing::is_trace_field;
+use super::{decide_and_admit, finish, request_id, upstream_told, Action, Plan, Relay, RequestId};
 use crate::access::X_REQUEST_ID;
 use crate::error::ApiError;
 use crate::headers::raw::line;
@@ -24,6 +25,7 @@ use crate::headers::{Client, X_FORWARDED_FOR};
 use crate::proxy::Forward;
 use crate::respond::json_fields;
 use crate::state::GatewayState;
+use crate::traces::{Propagated, TRACEPARENT, TRACESTATE};
 
 impl Relay {
     /// Serve one HTTP/2 stream, if it is the plain kind ([`plain`]) and for
@@ -37,7 +39,7 @@ impl Relay {
         let Some(body) = plain(req, session.is_body_empty()) else {
             return Some(session);
         };
-        let Some(plan) = self.plan_stream(req, body, peer).await else {
+        let Some(mut plan) = self.plan_stream(req, body, peer).await else {
             return Some(session);
         };
         let done = match &plan.action {
@@ -57,7 +59,7 @@ impl Relay {
         };
         let target = session.req_header().raw_path();
         let path = target.split(|&b| b == b'?').next().unwrap_or(target);
-        finish(&plan, path, &done);
+        finish(&mut plan, path, &done);
         None
     }
 
@@ -77,9 +79,24 @@ impl Relay {
             decide_and_admit(&state, target, values(AUTHORIZATION)).await?;
         let client = Client::of(peer, values(X_FORWARDED_FOR), &state.trusted_proxies);
         let request_id = request_id(values(X_REQUEST_ID), client.peer_trusted);
+        let mut span = state.metrics().traces().map(|t| {
+            let (tp, ts) = (
+                HeaderName::from_static(TRACEPARENT),
+                HeaderName::from_static(TRACESTATE),
+            );
+            Box::new(t.request_from(client.peer_trusted, values(tp), values(ts)))
+        });
         let action = match admitted {
             Ok(forward) => {
-                let out = self.upstream_head_h2(&state, req, client, &request_id, &forward);
+                let told = upstream_told(&state, span.as_deref_mut());
+                let out = self.upstream_head_h2(
+                    &state,
+                    req,
+                    client,
+                    &request_id,
+                    &forward,
+                    told.as_ref(),
+                );
                 Action::Forward(forward, out)
             }
             Err(e) => Action::Refuse(e),
@@ -96,6 +113,7 @@ impl Relay {
             auth,
             request_id,
             action,
+            span,
         })
     }
 
@@ -110,6 +128,7 @@ impl Relay {
         client: Client,
         request_id: &RequestId,
         forward: &Forward,
+        trace: Option<&Propagated>,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(req.method.as_str().as_bytes());
@@ -130,9 +149,10 @@ impl Relay {
                 .into_iter()
                 .map(HeaderValue::as_bytes)
         };
+        let traced = state.metrics().traces().is_some();
         for (name, value) in &req.headers {
             let stale_id = !request_id.kept && *name == X_REQUEST_ID;
-            if *name == HOST || stale_id {
+            if *name == HOST || stale_id || is_trace_field(traced, name.as_str().as_bytes()) {
                 continue;
             }
             if policy.keeps(name.as_str().as_bytes(), connection()) {
@@ -144,6 +164,7 @@ impl Relay {
             host,
             method: req.method.as_str().as_bytes(),
             target,
+            trace,
         };
         self.end_head(state, client, at, request_id, forward, &mut out);
         out

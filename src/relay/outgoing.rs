@@ -9,13 +9,24 @@ use crate::headers::raw::line;
 use crate::headers::{Client, ClientInfo};
 use crate::proxy::Forward;
 use crate::state::GatewayState;
+use crate::traces::{Propagated, TRACEPARENT, TRACESTATE};
 
 /// What the assertion and `X-Forwarded-Host` are made of: the request's
-/// `Host`, method and target (as sent upstream).
+/// `Host`, method and target (as sent upstream); and, with `[traces]`, what
+/// the upstream is told of the trace.
 pub(super) struct RequestLine<'a> {
     pub(super) host: Option<&'a [u8]>,
     pub(super) method: &'a [u8],
     pub(super) target: &'a [u8],
+    pub(super) trace: Option<&'a Propagated>,
+}
+
+/// Whether a client's field is one wxgate writes itself with `[traces]`:
+/// the W3C trace context.
+pub(super) fn is_trace_field(traced: bool, name: &[u8]) -> bool {
+    traced
+        && (name.eq_ignore_ascii_case(TRACEPARENT.as_bytes())
+            || name.eq_ignore_ascii_case(TRACESTATE.as_bytes()))
 }
 
 impl Relay {
@@ -28,6 +39,7 @@ impl Relay {
         client: Client,
         request_id: &RequestId,
         forward: &Forward,
+        trace: Option<&Propagated>,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(head.len.saturating_add(256));
         out.extend_from_slice(head.method.as_bytes());
@@ -36,11 +48,12 @@ impl Relay {
         out.extend_from_slice(b" HTTP/1.1\r\n");
         let connection = head::values(head.fields, b"connection");
         let policy = &state.headers;
+        let traced = state.metrics().traces().is_some();
         for f in head.fields {
             let name = f.name.as_bytes();
             let keep = policy.keeps(name, connection.clone());
             let stale_id = !request_id.kept && name.eq_ignore_ascii_case(b"x-request-id");
-            if keep && !stale_id {
+            if keep && !stale_id && !is_trace_field(traced, name) {
                 line(&mut out, name, f.value);
             }
         }
@@ -48,6 +61,7 @@ impl Relay {
             host: head.host,
             method: head.method.as_bytes(),
             target: forward.target.as_deref().unwrap_or(head.target),
+            trace,
         };
         self.end_head(state, client, at, request_id, forward, &mut out);
         out
@@ -88,6 +102,12 @@ impl Relay {
         }
         if !request_id.kept {
             line(out, b"X-Request-ID", request_id.as_bytes());
+        }
+        if let Some(t) = line_of.trace {
+            line(out, TRACEPARENT.as_bytes(), t.traceparent.as_bytes());
+            if let Some(state) = &t.tracestate {
+                line(out, TRACESTATE.as_bytes(), state.as_bytes());
+            }
         }
         out.extend_from_slice(b"\r\n");
     }

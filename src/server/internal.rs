@@ -31,6 +31,7 @@ use crate::clock::unix_now_ms;
 use crate::conn::InternalLimits;
 use crate::http1::{response, serve_bounded, Deadlines};
 use crate::state::GatewayState;
+use crate::status::Status;
 
 /// Where the backends get the WeChat access token.
 pub(super) const ACCESS_TOKEN_PATH: &str = "/internal/wechat/access_token";
@@ -43,6 +44,7 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub(super) async fn serve(
     listener: TcpListener,
     state: Arc<ArcSwap<GatewayState>>,
+    status: Arc<Status>,
     connections: Arc<Connections>,
     public: Arc<Connections>,
     limits: InternalLimits,
@@ -55,8 +57,21 @@ pub(super) async fn serve(
     let handler = move |req: Request<hyper::body::Incoming>| {
         let state = state.clone();
         let listeners = Arc::clone(&listeners);
+        let status = Arc::clone(&status);
         async move {
             match (req.method(), req.uri().path()) {
+                (&Method::GET | &Method::HEAD, "/") => {
+                    let rows = listeners
+                        .iter()
+                        .map(|(name, c)| {
+                            let refused = c
+                                .refused(Refused::Total)
+                                .saturating_add(c.refused(Refused::PerIp));
+                            (*name, c.open(), refused)
+                        })
+                        .collect();
+                    status_page(status.page(&state.load(), rows))
+                }
                 (&Method::GET, "/metrics") => {
                     let text = state.load().render_metrics_with(|g| {
                         for (name, c) in listeners.iter() {
@@ -86,6 +101,26 @@ pub(super) async fn serve(
         }
     };
     serve_bounded(listener, handler, connections, deadlines).await;
+}
+
+/// The status page: not cached, not framed, nothing loaded from elsewhere.
+fn status_page(html: String) -> Response<Full<Bytes>> {
+    let mut r = response(200, "text/html; charset=utf-8", html);
+    let h = r.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    r
 }
 
 /// `GET /internal/wechat/access_token` with `Authorization: Bearer <secret>`:

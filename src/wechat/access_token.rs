@@ -178,6 +178,14 @@ impl AccessTokens {
         }
     }
 
+    /// For the status page: when this process's copy expires (Unix ms;
+    /// `None`: it holds none), and the code of a failure to get one that is
+    /// still answered again.
+    pub fn held(&self) -> (Option<u64>, Option<&'static str>) {
+        let expires = self.lock().as_ref().map(|(r, _)| r.expires_at_ms);
+        (expires, self.recent_failure().map(|e| e.code()))
+    }
+
     /// The failure of a flight that ended less than the back-off ago.
     fn recent_failure(&self) -> Option<ApiError> {
         let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
@@ -207,20 +215,23 @@ impl AccessTokens {
         let this = Arc::clone(self);
         let refused = refused.cloned();
         let mine = rx.clone();
-        tokio::spawn(async move {
-            let outcome = this.look(refused.as_ref()).await;
-            if let Err(e) = &outcome {
-                *this.failed.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some((e.clone(), Instant::now() + this.backoff));
-            }
-            {
-                let mut flight = this.flight.lock().unwrap_or_else(PoisonError::into_inner);
-                if flight.as_ref().is_some_and(|f| f.done.same_channel(&mine)) {
-                    *flight = None;
+        // A request's trace, if any, follows the look it started.
+        tokio::spawn(opentelemetry::context::FutureExt::with_current_context(
+            async move {
+                let outcome = this.look(refused.as_ref()).await;
+                if let Err(e) = &outcome {
+                    *this.failed.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some((e.clone(), Instant::now() + this.backoff));
                 }
-            }
-            let _ = tx.send(Some(outcome));
-        });
+                {
+                    let mut flight = this.flight.lock().unwrap_or_else(PoisonError::into_inner);
+                    if flight.as_ref().is_some_and(|f| f.done.same_channel(&mine)) {
+                        *flight = None;
+                    }
+                }
+                let _ = tx.send(Some(outcome));
+            },
+        ));
         rx
     }
 

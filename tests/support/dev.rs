@@ -10,7 +10,8 @@ use wxgate::dev::DevEnv;
 /// timeout 2 s, 16 KiB bodies, `/public/`, `/admin/` and `/` to the echo
 /// upstream.
 pub async fn embedded() -> DevEnv {
-    wxgate::dev::start("127.0.0.1:0".parse().unwrap(), None, &|_| None)
+    let any = "127.0.0.1:0".parse().unwrap();
+    wxgate::dev::start(any, any, None, &|_| None)
         .await
         .expect("dev environment starts")
 }
@@ -23,13 +24,10 @@ pub async fn embedded() -> DevEnv {
 pub async fn with_config(toml: &str, extra: &[(&str, &str)]) -> DevEnv {
     let dir = super::TempDir::new("dev");
     let path = dir.write("wxgate.toml", toml);
-    wxgate::dev::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Some(&path),
-        &super::vars(extra),
-    )
-    .await
-    .expect("dev environment starts with the test's config")
+    let any = "127.0.0.1:0".parse().unwrap();
+    wxgate::dev::start(any, any, Some(&path), &super::vars(extra))
+        .await
+        .expect("dev environment starts with the test's config")
 }
 
 /// Shut the gateway down (its embedded servers stop as `env` is dropped).

@@ -1,0 +1,415 @@
+//! OpenTelemetry traces (`[traces]`, off by default): a span per request,
+//! with children for the upstream call, each WeChat API call, the login
+//! hook and the store operations of the gateway's endpoints, exported as
+//! OTLP over HTTP/protobuf.
+//!
+//! Spans are made and sampled by the OpenTelemetry SDK: a request follows
+//! the decision of a trusted proxy's `traceparent` (`[server]
+//! trusted_proxies`), and is otherwise sampled at `sample_ratio`. A client
+//! that is not a trusted proxy cannot choose its trace: its `traceparent`
+//! and `tracestate` are dropped. The upstream and the login hook always get
+//! the request's `traceparent` (sampled or not), so their spans join it.
+//!
+//! Export runs in the SDK's batch processor, on a thread of its own, from a
+//! bounded queue: a full queue drops spans, a slow collector delays no
+//! request. What was exported or failed to be is counted in
+//! `wxgate_trace_spans_exported_total`.
+//!
+//! Spans carry no user data but the access log's keyed user hash: route
+//! prefixes rather than paths, no query, no header, no token.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{
+    SpanContext, SpanKind, Status, TraceContextExt, TraceId, Tracer, TracerProvider,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
+    SpanExporter,
+};
+use opentelemetry_sdk::Resource;
+
+pub mod config;
+
+pub use config::TracesConfig;
+use opentelemetry::trace::Span as _;
+
+/// The W3C header names.
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
+/// The span of one request, or one span under it.
+type SdkSpan = opentelemetry_sdk::trace::Span;
+
+/// Why `[traces]` could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the OTLP exporter: {0}")]
+pub struct TracesError(String);
+
+/// Spans exported, and spans whose export failed.
+#[derive(Debug, Default)]
+pub(crate) struct Exported {
+    pub(crate) ok: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
+/// The exporter, counting what it sends.
+#[derive(Debug)]
+struct Counted<E> {
+    inner: E,
+    counts: Arc<Exported>,
+}
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        let result = self.inner.export(batch).await;
+        let counter = match result {
+            Ok(()) => &self.counts.ok,
+            Err(_) => &self.counts.failed,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The process's tracer: one per gateway, kept across reloads.
+pub struct Traces {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+    exported: Arc<Exported>,
+}
+
+impl std::fmt::Debug for Traces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Traces").finish_non_exhaustive()
+    }
+}
+
+impl Traces {
+    /// The tracer of `config`, its exporter's thread started.
+    pub fn start(config: &TracesConfig) -> Result<Self, TracesError> {
+        crate::outbound::install_crypto_provider();
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(config.endpoint.clone())
+            .with_timeout(config.timeout)
+            .build()
+            .map_err(|e| TracesError(e.to_string()))?;
+        let exported = Arc::new(Exported::default());
+        let exporter = Counted {
+            inner: exporter,
+            counts: Arc::clone(&exported),
+        };
+        let batch = BatchConfigBuilder::default()
+            .with_max_queue_size(config.max_queue)
+            .with_max_export_batch_size(config.max_queue.min(512))
+            .with_scheduled_delay(config.export_interval)
+            .build();
+        let processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(batch)
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                config.sample_ratio,
+            ))))
+            .with_resource(
+                Resource::builder_empty()
+                    .with_service_name(config.service_name.clone())
+                    .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("wxgate");
+        Ok(Self {
+            provider,
+            tracer,
+            exported,
+        })
+    }
+
+    /// Export what is queued and stop the exporter (at shutdown).
+    pub fn shutdown(&self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::debug!(error = %e, "traces: shutting the exporter down");
+        }
+    }
+
+    /// Spans exported and spans whose export failed so far.
+    pub(crate) fn exported(&self) -> (u64, u64) {
+        (
+            self.exported.ok.load(Ordering::Relaxed),
+            self.exported.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The span of a request from a trusted proxy or not, which sent these
+    /// `traceparent` and `tracestate` fields: each is believed when a
+    /// trusted proxy sent it exactly once.
+    pub(crate) fn request_from<'a>(
+        &self,
+        trusted: bool,
+        traceparent: impl Iterator<Item = &'a [u8]>,
+        tracestate: impl Iterator<Item = &'a [u8]>,
+    ) -> RequestSpan {
+        fn once<'a>(mut fields: impl Iterator<Item = &'a [u8]>) -> Option<&'a [u8]> {
+            let first = fields.next()?;
+            fields.next().is_none().then_some(first)
+        }
+        if trusted {
+            self.request(once(traceparent), once(tracestate))
+        } else {
+            self.request(None, None)
+        }
+    }
+
+    /// The span of a request that came with these W3C headers.
+    pub(crate) fn request(
+        &self,
+        traceparent: Option<&[u8]>,
+        tracestate: Option<&[u8]>,
+    ) -> RequestSpan {
+        let parent = match traceparent {
+            Some(tp) => TraceContextPropagator::new().extract(&Sent {
+                traceparent: std::str::from_utf8(tp).ok(),
+                tracestate: tracestate.and_then(|s| std::str::from_utf8(s).ok()),
+            }),
+            None => Context::new(),
+        };
+        let started = crate::clock::wall_now();
+        let span = self.tracer.build_with_context(
+            opentelemetry::trace::SpanBuilder::from_name("request")
+                .with_kind(SpanKind::Server)
+                .with_start_time(started),
+            &parent,
+        );
+        RequestSpan {
+            span,
+            started,
+            upstream: None,
+        }
+    }
+
+    /// A span under the current context's (see [`RequestSpan::context`]),
+    /// if that one is sampled, for something that ended now after `took`:
+    /// `name`, `attributes` and the failure (`Some(why)`) are only made
+    /// for a sampled request.
+    pub(crate) fn record(
+        &self,
+        name: impl FnOnce() -> String,
+        took: Duration,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+        failed: Option<&str>,
+    ) {
+        Context::map_current(|cx| {
+            if !cx.span().span_context().is_sampled() {
+                return;
+            }
+            let end = crate::clock::wall_now();
+            let start = end.checked_sub(took).unwrap_or(end);
+            let mut span = self.tracer.build_with_context(
+                opentelemetry::trace::SpanBuilder::from_name(name())
+                    .with_kind(SpanKind::Client)
+                    .with_start_time(start)
+                    .with_attributes(attributes()),
+                cx,
+            );
+            if let Some(why) = failed {
+                span.set_status(Status::error(why.to_string()));
+            }
+            span.end_with_timestamp(end);
+        });
+    }
+}
+
+/// The two W3C headers of a request, as the propagator reads them.
+struct Sent<'a> {
+    traceparent: Option<&'a str>,
+    tracestate: Option<&'a str>,
+}
+
+impl Extractor for Sent<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            TRACEPARENT => self.traceparent,
+            TRACESTATE => self.tracestate,
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT, TRACESTATE]
+    }
+}
+
+/// A `traceparent` value: `00-<trace id>-<span id>-<flags>`.
+pub(crate) struct Traceparent([u8; 55]);
+
+impl Traceparent {
+    fn of(sc: &SpanContext) -> Self {
+        let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        let trace = sc.trace_id().to_bytes();
+        let span = sc.span_id().to_bytes();
+        let flags = [sc.trace_flags().to_u8()];
+        // The slices are exactly twice the bytes' lengths: these cannot fail.
+        let _ = hex::encode_to_slice(trace, &mut out[3..35]);
+        let _ = hex::encode_to_slice(span, &mut out[36..52]);
+        let _ = hex::encode_to_slice(flags, &mut out[53..55]);
+        Self(out)
+    }
+
+    /// The header value.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// What the upstream (or the hook) is told of the trace.
+pub(crate) struct Propagated {
+    pub(crate) traceparent: Traceparent,
+    /// A trusted caller's `tracestate`, passed on; `None` when it sent none.
+    pub(crate) tracestate: Option<String>,
+}
+
+fn propagated(sc: &SpanContext) -> Propagated {
+    let state = sc.trace_state().header();
+    Propagated {
+        traceparent: Traceparent::of(sc),
+        tracestate: (!state.is_empty()).then_some(state),
+    }
+}
+
+/// The span of one request, and of its upstream call.
+pub(crate) struct RequestSpan {
+    span: SdkSpan,
+    started: SystemTime,
+    upstream: Option<SdkSpan>,
+}
+
+/// How a request ended, for its span.
+#[derive(Default)]
+pub(crate) struct Finish<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) route: &'a str,
+    pub(crate) status: u16,
+    pub(crate) auth: Option<&'static str>,
+    /// The access log's keyed user hash.
+    pub(crate) user: Option<&'a str>,
+    pub(crate) request_id: &'a str,
+}
+
+impl RequestSpan {
+    /// Whether the request is traced.
+    pub(crate) fn sampled(&self) -> bool {
+        self.span.span_context().is_sampled()
+    }
+
+    /// The trace id, for the access log.
+    pub(crate) fn trace_id(&self) -> TraceId {
+        self.span.span_context().trace_id()
+    }
+
+    /// The context the gateway's endpoints run in: their children (WeChat,
+    /// the hook, the store) hang under the request.
+    pub(crate) fn context(&self) -> Context {
+        Context::new().with_remote_span_context(self.span.span_context().clone())
+    }
+
+    /// The request goes upstream (to `peer`): its span starts now, under
+    /// the request's if sampled; what the upstream is told.
+    pub(crate) fn upstream(&mut self, traces: &Traces, peer: Option<SocketAddr>) -> Propagated {
+        if !self.sampled() {
+            return propagated(self.span.span_context());
+        }
+        let parent = self.context();
+        let mut span = traces.tracer.build_with_context(
+            opentelemetry::trace::SpanBuilder::from_name("upstream").with_kind(SpanKind::Client),
+            &parent,
+        );
+        if let Some(peer) = peer {
+            span.set_attribute(KeyValue::new("server.address", peer.ip().to_string()));
+            span.set_attribute(KeyValue::new("server.port", i64::from(peer.port())));
+        }
+        let told = propagated(span.span_context());
+        if let Some(mut old) = self.upstream.replace(span) {
+            // A retry on another upstream: the first attempt is over.
+            old.set_status(Status::error("connection failed"));
+            old.end();
+        }
+        told
+    }
+
+    /// The upstream's response header came, `after` the request's start.
+    pub(crate) fn upstream_answered(&mut self, after: Duration, status: u16) {
+        if let Some(mut span) = self.upstream.take() {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            let at = self.started.checked_add(after).unwrap_or(self.started);
+            span.end_with_timestamp(at);
+        }
+    }
+
+    /// End the request's span (and an upstream span still open).
+    pub(crate) fn finish(mut self, f: &Finish<'_>) {
+        if let Some(mut span) = self.upstream.take() {
+            span.set_status(Status::error("no response header"));
+            span.end();
+        }
+        if self.span.is_recording() {
+            let s = &mut self.span;
+            s.update_name(format!("{} {}", f.method, f.route));
+            s.set_attribute(KeyValue::new("http.request.method", f.method.to_string()));
+            s.set_attribute(KeyValue::new("http.route", f.route.to_string()));
+            s.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(f.status),
+            ));
+            s.set_attribute(KeyValue::new("wxgate.request_id", f.request_id.to_string()));
+            if let Some(auth) = f.auth {
+                s.set_attribute(KeyValue::new("wxgate.auth", auth));
+            }
+            if let Some(user) = f.user {
+                s.set_attribute(KeyValue::new("wxgate.user", user.to_string()));
+            }
+            if f.status >= 500 || f.status == 0 {
+                s.set_status(Status::error("server error"));
+            }
+        }
+        self.span.end();
+    }
+}
+
+/// What a callee is told of the current context's trace, sampled or not.
+pub(crate) fn current() -> Option<Propagated> {
+    Context::map_current(|cx| {
+        let sc = cx.span().span_context().clone();
+        sc.is_valid().then(|| propagated(&sc))
+    })
+}
+
+#[cfg(test)]
+mod tests;
