@@ -52,6 +52,9 @@ pub struct DevEnv {
     pub hook_addr: SocketAddr,
     /// The config the gateway runs with (`[wechat] api_base` points at the mock).
     pub config: Config,
+    /// Whether the internal listener's secrets are dev's own throw-away
+    /// ones (the embedded config), which the walkthrough may print.
+    own_secrets: bool,
     _servers: AbortOnDrop,
 }
 
@@ -225,6 +228,7 @@ pub async fn start(
         hook,
         hook_addr,
         config,
+        own_secrets: config_path.is_none(),
         _servers: tasks,
     })
 }
@@ -300,12 +304,16 @@ Stop with Ctrl-C.
         )
     }
 
-    /// The walkthrough's steps for the internal listener's secrets, those
-    /// the config sets (the embedded config sets all three).
+    /// The walkthrough's steps for the internal listener's secrets: those
+    /// of the embedded config, made up at start (a file's are not printed).
     fn internal_walkthrough(&self) -> String {
         let Some(internal) = self.gateway.metrics_addr() else {
             return String::new();
         };
+        // A file's secrets may be real ones: never printed.
+        if !self.own_secrets {
+            return String::new();
+        }
         let m = &self.config.metrics;
         let relay = self.config.wechat.as_ref().and_then(|w| w.relay.as_ref());
         let secret =

@@ -60,6 +60,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     reloads: IntCounterVec,
     auth: [IntCounter; AuthOutcome::ALL.len()],
+    auth_vec: IntCounterVec,
     duration: Histogram,
     added: Histogram,
     upstream: Histogram,
@@ -172,6 +173,7 @@ impl Metrics {
             requests,
             reloads,
             auth,
+            auth_vec,
             duration: histogram(
                 &r,
                 "wxgate_request_duration_seconds",
@@ -387,10 +389,21 @@ impl Metrics {
         Arc::clone(&self.store)
     }
 
-    /// Every metric's current values, gauges as last refreshed (the status
-    /// page reads the counters).
-    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
-        self.registry.gather()
+    /// The counters the status page reads: requests, token checks,
+    /// endpoint outcomes, WeChat calls, sessions ended (nothing read from
+    /// the system, unlike a whole gather).
+    pub fn counters(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use prometheus::core::Collector;
+        [
+            &self.requests,
+            &self.auth_vec,
+            &self.endpoint_outcomes,
+            &self.wechat,
+            &self.sessions_ended,
+        ]
+        .into_iter()
+        .flat_map(|v| v.collect())
+        .collect()
     }
 
     /// The text exposition of every metric, after `refresh` has set the gauges

@@ -194,7 +194,7 @@ impl Relay {
             state.metrics().traces().map(|t| {
                 let (tp, ts) = (b"traceparent", b"tracestate");
                 let fields = |name| head::values(head.fields, name);
-                Box::new(t.request_from(trusted, fields(tp), fields(ts)))
+                Box::new(t.request_from(trusted, fields(tp), fields(ts), started))
             })
         };
         let decision = decide(&state, head.target);

@@ -81,7 +81,7 @@ impl Status {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let totals = totals(&state.load().metrics().gather());
+            let totals = totals(&state.load().metrics().counters());
             let at = self.since_start_ms();
             self.history
                 .lock()
@@ -92,7 +92,7 @@ impl Status {
 
     /// The page for `state` now; `listeners` are (name, open, refused) rows.
     pub fn page(&self, state: &GatewayState, listeners: Vec<(&'static str, usize, u64)>) -> String {
-        let families = state.metrics().gather();
+        let families = state.metrics().counters();
         let now = totals(&families);
         let series = self
             .history

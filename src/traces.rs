@@ -168,20 +168,24 @@ impl Traces {
     /// The span of a request from a trusted proxy or not, which sent these
     /// `traceparent` and `tracestate` fields: each is believed when a
     /// trusted proxy sent it exactly once.
+    /// Its span starts at `since` (when its header was read).
     pub(crate) fn request_from<'a>(
         &self,
         trusted: bool,
         traceparent: impl Iterator<Item = &'a [u8]>,
         tracestate: impl Iterator<Item = &'a [u8]>,
+        since: std::time::Instant,
     ) -> RequestSpan {
         fn once<'a>(mut fields: impl Iterator<Item = &'a [u8]>) -> Option<&'a [u8]> {
             let first = fields.next()?;
             fields.next().is_none().then_some(first)
         }
+        let now = crate::clock::wall_now();
+        let started = now.checked_sub(since.elapsed()).unwrap_or(now);
         if trusted {
-            self.request(once(traceparent), once(tracestate))
+            self.request(once(traceparent), once(tracestate), started)
         } else {
-            self.request(None, None)
+            self.request(None, None, started)
         }
     }
 
@@ -190,6 +194,7 @@ impl Traces {
         &self,
         traceparent: Option<&[u8]>,
         tracestate: Option<&[u8]>,
+        started: SystemTime,
     ) -> RequestSpan {
         let parent = match traceparent {
             Some(tp) => TraceContextPropagator::new().extract(&Sent {
@@ -198,7 +203,6 @@ impl Traces {
             }),
             None => Context::new(),
         };
-        let started = crate::clock::wall_now();
         let span = self.tracer.build_with_context(
             opentelemetry::trace::SpanBuilder::from_name("request")
                 .with_kind(SpanKind::Server)
@@ -295,10 +299,20 @@ pub(crate) struct Propagated {
 
 fn propagated(sc: &SpanContext) -> Propagated {
     let state = sc.trace_state().header();
+    // Printable ASCII only, whatever the parsers before let through.
+    let fit = !state.is_empty() && state.bytes().all(|b| (0x20..=0x7e).contains(&b));
     Propagated {
         traceparent: Traceparent::of(sc),
-        tracestate: (!state.is_empty()).then_some(state),
+        tracestate: fit.then_some(state),
     }
+}
+
+/// The method as span names use it: a standard one, or `_OTHER`.
+fn method_name(method: &str) -> &str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("_OTHER")
 }
 
 /// The span of one request, and of its upstream call.
@@ -354,8 +368,9 @@ impl RequestSpan {
         }
         let told = propagated(span.span_context());
         if let Some(mut old) = self.upstream.replace(span) {
-            // A retry on another upstream: the first attempt is over.
-            old.set_status(Status::error("connection failed"));
+            // Sent again (a reused connection that failed): the first
+            // attempt is over.
+            old.set_status(Status::error("retried"));
             old.end();
         }
         told
@@ -381,8 +396,9 @@ impl RequestSpan {
         }
         if self.span.is_recording() {
             let s = &mut self.span;
-            s.update_name(format!("{} {}", f.method, f.route));
-            s.set_attribute(KeyValue::new("http.request.method", f.method.to_string()));
+            let method = method_name(f.method);
+            s.update_name(format!("{method} {}", f.route));
+            s.set_attribute(KeyValue::new("http.request.method", method.to_string()));
             s.set_attribute(KeyValue::new("http.route", f.route.to_string()));
             s.set_attribute(KeyValue::new(
                 "http.response.status_code",

@@ -655,7 +655,13 @@ async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
     let stderr_path = dir.path().join("stderr.log");
 
     // listen = "127.0.0.1:0": the kernel picks the port, the ready file names it.
-    let config = dir.write("run.toml", &support::standard_config(up.addr));
+    // With [traces] (nothing sampled, nothing exported): a trace id per
+    // access line.
+    let text = format!(
+        "{}\n[traces]\nendpoint = \"http://127.0.0.1:9/v1/traces\"\nsample_ratio = 0.0\n",
+        support::standard_config(up.addr)
+    );
+    let config = dir.write("run.toml", &text);
     let ready = dir.path().join("ready");
     let mut child = spawn_run(&config, &ready, &stderr_path, Some("debug"));
     let addr = wait_ready(&mut child, &ready, &stderr_path, &client).await;
@@ -775,6 +781,17 @@ async fn run_serves_then_stops_gracefully_on_sigterm_without_logging_secrets() {
     assert!(orders[1].get("user").is_none(), "{}", orders[1]);
     assert_eq!(orders[2]["auth"], "invalid");
     assert_ne!(orders[1]["request_id"], orders[2]["request_id"]);
+    let traces: Vec<&str> = orders
+        .iter()
+        .map(|f| f["trace_id"].as_str().expect("a trace id"))
+        .collect();
+    assert!(
+        traces
+            .iter()
+            .all(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{traces:?}"
+    );
+    assert_ne!(traces[0], traces[1]);
     assert!(access
         .iter()
         .any(|f| f["path"] == "/healthz" && f["route"] == "/healthz"));

@@ -204,7 +204,7 @@ secret_env = "H"
 [traces]
 endpoint = "http://{collector}/v1/traces"
 service_name = "wxgate-under-test"
-export_interval = "50ms"
+export_interval = "100ms"
 sample_ratio = {ratio}
 
 [[routes]]
@@ -235,9 +235,19 @@ fn assert_no_secret(spans: &[Got], secrets: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_traced_through_wechat_the_hook_the_store_and_the_upstream() {
+    traced_end_to_end("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_traced_the_same_on_pingoras_path() {
+    traced_end_to_end("http1 = \"pingora\"").await;
+}
+
+/// A login and a proxied request from a client that is no trusted proxy,
+/// every request sampled, on the HTTP/1 path `server` chooses.
+async fn traced_end_to_end(server: &str) {
     let (collector, collector_addr) = Collector::start().await;
-    // Every request sampled; the client is not a trusted proxy.
-    let gw = gateway(collector_addr, "", 1.0).await;
+    let gw = gateway(collector_addr, server, 1.0).await;
     let _ = &gw.up;
     let addr = gw.env.gateway.addr();
 

@@ -2169,3 +2169,4 @@ fn an_audit_webhook_sharing_the_hooks_secret_is_warned_of() {
 }
 
 mod server_side;
+mod telemetry;

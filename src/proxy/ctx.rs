@@ -37,8 +37,8 @@ pub(crate) struct RequestCtx {
     pub(super) failure: Option<ApiError>,
     /// A WebSocket handshake: no read deadline once it is upgraded.
     pub(super) websocket: bool,
-    /// With `[traces]`: the request's span.
-    pub(super) span: Option<RequestSpan>,
+    /// With `[traces]`: the request's span (boxed: no room taken without).
+    pub(super) span: Option<Box<RequestSpan>>,
 }
 
 impl RequestCtx {

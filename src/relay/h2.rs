@@ -84,7 +84,7 @@ impl Relay {
                 HeaderName::from_static(TRACEPARENT),
                 HeaderName::from_static(TRACESTATE),
             );
-            Box::new(t.request_from(client.peer_trusted, values(tp), values(ts)))
+            Box::new(t.request_from(client.peer_trusted, values(tp), values(ts), started))
         });
         let action = match admitted {
             Ok(forward) => {

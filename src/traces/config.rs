@@ -7,8 +7,13 @@ use serde::Serialize;
 use crate::ser::ser_duration;
 
 /// The most spans waiting for export (the queue is bounded: past it, new
-/// spans are dropped, never waited for).
-pub const MAX_QUEUE: usize = 1_000_000;
+/// spans are dropped, never waited for). The queue's slots are allocated at
+/// start, a few hundred bytes each: 65,536 of them take about 25 MB.
+pub const MAX_QUEUE: usize = 65_536;
+
+/// The shortest export interval (shorter would keep the exporter's thread
+/// busy waking up).
+pub const MIN_EXPORT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// `[traces]`: OpenTelemetry traces, exported as OTLP over HTTP/protobuf.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -13,12 +13,18 @@ fn traces(ratio: f64) -> Traces {
     .unwrap()
 }
 
+impl Traces {
+    fn request_now(&self, tp: Option<&[u8]>, ts: Option<&[u8]>) -> RequestSpan {
+        self.request(tp, ts, crate::clock::wall_now())
+    }
+}
+
 const PARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 #[test]
 fn a_trusted_sampled_parent_is_followed_whatever_the_ratio() {
     let t = traces(0.0);
-    let span = t.request(Some(PARENT), Some(b"vendor=x"));
+    let span = t.request_now(Some(PARENT), Some(b"vendor=x"));
     assert!(span.sampled());
     assert_eq!(
         span.trace_id().to_string(),
@@ -43,7 +49,7 @@ fn a_trusted_sampled_parent_is_followed_whatever_the_ratio() {
 #[test]
 fn an_unsampled_parent_is_not_traced_but_its_trace_goes_on() {
     let t = traces(1.0);
-    let mut span = t.request(
+    let mut span = t.request_now(
         Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
         None,
     );
@@ -68,7 +74,7 @@ fn a_malformed_parent_starts_a_trace_of_its_own() {
         b"not a traceparent",
         b"\xff\xfe",
     ] {
-        let span = t.request(Some(bad), None);
+        let span = t.request_now(Some(bad), None);
         assert!(span.sampled(), "ratio 1");
         assert_ne!(
             span.trace_id().to_string(),
@@ -76,13 +82,13 @@ fn a_malformed_parent_starts_a_trace_of_its_own() {
             "{bad:?}"
         );
     }
-    assert!(!traces(0.0).request(None, None).sampled(), "ratio 0");
+    assert!(!traces(0.0).request_now(None, None).sampled(), "ratio 0");
 }
 
 #[test]
 fn the_upstream_is_told_its_own_span_and_the_callers_state() {
     let t = traces(0.0);
-    let mut span = t.request(Some(PARENT), Some(b"vendor=x"));
+    let mut span = t.request_now(Some(PARENT), Some(b"vendor=x"));
     let told = span.upstream(&t, Some("127.0.0.1:8080".parse().unwrap()));
     let text = std::str::from_utf8(told.traceparent.as_bytes()).unwrap();
     assert_eq!(text.len(), 55);
@@ -105,7 +111,7 @@ fn callees_hear_of_the_current_request_only() {
     assert!(current().is_none(), "no current request");
     // Nothing is recorded outside a sampled request, and nothing is built.
     t.record(|| unreachable!(), Duration::ZERO, || unreachable!(), None);
-    let span = t.request(None, None);
+    let span = t.request_now(None, None);
     let _in = span.context().attach();
     let told = current().expect("in a request");
     assert!(std::str::from_utf8(told.traceparent.as_bytes())
@@ -117,4 +123,11 @@ fn callees_hear_of_the_current_request_only() {
         Vec::new,
         Some("errcode"),
     );
+}
+
+#[test]
+fn span_names_take_standard_methods_only() {
+    assert_eq!(method_name("GET"), "GET");
+    assert_eq!(method_name("FOOBARBAZ"), "_OTHER");
+    assert_eq!(method_name("get"), "_OTHER");
 }

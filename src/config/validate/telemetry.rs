@@ -4,7 +4,7 @@ use super::super::error::ConfigError;
 use super::super::model::{LogConfig, TracesConfig};
 use super::super::schema::{RawLog, RawTraces};
 use super::Validator;
-use crate::traces::config::MAX_QUEUE;
+use crate::traces::config::{MAX_QUEUE, MIN_EXPORT_INTERVAL};
 
 impl Validator<'_> {
     /// `[log]`: the level must be a filter `RUST_LOG` would accept.
@@ -32,7 +32,10 @@ impl Validator<'_> {
             return Ok(None);
         };
         let endpoint = raw.endpoint.unwrap_or_default();
-        let url = reqwest::Url::parse(&endpoint).ok();
+        // Read as the exporter reads it (no spaces trimmed, no escapes
+        // added), and as a URL.
+        let exact = endpoint.parse::<http::Uri>().is_ok();
+        let url = reqwest::Url::parse(&endpoint).ok().filter(|_| exact);
         if !url.as_ref().is_some_and(|u| {
             matches!(u.scheme(), "http" | "https")
                 && u.host().is_some()
@@ -54,17 +57,21 @@ impl Validator<'_> {
             return Err(self.err("traces.service_name", "1 to 128 characters"));
         }
         let ten_minutes = (std::time::Duration::from_secs(600), "10min");
+        let export_interval = self.bounded_duration(
+            "traces.export_interval",
+            raw.export_interval,
+            "1s",
+            ten_minutes,
+        )?;
+        if export_interval < MIN_EXPORT_INTERVAL {
+            return Err(self.err("traces.export_interval", "must be at least 100ms"));
+        }
         Ok(Some(TracesConfig {
             endpoint,
             sample_ratio,
             service_name,
             max_queue: self.count("traces.max_queue", raw.max_queue, 2048, MAX_QUEUE)?,
-            export_interval: self.bounded_duration(
-                "traces.export_interval",
-                raw.export_interval,
-                "1s",
-                ten_minutes,
-            )?,
+            export_interval,
             timeout: self.bounded_duration("traces.timeout", raw.timeout, "5s", ten_minutes)?,
         }))
     }
