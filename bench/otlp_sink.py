@@ -5,6 +5,7 @@ counts the bytes. Prints its port on stdout, then serves until killed.
 Knobs: none; the port is a free one on 127.0.0.1."""
 
 import http.server
+import signal
 import sys
 
 
@@ -29,9 +30,12 @@ class Sink(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def stop(*_):
+    sys.stderr.write(f"otlp sink: {Sink.received} bytes of spans received\n")
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, stop)
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
 print(server.server_address[1], flush=True)
-try:
-    server.serve_forever()
-finally:
-    sys.stderr.write(f"otlp sink: {Sink.received} bytes received\n")
+server.serve_forever()

@@ -130,6 +130,11 @@ impl Metrics {
         self.traces.as_deref()
     }
 
+    /// The TLS listener's certificate expires at `at` (Unix seconds).
+    pub fn tls_certificate_expiry(&self, at: i64) {
+        self.state.tls_expiry(at);
+    }
+
     /// A config reload and how it ended (`ok`, `refused`).
     pub fn reload(&self, outcome: &str) {
         self.reloads.with_label_values(&[outcome]).inc();

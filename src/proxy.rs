@@ -128,12 +128,7 @@ impl ProxyHttp for Gateway {
             let (tp, ts) = (h.get_all(TRACEPARENT).iter(), h.get_all(TRACESTATE).iter());
             let (tp, ts) = (tp.map(|v| v.as_bytes()), ts.map(|v| v.as_bytes()));
             let since = ctx.started.unwrap_or_else(Instant::now);
-            ctx.span = Some(Box::new(t.request_from(
-                ctx.client.peer_trusted,
-                tp,
-                ts,
-                since,
-            )));
+            ctx.span = Some(t.request_from(ctx.client.peer_trusted, tp, ts, since));
         }
         Ok(())
     }
@@ -172,7 +167,7 @@ impl ProxyHttp for Gateway {
             Ok(Decision::Endpoint(ep)) => {
                 ctx.label = RouteLabel::Endpoint(ep);
                 let answer = endpoints::answer(&state, session, ep, ctx.client.ip);
-                match ctx.span.as_deref().map(traces::RequestSpan::context) {
+                match ctx.span.as_ref().map(traces::RequestSpan::context) {
                     Some(cx) => opentelemetry::context::FutureExt::with_context(answer, cx).await?,
                     None => answer.await?,
                 }
@@ -370,9 +365,9 @@ impl ProxyHttp for Gateway {
             upstream: ctx.upstream_took.map(|(u, _)| u),
             to_header: ctx.upstream_took.map(|(_, h)| h),
         });
-        let trace_id = ctx.span.as_deref().map(traces::RequestSpan::trace_id);
+        let trace_id = ctx.span.as_ref().map(traces::RequestSpan::trace_id);
         if let Some(span) = ctx.span.take() {
-            after::finish_span(*span, session, ctx, status);
+            after::finish_span(span, session, ctx, status);
         }
         // Checked first: nothing of the line is built when the level is filtered out.
         if ctx.state.access_log()

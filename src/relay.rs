@@ -109,8 +109,8 @@ struct Plan {
     auth: Option<AuthOutcome>,
     request_id: RequestId,
     action: Action,
-    /// With `[traces]`: the request's span (boxed: no room taken without).
-    span: Option<Box<RequestSpan>>,
+    /// With `[traces]`: the request's span (a traced one is boxed).
+    span: Option<RequestSpan>,
 }
 
 // Held once per request in its future: boxing the large variant would cost
@@ -194,7 +194,7 @@ impl Relay {
             state.metrics().traces().map(|t| {
                 let (tp, ts) = (b"traceparent", b"tracestate");
                 let fields = |name| head::values(head.fields, name);
-                Box::new(t.request_from(trusted, fields(tp), fields(ts), started))
+                t.request_from(trusted, fields(tp), fields(ts), started)
             })
         };
         let decision = decide(&state, head.target);
@@ -212,7 +212,7 @@ impl Relay {
             let mut span = span(client.peer_trusted);
             let action = match admitted {
                 Ok(forward) => {
-                    let told = upstream_told(&state, span.as_deref_mut());
+                    let told = upstream_told(&state, span.as_mut());
                     let out = self.upstream_head(
                         &state,
                         head,
@@ -276,7 +276,7 @@ impl Relay {
                         };
                         let body = Body::of(*kind, body);
                         let answer = endpoints::answer_body(&plan.state, *ep, &body, *client_ip);
-                        match plan.span.as_deref().map(RequestSpan::context) {
+                        match plan.span.as_ref().map(RequestSpan::context) {
                             Some(cx) => answer.with_context(cx).await,
                             None => answer.await,
                         }
@@ -366,12 +366,12 @@ fn finish(plan: &mut Plan, path: &[u8], done: &Done) {
     let state = &plan.state;
     let total = plan.started.elapsed();
     let span = plan.span.take();
-    let trace_id = span.as_deref().map(RequestSpan::trace_id);
+    let trace_id = span.as_ref().map(RequestSpan::trace_id);
     if let Some(mut span) = span {
         if let Some((_, to_header)) = done.took {
             span.upstream_answered(to_header, done.status);
         }
-        finish_span(*span, plan, done.status);
+        finish_span(span, plan, done.status);
     }
     state.count_request(&RequestDone {
         route: plan.label,

@@ -304,7 +304,13 @@ pub async fn start_with(config: &Config, deps: Deps) -> Result<Running, StartErr
     })?;
     let tls = match &config.server.tls {
         Some(tls) => {
-            let acceptor = tls_acceptor(tls)?;
+            let (acceptor, expiry) = tls_acceptor(tls)?;
+            match expiry {
+                Some(at) => state.load().metrics().tls_certificate_expiry(at),
+                None => {
+                    tracing::warn!(cert = %tls.cert.display(), "cannot read the TLS certificate's expiry: no wxgate_tls_certificate_expiry_timestamp_seconds")
+                }
+            }
             let listener = bind(tls.listen).await?;
             let tls_addr = listener.local_addr().map_err(|source| StartError::Bind {
                 addr: tls.listen,
@@ -435,12 +441,19 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
         .map_err(|source| StartError::Bind { addr, source })
 }
 
-fn tls_acceptor(tls: &TlsConfig) -> Result<pingora_core::listeners::tls::Acceptor, StartError> {
+/// The TLS acceptor of `tls`, and when its certificate expires (Unix
+/// seconds; `None` if its date cannot be read).
+fn tls_acceptor(
+    tls: &TlsConfig,
+) -> Result<(pingora_core::listeners::tls::Acceptor, Option<i64>), StartError> {
     let cert = tls.cert.to_string_lossy();
     let key = tls.key.to_string_lossy();
     // TlsSettings::build panics on unreadable files; check them first.
-    match pingora_rustls::load_certs_and_key_files(&cert, &key) {
-        Ok(Some(_)) => {}
+    let expiry = match pingora_rustls::load_certs_and_key_files(&cert, &key) {
+        Ok(Some((certs, _))) => certs.first().and_then(|leaf| {
+            let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+            Some(parsed.validity().not_after.timestamp())
+        }),
         Ok(None) => {
             return Err(TlsError::Empty {
                 cert: cert.into_owned(),
@@ -449,8 +462,8 @@ fn tls_acceptor(tls: &TlsConfig) -> Result<pingora_core::listeners::tls::Accepto
             .into())
         }
         Err(e) => return Err(TlsError::Load(e).into()),
-    }
+    };
     let mut settings = TlsSettings::intermediate(&cert, &key).map_err(TlsError::Load)?;
     settings.enable_h2();
-    Ok(settings.build())
+    Ok((settings.build(), expiry))
 }

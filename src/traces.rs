@@ -25,7 +25,8 @@ use std::time::{Duration, SystemTime};
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
-    SpanContext, SpanKind, Status, TraceContextExt, TraceId, Tracer, TracerProvider,
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    Tracer, TracerProvider,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
@@ -98,6 +99,9 @@ pub struct Traces {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     exported: Arc<Exported>,
+    /// `sample_ratio`: decided here, before the SDK is asked for anything,
+    /// so that a request not traced costs two random numbers.
+    ratio: f64,
 }
 
 impl std::fmt::Debug for Traces {
@@ -132,9 +136,9 @@ impl Traces {
             .build();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                config.sample_ratio,
-            ))))
+            // Requests are sampled by `request` (a trusted parent's flag, or
+            // the ratio); the SDK records what it is given.
+            .with_sampler(Sampler::AlwaysOn)
             .with_resource(
                 Resource::builder_empty()
                     .with_service_name(config.service_name.clone())
@@ -147,6 +151,7 @@ impl Traces {
             provider,
             tracer,
             exported,
+            ratio: config.sample_ratio,
         })
     }
 
@@ -180,40 +185,65 @@ impl Traces {
             let first = fields.next()?;
             fields.next().is_none().then_some(first)
         }
-        let now = crate::clock::wall_now();
-        let started = now.checked_sub(since.elapsed()).unwrap_or(now);
-        if trusted {
-            self.request(once(traceparent), once(tracestate), started)
+        let (tp, ts) = if trusted {
+            (once(traceparent), once(tracestate))
         } else {
-            self.request(None, None, started)
-        }
+            (None, None)
+        };
+        self.request(tp, ts, since)
     }
 
-    /// The span of a request that came with these W3C headers.
+    /// The span of a request that came with these W3C headers, its header
+    /// read at `since`: a trusted parent's sampling decision is kept;
+    /// without one, `sample_ratio` decides.
     pub(crate) fn request(
         &self,
         traceparent: Option<&[u8]>,
         tracestate: Option<&[u8]>,
-        started: SystemTime,
+        since: std::time::Instant,
     ) -> RequestSpan {
-        let parent = match traceparent {
-            Some(tp) => TraceContextPropagator::new().extract(&Sent {
+        let parent = traceparent.and_then(|tp| {
+            let cx = TraceContextPropagator::new().extract(&Sent {
                 traceparent: std::str::from_utf8(tp).ok(),
                 tracestate: tracestate.and_then(|s| std::str::from_utf8(s).ok()),
-            }),
-            None => Context::new(),
+            });
+            let sc = cx.span().span_context().clone();
+            sc.is_valid().then_some(sc)
+        });
+        let sampled = match &parent {
+            Some(p) => p.is_sampled(),
+            None => rand::random::<f64>() < self.ratio,
         };
+        if !sampled {
+            // Not traced: only ids, for the upstream, the hook and the log.
+            let (trace_id, state) = match parent {
+                Some(p) => (p.trace_id(), p.trace_state().clone()),
+                None => (random_trace_id(), TraceState::default()),
+            };
+            let sc = SpanContext::new(
+                trace_id,
+                random_span_id(),
+                TraceFlags::default(),
+                false,
+                state,
+            );
+            return RequestSpan(Traced::Not(sc));
+        }
+        let now = crate::clock::wall_now();
+        let started = now.checked_sub(since.elapsed()).unwrap_or(now);
+        let parent =
+            parent.map_or_else(Context::new, |p| Context::new().with_remote_span_context(p));
         let span = self.tracer.build_with_context(
             opentelemetry::trace::SpanBuilder::from_name("request")
                 .with_kind(SpanKind::Server)
                 .with_start_time(started),
             &parent,
         );
-        RequestSpan {
+        RequestSpan(Traced::Yes(Box::new(Sampled {
             span,
             started,
             upstream: None,
-        }
+        })))
     }
 
     /// A span under the current context's (see [`RequestSpan::context`]),
@@ -315,8 +345,27 @@ fn method_name(method: &str) -> &str {
     KNOWN.into_iter().find(|m| *m == method).unwrap_or("_OTHER")
 }
 
-/// The span of one request, and of its upstream call.
-pub(crate) struct RequestSpan {
+/// A random trace id (never the invalid all-zero one).
+fn random_trace_id() -> TraceId {
+    TraceId::from_bytes(rand::random::<u128>().max(1).to_be_bytes())
+}
+
+/// A random span id (never the invalid all-zero one).
+fn random_span_id() -> SpanId {
+    SpanId::from_bytes(rand::random::<u64>().max(1).to_be_bytes())
+}
+
+/// The span of one request, and of its upstream call; or, for a request
+/// not traced, only its ids.
+pub(crate) struct RequestSpan(Traced);
+
+enum Traced {
+    Not(SpanContext),
+    Yes(Box<Sampled>),
+}
+
+/// A traced request's span, and its upstream call's.
+struct Sampled {
     span: SdkSpan,
     started: SystemTime,
     upstream: Option<SdkSpan>,
@@ -337,27 +386,35 @@ pub(crate) struct Finish<'a> {
 impl RequestSpan {
     /// Whether the request is traced.
     pub(crate) fn sampled(&self) -> bool {
-        self.span.span_context().is_sampled()
+        matches!(self.0, Traced::Yes(_))
+    }
+
+    fn span_context(&self) -> &SpanContext {
+        match &self.0 {
+            Traced::Not(sc) => sc,
+            Traced::Yes(s) => s.span.span_context(),
+        }
     }
 
     /// The trace id, for the access log.
     pub(crate) fn trace_id(&self) -> TraceId {
-        self.span.span_context().trace_id()
+        self.span_context().trace_id()
     }
 
     /// The context the gateway's endpoints run in: their children (WeChat,
     /// the hook, the store) hang under the request.
     pub(crate) fn context(&self) -> Context {
-        Context::new().with_remote_span_context(self.span.span_context().clone())
+        Context::new().with_remote_span_context(self.span_context().clone())
     }
 
     /// The request goes upstream (to `peer`): its span starts now, under
     /// the request's if sampled; what the upstream is told.
     pub(crate) fn upstream(&mut self, traces: &Traces, peer: Option<SocketAddr>) -> Propagated {
-        if !self.sampled() {
-            return propagated(self.span.span_context());
-        }
-        let parent = self.context();
+        let s = match &mut self.0 {
+            Traced::Not(sc) => return propagated(sc),
+            Traced::Yes(s) => s,
+        };
+        let parent = Context::new().with_remote_span_context(s.span.span_context().clone());
         let mut span = traces.tracer.build_with_context(
             opentelemetry::trace::SpanBuilder::from_name("upstream").with_kind(SpanKind::Client),
             &parent,
@@ -367,7 +424,7 @@ impl RequestSpan {
             span.set_attribute(KeyValue::new("server.port", i64::from(peer.port())));
         }
         let told = propagated(span.span_context());
-        if let Some(mut old) = self.upstream.replace(span) {
+        if let Some(mut old) = s.upstream.replace(span) {
             // Sent again (a reused connection that failed): the first
             // attempt is over.
             old.set_status(Status::error("retried"));
@@ -378,44 +435,46 @@ impl RequestSpan {
 
     /// The upstream's response header came, `after` the request's start.
     pub(crate) fn upstream_answered(&mut self, after: Duration, status: u16) {
-        if let Some(mut span) = self.upstream.take() {
+        let Traced::Yes(s) = &mut self.0 else { return };
+        if let Some(mut span) = s.upstream.take() {
             span.set_attribute(KeyValue::new(
                 "http.response.status_code",
                 i64::from(status),
             ));
-            let at = self.started.checked_add(after).unwrap_or(self.started);
+            let at = s.started.checked_add(after).unwrap_or(s.started);
             span.end_with_timestamp(at);
         }
     }
 
     /// End the request's span (and an upstream span still open).
-    pub(crate) fn finish(mut self, f: &Finish<'_>) {
-        if let Some(mut span) = self.upstream.take() {
+    pub(crate) fn finish(self, f: &Finish<'_>) {
+        let Traced::Yes(mut s) = self.0 else { return };
+        if let Some(mut span) = s.upstream.take() {
             span.set_status(Status::error("no response header"));
             span.end();
         }
-        if self.span.is_recording() {
-            let s = &mut self.span;
-            let method = method_name(f.method);
-            s.update_name(format!("{method} {}", f.route));
-            s.set_attribute(KeyValue::new("http.request.method", method.to_string()));
-            s.set_attribute(KeyValue::new("http.route", f.route.to_string()));
-            s.set_attribute(KeyValue::new(
-                "http.response.status_code",
-                i64::from(f.status),
-            ));
-            s.set_attribute(KeyValue::new("wxgate.request_id", f.request_id.to_string()));
-            if let Some(auth) = f.auth {
-                s.set_attribute(KeyValue::new("wxgate.auth", auth));
-            }
-            if let Some(user) = f.user {
-                s.set_attribute(KeyValue::new("wxgate.user", user.to_string()));
-            }
-            if f.status >= 500 || f.status == 0 {
-                s.set_status(Status::error("server error"));
-            }
+        let span = &mut s.span;
+        let method = method_name(f.method);
+        span.update_name(format!("{method} {}", f.route));
+        span.set_attribute(KeyValue::new("http.request.method", method.to_string()));
+        span.set_attribute(KeyValue::new("http.route", f.route.to_string()));
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(f.status),
+        ));
+        if !f.request_id.is_empty() {
+            span.set_attribute(KeyValue::new("wxgate.request_id", f.request_id.to_string()));
         }
-        self.span.end();
+        if let Some(auth) = f.auth {
+            span.set_attribute(KeyValue::new("wxgate.auth", auth));
+        }
+        if let Some(user) = f.user {
+            span.set_attribute(KeyValue::new("wxgate.user", user.to_string()));
+        }
+        if f.status >= 500 || f.status == 0 {
+            span.set_status(Status::error("server error"));
+        }
+        span.end();
     }
 }
 

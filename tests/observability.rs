@@ -123,7 +123,17 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() {
     tokio::spawn(hook.serve(hook_listener));
     let redis = RedisServer::start();
     let up = Upstream::start("observability").await;
-    let preamble = Preamble::new("observability-test");
+    // An HTTPS listener: its certificate's expiry is a metric.
+    let certs = support::TempDir::new("observability-tls");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = certs.write("cert.pem", &ck.cert.pem());
+    let key = certs.write("key.pem", &ck.signing_key.serialize_pem());
+    let tls = format!(
+        "tls_listen = \"127.0.0.1:0\"\ntls_cert = '{}'\ntls_key = '{}'",
+        cert.display(),
+        key.display()
+    );
+    let preamble = Preamble::new("observability-test").server(&tls);
     let text = format!(
         r#"{preamble}
 [wechat]
@@ -189,6 +199,17 @@ upstreams = ["{}"]
     // `wxgate_config_reloads_total` has series once a reload was made.
     env.gateway.reload(&env.config).await.unwrap();
     let exported = support::get(internal, "/metrics", &[]).await.text();
+    let expiry = exported
+        .lines()
+        .find(|l| {
+            l.starts_with("wxgate_tls_certificate_expiry_timestamp_seconds{listener=\"tls\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .expect("the certificate's expiry");
+    assert!(
+        expiry > 1.9e9,
+        "rcgen's certificates last until 4096: {expiry}"
+    );
     for name in &named {
         assert!(
             exported.contains(&format!("# TYPE {name} ")),

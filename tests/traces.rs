@@ -197,9 +197,16 @@ async fn gateway(collector: SocketAddr, server: &str, ratio: f64) -> Gateway {
 appid = "wxtraces000000001"
 secret_env = "W"
 
+[wechat.relay]
+secret = "traces-relay-secret-0123"
+allow = ["/wxa/msg_sec_check"]
+
 [login.hook]
 url = "http://{hook_addr}/internal/wxgate"
 secret_env = "H"
+
+[metrics]
+listen = "127.0.0.1:0"
 
 [traces]
 endpoint = "http://{collector}/v1/traces"
@@ -432,6 +439,44 @@ async fn a_trusted_proxys_trace_is_followed_on_pingoras_path_and_propagated_unsa
     assert_eq!(
         named(&spans, "wechat jscode2session").unwrap().parent(),
         login.id()
+    );
+
+    // A backend's call through the relay, in its own trace: a span for it
+    // and one for each WeChat call it made.
+    let internal = gw.env.gateway.metrics_addr().unwrap();
+    let backend = CLIENT_PARENT.replace("4736", "4739");
+    let r = support::post_json(
+        internal,
+        "/wxa/msg_sec_check",
+        &serde_json::json!({"content": "hello", "version": 2, "scene": 1, "openid": "o-x"}),
+        &[
+            "Authorization: Bearer traces-relay-secret-0123",
+            &format!("traceparent: {backend}"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let relayed = CLIENT_TRACE.replace("4736", "4739");
+    let spans = collector
+        .trace(&relayed, |s| {
+            named(s, "POST /wxa/msg_sec_check").is_some()
+                && named(s, "wechat /wxa/msg_sec_check").is_some()
+                && named(s, "wechat stable_token").is_some()
+        })
+        .await;
+    let call = named(&spans, "POST /wxa/msg_sec_check").unwrap();
+    assert_eq!(
+        call.parent(),
+        "00f067aa0ba902b7",
+        "under the backend's span"
+    );
+    assert_eq!(
+        named(&spans, "wechat /wxa/msg_sec_check").unwrap().parent(),
+        call.id()
+    );
+    assert_eq!(
+        named(&spans, "wechat stable_token").unwrap().parent(),
+        call.id()
     );
 
     // No trace sent, ratio 0: nothing recorded, but the upstream still

@@ -18,6 +18,7 @@ pub(super) struct StateGauges {
     connections_refused: IntCounterVec,
     log_suppressed: IntCounter,
     trace_spans: IntCounterVec,
+    tls_expiry: IntGaugeVec,
     shared: SharedStoreGauges,
 }
 
@@ -52,6 +53,11 @@ impl SharedStoreGauges {
 }
 
 impl StateGauges {
+    /// The TLS certificate expires at `at` (Unix seconds).
+    pub(super) fn tls_expiry(&self, at: i64) {
+        self.tls_expiry.with_label_values(&["tls"]).set(at);
+    }
+
     pub(super) fn new(r: &Registry) -> Result<Self, MetricsError> {
         Ok(Self {
             upstream_up: gauge_vec(
@@ -103,6 +109,12 @@ impl StateGauges {
                 "wxgate_trace_spans_exported_total",
                 "With [traces]: spans sent to the collector, by outcome (ok, failed).",
                 &["outcome"],
+            )?,
+            tls_expiry: gauge_vec(
+                r,
+                "wxgate_tls_certificate_expiry_timestamp_seconds",
+                "When the TLS listener's certificate expires (its notAfter, Unix seconds), by listener; read at start.",
+                &["listener"],
             )?,
             shared: SharedStoreGauges::new(r)?,
             fail_open: {

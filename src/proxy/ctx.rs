@@ -37,8 +37,8 @@ pub(crate) struct RequestCtx {
     pub(super) failure: Option<ApiError>,
     /// A WebSocket handshake: no read deadline once it is upgraded.
     pub(super) websocket: bool,
-    /// With `[traces]`: the request's span (boxed: no room taken without).
-    pub(super) span: Option<Box<RequestSpan>>,
+    /// With `[traces]`: the request's span (a traced one is boxed).
+    pub(super) span: Option<RequestSpan>,
 }
 
 impl RequestCtx {

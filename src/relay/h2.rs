@@ -84,11 +84,11 @@ impl Relay {
                 HeaderName::from_static(TRACEPARENT),
                 HeaderName::from_static(TRACESTATE),
             );
-            Box::new(t.request_from(client.peer_trusted, values(tp), values(ts), started))
+            t.request_from(client.peer_trusted, values(tp), values(ts), started)
         });
         let action = match admitted {
             Ok(forward) => {
-                let told = upstream_told(&state, span.as_deref_mut());
+                let told = upstream_told(&state, span.as_mut());
                 let out = self.upstream_head_h2(
                     &state,
                     req,

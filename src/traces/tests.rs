@@ -15,7 +15,7 @@ fn traces(ratio: f64) -> Traces {
 
 impl Traces {
     fn request_now(&self, tp: Option<&[u8]>, ts: Option<&[u8]>) -> RequestSpan {
-        self.request(tp, ts, crate::clock::wall_now())
+        self.request(tp, ts, std::time::Instant::now())
     }
 }
 
