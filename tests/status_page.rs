@@ -206,3 +206,53 @@ health_check_interval = "1s"
     }
     dev::stop(env).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wxgate_dev_opens_the_internal_listener_and_prints_only_its_own_secrets() {
+    let env = dev::embedded().await;
+    let internal = env
+        .gateway
+        .metrics_addr()
+        .expect("dev opens the internal listener");
+    let walkthrough = env.walkthrough();
+    assert!(
+        walkthrough.contains(&format!("http://{internal}/ (the status page")),
+        "{walkthrough}"
+    );
+    // The printed command for the backends' access token works as printed.
+    let line = walkthrough
+        .lines()
+        .find(|l| l.contains("/internal/wechat/access_token"))
+        .expect("the access token command");
+    let secret = line
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|s| s.strip_suffix('\''))
+        .expect("its secret");
+    let r = support::get(
+        internal,
+        "/internal/wechat/access_token",
+        &[&format!("Authorization: Bearer {secret}")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = support::get(internal, "/", &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("&lt;embedded dev config&gt;"));
+    assert!(!page.text().contains(secret), "no secret on the page");
+    dev::stop(env).await;
+
+    // A file's secrets may be real ones: never printed.
+    let text = format!(
+        "{}\n[wechat]\nappid = \"wxdevsecrets00001\"\nsecret = \"dev file secret\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\nadmin_secret = \"file-admin-secret-0123456\"\n\n[[routes]]\nprefix = \"/\"\nupstreams = [\"127.0.0.1:9\"]\n",
+        Preamble::new("dev-secrets")
+    );
+    let env = dev::with_config(&text, &[]).await;
+    let walkthrough = env.walkthrough();
+    assert!(walkthrough.contains(&env.gateway.metrics_addr().unwrap().to_string()));
+    assert!(
+        !walkthrough.contains("file-admin-secret-0123456"),
+        "{walkthrough}"
+    );
+    dev::stop(env).await;
+}

@@ -131,3 +131,28 @@ fn span_names_take_standard_methods_only() {
     assert_eq!(method_name("FOOBARBAZ"), "_OTHER");
     assert_eq!(method_name("get"), "_OTHER");
 }
+
+#[test]
+fn a_tracestate_is_passed_on_only_in_printable_ascii() {
+    let state = |v: &str| TraceState::from_key_value([("vendor", v)]).unwrap();
+    let sc = |ts| {
+        SpanContext::new(
+            TraceId::from_bytes([1; 16]),
+            SpanId::from_bytes([2; 8]),
+            TraceFlags::SAMPLED,
+            true,
+            ts,
+        )
+    };
+    assert_eq!(
+        propagated(&sc(state("kept"))).tracestate.as_deref(),
+        Some("vendor=kept")
+    );
+    assert!(propagated(&sc(state("tab\there"))).tracestate.is_none());
+    assert!(propagated(&sc(TraceState::default())).tracestate.is_none());
+    let told = propagated(&sc(TraceState::default()));
+    assert_eq!(
+        told.traceparent.as_bytes(),
+        b"00-01010101010101010101010101010101-0202020202020202-01"
+    );
+}
