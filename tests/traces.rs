@@ -162,6 +162,31 @@ fn ids(traceparent: &str) -> (String, String, String) {
     )
 }
 
+/// A GET over h2c (HTTP/2 with prior knowledge): status and body.
+async fn h2_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let mut req = http::Request::builder().uri(format!("http://gw.test{path}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let (response, _) = client.send_request(req.body(()).unwrap(), true).unwrap();
+    let response = response.await.unwrap();
+    let status = response.status().as_u16();
+    let mut recv = response.into_body();
+    let mut body = Vec::new();
+    while let Some(data) = recv.data().await {
+        let data = data.unwrap();
+        let _ = recv.flow_control().release_capacity(data.len());
+        body.extend_from_slice(&data);
+    }
+    (status, String::from_utf8(body).unwrap())
+}
+
 /// What the echo upstream received, as `name: value` pairs.
 fn echoed(body: &str) -> HashMap<String, Vec<String>> {
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -247,7 +272,7 @@ async fn requests_are_traced_through_wechat_the_hook_the_store_and_the_upstream(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_traced_the_same_on_pingoras_path() {
-    traced_end_to_end("http1 = \"pingora\"").await;
+    traced_end_to_end("http1 = \"pingora\"\nhttp2 = \"pingora\"").await;
 }
 
 /// A login and a proxied request from a client that is no trusted proxy,
@@ -350,6 +375,33 @@ async fn traced_end_to_end(server: &str) {
         upstream.attr("http.response.status_code").as_deref(),
         Some("200")
     );
+
+    // The same over HTTP/2: the client's trace is dropped there too.
+    let auth = format!("Bearer {token}");
+    let (status, body) = h2_get(
+        addr,
+        "/h2",
+        &[
+            ("authorization", &auth),
+            ("traceparent", CLIENT_PARENT),
+            ("tracestate", "made=up"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let seen = echoed(&body);
+    let (trace, upstream_id, _) = ids(&seen["traceparent"][0]);
+    assert_ne!(
+        trace, CLIENT_TRACE,
+        "HTTP/2: the client's trace is not followed"
+    );
+    assert!(!seen.contains_key("tracestate"));
+    let spans = collector
+        .trace(&trace, |s| {
+            named(s, "GET /").is_some() && named(s, "upstream").is_some()
+        })
+        .await;
+    assert_eq!(named(&spans, "upstream").unwrap().id(), upstream_id);
 
     let mut secrets = vec![
         token,
