@@ -50,6 +50,7 @@ mod internal;
 mod openapi;
 mod park;
 mod serve;
+mod traced;
 
 use accept::accept_loop;
 use serve::App;

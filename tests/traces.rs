@@ -232,6 +232,7 @@ secret_env = "H"
 
 [metrics]
 listen = "127.0.0.1:0"
+access_token_secret = "traces-token-secret-0123"
 
 [traces]
 endpoint = "http://{collector}/v1/traces"
@@ -531,6 +532,40 @@ async fn a_trusted_proxys_trace_is_followed_on_pingoras_path_and_propagated_unsa
         call.id()
     );
 
+    // A backend asking for the access token, in its trace.
+    let asked = CLIENT_PARENT.replace("4736", "473a");
+    let r = support::get(
+        internal,
+        "/internal/wechat/access_token",
+        &[
+            "Authorization: Bearer traces-token-secret-0123",
+            &format!("traceparent: {asked}"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Without the secret, no trace of the caller's choosing.
+    let guessed = CLIENT_PARENT.replace("4736", "473b");
+    let r = support::get(
+        internal,
+        "/internal/wechat/access_token",
+        &[&format!("traceparent: {guessed}")],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let spans = collector
+        .trace(&CLIENT_TRACE.replace("4736", "473a"), |s| {
+            named(s, "GET /internal/wechat/access_token").is_some()
+        })
+        .await;
+    assert_eq!(
+        named(&spans, "GET /internal/wechat/access_token")
+            .unwrap()
+            .attr("http.response.status_code")
+            .as_deref(),
+        Some("200")
+    );
+
     // No trace sent, ratio 0: nothing recorded, but the upstream still
     // hears of the request's (unsampled) trace.
     let before = collector.spans().len();
@@ -557,6 +592,11 @@ async fn a_trusted_proxys_trace_is_followed_on_pingoras_path_and_propagated_unsa
             named(s, "GET /").is_some() && named(s, "upstream").is_some()
         })
         .await;
+    let guessed = CLIENT_TRACE.replace("4736", "473b");
+    assert!(
+        collector.spans().iter().all(|g| g.trace() != guessed),
+        "a caller without the secret named its trace"
+    );
     let after: Vec<Got> = collector.spans().into_iter().skip(before).collect();
     assert!(
         after.iter().all(|g| g.trace() == last),

@@ -27,6 +27,7 @@ use super::admin::{self, ADMIN_PREFIX};
 use super::admission::{Connections, Refused};
 use super::bearer::{error_response, refused};
 use super::openapi;
+use super::traced::traced;
 use crate::clock::unix_now_ms;
 use crate::conn::InternalLimits;
 use crate::http1::{response, serve_bounded, Deadlines};
@@ -35,6 +36,9 @@ use crate::status::Status;
 
 /// Where the backends get the WeChat access token.
 pub(super) const ACCESS_TOKEN_PATH: &str = "/internal/wechat/access_token";
+
+/// The Bearer realm of the access token.
+const REALM: &str = r#"Bearer realm="wxgate-internal""#;
 
 /// The content type of Prometheus' text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -84,7 +88,12 @@ pub(super) async fn serve(
                 (_, "/metrics") => response(405, "text/plain", "GET only\n"),
                 (&Method::GET, ACCESS_TOKEN_PATH) => {
                     let state = state.load_full();
-                    access_token(&state, &req).await
+                    // A caller with the secret may name its trace.
+                    let trusted = state
+                        .access_token_secret()
+                        .is_some_and(|s| refused(req.headers(), s, REALM).is_none());
+                    let call = (req.headers(), req.method(), ACCESS_TOKEN_PATH);
+                    traced(&state, trusted, call, access_token(&state, &req)).await
                 }
                 (_, path) if path.starts_with(ADMIN_PREFIX) => {
                     let state = state.load_full();
@@ -132,7 +141,7 @@ async fn access_token(
     let (Some(secret), Some(login)) = (state.access_token_secret(), state.login()) else {
         return response(404, "text/plain", "metrics are at /metrics\n");
     };
-    if let Some(r) = refused(req.headers(), secret, r#"Bearer realm="wxgate-internal""#) {
+    if let Some(r) = refused(req.headers(), secret, REALM) {
         return r;
     }
     let param = |name: &str| {

@@ -23,16 +23,14 @@ use hyper::{Method, Request, Response};
 use serde::Deserialize;
 
 use super::bearer::{error_response, refused};
+use super::traced::traced;
 use crate::error::ApiError;
 use crate::http1::response;
 use crate::login::apps::Apps;
 use crate::state::GatewayState;
-use crate::traces::{Finish, RequestSpan, TRACEPARENT, TRACESTATE};
 use crate::wechat::openapi::{RelayRequest, SET_BY_RELAY};
 use crate::wechat::signature::SIG_METHOD;
 use crate::wechat::RelayConfig;
-use opentelemetry::context::FutureExt as _;
-use std::time::Instant;
 
 /// Where a backend gets a user-state signature.
 pub(super) const SIGNATURE_PATH: &str = "/internal/wechat/user_signature";
@@ -67,34 +65,18 @@ pub(super) async fn handle(
     ) {
         return Some(r);
     }
-    // With `[traces]`, a span per call; the backend holds the relay's
-    // secret, so its `traceparent` is followed.
-    let span = state.metrics().traces().map(|t| {
-        let h = req.headers();
-        let field = |name| h.get_all(name).into_iter().map(HeaderValue::as_bytes);
-        t.request_from(true, field(TRACEPARENT), field(TRACESTATE), Instant::now())
-    });
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let headers = req.headers().clone();
     let answer = async {
         match req.uri().path() {
             SIGNATURE_PATH => signature(apps, req).await,
             CHECK_KEY_PATH | RESET_KEY_PATH => session_key(apps, req).await,
             _ => forward(relay, apps, req).await,
         }
+        .unwrap_or_else(|e| error_response(&e))
     };
-    let answer = match span.as_ref().map(RequestSpan::context) {
-        Some(cx) => answer.with_context(cx).await,
-        None => answer.await,
-    };
-    let mut r = answer.unwrap_or_else(|e| error_response(&e));
-    if let Some(span) = span {
-        span.finish(&Finish {
-            method: method.as_str(),
-            route: &path,
-            status: r.status().as_u16(),
-            ..Finish::default()
-        });
-    }
+    // The caller showed the relay's secret above.
+    let mut r = traced(state, true, (&headers, &method, &path), answer).await;
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Some(r)
