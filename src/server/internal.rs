@@ -27,7 +27,7 @@ use super::admin::{self, ADMIN_PREFIX};
 use super::admission::{Connections, Refused};
 use super::bearer::{error_response, refused};
 use super::openapi;
-use super::traced::traced;
+use super::traced;
 use crate::clock::unix_now_ms;
 use crate::conn::InternalLimits;
 use crate::http1::{response, serve_bounded, Deadlines};
@@ -92,8 +92,8 @@ pub(super) async fn serve(
                     let trusted = state
                         .access_token_secret()
                         .is_some_and(|s| refused(req.headers(), s, REALM).is_none());
-                    let call = (req.headers(), req.method(), ACCESS_TOKEN_PATH);
-                    traced(&state, trusted, call, access_token(&state, &req)).await
+                    let call = traced::start(&state, trusted, &req);
+                    traced::traced(call, access_token(&state, &req)).await
                 }
                 (_, path) if path.starts_with(ADMIN_PREFIX) => {
                     let state = state.load_full();

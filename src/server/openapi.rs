@@ -23,7 +23,7 @@ use hyper::{Method, Request, Response};
 use serde::Deserialize;
 
 use super::bearer::{error_response, refused};
-use super::traced::traced;
+use super::traced;
 use crate::error::ApiError;
 use crate::http1::response;
 use crate::login::apps::Apps;
@@ -65,8 +65,8 @@ pub(super) async fn handle(
     ) {
         return Some(r);
     }
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let headers = req.headers().clone();
+    // The caller showed the relay's secret above.
+    let call = traced::start(state, true, &req);
     let answer = async {
         match req.uri().path() {
             SIGNATURE_PATH => signature(apps, req).await,
@@ -75,8 +75,7 @@ pub(super) async fn handle(
         }
         .unwrap_or_else(|e| error_response(&e))
     };
-    // The caller showed the relay's secret above.
-    let mut r = traced(state, true, (&headers, &method, &path), answer).await;
+    let mut r = traced::traced(call, answer).await;
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Some(r)

@@ -8,42 +8,53 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderMap, HeaderValue};
-use hyper::{Method, Response};
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response};
 use opentelemetry::context::FutureExt as _;
 
 use crate::state::GatewayState;
 use crate::traces::{Finish, RequestSpan, TRACEPARENT, TRACESTATE};
 
-/// `answer` to the call `(headers, method, path)`, in a span of its own
-/// when traces are on (the WeChat calls it makes hang under it); `trusted`:
-/// the caller showed the secret.
-pub(super) async fn traced(
-    state: &GatewayState,
-    trusted: bool,
-    (headers, method, path): (&HeaderMap, &Method, &str),
-    answer: impl Future<Output = Response<Full<Bytes>>>,
-) -> Response<Full<Bytes>> {
-    let Some(traces) = state.metrics().traces() else {
-        return answer.await;
-    };
-    let field = |name| headers.get_all(name).into_iter().map(HeaderValue::as_bytes);
-    let span = traces.request_from(
-        trusted,
-        field(TRACEPARENT),
-        field(TRACESTATE),
-        Instant::now(),
-    );
-    let r = answer.with_context(span.context()).await;
-    finish(span, method, path, r.status().as_u16());
-    r
+/// A traced call: its span, and what names it.
+pub(super) struct Call {
+    span: RequestSpan,
+    method: Method,
+    path: String,
 }
 
-fn finish(span: RequestSpan, method: &Method, path: &str, status: u16) {
-    span.finish(&Finish {
-        method: method.as_str(),
-        route: path,
-        status,
+/// The span of `req` when traces are on (nothing is copied otherwise);
+/// `trusted`: the caller showed the secret.
+pub(super) fn start<B>(state: &GatewayState, trusted: bool, req: &Request<B>) -> Option<Call> {
+    let traces = state.metrics().traces()?;
+    let headers = req.headers();
+    let field = |name| headers.get_all(name).into_iter().map(HeaderValue::as_bytes);
+    Some(Call {
+        span: traces.request_from(
+            trusted,
+            field(TRACEPARENT),
+            field(TRACESTATE),
+            Instant::now(),
+        ),
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
+    })
+}
+
+/// `answer`, in `call`'s span if there is one (the WeChat calls it makes
+/// hang under it).
+pub(super) async fn traced(
+    call: Option<Call>,
+    answer: impl Future<Output = Response<Full<Bytes>>>,
+) -> Response<Full<Bytes>> {
+    let Some(call) = call else {
+        return answer.await;
+    };
+    let r = answer.with_context(call.span.context()).await;
+    call.span.finish(&Finish {
+        method: call.method.as_str(),
+        route: &call.path,
+        status: r.status().as_u16(),
         ..Finish::default()
     });
+    r
 }
